@@ -1,0 +1,31 @@
+"""Where code is running: on the client, or inside a container (and then for which input)."""
+
+from __future__ import annotations
+
+import contextvars
+import os
+
+_current_input: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("shoal_input", default=None)
+
+
+def is_local() -> bool:
+    """True on the client, False inside a Shoal container."""
+    return "SHOAL_CONTAINER_ID" not in os.environ
+
+
+def current_input_id() -> str | None:
+    """The id of the input being processed by this container (``in-...``), or None outside one."""
+    from ._ids import input_id
+
+    current = _current_input.get()
+    return input_id(*current) if current else None
+
+
+def current_function_call_id() -> str | None:
+    """The id of the function call whose input is being processed (``fc-...``), or None outside one."""
+    current = _current_input.get()
+    return current[0] if current else None
+
+
+def set_current_input(call_id: str | None, index: int = 0) -> contextvars.Token[tuple[str, int] | None]:
+    return _current_input.set((call_id, index) if call_id else None)

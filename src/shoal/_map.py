@@ -1,0 +1,253 @@
+"""The streaming map engine: a bounded input pump, a batched submitter, and an output collector.
+
+* The user's iterator is read by a thread (it may block or be infinite); at most ``window`` inputs are in
+  flight (read but not yet handed back), so memory stays bounded for any number of inputs.
+* Inputs go to the server in batches (one request per batch); outputs come back by long-polling in batches.
+* ``order_outputs=True`` uses a reorder buffer, bounded by the same window.
+* An exception raised by the iterator itself ends the map promptly and is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._payloads import check_size, decode_output, to_payload
+from .client import Client
+from .serialization import serialize_args
+
+DEFAULT_WINDOW = 10_000
+SUBMIT_BATCH = 2_000
+SUBMIT_BATCH_BYTES = 8 * 1024 * 1024
+POLL_WAIT = 25.0
+
+
+@dataclass
+class _End:
+    count: int
+
+
+@dataclass
+class _IteratorFailed:
+    error: BaseException
+
+
+class InputPump:
+    """Reads ``(args, kwargs)`` items in a thread, pickles them, and queues them for the submitter."""
+
+    def __init__(self, items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], function_name: str, window: int | None):
+        self.items = items
+        self.function_name = function_name
+        self.slots = threading.Semaphore(window) if window else None
+        self.queue: asyncio.Queue[tuple[int, bytes] | _End | _IteratorFailed] = asyncio.Queue()
+        self.stopped = threading.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="shoal-map-pump", daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.slots is not None:
+            self.slots.release()  # unblock a pump waiting for a slot
+
+    def done_one(self) -> None:
+        self.done(1)
+
+    def done(self, count: int) -> None:
+        if self.slots is not None and count > 0:
+            self.slots.release(count)
+
+    def _put(self, item: tuple[int, bytes] | _End | _IteratorFailed) -> None:
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+
+    def _run(self) -> None:
+        index = 0
+        try:
+            while True:
+                if self.slots is not None:
+                    self.slots.acquire()
+                if self.stopped.is_set():
+                    return
+                try:
+                    args, kwargs = next(self.items)
+                except StopIteration:
+                    break
+                data = serialize_args(args, kwargs, self.function_name)
+                check_size(data, self.function_name)
+                self._put((index, data))
+                index += 1
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
+            self._put(_IteratorFailed(exc))
+            return
+        self._put(_End(index))
+
+
+async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submitted: Callable[[int], None]) -> int:
+    """Send the pump's inputs in batches; close the call at the end. Returns the number of inputs."""
+    while True:
+        first = await pump.queue.get()
+        batch: list[tuple[int, bytes]] = []
+        end: _End | None = None
+        size = 0
+        item: Any = first
+        while True:
+            if isinstance(item, _IteratorFailed):
+                raise item.error
+            if isinstance(item, _End):
+                end = item
+                break
+            batch.append(item)
+            size += len(item[1])
+            if len(batch) >= SUBMIT_BATCH or size >= SUBMIT_BATCH_BYTES or pump.queue.empty():
+                break
+            item = pump.queue.get_nowait()
+        if end is None and batch and pump.queue.empty():
+            # take what arrives within a blink: fewer, fuller requests
+            await asyncio.sleep(0)
+            while not pump.queue.empty() and len(batch) < SUBMIT_BATCH and size < SUBMIT_BATCH_BYTES:
+                item = pump.queue.get_nowait()
+                if isinstance(item, _IteratorFailed):
+                    raise item.error
+                if isinstance(item, _End):
+                    end = item
+                    break
+                batch.append(item)
+                size += len(item[1])
+        if batch or end is not None:
+            start = batch[0][0] if batch else end.count  # type: ignore[union-attr]
+            payloads = [await to_payload(client, data) for _, data in batch]
+            await client.request(
+                "POST", f"/calls/{call_id}/inputs", {"start": start, "inputs": payloads, "close": end is not None},
+                packed=True,
+            )  # fmt: skip
+            on_submitted(len(batch))
+        if end is not None:
+            return end.count
+
+
+async def collect_outputs(
+    client: Client, call_id: str, *, order_outputs: bool, return_exceptions: bool, start: int = 0,
+    end: Callable[[], int | None], on_delivered: Callable[[], None] = lambda: None,
+) -> AsyncIterator[list[Any]]:  # fmt: skip
+    """Yield batches of results (values, or exceptions when ``return_exceptions``) until ``end()`` are delivered."""
+    since = 0
+    delivered = 0
+    next_index = start
+    buffer: dict[int, tuple[bool, Any]] = {}
+    while True:
+        total = end()
+        if total is not None and delivered >= total - start:
+            return
+        resp = await client.request(
+            "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 10_000}, packed=True
+        )
+        batch: list[Any] = []
+        for seq, index, status, data in resp["outputs"]:
+            since = max(since, seq)
+            if index < start:
+                continue
+            ok, value = await decode_output(client, status, data)
+            if order_outputs:
+                buffer[index] = (ok, value)
+                while next_index in buffer:
+                    batch.append(_deliver(*buffer.pop(next_index), return_exceptions))
+                    next_index += 1
+                    delivered += 1
+                    on_delivered()
+            else:
+                batch.append(_deliver(ok, value, return_exceptions))
+                delivered += 1
+                on_delivered()
+        if resp["call"]["status"] == "EXPIRED":
+            from .exception import OutputExpiredError
+
+            raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")
+        if batch:
+            yield batch
+
+
+def _deliver(ok: bool, value: Any, return_exceptions: bool) -> Any:
+    if ok or return_exceptions:
+        return value
+    raise value
+
+
+async def run_map(
+    client: Client, function_id: str, function_name: str,
+    items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], *, order_outputs: bool, return_exceptions: bool,
+    parent_input: str | None, window: int = DEFAULT_WINDOW, on_call: Callable[[str], None] = lambda _: None,
+) -> AsyncIterator[list[Any]]:  # fmt: skip
+    """Run a whole map: create the call, pump and submit inputs, and yield result batches as they come."""
+    call_id = (await client.request("POST", f"/functions/{function_id}/calls", {"kind": "map", "parent_input": parent_input}))[
+        "call_id"
+    ]
+    on_call(call_id)
+    pump = InputPump(items, function_name, window)
+    total: list[int] = []
+    pump.start()
+    submitter = asyncio.create_task(submit_inputs(client, call_id, pump, lambda n: None))
+    submitter.add_done_callback(lambda t: total.append(t.result()) if not t.cancelled() and not t.exception() else None)
+    finished = False
+    try:
+        outputs = collect_outputs(
+            client, call_id, order_outputs=order_outputs, return_exceptions=return_exceptions,
+            end=lambda: total[0] if total else None, on_delivered=pump.done_one,
+        )  # fmt: skip
+        while True:
+            next_batch = asyncio.ensure_future(outputs.__anext__())
+            done, _ = await asyncio.wait({next_batch, submitter}, return_when=asyncio.FIRST_COMPLETED)
+            if submitter in done and submitter.exception() is not None:
+                next_batch.cancel()
+                raise submitter.exception()  # type: ignore[misc]
+            try:
+                batch = await next_batch
+            except StopAsyncIteration:
+                finished = True
+                return
+            yield batch
+    finally:
+        pump.stop()
+        if not submitter.done():
+            submitter.cancel()
+            with contextlib.suppress(BaseException):
+                await submitter
+        if not finished:
+            with contextlib.suppress(Exception):
+                await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+
+
+async def spawn_map(
+    client: Client, function_id: str, function_name: str,
+    items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], parent_input: str | None,
+) -> str:  # fmt: skip
+    """Submit every input (streaming, bounded memory) and return the call id without waiting for results."""
+    call_id = (
+        await client.request("POST", f"/functions/{function_id}/calls", {"kind": "spawn_map", "parent_input": parent_input})
+    )["call_id"]
+    pump = InputPump(items, function_name, window=4 * SUBMIT_BATCH)
+    pump.start()
+    try:
+        await submit_inputs(client, call_id, pump, pump.done)
+    except BaseException:
+        pump.stop()
+        with contextlib.suppress(Exception):
+            await client.request("POST", f"/calls/{call_id}/cancel", {})
+        raise
+    return call_id
+
+
+def zip_items(iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """``map``'s inputs: zip the iterables (stopping at the shortest), each with the same kwargs."""
+    for args in zip(*iterables):
+        yield args, kwargs
+
+
+def star_items(iterable: Any, kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    for args in iterable:
+        yield tuple(args), kwargs
+

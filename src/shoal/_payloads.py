@@ -1,0 +1,46 @@
+"""Client side of payloads: arguments out (inline or via the blob store), outputs back into values or errors."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from . import serialization
+from .client import Client
+from .config import INLINE_PAYLOAD_LIMIT, settings
+from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
+
+
+def check_size(data: bytes, function_name: str) -> None:
+    limit = settings().max_payload_bytes
+    if len(data) > limit:
+        raise RequestSizeError(
+            f"The arguments of {function_name} are {len(data)} bytes once pickled, over the limit of {limit} bytes "
+            "(SHOAL_MAX_PAYLOAD_BYTES). Store large data in a file or volume and pass its path."
+        )
+
+
+async def to_payload(client: Client, data: bytes) -> bytes:
+    """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
+    if len(data) <= INLINE_PAYLOAD_LIMIT:
+        return serialization.inline_payload(data)
+    blob_id = hashlib.sha256(data).hexdigest()
+    if not await client.has_blob(blob_id):
+        await client.put_blob(blob_id, data)
+    return serialization.blob_payload(blob_id)
+
+
+async def decode_output(client: Client, status: str, data: bytes) -> tuple[bool, Any]:
+    """(ok, value): the return value, or the exception the caller should see for a failed input."""
+    if status in ("SUCCESS", "FAILURE"):
+        ref = serialization.blob_ref(data)
+        raw = await client.get_blob(ref) if ref is not None else data[1:]
+        if status == "SUCCESS":
+            return True, serialization.loads(raw)
+        return False, serialization.rebuild_failure(raw)
+    message = data.decode(errors="replace")
+    if status == "TIMEOUT":
+        return False, FunctionTimeoutError(message)
+    if status == "CANCELLED":
+        return False, InputCancellation(message)
+    return False, ExecutionError(message)

@@ -1,0 +1,104 @@
+"""One async core, two faces: a background event loop thread runs every coroutine of the SDK.
+
+Blocking methods submit a coroutine to that loop and wait; ``.aio`` methods await it from the caller's own
+loop. Async generators are bridged batch by batch so a million-result map costs few thread hops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The SDK's background event loop (started on first use)."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            new_loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(new_loop)
+                new_loop.call_soon(ready.set)
+                new_loop.run_forever()
+
+            threading.Thread(target=run, name="shoal-sdk-loop", daemon=True).start()
+            ready.wait()
+            _loop = new_loop
+        return _loop
+
+
+def _submit(coro: Coroutine[Any, Any, T]) -> Future[T]:
+    return asyncio.run_coroutine_threadsafe(coro, loop())
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the SDK loop and block for its result (Ctrl-C cancels it)."""
+    if threading.current_thread().name == "shoal-sdk-loop":
+        raise RuntimeError("blocking Shoal call made from inside the SDK's own event loop; use the .aio variant")
+    future = _submit(coro)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
+
+
+async def run_aio(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` (running on the SDK loop) from any other event loop."""
+    return await asyncio.wrap_future(_submit(coro))
+
+
+def iter_sync(agen: AsyncIterator[list[T]]) -> Iterator[T]:
+    """Iterate, blocking, over an async generator of batches running on the SDK loop."""
+    try:
+        while True:
+            try:
+                batch = run_sync(agen.__anext__())  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
+            yield from batch
+    finally:
+        closer = getattr(agen, "aclose", None)
+        if closer is not None:
+            try:
+                run_sync(closer())
+            except BaseException:  # noqa: BLE001 - closing must not mask the original error
+                pass
+
+
+async def iter_aio(agen: AsyncIterator[list[T]]) -> AsyncIterator[T]:
+    """Async-iterate from the caller's loop over an async generator of batches running on the SDK loop."""
+    try:
+        while True:
+            try:
+                batch = await run_aio(agen.__anext__())  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return
+            for item in batch:
+                yield item
+    finally:
+        closer = getattr(agen, "aclose", None)
+        if closer is not None:
+            try:
+                await run_aio(closer())
+            except BaseException:  # noqa: BLE001
+                pass
+
+
+def _shutdown() -> None:
+    if _loop is not None and not _loop.is_closed():
+        _loop.call_soon_threadsafe(_loop.stop)
+
+
+atexit.register(_shutdown)

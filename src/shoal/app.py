@@ -1,0 +1,290 @@
+"""``App``: a named group of functions, and ``app.run()`` which makes them callable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _context
+from ._bundle import Bundle, build_bundle, module_name_and_root
+from ._sync import loop, run_sync
+from .client import Client, acquire_server, client_for, release_server
+from .exception import InvalidError, deprecation_warning
+from .functions import Function, FunctionOptions
+from .retries import Retries, parse_retries
+
+# Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
+_PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
+# Modal parameters that Shoal does not implement yet: rejected with a clear error.
+_NOT_YET = {
+    "schedule": "schedules (Period/Cron)",
+    "network_file_systems": "network file systems",
+    "proxy": "proxies",
+    "enable_memory_snapshot": "memory snapshots",
+    "block_network": "network blocking",
+    "is_generator": "generator functions",
+    "max_inputs": "max_inputs",
+    "allow_concurrent_inputs": "concurrent inputs (@concurrent)",
+}
+
+
+def _validate_positive(name: str, value: float | None, upper: float | None = None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (upper and value > upper):
+        bound = f" and at most {upper:g}" if upper else ""
+        raise InvalidError(f"{name}={value!r} is invalid: it must be a number above 0{bound}.")
+
+
+def _validate_count(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidError(f"{name}={value!r} is invalid: it must be a whole number >= 0.")
+
+
+class App:
+    """A group of functions deployed and run together (``shoal.App`` ~ ``modal.App``).
+
+    Args:
+        name: the app's name (shown in logs and the CLI).
+        image: default image for its functions (spec only for now: functions run in this Python environment).
+        secrets, volumes: not implemented yet; passing any raises InvalidError.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        image: Any = None,
+        secrets: list[Any] | None = None,
+        volumes: dict[str, Any] | None = None,
+        include_source: bool | None = None,
+    ) -> None:
+        if secrets:
+            raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
+        if volumes:
+            raise InvalidError("Volumes are not implemented in Shoal yet.")
+        self.name = name
+        self.image = image
+        self.registered_functions: dict[str, Function] = {}
+        self.local_entrypoints: dict[str, Callable[..., Any]] = {}
+        self._app_id: str | None = None
+        self._log_seq = 0
+
+    def __repr__(self) -> str:
+        return f"App({self.name!r})"
+
+    @property
+    def app_id(self) -> str | None:
+        """The id of the running app (``ap-...``), or None when it is not running."""
+        return self._app_id
+
+    def function(
+        self,
+        _f: Callable[..., Any] | None = None,
+        *,
+        image: Any = None,
+        gpu: str | list[str] | None = None,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        timeout: float = 300,
+        retries: int | Retries | None = None,
+        max_containers: int | None = None,
+        min_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: float | None = None,
+        secrets: list[Any] | None = None,
+        volumes: dict[str, Any] | None = None,
+        env: dict[str, str | None] | None = None,
+        name: str | None = None,
+        serialized: bool = False,
+        single_use_containers: bool = False,
+        startup_timeout: float | None = None,
+        include_source: bool | None = None,
+        concurrency_limit: int | None = None,
+        keep_warm: int | None = None,
+        container_idle_timeout: float | None = None,
+        **unsupported: Any,
+    ) -> Any:
+        """Register a function to run in containers. Parameters follow ``modal.App.function``.
+
+        ``concurrency_limit``, ``keep_warm`` and ``container_idle_timeout`` are accepted with a
+        DeprecationWarning as ``max_containers``, ``min_containers`` and ``scaledown_window``.
+
+        Raises:
+            InvalidError: an invalid value, or a Modal parameter Shoal does not implement yet.
+        """
+        if concurrency_limit is not None:
+            deprecation_warning("concurrency_limit is deprecated: use max_containers", 2)
+            max_containers = max_containers if max_containers is not None else concurrency_limit
+        if keep_warm is not None:
+            deprecation_warning("keep_warm is deprecated: use min_containers", 2)
+            min_containers = min_containers if min_containers is not None else keep_warm
+        if container_idle_timeout is not None:
+            deprecation_warning("container_idle_timeout is deprecated: use scaledown_window", 2)
+            scaledown_window = scaledown_window if scaledown_window is not None else container_idle_timeout
+        self._check_unsupported(unsupported)
+        if secrets:
+            raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
+        if volumes:
+            raise InvalidError("Volumes are not implemented in Shoal yet.")
+        _validate_positive("timeout", timeout, 24 * 3600)
+        _validate_positive("startup_timeout", startup_timeout, 24 * 3600)
+        _validate_positive("scaledown_window", scaledown_window, 24 * 3600)
+        for count_name, count in (("max_containers", max_containers), ("min_containers", min_containers),
+                                  ("buffer_containers", buffer_containers)):  # fmt: skip
+            _validate_count(count_name, count)
+        if max_containers == 0:
+            raise InvalidError("max_containers=0 would never run anything: use at least 1.")
+        if max_containers is not None and min_containers is not None and min_containers > max_containers:
+            raise InvalidError(f"min_containers={min_containers} is above max_containers={max_containers}.")
+        if env is not None and not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
+            raise InvalidError("env must map strings to strings (or None).")
+        options = FunctionOptions(
+            timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
+            max_containers=max_containers, min_containers=min_containers or 0, buffer_containers=buffer_containers or 0,
+            scaledown_window=float(scaledown_window if scaledown_window is not None else 60.0),
+            cpu=_request(cpu), memory=_request(memory),  # type: ignore[arg-type]
+            gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
+            serialized=serialized, single_use_containers=single_use_containers, image=image or self.image,
+        )  # fmt: skip
+
+        def decorate(f: Callable[..., Any]) -> Function:
+            if isinstance(f, Function):
+                raise InvalidError(f"{f.tag} is already a Shoal function; apply @app.function() once.")
+            if not callable(f):
+                raise InvalidError("@app.function() decorates a function.")
+            tag = name or getattr(f, "__qualname__", getattr(f, "__name__", "function"))
+            if "<locals>" in tag and not serialized:
+                raise InvalidError(
+                    f"{tag} is defined inside another function, so a container cannot import it: define it at module "
+                    "level, or pass serialized=True."
+                )
+            if tag in self.registered_functions:
+                warnings.warn(f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3)
+            fn = Function(f, tag, options, self.name)
+            self.registered_functions[tag] = fn
+            return fn
+
+        if _f is not None:
+            return decorate(_f)
+        return decorate
+
+    @staticmethod
+    def _check_unsupported(unsupported: dict[str, Any]) -> None:
+        for key, value in unsupported.items():
+            if key in _NOT_YET:
+                if value:
+                    raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
+            elif key in _PLACEMENT_ONLY:
+                if value:
+                    warnings.warn(f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=4)
+            else:
+                raise InvalidError(f"@app.function() got an unknown parameter {key!r}.")
+
+    def local_entrypoint(self, _f: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Register a function that ``shoal run`` calls on the client, inside ``app.run()``."""
+
+        def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+            self.local_entrypoints[name or f.__name__] = f
+            return f
+
+        return decorate(_f) if _f is not None else decorate
+
+    # ---- running --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def run(self, *, show_logs: bool = True) -> Iterator[App]:
+        """Make the app's functions callable for the duration of the block.
+
+        Uses the server from SHOAL_SERVER_URL or a standing local ``shoal server``; otherwise starts an
+        embedded server for the block. On exit, unfinished inputs are cancelled and containers stop.
+        """
+        if not _context.is_local():
+            raise InvalidError("app.run() cannot be used inside a container: call the functions directly.")
+        if self._app_id is not None:
+            raise InvalidError(f"{self!r} is already running.")
+        url = acquire_server()
+        follower: asyncio.Future[None] | None = None
+        try:
+            client = client_for(url)
+            run_sync(self._create(client, url))
+            if show_logs:
+                follower = asyncio.run_coroutine_threadsafe(self._follow_logs(client), loop())  # type: ignore[assignment]
+            yield self
+        finally:
+            try:
+                if self._app_id is not None:
+                    run_sync(self._stop(client, follower))
+            finally:
+                for fn in self.registered_functions.values():
+                    fn._hydrate(None, None)
+                self._app_id = None
+                release_server(url)
+
+    async def _create(self, client: Client, url: str) -> None:
+        resp = await client.request("POST", "/apps", {"name": self.name or "app"})
+        self._app_id = resp["app_id"]
+        bundles: dict[tuple[str, str], Bundle] = {}
+        default_max = os.cpu_count() or 1
+        for tag, fn in self.registered_functions.items():
+            spec = fn.options.spec(default_max)
+            pickled = None
+            if fn.options.serialized:
+                pickled = fn.pickled()
+                spec.update(module=None, qualname=tag, bundle=None)
+            else:
+                module = sys.modules[fn.raw_f.__module__]
+                module_name, root = module_name_and_root(module)
+                key = (module_name, str(root))
+                if key not in bundles:
+                    bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
+                    if not await client.has_blob(bundles[key].blob_id):
+                        await client.put_blob(bundles[key].blob_id, bundles[key].data)
+                spec.update(module=module_name, qualname=fn.raw_f.__qualname__, bundle=bundles[key].blob_id)
+            spec["is_async"] = asyncio.iscoroutinefunction(fn.raw_f)
+            resp = await client.request(
+                "POST", f"/apps/{self._app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
+            )
+            fn._hydrate(resp["function_id"], url)
+
+    async def _follow_logs(self, client: Client) -> None:
+        self._log_seq = 0
+        while self._app_id is not None:
+            try:
+                resp = await client.request("POST", f"/apps/{self._app_id}/logs", {"since": since, "wait": 10.0}, packed=True)
+            except Exception:  # noqa: BLE001 - logs are best effort; never break the user's run
+                await asyncio.sleep(1.0)
+                continue
+            self._log_seq = _print_logs(resp["logs"], self._log_seq)
+
+    async def _stop(self, client: Client, follower: Any) -> None:
+        app_id = self._app_id
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(Exception):
+                since = getattr(self, "_log_seq", 0)
+                resp = await client.request("POST", f"/apps/{app_id}/logs", {"since": since, "wait": 0}, packed=True)
+                self._log_seq = _print_logs(resp["logs"], since)
+        await client.request("POST", f"/apps/{app_id}/stop", {})
+
+
+def _print_logs(rows: list[list[Any]], since: int) -> int:
+    for seq, stream, text, _container in rows:
+        since = max(since, seq)
+        target = sys.stderr if stream == "stderr" else sys.stdout
+        target.write(text)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return since
+
+
+def _request(value: Any) -> Any:
+    """cpu/memory may be a (request, limit) pair; the request is what placement uses."""
+    if isinstance(value, tuple):
+        return value[0]
+    return value

@@ -1,0 +1,63 @@
+"""The backend boundary: how the control plane gets and releases containers."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+ExitCallback = Callable[[str, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything a backend needs to start one container running ``python -m shoal.container``."""
+
+    container_id: str
+    function_id: str
+    app_id: str
+    server_url: str
+    container_token: str
+    client_token: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    cpu: float | None = None
+    memory_mib: int | None = None
+    gpu: str | None = None
+
+
+class Backend(abc.ABC):
+    """Starts and stops containers; reports each container's exit through ``on_exit(container_id, code)``."""
+
+    def __init__(self) -> None:
+        self.on_exit: ExitCallback = lambda container_id, code: None
+
+    @abc.abstractmethod
+    async def launch(self, spec: ContainerSpec) -> None:
+        """Start one container; returns once it is started (not once it is ready)."""
+
+    @abc.abstractmethod
+    async def terminate(self, container_id: str, grace: float) -> None:
+        """Ask a container to stop (SIGTERM-like), then force it after ``grace`` seconds."""
+
+    @abc.abstractmethod
+    def list(self) -> list[str]:
+        """Ids of the containers this backend is running."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop every container (the server is shutting down)."""
+
+    def describe_exit(self, code: int | None) -> str:
+        """Human words for an exit code."""
+        if code is None:
+            return "it was lost"
+        if code < 0:
+            import signal
+
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
+            return f"killed by {name}{hint}"
+        return f"exit code {code}"

@@ -1,0 +1,185 @@
+"""``FunctionCall``: a durable handle on submitted work, usable from any process on the machine."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._aio import aio_gen_method, aio_method
+from ._map import collect_outputs
+from ._payloads import decode_output
+from .client import Client, client_for, lookup_urls
+from .exception import InvalidError, NotFoundError, OutputExpiredError
+
+MAX_WAIT = 25.0
+
+
+@dataclass
+class CallGraphNode:
+    """One call in a call graph (``FunctionCall.get_call_graph``)."""
+
+    function_call_id: str
+    function_name: str
+    status: str
+    num_inputs: int | None
+    children: list[CallGraphNode] = field(default_factory=list)
+
+
+class FunctionCall:
+    """A handle on a ``spawn``/``spawn_map``/``map`` call. Results are kept for the retention window (7 days).
+
+    Create one with ``Function.spawn`` / ``spawn_map``, or from an id with :meth:`from_id`.
+    """
+
+    def __init__(self, object_id: str, url: str | None = None) -> None:
+        self.object_id = object_id
+        self._url = url
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self.object_id!r})"
+
+    def __reduce__(self) -> Any:
+        return (FunctionCall, (self.object_id,))
+
+    @classmethod
+    def from_id(cls, function_call_id: str) -> FunctionCall:
+        """A handle on an existing call, e.g. one spawned by another process.
+
+        Raises:
+            NotFoundError: (on first use) no running server knows this id.
+        """
+        if not isinstance(function_call_id, str) or not function_call_id.startswith("fc-"):
+            raise NotFoundError(f"{function_call_id!r} is not a function call id (they look like 'fc-1a2b...').")
+        return cls(function_call_id)
+
+    async def _client(self) -> Client:
+        if self._url is None:
+            for url in await asyncio.to_thread(lookup_urls):
+                client = client_for(url)
+                try:
+                    await client.request("GET", f"/calls/{self.object_id}")
+                except NotFoundError:
+                    continue
+                self._url = url
+                break
+            else:
+                raise NotFoundError(
+                    f"No running Shoal server knows function call {self.object_id}. It may belong to an app run "
+                    "that has ended (its embedded server stopped with it), or to a server that is not running: "
+                    "start it with `shoal server`, or set SHOAL_SERVER_URL."
+                )
+        return client_for(self._url)
+
+    async def _info(self) -> dict[str, Any]:
+        client = await self._client()
+        return await client.request("GET", f"/calls/{self.object_id}")  # type: ignore[no-any-return]
+
+    @aio_method
+    async def num_inputs(self) -> int:
+        """How many inputs the call has (1 for ``spawn``); for a call still being submitted, how many so far."""
+        info = await self._info()
+        return int(info["num_inputs"] if info["num_inputs"] is not None else info["submitted"])
+
+    @aio_method
+    async def get(self, timeout: float | None = None, *, index: int = 0) -> Any:
+        """The result of input ``index`` (0 for ``spawn``), waiting up to ``timeout`` seconds (None: forever).
+
+        Raises:
+            TimeoutError: (the built-in) the result is not ready within ``timeout``; ``timeout=0`` polls once.
+            OutputExpiredError: the result was deleted after the retention window.
+            Exception: whatever the function raised, with the remote traceback as ``__cause__``.
+        """
+        client = await self._client()
+        return await wait_result(client, self.object_id, index, timeout)
+
+    @aio_gen_method
+    async def iter(self, *, start: int = 0, end: int | None = None) -> AsyncIterator[list[Any]]:
+        """Iterate in input order over the results of inputs ``start..end-1`` (all by default).
+
+        Works for a call made by another (even dead) process: this is how to re-attach to a ``map`` or collect
+        a ``spawn_map``. Failed inputs raise their exception when reached.
+        """
+        client = await self._client()
+        info = await self._info()
+
+        def total() -> int | None:
+            n = info["num_inputs"] if info["num_inputs"] is not None else info["submitted"]
+            return n if end is None else min(end, n)
+
+        async for batch in collect_outputs(
+            client, self.object_id, order_outputs=True, return_exceptions=False, start=start, end=total
+        ):
+            info = await self._info()
+            yield [b for i, b in enumerate(batch) if end is None or start + i < end]
+
+    @aio_method
+    async def cancel(self, terminate_containers: bool = False) -> None:
+        """Cancel the call's unfinished inputs (they end with ``InputCancellation``); finished results stay.
+
+        Args:
+            terminate_containers: also kill the containers running its inputs (their other inputs are re-queued).
+        """
+        client = await self._client()
+        await client.request("POST", f"/calls/{self.object_id}/cancel", {"terminate_containers": terminate_containers})
+
+    @aio_method
+    async def get_call_graph(self) -> list[CallGraphNode]:
+        """This call and the calls made from inside its inputs (best effort)."""
+        client = await self._client()
+        tree = await client.request("GET", f"/calls/{self.object_id}/graph")
+
+        def build(node: dict[str, Any]) -> CallGraphNode:
+            return CallGraphNode(
+                node["call_id"], node["function_name"], node["status"], node["num_inputs"],
+                [build(c) for c in node["children"]],
+            )  # fmt: skip
+
+        return [build(tree)]
+
+    @staticmethod
+    def gather(*function_calls: FunctionCall) -> Sequence[Any]:
+        """Wait for every call and return their results in order; raises the first failure."""
+        from ._sync import run_sync
+
+        return run_sync(_gather(function_calls))
+
+
+async def _gather(calls: Sequence[FunctionCall]) -> list[Any]:
+    return list(await asyncio.gather(*(c.get._core(c) for c in calls)))
+
+
+async def _gather_aio(*function_calls: FunctionCall) -> list[Any]:
+    from ._sync import run_aio
+
+    return await run_aio(_gather(function_calls))
+
+
+FunctionCall.gather.aio = _gather_aio  # type: ignore[attr-defined]
+
+
+async def wait_result(client: Client, call_id: str, index: int, timeout: float | None) -> Any:
+    """Long-poll for the result of input ``index`` of a call; see :meth:`FunctionCall.get`."""
+    if timeout is not None and timeout < 0:
+        raise InvalidError("timeout must be >= 0 or None")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = MAX_WAIT if deadline is None else max(0.0, min(MAX_WAIT, deadline - time.monotonic()))
+        resp = await client.request("POST", f"/calls/{call_id}/output", {"index": index, "wait": wait}, packed=True)
+        if resp["output"] is not None:
+            _, _, status, data = resp["output"]
+            ok, value = await decode_output(client, status, data)
+            if ok:
+                return value
+            raise value
+        call = resp["call"]
+        if call["status"] == "EXPIRED":
+            raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")
+        total = call["num_inputs"]
+        if total is not None and not 0 <= index < total:
+            raise InvalidError(f"index {index} is out of range: {call_id} has {total} inputs")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise builtins.TimeoutError(f"{call_id} has no result yet for input {index}")

@@ -1,0 +1,234 @@
+"""The only path from the SDK to the control plane: an async HTTP client, and finding (or starting) a server.
+
+Transport errors are retried for a while (a server restart is survivable); HTTP errors become the exception
+named by the server's error body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+
+from . import exception
+from .config import settings
+
+MSGPACK = "application/msgpack"
+RETRY_FOR = 60.0
+
+
+class Client:
+    """Async client of one control plane (use from the SDK loop)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(90.0, connect=5.0),
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, packed: bool = False) -> Any:
+        """Send a request; ``packed`` sends and expects msgpack, else JSON."""
+        if packed:
+            content = msgpack.packb(body or {}, use_bin_type=True)
+            headers = {"content-type": MSGPACK}
+        else:
+            content = json.dumps(body or {}).encode() if body is not None else b""
+            headers = {"content-type": "application/json"}
+        deadline = time.monotonic() + RETRY_FOR
+        delay = 0.05
+        while True:
+            try:
+                resp = await self.http.request(method, path, content=content, headers=headers)
+                break
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                if time.monotonic() > deadline:
+                    raise exception.ConnectionError(
+                        f"Cannot reach the Shoal server at {self.url} ({exc}). Is it running? Start one with "
+                        "`shoal server`, or unset SHOAL_SERVER_URL to use an embedded one."
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        return self._decode(resp)
+
+    def _decode(self, resp: httpx.Response) -> Any:
+        if resp.status_code >= 400:
+            try:
+                err = resp.json()["error"]
+                kind, message = err["type"], err["message"]
+            except Exception:
+                kind, message = "ServerError", f"HTTP {resp.status_code}: {resp.text[:500]}"
+            cls = getattr(exception, kind, None)
+            if not (isinstance(cls, type) and issubclass(cls, exception.Error)):
+                cls = exception.ServerError if resp.status_code >= 500 else exception.RemoteError
+            raise cls(message)
+        if not resp.content:
+            return {}
+        if resp.headers.get("content-type", "").startswith(MSGPACK):
+            return msgpack.unpackb(resp.content, raw=False)
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            return resp.json()
+        return resp.content
+
+    async def put_blob(self, blob_id: str, data: bytes) -> None:
+        resp = await self.http.put(f"/blobs/{blob_id}", content=data)
+        self._decode(resp)
+
+    async def has_blob(self, blob_id: str) -> bool:
+        resp = await self.http.head(f"/blobs/{blob_id}")
+        return resp.status_code == 200
+
+    async def get_blob(self, blob_id: str) -> bytes:
+        resp = await self.http.get(f"/blobs/{blob_id}")
+        return self._decode(resp)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+# ---- finding a server -------------------------------------------------------------------------------
+
+
+def _healthy(url: str, timeout: float = 0.5) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _token() -> str | None:
+    return settings().token or os.environ.get("SHOAL_CONTAINER_TOKEN")
+
+
+class EmbeddedServer:
+    """A control plane in a child process, for the life of this process's ``app.run()``."""
+
+    def __init__(self) -> None:
+        home = settings().home
+        self.state_dir = home / "embedded" / str(os.getpid())
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.record = home / "embedded" / f"{os.getpid()}.json"
+        log = open(self.state_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(self.state_dir),
+             "--parent-pid", str(os.getpid())],
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.startswith("SHOAL_SERVER_URL="):
+            self.proc.kill()
+            raise exception.ConnectionError(
+                f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
+            )
+        self.url = line.split("=", 1)[1]
+        self.record.write_text(json.dumps({"url": self.url, "pid": self.proc.pid}))
+
+    def stop(self) -> None:
+        self.record.unlink(missing_ok=True)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        import shutil
+
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+_state_lock = threading.Lock()
+_embedded: EmbeddedServer | None = None
+_embedded_users = 0
+_clients: dict[tuple[str, str | None], Client] = {}
+
+
+def configured_url() -> str | None:
+    """The server this process should talk to without starting one: SHOAL_SERVER_URL, else a standing server."""
+    cfg = settings()
+    if cfg.server_url:
+        return cfg.server_url
+    if _embedded is not None:
+        return _embedded.url
+    if _healthy(cfg.default_url, 0.3):
+        return cfg.default_url
+    return None
+
+
+def embedded_urls() -> list[str]:
+    """URLs of embedded servers that other processes on this machine are running now."""
+    urls = []
+    for record in sorted((settings().home / "embedded").glob("*.json")):
+        try:
+            info = json.loads(record.read_text())
+            os.kill(int(info["pid"]), 0)
+            urls.append(info["url"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return urls
+
+
+def acquire_server() -> str:
+    """URL of the server for an ``app.run()``: configured or standing, else a new embedded one (ref-counted)."""
+    global _embedded, _embedded_users
+    with _state_lock:
+        url = configured_url()
+        if url is not None and _embedded is None:
+            return url
+        if _embedded is None:
+            _embedded = EmbeddedServer()
+        _embedded_users += 1
+        return _embedded.url
+
+
+def release_server(url: str) -> None:
+    global _embedded, _embedded_users
+    with _state_lock:
+        if _embedded is None or _embedded.url != url:
+            return
+        _embedded_users -= 1
+        if _embedded_users <= 0:
+            client = _clients.pop((url, _token()), None)
+            if client is not None:
+                from ._sync import run_sync
+
+                run_sync(client.aclose())
+            _embedded.stop()
+            _embedded = None
+
+
+def client_for(url: str) -> Client:
+    """The (cached) client of the server at ``url``."""
+    key = (url, _token())
+    with _state_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = Client(url, key[1])
+        return client
+
+
+def lookup_urls() -> list[str]:
+    """Servers to ask about an id created elsewhere: the configured/standing one, then running embedded ones."""
+    url = configured_url()
+    urls = [url] if url else []
+    return urls + [u for u in embedded_urls() if u not in urls]
+
+
+def state_home() -> Path:
+    return settings().home

@@ -1,0 +1,59 @@
+"""Capture the user's stdout/stderr per input and ship it to the server in batches."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+from .._context import _current_input
+
+
+class LogBuffer:
+    """Lines written by user code, tagged with the input that was running, waiting to be shipped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[list[Any]] = []
+
+    def add(self, stream: str, text: str) -> None:
+        current = _current_input.get()
+        call_id, index = current if current else (None, None)
+        with self._lock:
+            self._entries.append([call_id, index, stream, text, time.time()])
+
+    def drain(self) -> list[list[Any]]:
+        with self._lock:
+            entries, self._entries = self._entries, []
+        return entries
+
+
+class TeeStream(io.TextIOBase):
+    """A text stream that writes through to the real one (the container's log file) and records the text."""
+
+    def __init__(self, original: TextIO, name: str, buffer: LogBuffer) -> None:
+        self._original = original
+        self._name = name
+        self._buffer = buffer
+
+    def write(self, text: str) -> int:
+        self._original.write(text)
+        if text:
+            self._buffer.add(self._name, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._original.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._original.fileno()
+
+
+def install(buffer: LogBuffer) -> None:
+    sys.stdout = TeeStream(sys.__stdout__, "stdout", buffer)  # type: ignore[arg-type]
+    sys.stderr = TeeStream(sys.__stderr__, "stderr", buffer)  # type: ignore[arg-type]

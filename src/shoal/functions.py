@@ -1,0 +1,212 @@
+"""``Function``: what ``@app.function`` returns, and every way to invoke it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _context
+from ._aio import aio_gen_method, aio_method
+from ._map import run_map, spawn_map, star_items, zip_items
+from ._payloads import check_size, to_payload
+from .calls import FunctionCall, wait_result
+from .client import Client, client_for
+from .exception import ExecutionError, InvalidError
+from .retries import RetryPolicy
+from .serialization import dumps, serialize_args
+
+
+@dataclass(frozen=True)
+class FunctionOptions:
+    """The settings of one function, as validated by ``@app.function``."""
+
+    timeout: float = 300.0
+    startup_timeout: float | None = None
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    max_containers: int | None = None
+    min_containers: int = 0
+    buffer_containers: int = 0
+    scaledown_window: float = 60.0
+    cpu: float | None = None
+    memory: int | None = None
+    gpu: str | None = None
+    env: dict[str, str | None] = field(default_factory=dict)
+    serialized: bool = False
+    single_use_containers: bool = False
+    image: Any = None
+
+    def spec(self, default_max_containers: int) -> dict[str, Any]:
+        return {
+            "timeout": self.timeout,
+            "startup_timeout": self.startup_timeout or max(self.timeout, 60.0),
+            "retries": dataclasses.asdict(self.retries),
+            "max_containers": self.max_containers or default_max_containers,
+            "min_containers": self.min_containers,
+            "buffer_containers": self.buffer_containers,
+            "scaledown_window": self.scaledown_window,
+            "cpu": self.cpu, "memory": self.memory, "gpu": self.gpu, "env": self.env,
+            "single_use_containers": self.single_use_containers,
+        }  # fmt: skip
+
+
+class Function:
+    """A function registered on an App. Call ``.remote()``, ``.map()``, ``.spawn()``... inside ``app.run()``.
+
+    Every invoking method has an ``.aio`` variant for async code (``await f.remote.aio(x)``,
+    ``async for r in f.map.aio(xs)``).
+    """
+
+    def __init__(self, raw_f: Callable[..., Any], tag: str, options: FunctionOptions, app_name: str | None) -> None:
+        self.raw_f = raw_f
+        self.tag = tag
+        self.options = options
+        self.app_name = app_name
+        self._object_id: str | None = None
+        self._url: str | None = None
+        self.__doc__ = raw_f.__doc__
+        self.__name__ = getattr(raw_f, "__name__", tag)
+        self.__qualname__ = getattr(raw_f, "__qualname__", tag)
+        self.__module__ = getattr(raw_f, "__module__", None)  # type: ignore[assignment]
+        self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
+
+    def __repr__(self) -> str:
+        return f"Function({self.tag!r}{', ' + self._object_id if self._object_id else ''})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled (e.g. captured by a serialized function): travel as a reference, resolved by tag in the container.
+        return {"raw_f": None, "tag": self.tag, "options": self.options, "app_name": self.app_name,
+                "_object_id": self._object_id, "_url": None, "is_generator": self.is_generator}  # fmt: skip
+
+    @property
+    def object_id(self) -> str | None:
+        """The function's id on the server while its app runs (``fu-...``)."""
+        return self._object_id
+
+    def _hydrate(self, object_id: str | None, url: str | None) -> None:
+        self._object_id, self._url = object_id, url
+
+    async def _resolve(self) -> tuple[Client, str]:
+        if self.is_generator:
+            raise InvalidError(
+                f"{self.tag} is a generator function; generator functions (.remote_gen) are not supported yet. "
+                "Return a list instead, or use .map() over the items."
+            )
+        if self._object_id is None and not _context.is_local():
+            import os
+
+            from .client import configured_url
+
+            url = await asyncio.to_thread(configured_url)
+            assert url is not None
+            client = client_for(url)
+            resp = await client.request("GET", f"/apps/{os.environ['SHOAL_APP_ID']}/functions/{self.tag}")
+            self._hydrate(resp["function_id"], url)
+        if self._object_id is None or self._url is None:
+            raise ExecutionError(
+                f"Function {self.tag} is not running: call it inside `with app.run():` (or `shoal run`), "
+                "or use .local() to run it in this process."
+            )
+        return client_for(self._url), self._object_id
+
+    # ---- invoking ---------------------------------------------------------------------------------
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function in this process (no container)."""
+        return self.raw_f(*args, **kwargs)
+
+    async def _submit_one(self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str) -> str:
+        data = serialize_args(args, kwargs, self.tag)
+        check_size(data, self.tag)
+        payload = await to_payload(client, data)
+        resp = await client.request(
+            "POST", f"/functions/{function_id}/calls",
+            {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()},
+            packed=True,
+        )  # fmt: skip
+        return str(resp["call_id"])
+
+    @aio_method
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run in a container and return the result (raising what the function raised)."""
+        client, function_id = await self._resolve()
+        call_id = await self._submit_one(client, function_id, args, kwargs, "remote")
+        return await wait_result(client, call_id, 0, None)
+
+    @aio_method
+    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
+        client, function_id = await self._resolve()
+        call_id = await self._submit_one(client, function_id, args, kwargs, "spawn")
+        return FunctionCall(call_id, self._url)
+
+    @aio_gen_method
+    async def map(
+        self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
+        return_exceptions: bool = False, wrap_returned_exceptions: bool = True,
+    ) -> AsyncIterator[list[Any]]:  # fmt: skip
+        """Run over the zipped iterables in parallel, yielding results as they come (in input order by default).
+
+        The iterables are read lazily with a bounded window, so they may be huge or infinite (zip stops at the
+        shortest). ``return_exceptions=True`` yields failed inputs' exceptions in place instead of raising.
+        """
+        client, function_id = await self._resolve()
+        items = zip_items(input_iterators, dict(kwargs or {}))
+        async for batch in run_map(
+            client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
+            parent_input=_context.current_input_id(),
+        ):  # fmt: skip
+            yield batch
+
+    @aio_gen_method
+    async def starmap(
+        self, input_iterator: Iterable[Iterable[Any]], *, kwargs: dict[str, Any] | None = None,
+        order_outputs: bool = True, return_exceptions: bool = False, wrap_returned_exceptions: bool = True,
+    ) -> AsyncIterator[list[Any]]:  # fmt: skip
+        """Like :meth:`map`, but each item of ``input_iterator`` is unpacked as the positional arguments."""
+        client, function_id = await self._resolve()
+        async for batch in run_map(
+            client, function_id, self.tag, star_items(input_iterator, dict(kwargs or {})),
+            order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
+        ):  # fmt: skip
+            yield batch
+
+    @aio_method
+    async def for_each(
+        self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False
+    ) -> None:
+        """Run over the zipped iterables for their side effects; raises the first failure unless ``ignore_exceptions``."""
+        client, function_id = await self._resolve()
+        async for _ in run_map(
+            client, function_id, self.tag, zip_items(input_iterators, dict(kwargs or {})), order_outputs=False,
+            return_exceptions=ignore_exceptions, parent_input=_context.current_input_id(),
+        ):  # fmt: skip
+            pass
+
+    @aio_method
+    async def spawn_map(self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None) -> FunctionCall:
+        """Submit every input and return a :class:`FunctionCall` without waiting.
+
+        Beyond Modal: the handle's results can be fetched later, from any process (``.get(index=i)``,
+        ``.iter()``, ``.num_inputs()``).
+        """
+        client, function_id = await self._resolve()
+        items = zip_items(input_iterators, dict(kwargs or {}))
+        call_id = await spawn_map(client, function_id, self.tag, items, _context.current_input_id())
+        return FunctionCall(call_id, self._url)
+
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
+        """Generator functions are not supported yet: raises InvalidError."""
+        raise InvalidError(
+            f"{self.tag}: generator functions (.remote_gen) are not supported yet. Return a list, or use .map()."
+        )
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        return self.raw_f
+
+    def pickled(self) -> bytes:
+        return dumps(self.raw_f)
+

@@ -1,0 +1,103 @@
+"""cloudpickle payloads, exceptions with their remote tracebacks, and the failure record format.
+
+The server never calls anything here that unpickles: it treats payloads as opaque bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import traceback
+from typing import Any
+
+import cloudpickle
+
+from .exception import DeserializationError, ExecutionError, RemoteTraceback, SerializationError
+
+
+def dumps(obj: Any) -> bytes:
+    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        raise DeserializationError(f"Could not deserialize a payload: {type(exc).__name__}: {exc}") from exc
+
+
+def serialize_args(args: tuple[Any, ...], kwargs: dict[str, Any], function_name: str) -> bytes:
+    """Pickle a call's arguments, naming the offending argument when one cannot be pickled."""
+    try:
+        return dumps((args, kwargs))
+    except Exception:
+        pass
+    for position, value in enumerate(args):
+        _check_picklable(value, f"positional argument {position}", function_name)
+    for key, value in kwargs.items():
+        _check_picklable(value, f"keyword argument {key!r}", function_name)
+    raise SerializationError(f"The arguments of {function_name} could not be serialized with cloudpickle.")
+
+
+def _check_picklable(value: Any, where: str, function_name: str) -> None:
+    try:
+        cloudpickle.dump(value, io.BytesIO())
+    except Exception as exc:
+        raise SerializationError(
+            f"Cannot send {where} of {function_name} ({type(value).__name__}) to a container: it cannot be "
+            f"pickled ({type(exc).__name__}: {exc}). Pass plain data (paths, ids, bytes) and create "
+            "such objects inside the function."
+        ) from exc
+
+
+def serialize_failure(exc: BaseException) -> bytes:
+    """Pack an exception raised by user code: the exception itself when picklable, always its traceback text."""
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        pickled: bytes | None = dumps(exc)
+        pickle.loads(pickled)  # an exception that pickles but cannot be rebuilt is as good as unpicklable
+    except Exception:
+        pickled = None
+    return dumps({"exc": pickled, "type": type(exc).__name__, "repr": repr(exc), "traceback": tb_text})
+
+
+def rebuild_failure(data: bytes) -> BaseException:
+    """Turn a failure payload back into the exception the caller should see."""
+    record = loads(data)
+    exc: BaseException | None = None
+    if record.get("exc") is not None:
+        try:
+            exc = pickle.loads(record["exc"])
+        except Exception:
+            exc = None
+    if exc is None:
+        detail = record["repr"]
+        if record.get("traceback"):
+            detail = f"{detail}\n\nRemote traceback:\n{record['traceback']}"
+        exc = ExecutionError(detail)
+    if record.get("traceback"):
+        exc.__cause__ = RemoteTraceback(record["traceback"])
+    return exc
+
+
+INLINE_TAG = b"I"
+BLOB_TAG = b"B"
+
+
+def inline_payload(data: bytes) -> bytes:
+    return INLINE_TAG + data
+
+
+def blob_payload(blob_id: str) -> bytes:
+    return BLOB_TAG + blob_id.encode()
+
+
+def blob_ref(payload: bytes) -> str | None:
+    """The blob id a payload points to, or None when it is inline."""
+    return payload[1:].decode() if payload[:1] == BLOB_TAG else None
+
+
+def payload_bytes(payload: bytes, fetch_blob: Any) -> bytes:
+    """The pickle inside a payload, fetching it from the blob store when it was offloaded."""
+    ref = blob_ref(payload)
+    return fetch_blob(ref) if ref is not None else payload[1:]

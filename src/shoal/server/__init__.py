@@ -1,0 +1,1 @@
+"""The control plane: HTTP routes, durable store, scheduler loop and blob store."""

@@ -1,0 +1,295 @@
+"""HTTP routes of the control plane (one Starlette ASGI app). Data bodies are msgpack, control bodies JSON.
+
+Every error is answered as ``{"error": {"type": ..., "message": ...}}`` with a fitting status code; the type
+names an exception of ``shoal.exception`` that the client raises.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgpack
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .. import __version__
+from .control import ControlPlane
+from .records import OutputStatus, ReportedOutput
+
+log = logging.getLogger("shoal.server")
+Handler = Callable[[Request], Awaitable[Response]]
+MSGPACK = "application/msgpack"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def packed(obj: Any) -> Response:
+    return Response(msgpack.packb(obj, use_bin_type=True), media_type=MSGPACK)
+
+
+def error_response(status: int, kind: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+async def body_of(request: Request, max_bytes: int) -> dict[str, Any]:
+    length = int(request.headers.get("content-length") or 0)
+    if length > max_bytes:
+        raise ApiError(413, "RequestSizeError", f"request of {length} bytes is over the server's limit of {max_bytes}")
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        if request.headers.get("content-type", "").startswith(MSGPACK):
+            body = msgpack.unpackb(raw, raw=False)
+        else:
+            body = json.loads(raw)
+    except Exception as exc:
+        raise ApiError(400, "InvalidError", f"malformed request body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidError", "request body must be an object")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    value = body.get(name, default)
+    if value is ...:
+        raise ApiError(400, "InvalidError", f"missing field {name!r}")
+    if value is not None and not isinstance(value, kind):
+        raise ApiError(400, "InvalidError", f"field {name!r} has the wrong type")
+    return value
+
+
+def create_app(plane: ControlPlane) -> Starlette:
+    """Build the ASGI app serving ``plane``."""
+    cfg = plane.config
+    max_body = cfg.max_payload_bytes + 1024 * 1024
+
+    def token_ok(request: Request, *tokens: str | None) -> bool:
+        got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return any(t and hmac.compare_digest(got, t) for t in tokens)
+
+    def route(path: str, methods: list[str], who: str) -> Callable[[Handler], Route]:
+        def wrap(handler: Handler) -> Route:
+            async def endpoint(request: Request) -> Response:
+                try:
+                    if who == "container" and not token_ok(request, plane.container_token):
+                        raise ApiError(401, "AuthError", "a container token is required for this route")
+                    if who == "client" and cfg.client_token and not token_ok(
+                        request, cfg.client_token, plane.container_token
+                    ):
+                        raise ApiError(401, "AuthError", "missing or wrong token: set SHOAL_TOKEN to the server's token")
+                    return await handler(request)
+                except ApiError as exc:
+                    return error_response(exc.status, exc.kind, exc.message)
+                except KeyError as exc:
+                    return error_response(404, "NotFoundError", f"unknown id {exc.args[0]!r}")
+                except PermissionError as exc:
+                    return error_response(409, "InvalidError", str(exc))
+                except ValueError as exc:
+                    return error_response(400, "InvalidError", str(exc))
+                except Exception as exc:  # never a traceback to the client
+                    log.exception("internal error on %s", path)
+                    return error_response(500, "ServerError", f"internal server error: {type(exc).__name__}: {exc}")
+
+            return Route(path, endpoint, methods=methods)
+
+        return wrap
+
+    async def body(request: Request) -> dict[str, Any]:
+        return await body_of(request, max_body)
+
+    # ---- public ----------------------------------------------------------------------------
+
+    @route("/health", ["GET"], "public")
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__})
+
+    # ---- client ----------------------------------------------------------------------------
+
+    @route("/apps", ["POST"], "client")
+    async def create_app_route(request: Request) -> Response:
+        b = await body(request)
+        return JSONResponse({"app_id": plane.create_app(field(b, "name", str))})
+
+    @route("/apps/{app_id}/functions", ["POST"], "client")
+    async def create_function(request: Request) -> Response:
+        b = await body(request)
+        fid = plane.create_function(
+            request.path_params["app_id"], field(b, "tag", str), field(b, "spec", dict), field(b, "pickled", bytes, None)
+        )
+        return JSONResponse({"function_id": fid})
+
+    @route("/apps/{app_id}/functions/{tag}", ["GET"], "client")
+    async def function_by_tag(request: Request) -> Response:
+        fid = plane.store.function_by_tag(request.path_params["app_id"], request.path_params["tag"])
+        if fid is None:
+            raise ApiError(404, "NotFoundError", f"no function {request.path_params['tag']!r} in this app")
+        return JSONResponse({"function_id": fid})
+
+    @route("/apps/{app_id}/stop", ["POST"], "client")
+    async def stop_app(request: Request) -> Response:
+        app_id = request.path_params["app_id"]
+        if plane.store.app_state(app_id) is None:
+            raise KeyError(app_id)
+        await plane.stop_app(app_id)
+        return JSONResponse({})
+
+    @route("/apps/{app_id}/logs", ["POST"], "client")
+    async def app_logs(request: Request) -> Response:
+        b = await body(request)
+        rows = await plane.wait_logs(request.path_params["app_id"], field(b, "since", int, 0), field(b, "wait", (int, float), 0))
+        return packed({"logs": [list(r) for r in rows]})
+
+    @route("/blobs/{blob_id}", ["PUT"], "client")
+    async def put_blob(request: Request) -> Response:
+        blob_id = request.path_params["blob_id"]
+        if not plane.blobs.valid_id(blob_id):
+            raise ApiError(400, "InvalidError", "a blob id is the sha256 hex digest of its content")
+        length = int(request.headers.get("content-length") or 0)
+        if length > max_body:
+            raise ApiError(413, "RequestSizeError", f"blob of {length} bytes is over the limit of {max_body}")
+        plane.blobs.put(blob_id, await request.body())
+        return JSONResponse({})
+
+    @route("/blobs/{blob_id}", ["GET", "HEAD"], "client")
+    async def get_blob(request: Request) -> Response:
+        blob_id = request.path_params["blob_id"]
+        if not plane.blobs.valid_id(blob_id) or not plane.blobs.exists(blob_id):
+            raise ApiError(404, "NotFoundError", f"no blob {blob_id!r}")
+        if request.method == "HEAD":
+            return Response(b"")
+        return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
+
+    @route("/functions/{function_id}/calls", ["POST"], "client")
+    async def create_call(request: Request) -> Response:
+        b = await body(request)
+        call_id = plane.create_call(
+            request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None)
+        )
+        inputs = field(b, "inputs", list, [])
+        if inputs or b.get("close"):
+            plane.add_inputs(call_id, 0, inputs, bool(b.get("close")))
+        return JSONResponse({"call_id": call_id})
+
+    @route("/calls/{call_id}/inputs", ["POST"], "client")
+    async def add_inputs(request: Request) -> Response:
+        b = await body(request)
+        inputs = field(b, "inputs", list, [])
+        if not all(isinstance(p, bytes) for p in inputs):
+            raise ApiError(400, "InvalidError", "inputs must be a list of byte strings")
+        added = plane.add_inputs(request.path_params["call_id"], field(b, "start", int), inputs, bool(b.get("close")))
+        return packed({"added": added})
+
+    def call_summary(call_id: str) -> dict[str, Any]:
+        info = plane.store.call(call_id)
+        if info is None:
+            raise ApiError(404, "NotFoundError", f"no function call {call_id!r}: check the id (it starts with 'fc-')")
+        return {
+            "call_id": info.id, "function_id": info.function_id, "function_name": info.function_name,
+            "app_id": info.app_id, "kind": info.kind, "status": info.status, "num_inputs": info.num_inputs,
+            "submitted": info.submitted, "done": info.done, "failed": info.failed, "created_at": info.created_at,
+            "finished_at": info.finished_at, "parent_input": info.parent_input,
+        }  # fmt: skip
+
+    @route("/calls/{call_id}", ["GET"], "client")
+    async def get_call(request: Request) -> Response:
+        return JSONResponse(call_summary(request.path_params["call_id"]))
+
+    @route("/calls/{call_id}/outputs", ["POST"], "client")
+    async def call_outputs(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        call_summary(call_id)
+        b = await body(request)
+        outs = await plane.wait_outputs(
+            call_id, field(b, "since", int, 0), min(field(b, "limit", int, 10000), 50000), field(b, "wait", (int, float), 0)
+        )
+        return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": call_summary(call_id)})
+
+    @route("/calls/{call_id}/output", ["POST"], "client")
+    async def call_output_at(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        call_summary(call_id)
+        b = await body(request)
+        out = await plane.wait_output_at(call_id, field(b, "index", int, 0), field(b, "wait", (int, float), 0))
+        row = [out.seq, out.index, out.status, out.data] if out else None
+        return packed({"output": row, "call": call_summary(call_id)})
+
+    @route("/calls/{call_id}/cancel", ["POST"], "client")
+    async def cancel_call(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        call_summary(call_id)
+        b = await body(request)
+        await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
+        return JSONResponse({})
+
+    @route("/calls/{call_id}/graph", ["GET"], "client")
+    async def call_graph(request: Request) -> Response:
+        def node(call_id: str, depth: int) -> dict[str, Any]:
+            summary = call_summary(call_id)
+            prefix = "in-" + call_id.split("-", 1)[1] + "-"
+            children = [node(c, depth + 1) for c in plane.store.child_calls(prefix)] if depth < 20 else []
+            return {**summary, "children": children}
+
+        return JSONResponse(node(request.path_params["call_id"], 0))
+
+    # ---- containers ------------------------------------------------------------------------
+
+    @route("/containers/{container_id}/spec", ["GET"], "container")
+    async def container_spec(request: Request) -> Response:
+        cid = request.path_params["container_id"]
+        found = plane.store.container_state(cid)
+        if found is None:
+            raise KeyError(cid)
+        fn = plane.store.function(found[0])
+        assert fn is not None
+        return packed({"function_id": found[0], "app_id": fn[0], "tag": fn[1], "spec": fn[2], "pickled": fn[3]})
+
+    @route("/containers/{container_id}/started", ["POST"], "container")
+    async def container_started(request: Request) -> Response:
+        b = await body(request)
+        plane.container_started(request.path_params["container_id"], field(b, "error", str, None), bool(b.get("fatal")))
+        return packed({})
+
+    @route("/containers/{container_id}/exchange", ["POST"], "container")
+    async def exchange(request: Request) -> Response:
+        b = await body(request)
+        try:
+            reports = [ReportedOutput(c, i, lease, OutputStatus(s), d) for c, i, lease, s, d in b.get("outputs", [])]
+            released = [(c, i, lease) for c, i, lease in b.get("released", [])]
+        except (TypeError, ValueError) as exc:
+            raise ApiError(400, "InvalidError", f"malformed outputs: {exc}") from exc
+        inputs, stop = await plane.exchange(
+            request.path_params["container_id"], reports, released, b.get("logs", []),
+            field(b, "want", int, 1), field(b, "wait", (int, float), 0),
+        )  # fmt: skip
+        return packed({"inputs": [[x.call_id, x.index, x.lease, x.payload] for x in inputs], "stop": stop})
+
+    @route("/containers/{container_id}/heartbeat", ["POST"], "container")
+    async def heartbeat(request: Request) -> Response:
+        b = await body(request)
+        return packed({"stop": plane.heartbeat(request.path_params["container_id"], b.get("logs", []))})
+
+    routes = [
+        health, create_app_route, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
+        create_call, add_inputs, get_call, call_outputs, call_output_at, cancel_call, call_graph,
+        container_spec, container_started, exchange, heartbeat,
+    ]  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await plane.start()
+        yield
+        await plane.stop()
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,333 @@
+"""The control plane's behaviour: the store, the backend, long-poll wake-ups and the scheduler loop together.
+
+Routes (``server/app.py``) translate HTTP to calls on :class:`ControlPlane`; this module knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._ids import new_id
+from ..backends.base import Backend, ContainerSpec
+from .blobs import BlobStore
+from .notifier import Notifier
+from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
+from .scheduler import Drain, Kill, Launch, Limits, plan
+from .store import Store
+
+log = logging.getLogger("shoal.server")
+
+MAX_LONG_POLL = 30.0
+FATAL_STARTUP_FAILURES = 3
+EXPIRY_INTERVAL = 60.0
+DRAIN_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    state_dir: Path
+    url: str
+    client_token: str | None
+    heartbeat_timeout: float
+    result_retention: float
+    max_total_containers: int
+    max_payload_bytes: int
+    container_token: str = ""
+
+
+class ControlPlane:
+    """Owns the store and the backend; runs the scheduler loop while started."""
+
+    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+        self.config = config
+        self.container_token = config.container_token or secrets.token_urlsafe(24)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(config.state_dir / "state.db")
+        self.blobs = BlobStore(config.state_dir / "blobs")
+        self.backend = backend
+        self.backend.on_exit = self._on_container_exit
+        self.notifier = Notifier()
+        self._wake = asyncio.Event()
+        self._kill_reasons: dict[str, tuple[str, bool]] = {}  # container -> (reason, charge its input)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_expiry = 0.0
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._recover_after_restart()
+        self._loop_task = asyncio.create_task(self._scheduler_loop())
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        await self.backend.close()
+        self.store.close()
+
+    def _recover_after_restart(self) -> None:
+        """Containers of a previous server process are gone: requeue what they held."""
+        for c in self.store.live_containers():
+            self.store.fail_container_inputs(c.id, "the server restarted while it ran", charge=False)
+            self.store.set_container_state(c.id, ContainerState.STOPPED, "server restarted")
+
+    def wake_scheduler(self) -> None:
+        self._wake.set()
+
+    # ---- apps, functions, calls (client side) ---------------------------------------------------
+
+    def create_app(self, name: str) -> str:
+        app_id = new_id("app")
+        self.store.create_app(app_id, name)
+        return app_id
+
+    def create_function(self, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> str:
+        if self.store.app_state(app_id) is None:
+            raise KeyError(app_id)
+        function_id = new_id("function")
+        self.store.create_function(function_id, app_id, tag, spec, pickled)
+        return function_id
+
+    def create_call(self, function_id: str, kind: str, parent_input: str | None) -> str:
+        found = self.store.function(function_id)
+        if found is None:
+            raise KeyError(function_id)
+        if self.store.app_state(found[0]) != "RUNNING":
+            raise PermissionError(f"the app of function {found[1]} is stopped; start it again to call it")
+        call_id = new_id("call")
+        self.store.create_call(call_id, function_id, found[0], kind, parent_input)
+        return call_id
+
+    def add_inputs(self, call_id: str, start: int, payloads: list[bytes], close: bool) -> int:
+        added = self.store.add_inputs(call_id, start, payloads, close)
+        info = self.store.call(call_id)
+        if info is not None:
+            self.notifier.notify("fn:" + info.function_id)
+            if close:
+                self.notifier.notify("call:" + call_id)
+        self.wake_scheduler()
+        return added
+
+    async def wait_outputs(self, call_id: str, since: int, limit: int, wait: float) -> list[Any]:
+        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        while True:
+            outputs = self.store.outputs(call_id, since, limit)
+            info = self.store.call(call_id)
+            finished = info is None or info.finished_at is not None
+            remaining = deadline - time.monotonic()
+            if outputs or finished or remaining <= 0:
+                return outputs
+            await self.notifier.wait("call:" + call_id, remaining)
+
+    async def wait_output_at(self, call_id: str, index: int, wait: float) -> Any:
+        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        while True:
+            out = self.store.output_at(call_id, index)
+            remaining = deadline - time.monotonic()
+            if out is not None or remaining <= 0:
+                return out
+            await self.notifier.wait("call:" + call_id, remaining)
+
+    async def cancel_call(self, call_id: str, terminate_containers: bool, message: str) -> None:
+        containers = self.store.cancel_call(call_id, message)
+        self.notifier.notify("call:" + call_id)
+        if terminate_containers:
+            for cid in containers:
+                self._kill_reasons[cid] = ("terminated by FunctionCall.cancel", False)
+                await self.backend.terminate(cid, 0)
+
+    async def stop_app(self, app_id: str) -> None:
+        self.store.stop_app(app_id)
+        for call_id in self.store.unfinished_calls(app_id):
+            await self.cancel_call(call_id, False, "the app was stopped before this input finished")
+        cids = self.store.containers_of_app(app_id)
+        for cid in cids:
+            self.store.set_container_state(cid, ContainerState.DRAINING, "app stopped")
+            self._notify_container_function(cid)
+        await asyncio.gather(*(self.backend.terminate(cid, DRAIN_GRACE) for cid in cids))
+
+    async def wait_logs(self, app_id: str, since: int, wait: float) -> list[Any]:
+        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        while True:
+            rows = self.store.logs(app_id, since)
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0 or self.store.app_state(app_id) != "RUNNING":
+                return rows
+            await self.notifier.wait("logs:" + app_id, remaining)
+
+    # ---- containers ---------------------------------------------------------------------------
+
+    def container_started(self, container_id: str, error: str | None, fatal: bool) -> None:
+        found = self.store.container_state(container_id)
+        if found is None:
+            raise KeyError(container_id)
+        function_id = found[0]
+        if error is None:
+            self.store.mark_started(container_id)
+            return
+        failures = self.store.record_startup_failure(container_id, error)
+        if fatal or failures >= FATAL_STARTUP_FAILURES:
+            touched = self.store.fail_pending(function_id, OutputStatus.INIT_FAILED, error)
+            self._notify_calls(touched)
+        self.wake_scheduler()
+
+    async def exchange(
+        self,
+        container_id: str,
+        reports: list[ReportedOutput],
+        released: list[tuple[str, int, int]],
+        logs: list[Any],
+        want: int,
+        wait: float,
+    ) -> tuple[list[LeasedInput], bool]:
+        """Apply a container's reports and lease it up to ``want`` inputs, long-polling up to ``wait`` s.
+
+        Returns (inputs, stop): ``stop`` tells the container to exit.
+        """
+        found = self.store.container_state(container_id)
+        if found is None:
+            raise KeyError(container_id)
+        function_id = found[0]
+        self.record_logs(container_id, logs)
+        if reports:
+            _, touched = self.store.complete(container_id, reports)
+            self._notify_calls(touched)
+        if released:
+            self.store.release(container_id, released)
+            self.notifier.notify("fn:" + function_id)
+        self.store.touch_container(container_id)
+        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        while True:
+            state = self.store.container_state(container_id)
+            if state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
+                return [], True
+            leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 else []
+            remaining = deadline - time.monotonic()
+            if leased or remaining <= 0:
+                if leased:
+                    self.wake_scheduler()
+                return leased, False
+            await self.notifier.wait("fn:" + function_id, remaining)
+
+    def heartbeat(self, container_id: str, logs: list[Any]) -> bool:
+        """Record liveness; returns True when the container should stop."""
+        found = self.store.container_state(container_id)
+        if found is None:
+            return True
+        self.store.touch_container(container_id)
+        self.record_logs(container_id, logs)
+        return found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+
+    def record_logs(self, container_id: str, logs: list[Any]) -> None:
+        if not logs:
+            return
+        app_id = self.container_app(container_id)
+        if app_id:
+            self.store.append_logs(app_id, container_id, logs)
+            self.notifier.notify("logs:" + app_id)
+
+    def container_app(self, container_id: str) -> str | None:
+        found = self.store.container_state(container_id)
+        if found is None:
+            return None
+        fn = self.store.function(found[0])
+        return fn[0] if fn else None
+
+    def _on_container_exit(self, container_id: str, code: int | None) -> None:
+        found = self.store.container_state(container_id)
+        if found is None:
+            return
+        _, state = found
+        reason, charge = self._kill_reasons.pop(container_id, None) or (self.backend.describe_exit(code), True)
+        log_hint = ""
+        log_path = getattr(self.backend, "log_path", None)
+        if log_path is not None:
+            log_hint = f"; container log: {log_path(container_id)}"
+        message = f"The container running this input exited unexpectedly: {reason}{log_hint}"
+        charge = charge and state != ContainerState.DRAINING  # a container we stopped on purpose is not at fault
+        touched = self.store.fail_container_inputs(container_id, message, charge=charge)
+        if state == ContainerState.STARTING:
+            error = f"The container for this function exited before it was ready ({reason}){log_hint}"
+            failures = self.store.record_startup_failure(container_id, error)
+            if failures >= FATAL_STARTUP_FAILURES:
+                fid = found[0]
+                touched |= self.store.fail_pending(fid, OutputStatus.INIT_FAILED, error)
+        self.store.set_container_state(container_id, ContainerState.STOPPED, reason)
+        self._notify_calls(touched)
+        self._notify_container_function(container_id)
+        self.wake_scheduler()
+
+    def _notify_calls(self, call_ids: set[str]) -> None:
+        for call_id in call_ids:
+            self.notifier.notify("call:" + call_id)
+
+    def _notify_container_function(self, container_id: str) -> None:
+        found = self.store.container_state(container_id)
+        if found:
+            self.notifier.notify("fn:" + found[0])
+
+    # ---- scheduler loop -------------------------------------------------------------------------
+
+    async def _scheduler_loop(self) -> None:
+        limits = Limits(self.config.heartbeat_timeout, self.config.max_total_containers)
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            self._wake.clear()
+            try:
+                await self._tick(limits)
+            except Exception:  # the loop must survive anything one tick hits
+                log.exception("scheduler tick failed")
+            await asyncio.sleep(0.02)  # coalesce bursts of wake-ups
+
+    async def _tick(self, limits: Limits) -> None:
+        now = time.time()
+        for action in plan(self.store.function_loads(), self.store.live_containers(), now, limits):
+            if isinstance(action, Launch):
+                for _ in range(action.count):
+                    await self._launch(action.function_id, action.app_id)
+            elif isinstance(action, Drain):
+                self.store.set_container_state(action.container_id, ContainerState.DRAINING, "scaled down")
+                self._notify_container_function(action.container_id)
+                asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
+            elif isinstance(action, Kill):
+                self._kill_reasons[action.container_id] = (action.reason, True)
+                if action.container_id not in self.backend.list():
+                    self._on_container_exit(action.container_id, None)
+                else:
+                    await self.backend.terminate(action.container_id, 0)
+        if now - self._last_expiry > EXPIRY_INTERVAL:
+            self._last_expiry = now
+            self.store.expire_results(self.config.result_retention)
+
+    async def _launch(self, function_id: str, app_id: str) -> None:
+        found = self.store.function(function_id)
+        if found is None:
+            return
+        spec = found[2]
+        container_id = new_id("container")
+        self.store.add_container(container_id, function_id, app_id)
+        env = {k: v for k, v in (spec.get("env") or {}).items() if v is not None}
+        cspec = ContainerSpec(
+            container_id, function_id, app_id, self.config.url, self.container_token, self.config.client_token,
+            env=env, cpu=spec.get("cpu"), memory_mib=spec.get("memory"), gpu=spec.get("gpu"),
+        )  # fmt: skip
+        try:
+            await self.backend.launch(cspec)
+        except OSError as exc:
+            self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
+            self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
+
+
+def default_max_total_containers() -> int:
+    raw = os.environ.get("SHOAL_MAX_TOTAL_CONTAINERS")
+    return int(raw) if raw else max(32, 8 * (os.cpu_count() or 1))

@@ -1,0 +1,100 @@
+"""Pure scheduling decisions: (function loads, containers, now) -> actions. No I/O, tested by feeding state.
+
+Autoscaling per function: desired = clamp(backlog + buffer, min_containers, max_containers) while there is a
+backlog (each container runs one input at a time), else min_containers; a container idle for longer than
+``scaledown_window`` above that number is drained. A function whose containers keep failing to start backs off
+exponentially before the next launch. Containers that stop heartbeating or never finish starting are killed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from .records import ContainerRow, ContainerState, FunctionLoad
+
+MAX_STARTUP_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    function_id: str
+    app_id: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Stop an idle container gracefully."""
+
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Kill an unresponsive container; its leased inputs are re-queued or failed."""
+
+    container_id: str
+    reason: str
+
+
+Action = Launch | Drain | Kill
+
+
+@dataclass(frozen=True)
+class Limits:
+    heartbeat_timeout: float
+    max_total_containers: int
+
+
+def desired_containers(load: FunctionLoad) -> int:
+    backlog = load.ready + load.leased
+    want = backlog + load.buffer_containers if backlog else 0
+    return max(load.min_containers, min(want, load.max_containers))
+
+
+def startup_backoff(failures: int) -> float:
+    return 0.0 if failures <= 0 else min(0.5 * 2 ** (failures - 1), MAX_STARTUP_BACKOFF)
+
+
+def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, limits: Limits) -> list[Action]:
+    """Decide what to launch, drain and kill now."""
+    actions: list[Action] = []
+    by_function: dict[str, list[ContainerRow]] = defaultdict(list)
+    for c in containers:
+        by_function[c.function_id].append(c)
+        actions.extend(_health_actions(c, now, limits, loads))
+    killed = {a.container_id for a in actions if isinstance(a, Kill)}
+    total = sum(1 for c in containers if c.id not in killed)
+    for load in sorted(loads, key=lambda f: f.function_id):
+        active = [c for c in by_function[load.function_id] if c.id not in killed and c.state != ContainerState.DRAINING]
+        desired = desired_containers(load)
+        if len(active) < desired:
+            if now - load.last_startup_failure < startup_backoff(load.startup_failures):
+                continue
+            count = min(desired - len(active), limits.max_total_containers - total)
+            if load.startup_failures:
+                count = min(count, 1)  # probe with one container while its function is failing to start
+            if count > 0:
+                actions.append(Launch(load.function_id, load.app_id, count))
+                total += count
+        elif len(active) > desired:
+            idle = [
+                c
+                for c in active
+                if c.state == ContainerState.RUNNING and c.leased == 0 and now - c.last_active >= load.scaledown_window
+            ]
+            idle.sort(key=lambda c: c.last_active)
+            actions.extend(Drain(c.id) for c in idle[: len(active) - desired])
+    return actions
+
+
+def _health_actions(c: ContainerRow, now: float, limits: Limits, loads: list[FunctionLoad]) -> list[Action]:
+    if c.state == ContainerState.STARTING:
+        startup_timeout = next((f.startup_timeout for f in loads if f.function_id == c.function_id), 300.0)
+        if now - c.created_at > startup_timeout:
+            return [Kill(c.id, f"it did not start within startup_timeout={startup_timeout:g}s")]
+        return []
+    if now - c.last_seen > limits.heartbeat_timeout:
+        return [Kill(c.id, f"no heartbeat for {now - c.last_seen:.0f}s (hung, stopped or holding the GIL)")]
+    return []

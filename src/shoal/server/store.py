@@ -1,0 +1,492 @@
+"""Durable state in SQLite (WAL): apps, functions, calls, inputs, outputs, containers, logs.
+
+The store is the source of truth. An input is committed before its id is acknowledged, moves
+PENDING -> LEASED -> (deleted, with exactly one row in ``outputs``), and a report from a lease that is
+no longer current is rejected, so every input ends in exactly one result whatever crashes.
+
+All methods are synchronous and meant to be called from one thread (the server's event loop); each
+public method is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..retries import RetryPolicy
+from .records import (
+    RETRYABLE,
+    CallInfo,
+    ContainerRow,
+    ContainerState,
+    FunctionLoad,
+    LeasedInput,
+    Output,
+    OutputStatus,
+    ReportedOutput,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL, stopped_at REAL
+);
+CREATE TABLE IF NOT EXISTS functions (
+    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, pickled BLOB,
+    created_at REAL NOT NULL, startup_failures INTEGER NOT NULL DEFAULT 0,
+    last_startup_failure REAL NOT NULL DEFAULT 0, startup_error TEXT
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, kind TEXT NOT NULL,
+    parent_input TEXT, created_at REAL NOT NULL, num_inputs INTEGER, submitted INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS calls_app ON calls(app_id);
+CREATE INDEX IF NOT EXISTS calls_finished ON calls(finished_at);
+CREATE TABLE IF NOT EXISTS inputs (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, function_id TEXT NOT NULL, state TEXT NOT NULL,
+    payload BLOB NOT NULL, leases INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+    isolate INTEGER NOT NULL DEFAULT 0, container_id TEXT, leased_at REAL, not_before REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (call_id, idx)
+);
+CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state);
+CREATE INDEX IF NOT EXISTS inputs_container ON inputs(container_id);
+CREATE TABLE IF NOT EXISTS outputs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    data BLOB NOT NULL, lease INTEGER NOT NULL, created_at REAL NOT NULL, UNIQUE (call_id, idx)
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
+    created_at REAL NOT NULL, last_seen REAL NOT NULL, last_active REAL NOT NULL, stop_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS containers_state ON containers(state);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT NOT NULL, call_id TEXT, input_idx INTEGER,
+    container_id TEXT, stream TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
+"""
+
+class Store:
+    """SQLite-backed state of one control plane."""
+
+    def __init__(self, path: Path | str, clock: Any = time.time) -> None:
+        self.path = str(path)
+        self.clock = clock
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a crash of the process, not necessarily a power loss.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self.db.executescript(SCHEMA)
+        self._policies: dict[str, RetryPolicy] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # ---- apps and functions -------------------------------------------------------------------
+
+    def create_app(self, app_id: str, name: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO apps VALUES (?, ?, 'RUNNING', ?, NULL)", (app_id, name, self.clock()))
+
+    def app_state(self, app_id: str) -> str | None:
+        row = self.db.execute("SELECT state FROM apps WHERE id=?", (app_id,)).fetchone()
+        return row[0] if row else None
+
+    def create_function(self, function_id: str, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO functions (id, app_id, tag, spec, pickled, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (function_id, app_id, tag, json.dumps(spec), pickled, self.clock()),
+            )
+
+    def function(self, function_id: str) -> tuple[str, str, dict[str, Any], bytes | None] | None:
+        """(app_id, tag, spec, pickled function) or None."""
+        row = self.db.execute("SELECT app_id, tag, spec, pickled FROM functions WHERE id=?", (function_id,)).fetchone()
+        return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
+
+    def function_by_tag(self, app_id: str, tag: str) -> str | None:
+        row = self.db.execute("SELECT id FROM functions WHERE app_id=? AND tag=?", (app_id, tag)).fetchone()
+        return row[0] if row else None
+
+    def _policy(self, function_id: str) -> RetryPolicy:
+        policy = self._policies.get(function_id)
+        if policy is None:
+            found = self.function(function_id)
+            policy = RetryPolicy(**found[2]["retries"]) if found else RetryPolicy()
+            self._policies[function_id] = policy
+        return policy
+
+    # ---- calls and inputs ---------------------------------------------------------------------
+
+    def create_call(self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (call_id, function_id, app_id, kind, parent_input, self.clock()),
+            )
+
+    def add_inputs(self, call_id: str, start: int, payloads: Sequence[bytes], close: bool) -> int:
+        """Commit inputs ``start..start+len-1`` of a call (idempotent per index); returns how many are new."""
+        with self._tx() as db:
+            row = db.execute("SELECT function_id, num_inputs, cancelled FROM calls WHERE id=?", (call_id,)).fetchone()
+            if row is None:
+                raise KeyError(call_id)
+            function_id, num_inputs, cancelled = row
+            if num_inputs is not None and payloads:
+                raise ValueError(f"call {call_id} is closed: it takes no more inputs")
+            if cancelled:
+                raise ValueError(f"call {call_id} was cancelled")
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) VALUES (?, ?, ?, 'PENDING', ?)",
+                [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
+            )
+            added = db.total_changes - before
+            db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
+            if close:
+                db.execute("UPDATE calls SET num_inputs = submitted WHERE id=?", (call_id,))
+                self._maybe_finish(db, call_id)
+            return added
+
+    def lease_inputs(self, function_id: str, container_id: str, max_inputs: int) -> list[LeasedInput]:
+        """Lease up to ``max_inputs`` ready inputs, oldest first; an isolated input is always leased alone."""
+        now = self.clock()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT rowid, call_id, idx, payload, leases, isolate FROM inputs "
+                "WHERE function_id=? AND state='PENDING' AND not_before<=? ORDER BY rowid LIMIT ?",
+                (function_id, now, max_inputs),
+            ).fetchall()
+            if not rows:
+                return []
+            if rows[0][5]:
+                rows = rows[:1]
+            else:
+                rows = [r for r in rows if not r[5]]
+            db.executemany(
+                "UPDATE inputs SET state='LEASED', container_id=?, leases=leases+1, leased_at=? WHERE rowid=?",
+                [(container_id, now, r[0]) for r in rows],
+            )
+            db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
+        return [LeasedInput(r[1], r[2], r[4] + 1, r[3]) for r in rows]
+
+    def complete(self, container_id: str, reports: Sequence[ReportedOutput]) -> tuple[int, set[str]]:
+        """Apply a container's reports. Returns (accepted count, ids of calls that got new outputs).
+
+        A report whose lease is no longer current (a zombie container, a cancelled call) is ignored.
+        A retryable failure with retries left puts the input back in the queue after its backoff.
+        """
+        now = self.clock()
+        accepted, touched = 0, set()
+        with self._tx() as db:
+            for r in reports:
+                row = db.execute(
+                    "SELECT rowid, failures, function_id FROM inputs "
+                    "WHERE call_id=? AND idx=? AND state='LEASED' AND container_id=? AND leases=?",
+                    (r.call_id, r.index, container_id, r.lease),
+                ).fetchone()
+                if row is None:
+                    continue
+                accepted += 1
+                if self._settle(db, row[0], row[2], r.call_id, r.index, r.lease, row[1], r.status, r.data, now):
+                    touched.add(r.call_id)
+            db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
+        return accepted, touched
+
+    def release(self, container_id: str, leases: Sequence[tuple[str, int, int]]) -> None:
+        """Give back inputs a container leased but never started, without charging an attempt."""
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE inputs SET state='PENDING', container_id=NULL "
+                "WHERE call_id=? AND idx=? AND leases=? AND container_id=? AND state='LEASED'",
+                [(c, i, lease, container_id) for c, i, lease in leases],
+            )
+
+    def _settle(
+        self,
+        db: sqlite3.Connection,
+        rowid: int,
+        function_id: str,
+        call_id: str,
+        index: int,
+        lease: int,
+        failures: int,
+        status: OutputStatus,
+        data: bytes,
+        now: float,
+    ) -> bool:
+        """Finish or retry one leased input; True when an output was written."""
+        if status in RETRYABLE:
+            delay = self._policy(function_id).delay_before_retry(failures + 1)
+            if delay is not None:
+                db.execute(
+                    "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=? "
+                    "WHERE rowid=?",
+                    (now + delay, rowid),
+                )
+                return False
+        self._write_output(db, call_id, index, status, data, lease, now)
+        db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+        return True
+
+    def _write_output(
+        self, db: sqlite3.Connection, call_id: str, index: int, status: OutputStatus, data: bytes, lease: int, now: float
+    ) -> None:
+        cur = db.execute(
+            "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (call_id, index, status.value, data, lease, now),
+        )
+        if cur.rowcount:
+            failed = 0 if status == OutputStatus.SUCCESS else 1
+            db.execute("UPDATE calls SET done=done+1, failed=failed+? WHERE id=?", (failed, call_id))
+            self._maybe_finish(db, call_id)
+
+    def _maybe_finish(self, db: sqlite3.Connection, call_id: str) -> None:
+        db.execute(
+            "UPDATE calls SET finished_at=? WHERE id=? AND num_inputs IS NOT NULL AND done>=num_inputs "
+            "AND finished_at IS NULL",
+            (self.clock(), call_id),
+        )
+
+    def fail_container_inputs(
+        self, container_id: str, message: str, status: OutputStatus = OutputStatus.CRASHED, charge: bool = True
+    ) -> set[str]:
+        """A container died: re-queue its leased inputs.
+
+        When it held one input (or inputs already isolated), that input caused or suffered the crash and is
+        charged an attempt. When it held several, none is charged, but each is isolated (leased alone from now
+        on), so a poison input is found after at most one uncharged crash and every budget still ends.
+        """
+        now = self.clock()
+        touched: set[str] = set()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT rowid, call_id, idx, leases, failures, function_id FROM inputs "
+                "WHERE container_id=? AND state='LEASED'",
+                (container_id,),
+            ).fetchall()
+            if len(rows) > 1 or not charge:
+                db.executemany(
+                    "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=? WHERE rowid=?",
+                    [(int(charge), r[0]) for r in rows],
+                )
+                return touched
+            for rowid, call_id, idx, lease, failures, function_id in rows:
+                if self._settle(db, rowid, function_id, call_id, idx, lease, failures, status, message.encode(), now):
+                    touched.add(call_id)
+        return touched
+
+    def fail_pending(self, function_id: str, status: OutputStatus, message: str) -> set[str]:
+        """End every queued (not leased) input of a function with ``status`` (e.g. its module cannot load)."""
+        now = self.clock()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT rowid, call_id, idx, leases FROM inputs WHERE function_id=? AND state='PENDING'",
+                (function_id,),
+            ).fetchall()
+            for rowid, call_id, idx, lease in rows:
+                self._write_output(db, call_id, idx, status, message.encode(), lease, now)
+                db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+        return {r[1] for r in rows}
+
+    def cancel_call(self, call_id: str, message: str) -> list[str]:
+        """Cancel every unfinished input of a call; returns the containers that were running some of them."""
+        now = self.clock()
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT rowid, idx, leases, container_id, state FROM inputs WHERE call_id=?", (call_id,)
+            ).fetchall()
+            for rowid, idx, lease, _, _ in rows:
+                self._write_output(db, call_id, idx, OutputStatus.CANCELLED, message.encode(), lease, now)
+                db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+            db.execute("UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,))
+            self._maybe_finish(db, call_id)
+        return sorted({r[3] for r in rows if r[4] == "LEASED" and r[3]})
+
+    def call(self, call_id: str) -> CallInfo | None:
+        row = self.db.execute(
+            "SELECT c.id, c.function_id, f.tag, c.app_id, c.kind, c.created_at, c.num_inputs, c.submitted, c.done, "
+            "c.failed, c.cancelled, c.expired, c.finished_at, c.parent_input "
+            "FROM calls c JOIN functions f ON f.id = c.function_id WHERE c.id=?",
+            (call_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[arg-type]
+
+    def child_calls(self, parent_input_prefix: str) -> list[str]:
+        rows = self.db.execute(
+            "SELECT id FROM calls WHERE parent_input LIKE ? ORDER BY created_at", (parent_input_prefix + "%",)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def unfinished_calls(self, app_id: str) -> list[str]:
+        rows = self.db.execute("SELECT id FROM calls WHERE app_id=? AND finished_at IS NULL", (app_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    def outputs(self, call_id: str, since_seq: int, limit: int) -> list[Output]:
+        rows = self.db.execute(
+            "SELECT seq, idx, status, data FROM outputs WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (call_id, since_seq, limit),
+        ).fetchall()
+        return [Output(*r) for r in rows]
+
+    def output_at(self, call_id: str, index: int) -> Output | None:
+        row = self.db.execute(
+            "SELECT seq, idx, status, data FROM outputs WHERE call_id=? AND idx=?", (call_id, index)
+        ).fetchone()
+        return Output(*row) if row else None
+
+    def expire_results(self, retention: float) -> int:
+        """Delete the outputs of calls finished more than ``retention`` seconds ago."""
+        cutoff = self.clock() - retention
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM calls WHERE finished_at<? AND expired=0", (cutoff,))]
+            db.executemany("DELETE FROM outputs WHERE call_id=?", [(i,) for i in ids])
+            db.executemany("UPDATE calls SET expired=1 WHERE id=?", [(i,) for i in ids])
+        return len(ids)
+
+    # ---- containers -----------------------------------------------------------------------------
+
+    def add_container(self, container_id: str, function_id: str, app_id: str) -> None:
+        now = self.clock()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO containers (id, function_id, app_id, state, created_at, last_seen, last_active) "
+                "VALUES (?, ?, ?, 'STARTING', ?, ?, ?)",
+                (container_id, function_id, app_id, now, now, now),
+            )
+
+    def set_container_pid(self, container_id: str, pid: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE containers SET pid=? WHERE id=?", (pid, container_id))
+
+    def container_state(self, container_id: str) -> tuple[str, ContainerState] | None:
+        """(function_id, state) of a container, or None."""
+        row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
+        return (row[0], ContainerState(row[1])) if row else None
+
+    def mark_started(self, container_id: str) -> None:
+        now = self.clock()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE containers SET state='RUNNING', last_seen=?, last_active=? WHERE id=? AND state='STARTING'",
+                (now, now, container_id),
+            )
+            db.execute(
+                "UPDATE functions SET startup_failures=0 WHERE id=(SELECT function_id FROM containers WHERE id=?)",
+                (container_id,),
+            )
+
+    def record_startup_failure(self, container_id: str, error: str) -> int:
+        """Count a failed container start against its function; returns consecutive failures so far."""
+        with self._tx() as db:
+            fid = db.execute("SELECT function_id FROM containers WHERE id=?", (container_id,)).fetchone()[0]
+            db.execute(
+                "UPDATE functions SET startup_failures=startup_failures+1, last_startup_failure=?, startup_error=? "
+                "WHERE id=?",
+                (self.clock(), error, fid),
+            )
+            return int(db.execute("SELECT startup_failures FROM functions WHERE id=?", (fid,)).fetchone()[0])
+
+    def reset_startup_failures(self, function_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE functions SET startup_failures=0 WHERE id=?", (function_id,))
+
+    def touch_container(self, container_id: str) -> None:
+        self.db.execute("UPDATE containers SET last_seen=? WHERE id=?", (self.clock(), container_id))
+
+    def set_container_state(self, container_id: str, state: ContainerState, reason: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE containers SET state=?, stop_reason=COALESCE(?, stop_reason) WHERE id=? AND state!='STOPPED'",
+                (state.value, reason, container_id),
+            )
+
+    def live_containers(self) -> list[ContainerRow]:
+        rows = self.db.execute(
+            "SELECT c.id, c.function_id, c.state, c.created_at, c.last_seen, c.last_active, "
+            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            "FROM containers c WHERE c.state!='STOPPED'"
+        ).fetchall()
+        return [ContainerRow(r[0], r[1], ContainerState(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+
+    def containers_of_app(self, app_id: str) -> list[str]:
+        rows = self.db.execute("SELECT id FROM containers WHERE app_id=? AND state!='STOPPED'", (app_id,)).fetchall()
+        return [r[0] for r in rows]
+
+    # ---- scheduler view -------------------------------------------------------------------------
+
+    def function_loads(self) -> list[FunctionLoad]:
+        """Load of every function that has queued or leased inputs, or live containers."""
+        now = self.clock()
+        counts: dict[str, list[int]] = {}
+        for fid, state, ready, n in self.db.execute(
+            "SELECT function_id, state, not_before<=?, COUNT(*) FROM inputs GROUP BY function_id, state, 3", (now,)
+        ):
+            c = counts.setdefault(fid, [0, 0, 0])
+            if state == "LEASED":
+                c[2] += n
+            else:
+                c[0 if ready else 1] += n
+        for (fid,) in self.db.execute("SELECT DISTINCT function_id FROM containers WHERE state!='STOPPED'"):
+            counts.setdefault(fid, [0, 0, 0])
+        for (fid,) in self.db.execute(
+            "SELECT f.id FROM functions f JOIN apps a ON a.id=f.app_id WHERE a.state='RUNNING' "
+            "AND json_extract(f.spec, '$.min_containers') > 0"
+        ):
+            counts.setdefault(fid, [0, 0, 0])
+        loads = []
+        for fid, (ready, waiting, leased) in counts.items():
+            row = self.db.execute(
+                "SELECT app_id, spec, startup_failures, last_startup_failure FROM functions WHERE id=?", (fid,)
+            ).fetchone()
+            spec = json.loads(row[1])
+            loads.append(
+                FunctionLoad(
+                    fid, row[0], ready, waiting, leased, spec["min_containers"], spec["max_containers"],
+                    spec["buffer_containers"], spec["scaledown_window"], spec["startup_timeout"], spec["timeout"],
+                    row[2], row[3],
+                )
+            )  # fmt: skip
+        return loads
+
+    # ---- logs -----------------------------------------------------------------------------------
+
+    def append_logs(self, app_id: str, container_id: str, entries: Sequence[Sequence[Any]]) -> None:
+        """entries: (call_id | None, input index | None, stream, text, timestamp)."""
+        if not entries:
+            return
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO logs (app_id, call_id, input_idx, container_id, stream, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(app_id, e[0], e[1], container_id, e[2], e[3], e[4]) for e in entries],
+            )
+
+    def logs(self, app_id: str, since_seq: int, limit: int = 1000) -> list[tuple[int, str, str, str | None]]:
+        """(seq, stream, text, container id) after ``since_seq``."""
+        return self.db.execute(
+            "SELECT seq, stream, data, container_id FROM logs WHERE app_id=? AND seq>? ORDER BY seq LIMIT ?",
+            (app_id, since_seq, limit),
+        ).fetchall()
+
+    def stop_app(self, app_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE apps SET state='STOPPED', stopped_at=? WHERE id=?", (self.clock(), app_id))
