@@ -1,0 +1,32 @@
+"""Functions that misbehave on purpose, for the fault tests."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import shoal
+
+app = shoal.App("tests-faults")
+
+
+@app.function(max_containers=4, retries=shoal.Retries(max_retries=5, initial_delay=0.0, backoff_coefficient=1.0))
+def busy(x: int) -> int:
+    time.sleep(0.01)
+    return x * 3
+
+
+@app.function(max_containers=2, retries=shoal.Retries(max_retries=2, initial_delay=0.0, backoff_coefficient=1.0))
+def exit_on_13(x: int) -> int:
+    if x == 13:
+        os._exit(1)
+    return x
+
+
+@app.function(timeout=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0), max_containers=1)
+def spin_forever(x: int) -> int:
+    marker = os.environ.get("SHOAL_TEST_MARKER_DIR")
+    if marker:
+        open(os.path.join(marker, f"pid-{os.getpid()}"), "w").close()
+    while True:
+        pass

@@ -1,0 +1,80 @@
+"""Shared fixtures: an isolated SHOAL_HOME and a real standing server process for the session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="shoal-test-home-")
+os.environ["SHOAL_HOME"] = _HOME
+os.environ.setdefault("SHOAL_HEARTBEAT_INTERVAL", "0.5")
+os.environ.setdefault("SHOAL_HEARTBEAT_TIMEOUT", "6")
+os.environ.pop("SHOAL_SERVER_URL", None)
+os.environ.pop("SHOAL_TOKEN", None)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServerProcess:
+    """A ``python -m shoal.server`` child process on a free loopback port."""
+
+    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.state_dir = state_dir
+        self.log_path = state_dir.parent / f"{state_dir.name}.log"
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(state_dir)],
+                stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})},
+            )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode().strip()
+        assert line.startswith("SHOAL_SERVER_URL="), f"server did not start: {line!r}"
+        self.url = line.split("=", 1)[1]
+
+    def container_pids(self) -> list[int]:
+        out = []
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if "shoal.container" in " ".join(child.cmdline()):
+                    out.append(child.pid)
+            except psutil.Error:
+                continue
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    """A real standing server; tests talk to it through SHOAL_SERVER_URL."""
+    state = Path(_HOME) / "session-server"
+    state.mkdir(parents=True, exist_ok=True)
+    srv = ServerProcess(state)
+    os.environ["SHOAL_SERVER_URL"] = srv.url
+    yield srv
+    os.environ.pop("SHOAL_SERVER_URL", None)
+    srv.stop()
+
+
+def run_script(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a Python script the way a user does, in a fresh interpreter."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
