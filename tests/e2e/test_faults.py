@@ -1,0 +1,77 @@
+"""Fault tests: real signals against real container processes; every input still ends in exactly one result."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+
+import psutil
+import pytest
+
+from shoal.exception import ExecutionError, FunctionTimeoutError
+from tests.apps import faults
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running(server):  # noqa: ANN001, ANN201
+    with faults.app.run(show_logs=False):
+        yield
+
+
+def test_sigkill_containers_during_a_map_loses_and_duplicates_nothing(server):
+    # Given a 2,000-input map on several containers
+    results: list[int] = []
+    done = threading.Event()
+
+    def consume() -> None:
+        try:
+            results.extend(faults.busy.map(range(2000)))
+        finally:
+            done.set()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    # When busy containers are SIGKILLed while it runs
+    kills = 0
+    rng = random.Random(7)
+    while kills < 4 and not done.wait(0.7):
+        pids = server.container_pids()
+        if pids:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+            kills += 1
+    consumer.join(120)
+    # Then every input has exactly one, correct result, in order
+    assert kills >= 2, "the map finished before the fault could be injected"
+    assert results == [3 * x for x in range(2000)]
+
+
+def test_a_container_exiting_on_one_input_fails_only_that_input():
+    out = list(faults.exit_on_13.map(range(40), return_exceptions=True))
+    assert [x for i, x in enumerate(out) if i != 13] == [i for i in range(40) if i != 13]
+    assert isinstance(out[13], ExecutionError)
+    assert "exited unexpectedly" in str(out[13])
+    assert "exit code 1" in str(out[13])
+
+
+def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
+    marker = tempfile.mkdtemp()  # each attempt leaves its container's pid here
+    started = time.monotonic()
+    with pytest.raises(FunctionTimeoutError, match="timed out after 2s"):
+        faults.spin_forever.remote(marker)
+    elapsed = time.monotonic() - started
+    # two attempts of 2 s each, plus container starts
+    assert 3.5 < elapsed < 20, elapsed
+    pids = [int(name.split("-")[1]) for name in os.listdir(marker)]
+    assert len(pids) == 2
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
