@@ -1,0 +1,72 @@
+"""The scheduler is a pure function: feed it loads and containers, assert the actions."""
+
+from __future__ import annotations
+
+from shoal.server.records import ContainerRow, ContainerState, FunctionLoad
+from shoal.server.scheduler import Drain, Kill, Launch, Limits, desired_containers, plan, startup_backoff
+
+LIMITS = Limits(heartbeat_timeout=10.0, max_total_containers=100)
+
+
+def load(ready=0, leased=0, max_containers=8, min_containers=0, buffer=0, failures=0, last_failure=0.0):  # noqa: ANN001, ANN201
+    return FunctionLoad("fu-1", "ap-1", ready, 0, leased, min_containers, max_containers, buffer, 60.0, 30.0, 300.0,
+                        failures, last_failure)  # fmt: skip
+
+
+def container(cid="ta-1", state=ContainerState.RUNNING, created=0.0, seen=100.0, active=100.0, leased=0):  # noqa: ANN001, ANN201
+    return ContainerRow(cid, "fu-1", state, created, seen, active, leased)
+
+
+def test_a_backlog_launches_containers_up_to_max_containers():
+    assert plan([load(ready=50)], [], 100.0, LIMITS) == [Launch("fu-1", "ap-1", 8)]
+
+
+def test_no_backlog_and_no_containers_does_nothing():
+    assert plan([load()], [], 100.0, LIMITS) == []
+
+
+def test_desired_counts_leased_inputs_and_buffer_and_respects_min():
+    assert desired_containers(load(ready=1, leased=2, buffer=1)) == 4
+    assert desired_containers(load(min_containers=2)) == 2
+    assert desired_containers(load(ready=100, max_containers=3)) == 3
+
+
+def test_running_containers_count_towards_desired():
+    actions = plan([load(ready=3)], [container("ta-1", leased=1), container("ta-2", leased=1)], 100.0, LIMITS)
+    assert actions == [Launch("fu-1", "ap-1", 1)]
+
+
+def test_idle_containers_past_the_scaledown_window_are_drained_oldest_first():
+    cs = [container("ta-1", active=10.0), container("ta-2", active=20.0), container("ta-3", active=95.0)]
+    actions = plan([load()], cs, 100.0, LIMITS)
+    assert actions == [Drain("ta-1"), Drain("ta-2")]  # ta-3 has been idle only 5 s
+
+
+def test_busy_containers_are_never_drained():
+    actions = plan([load(leased=1)], [container("ta-1", active=0.0, leased=1), container("ta-2", active=0.0)], 100.0, LIMITS)
+    assert actions == [Drain("ta-2")]
+
+
+def test_min_containers_are_kept_warm():
+    actions = plan([load(min_containers=1)], [container("ta-1", active=0.0)], 100.0, LIMITS)
+    assert actions == []
+
+
+def test_a_container_without_heartbeat_is_killed():
+    actions = plan([load(leased=1)], [container("ta-1", seen=80.0, leased=1)], 100.0, LIMITS)
+    assert Kill("ta-1", "no heartbeat for 20s (hung, stopped or holding the GIL)") in actions
+
+
+def test_a_container_that_never_starts_is_killed_after_startup_timeout():
+    actions = plan([load(ready=1, max_containers=1)], [container("ta-1", state=ContainerState.STARTING, created=50.0)], 100.0, LIMITS)
+    assert actions[0] == Kill("ta-1", "it did not start within startup_timeout=30s")
+
+
+def test_startup_failures_back_off_then_probe_with_one_container():
+    assert plan([load(ready=10, failures=3, last_failure=99.0)], [], 100.0, LIMITS) == []
+    assert startup_backoff(3) == 2.0
+    assert plan([load(ready=10, failures=3, last_failure=97.0)], [], 100.0, LIMITS) == [Launch("fu-1", "ap-1", 1)]
+
+
+def test_the_total_container_cap_is_respected():
+    assert plan([load(ready=50)], [], 100.0, Limits(10.0, 5)) == [Launch("fu-1", "ap-1", 5)]
