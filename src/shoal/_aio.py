@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
@@ -24,17 +25,55 @@ class _BoundCall:
         return await run_aio(self._core(self._obj, *args, **kwargs))
 
 
+class ResultIterator:
+    """The iterator a ``map`` returns; ``function_call_id`` names the call once the first result was asked for.
+
+    Keep that id to re-attach to the map from another process (``FunctionCall.from_id(id).iter()``).
+    """
+
+    def __init__(self, start: Callable[[ResultIterator], AsyncIterator[list[Any]]], aio: bool = False) -> None:
+        self.function_call_id: str | None = None
+        agen = start(self)
+        self._it: Any = iter_aio(agen) if aio else iter_sync(agen)
+
+    def _set_call_id(self, call_id: str) -> None:
+        self.function_call_id = call_id
+
+    def __iter__(self) -> ResultIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._it)
+
+    def __aiter__(self) -> ResultIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self._it.__anext__()
+
+    def close(self) -> None:
+        self._it.close()
+
+
 class _BoundGen:
     def __init__(self, core: Callable[..., AsyncIterator[list[Any]]], obj: Any) -> None:
         self._core = core
         self._obj = obj
+        self._tracks_call = "_on_call" in inspect.signature(core).parameters
         functools.update_wrapper(self, core)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return iter_sync(self._core(self._obj, *args, **kwargs))
+    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[ResultIterator], AsyncIterator[list[Any]]]:
+        def start(handle: ResultIterator) -> AsyncIterator[list[Any]]:
+            extra = {"_on_call": handle._set_call_id} if self._tracks_call else {}
+            return self._core(self._obj, *args, **kwargs, **extra)
 
-    def aio(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return iter_aio(self._core(self._obj, *args, **kwargs))
+        return start
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ResultIterator:
+        return ResultIterator(self._start(args, kwargs))
+
+    def aio(self, *args: Any, **kwargs: Any) -> ResultIterator:
+        return ResultIterator(self._start(args, kwargs), aio=True)
 
 
 class aio_method(Generic[T]):  # noqa: N801 - used as a decorator

@@ -146,7 +146,7 @@ class Function:
     @aio_gen_method
     async def map(
         self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None, order_outputs: bool = True,
-        return_exceptions: bool = False, wrap_returned_exceptions: bool = True,
+        return_exceptions: bool = False, wrap_returned_exceptions: bool = True, _on_call: Any = None,
     ) -> AsyncIterator[list[Any]]:  # fmt: skip
         """Run over the zipped iterables in parallel, yielding results as they come (in input order by default).
 
@@ -157,7 +157,7 @@ class Function:
         items = zip_items(input_iterators, dict(kwargs or {}))
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
-            parent_input=_context.current_input_id(),
+            parent_input=_context.current_input_id(), on_call=_on_call or (lambda _: None),
         ):  # fmt: skip
             yield batch
 
@@ -165,12 +165,14 @@ class Function:
     async def starmap(
         self, input_iterator: Iterable[Iterable[Any]], *, kwargs: dict[str, Any] | None = None,
         order_outputs: bool = True, return_exceptions: bool = False, wrap_returned_exceptions: bool = True,
+        _on_call: Any = None,
     ) -> AsyncIterator[list[Any]]:  # fmt: skip
         """Like :meth:`map`, but each item of ``input_iterator`` is unpacked as the positional arguments."""
         client, function_id = await self._resolve()
         async for batch in run_map(
             client, function_id, self.tag, star_items(input_iterator, dict(kwargs or {})),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
+            on_call=_on_call or (lambda _: None),
         ):  # fmt: skip
             yield batch
 

@@ -27,7 +27,7 @@ log = logging.getLogger("shoal.server")
 
 MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
-EXPIRY_INTERVAL = 60.0
+EXPIRY_INTERVAL = float(os.environ.get("SHOAL_EXPIRY_INTERVAL") or 60.0)
 DRAIN_GRACE = 5.0
 
 
