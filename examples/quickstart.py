@@ -5,8 +5,13 @@ import shoal as modal
 app = modal.App("one-off-batch-job")
 
 
-@app.function(timeout=600, retries=modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=1.0),
-              max_containers=4, cpu=1.0, memory=512)
+@app.function(
+    timeout=600,
+    retries=modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=1.0),
+    max_containers=4,
+    cpu=1.0,
+    memory=512,
+)
 def process_item(item: dict) -> dict:
     return {"id": item["id"], "processed_value": item["value"] * 2}
 

@@ -72,7 +72,9 @@ def server() -> Iterator[ServerProcess]:
     srv.stop()
 
 
-def run_script(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_script(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run a Python script the way a user does, in a fresh interpreter."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(

@@ -62,7 +62,9 @@ class _BoundGen:
         self._tracks_call = "_on_call" in inspect.signature(core).parameters
         functools.update_wrapper(self, core)
 
-    def _start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Callable[[ResultIterator], AsyncIterator[list[Any]]]:
+    def _start(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[[ResultIterator], AsyncIterator[list[Any]]]:
         def start(handle: ResultIterator) -> AsyncIterator[list[Any]]:
             extra = {"_on_call": handle._set_call_id} if self._tracks_call else {}
             return self._core(self._obj, *args, **kwargs, **extra)

@@ -19,7 +19,17 @@ from types import ModuleType
 from .exception import InvalidError
 
 MAX_BUNDLE_BYTES = 200 * 1024 * 1024
-SKIP_DIRS = {"__pycache__", ".git", ".hg", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+SKIP_DIRS = {
+    "__pycache__",
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
 
 
 @dataclass(frozen=True)

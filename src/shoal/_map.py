@@ -183,9 +183,9 @@ async def run_map(
     parent_input: str | None, window: int = DEFAULT_WINDOW, on_call: Callable[[str], None] = lambda _: None,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
     """Run a whole map: create the call, pump and submit inputs, and yield result batches as they come."""
-    call_id = (await client.request("POST", f"/functions/{function_id}/calls", {"kind": "map", "parent_input": parent_input}))[
-        "call_id"
-    ]
+    call_id = (
+        await client.request("POST", f"/functions/{function_id}/calls", {"kind": "map", "parent_input": parent_input})
+    )["call_id"]
     on_call(call_id)
     pump = InputPump(items, function_name, window)
     total: list[int] = []
@@ -227,7 +227,9 @@ async def spawn_map(
 ) -> str:  # fmt: skip
     """Submit every input (streaming, bounded memory) and return the call id without waiting for results."""
     call_id = (
-        await client.request("POST", f"/functions/{function_id}/calls", {"kind": "spawn_map", "parent_input": parent_input})
+        await client.request(
+            "POST", f"/functions/{function_id}/calls", {"kind": "spawn_map", "parent_input": parent_input}
+        )
     )["call_id"]
     pump = InputPump(items, function_name, window=4 * SUBMIT_BATCH)
     pump.start()
@@ -250,4 +252,3 @@ def zip_items(iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[tu
 def star_items(iterable: Any, kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
     for args in iterable:
         yield tuple(args), kwargs
-

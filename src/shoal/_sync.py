@@ -64,7 +64,7 @@ def iter_sync(agen: AsyncIterator[list[T]]) -> Iterator[T]:
     try:
         while True:
             try:
-                batch = run_sync(agen.__anext__())  # type: ignore[arg-type]
+                batch: list[T] = run_sync(agen.__anext__())  # type: ignore[arg-type]
             except StopAsyncIteration:
                 return
             yield from batch
@@ -82,7 +82,7 @@ async def iter_aio(agen: AsyncIterator[list[T]]) -> AsyncIterator[T]:
     try:
         while True:
             try:
-                batch = await run_aio(agen.__anext__())  # type: ignore[arg-type]
+                batch: list[T] = await run_aio(agen.__anext__())  # type: ignore[arg-type]
             except StopAsyncIteration:
                 return
             for item in batch:

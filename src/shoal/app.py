@@ -142,7 +142,9 @@ class App:
             raise InvalidError("max_containers=0 would never run anything: use at least 1.")
         if max_containers is not None and min_containers is not None and min_containers > max_containers:
             raise InvalidError(f"min_containers={min_containers} is above max_containers={max_containers}.")
-        if env is not None and not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
+        if env is not None and not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()
+        ):
             raise InvalidError("env must map strings to strings (or None).")
         options = FunctionOptions(
             timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
@@ -158,14 +160,16 @@ class App:
                 raise InvalidError(f"{f.tag} is already a Shoal function; apply @app.function() once.")
             if not callable(f):
                 raise InvalidError("@app.function() decorates a function.")
-            tag = name or getattr(f, "__qualname__", getattr(f, "__name__", "function"))
+            tag = str(name or getattr(f, "__qualname__", None) or getattr(f, "__name__", "function"))
             if "<locals>" in tag and not serialized:
                 raise InvalidError(
                     f"{tag} is defined inside another function, so a container cannot import it: define it at module "
                     "level, or pass serialized=True."
                 )
             if tag in self.registered_functions:
-                warnings.warn(f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3)
+                warnings.warn(
+                    f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3
+                )
             fn = Function(f, tag, options, self.name)
             self.registered_functions[tag] = fn
             return fn
@@ -182,7 +186,9 @@ class App:
                     raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
             elif key in _PLACEMENT_ONLY:
                 if value:
-                    warnings.warn(f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=4)
+                    warnings.warn(
+                        f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=4
+                    )
             else:
                 raise InvalidError(f"@app.function() got an unknown parameter {key!r}.")
 
@@ -256,7 +262,9 @@ class App:
         self._log_seq = 0
         while self._app_id is not None:
             try:
-                resp = await client.request("POST", f"/apps/{self._app_id}/logs", {"since": since, "wait": 10.0}, packed=True)
+                resp = await client.request(
+                    "POST", f"/apps/{self._app_id}/logs", {"since": self._log_seq, "wait": 10.0}, packed=True
+                )
             except Exception:  # noqa: BLE001 - logs are best effort; never break the user's run
                 await asyncio.sleep(1.0)
                 continue

@@ -118,7 +118,9 @@ class Function:
         """Run the function in this process (no container)."""
         return self.raw_f(*args, **kwargs)
 
-    async def _submit_one(self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str) -> str:
+    async def _submit_one(
+        self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str
+    ) -> str:
         data = serialize_args(args, kwargs, self.tag)
         check_size(data, self.tag)
         payload = await to_payload(client, data)
@@ -180,7 +182,7 @@ class Function:
     async def for_each(
         self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False
     ) -> None:
-        """Run over the zipped iterables for their side effects; raises the first failure unless ``ignore_exceptions``."""
+        """Run over the zipped iterables for side effects; raises the first failure unless ``ignore_exceptions``."""
         client, function_id = await self._resolve()
         async for _ in run_map(
             client, function_id, self.tag, zip_items(input_iterators, dict(kwargs or {})), order_outputs=False,
@@ -211,4 +213,3 @@ class Function:
 
     def pickled(self) -> bytes:
         return dumps(self.raw_f)
-

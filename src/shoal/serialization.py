@@ -55,7 +55,7 @@ def serialize_failure(exc: BaseException) -> bytes:
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         pickled: bytes | None = dumps(exc)
-        pickle.loads(pickled)  # an exception that pickles but cannot be rebuilt is as good as unpicklable
+        pickle.loads(pickled or b"")  # an exception that pickles but cannot be rebuilt is as good as unpicklable
     except Exception:
         pickled = None
     return dumps({"exc": pickled, "type": type(exc).__name__, "repr": repr(exc), "traceback": tb_text})
@@ -67,7 +67,7 @@ def rebuild_failure(data: bytes) -> BaseException:
     exc: BaseException | None = None
     if record.get("exc") is not None:
         try:
-            exc = pickle.loads(record["exc"])
+            exc = pickle.loads(record["exc"] or b"")
         except Exception:
             exc = None
     if exc is None:

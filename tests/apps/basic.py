@@ -49,8 +49,12 @@ def nested_sum(n: int) -> int:
 
 @app.function(max_containers=2)
 def whoami(x: int) -> dict:
-    return {"input_id": shoal.current_input_id(), "call_id": shoal.current_function_call_id(),
-            "is_local": shoal.is_local(), "pid": os.getpid()}
+    return {
+        "input_id": shoal.current_input_id(),
+        "call_id": shoal.current_function_call_id(),
+        "is_local": shoal.is_local(),
+        "pid": os.getpid(),
+    }
 
 
 @app.function(max_containers=1)

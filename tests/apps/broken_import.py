@@ -1,7 +1,5 @@
 """A module that imports on the client but fails in the container."""
 
-import os
-
 import shoal
 
 app = shoal.App("tests-broken")

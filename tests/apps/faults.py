@@ -23,7 +23,9 @@ def exit_on_13(x: int) -> int:
     return x
 
 
-@app.function(timeout=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0), max_containers=1)
+@app.function(
+    timeout=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0), max_containers=1
+)
 def spin_forever(marker_dir: str) -> int:
     open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
     while True:

@@ -119,10 +119,7 @@ def test_context_inside_container():
 
 def test_spawn_then_from_id_get_in_another_process(server):
     call = basic.slow_identity.spawn(41, 0.2)
-    script = (
-        "import shoal, sys\n"
-        f"print(shoal.FunctionCall.from_id({call.object_id!r}).get(timeout=30))\n"
-    )
+    script = f"import shoal, sys\nprint(shoal.FunctionCall.from_id({call.object_id!r}).get(timeout=30))\n"
     result = run_script(["-c", script])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "41"

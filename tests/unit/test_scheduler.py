@@ -43,7 +43,9 @@ def test_idle_containers_past_the_scaledown_window_are_drained_oldest_first():
 
 
 def test_busy_containers_are_never_drained():
-    actions = plan([load(leased=1)], [container("ta-1", active=0.0, leased=1), container("ta-2", active=0.0)], 100.0, LIMITS)
+    actions = plan(
+        [load(leased=1)], [container("ta-1", active=0.0, leased=1), container("ta-2", active=0.0)], 100.0, LIMITS
+    )
     assert actions == [Drain("ta-2")]
 
 
@@ -58,7 +60,12 @@ def test_a_container_without_heartbeat_is_killed():
 
 
 def test_a_container_that_never_starts_is_killed_after_startup_timeout():
-    actions = plan([load(ready=1, max_containers=1)], [container("ta-1", state=ContainerState.STARTING, created=50.0)], 100.0, LIMITS)
+    actions = plan(
+        [load(ready=1, max_containers=1)],
+        [container("ta-1", state=ContainerState.STARTING, created=50.0)],
+        100.0,
+        LIMITS,
+    )
     assert actions[0] == Kill("ta-1", "it did not start within startup_timeout=30s")
 
 

@@ -18,7 +18,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (non-loopback needs a token).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (non-loopback needs a token)."
+)
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Default: $SHOAL_HOME/server.")
 @click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")

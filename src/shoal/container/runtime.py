@@ -124,7 +124,8 @@ class ContainerRuntime:
                 self.unstarted = []
         try:
             return self.api.call(
-                "exchange", {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": want, "wait": wait}
+                "exchange",
+                {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": want, "wait": wait},
             )
         except BaseException:
             with self.lock:  # not delivered: keep them for the next try
@@ -193,7 +194,8 @@ class ContainerRuntime:
     def _time_out(self, api: ContainerAPI, running: Running) -> None:
         """Report the timed-out input, give back the unstarted ones, and end the container."""
         message = f"Function timed out after {self.timeout:g}s (timeout={self.timeout:g})"
-        sys.__stderr__.write(message + "\n")
+        if sys.__stderr__ is not None:
+            sys.__stderr__.write(message + "\n")
         with self.lock:
             reports = self.reports + [[running.call_id, running.index, running.lease, "TIMEOUT", message.encode()]]
             released = [[c, i, lease] for c, i, lease, _ in self.unstarted]
@@ -216,7 +218,9 @@ def _on_stop_signal(signum: int, frame: Any) -> None:
 
 def main() -> None:
     cfg = settings()
-    api = ContainerAPI(os.environ["SHOAL_SERVER_URL"], os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"])
+    api = ContainerAPI(
+        os.environ["SHOAL_SERVER_URL"], os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"]
+    )
     runtime = ContainerRuntime(api, cfg.heartbeat_interval)
     signal.signal(signal.SIGUSR1, _on_stop_signal)
 

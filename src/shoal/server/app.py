@@ -85,10 +85,14 @@ def create_app(plane: ControlPlane) -> Starlette:
                 try:
                     if who == "container" and not token_ok(request, plane.container_token):
                         raise ApiError(401, "AuthError", "a container token is required for this route")
-                    if who == "client" and cfg.client_token and not token_ok(
-                        request, cfg.client_token, plane.container_token
+                    if (
+                        who == "client"
+                        and cfg.client_token
+                        and not token_ok(request, cfg.client_token, plane.container_token)
                     ):
-                        raise ApiError(401, "AuthError", "missing or wrong token: set SHOAL_TOKEN to the server's token")
+                        raise ApiError(
+                            401, "AuthError", "missing or wrong token: set SHOAL_TOKEN to the server's token"
+                        )
                     return await handler(request)
                 except ApiError as exc:
                     return error_response(exc.status, exc.kind, exc.message)
@@ -126,7 +130,10 @@ def create_app(plane: ControlPlane) -> Starlette:
     async def create_function(request: Request) -> Response:
         b = await body(request)
         fid = plane.create_function(
-            request.path_params["app_id"], field(b, "tag", str), field(b, "spec", dict), field(b, "pickled", bytes, None)
+            request.path_params["app_id"],
+            field(b, "tag", str),
+            field(b, "spec", dict),
+            field(b, "pickled", bytes, None),
         )
         return JSONResponse({"function_id": fid})
 
@@ -148,7 +155,9 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/apps/{app_id}/logs", ["POST"], "client")
     async def app_logs(request: Request) -> Response:
         b = await body(request)
-        rows = await plane.wait_logs(request.path_params["app_id"], field(b, "since", int, 0), field(b, "wait", (int, float), 0))
+        rows = await plane.wait_logs(
+            request.path_params["app_id"], field(b, "since", int, 0), field(b, "wait", (int, float), 0)
+        )
         return packed({"logs": [list(r) for r in rows]})
 
     @route("/blobs/{blob_id}", ["PUT"], "client")
@@ -212,7 +221,10 @@ def create_app(plane: ControlPlane) -> Starlette:
         call_summary(call_id)
         b = await body(request)
         outs = await plane.wait_outputs(
-            call_id, field(b, "since", int, 0), min(field(b, "limit", int, 10000), 50000), field(b, "wait", (int, float), 0)
+            call_id,
+            field(b, "since", int, 0),
+            min(field(b, "limit", int, 10000), 50000),
+            field(b, "wait", (int, float), 0),
         )
         return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": call_summary(call_id)})
 

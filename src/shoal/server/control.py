@@ -247,7 +247,8 @@ class ControlPlane:
         if found is None:
             return
         _, state = found
-        reason, charge = self._kill_reasons.pop(container_id, None) or (self.backend.describe_exit(code), True)
+        known = self._kill_reasons.pop(container_id, None)
+        reason, charge = known if known else (self.backend.describe_exit(code), True)
         log_hint = ""
         log_path = getattr(self.backend, "log_path", None)
         if log_path is not None:

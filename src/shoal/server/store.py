@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
 """
 
+
 class Store:
     """SQLite-backed state of one control plane."""
 
@@ -109,7 +110,9 @@ class Store:
         row = self.db.execute("SELECT state FROM apps WHERE id=?", (app_id,)).fetchone()
         return row[0] if row else None
 
-    def create_function(self, function_id: str, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> None:
+    def create_function(
+        self, function_id: str, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO functions (id, app_id, tag, spec, pickled, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -155,7 +158,8 @@ class Store:
                 raise ValueError(f"call {call_id} was cancelled")
             before = db.total_changes
             db.executemany(
-                "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) VALUES (?, ?, ?, 'PENDING', ?)",
+                "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) "
+                "VALUES (?, ?, ?, 'PENDING', ?)",
                 [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
             )
             added = db.total_changes - before
@@ -247,7 +251,14 @@ class Store:
         return True
 
     def _write_output(
-        self, db: sqlite3.Connection, call_id: str, index: int, status: OutputStatus, data: bytes, lease: int, now: float
+        self,
+        db: sqlite3.Connection,
+        call_id: str,
+        index: int,
+        status: OutputStatus,
+        data: bytes,
+        lease: int,
+        now: float,
     ) -> None:
         cur = db.execute(
             "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -316,7 +327,9 @@ class Store:
             for rowid, idx, lease, _, _ in rows:
                 self._write_output(db, call_id, idx, OutputStatus.CANCELLED, message.encode(), lease, now)
                 db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
-            db.execute("UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,))
+            db.execute(
+                "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
+            )
             self._maybe_finish(db, call_id)
         return sorted({r[3] for r in rows if r[4] == "LEASED" and r[3]})
 
@@ -329,7 +342,7 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[arg-type]
+        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[arg-type, call-arg]
 
     def child_calls(self, parent_input_prefix: str) -> list[str]:
         rows = self.db.execute(
@@ -476,7 +489,8 @@ class Store:
             return
         with self._tx() as db:
             db.executemany(
-                "INSERT INTO logs (app_id, call_id, input_idx, container_id, stream, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO logs (app_id, call_id, input_idx, container_id, stream, data, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(app_id, e[0], e[1], container_id, e[2], e[3], e[4]) for e in entries],
             )
 
