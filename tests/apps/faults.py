@@ -30,3 +30,10 @@ def spin_forever(marker_dir: str) -> int:
     open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
     while True:
         pass
+
+
+@app.function(max_containers=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0))
+def report_pid_then_sleep(marker_dir: str, seconds: float) -> int:
+    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    time.sleep(seconds)
+    return os.getpid()

@@ -75,3 +75,18 @@ def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
             continue
     _, alive = psutil.wait_procs(procs, timeout=5)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_container_that_stops_heartbeating_is_killed_and_its_input_rerun():
+    # Given an input running in a container
+    marker = tempfile.mkdtemp()
+    call = faults.report_pid_then_sleep.spawn(marker, 1.0)
+    while not os.listdir(marker):  # bounded by the pytest timeout; the input writes its pid first
+        time.sleep(0.05)
+    (stopped_pid,) = [int(n.split("-")[1]) for n in os.listdir(marker)]
+    # When the container is frozen (no heartbeats, as if hung)
+    os.kill(stopped_pid, signal.SIGSTOP)
+    # Then the server kills it after the heartbeat timeout and the input runs again elsewhere
+    result_pid = call.get(timeout=60)
+    assert result_pid != stopped_pid
+    assert not psutil.pid_exists(stopped_pid) or psutil.Process(stopped_pid).status() == psutil.STATUS_ZOMBIE
