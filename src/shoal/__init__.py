@@ -4,19 +4,12 @@ __version__ = "0.1.0"
 
 from . import exception  # noqa: E402
 from ._context import current_function_call_id, current_input_id, is_local  # noqa: E402
+from ._output import enable_output  # noqa: E402
 from .app import App  # noqa: E402
 from .calls import CallGraphNode, FunctionCall  # noqa: E402
 from .functions import Function  # noqa: E402
 from .image import Image  # noqa: E402
 from .retries import Retries  # noqa: E402
-
-
-def enable_output() -> "object":
-    """Modal compatibility: container output is already streamed to this terminal inside ``app.run()``."""
-    import contextlib
-
-    return contextlib.nullcontext()
-
 
 __all__ = [
     "App",

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ._output import MapProgress
 from ._payloads import check_size, decode_output, to_payload
 from .client import Client
 from .serialization import serialize_args
@@ -133,6 +134,7 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
 async def collect_outputs(
     client: Client, call_id: str, *, order_outputs: bool, return_exceptions: bool, start: int = 0,
     end: Callable[[], int | None], on_delivered: Callable[[], None] = lambda: None,
+    progress: MapProgress | None = None,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
     """Yield batches of results (values, or exceptions when ``return_exceptions``) until ``end()`` are delivered."""
     since = 0
@@ -147,11 +149,13 @@ async def collect_outputs(
             "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 10_000}, packed=True
         )
         batch: list[Any] = []
+        n_ok = n_failed = 0
         for seq, index, status, data in resp["outputs"]:
             since = max(since, seq)
             if index < start:
                 continue
             ok, value = await decode_output(client, status, data)
+            n_ok, n_failed = n_ok + ok, n_failed + (not ok)
             if order_outputs:
                 buffer[index] = (ok, value)
                 while next_index in buffer:
@@ -163,6 +167,8 @@ async def collect_outputs(
                 batch.append(_deliver(ok, value, return_exceptions))
                 delivered += 1
                 on_delivered()
+        if progress is not None:
+            progress.completed(n_ok, n_failed)
         if resp["call"]["status"] == "EXPIRED":
             from .exception import OutputExpiredError
 
@@ -189,14 +195,21 @@ async def run_map(
     on_call(call_id)
     pump = InputPump(items, function_name, window)
     total: list[int] = []
+    progress = MapProgress(f"{function_name}.map")
+    submitted = [0]
+
+    def on_submitted(n: int) -> None:
+        submitted[0] += n
+        progress.submitted(submitted[0])
+
     pump.start()
-    submitter = asyncio.create_task(submit_inputs(client, call_id, pump, lambda n: None))
+    submitter = asyncio.create_task(submit_inputs(client, call_id, pump, on_submitted))
     submitter.add_done_callback(lambda t: total.append(t.result()) if not t.cancelled() and not t.exception() else None)
     finished = False
     try:
         outputs = collect_outputs(
             client, call_id, order_outputs=order_outputs, return_exceptions=return_exceptions,
-            end=lambda: total[0] if total else None, on_delivered=pump.done_one,
+            end=lambda: total[0] if total else None, on_delivered=pump.done_one, progress=progress,
         )  # fmt: skip
         while True:
             next_batch = asyncio.ensure_future(outputs.__anext__())
@@ -232,9 +245,18 @@ async def spawn_map(
         )
     )["call_id"]
     pump = InputPump(items, function_name, window=4 * SUBMIT_BATCH)
+    progress = MapProgress(f"{function_name}.spawn_map (submitting)")
+    submitted = [0]
+
+    def on_submitted(n: int) -> None:
+        pump.done(n)
+        submitted[0] += n
+        progress.submitted(submitted[0])
+        progress.completed(n, 0)
+
     pump.start()
     try:
-        await submit_inputs(client, call_id, pump, pump.done)
+        await submit_inputs(client, call_id, pump, on_submitted)
     except BaseException:
         pump.stop()
         with contextlib.suppress(Exception):

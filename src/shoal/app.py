@@ -8,15 +8,20 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from . import _context
 from ._bundle import Bundle, build_bundle, module_name_and_root
+from ._daemon import standing_url
+from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
 from .client import Client, acquire_server, client_for, release_server
 from .exception import InvalidError, deprecation_warning
 from .functions import Function, FunctionOptions
 from .retries import Retries, parse_retries
+
+HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
 
 # Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
 _PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
@@ -74,6 +79,7 @@ class App:
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
         self._log_seq = 0
+        self._log_printer = LogPrinter()
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
@@ -204,39 +210,71 @@ class App:
     # ---- running --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def run(self, *, show_logs: bool = True) -> Iterator[App]:
+    def run(self, *, show_logs: bool = True, detach: bool = False) -> Iterator[App]:
         """Make the app's functions callable for the duration of the block.
 
         Uses the server from SHOAL_SERVER_URL or a standing local ``shoal server``; otherwise starts an
         embedded server for the block. On exit, unfinished inputs are cancelled and containers stop.
+
+        Args:
+            show_logs: stream container output to this terminal.
+            detach: keep the app running after this process exits (or dies) until its calls are done; runs on
+                the standing server, which is started in the background if needed.
         """
         if not _context.is_local():
             raise InvalidError("app.run() cannot be used inside a container: call the functions directly.")
         if self._app_id is not None:
             raise InvalidError(f"{self!r} is already running.")
-        url = acquire_server()
-        follower: asyncio.Future[None] | None = None
+        url = standing_url() if detach else acquire_server()
+        client = client_for(url)
+        background: list[Any] = []
         try:
-            client = client_for(url)
-            run_sync(self._create(client, url))
+            run_sync(self._create(client, url, "detached" if detach else "ephemeral"))
+            if output_enabled():
+                print(f"✓ App {self.name or 'app'} started ({self._app_id}) on {url}", file=sys.stderr)
+            background.append(asyncio.run_coroutine_threadsafe(self._heartbeat(client), loop()))
             if show_logs:
-                follower = asyncio.run_coroutine_threadsafe(self._follow_logs(client), loop())  # type: ignore[assignment]
+                background.append(asyncio.run_coroutine_threadsafe(self._follow_logs(client), loop()))
             yield self
         finally:
             try:
                 if self._app_id is not None:
-                    run_sync(self._stop(client, follower))
+                    run_sync(self._leave(client, background, detach))
             finally:
                 for fn in self.registered_functions.values():
                     fn._hydrate(None, None)
                 self._app_id = None
-                release_server(url)
+                if not detach:
+                    release_server(url)
 
-    async def _create(self, client: Client, url: str) -> None:
-        resp = await client.request("POST", "/apps", {"name": self.name or "app"})
+    def deploy(self, name: str | None = None) -> DeployResult:
+        """Deploy the app to the standing server (started in the background if needed), replacing any
+        previous version. Deployed functions are found with ``Function.from_name(app_name, function_name)``.
+        """
+        app_name = name or self.name
+        if not app_name:
+            raise InvalidError("Deploying needs a name: App('my-app') or deploy(name='my-app').")
+        url = standing_url()
+        result = run_sync(self._deploy(client_for(url), url, app_name))
+        return result
+
+    async def _deploy(self, client: Client, url: str, app_name: str) -> DeployResult:
+        resp = await client.request("POST", "/deploy", {"name": app_name})
+        app_id, version = resp["app_id"], resp["version"]
+        functions = await self._register(client, url, app_id)
+        await client.request("POST", f"/apps/{app_id}/deployed", {"version": version, "functions": functions})
+        return DeployResult(app_id, app_name, version, url, functions)
+
+    async def _create(self, client: Client, url: str, mode: str) -> None:
+        resp = await client.request("POST", "/apps", {"name": self.name or "app", "mode": mode})
         self._app_id = resp["app_id"]
+        await self._register(client, url, resp["app_id"])
+
+    async def _register(self, client: Client, url: str, app_id: str) -> dict[str, str]:
+        """Upload code and register every function of this app; returns tag -> function id."""
         bundles: dict[tuple[str, str], Bundle] = {}
         default_max = os.cpu_count() or 1
+        registered = {}
         for tag, fn in self.registered_functions.items():
             spec = fn.options.spec(default_max)
             pickled = None
@@ -254,9 +292,17 @@ class App:
                 spec.update(module=module_name, qualname=fn.raw_f.__qualname__, bundle=bundles[key].blob_id)
             spec["is_async"] = asyncio.iscoroutinefunction(fn.raw_f)
             resp = await client.request(
-                "POST", f"/apps/{self._app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
+                "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
             )
             fn._hydrate(resp["function_id"], url)
+            registered[tag] = resp["function_id"]
+        return registered
+
+    async def _heartbeat(self, client: Client) -> None:
+        while self._app_id is not None:
+            with contextlib.suppress(Exception):
+                await client.request("POST", f"/apps/{self._app_id}/heartbeat", {})
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _follow_logs(self, client: Client) -> None:
         self._log_seq = 0
@@ -268,27 +314,39 @@ class App:
             except Exception:  # noqa: BLE001 - logs are best effort; never break the user's run
                 await asyncio.sleep(1.0)
                 continue
-            self._log_seq = _print_logs(resp["logs"], self._log_seq)
+            self._print_logs(resp["logs"])
 
-    async def _stop(self, client: Client, follower: Any) -> None:
+    def _print_logs(self, rows: list[list[Any]]) -> None:
+        for row in rows:
+            self._log_seq = max(self._log_seq, row[0])
+        self._log_printer.write(rows)
+
+    async def _leave(self, client: Client, background: list[Any], detach: bool) -> None:
         app_id = self._app_id
-        if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(Exception):
-                since = getattr(self, "_log_seq", 0)
-                resp = await client.request("POST", f"/apps/{app_id}/logs", {"since": since, "wait": 0}, packed=True)
-                self._log_seq = _print_logs(resp["logs"], since)
-        await client.request("POST", f"/apps/{app_id}/stop", {})
+        for task in background:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            resp = await client.request(
+                "POST", f"/apps/{app_id}/logs", {"since": self._log_seq, "wait": 0}, packed=True
+            )
+            self._print_logs(resp["logs"])
+        if detach:
+            await client.request("POST", f"/apps/{app_id}/detach", {})
+            if output_enabled():
+                print(f"✓ App {app_id} detached: it keeps running until its calls finish.", file=sys.stderr)
+        else:
+            await client.request("POST", f"/apps/{app_id}/stop", {"reason": "its run ended"})
 
 
-def _print_logs(rows: list[list[Any]], since: int) -> int:
-    for seq, stream, text, _container in rows:
-        since = max(since, seq)
-        target = sys.stderr if stream == "stderr" else sys.stdout
-        target.write(text)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return since
+@dataclass(frozen=True)
+class DeployResult:
+    """What ``App.deploy`` did."""
+
+    app_id: str
+    name: str
+    version: int
+    url: str
+    functions: dict[str, str]
 
 
 def _request(value: Any) -> Any:

@@ -124,7 +124,82 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/apps", ["POST"], "client")
     async def create_app_route(request: Request) -> Response:
         b = await body(request)
-        return JSONResponse({"app_id": plane.create_app(field(b, "name", str))})
+        return JSONResponse({"app_id": plane.create_app(field(b, "name", str), field(b, "mode", str, "ephemeral"))})
+
+    @route("/apps", ["GET"], "client")
+    async def list_apps(request: Request) -> Response:
+        include_stopped = request.query_params.get("all", "1") != "0"
+        return JSONResponse({"apps": plane.catalog.list_apps(include_stopped)})
+
+    def find_app(ref: str) -> dict[str, Any]:
+        app = plane.catalog.find_app(ref)
+        if app is None:
+            names = sorted({a["name"] for a in plane.catalog.list_apps(False)})
+            raise ApiError(404, "NotFoundError", f"no app {ref!r}; running apps: {', '.join(names) or 'none'}")
+        return app
+
+    @route("/apps/{ref}", ["GET"], "client")
+    async def get_app(request: Request) -> Response:
+        return JSONResponse(find_app(request.path_params["ref"]))
+
+    @route("/deploy", ["POST"], "client")
+    async def deploy(request: Request) -> Response:
+        b = await body(request)
+        app_id, version = plane.begin_deploy(field(b, "name", str))
+        return JSONResponse({"app_id": app_id, "version": version})
+
+    @route("/apps/{app_id}/deployed", ["POST"], "client")
+    async def deployed(request: Request) -> Response:
+        b = await body(request)
+        plane.catalog.finish_deployment(
+            request.path_params["app_id"], field(b, "version", int), field(b, "functions", dict)
+        )
+        return JSONResponse({})
+
+    @route("/apps/{ref}/history", ["GET"], "client")
+    async def app_history(request: Request) -> Response:
+        app = find_app(request.path_params["ref"])
+        return JSONResponse({"app": app, "history": plane.catalog.history(app["app_id"])})
+
+    @route("/apps/{app_id}/heartbeat", ["POST"], "client")
+    async def app_heartbeat(request: Request) -> Response:
+        plane.catalog.touch_client(request.path_params["app_id"])
+        return JSONResponse({"state": plane.store.app_state(request.path_params["app_id"])})
+
+    @route("/apps/{app_id}/detach", ["POST"], "client")
+    async def app_detach(request: Request) -> Response:
+        plane.detach(request.path_params["app_id"])
+        return JSONResponse({})
+
+    @route("/apps/{ref}/functions", ["GET"], "client")
+    async def app_functions(request: Request) -> Response:
+        app = find_app(request.path_params["ref"])
+        return JSONResponse({"app": app, "functions": plane.catalog.functions_of(app["app_id"])})
+
+    @route("/apps/{ref}/functions/{tag}/calls", ["GET"], "client")
+    async def function_calls(request: Request) -> Response:
+        app = find_app(request.path_params["ref"])
+        ids = plane.catalog.calls_of_function(app["app_id"], request.path_params["tag"])
+        return JSONResponse({"calls": [call_summary(i) for i in ids]})
+
+    @route("/containers", ["GET"], "client")
+    async def list_containers(request: Request) -> Response:
+        include_stopped = request.query_params.get("all", "0") == "1"
+        return JSONResponse({"containers": plane.catalog.list_containers(include_stopped)})
+
+    @route("/containers/{container_id}/stop", ["POST"], "client")
+    async def stop_container(request: Request) -> Response:
+        await plane.stop_container(request.path_params["container_id"])
+        return JSONResponse({})
+
+    @route("/containers/{container_id}/logs", ["POST"], "client")
+    async def container_logs(request: Request) -> Response:
+        b = await body(request)
+        cid = request.path_params["container_id"]
+        if plane.store.container_state(cid) is None:
+            raise KeyError(cid)
+        rows = plane.catalog.logs(None, cid, field(b, "since", int, 0), field(b, "tail", int, None))
+        return packed({"logs": [list(r) for r in rows]})
 
     @route("/apps/{app_id}/functions", ["POST"], "client")
     async def create_function(request: Request) -> Response:
@@ -137,28 +212,36 @@ def create_app(plane: ControlPlane) -> Starlette:
         )
         return JSONResponse({"function_id": fid})
 
-    @route("/apps/{app_id}/functions/{tag}", ["GET"], "client")
+    @route("/apps/{ref}/functions/{tag}", ["GET"], "client")
     async def function_by_tag(request: Request) -> Response:
-        fid = plane.store.function_by_tag(request.path_params["app_id"], request.path_params["tag"])
+        app = find_app(request.path_params["ref"])
+        tag = request.path_params["tag"]
+        if app["state"] != "RUNNING":
+            raise ApiError(404, "NotFoundError", f"app {app['name']!r} is stopped; deploy or run it again")
+        fid = plane.store.function_by_tag(app["app_id"], tag)
         if fid is None:
-            raise ApiError(404, "NotFoundError", f"no function {request.path_params['tag']!r} in this app")
-        return JSONResponse({"function_id": fid})
+            known = ", ".join(plane.catalog.functions_of(app["app_id"])) or "none"
+            raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
+        found = plane.store.function(fid)
+        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": found[2] if found else {}})
 
-    @route("/apps/{app_id}/stop", ["POST"], "client")
+    @route("/apps/{ref}/stop", ["POST"], "client")
     async def stop_app(request: Request) -> Response:
-        app_id = request.path_params["app_id"]
-        if plane.store.app_state(app_id) is None:
-            raise KeyError(app_id)
-        await plane.stop_app(app_id)
-        return JSONResponse({})
+        app = find_app(request.path_params["ref"])
+        b = await body(request)
+        await plane.stop_app(app["app_id"], field(b, "reason", str, "stopped by the user"))
+        return JSONResponse({"app_id": app["app_id"]})
 
-    @route("/apps/{app_id}/logs", ["POST"], "client")
+    @route("/apps/{ref}/logs", ["POST"], "client")
     async def app_logs(request: Request) -> Response:
         b = await body(request)
-        rows = await plane.wait_logs(
-            request.path_params["app_id"], field(b, "since", int, 0), field(b, "wait", (int, float), 0)
-        )
-        return packed({"logs": [list(r) for r in rows]})
+        app_id = find_app(request.path_params["ref"])["app_id"]
+        tail = field(b, "tail", int, None)
+        if tail is not None:
+            rows = plane.catalog.logs(app_id, None, 0, tail)
+        else:
+            rows = await plane.wait_logs(app_id, field(b, "since", int, 0), field(b, "wait", (int, float), 0))
+        return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id)})
 
     @route("/blobs/{blob_id}", ["PUT"], "client")
     async def put_blob(request: Request) -> Response:
@@ -293,7 +376,9 @@ def create_app(plane: ControlPlane) -> Starlette:
         return packed({"stop": plane.heartbeat(request.path_params["container_id"], b.get("logs", []))})
 
     routes = [
-        health, create_app_route, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
+        health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
+        function_calls, list_containers, stop_container, container_logs, get_app,
+        create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
         create_call, add_inputs, get_call, call_outputs, call_output_at, cancel_call, call_graph,
         container_spec, container_started, exchange, heartbeat,
     ]  # fmt: skip

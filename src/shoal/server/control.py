@@ -18,6 +18,7 @@ from typing import Any
 from .._ids import new_id
 from ..backends.base import Backend, ContainerSpec
 from .blobs import BlobStore
+from .catalog import Catalog
 from .notifier import Notifier
 from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
 from .scheduler import Drain, Kill, Launch, Limits, plan
@@ -29,6 +30,7 @@ MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
 EXPIRY_INTERVAL = float(os.environ.get("SHOAL_EXPIRY_INTERVAL") or 60.0)
 DRAIN_GRACE = 5.0
+CLIENT_TIMEOUT = float(os.environ.get("SHOAL_CLIENT_TIMEOUT") or 20.0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class ControlPlane:
         self.container_token = config.container_token or secrets.token_urlsafe(24)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.state_dir / "state.db")
+        self.catalog = Catalog(self.store)
         self.blobs = BlobStore(config.state_dir / "blobs")
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
@@ -85,10 +88,38 @@ class ControlPlane:
 
     # ---- apps, functions, calls (client side) ---------------------------------------------------
 
-    def create_app(self, name: str) -> str:
+    def create_app(self, name: str, mode: str = "ephemeral") -> str:
+        if mode not in ("ephemeral", "detached"):
+            raise ValueError(f"unknown app mode {mode!r}")
         app_id = new_id("app")
-        self.store.create_app(app_id, name)
+        self.store.create_app(app_id, name, mode)
         return app_id
+
+    def begin_deploy(self, name: str) -> tuple[str, int]:
+        """The deployed app called ``name`` (created on first deploy) and the new version number."""
+        app_id = self.catalog.deployed_app(name)
+        if app_id is None:
+            app_id = new_id("app")
+            self.store.create_app(app_id, name, "deployed")
+        return app_id, self.catalog.begin_deployment(app_id)
+
+    def detach(self, app_id: str) -> None:
+        """The client left on purpose: the app lives until its unfinished calls are done."""
+        self.catalog.set_mode(app_id, "detached")
+        self.store.db.execute("UPDATE apps SET client_seen=0 WHERE id=?", (app_id,))
+        self.wake_scheduler()
+
+    async def stop_container(self, container_id: str) -> None:
+        if self.store.container_state(container_id) is None:
+            raise KeyError(container_id)
+        self.store.set_container_state(container_id, ContainerState.DRAINING, "stopped by the user")
+        self._notify_container_function(container_id)
+        await self.backend.terminate(container_id, DRAIN_GRACE)
+
+    def system_log(self, app_id: str, container_id: str | None, text: str) -> None:
+        """A lifecycle line (container started/stopped) in the app's log stream."""
+        self.store.append_logs(app_id, container_id or "", [[None, None, "system", text + "\n", time.time()]])
+        self.notifier.notify("logs:" + app_id)
 
     def create_function(self, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> str:
         if self.store.app_state(app_id) is None:
@@ -145,10 +176,10 @@ class ControlPlane:
                 self._kill_reasons[cid] = ("terminated by FunctionCall.cancel", False)
                 await self.backend.terminate(cid, 0)
 
-    async def stop_app(self, app_id: str) -> None:
-        self.store.stop_app(app_id)
+    async def stop_app(self, app_id: str, reason: str = "stopped") -> None:
+        self.store.stop_app(app_id, reason)
         for call_id in self.store.unfinished_calls(app_id):
-            await self.cancel_call(call_id, False, "the app was stopped before this input finished")
+            await self.cancel_call(call_id, False, f"the app was stopped ({reason}) before this input finished")
         cids = self.store.containers_of_app(app_id)
         for cid in cids:
             self.store.set_container_state(cid, ContainerState.DRAINING, "app stopped")
@@ -263,6 +294,9 @@ class ControlPlane:
                 fid = found[0]
                 touched |= self.store.fail_pending(fid, OutputStatus.INIT_FAILED, error)
         self.store.set_container_state(container_id, ContainerState.STOPPED, reason)
+        app_id = self.container_app(container_id)
+        if app_id:
+            self.system_log(app_id, container_id, f"Container {container_id} stopped: {reason}")
         self._notify_calls(touched)
         self._notify_container_function(container_id)
         self.wake_scheduler()
@@ -306,6 +340,8 @@ class ControlPlane:
                     self._on_container_exit(action.container_id, None)
                 else:
                     await self.backend.terminate(action.container_id, 0)
+        for app_id, reason in self.catalog.apps_to_reap(CLIENT_TIMEOUT):
+            await self.stop_app(app_id, reason)
         if now - self._last_expiry > EXPIRY_INTERVAL:
             self._last_expiry = now
             self.store.expire_results(self.config.result_retention)
@@ -324,6 +360,7 @@ class ControlPlane:
         )  # fmt: skip
         try:
             await self.backend.launch(cspec)
+            self.system_log(app_id, container_id, f"Container {container_id} started for {found[1]}")
         except OSError as exc:
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")

@@ -33,7 +33,13 @@ from .records import (
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL, stopped_at REAL
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL, stopped_at REAL,
+    mode TEXT NOT NULL DEFAULT 'ephemeral', client_seen REAL, version INTEGER NOT NULL DEFAULT 0, stop_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS apps_name ON apps(name);
+CREATE TABLE IF NOT EXISTS deployments (
+    app_id TEXT NOT NULL, version INTEGER NOT NULL, created_at REAL NOT NULL, functions TEXT NOT NULL,
+    PRIMARY KEY (app_id, version)
 );
 CREATE TABLE IF NOT EXISTS functions (
     id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, pickled BLOB,
@@ -70,6 +76,8 @@ CREATE TABLE IF NOT EXISTS logs (
     container_id TEXT, stream TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
+CREATE INDEX IF NOT EXISTS logs_container ON logs(container_id, seq);
+CREATE INDEX IF NOT EXISTS functions_app ON functions(app_id, tag);
 """
 
 
@@ -102,9 +110,13 @@ class Store:
 
     # ---- apps and functions -------------------------------------------------------------------
 
-    def create_app(self, app_id: str, name: str) -> None:
+    def create_app(self, app_id: str, name: str, mode: str = "ephemeral") -> None:
+        now = self.clock()
         with self._tx() as db:
-            db.execute("INSERT INTO apps VALUES (?, ?, 'RUNNING', ?, NULL)", (app_id, name, self.clock()))
+            db.execute(
+                "INSERT INTO apps (id, name, state, created_at, mode, client_seen) VALUES (?, ?, 'RUNNING', ?, ?, ?)",
+                (app_id, name, now, mode, now),
+            )
 
     def app_state(self, app_id: str) -> str | None:
         row = self.db.execute("SELECT state FROM apps WHERE id=?", (app_id,)).fetchone()
@@ -125,7 +137,10 @@ class Store:
         return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
 
     def function_by_tag(self, app_id: str, tag: str) -> str | None:
-        row = self.db.execute("SELECT id FROM functions WHERE app_id=? AND tag=?", (app_id, tag)).fetchone()
+        row = self.db.execute(
+            "SELECT id FROM functions WHERE app_id=? AND tag=? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (app_id, tag),
+        ).fetchone()
         return row[0] if row else None
 
     def _policy(self, function_id: str) -> RetryPolicy:
@@ -501,6 +516,9 @@ class Store:
             (app_id, since_seq, limit),
         ).fetchall()
 
-    def stop_app(self, app_id: str) -> None:
+    def stop_app(self, app_id: str, reason: str = "stopped") -> None:
         with self._tx() as db:
-            db.execute("UPDATE apps SET state='STOPPED', stopped_at=? WHERE id=?", (self.clock(), app_id))
+            db.execute(
+                "UPDATE apps SET state='STOPPED', stopped_at=?, stop_reason=? WHERE id=?",
+                (self.clock(), reason, app_id),
+            )

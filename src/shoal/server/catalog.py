@@ -1,0 +1,141 @@
+"""Read models and app lifecycle on top of the store: listing, deployments, reaping apps whose client left.
+
+Kept apart from ``store.py`` (the input lifecycle) so each stays small; both share one SQLite connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .store import Store
+
+APP_COLUMNS = "id, name, state, mode, created_at, stopped_at, version, stop_reason"
+
+
+class Catalog:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.db
+
+    # ---- apps -----------------------------------------------------------------------------------
+
+    def _app_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        app = dict(zip(["app_id", "name", "state", "mode", "created_at", "stopped_at", "version", "stop_reason"], row))
+        app["containers"] = self.db.execute(
+            "SELECT COUNT(*) FROM containers WHERE app_id=? AND state!='STOPPED'", (row[0],)
+        ).fetchone()[0]
+        app["functions"] = [
+            r[0] for r in self.db.execute("SELECT DISTINCT tag FROM functions WHERE app_id=? ORDER BY tag", (row[0],))
+        ]
+        return app
+
+    def list_apps(self, include_stopped: bool = True, limit: int = 200) -> list[dict[str, Any]]:
+        where = "" if include_stopped else "WHERE state='RUNNING'"
+        rows = self.db.execute(f"SELECT {APP_COLUMNS} FROM apps {where} ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [self._app_dict(r) for r in rows.fetchall()]
+
+    def find_app(self, name_or_id: str) -> dict[str, Any] | None:
+        """An app by id, else the newest app (running first) with that name."""
+        row = self.db.execute(f"SELECT {APP_COLUMNS} FROM apps WHERE id=?", (name_or_id,)).fetchone()
+        if row is None:
+            row = self.db.execute(
+                f"SELECT {APP_COLUMNS} FROM apps WHERE name=? ORDER BY state='RUNNING' DESC, created_at DESC LIMIT 1",
+                (name_or_id,),
+            ).fetchone()
+        return self._app_dict(row) if row else None
+
+    def deployed_app(self, name: str) -> str | None:
+        row = self.db.execute(
+            "SELECT id FROM apps WHERE name=? AND mode='deployed' AND state='RUNNING' ORDER BY created_at DESC LIMIT 1",
+            (name,),
+        ).fetchone()
+        return row[0] if row else None
+
+    def begin_deployment(self, app_id: str) -> int:
+        with self.store._tx() as db:
+            db.execute("UPDATE apps SET version=version+1 WHERE id=?", (app_id,))
+            return int(db.execute("SELECT version FROM apps WHERE id=?", (app_id,)).fetchone()[0])
+
+    def finish_deployment(self, app_id: str, version: int, functions: dict[str, str]) -> None:
+        with self.store._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?)",
+                (app_id, version, self.store.clock(), json.dumps(functions)),
+            )
+
+    def history(self, app_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT version, created_at, functions FROM deployments WHERE app_id=? ORDER BY version DESC", (app_id,)
+        ).fetchall()
+        return [{"version": v, "created_at": t, "functions": json.loads(f)} for v, t, f in rows]
+
+    def functions_of(self, app_id: str) -> dict[str, str]:
+        """tag -> id of the newest version of each function."""
+        out: dict[str, str] = {}
+        for tag, fid in self.db.execute(
+            "SELECT tag, id FROM functions WHERE app_id=? ORDER BY created_at, rowid", (app_id,)
+        ):
+            out[tag] = fid
+        return out
+
+    def touch_client(self, app_id: str) -> None:
+        self.db.execute("UPDATE apps SET client_seen=? WHERE id=?", (self.store.clock(), app_id))
+
+    def set_mode(self, app_id: str, mode: str) -> None:
+        self.db.execute("UPDATE apps SET mode=? WHERE id=?", (mode, app_id))
+
+    def apps_to_reap(self, client_timeout: float) -> list[tuple[str, str]]:
+        """(app id, reason) of apps to stop: ephemeral ones whose client is gone, detached ones with nothing left."""
+        now = self.store.clock()
+        out = []
+        for (app_id,) in self.db.execute(
+            "SELECT id FROM apps WHERE state='RUNNING' AND mode='ephemeral' AND client_seen<?", (now - client_timeout,)
+        ).fetchall():
+            out.append((app_id, "its client disconnected"))
+        for (app_id,) in self.db.execute(
+            "SELECT a.id FROM apps a WHERE a.state='RUNNING' AND a.mode='detached' AND a.client_seen<? "
+            "AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.app_id=a.id AND c.finished_at IS NULL)",
+            (now - client_timeout,),
+        ).fetchall():
+            out.append((app_id, "its detached work finished"))
+        return out
+
+    # ---- calls, containers, logs ----------------------------------------------------------------
+
+    def calls_of_function(self, app_id: str, tag: str, limit: int = 50) -> list[str]:
+        rows = self.db.execute(
+            "SELECT c.id FROM calls c JOIN functions f ON f.id=c.function_id WHERE c.app_id=? AND f.tag=? "
+            "ORDER BY c.created_at DESC LIMIT ?",
+            (app_id, tag, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def list_containers(self, include_stopped: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+        where = "" if include_stopped else "WHERE c.state!='STOPPED'"
+        rows = self.db.execute(
+            "SELECT c.id, c.app_id, a.name, f.tag, c.state, c.pid, c.created_at, c.last_seen, c.stop_reason, "
+            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            f"FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id {where} "
+            "ORDER BY c.created_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ["container_id", "app_id", "app_name", "function", "state", "pid", "created_at", "last_seen",
+                "stop_reason", "running_inputs"]  # fmt: skip
+        return [dict(zip(keys, r)) for r in rows]
+
+    def logs(
+        self, app_id: str | None, container_id: str | None, since: int, tail: int | None, limit: int = 1000
+    ) -> list[tuple[int, str, str, str | None]]:
+        """(seq, stream, text, container) for an app or a container, after ``since`` or the last ``tail`` entries."""
+        column, value = ("container_id", container_id) if container_id else ("app_id", app_id)
+        if tail is not None:
+            rows = self.db.execute(
+                f"SELECT seq, stream, data, container_id FROM logs WHERE {column}=? ORDER BY seq DESC LIMIT ?",
+                (value, tail),
+            ).fetchall()
+            return rows[::-1]
+        return self.db.execute(
+            f"SELECT seq, stream, data, container_id FROM logs WHERE {column}=? AND seq>? ORDER BY seq LIMIT ?",
+            (value, since, limit),
+        ).fetchall()
