@@ -282,15 +282,15 @@ class App:
                 pickled = fn.pickled()
                 spec.update(module=None, qualname=tag, bundle=None)
             else:
-                module = sys.modules[fn.raw_f.__module__]
+                module = sys.modules[fn.get_raw_f().__module__]
                 module_name, root = module_name_and_root(module)
                 key = (module_name, str(root))
                 if key not in bundles:
                     bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
                     if not await client.has_blob(bundles[key].blob_id):
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
-                spec.update(module=module_name, qualname=fn.raw_f.__qualname__, bundle=bundles[key].blob_id)
-            spec["is_async"] = asyncio.iscoroutinefunction(fn.raw_f)
+                spec.update(module=module_name, qualname=fn.get_raw_f().__qualname__, bundle=bundles[key].blob_id)
+            spec["is_async"] = asyncio.iscoroutinefunction(fn.get_raw_f())
             resp = await client.request(
                 "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
             )
@@ -325,17 +325,16 @@ class App:
         app_id = self._app_id
         for task in background:
             task.cancel()
-        with contextlib.suppress(Exception):
-            resp = await client.request(
-                "POST", f"/apps/{app_id}/logs", {"since": self._log_seq, "wait": 0}, packed=True
-            )
-            self._print_logs(resp["logs"])
         if detach:
             await client.request("POST", f"/apps/{app_id}/detach", {})
-            if output_enabled():
-                print(f"✓ App {app_id} detached: it keeps running until its calls finish.", file=sys.stderr)
         else:
             await client.request("POST", f"/apps/{app_id}/stop", {"reason": "its run ended"})
+        with contextlib.suppress(Exception):  # the last output, container stop lines included
+            body = {"since": self._log_seq, "wait": 0}
+            resp = await client.request("POST", f"/apps/{app_id}/logs", body, packed=True)
+            self._print_logs(resp["logs"])
+        if detach and output_enabled():
+            print(f"✓ App {app_id} detached: it keeps running until its calls finish.", file=sys.stderr)
 
 
 @dataclass(frozen=True)

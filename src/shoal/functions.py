@@ -15,7 +15,7 @@ from ._map import run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
 from .calls import FunctionCall, wait_result
 from .client import Client, client_for
-from .exception import ExecutionError, InvalidError
+from .exception import ExecutionError, InvalidError, NotFoundError
 from .retries import RetryPolicy
 from .serialization import dumps, serialize_args
 
@@ -60,18 +60,21 @@ class Function:
     ``async for r in f.map.aio(xs)``).
     """
 
-    def __init__(self, raw_f: Callable[..., Any], tag: str, options: FunctionOptions, app_name: str | None) -> None:
+    def __init__(
+        self, raw_f: Callable[..., Any] | None, tag: str, options: FunctionOptions, app_name: str | None
+    ) -> None:
         self.raw_f = raw_f
         self.tag = tag
         self.options = options
         self.app_name = app_name
         self._object_id: str | None = None
         self._url: str | None = None
-        self.__doc__ = raw_f.__doc__
+        self.__doc__ = getattr(raw_f, "__doc__", None)
         self.__name__ = getattr(raw_f, "__name__", tag)
         self.__qualname__ = getattr(raw_f, "__qualname__", tag)
         self.__module__ = getattr(raw_f, "__module__", None)  # type: ignore[assignment]
         self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
+        self._deployed_app: str | None = None  # set by from_name: resolved lazily on the standing server
 
     def __repr__(self) -> str:
         return f"Function({self.tag!r}{', ' + self._object_id if self._object_id else ''})"
@@ -79,7 +82,19 @@ class Function:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled (e.g. captured by a serialized function): travel as a reference, resolved by tag in the container.
         return {"raw_f": None, "tag": self.tag, "options": self.options, "app_name": self.app_name,
-                "_object_id": self._object_id, "_url": None, "is_generator": self.is_generator}  # fmt: skip
+                "_object_id": self._object_id, "_url": None, "is_generator": self.is_generator,
+                "_deployed_app": self._deployed_app}  # fmt: skip
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Function:
+        """A deployed function (``shoal deploy``), looked up lazily on the standing server on first use.
+
+        Raises:
+            NotFoundError: (on first use) no such app or function; the message lists what exists.
+        """
+        fn = cls(None, name, FunctionOptions(), app_name)
+        fn._deployed_app = app_name
+        return fn
 
     @property
     def object_id(self) -> str | None:
@@ -95,6 +110,8 @@ class Function:
                 f"{self.tag} is a generator function; generator functions (.remote_gen) are not supported yet. "
                 "Return a list instead, or use .map() over the items."
             )
+        if self._object_id is None and self._deployed_app is not None:
+            await self._resolve_deployed(self._deployed_app)
         if self._object_id is None and not _context.is_local():
             import os
 
@@ -112,10 +129,24 @@ class Function:
             )
         return client_for(self._url), self._object_id
 
+    async def _resolve_deployed(self, app_name: str) -> None:
+        from .client import configured_url
+
+        url = await asyncio.to_thread(configured_url)
+        if url is None:
+            raise NotFoundError(
+                f"No Shoal server is running, so app {app_name!r} is not deployed: run `shoal deploy FILE.py` "
+                "(it starts the server), or set SHOAL_SERVER_URL."
+            )
+        resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}")
+        self._hydrate(resp["function_id"], url)
+
     # ---- invoking ---------------------------------------------------------------------------------
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function in this process (no container)."""
+        if self.raw_f is None:
+            raise InvalidError(f"{self.tag} was looked up by name: its code is not in this process; use .remote().")
         return self.raw_f(*args, **kwargs)
 
     async def _submit_one(
@@ -209,6 +240,8 @@ class Function:
         )
 
     def get_raw_f(self) -> Callable[..., Any]:
+        if self.raw_f is None:
+            raise InvalidError(f"{self.tag} was looked up by name: its code is not in this process.")
         return self.raw_f
 
     def pickled(self) -> bytes:

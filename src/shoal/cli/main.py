@@ -1,46 +1,139 @@
-"""``shoal`` commands (minimal for now: ``shoal server``)."""
+"""``shoal``: run, deploy, and inspect apps, calls and containers from the shell.
+
+Exit codes: 0 success, 1 the user's code (or the server) failed, 2 usage error.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from .. import __version__
 from ..config import DEFAULT_PORT
+from ..exception import Error, RemoteTraceback
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(f: F) -> F:
+    """Short, actionable messages instead of stack traces (set SHOAL_DEBUG=1 for the full trace)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes a message and exit code 1
+            report_error(exc)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def report_error(exc: BaseException) -> None:
+    if os.environ.get("SHOAL_DEBUG") == "1":
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        return
+    if isinstance(exc.__cause__, RemoteTraceback):
+        click.echo(exc.__cause__.tb.rstrip(), err=True)
+    elif not isinstance(exc, Error):  # the user's own code failed locally: its traceback is useful
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+        return
+    click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shoal")
 def cli() -> None:
-    """Shoal: fan Python functions out over containers on your own machines."""
+    """Shoal: fan Python functions out over containers on your own machines.
+
+    \b
+    Examples:
+      shoal run etl.py                 run the app's local entrypoint
+      shoal run etl.py::main --n 10    pick an entrypoint and pass its options
+      shoal deploy etl.py              deploy to the local server
+      shoal app list                   what is running
+      shoal call get fc-...            collect a spawned job's result
+    """
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("target")
+@click.option("-m", "as_module", is_flag=True, help="TARGET is a module path (package.module[::entry]).")
+@click.option("-d", "--detach", is_flag=True, help="Keep the app running after this command exits.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("-w", "--write-result", type=click.Path(path_type=Path), help="Write the str/bytes return value here.")
+@click.pass_context
+@friendly_errors
+def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: bool, write_result: Path | None) -> None:
+    """Run an app: FILE.py[::ENTRY] or -m package.module[::ENTRY].
+
+    The entrypoint's parameters become options (--my-arg VALUE; --flag/--no-flag for bools).
+    A plain function as ENTRY is called with .remote().
+
+    \b
+    Examples:
+      shoal run etl.py
+      shoal run etl.py::main --day 2026-11-01 --dry-run
+      shoal run --detach etl.py       (work continues after Ctrl-C or exit)
+    """
+    from .._output import enable_output
+    from .targets import find_entry, import_target, parse_entry_args
+
+    module, ref = import_target(target, as_module)
+    entry = find_entry(module, ref)
+    args, kwargs = parse_entry_args(entry, ctx.args)
+    with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
+        result = entry.func(*args, **kwargs)
+    if write_result is not None:
+        if isinstance(result, str):
+            write_result.write_text(result)
+        elif isinstance(result, bytes):
+            write_result.write_bytes(result)
+        else:
+            raise click.UsageError(f"-w needs a str or bytes return value, got {type(result).__name__}")
+    elif result is not None and entry.func is not entry.params_of and not quiet:
+        click.echo(repr(result))
 
 
 @cli.command()
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (non-loopback needs a token)."
-)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Default: $SHOAL_HOME/server.")
-@click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
-def server(host: str, port: int, state_dir: Path | None, token: str | None) -> None:
-    """Run a standing control plane in the foreground.
+@click.argument("target")
+@click.option("-m", "as_module", is_flag=True, help="TARGET is a module path.")
+@click.option("--name", default=None, help="Deploy under this name (default: the App's name).")
+@friendly_errors
+def deploy(target: str, as_module: bool, name: str | None) -> None:
+    """Deploy an app to the local server (started if needed); redeploying replaces it.
 
-    Example: shoal server --port 7811
+    \b
+    Example:
+      shoal deploy etl.py
+      python -c "import shoal; print(shoal.Function.from_name('etl', 'process').remote(1))"
     """
-    from ..exception import InvalidError
-    from ..server.main import serve
+    from .targets import find_app, import_target
 
-    try:
-        serve(host, port, state_dir, token)
-    except InvalidError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except OSError as exc:
-        click.echo(f"Error: cannot listen on {host}:{port}: {exc}", err=True)
-        sys.exit(1)
+    module, _ = import_target(target, as_module)
+    result = find_app(module).deploy(name)
+    click.echo(f"✓ Deployed app {result.name!r} version {result.version} ({result.app_id}) on {result.url}")
+    for tag in sorted(result.functions):
+        click.echo(f"  ├─ {tag}")
 
 
 def main() -> None:
+    from . import manage
+
+    manage.register(cli)
     cli()
+
+
+__all__ = ["DEFAULT_PORT", "cli", "friendly_errors", "main"]

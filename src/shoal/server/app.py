@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from .control import ControlPlane
-from .records import OutputStatus, ReportedOutput
+from .records import ContainerState, OutputStatus, ReportedOutput
 
 log = logging.getLogger("shoal.server")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -196,10 +196,17 @@ def create_app(plane: ControlPlane) -> Starlette:
     async def container_logs(request: Request) -> Response:
         b = await body(request)
         cid = request.path_params["container_id"]
-        if plane.store.container_state(cid) is None:
+        found = plane.store.container_state(cid)
+        if found is None:
             raise KeyError(cid)
-        rows = plane.catalog.logs(None, cid, field(b, "since", int, 0), field(b, "tail", int, None))
-        return packed({"logs": [list(r) for r in rows]})
+        since = field(b, "since", int, 0)
+        rows = plane.catalog.logs(None, cid, since)
+        app_id = plane.container_app(cid)
+        if not rows and app_id and found[1] != ContainerState.STOPPED:
+            await plane.notifier.wait("logs:" + app_id, min(float(field(b, "wait", (int, float), 0)), 30.0))
+            rows = plane.catalog.logs(None, cid, since)
+        state = plane.store.container_state(cid)
+        return packed({"logs": [list(r) for r in rows], "state": state[1].value if state else "STOPPED"})
 
     @route("/apps/{app_id}/functions", ["POST"], "client")
     async def create_function(request: Request) -> Response:
@@ -237,8 +244,9 @@ def create_app(plane: ControlPlane) -> Starlette:
         b = await body(request)
         app_id = find_app(request.path_params["ref"])["app_id"]
         tail = field(b, "tail", int, None)
-        if tail is not None:
-            rows = plane.catalog.logs(app_id, None, 0, tail)
+        since_ts = field(b, "since_ts", (int, float), 0.0)
+        if tail is not None or since_ts:
+            rows = plane.catalog.logs(app_id, None, field(b, "since", int, 0), tail, since_ts)
         else:
             rows = await plane.wait_logs(app_id, field(b, "since", int, 0), field(b, "wait", (int, float), 0))
         return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id)})

@@ -125,17 +125,20 @@ class Catalog:
         return [dict(zip(keys, r)) for r in rows]
 
     def logs(
-        self, app_id: str | None, container_id: str | None, since: int, tail: int | None, limit: int = 1000
-    ) -> list[tuple[int, str, str, str | None]]:
-        """(seq, stream, text, container) for an app or a container, after ``since`` or the last ``tail`` entries."""
+        self, app_id: str | None, container_id: str | None, since: int, tail: int | None = None,
+        since_ts: float = 0.0, limit: int = 1000,
+    ) -> list[tuple[int, str, str, str | None]]:  # fmt: skip
+        """(seq, stream, text, container) of an app or a container: after ``since`` (and time ``since_ts``), or
+        the last ``tail`` entries."""
         column, value = ("container_id", container_id) if container_id else ("app_id", app_id)
+        where = f"{column}=? AND seq>? AND ts>=?"
         if tail is not None:
             rows = self.db.execute(
-                f"SELECT seq, stream, data, container_id FROM logs WHERE {column}=? ORDER BY seq DESC LIMIT ?",
-                (value, tail),
+                f"SELECT seq, stream, data, container_id FROM logs WHERE {where} ORDER BY seq DESC LIMIT ?",
+                (value, since, since_ts, tail),
             ).fetchall()
             return rows[::-1]
         return self.db.execute(
-            f"SELECT seq, stream, data, container_id FROM logs WHERE {column}=? AND seq>? ORDER BY seq LIMIT ?",
-            (value, since, limit),
+            f"SELECT seq, stream, data, container_id FROM logs WHERE {where} ORDER BY seq LIMIT ?",
+            (value, since, since_ts, limit),
         ).fetchall()

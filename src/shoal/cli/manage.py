@@ -1,0 +1,327 @@
+"""``shoal server|app|function|call|container``: look at and steer what the server runs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import DEFAULT_PORT
+from .main import friendly_errors
+
+
+def _request(method: str, path: str, body: dict[str, Any] | None = None, packed: bool = False) -> Any:
+    from .._sync import run_sync
+    from ..client import client_for, configured_url
+
+    url = configured_url()
+    if url is None:
+        raise click.ClickException("No Shoal server is running. Start one with `shoal server start`.")
+    return run_sync(client_for(url).request(method, path, body, packed=packed))
+
+
+def _when(ts: float | None) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    Console().print(table)
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration like 30s, 10m, 2h or 1d")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+# ---- server ---------------------------------------------------------------------------------------
+
+
+@click.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address (non-loopback needs a token).")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Default: $SHOAL_HOME/server.")
+@click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
+@click.pass_context
+def server(ctx: click.Context, host: str, port: int, state_dir: Path | None, token: str | None) -> None:
+    """Run the control plane in the foreground, or manage it as a background daemon.
+
+    \b
+    Examples:
+      shoal server                 foreground, on 127.0.0.1:7811
+      shoal server start           background; pid and log under $SHOAL_HOME
+      shoal server status | stop
+    """
+    ctx.obj = {"host": host, "port": port, "token": token}
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..exception import InvalidError
+    from ..server.main import serve
+
+    try:
+        serve(host, port, state_dir, token)
+    except InvalidError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from exc
+
+
+@server.command("start")
+@click.pass_context
+@friendly_errors
+def server_start(ctx: click.Context) -> None:
+    """Start the background server (no-op when one answers)."""
+    from .. import _daemon
+    from ..server.main import is_loopback
+
+    if not is_loopback(ctx.obj["host"]) and not ctx.obj["token"]:
+        raise click.UsageError(f"Refusing to serve {ctx.obj['host']} without a token: set SHOAL_TOKEN.")
+    status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"])
+    click.echo(f"✓ Shoal server running at {status.url} (pid {status.pid}, log {status.log_file})")
+
+
+@server.command("stop")
+@friendly_errors
+def server_stop() -> None:
+    """Stop the background server."""
+    from .. import _daemon
+
+    click.echo("✓ Stopped." if _daemon.stop() else "No background server was running.")
+
+
+@server.command("status")
+@click.pass_context
+def server_status(ctx: click.Context) -> None:
+    """Say whether the background server is running (exit 1 when not)."""
+    from .. import _daemon
+
+    status = _daemon.status(ctx.obj["port"])
+    if status.running:
+        click.echo(f"running at {status.url} (pid {status.pid}, log {status.log_file})")
+    else:
+        click.echo("not running")
+        sys.exit(1)
+
+
+# ---- apps -----------------------------------------------------------------------------------------
+
+
+@click.group()
+def app() -> None:
+    """List, stop, and read the logs of apps."""
+
+
+@app.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def app_list(as_json: bool) -> None:
+    """Apps on the server, newest first."""
+    apps = _request("GET", "/apps")["apps"]
+    if as_json:
+        click.echo(json.dumps(apps, indent=2))
+        return
+    rows = [[a["app_id"], a["name"], a["mode"], a["state"], a["containers"], a["version"] or "-",
+             _when(a["created_at"]), a["stop_reason"] or ""] for a in apps]  # fmt: skip
+    _table("Apps", ["id", "name", "mode", "state", "containers", "version", "created", "stop reason"], rows)
+
+
+@app.command("stop")
+@click.argument("ref")
+@friendly_errors
+def app_stop(ref: str) -> None:
+    """Stop an app (NAME or ID): its containers stop and its pending inputs fail with a clear error."""
+    resp = _request("POST", f"/apps/{ref}/stop", {"reason": "stopped with `shoal app stop`"})
+    click.echo(f"✓ Stopped {resp['app_id']}")
+
+
+@app.command("logs")
+@click.argument("ref")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the app stops.")
+@click.option("--since", default=None, help="Only output newer than this (30s, 10m, 2h, 1d).")
+@click.option("--tail", type=int, default=None, help="Only the last N entries.")
+@friendly_errors
+def app_logs(ref: str, follow: bool, since: str | None, tail: int | None) -> None:
+    """Print an app's container output (NAME or ID)."""
+    body: dict[str, Any] = {"since": 0, "wait": 0}
+    if tail is not None:
+        body["tail"] = tail
+    if since is not None:
+        body["since_ts"] = time.time() - _duration(since)
+    seq = _print_rows(_request("POST", f"/apps/{ref}/logs", body, packed=True), 0)
+    while follow:
+        resp = _request("POST", f"/apps/{ref}/logs", {"since": seq, "wait": 10.0}, packed=True)
+        seq = _print_rows(resp, seq)
+        if resp["state"] != "RUNNING" and not resp["logs"]:
+            break
+
+
+def _print_rows(resp: dict[str, Any], seq: int) -> int:
+    for row_seq, stream, text, _container in resp["logs"]:
+        seq = max(seq, row_seq)
+        (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+    sys.stdout.flush()
+    return seq
+
+
+@app.command("history")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def app_history(ref: str, as_json: bool) -> None:
+    """Deployments of an app, newest first."""
+    resp = _request("GET", f"/apps/{ref}/history")
+    if as_json:
+        click.echo(json.dumps(resp["history"], indent=2))
+        return
+    rows = [[h["version"], _when(h["created_at"]), ", ".join(sorted(h["functions"]))] for h in resp["history"]]
+    _table(f"History of {resp['app']['name']}", ["version", "deployed", "functions"], rows)
+
+
+# ---- functions and calls --------------------------------------------------------------------------
+
+
+@click.group()
+def function() -> None:
+    """Inspect functions."""
+
+
+@function.command("calls")
+@click.argument("ref", metavar="APP/FUNCTION")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def function_calls(ref: str, as_json: bool) -> None:
+    """Recent calls of a function with their progress."""
+    app_ref, _, tag = ref.partition("/")
+    if not tag:
+        raise click.BadParameter("expected APP/FUNCTION", param_hint="APP/FUNCTION")
+    calls = _request("GET", f"/apps/{app_ref}/functions/{tag}/calls")["calls"]
+    if as_json:
+        click.echo(json.dumps(calls, indent=2))
+        return
+    rows = [_call_row(c) for c in calls]
+    _table(f"Calls of {ref}", ["id", "kind", "status", "done", "failed", "pending", "created", "duration"], rows)
+
+
+def _call_row(c: dict[str, Any]) -> list[Any]:
+    total = c["num_inputs"] if c["num_inputs"] is not None else c["submitted"]
+    end = c["finished_at"] or time.time()
+    return [c["call_id"], c["kind"], c["status"], c["done"] - c["failed"], c["failed"], total - c["done"],
+            _when(c["created_at"]), f"{end - c['created_at']:.1f}s"]  # fmt: skip
+
+
+@click.group()
+def call() -> None:
+    """Collect, inspect, or cancel any function call by id (fc-...)."""
+
+
+@call.command("get")
+@click.argument("call_id")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait (default: until done).")
+@friendly_errors
+def call_get(call_id: str, timeout: float | None) -> None:
+    """Print a call's result (a list of results for spawn_map/map calls)."""
+    from ..calls import FunctionCall
+
+    handle = FunctionCall.from_id(call_id)
+    if handle.num_inputs() == 1 and _request("GET", f"/calls/{call_id}")["kind"] in ("spawn", "remote"):
+        click.echo(repr(handle.get(timeout=timeout)))
+    else:
+        click.echo(repr(list(handle.iter())))
+
+
+@call.command("status")
+@click.argument("call_id")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def call_status(call_id: str, as_json: bool) -> None:
+    """A call's status and input counts."""
+    from ..calls import FunctionCall
+
+    handle = FunctionCall.from_id(call_id)
+    from .._sync import run_sync
+
+    info = run_sync(handle._info())
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    row = _call_row(info)
+    _table(f"{info['function_name']} {call_id}", ["id", "kind", "status", "done", "failed", "pending", "created",
+                                                   "duration"], [row])  # fmt: skip
+
+
+@call.command("cancel")
+@click.argument("call_id")
+@click.option("--terminate-containers", is_flag=True, help="Also kill the containers running its inputs.")
+@friendly_errors
+def call_cancel(call_id: str, terminate_containers: bool) -> None:
+    """Cancel a call's unfinished inputs."""
+    from ..calls import FunctionCall
+
+    FunctionCall.from_id(call_id).cancel(terminate_containers=terminate_containers)
+    click.echo(f"✓ Cancelled {call_id}")
+
+
+# ---- containers -----------------------------------------------------------------------------------
+
+
+@click.group()
+def container() -> None:
+    """List containers, read their output, stop them."""
+
+
+@container.command("list")
+@click.option("--all", "include_stopped", is_flag=True, help="Include stopped containers.")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def container_list(include_stopped: bool, as_json: bool) -> None:
+    """Containers, newest first."""
+    rows = _request("GET", f"/containers?all={int(include_stopped)}")["containers"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = [[c["container_id"], c["app_name"], c["function"], c["state"], c["running_inputs"], _when(c["created_at"]),
+              c["stop_reason"] or ""] for c in rows]  # fmt: skip
+    _table("Containers", ["id", "app", "function", "state", "inputs", "started", "stop reason"], table)
+
+
+@container.command("logs")
+@click.argument("container_id")
+@click.option("-f", "--follow", is_flag=True)
+@friendly_errors
+def container_logs(container_id: str, follow: bool) -> None:
+    """Print a container's output."""
+    seq = _print_rows(_request("POST", f"/containers/{container_id}/logs", {"since": 0}, packed=True), 0)
+    while follow:
+        resp = _request("POST", f"/containers/{container_id}/logs", {"since": seq, "wait": 10.0}, packed=True)
+        seq = _print_rows(resp, seq)
+        if resp["state"] == "STOPPED" and not resp["logs"]:
+            break
+
+
+@container.command("stop")
+@click.argument("container_id")
+@friendly_errors
+def container_stop(container_id: str) -> None:
+    """Stop a container; inputs it was running are retried elsewhere."""
+    _request("POST", f"/containers/{container_id}/stop")
+    click.echo(f"✓ Stopping {container_id}")
+
+
+def register(cli: click.Group) -> None:
+    for group in (server, app, function, call, container):
+        cli.add_command(group)
