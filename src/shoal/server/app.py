@@ -227,7 +227,7 @@ def create_app(plane: ControlPlane) -> Starlette:
             raise ApiError(404, "NotFoundError", f"app {app['name']!r} is stopped; deploy or run it again")
         fid = plane.store.function_by_tag(app["app_id"], tag)
         if fid is None:
-            known = ", ".join(plane.catalog.functions_of(app["app_id"])) or "none"
+            known = ", ".join(sorted(plane.catalog.functions_of(app["app_id"]))) or "none"
             raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
         found = plane.store.function(fid)
         return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": found[2] if found else {}})

@@ -1,0 +1,56 @@
+"""An app driven through the `shoal` command line in the CLI tests."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from typing import Literal, Optional
+
+import shoal
+
+app = shoal.App("cli-app")
+
+
+@app.function(max_containers=2)
+def double(x: int) -> int:
+    print(f"doubling {x}")
+    return 2 * x
+
+
+@app.function(max_containers=4)
+def touch(directory: str, i: int) -> int:
+    time.sleep(0.05)
+    with open(os.path.join(directory, f"{i}.done"), "w") as f:
+        f.write(str(os.getpid()))
+    return i
+
+
+@app.local_entrypoint()
+def main(
+    n: int,
+    label: str = "x",
+    verbose: bool = False,
+    when: Optional[datetime.datetime] = None,  # noqa: UP045 - the CLI must accept typing.Optional
+    mode: Literal["fast", "slow"] = "fast",
+    ratio: float = 1.5,
+) -> None:
+    total = sum(double.map(range(n)))
+    print(f"ARGS n={n} label={label} verbose={verbose} when={when} mode={mode} ratio={ratio} total={total}")
+
+
+@app.local_entrypoint()
+def fan_out(directory: str, count: int = 500) -> None:
+    call = touch.spawn_map([directory] * count, range(count))
+    print(f"SUBMITTED {call.object_id}", flush=True)
+    time.sleep(3600)  # the test kills this client here
+
+
+@app.local_entrypoint()
+def text() -> str:
+    return "written by -w"
+
+
+@app.local_entrypoint()
+def fails() -> None:
+    double.remote(None)  # type: ignore[arg-type]

@@ -1,0 +1,216 @@
+"""The `shoal` command line, run as a subprocess exactly as a user types it."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import shoal
+from tests.conftest import REPO
+
+SHOAL = [sys.executable, "-m", "shoal"]
+APP = str(REPO / "tests" / "apps" / "cli_app.py")
+
+
+def shoal_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SHOAL, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )  # fmt: skip
+
+
+def test_version_and_help():
+    assert shoal_cli("--version").stdout.strip() == f"shoal, version {shoal.__version__}"
+    help_text = shoal_cli("run", "--help").stdout
+    assert "--detach" in help_text and "Examples" in help_text
+
+
+def test_run_passes_typed_entrypoint_options(server):
+    result = shoal_cli(
+        "run", f"{APP}::main", "--n", "4", "--label", "hi", "--verbose", "--when", "2026-01-02", "--mode", "slow",
+        "--ratio", "0.5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ARGS n=4 label=hi verbose=True when=2026-01-02 00:00:00 mode=slow ratio=0.5 total=12" in result.stdout
+    assert "doubling 3" in result.stdout  # container output streamed to the terminal
+
+
+def test_run_usage_errors_exit_2(server):
+    several = shoal_cli("run", APP)
+    assert several.returncode == 2 and "main" in several.stderr and "fan_out" in several.stderr
+    missing = shoal_cli("run", f"{APP}::main")
+    assert missing.returncode == 2 and "--n" in missing.stderr
+    bad_choice = shoal_cli("run", f"{APP}::main", "--n", "1", "--mode", "warp")
+    assert bad_choice.returncode == 2
+    assert shoal_cli("run", "no/such/file.py").returncode == 2
+
+
+def test_run_a_plain_function_and_write_a_result(server, tmp_path: Path):
+    result = shoal_cli("run", f"{APP}::double", "--x", "21")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("42")
+    out = tmp_path / "result.txt"
+    assert shoal_cli("run", f"{APP}::text", "-w", str(out)).returncode == 0
+    assert out.read_text() == "written by -w"
+
+
+def test_user_code_failure_exits_1_with_a_short_message(server):
+    result = shoal_cli("run", f"{APP}::fails")
+    assert result.returncode == 1
+    assert "TypeError" in result.stderr
+    assert "shoal/cli" not in result.stderr  # no internal stack trace
+
+
+def test_detached_run_survives_its_client_being_killed(server, tmp_path: Path):
+    # Given a detached run that submitted a spawn_map of 500 slow inputs
+    proc = subprocess.Popen(
+        [*SHOAL, "run", "--detach", f"{APP}::fan_out", "--directory", str(tmp_path)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = ""
+    while not line.startswith("SUBMITTED"):
+        line = proc.stdout.readline()
+        assert line, "the client exited before submitting"
+    call_id = line.split()[1]
+    # When the client is killed
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    # Then every input still runs, and the results can be collected from elsewhere
+    assert sorted(shoal.FunctionCall.from_id(call_id).iter()) == list(range(500))
+    assert len(list(tmp_path.glob("*.done"))) == 500
+
+
+def write_app(path: Path, version: str) -> None:
+    path.write_text(
+        textwrap.dedent(f"""
+        import time
+        import shoal
+        app = shoal.App("deployed-app")
+
+        @shoal_function
+        def version(x: int) -> str:
+            print("serving", x)
+            return "{version}:" + str(x)
+
+        @app.function(max_containers=1)
+        def slow(x: int) -> int:
+            time.sleep(0.5)
+            return x
+    """).replace("@shoal_function", "@app.function()")
+    )
+
+
+def test_deploy_from_name_and_call_get_across_processes(server, tmp_path: Path):
+    app_file = tmp_path / "deployed_app.py"
+    write_app(app_file, "v1")
+    deployed = shoal_cli("deploy", str(app_file))
+    assert deployed.returncode == 0, deployed.stderr
+    assert "version 1" in deployed.stdout
+    # a separate plain python process uses the deployed functions
+    script = (
+        "import shoal\n"
+        "f = shoal.Function.from_name('deployed-app', 'version')\n"
+        "print(list(f.map([1, 2])))\n"
+        "print(f.spawn(3).object_id)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    mapped, call_id = result.stdout.strip().splitlines()
+    assert mapped == "['v1:1', 'v1:2']"
+    # a third process collects the spawned call from the shell
+    got = shoal_cli("call", "get", call_id)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "'v1:3'"
+    status = shoal_cli("call", "status", call_id, "--json")
+    assert '"status": "SUCCEEDED"' in status.stdout
+    calls = shoal_cli("function", "calls", "deployed-app/version", "--json")
+    assert call_id in calls.stdout
+    # redeploying switches the code
+    write_app(app_file, "v2")
+    assert "version 2" in shoal_cli("deploy", str(app_file)).stdout
+    assert shoal.Function.from_name("deployed-app", "version").remote(4) == "v2:4"
+    history = shoal_cli("app", "history", "deployed-app", "--json")
+    assert '"version": 2' in history.stdout and '"version": 1' in history.stdout
+
+
+def test_from_name_of_an_unknown_function_lists_what_exists(server, tmp_path: Path):
+    app_file = tmp_path / "deployed_app.py"
+    write_app(app_file, "v1")
+    assert shoal_cli("deploy", str(app_file)).returncode == 0
+    with pytest.raises(shoal.exception.NotFoundError, match="it has: slow, version"):
+        shoal.Function.from_name("deployed-app", "nope").remote(1)
+    with pytest.raises(shoal.exception.NotFoundError, match="no app 'no-such-app'"):
+        shoal.Function.from_name("no-such-app", "f").remote(1)
+
+
+def test_app_stop_stops_containers_and_fails_pending_inputs(server, tmp_path: Path):
+    app_file = tmp_path / "deployed_app.py"
+    write_app(app_file, "v1")
+    assert shoal_cli("deploy", str(app_file), "--name", "to-stop").returncode == 0
+    call = shoal.Function.from_name("to-stop", "slow").spawn_map(range(20))
+    assert call.get(index=0, timeout=60) == 0
+    stopped = shoal_cli("app", "stop", "to-stop")
+    assert stopped.returncode == 0, stopped.stderr
+    with pytest.raises(shoal.exception.InputCancellation, match="app was stopped"):
+        call.get(index=19, timeout=10)
+    listing = shoal_cli("container", "list", "--json")
+    assert '"to-stop"' not in listing.stdout
+
+
+def test_app_logs_follow_prints_new_output(server, tmp_path: Path):
+    app_file = tmp_path / "deployed_app.py"
+    write_app(app_file, "v1")
+    assert shoal_cli("deploy", str(app_file), "--name", "logged").returncode == 0
+    follower = subprocess.Popen([*SHOAL, "app", "logs", "logged", "-f"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert shoal.Function.from_name("logged", "version").remote(77) == "v1:77"
+        assert follower.stdout is not None
+        while "serving 77" not in (line := follower.stdout.readline()):
+            assert line, "logs -f exited early"
+        assert shoal_cli("app", "stop", "logged").returncode == 0
+        assert follower.wait(timeout=30) == 0  # follow ends when the app stops
+    finally:
+        follower.kill()
+        follower.wait()
+        if follower.stdout:
+            follower.stdout.close()
+
+
+def test_progress_bar_shows_in_a_terminal(server):
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [*SHOAL, "run", f"{APP}::main", "--n", "50"], cwd=REPO, stdin=terminal, stdout=terminal, stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(terminal)
+    captured = b""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            captured += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(controller)
+    text = captured.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "double.map" in text
+    assert "50/50" in text
