@@ -7,18 +7,28 @@ from ._context import current_function_call_id, current_input_id, is_local  # no
 from ._output import enable_output  # noqa: E402
 from .app import App  # noqa: E402
 from .calls import CallGraphNode, FunctionCall  # noqa: E402
+from .cls import Cls, Obj  # noqa: E402
 from .functions import Function  # noqa: E402
 from .image import Image  # noqa: E402
+from .partial import batched, concurrent, enter, exit, method, parameter  # noqa: E402
 from .retries import Retries  # noqa: E402
 
 __all__ = [
     "App",
     "CallGraphNode",
+    "Cls",
+    "Obj",
     "Function",
     "FunctionCall",
     "Image",
     "Retries",
     "__version__",
+    "batched",
+    "concurrent",
+    "enter",
+    "exit",
+    "method",
+    "parameter",
     "current_function_call_id",
     "current_input_id",
     "enable_output",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import inspect
 import os
 import sys
 import warnings
@@ -14,41 +16,16 @@ from typing import Any
 from . import _context
 from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
+from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
 from .client import Client, acquire_server, client_for, release_server
-from .exception import InvalidError, deprecation_warning
-from .functions import Function, FunctionOptions
-from .retries import Retries, parse_retries
+from .cls import Cls, class_methods, class_options
+from .exception import InvalidError
+from .functions import Function
+from .retries import Retries
 
 HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
-
-# Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
-_PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
-# Modal parameters that Shoal does not implement yet: rejected with a clear error.
-_NOT_YET = {
-    "schedule": "schedules (Period/Cron)",
-    "network_file_systems": "network file systems",
-    "proxy": "proxies",
-    "enable_memory_snapshot": "memory snapshots",
-    "block_network": "network blocking",
-    "is_generator": "generator functions",
-    "max_inputs": "max_inputs",
-    "allow_concurrent_inputs": "concurrent inputs (@concurrent)",
-}
-
-
-def _validate_positive(name: str, value: float | None, upper: float | None = None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (upper and value > upper):
-        bound = f" and at most {upper:g}" if upper else ""
-        raise InvalidError(f"{name}={value!r} is invalid: it must be a number above 0{bound}.")
-
-
-def _validate_count(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise InvalidError(f"{name}={value!r} is invalid: it must be a whole number >= 0.")
 
 
 class App:
@@ -76,6 +53,7 @@ class App:
         self.name = name
         self.image = image
         self.registered_functions: dict[str, Function] = {}
+        self.registered_classes: dict[str, Cls] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
         self._log_seq = 0
@@ -124,41 +102,13 @@ class App:
         Raises:
             InvalidError: an invalid value, or a Modal parameter Shoal does not implement yet.
         """
-        if concurrency_limit is not None:
-            deprecation_warning("concurrency_limit is deprecated: use max_containers", 2)
-            max_containers = max_containers if max_containers is not None else concurrency_limit
-        if keep_warm is not None:
-            deprecation_warning("keep_warm is deprecated: use min_containers", 2)
-            min_containers = min_containers if min_containers is not None else keep_warm
-        if container_idle_timeout is not None:
-            deprecation_warning("container_idle_timeout is deprecated: use scaledown_window", 2)
-            scaledown_window = scaledown_window if scaledown_window is not None else container_idle_timeout
-        self._check_unsupported(unsupported)
-        if secrets:
-            raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
-        if volumes:
-            raise InvalidError("Volumes are not implemented in Shoal yet.")
-        _validate_positive("timeout", timeout, 24 * 3600)
-        _validate_positive("startup_timeout", startup_timeout, 24 * 3600)
-        _validate_positive("scaledown_window", scaledown_window, 24 * 3600)
-        for count_name, count in (("max_containers", max_containers), ("min_containers", min_containers),
-                                  ("buffer_containers", buffer_containers)):  # fmt: skip
-            _validate_count(count_name, count)
-        if max_containers == 0:
-            raise InvalidError("max_containers=0 would never run anything: use at least 1.")
-        if max_containers is not None and min_containers is not None and min_containers > max_containers:
-            raise InvalidError(f"min_containers={min_containers} is above max_containers={max_containers}.")
-        if env is not None and not all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()
-        ):
-            raise InvalidError("env must map strings to strings (or None).")
-        options = FunctionOptions(
-            timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
-            max_containers=max_containers, min_containers=min_containers or 0, buffer_containers=buffer_containers or 0,
-            scaledown_window=float(scaledown_window if scaledown_window is not None else 60.0),
-            cpu=_request(cpu), memory=_request(memory),  # type: ignore[arg-type]
-            gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
-            serialized=serialized, single_use_containers=single_use_containers, image=image or self.image,
+        options = build_options(
+            self.image, image=image, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout, retries=retries,
+            max_containers=max_containers, min_containers=min_containers, buffer_containers=buffer_containers,
+            scaledown_window=scaledown_window, secrets=secrets, volumes=volumes, env=env, serialized=serialized,
+            single_use_containers=single_use_containers, startup_timeout=startup_timeout,
+            concurrency_limit=concurrency_limit, keep_warm=keep_warm, container_idle_timeout=container_idle_timeout,
+            unsupported=unsupported,
         )  # fmt: skip
 
         def decorate(f: Callable[..., Any]) -> Function:
@@ -176,7 +126,10 @@ class App:
                 warnings.warn(
                     f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3
                 )
-            fn = Function(f, tag, options, self.name)
+            marked = dataclasses.replace(
+                options, batch=getattr(f, "_shoal_batched", None), concurrency=getattr(f, "_shoal_concurrency", None)
+            )
+            fn = Function(f, tag, marked, self.name)
             self.registered_functions[tag] = fn
             return fn
 
@@ -184,19 +137,31 @@ class App:
             return decorate(_f)
         return decorate
 
-    @staticmethod
-    def _check_unsupported(unsupported: dict[str, Any]) -> None:
-        for key, value in unsupported.items():
-            if key in _NOT_YET:
-                if value:
-                    raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
-            elif key in _PLACEMENT_ONLY:
-                if value:
-                    warnings.warn(
-                        f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=4
-                    )
-            else:
-                raise InvalidError(f"@app.function() got an unknown parameter {key!r}.")
+    def cls(self, _cls: type | None = None, *, name: str | None = None, **options: Any) -> Any:
+        """Register a class whose ``@method()``s run in containers; takes ``@app.function``'s options.
+
+        ``@enter()`` methods run once per container before its first input, ``@exit()`` methods when it stops;
+        ``shoal.parameter()`` attributes give each set of values its own container pool.
+        """
+        known = inspect.signature(build_options).parameters
+        unsupported = {k: v for k, v in options.items() if k not in known}
+        built = build_options(self.image, unsupported=unsupported, **{k: v for k, v in options.items() if k in known})
+
+        def decorate(user_cls: type) -> Cls:
+            if not isinstance(user_cls, type):
+                raise InvalidError("@app.cls() decorates a class.")
+            tag = name or user_cls.__qualname__
+            if "<locals>" in tag and not built.serialized:
+                raise InvalidError(f"{tag} is defined inside a function: define it at module level.")
+            if not class_methods(user_cls):
+                raise InvalidError(f"{tag} has no @shoal.method(); mark the methods to call remotely.")
+            service = Function(user_cls, tag, class_options(user_cls, built), self.name)
+            self.registered_functions[tag] = service
+            cls = Cls(user_cls, service)
+            self.registered_classes[tag] = cls
+            return cls
+
+        return decorate(_cls) if _cls is not None else decorate
 
     def local_entrypoint(self, _f: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
         """Register a function that ``shoal run`` calls on the client, inside ``app.run()``."""
@@ -290,11 +255,15 @@ class App:
                     if not await client.has_blob(bundles[key].blob_id):
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
                 spec.update(module=module_name, qualname=fn.get_raw_f().__qualname__, bundle=bundles[key].blob_id)
-            spec["is_async"] = asyncio.iscoroutinefunction(fn.get_raw_f())
+            raw = fn.get_raw_f()
+            spec["is_async"] = asyncio.iscoroutinefunction(raw)
+            if isinstance(raw, type):
+                spec.update(kind="class", methods=sorted(class_methods(raw)))
             resp = await client.request(
                 "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
             )
             fn._hydrate(resp["function_id"], url)
+            fn._spec, fn._app_id = spec, app_id
             registered[tag] = resp["function_id"]
         return registered
 
@@ -346,10 +315,3 @@ class DeployResult:
     version: int
     url: str
     functions: dict[str, str]
-
-
-def _request(value: Any) -> Any:
-    """cpu/memory may be a (request, limit) pair; the request is what placement uses."""
-    if isinstance(value, tuple):
-        return value[0]
-    return value

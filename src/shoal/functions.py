@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +16,11 @@ from ._payloads import check_size, to_payload
 from .calls import FunctionCall, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
+from .partial import BatchConfig, ConcurrencyConfig
 from .retries import RetryPolicy
 from .serialization import dumps, serialize_args
+
+CallArgs = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class FunctionOptions:
     serialized: bool = False
     single_use_containers: bool = False
     image: Any = None
+    batch: BatchConfig | None = None
+    concurrency: ConcurrencyConfig | None = None
 
     def spec(self, default_max_containers: int) -> dict[str, Any]:
         return {
@@ -50,6 +55,8 @@ class FunctionOptions:
             "scaledown_window": self.scaledown_window,
             "cpu": self.cpu, "memory": self.memory, "gpu": self.gpu, "env": self.env,
             "single_use_containers": self.single_use_containers,
+            "batch": dataclasses.asdict(self.batch) if self.batch else None,
+            "concurrency": dataclasses.asdict(self.concurrency) if self.concurrency else None,
         }  # fmt: skip
 
 
@@ -75,6 +82,8 @@ class Function:
         self.__module__ = getattr(raw_f, "__module__", None)  # type: ignore[assignment]
         self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
         self._deployed_app: str | None = None  # set by from_name: resolved lazily on the standing server
+        self._spec: dict[str, Any] | None = None  # as registered (code location included), for variants
+        self._app_id: str | None = None
 
     def __repr__(self) -> str:
         return f"Function({self.tag!r}{', ' + self._object_id if self._object_id else ''})"
@@ -140,8 +149,17 @@ class Function:
             )
         resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}")
         self._hydrate(resp["function_id"], url)
+        self._app_id, self._spec = resp["app_id"], resp["spec"]
 
     # ---- invoking ---------------------------------------------------------------------------------
+
+    def _call_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The positional arguments as sent (a class method prepends its name)."""
+        return args
+
+    def _items(self, items: Iterator[CallArgs]) -> Iterator[CallArgs]:
+        for args, kwargs in items:
+            yield self._call_args(args), kwargs
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function in this process (no container)."""
@@ -152,7 +170,7 @@ class Function:
     async def _submit_one(
         self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str
     ) -> str:
-        data = serialize_args(args, kwargs, self.tag)
+        data = serialize_args(self._call_args(args), kwargs, self.tag)
         check_size(data, self.tag)
         payload = await to_payload(client, data)
         resp = await client.request(
@@ -187,7 +205,7 @@ class Function:
         shortest). ``return_exceptions=True`` yields failed inputs' exceptions in place instead of raising.
         """
         client, function_id = await self._resolve()
-        items = zip_items(input_iterators, dict(kwargs or {}))
+        items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
             parent_input=_context.current_input_id(), on_call=_on_call or (lambda _: None),
@@ -203,7 +221,7 @@ class Function:
         """Like :meth:`map`, but each item of ``input_iterator`` is unpacked as the positional arguments."""
         client, function_id = await self._resolve()
         async for batch in run_map(
-            client, function_id, self.tag, star_items(input_iterator, dict(kwargs or {})),
+            client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
             on_call=_on_call or (lambda _: None),
         ):  # fmt: skip
@@ -216,7 +234,8 @@ class Function:
         """Run over the zipped iterables for side effects; raises the first failure unless ``ignore_exceptions``."""
         client, function_id = await self._resolve()
         async for _ in run_map(
-            client, function_id, self.tag, zip_items(input_iterators, dict(kwargs or {})), order_outputs=False,
+            client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
+            order_outputs=False,
             return_exceptions=ignore_exceptions, parent_input=_context.current_input_id(),
         ):  # fmt: skip
             pass
@@ -229,7 +248,7 @@ class Function:
         ``.iter()``, ``.num_inputs()``).
         """
         client, function_id = await self._resolve()
-        items = zip_items(input_iterators, dict(kwargs or {}))
+        items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(client, function_id, self.tag, items, _context.current_input_id())
         return FunctionCall(call_id, self._url)
 

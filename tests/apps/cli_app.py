@@ -54,3 +54,16 @@ def text() -> str:
 @app.local_entrypoint()
 def fails() -> None:
     double.remote(None)  # type: ignore[arg-type]
+
+
+@app.cls(max_containers=1)
+class Greeter:
+    greeting: str = shoal.parameter(default="hello")
+
+    @shoal.enter()
+    def load(self) -> None:
+        self.suffix = "!"
+
+    @shoal.method()
+    def greet(self, name: str, times: int = 1) -> str:
+        return " ".join([f"{self.greeting} {name}{self.suffix}"] * times)

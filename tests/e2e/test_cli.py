@@ -214,3 +214,22 @@ def test_progress_bar_shows_in_a_terminal(server):
     assert proc.returncode == 0, text
     assert "double.map" in text
     assert "50/50" in text
+
+
+def test_run_a_class_method_target(server):
+    result = shoal_cli("run", f"{APP}::Greeter.greet", "--name", "ada", "--times", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("hello ada! hello ada!")
+
+
+def test_deployed_class_from_name_in_another_process(server):
+    deployed = shoal_cli("deploy", APP, "--name", "greeter-app")
+    assert deployed.returncode == 0, deployed.stderr
+    script = (
+        "import shoal\n"
+        "Greeter = shoal.Cls.from_name('greeter-app', 'Greeter')\n"
+        "print(Greeter().greet.remote('bob'), '|', Greeter(greeting='hi').greet.remote('eve'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hello bob! | hi eve!"

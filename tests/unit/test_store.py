@@ -105,7 +105,7 @@ def test_a_crash_holding_one_input_charges_it_until_retries_are_spent(store):
 def test_cancel_ends_every_unfinished_input(store):
     store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
     store.lease_inputs("fu-1", "ta-1", 1)
-    assert store.cancel_call("fc-1", "cancelled") == ["ta-1"]
+    assert store.cancel_call("fc-1", "cancelled") == [("ta-1", 0)]
     assert {o.status for o in store.outputs("fc-1", 0, 10)} == {"CANCELLED"}
     assert store.call("fc-1").status == "CANCELLED"
 

@@ -103,8 +103,8 @@ def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: b
             write_result.write_bytes(result)
         else:
             raise click.UsageError(f"-w needs a str or bytes return value, got {type(result).__name__}")
-    elif result is not None and entry.func is not entry.params_of and not quiet:
-        click.echo(repr(result))
+    elif result is not None and entry.name not in entry.app.local_entrypoints and not quiet:
+        click.echo(result if isinstance(result, str) else repr(result))
 
 
 @cli.command()

@@ -4,6 +4,7 @@ and turn the entrypoint's signature into command-line options."""
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import inspect
 import sys
@@ -17,8 +18,8 @@ from typing import Any
 import click
 
 from ..app import App
+from ..cls import class_methods
 from ..exception import InvalidError
-from ..functions import Function
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,15 @@ def find_entry(module: ModuleType, ref: str | None) -> Entry:
         for name, f in app.local_entrypoints.items():
             entries[name] = Entry(app, name, f, f)
         for tag, fn in app.registered_functions.items():
-            functions[tag] = Entry(app, tag, fn.remote, fn.get_raw_f())
+            if tag not in app.registered_classes:
+                functions[tag] = Entry(app, tag, fn.remote, fn.get_raw_f())
+        for tag, cls in app.registered_classes.items():
+            for method_name in class_methods(cls.user_cls):  # type: ignore[arg-type]
+                raw = getattr(cls.user_cls, method_name)
+                handle = getattr(cls(), method_name)
+                functions[f"{tag}.{method_name}"] = Entry(app, f"{tag}.{method_name}", handle.remote,
+                                                          functools.partial(raw, None))  # fmt: skip
     if ref is not None:
-        if "." in ref and ref not in functions:
-            raise click.UsageError(f"{ref}: class methods as targets are not supported yet.")
         entry = entries.get(ref) or functions.get(ref)
         if entry is None:
             choices = ", ".join(sorted(entries) + sorted(functions)) or "none"
@@ -128,7 +134,8 @@ def parse_entry_args(entry: Entry, args: list[str]) -> tuple[tuple[Any, ...], di
     params = list(signature.parameters.values())
     if any(p.kind == p.VAR_POSITIONAL for p in params):
         return tuple(args), {}
-    hints = typing.get_type_hints(entry.params_of)
+    target = entry.params_of.func if isinstance(entry.params_of, functools.partial) else entry.params_of
+    hints = typing.get_type_hints(target)
     options: list[click.Parameter] = []
     for p in params:
         annotation = hints.get(p.name, p.annotation)
@@ -140,7 +147,7 @@ def parse_entry_args(entry: Entry, args: list[str]) -> tuple[tuple[Any, ...], di
             options.append(click.Option([f"{flag}/--no-{flag[2:]}", p.name], default=default, required=required))
         else:
             options.append(click.Option([flag, p.name], type=ctype, default=default, required=required))
-    command = click.Command(entry.name, params=options, callback=lambda **kw: kw, help=entry.params_of.__doc__)
+    command = click.Command(entry.name, params=options, callback=lambda **kw: kw, help=target.__doc__)
     try:
         parsed = command.main(args, prog_name=f"shoal run ...::{entry.name}", standalone_mode=False)
     except click.exceptions.Exit:
@@ -152,7 +159,3 @@ def parse_entry_args(entry: Entry, args: list[str]) -> tuple[tuple[Any, ...], di
         if typing.get_origin(hints.get(p.name)) is typing.Literal and parsed.get(p.name) is not None:
             parsed[p.name] = _literal_value(hints[p.name], parsed[p.name])
     return (), dict(parsed)
-
-
-def is_function_entry(entry: Entry) -> bool:
-    return isinstance(getattr(entry.func, "__self__", None), Function) or hasattr(entry.func, "_core")

@@ -1,14 +1,22 @@
 """The pull loop every backend runs: load the function, then lease -> run -> report, with heartbeats.
 
-Inputs are leased in batches sized so one batch is about ``TARGET_BATCH_SECONDS`` of work (one at a time for
-slow functions, up to ``MAX_BATCH`` for fast ones); outputs ride on the next lease request, so a fast
-function costs one HTTP round trip per batch. A watchdog thread enforces the per-attempt timeout by reporting
-the timeout and ending the process (the backend then kills its whole process group).
+Three ways to run inputs, chosen by the function's spec:
+
+* sequential (default): inputs are leased in batches sized to ~``TARGET_BATCH_SECONDS`` of work and run one
+  at a time in the main thread; finished outputs ride on the next lease request (one round trip per batch).
+* batched (``@batched``): up to ``max_batch_size`` inputs, waiting at most ``wait_ms`` after the first, go to
+  one call of the function as lists.
+* concurrent (``@concurrent``): up to ``max_inputs`` at once, sync ones on threads, async ones as tasks.
+
+A watchdog thread enforces the per-attempt timeout: it reports the timed-out input, gives back the others
+and ends the process (the backend then kills the process group). Cancelled inputs get ``InputCancellation``
+(``CancelledError`` in async code).
 """
 
 from __future__ import annotations
 
-import asyncio
+import ctypes
+import hashlib
 import inspect
 import os
 import signal
@@ -16,31 +24,60 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import serialization
 from .._context import set_current_input
 from ..config import INLINE_PAYLOAD_LIMIT, settings
-from ..exception import SerializationError
+from ..exception import InputCancellation, InvalidError, SerializationError
 from ..server.records import OutputStatus
 from .api import ContainerAPI
 from .capture import LogBuffer, install
-from .loader import load_function
+from .usercode import UserCode
 
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 256
 IDLE_POLL = 10.0
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
 
+Key = tuple[str, int]
+
 
 @dataclass
 class Running:
+    lease: int
+    started: float
+    thread: int = 0  # thread ident running it (0: an asyncio task)
+    future: Any = None
+
+
+@dataclass
+class Lease:
     call_id: str
     index: int
     lease: int
-    started: float
+    payload: bytes
+
+    @property
+    def key(self) -> Key:
+        return (self.call_id, self.index)
+
+    def release_row(self) -> list[Any]:
+        return [self.call_id, self.index, self.lease]
+
+
+@dataclass
+class State:
+    """What the container holds, shared by the threads (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reports: list[list[Any]] = field(default_factory=list)  # finished, not yet sent
+    unstarted: list[Lease] = field(default_factory=list)
+    running: dict[Key, Running] = field(default_factory=dict)
+    cancelled: set[Key] = field(default_factory=set)
+    stopping: bool = False
 
 
 class ContainerRuntime:
@@ -48,172 +85,351 @@ class ContainerRuntime:
         self.api = api
         self.heartbeat_interval = heartbeat_interval
         self.logs = LogBuffer()
-        self.lock = threading.Lock()
-        self.reports: list[list[Any]] = []  # finished, not yet sent
-        self.unstarted: list[list[Any]] = []  # leased, not yet started
-        self.running: Running | None = None
+        self.state = State()
         self.changed = threading.Event()
-        self.stopping = False
         self.timeout = 300.0
-        self.fn: Callable[..., Any] = lambda: None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.spec: dict[str, Any] = {}
+        self.code: UserCode | None = None
+        self.main_thread = threading.get_ident()
+        self.report_ready = threading.Event()
+        self.cancel_target: Key | None = None
 
-    # ---- start ----------------------------------------------------------------------------------
+    # ---- start and stop -------------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Load the user's function; report success or the traceback. Returns False when loading failed."""
+        """Load the user's code and run its enter hooks; report success or the traceback."""
         install(self.logs)
         threading.Thread(target=self._heartbeat_loop, name="shoal-heartbeat", daemon=True).start()
         info = self.api.call("spec")
-        spec = info["spec"]
-        self.timeout = float(spec["timeout"])
+        self.spec = info["spec"]
+        self.timeout = float(self.spec["timeout"])
+        stage = "load"
         try:
-            self.fn = load_function(spec, info["pickled"], self.api.blob)
-        except BaseException as exc:  # noqa: BLE001 - any failure to load is reported, whatever it is
-            where = spec.get("module", "the pickled function")
-            error = f"Failed to load function {spec.get('qualname')} from {where}:\n" + "".join(
-                traceback.format_exception(type(exc), exc, exc.__traceback__)
-            )
+            self.code = UserCode(self.spec, info["pickled"], self.api.blob)
+            stage = "enter"
+            self.code.enter()
+        except BaseException as exc:  # noqa: BLE001 - any failure to start is reported, whatever it is
+            what = "run the @enter hooks of" if stage == "enter" else "load"
+            error = f"Failed to {what} {self.spec.get('qualname')} ({self.spec.get('module') or 'pickled'}):\n"
+            error += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             sys.stderr.write(error)
-            self.api.call("started", {"error": error, "fatal": True})
+            # an import error is deterministic: fail fast; an enter hook may be flaky: the server retries a few times
+            self.api.call("started", {"error": error, "fatal": stage == "load"})
             return False
-        if inspect.iscoroutinefunction(self.fn):
-            self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._watchdog_loop, name="shoal-watchdog", daemon=True).start()
         self.api.call("started", {})
         return True
 
-    # ---- the pull loop --------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Deliver what is finished, give back the rest, run exit hooks."""
+        with self.state.lock:
+            self.state.stopping = True
+        try:
+            self._exchange(0, 0)
+        except BaseException:  # noqa: BLE001 - best effort on the way out
+            pass
+        if self.code is not None:
+            try:
+                self.code.exit()
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
 
     def serve(self) -> None:
+        if self.spec.get("batch"):
+            self._serve_batched(self.spec["batch"]["max_batch_size"], self.spec["batch"]["wait_ms"] / 1000)
+        elif self.spec.get("concurrency"):
+            self._serve_concurrent(self.spec["concurrency"]["max_inputs"])
+        else:
+            self._serve_sequential()
+
+    # ---- sequential -----------------------------------------------------------------------------
+
+    def _serve_sequential(self) -> None:
         want, per_input = 1, None
-        while not self.stopping:
-            resp = self._exchange(want, IDLE_POLL)
+        single_use = bool(self.spec.get("single_use_containers"))
+        while not self.state.stopping:
+            resp = self._exchange(1 if single_use else want, IDLE_POLL)
             if resp["stop"]:
-                break
-            batch = resp["inputs"]
-            with self.lock:
-                self.unstarted = list(batch)
-            last_flush = time.monotonic()
-            batch_started = time.monotonic()
-            while True:
-                with self.lock:
-                    if not self.unstarted or self.stopping:
-                        break
-                    call_id, index, lease, payload = self.unstarted.pop(0)
-                    self.running = Running(call_id, index, lease, time.monotonic())
-                self.changed.set()
-                status, data = self._run_one(call_id, index, payload)
-                with self.lock:
-                    self.running = None
-                    self.reports.append([call_id, index, lease, status.value, data])
-                if time.monotonic() - last_flush > FLUSH_EVERY and self.unstarted:
+                return
+            batch = [Lease(*x) for x in resp["inputs"]]
+            with self.state.lock:
+                self.state.unstarted = list(batch)
+            last_flush = batch_started = time.monotonic()
+            while (lease := self._next_unstarted()) is not None:
+                self._report(lease, *self._run_one(lease, threading.get_ident()))
+                if time.monotonic() - last_flush > FLUSH_EVERY and self.state.unstarted:
                     self._exchange(0, 0)
                     last_flush = time.monotonic()
+            if single_use and batch:
+                return
             if batch:
                 elapsed = (time.monotonic() - batch_started) / len(batch)
                 per_input = elapsed if per_input is None else 0.7 * per_input + 0.3 * elapsed
                 want = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(per_input, 1e-6))))
-        self._exchange(0, 0)
 
-    def _exchange(self, want: int, wait: float) -> dict[str, Any]:
-        with self.lock:
-            reports, self.reports = self.reports, []
-            released = [[c, i, lease] for c, i, lease, _ in self.unstarted] if self.stopping else []
-            if self.stopping:
-                self.unstarted = []
-        try:
-            return self.api.call(
-                "exchange",
-                {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": want, "wait": wait},
-            )
-        except BaseException:
-            with self.lock:  # not delivered: keep them for the next try
-                self.reports = reports + self.reports
-            raise
+    def _next_unstarted(self) -> Lease | None:
+        with self.state.lock:
+            while self.state.unstarted and not self.state.stopping:
+                lease = self.state.unstarted.pop(0)
+                if lease.key in self.state.cancelled:
+                    continue
+                self.state.running[lease.key] = Running(lease.lease, time.monotonic(), threading.get_ident())
+                self.changed.set()
+                return lease
+        return None
 
-    def _run_one(self, call_id: str, index: int, payload: bytes) -> tuple[OutputStatus, bytes]:
-        token = set_current_input(call_id, index)
+    def _report(self, lease: Lease, status: OutputStatus, data: bytes) -> None:
+        with self.state.lock:
+            self.state.running.pop(lease.key, None)
+            self.state.reports.append([lease.call_id, lease.index, lease.lease, status.value, data])
+
+    def _run_one(self, lease: Lease, thread: int) -> tuple[OutputStatus, bytes]:
+        assert self.code is not None
+        set_current_input(lease.call_id, lease.index)
         try:
-            args, kwargs = serialization.loads(serialization.payload_bytes(payload, self.api.blob))
-            if self.loop is not None:
-                result = self.loop.run_until_complete(self.fn(*args, **kwargs))
-            else:
-                result = self.fn(*args, **kwargs)
+            args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
+            result = self.code.call(args, kwargs, on_future=lambda f: self._attach_future(lease.key, f))
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
             return OutputStatus.FAILURE, self._pack(serialization.serialize_failure(exc))
         finally:
             sys.stdout.flush()
             set_current_input(None)
-            del token
+        return self._success(result)
+
+    def _attach_future(self, key: Key, future: Any) -> None:
+        with self.state.lock:
+            running = self.state.running.get(key)
+            if running is not None:
+                running.future = future
+            cancelled = key in self.state.cancelled
+        if cancelled:
+            future.cancel()
+
+    def _success(self, result: Any) -> tuple[OutputStatus, bytes]:
         try:
             return OutputStatus.SUCCESS, self._pack(serialization.dumps(result))
         except Exception as exc:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
             return OutputStatus.FAILURE, self._pack(serialization.serialize_failure(err))
 
+    def _exchange(self, want: int, wait: float) -> dict[str, Any]:
+        with self.state.lock:
+            reports, self.state.reports = self.state.reports, []
+            released = [x.release_row() for x in self.state.unstarted] if self.state.stopping else []
+            if self.state.stopping:
+                self.state.unstarted = []
+        body = {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": want, "wait": wait}
+        try:
+            return self.api.call("exchange", body)
+        except BaseException:
+            with self.state.lock:  # not delivered: keep them for the next try
+                self.state.reports = reports + self.state.reports
+            raise
+
     def _pack(self, data: bytes) -> bytes:
         if len(data) <= INLINE_PAYLOAD_LIMIT:
             return serialization.inline_payload(data)
-        import hashlib
-
         blob_id = hashlib.sha256(data).hexdigest()
         self.api.put_blob(blob_id, data)
         return serialization.blob_payload(blob_id)
 
+    # ---- batched --------------------------------------------------------------------------------
+
+    def _serve_batched(self, max_size: int, wait_s: float) -> None:
+        while not self.state.stopping:
+            resp = self._exchange(max_size, IDLE_POLL)
+            if resp["stop"]:
+                return
+            batch = [Lease(*x) for x in resp["inputs"]]
+            deadline = time.monotonic() + wait_s
+            while batch and len(batch) < max_size and not self.state.stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                more = self._exchange(max_size - len(batch), remaining)
+                batch += [Lease(*x) for x in more["inputs"]]
+                if more["stop"]:
+                    break
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Lease]) -> None:
+        assert self.code is not None
+        now = time.monotonic()
+        decoded: list[tuple[Lease, tuple[Any, ...], dict[str, Any]]] = []
+        with self.state.lock:
+            for lease in batch:
+                self.state.running[lease.key] = Running(lease.lease, now, threading.get_ident())
+        self.changed.set()
+        for lease in batch:
+            try:
+                args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
+                decoded.append((lease, args, kwargs))
+            except BaseException as exc:  # noqa: BLE001
+                self._report(lease, OutputStatus.FAILURE, self._pack(serialization.serialize_failure(exc)))
+        if not decoded:
+            return
+        try:
+            f, _ = self.code.target(decoded[0][1])
+            columns = _columns(f, [(self.code.target(a)[1], kw) for _, a, kw in decoded])
+            results = self.code.resolve(f(**columns))
+            if not isinstance(results, (list, tuple)) or len(results) != len(decoded):
+                got = len(results) if isinstance(results, (list, tuple)) else type(results).__name__
+                raise InvalidError(
+                    f"A @batched function must return a list with one result per input: got {got} for "
+                    f"{len(decoded)} inputs."
+                )
+        except BaseException as exc:  # noqa: BLE001 - the whole batch fails together
+            failure = self._pack(serialization.serialize_failure(exc))
+            for lease, _, _ in decoded:
+                self._report(lease, OutputStatus.FAILURE, failure)
+            return
+        for (lease, _, _), result in zip(decoded, results):
+            self._report(lease, *self._success(result))
+
+    # ---- concurrent -----------------------------------------------------------------------------
+
+    def _serve_concurrent(self, max_inputs: int) -> None:
+        free = threading.Semaphore(max_inputs)
+        pool = ThreadPoolExecutor(max_inputs, thread_name_prefix="shoal-input")
+        reporter = threading.Thread(target=self._report_loop, name="shoal-reporter", daemon=True)
+        reporter.start()
+        while not self.state.stopping:
+            free.acquire()
+            slots = 1
+            while slots < max_inputs and free.acquire(blocking=False):
+                slots += 1
+            with self.state.lock:
+                reports, self.state.reports = self.state.reports, []
+            resp = self.api.call("exchange", {"outputs": reports, "logs": self.logs.drain(), "want": slots,
+                                              "wait": IDLE_POLL})  # fmt: skip
+            leases = [Lease(*x) for x in resp["inputs"]]
+            if slots > len(leases):
+                free.release(slots - len(leases))
+            for lease in leases:
+                pool.submit(self._run_concurrent, lease, free)
+            if resp["stop"]:
+                break
+        pool.shutdown(wait=True)
+        self.changed.set()
+
+    def _run_concurrent(self, lease: Lease, free: threading.Semaphore) -> None:
+        with self.state.lock:
+            skip = lease.key in self.state.cancelled
+            self.state.running[lease.key] = Running(lease.lease, time.monotonic(), threading.get_ident())
+        self.changed.set()
+        try:
+            if not skip:
+                self._report(lease, *self._run_one(lease, threading.get_ident()))
+        finally:
+            with self.state.lock:
+                self.state.running.pop(lease.key, None)
+            free.release()
+            self.report_ready.set()
+
+    def _report_loop(self) -> None:
+        api = self._side_api()
+        while True:
+            self.report_ready.wait()
+            self.report_ready.clear()
+            with self.state.lock:
+                reports, self.state.reports = self.state.reports, []
+            if reports:
+                try:
+                    api.call("exchange", {"outputs": reports, "logs": self.logs.drain(), "want": 0})
+                except Exception:  # noqa: BLE001 - retried with the next batch
+                    with self.state.lock:
+                        self.state.reports = reports + self.state.reports
+
     # ---- background threads ---------------------------------------------------------------------
 
+    def _side_api(self) -> ContainerAPI:
+        return ContainerAPI(self.api.url, os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"])
+
     def _heartbeat_loop(self) -> None:
-        api = ContainerAPI(self.api.url, os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"])
+        api = self._side_api()
         while True:
             time.sleep(self.heartbeat_interval)
             try:
-                if api.call("heartbeat", {"logs": self.logs.drain()})["stop"]:
-                    self.request_stop()
+                resp = api.call("heartbeat", {"logs": self.logs.drain()})
             except SystemExit:
                 os._exit(0)
             except Exception:  # noqa: BLE001 - the server may be restarting; keep beating
                 continue
+            for call_id, index in resp.get("cancel", []):
+                self.cancel((call_id, index))
+            if resp["stop"]:
+                self.request_stop()
+
+    def cancel(self, key: Key) -> None:
+        """Stop one input: it raises InputCancellation (CancelledError in async code); nothing else is touched."""
+        with self.state.lock:
+            self.state.cancelled.add(key)
+            running = self.state.running.get(key)
+        if running is None:
+            return
+        if running.thread == self.main_thread:
+            self.cancel_target = key  # the signal handler raises InputCancellation in the main thread
+            os.kill(os.getpid(), signal.SIGUSR2)
+        elif running.future is not None:  # async code: the task gets CancelledError
+            running.future.cancel()
+        elif running.thread:  # sync code on a worker thread: raised at its next Python instruction
+            exc = ctypes.py_object(InputCancellation)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(running.thread), exc)
 
     def _watchdog_loop(self) -> None:
-        api = ContainerAPI(self.api.url, os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"])
+        api = self._side_api()
         while True:
-            with self.lock:
-                running = self.running
-            if running is None:
+            with self.state.lock:
+                starts = [(r.started, k) for k, r in self.state.running.items()]
+            if not starts:
                 self.changed.wait()
                 self.changed.clear()
                 continue
-            remaining = running.started + self.timeout - time.monotonic()
+            remaining = min(starts)[0] + self.timeout - time.monotonic()
             if remaining > 0:
                 self.changed.wait(remaining)
                 self.changed.clear()
                 continue
-            self._time_out(api, running)
+            self._time_out(api)
 
-    def _time_out(self, api: ContainerAPI, running: Running) -> None:
-        """Report the timed-out input, give back the unstarted ones, and end the container."""
+    def _time_out(self, api: ContainerAPI) -> None:
+        """Report inputs past their timeout, give back every other one, and end the container."""
         message = f"Function timed out after {self.timeout:g}s (timeout={self.timeout:g})"
         if sys.__stderr__ is not None:
             sys.__stderr__.write(message + "\n")
-        with self.lock:
-            reports = self.reports + [[running.call_id, running.index, running.lease, "TIMEOUT", message.encode()]]
-            released = [[c, i, lease] for c, i, lease, _ in self.unstarted]
+        now = time.monotonic()
+        with self.state.lock:
+            reports = list(self.state.reports)
+            released = [x.release_row() for x in self.state.unstarted]
+            for (call_id, index), r in self.state.running.items():
+                if now - r.started >= self.timeout:
+                    reports.append([call_id, index, r.lease, "TIMEOUT", message.encode()])
+                else:
+                    released.append([call_id, index, r.lease])
         try:
             api.call("exchange", {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": 0})
         finally:
             os._exit(3)
 
     def request_stop(self) -> None:
-        with self.lock:
-            idle = self.running is None
-            self.stopping = True
+        with self.state.lock:
+            idle = not self.state.running
+            self.state.stopping = True
         if idle:
             os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def _on_stop_signal(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
+def _columns(f: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> dict[str, list[Any]]:
+    """Per-parameter lists for a @batched call: every input's arguments bound to the signature."""
+    signature = inspect.signature(f)
+    columns: dict[str, list[Any]] = {name: [] for name in signature.parameters}
+    for args, kwargs in calls:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        for name in columns:
+            columns[name].append(bound.arguments[name])
+    return columns
 
 
 def main() -> None:
@@ -222,29 +438,39 @@ def main() -> None:
         os.environ["SHOAL_SERVER_URL"], os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"]
     )
     runtime = ContainerRuntime(api, cfg.heartbeat_interval)
-    signal.signal(signal.SIGUSR1, _on_stop_signal)
+
+    def on_stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
 
     def on_term(signum: int, frame: Any) -> None:
-        with runtime.lock:
-            idle = runtime.running is None
-            runtime.stopping = True
+        with runtime.state.lock:
+            idle = not runtime.state.running
+            runtime.state.stopping = True
         if idle:
             raise SystemExit(0)
 
+    def on_cancel(signum: int, frame: Any) -> None:
+        target = runtime.cancel_target
+        with runtime.state.lock:
+            running = target is not None and target in runtime.state.running
+        if running:
+            raise InputCancellation(f"input {target} was cancelled")
+
+    signal.signal(signal.SIGUSR1, on_stop)
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGUSR2, on_cancel)
+    code = 0
     try:
-        if not runtime.start():
-            sys.exit(1)
-        runtime.serve()
+        if runtime.start():
+            runtime.serve()
+        else:
+            code = 1
     except SystemExit:
-        with runtime.lock:
-            runtime.stopping = True
-        try:  # best effort: deliver finished outputs and give back unstarted inputs
-            runtime._exchange(0, 0)
-        except BaseException:  # noqa: BLE001
-            pass
+        pass
     except Exception:
         traceback.print_exc()
-        sys.exit(1)
+        code = 1
+    if code == 0:
+        runtime.shutdown()
     sys.stdout.flush()
-    os._exit(0)
+    os._exit(code)

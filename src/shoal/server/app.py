@@ -271,6 +271,13 @@ def create_app(plane: ControlPlane) -> Starlette:
             return Response(b"")
         return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
 
+    @route("/functions/{function_id}/bind", ["POST"], "client")
+    async def bind(request: Request) -> Response:
+        b = await body(request)
+        return JSONResponse(
+            {"function_id": plane.bind(request.path_params["function_id"], field(b, "params_blob", str))}
+        )
+
     @route("/functions/{function_id}/calls", ["POST"], "client")
     async def create_call(request: Request) -> Response:
         b = await body(request)
@@ -381,12 +388,13 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/containers/{container_id}/heartbeat", ["POST"], "container")
     async def heartbeat(request: Request) -> Response:
         b = await body(request)
-        return packed({"stop": plane.heartbeat(request.path_params["container_id"], b.get("logs", []))})
+        stop, cancel = plane.heartbeat(request.path_params["container_id"], b.get("logs", []))
+        return packed({"stop": stop, "cancel": cancel})
 
     routes = [
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
-        create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
+        bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
         create_call, add_inputs, get_call, call_outputs, call_output_at, cancel_call, call_graph,
         container_spec, container_started, exchange, heartbeat,
     ]  # fmt: skip

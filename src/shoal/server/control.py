@@ -60,6 +60,7 @@ class ControlPlane:
         self.notifier = Notifier()
         self._wake = asyncio.Event()
         self._kill_reasons: dict[str, tuple[str, bool]] = {}  # container -> (reason, charge its input)
+        self._cancellations: dict[str, list[list[Any]]] = {}  # container -> [call id, index] to interrupt
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
 
@@ -128,6 +129,26 @@ class ControlPlane:
         self.store.create_function(function_id, app_id, tag, spec, pickled)
         return function_id
 
+    def bind(self, function_id: str, params_blob: str) -> str:
+        """The function serving a class with these parameter values (created once per set): its own pool."""
+        found = self.store.function(function_id)
+        if found is None:
+            raise KeyError(function_id)
+        app_id, tag, spec, _ = found
+        if spec.get("kind") != "class":
+            raise ValueError(f"{tag} is not a class: only classes take parameters")
+        if not self.blobs.exists(params_blob):
+            raise ValueError("upload the parameter blob before binding")
+        bound_tag = f"{tag}({params_blob[:16]})"
+        existing = self.store.function_by_tag(app_id, bound_tag)
+        if existing is not None and self.store.function(existing)[2].get("parent") == function_id:  # type: ignore[index]
+            return existing
+        bound_id = new_id("function")
+        self.store.create_function(
+            bound_id, app_id, bound_tag, {**spec, "params_blob": params_blob, "parent": function_id}, None
+        )
+        return bound_id
+
     def create_call(self, function_id: str, kind: str, parent_input: str | None) -> str:
         found = self.store.function(function_id)
         if found is None:
@@ -169,10 +190,12 @@ class ControlPlane:
             await self.notifier.wait("call:" + call_id, remaining)
 
     async def cancel_call(self, call_id: str, terminate_containers: bool, message: str) -> None:
-        containers = self.store.cancel_call(call_id, message)
+        running = self.store.cancel_call(call_id, message)
         self.notifier.notify("call:" + call_id)
+        for cid, index in running:  # told with their next heartbeat: only that input is interrupted
+            self._cancellations.setdefault(cid, []).append([call_id, index])
         if terminate_containers:
-            for cid in containers:
+            for cid in sorted({cid for cid, _ in running}):
                 self._kill_reasons[cid] = ("terminated by FunctionCall.cancel", False)
                 await self.backend.terminate(cid, 0)
 
@@ -249,14 +272,15 @@ class ControlPlane:
                 return leased, False
             await self.notifier.wait("fn:" + function_id, remaining)
 
-    def heartbeat(self, container_id: str, logs: list[Any]) -> bool:
-        """Record liveness; returns True when the container should stop."""
+    def heartbeat(self, container_id: str, logs: list[Any]) -> tuple[bool, list[list[Any]]]:
+        """Record liveness; returns (should the container stop, inputs it must interrupt)."""
         found = self.store.container_state(container_id)
         if found is None:
-            return True
+            return True, []
         self.store.touch_container(container_id)
         self.record_logs(container_id, logs)
-        return found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+        cancel = self._cancellations.pop(container_id, [])
+        return found[1] in (ContainerState.DRAINING, ContainerState.STOPPED), cancel
 
     def record_logs(self, container_id: str, logs: list[Any]) -> None:
         if not logs:

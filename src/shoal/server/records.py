@@ -82,6 +82,7 @@ class FunctionLoad:
     timeout: float
     startup_failures: int
     last_startup_failure: float
+    capacity: int = 1  # inputs one container runs at once (@concurrent's target_inputs)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Limits:
 
 def desired_containers(load: FunctionLoad) -> int:
     backlog = load.ready + load.leased
-    want = backlog + load.buffer_containers if backlog else 0
+    want = -(-backlog // max(1, load.capacity)) + load.buffer_containers if backlog else 0
     return max(load.min_containers, min(want, load.max_containers))
 
 

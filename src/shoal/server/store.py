@@ -332,8 +332,8 @@ class Store:
                 db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
         return {r[1] for r in rows}
 
-    def cancel_call(self, call_id: str, message: str) -> list[str]:
-        """Cancel every unfinished input of a call; returns the containers that were running some of them."""
+    def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
+        """Cancel every unfinished input of a call; returns (container, index) of the ones being run."""
         now = self.clock()
         with self._tx() as db:
             rows = db.execute(
@@ -346,7 +346,7 @@ class Store:
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
             )
             self._maybe_finish(db, call_id)
-        return sorted({r[3] for r in rows if r[4] == "LEASED" and r[3]})
+        return sorted((r[3], r[1]) for r in rows if r[4] == "LEASED" and r[3])
 
     def call(self, call_id: str) -> CallInfo | None:
         row = self.db.execute(
@@ -491,7 +491,7 @@ class Store:
                 FunctionLoad(
                     fid, row[0], ready, waiting, leased, spec["min_containers"], spec["max_containers"],
                     spec["buffer_containers"], spec["scaledown_window"], spec["startup_timeout"], spec["timeout"],
-                    row[2], row[3],
+                    row[2], row[3], _capacity(spec),
                 )
             )  # fmt: skip
         return loads
@@ -522,3 +522,12 @@ class Store:
                 "UPDATE apps SET state='STOPPED', stopped_at=?, stop_reason=? WHERE id=?",
                 (self.clock(), reason, app_id),
             )
+
+
+def _capacity(spec: dict[str, Any]) -> int:
+    """How many inputs one container of this function works on at once."""
+    if spec.get("concurrency"):
+        return int(spec["concurrency"]["target_inputs"])
+    if spec.get("batch"):
+        return int(spec["batch"]["max_batch_size"])
+    return 1

@@ -1,0 +1,122 @@
+"""Validating ``@app.function``/``@app.cls`` options into a :class:`FunctionOptions` (Modal's names and ranges)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from .exception import InvalidError, deprecation_warning
+from .functions import FunctionOptions
+from .retries import Retries, parse_retries
+
+# Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
+_PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
+# Modal parameters that Shoal does not implement yet: rejected with a clear error.
+_NOT_YET = {
+    "schedule": "schedules (Period/Cron)",
+    "network_file_systems": "network file systems",
+    "proxy": "proxies",
+    "enable_memory_snapshot": "memory snapshots",
+    "block_network": "network blocking",
+    "is_generator": "generator functions",
+    "max_inputs": "max_inputs",
+    "allow_concurrent_inputs": "concurrent inputs (@concurrent)",
+}
+
+
+def check_unsupported(unsupported: dict[str, Any]) -> None:
+    """Warn about placement-only Modal options, reject unimplemented and unknown ones."""
+    for key, value in unsupported.items():
+        if key in _NOT_YET:
+            if value:
+                raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
+        elif key in _PLACEMENT_ONLY:
+            if value:
+                warnings.warn(f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=5)
+        else:
+            raise InvalidError(f"@app.function() got an unknown parameter {key!r}.")
+
+
+def _validate_positive(name: str, value: float | None, upper: float | None = None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (upper and value > upper):
+        bound = f" and at most {upper:g}" if upper else ""
+        raise InvalidError(f"{name}={value!r} is invalid: it must be a number above 0{bound}.")
+
+
+def _validate_count(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise InvalidError(f"{name}={value!r} is invalid: it must be a whole number >= 0.")
+
+
+def _request(value: Any) -> Any:
+    """cpu/memory may be a (request, limit) pair; the request is what placement uses."""
+    if isinstance(value, tuple):
+        return value[0]
+    return value
+
+
+def build_options(
+    default_image: Any,
+    *,
+    image: Any = None,
+    gpu: str | list[str] | None = None,
+    cpu: float | tuple[float, float] | None = None,
+    memory: int | tuple[int, int] | None = None,
+    timeout: float = 300,
+    retries: int | Retries | None = None,
+    max_containers: int | None = None,
+    min_containers: int | None = None,
+    buffer_containers: int | None = None,
+    scaledown_window: float | None = None,
+    secrets: list[Any] | None = None,
+    volumes: dict[str, Any] | None = None,
+    env: dict[str, str | None] | None = None,
+    serialized: bool = False,
+    single_use_containers: bool = False,
+    startup_timeout: float | None = None,
+    concurrency_limit: int | None = None,
+    keep_warm: int | None = None,
+    container_idle_timeout: float | None = None,
+    unsupported: dict[str, Any] | None = None,
+) -> FunctionOptions:
+    """Validate the options; deprecated Modal names map to the new ones with a DeprecationWarning.
+
+    Raises:
+        InvalidError: an invalid value, or a Modal option Shoal does not implement yet.
+    """
+    if concurrency_limit is not None:
+        deprecation_warning("concurrency_limit is deprecated: use max_containers", 4)
+        max_containers = max_containers if max_containers is not None else concurrency_limit
+    if keep_warm is not None:
+        deprecation_warning("keep_warm is deprecated: use min_containers", 4)
+        min_containers = min_containers if min_containers is not None else keep_warm
+    if container_idle_timeout is not None:
+        deprecation_warning("container_idle_timeout is deprecated: use scaledown_window", 4)
+        scaledown_window = scaledown_window if scaledown_window is not None else container_idle_timeout
+    check_unsupported(unsupported or {})
+    if secrets:
+        raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
+    if volumes:
+        raise InvalidError("Volumes are not implemented in Shoal yet.")
+    _validate_positive("timeout", timeout, 24 * 3600)
+    _validate_positive("startup_timeout", startup_timeout, 24 * 3600)
+    _validate_positive("scaledown_window", scaledown_window, 24 * 3600)
+    for count_name, count in (("max_containers", max_containers), ("min_containers", min_containers),
+                              ("buffer_containers", buffer_containers)):  # fmt: skip
+        _validate_count(count_name, count)
+    if max_containers == 0:
+        raise InvalidError("max_containers=0 would never run anything: use at least 1.")
+    if max_containers is not None and min_containers is not None and min_containers > max_containers:
+        raise InvalidError(f"min_containers={min_containers} is above max_containers={max_containers}.")
+    if env is not None and not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
+        raise InvalidError("env must map strings to strings (or None).")
+    return FunctionOptions(
+        timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
+        max_containers=max_containers, min_containers=min_containers or 0, buffer_containers=buffer_containers or 0,
+        scaledown_window=float(scaledown_window if scaledown_window is not None else 60.0),
+        cpu=_request(cpu), memory=_request(memory),  # type: ignore[arg-type]
+        gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
+        serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,
+    )  # fmt: skip

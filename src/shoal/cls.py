@@ -1,0 +1,246 @@
+"""``@app.cls``: stateful classes. One container pool per (class, options, parameter values); ``@enter`` hooks
+run once per container, ``@exit`` hooks when it stops; ``@method``s are called like functions.
+
+    @app.cls(max_containers=2)
+    class Model:
+        size: str = shoal.parameter(default="small")
+
+        @shoal.enter()
+        def load(self): self.weights = load_weights(self.size)
+
+        @shoal.method()
+        def predict(self, x): ...
+
+    Model(size="large").predict.map(xs)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import inspect
+import os
+from typing import Any
+
+from . import _context
+from .client import Client, client_for
+from .exception import InvalidError
+from .functions import Function, FunctionOptions
+from .partial import PARAMETER_TYPES, BatchConfig, ConcurrencyConfig, _Parameter, has_default
+from .serialization import dumps
+
+
+def class_parameters(user_cls: type) -> dict[str, _Parameter]:
+    return {k: v for k, v in vars(user_cls).items() if isinstance(v, _Parameter)}
+
+
+def class_methods(user_cls: type) -> dict[str, Any]:
+    return {k: v for k, v in inspect.getmembers(user_cls) if getattr(v, "_shoal_method", False)}
+
+
+def class_hooks(user_cls: type, mark: str) -> list[str]:
+    """Names of methods carrying ``mark``, in definition order (base classes first)."""
+    names: list[str] = []
+    for klass in reversed(user_cls.__mro__):
+        for name, value in vars(klass).items():
+            if getattr(value, mark, False) and name not in names:
+                names.append(name)
+    return names
+
+
+def class_options(user_cls: type, options: FunctionOptions) -> FunctionOptions:
+    """Fold the class's @concurrent and its (single) @batched method into the options."""
+    batched = {k: v._shoal_batched for k, v in class_methods(user_cls).items() if hasattr(v, "_shoal_batched")}
+    if batched and len(class_methods(user_cls)) > 1:
+        raise InvalidError(f"{user_cls.__name__}: a class with a @batched method cannot have other @method()s.")
+    batch: BatchConfig | None = next(iter(batched.values()), None)
+    concurrency: ConcurrencyConfig | None = getattr(user_cls, "_shoal_concurrency", None)
+    if batch and concurrency:
+        raise InvalidError(f"{user_cls.__name__}: @batched and @concurrent cannot be combined.")
+    return dataclasses.replace(options, batch=batch or options.batch, concurrency=concurrency or options.concurrency)
+
+
+class Cls:
+    """What ``@app.cls`` returns. Call it with parameter values to get an instance handle."""
+
+    def __init__(self, user_cls: type | None, service: Function, overrides: dict[str, Any] | None = None) -> None:
+        self.user_cls = user_cls
+        self._service = service  # the registered class service (one function on the server)
+        self._overrides = overrides or {}
+        self._variant: Function | None = None
+        self.__name__ = service.tag
+        self.__doc__ = getattr(user_cls, "__doc__", None)
+
+    def __repr__(self) -> str:
+        return f"Cls({self._service.tag!r})"
+
+    def __call__(self, **params: Any) -> Obj:
+        return Obj(self, self._check_params(params))
+
+    def _check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.user_cls is None:  # looked up by name: the server-side class validates
+            return params
+        declared = class_parameters(self.user_cls)
+        unknown = set(params) - set(declared)
+        if unknown:
+            raise InvalidError(
+                f"{self.__name__} got unknown parameters {sorted(unknown)}; declared: {sorted(declared) or 'none'}"
+            )
+        values = {}
+        for name, p in declared.items():
+            if name in params:
+                value = params[name]
+            elif has_default(p):
+                value = p.default
+            else:
+                raise InvalidError(f"{self.__name__} needs a value for parameter {name!r}.")
+            if not isinstance(value, PARAMETER_TYPES):
+                raise InvalidError(f"parameter {name!r} must be str, int, bool or bytes, not {type(value).__name__}")
+            values[name] = value
+        return values
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str) -> Cls:
+        """A deployed class, looked up lazily on the standing server on first use."""
+        return cls(None, Function.from_name(app_name, name))
+
+    def with_options(self, **options: Any) -> Cls:
+        """A variant with other options (``cpu``, ``max_containers``, ``timeout``, ``retries``, ...): its own pool."""
+        allowed = {f.name for f in dataclasses.fields(FunctionOptions)} - {"serialized", "image"}
+        bad = set(options) - allowed
+        if bad:
+            raise InvalidError(f"with_options got unsupported options {sorted(bad)}")
+        if "retries" in options:
+            from .retries import parse_retries
+
+            options["retries"] = parse_retries(options["retries"])
+        return Cls(self.user_cls, self._service, {**self._overrides, **options})
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
+        from .partial import concurrent
+
+        concurrent(max_inputs=max_inputs, target_inputs=target_inputs)  # validates
+        target = max_inputs if target_inputs is None else target_inputs
+        return self.with_options(concurrency=ConcurrencyConfig(max_inputs, target))
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Cls:
+        from .partial import batched
+
+        batched(max_batch_size=max_batch_size, wait_ms=wait_ms)  # validates
+        return self.with_options(batch=BatchConfig(max_batch_size, wait_ms))
+
+    async def _function(self) -> tuple[Client, str]:
+        """(client, function id) of this class (or variant) on the server, registering a variant on first use."""
+        client, service_id = await self._service._resolve()
+        if not self._overrides:
+            return client, service_id
+        if self._variant is None or self._variant.object_id is None:
+            spec = self._service._spec
+            if spec is None:
+                raise InvalidError("with_options() variants of a class looked up by name are not supported yet")
+            options = dataclasses.replace(self._service.options, **self._overrides)
+            variant_spec = {**spec, **options.spec(spec["max_containers"])}
+            key = hashlib.sha256(repr(sorted(self._overrides.items())).encode()).hexdigest()[:12]
+            tag = f"{self._service.tag}~{key}"
+            app_id = _app_of(self._service)
+            resp = await client.request(
+                "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": variant_spec, "pickled": None}, packed=True
+            )
+            self._variant = Function(None, tag, options, self._service.app_name)
+            self._variant._hydrate(resp["function_id"], self._service._url)
+        assert self._variant.object_id is not None
+        return client, self._variant.object_id
+
+
+def _app_of(fn: Function) -> str:
+    app_id = fn._app_id if _context.is_local() else os.environ.get("SHOAL_APP_ID")
+    if app_id is None:
+        raise InvalidError(f"{fn.tag} is not running: use it inside `with app.run():`")
+    return str(app_id)
+
+
+class Obj:
+    """An instance handle: ``Model(size="large")``. Its methods are called like functions."""
+
+    def __init__(self, cls: Cls, params: dict[str, Any]) -> None:
+        self._cls = cls
+        self._params = params
+        self._bound_id: str | None = None
+        self._local: Any = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{self._cls.__name__}({args})"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        user_cls = self._cls.user_cls
+        if user_cls is not None and name not in class_methods(user_cls):
+            raise AttributeError(f"{self._cls.__name__} has no @method() {name!r}")
+        return MethodFunction(self, name)
+
+    async def _resolve(self) -> tuple[Client, str]:
+        client, function_id = await self._cls._function()
+        if not self._params:
+            return client, function_id
+        if self._bound_id is None:
+            data = dumps(self._params)
+            blob_id = hashlib.sha256(data).hexdigest()
+            if not await client.has_blob(blob_id):
+                await client.put_blob(blob_id, data)
+            resp = await client.request("POST", f"/functions/{function_id}/bind", {"params_blob": blob_id})
+            self._bound_id = resp["function_id"]
+        return client, self._bound_id
+
+    def _local_instance(self) -> Any:
+        """The instance ``.local()`` calls run on, with its enter hooks run once."""
+        if self._local is None:
+            user_cls = self._cls.user_cls
+            if user_cls is None:
+                raise InvalidError(f"{self._cls.__name__} was looked up by name: its code is not in this process")
+            self._local = construct(user_cls, self._params)
+            for hook in class_hooks(user_cls, "_shoal_enter"):
+                result = getattr(self._local, hook)()
+                if inspect.isawaitable(result):
+                    asyncio.run(result)  # type: ignore[arg-type]
+        return self._local
+
+
+def construct(user_cls: type, params: dict[str, Any]) -> Any:
+    """Build an instance the way a container does: parameters set as attributes, no custom __init__ args."""
+    instance: Any = object.__new__(user_cls)
+    for name, p in class_parameters(user_cls).items():
+        setattr(instance, name, params.get(name, p.default))
+    init = vars(user_cls).get("__init__")
+    if init is not None:
+        init(instance)
+    return instance
+
+
+class MethodFunction(Function):
+    """``obj.method``: every Function invocation (``remote``, ``map``, ``spawn``... and ``.aio``) on one method."""
+
+    def __init__(self, obj: Obj, method: str) -> None:
+        service = obj._cls._service
+        raw = getattr(obj._cls.user_cls, method, None) if obj._cls.user_cls is not None else None
+        super().__init__(raw, f"{service.tag}.{method}", service.options, service.app_name)
+        self._obj = obj
+        self._method = method
+
+    def _call_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (self._method, *args)
+
+    async def _resolve(self) -> tuple[Client, str]:
+        if self.is_generator:
+            raise InvalidError(f"{self.tag}: generator methods are not supported yet")
+        if not _context.is_local() and self._obj._cls._service.object_id is None:
+            await self._obj._cls._service._resolve()
+        client, function_id = await self._obj._resolve()
+        self._url = client.url
+        return client_for(client.url), function_id
+
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the method in this process, on an instance whose enter hooks ran here once."""
+        return getattr(self._obj._local_instance(), self._method)(*args, **kwargs)

@@ -1,0 +1,128 @@
+"""Decorators that mark functions and methods: ``method``, ``enter``, ``exit``, ``batched``, ``concurrent``, and
+class ``parameter``s. They only record intent as attributes; ``@app.function``/``@app.cls`` read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .exception import InvalidError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_BATCH_SIZE = 1000
+MAX_WAIT_MS = 10 * 60 * 1000
+PARAMETER_TYPES = (str, int, bool, bytes)
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_size: int
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class ConcurrencyConfig:
+    max_inputs: int
+    target_inputs: int
+
+
+def method(_f: F | None = None, *, is_generator: bool | None = None) -> Any:
+    """Mark a method of an ``@app.cls`` class as callable remotely (``Model().predict.remote(x)``)."""
+    if is_generator:
+        raise InvalidError("generator methods are not supported yet")
+
+    def mark(f: F) -> F:
+        f._shoal_method = True  # type: ignore[attr-defined]
+        return f
+
+    return mark(_f) if _f is not None else mark
+
+
+def enter(_f: F | None = None, *, snap: bool = False) -> Any:
+    """Run this method once per container, before its first input (several run in definition order)."""
+    if snap:
+        raise InvalidError("memory snapshots (enter(snap=True)) are not supported")
+
+    def mark(f: F) -> F:
+        f._shoal_enter = True  # type: ignore[attr-defined]
+        return f
+
+    return mark(_f) if _f is not None else mark
+
+
+def exit(_f: F | None = None) -> Any:  # noqa: A001 - Modal's name
+    """Run this method when the container stops (scale-down, app stop, SIGTERM), within a grace period."""
+
+    def mark(f: F) -> F:
+        f._shoal_exit = True  # type: ignore[attr-defined]
+        return f
+
+    return mark(_f) if _f is not None else mark
+
+
+def batched(*, max_batch_size: int, wait_ms: int) -> Callable[[F], F]:
+    """Dynamic batching: callers send single inputs; the function receives lists of up to ``max_batch_size``
+    (sent when full, or ``wait_ms`` after the first input arrived) and returns a list of the same length.
+
+    Raises:
+        InvalidError: 1 <= max_batch_size <= 1000 and 0 <= wait_ms < 600000 do not hold.
+    """
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int):
+        raise InvalidError("max_batch_size must be an integer")
+    if not 1 <= max_batch_size <= MAX_BATCH_SIZE:
+        raise InvalidError(f"max_batch_size must be between 1 and {MAX_BATCH_SIZE}, got {max_batch_size}")
+    if isinstance(wait_ms, bool) or not isinstance(wait_ms, int) or not 0 <= wait_ms < MAX_WAIT_MS:
+        raise InvalidError(f"wait_ms must be an integer from 0 to {MAX_WAIT_MS - 1}, got {wait_ms!r}")
+
+    def mark(f: F) -> F:
+        f._shoal_batched = BatchConfig(max_batch_size, wait_ms)  # type: ignore[attr-defined]
+        return f
+
+    return mark
+
+
+def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable[[F], F]:
+    """Let one container run up to ``max_inputs`` inputs at once (async functions as tasks, sync ones on
+    threads); the autoscaler aims at ``target_inputs`` per container (default ``max_inputs``).
+    """
+    if isinstance(max_inputs, bool) or not isinstance(max_inputs, int) or max_inputs < 1:
+        raise InvalidError(f"max_inputs must be a positive integer, got {max_inputs!r}")
+    target = max_inputs if target_inputs is None else target_inputs
+    if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= max_inputs:
+        raise InvalidError(f"target_inputs must be between 1 and max_inputs={max_inputs}, got {target_inputs!r}")
+
+    def mark(f: F) -> F:
+        f._shoal_concurrency = ConcurrencyConfig(max_inputs, target)  # type: ignore[attr-defined]
+        return f
+
+    return mark
+
+
+class _Parameter:
+    """What ``shoal.parameter()`` returns; replaced by the value on instances."""
+
+    def __init__(self, default: Any, init: bool) -> None:
+        self.default = default
+        self.init = init
+
+    def __repr__(self) -> str:
+        return f"parameter(default={self.default!r})"
+
+
+_NO_DEFAULT = object()
+
+
+def parameter(*, default: Any = _NO_DEFAULT, init: bool = True) -> Any:
+    """Declare a class parameter (``size: str = shoal.parameter(default="small")``): instances with different
+    values (``Model(size="large")``) get their own containers. Types: str, int, bool, bytes.
+    """
+    if default is not _NO_DEFAULT and not isinstance(default, PARAMETER_TYPES):
+        raise InvalidError(f"parameter defaults must be str, int, bool or bytes, not {type(default).__name__}")
+    return _Parameter(default, init)
+
+
+def has_default(p: _Parameter) -> bool:
+    return p.default is not _NO_DEFAULT
