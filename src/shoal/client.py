@@ -52,6 +52,9 @@ class Client:
         while True:
             try:
                 resp = await self.http.request(method, path, content=content, headers=headers)
+                if resp.status_code == 503 and time.monotonic() < deadline:  # transient: the store is busy
+                    await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+                    continue
                 break
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
                 if time.monotonic() > deadline:

@@ -9,7 +9,8 @@
           ├── AuthError             missing or wrong token
           ├── ConnectionError       the control plane cannot be reached
           ├── RemoteError           the control plane reported a failure
-          │    └── ServerError      the server answered with a 5xx
+          │    ├── ServerError      the server answered with a 5xx
+          │    └── ResourceExhaustedError  disk full, or rate-limited
           ├── ExecutionError        something went wrong running the user's function
           ├── SerializationError    arguments or results that cannot be pickled
           ├── DeserializationError  payloads that cannot be unpickled
@@ -73,6 +74,10 @@ class RequestSizeError(Error):
     """Raised when a payload is larger than the configured maximum."""
 
 
+class ResourceExhaustedError(RemoteError):
+    """Raised when the server is out of a resource: disk space for its store, or the rate limit of a token."""
+
+
 class TimeoutError(Error):  # noqa: A001 - Modal's name
     """Base class for Shoal's timeouts."""
 
@@ -127,6 +132,7 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "RequestSizeError",
+    "ResourceExhaustedError",
     "SerializationError",
     "ServerError",
     "TimeoutError",

@@ -42,7 +42,7 @@ class LocalBackend(Backend):
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shoal.container", env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         self._procs[spec.container_id] = proc
         task = asyncio.create_task(self._wait(spec.container_id, proc))
@@ -81,3 +81,14 @@ class LocalBackend(Backend):
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self._procs)), return_exceptions=True)
         if self._waiters:
             await asyncio.wait(self._waiters, timeout=3)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the server process dies, so no container outlives it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: containers notice the server is gone and exit on their own
+        pass

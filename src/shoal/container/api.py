@@ -31,13 +31,16 @@ class ContainerAPI:
                     resp = self.http.get(f"{self.base}/spec")
                 else:
                     resp = self.http.post(f"{self.base}/{path}", content=data)
+                if resp.status_code in (503, 507) and time.monotonic() < deadline:  # the store is busy or full
+                    time.sleep(1.0)
+                    continue
                 break
             except httpx.TransportError as exc:
                 if time.monotonic() > deadline:
                     raise ConnectionError(f"the control plane at {self.url} is unreachable: {exc}") from exc
                 time.sleep(0.2)
-        if resp.status_code == 404:
-            raise SystemExit(0)  # the server no longer knows this container: nothing to do but exit
+        if resp.status_code in (401, 404):
+            raise SystemExit(0)  # a server that no longer knows this container (restarted): nothing to do but exit
         resp.raise_for_status()
         return msgpack.unpackb(resp.content, raw=False)  # type: ignore[no-any-return]
 

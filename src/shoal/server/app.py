@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,8 +39,23 @@ def packed(obj: Any) -> Response:
     return Response(msgpack.packb(obj, use_bin_type=True), media_type=MSGPACK)
 
 
-def error_response(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
+
+
+def storage_error(exc: sqlite3.Error) -> JSONResponse:
+    """A clear answer for a store failure; the request was not applied and can be retried."""
+    text = str(exc).lower()
+    if "full" in text:
+        log.error("store is full: %s", exc)
+        message = "The server's disk is full, so the request was not stored. Free space where the server keeps its "
+        return error_response(507, "ResourceExhaustedError", message + "state (state.db), then retry.")
+    log.error("store error: %s", exc)
+    if "locked" in text or "busy" in text:
+        return error_response(503, "ServerError", "The server's store is busy; retry shortly.", {"Retry-After": "1"})
+    return error_response(503, "ServerError", f"The server's store failed ({exc}); the request was not applied. "
+                          "Retry; if it persists, check the disk under the server's state directory.",
+                          {"Retry-After": "1"})  # fmt: skip
 
 
 async def body_of(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -96,6 +112,8 @@ def create_app(plane: ControlPlane) -> Starlette:
                     return await handler(request)
                 except ApiError as exc:
                     return error_response(exc.status, exc.kind, exc.message)
+                except sqlite3.Error as exc:  # the store failed: nothing was applied (transactions roll back)
+                    return storage_error(exc)
                 except KeyError as exc:
                     return error_response(404, "NotFoundError", f"unknown id {exc.args[0]!r}")
                 except PermissionError as exc:

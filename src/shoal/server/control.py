@@ -61,6 +61,7 @@ class ControlPlane:
         self._wake = asyncio.Event()
         self._kill_reasons: dict[str, tuple[str, bool]] = {}  # container -> (reason, charge its input)
         self._cancellations: dict[str, list[list[Any]]] = {}  # container -> [call id, index] to interrupt
+        self._timed_out: set[str] = set()  # containers killed because their input ran past its timeout
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
 
@@ -308,9 +309,13 @@ class ControlPlane:
         log_path = getattr(self.backend, "log_path", None)
         if log_path is not None:
             log_hint = f"; container log: {log_path(container_id)}"
+        status = OutputStatus.CRASHED
         message = f"The container running this input exited unexpectedly: {reason}{log_hint}"
+        if container_id in self._timed_out:
+            self._timed_out.discard(container_id)
+            status, message = OutputStatus.TIMEOUT, reason
         charge = charge and state != ContainerState.DRAINING  # a container we stopped on purpose is not at fault
-        touched = self.store.fail_container_inputs(container_id, message, charge=charge)
+        touched = self.store.fail_container_inputs(container_id, message, status=status, charge=charge)
         if state == ContainerState.STARTING:
             error = f"The container for this function exited before it was ready ({reason}){log_hint}"
             failures = self.store.record_startup_failure(container_id, error)
@@ -360,6 +365,8 @@ class ControlPlane:
                 asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
             elif isinstance(action, Kill):
                 self._kill_reasons[action.container_id] = (action.reason, True)
+                if action.timed_out:
+                    self._timed_out.add(action.container_id)
                 if action.container_id not in self.backend.list():
                     self._on_container_exit(action.container_id, None)
                 else:

@@ -63,6 +63,7 @@ class ContainerRow:
     last_seen: float
     last_active: float
     leased: int
+    oldest_lease: float | None = None  # when its oldest leased input was leased
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from .records import ContainerRow, ContainerState, FunctionLoad
 
 MAX_STARTUP_BACKOFF = 30.0
+TIMEOUT_GRACE = 2.0  # seconds past an input's timeout before the server kills a container that did not end it
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Kill:
 
     container_id: str
     reason: str
+    timed_out: bool = False  # its input ran past the function's timeout
 
 
 Action = Launch | Drain | Kill
@@ -95,6 +97,14 @@ def _health_actions(c: ContainerRow, now: float, limits: Limits, loads: list[Fun
         if now - c.created_at > startup_timeout:
             return [Kill(c.id, f"it did not start within startup_timeout={startup_timeout:g}s")]
         return []
+    load = next((f for f in loads if f.function_id == c.function_id), None)
+    if load is not None and load.capacity == 1 and c.leased == 1 and c.oldest_lease is not None:
+        # One input leased alone started when it was leased; the container's own watchdog ends it at its
+        # timeout, unless native code holding the GIL stops the watchdog: then the server kills it.
+        if now - c.oldest_lease > load.timeout + TIMEOUT_GRACE:
+            reason = (f"Function timed out after {load.timeout:g}s (timeout={load.timeout:g}) and did not stop "
+                      "(native code holding the GIL?), so its container was killed")  # fmt: skip
+            return [Kill(c.id, reason, timed_out=True)]
     if now - c.last_seen > limits.heartbeat_timeout:
         return [Kill(c.id, f"no heartbeat for {now - c.last_seen:.0f}s (hung, stopped or holding the GIL)")]
     return []

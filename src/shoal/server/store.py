@@ -451,10 +451,11 @@ class Store:
     def live_containers(self) -> list[ContainerRow]:
         rows = self.db.execute(
             "SELECT c.id, c.function_id, c.state, c.created_at, c.last_seen, c.last_active, "
-            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED'), "
+            "(SELECT MIN(leased_at) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
             "FROM containers c WHERE c.state!='STOPPED'"
         ).fetchall()
-        return [ContainerRow(r[0], r[1], ContainerState(r[2]), r[3], r[4], r[5], r[6]) for r in rows]
+        return [ContainerRow(r[0], r[1], ContainerState(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     def containers_of_app(self, app_id: str) -> list[str]:
         rows = self.db.execute("SELECT id FROM containers WHERE app_id=? AND state!='STOPPED'", (app_id,)).fetchall()
