@@ -52,7 +52,7 @@ class Client:
         while True:
             try:
                 resp = await self.http.request(method, path, content=content, headers=headers)
-                if resp.status_code == 503 and time.monotonic() < deadline:  # transient: the store is busy
+                if resp.status_code in (429, 503) and time.monotonic() < deadline:  # rate-limited, or store busy
                     await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
                     continue
                 break

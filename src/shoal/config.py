@@ -26,6 +26,7 @@ class Settings:
     heartbeat_interval: float
     heartbeat_timeout: float
     max_payload_bytes: int
+    rate_limit: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -37,6 +38,7 @@ class Settings:
             heartbeat_interval=_float_env("SHOAL_HEARTBEAT_INTERVAL", 1.0),
             heartbeat_timeout=_float_env("SHOAL_HEARTBEAT_TIMEOUT", 15.0),
             max_payload_bytes=int(_float_env("SHOAL_MAX_PAYLOAD_BYTES", 512 * 1024 * 1024)),
+            rate_limit=_float_env("SHOAL_RATE_LIMIT", 5000.0),
         )
 
     @property

@@ -6,7 +6,6 @@ names an exception of ``shoal.exception`` that the client raises.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import sqlite3
@@ -21,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
 from .control import ControlPlane
 from .records import ContainerState, OutputStatus, ReportedOutput
 
@@ -30,9 +30,9 @@ MSGPACK = "application/msgpack"
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
 
 
 def packed(obj: Any) -> Response:
@@ -91,27 +91,31 @@ def create_app(plane: ControlPlane) -> Starlette:
     cfg = plane.config
     max_body = cfg.max_payload_bytes + 1024 * 1024
 
-    def token_ok(request: Request, *tokens: str | None) -> bool:
-        got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return any(t and hmac.compare_digest(got, t) for t in tokens)
+    registry = TokenRegistry(plane.store)
+    authorizer = Authorizer(cfg.client_token, plane.container_token, registry)
+    limiter = RateLimiter(cfg.rate_limit)
+
+    def admit(request: Request, who: str) -> None:
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        address = request.client.host if request.client else "?"
+        try:
+            identity = authorizer.identify(who, presented, address)
+        except Denied as exc:
+            raise ApiError(exc.status, "AuthError", exc.message) from exc
+        if identity not in ("container", "public"):
+            wait = limiter.check(identity)
+            if wait is not None:
+                raise ApiError(429, "ResourceExhaustedError", f"rate limit exceeded; retry in {wait:.2f}s",
+                               {"Retry-After": f"{max(wait, 0.01):.2f}"})  # fmt: skip
 
     def route(path: str, methods: list[str], who: str) -> Callable[[Handler], Route]:
         def wrap(handler: Handler) -> Route:
             async def endpoint(request: Request) -> Response:
                 try:
-                    if who == "container" and not token_ok(request, plane.container_token):
-                        raise ApiError(401, "AuthError", "a container token is required for this route")
-                    if (
-                        who == "client"
-                        and cfg.client_token
-                        and not token_ok(request, cfg.client_token, plane.container_token)
-                    ):
-                        raise ApiError(
-                            401, "AuthError", "missing or wrong token: set SHOAL_TOKEN to the server's token"
-                        )
+                    admit(request, who)
                     return await handler(request)
                 except ApiError as exc:
-                    return error_response(exc.status, exc.kind, exc.message)
+                    return error_response(exc.status, exc.kind, exc.message, exc.headers)
                 except sqlite3.Error as exc:  # the store failed: nothing was applied (transactions roll back)
                     return storage_error(exc)
                 except KeyError as exc:
@@ -237,7 +241,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         )
         return JSONResponse({"function_id": fid})
 
-    @route("/apps/{ref}/functions/{tag}", ["GET"], "client")
+    @route("/apps/{ref}/functions/{tag}", ["GET"], "caller")
     async def function_by_tag(request: Request) -> Response:
         app = find_app(request.path_params["ref"])
         tag = request.path_params["tag"]
@@ -269,7 +273,7 @@ def create_app(plane: ControlPlane) -> Starlette:
             rows = await plane.wait_logs(app_id, field(b, "since", int, 0), field(b, "wait", (int, float), 0))
         return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id)})
 
-    @route("/blobs/{blob_id}", ["PUT"], "client")
+    @route("/blobs/{blob_id}", ["PUT"], "caller")
     async def put_blob(request: Request) -> Response:
         blob_id = request.path_params["blob_id"]
         if not plane.blobs.valid_id(blob_id):
@@ -280,7 +284,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         plane.blobs.put(blob_id, await request.body())
         return JSONResponse({})
 
-    @route("/blobs/{blob_id}", ["GET", "HEAD"], "client")
+    @route("/blobs/{blob_id}", ["GET", "HEAD"], "caller")
     async def get_blob(request: Request) -> Response:
         blob_id = request.path_params["blob_id"]
         if not plane.blobs.valid_id(blob_id) or not plane.blobs.exists(blob_id):
@@ -289,14 +293,14 @@ def create_app(plane: ControlPlane) -> Starlette:
             return Response(b"")
         return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
 
-    @route("/functions/{function_id}/bind", ["POST"], "client")
+    @route("/functions/{function_id}/bind", ["POST"], "caller")
     async def bind(request: Request) -> Response:
         b = await body(request)
         return JSONResponse(
             {"function_id": plane.bind(request.path_params["function_id"], field(b, "params_blob", str))}
         )
 
-    @route("/functions/{function_id}/calls", ["POST"], "client")
+    @route("/functions/{function_id}/calls", ["POST"], "caller")
     async def create_call(request: Request) -> Response:
         b = await body(request)
         call_id = plane.create_call(
@@ -307,7 +311,7 @@ def create_app(plane: ControlPlane) -> Starlette:
             plane.add_inputs(call_id, 0, inputs, bool(b.get("close")))
         return JSONResponse({"call_id": call_id})
 
-    @route("/calls/{call_id}/inputs", ["POST"], "client")
+    @route("/calls/{call_id}/inputs", ["POST"], "caller")
     async def add_inputs(request: Request) -> Response:
         b = await body(request)
         inputs = field(b, "inputs", list, [])
@@ -327,11 +331,11 @@ def create_app(plane: ControlPlane) -> Starlette:
             "finished_at": info.finished_at, "parent_input": info.parent_input,
         }  # fmt: skip
 
-    @route("/calls/{call_id}", ["GET"], "client")
+    @route("/calls/{call_id}", ["GET"], "caller")
     async def get_call(request: Request) -> Response:
         return JSONResponse(call_summary(request.path_params["call_id"]))
 
-    @route("/calls/{call_id}/outputs", ["POST"], "client")
+    @route("/calls/{call_id}/outputs", ["POST"], "caller")
     async def call_outputs(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         call_summary(call_id)
@@ -344,7 +348,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         )
         return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": call_summary(call_id)})
 
-    @route("/calls/{call_id}/output", ["POST"], "client")
+    @route("/calls/{call_id}/output", ["POST"], "caller")
     async def call_output_at(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         call_summary(call_id)
@@ -353,7 +357,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         row = [out.seq, out.index, out.status, out.data] if out else None
         return packed({"output": row, "call": call_summary(call_id)})
 
-    @route("/calls/{call_id}/cancel", ["POST"], "client")
+    @route("/calls/{call_id}/cancel", ["POST"], "caller")
     async def cancel_call(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         call_summary(call_id)
@@ -361,7 +365,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
         return JSONResponse({})
 
-    @route("/calls/{call_id}/graph", ["GET"], "client")
+    @route("/calls/{call_id}/graph", ["GET"], "caller")
     async def call_graph(request: Request) -> Response:
         def node(call_id: str, depth: int) -> dict[str, Any]:
             summary = call_summary(call_id)
@@ -409,7 +413,22 @@ def create_app(plane: ControlPlane) -> Starlette:
         stop, cancel = plane.heartbeat(request.path_params["container_id"], b.get("logs", []))
         return packed({"stop": stop, "cancel": cancel})
 
+    @route("/tokens", ["POST"], "admin")
+    async def create_token(request: Request) -> Response:
+        b = await body(request)
+        return JSONResponse({"token": registry.create(field(b, "name", str))})
+
+    @route("/tokens", ["GET"], "admin")
+    async def list_tokens(request: Request) -> Response:
+        return JSONResponse({"tokens": registry.list()})
+
+    @route("/tokens/{name}/revoke", ["POST"], "admin")
+    async def revoke_token(request: Request) -> Response:
+        registry.revoke(request.path_params["name"])
+        return JSONResponse({})
+
     routes = [
+        create_token, list_tokens, revoke_token,
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
         bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,

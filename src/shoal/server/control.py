@@ -43,6 +43,7 @@ class ServerConfig:
     max_total_containers: int
     max_payload_bytes: int
     container_token: str = ""
+    rate_limit: float = 0.0  # client requests per second per token (0: unlimited)
 
 
 class ControlPlane:

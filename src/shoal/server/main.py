@@ -67,7 +67,7 @@ def serve(
     config = ServerConfig(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(),
-        max_payload_bytes=cfg.max_payload_bytes,
+        max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
     )  # fmt: skip
     plane = ControlPlane(config, LocalBackend(state_dir / "containers"))
     server = uvicorn.Server(
@@ -94,6 +94,20 @@ async def _watch_parent(server: uvicorn.Server, parent_pid: int) -> None:
             return
 
 
+def install_unpickle_audit(path: str) -> None:
+    """Record every ``pickle.find_class`` in this process to ``path``: the server must never unpickle user data.
+
+    Enabled by ``SHOAL_AUDIT_UNPICKLE=<file>``; the security tests run a workload and expect the file empty.
+    """
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        if event == "pickle.find_class":
+            with open(path, "a") as f:
+                f.write(f"{args!r}\n")
+
+    sys.addaudithook(hook)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m shoal.server", description="Run the Shoal control plane.")
     parser.add_argument("--host", default="127.0.0.1")
@@ -103,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("SHOAL_AUDIT_UNPICKLE"):
+        install_unpickle_audit(os.environ["SHOAL_AUDIT_UNPICKLE"])
     try:
         serve(args.host, args.port, args.state_dir, args.token, args.parent_pid)
     except InvalidError as exc:

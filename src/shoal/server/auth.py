@@ -1,0 +1,133 @@
+"""Who may call what, and how often.
+
+Roles of a route:
+  public     no token (``/health``)
+  admin      the server's own token (``SHOAL_TOKEN``): issuing and revoking tokens
+  client     the admin token or an issued client token: deploy, create and stop apps, everything else
+  caller     a client token, or a container token: what code running in a container may do (call functions,
+             read results and blobs), but not deploy, create or stop apps
+  container  the container token the server gave its containers
+
+With no token configured the server serves loopback only, and admin/client/caller routes are open;
+container routes always need the container token. Client routes are rate-limited per token (or per address
+when open): a token bucket of ``rate`` requests/s with a burst of ``2 * rate``; over it: 429 + Retry-After.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from .store import Store
+
+
+class Denied(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenRegistry:
+    """Issued client tokens, stored hashed (the plain token is shown once, at creation)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        store.db.execute(
+            "CREATE TABLE IF NOT EXISTS tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
+            "created_at REAL NOT NULL, revoked_at REAL)"
+        )
+
+    def create(self, name: str) -> str:
+        if not name or len(name) > 64:
+            raise ValueError("a token name is 1 to 64 characters")
+        token = "sht-" + secrets.token_urlsafe(24)
+        with self.store._tx() as db:
+            if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
+                raise ValueError(f"a token named {name!r} exists; revoke it or pick another name")
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL)", (name, token_hash(token), self.store.clock()))
+        return token
+
+    def revoke(self, name: str) -> None:
+        with self.store._tx() as db:
+            cur = db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (time.time(), name))
+            if cur.rowcount == 0:
+                raise KeyError(name)
+
+    def list(self) -> list[dict[str, object]]:
+        rows = self.store.db.execute("SELECT name, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()
+        return [{"name": n, "created_at": c, "revoked_at": r} for n, c, r in rows]
+
+    def lookup(self, token: str) -> str | None:
+        """The name of a valid (not revoked) issued token."""
+        row = self.store.db.execute(
+            "SELECT name FROM tokens WHERE hash=? AND revoked_at IS NULL", (token_hash(token),)
+        ).fetchone()
+        return row[0] if row else None
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+class RateLimiter:
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = 2 * rate
+        self.buckets: dict[str, _Bucket] = {}
+
+    def check(self, key: str) -> float | None:
+        """None when allowed, else the seconds to wait."""
+        if self.rate <= 0:
+            return None
+        now = time.monotonic()
+        bucket = self.buckets.setdefault(key, _Bucket(self.burst, now))
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return None
+        return (1 - bucket.tokens) / self.rate
+
+
+class Authorizer:
+    def __init__(self, admin_token: str | None, container_token: str, registry: TokenRegistry) -> None:
+        self.admin_token = admin_token
+        self.container_token = container_token
+        self.registry = registry
+
+    def identify(self, role: str, presented: str, address: str) -> str:
+        """The identity a request acts as under ``role``; raises Denied."""
+        if role == "public":
+            return "public"
+        is_container = bool(presented) and hmac.compare_digest(presented, self.container_token)
+        if role == "container":
+            if not is_container:
+                raise Denied(401, "this route needs the container token the server gave its containers")
+            return "container"
+        if role == "caller" and is_container:
+            return "container"
+        if not self.admin_token:
+            if is_container:
+                raise Denied(403, "a container token may call functions, not deploy, create or stop apps")
+            return f"address:{address}"
+        if presented and hmac.compare_digest(presented, self.admin_token):
+            return "admin"
+        if role != "admin" and presented:
+            name = self.registry.lookup(presented)
+            if name is not None:
+                return f"token:{name}"
+        if is_container:
+            raise Denied(403, "a container token may call functions, not deploy, create or stop apps")
+        if role == "admin":
+            raise Denied(401, "only the server's own token (SHOAL_TOKEN) can manage tokens")
+        raise Denied(401, "missing, wrong or revoked token: set SHOAL_TOKEN to a token of this server")
