@@ -12,6 +12,7 @@ from .functions import Function  # noqa: E402
 from .image import Image  # noqa: E402
 from .partial import batched, concurrent, enter, exit, method, parameter  # noqa: E402
 from .retries import Retries  # noqa: E402
+from .secret import Secret  # noqa: E402
 
 __all__ = [
     "App",
@@ -22,6 +23,7 @@ __all__ = [
     "FunctionCall",
     "Image",
     "Retries",
+    "Secret",
     "__version__",
     "batched",
     "concurrent",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-PREFIXES = {"app": "ap", "function": "fu", "call": "fc", "container": "ta", "input": "in"}
+PREFIXES = {"app": "ap", "function": "fu", "call": "fc", "container": "ta", "input": "in", "secret": "st"}
 
 
 def new_id(kind: str) -> str:

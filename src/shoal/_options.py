@@ -8,6 +8,7 @@ from typing import Any
 from .exception import InvalidError, deprecation_warning
 from .functions import FunctionOptions
 from .retries import Retries, parse_retries
+from .secret import Secret
 
 # Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
 _PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
@@ -96,8 +97,8 @@ def build_options(
         deprecation_warning("container_idle_timeout is deprecated: use scaledown_window", 4)
         scaledown_window = scaledown_window if scaledown_window is not None else container_idle_timeout
     check_unsupported(unsupported or {})
-    if secrets:
-        raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
+    if secrets is not None and not all(isinstance(s, Secret) for s in secrets):
+        raise InvalidError("secrets must be a list of shoal.Secret")
     if volumes:
         raise InvalidError("Volumes are not implemented in Shoal yet.")
     _validate_positive("timeout", timeout, 24 * 3600)
@@ -119,4 +120,5 @@ def build_options(
         cpu=_request(cpu), memory=_request(memory),  # type: ignore[arg-type]
         gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
         serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,
+        secrets=tuple(secrets or ()),
     )  # fmt: skip

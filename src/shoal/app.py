@@ -24,6 +24,7 @@ from .cls import Cls, class_methods, class_options
 from .exception import InvalidError
 from .functions import Function
 from .retries import Retries
+from .secret import Secret
 
 HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
 
@@ -46,8 +47,9 @@ class App:
         volumes: dict[str, Any] | None = None,
         include_source: bool | None = None,
     ) -> None:
-        if secrets:
-            raise InvalidError("Secrets are not implemented in Shoal yet; pass configuration through env={...}.")
+        if secrets is not None and not all(isinstance(s, Secret) for s in secrets):
+            raise InvalidError("secrets must be a list of shoal.Secret")
+        self.secrets = list(secrets or [])
         if volumes:
             raise InvalidError("Volumes are not implemented in Shoal yet.")
         self.name = name
@@ -242,6 +244,7 @@ class App:
         registered = {}
         for tag, fn in self.registered_functions.items():
             spec = fn.options.spec(default_max)
+            spec["secrets"] = [await _secret_ref(client, s) for s in [*self.secrets, *fn.options.secrets]]
             pickled = None
             if fn.options.serialized:
                 pickled = fn.pickled()
@@ -315,3 +318,13 @@ class DeployResult:
     version: int
     url: str
     functions: dict[str, str]
+
+
+async def _secret_ref(client: Client, secret: Secret) -> str:
+    """The server's reference to a secret: its name, or the id of the inline values once uploaded."""
+    if secret._name is not None:
+        return secret._name
+    if client.url not in secret._ids:
+        resp = await client.request("POST", "/secrets", {"values": secret._values})
+        secret._ids[client.url] = resp["secret_id"]
+    return secret._ids[client.url]

@@ -41,6 +41,7 @@ class FunctionOptions:
     serialized: bool = False
     single_use_containers: bool = False
     image: Any = None
+    secrets: tuple[Any, ...] = ()
     batch: BatchConfig | None = None
     concurrency: ConcurrencyConfig | None = None
 

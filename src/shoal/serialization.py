@@ -50,9 +50,16 @@ def _check_picklable(value: Any, where: str, function_name: str) -> None:
         ) from exc
 
 
-def serialize_failure(exc: BaseException) -> bytes:
-    """Pack an exception raised by user code: the exception itself when picklable, always its traceback text."""
+def serialize_failure(exc: BaseException, redact: Any = None) -> bytes:
+    """Pack an exception raised by user code: the exception itself when picklable, always its traceback text.
+
+    ``redact`` (text -> text) hides secret values: an exception that mentions one travels as text only.
+    """
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if redact is not None:
+        clean_tb, clean_repr = redact(tb_text), redact(repr(exc))
+        if clean_tb != tb_text or clean_repr != repr(exc):
+            return dumps({"exc": None, "type": type(exc).__name__, "repr": clean_repr, "traceback": clean_tb})
     try:
         pickled: bytes | None = dumps(exc)
         pickle.loads(pickled or b"")  # an exception that pickles but cannot be rebuilt is as good as unpicklable

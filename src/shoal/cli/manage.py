@@ -322,6 +322,82 @@ def container_stop(container_id: str) -> None:
     click.echo(f"✓ Stopping {container_id}")
 
 
+# ---- secrets and tokens ---------------------------------------------------------------------------
+
+
+@click.group()
+def secret() -> None:
+    """Named secrets for Secret.from_name (values are never shown again)."""
+
+
+@secret.command("create")
+@click.argument("name")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option("--force", is_flag=True, help="Replace an existing secret of that name.")
+@friendly_errors
+def secret_create(name: str, pairs: tuple[str, ...], force: bool) -> None:
+    """Create a secret: shoal secret create db-creds USER=app PASSWORD=..."""
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+        values[key] = value
+    _request("POST", "/secrets", {"name": name, "values": values, "overwrite": force})
+    click.echo(f"✓ Created secret {name!r} with keys {', '.join(sorted(values))}")
+
+
+@secret.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def secret_list(as_json: bool) -> None:
+    """Secret names and their keys (never the values)."""
+    rows = _request("GET", "/secrets")["secrets"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table("Secrets", ["name", "keys", "created"], [[r["name"], ", ".join(r["keys"]), _when(r["created_at"])]
+                                                      for r in rows])  # fmt: skip
+
+
+@secret.command("delete")
+@click.argument("name")
+@friendly_errors
+def secret_delete(name: str) -> None:
+    _request("POST", f"/secrets/{name}/delete")
+    click.echo(f"✓ Deleted secret {name!r}")
+
+
+@click.group()
+def token() -> None:
+    """Client tokens of a server that has its own token (SHOAL_TOKEN); needs that token."""
+
+
+@token.command("create")
+@click.argument("name")
+@friendly_errors
+def token_create(name: str) -> None:
+    """Issue a client token (printed once): clients use it as SHOAL_TOKEN."""
+    click.echo(_request("POST", "/tokens", {"name": name})["token"])
+
+
+@token.command("list")
+@friendly_errors
+def token_list() -> None:
+    rows = _request("GET", "/tokens")["tokens"]
+    _table("Tokens", ["name", "created", "revoked"], [[r["name"], _when(r["created_at"]), _when(r["revoked_at"])]
+                                                       for r in rows])  # fmt: skip
+
+
+@token.command("revoke")
+@click.argument("name")
+@friendly_errors
+def token_revoke(name: str) -> None:
+    """Revoke a client token: requests with it are refused from now on."""
+    _request("POST", f"/tokens/{name}/revoke")
+    click.echo(f"✓ Revoked {name!r}")
+
+
 def register(cli: click.Group) -> None:
-    for group in (server, app, function, call, container):
+    for group in (server, app, function, call, container, secret, token):
         cli.add_command(group)

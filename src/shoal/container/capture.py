@@ -6,17 +6,32 @@ import io
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any, TextIO
 
 from .._context import _current_input
 
 
+class Redactor:
+    """Replaces secret values with ``***`` (values shorter than 3 characters are left: they would mangle text)."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self.values = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self.values:
+            if value in text:
+                text = text.replace(value, "***")
+        return text
+
+
 class LogBuffer:
     """Lines written by user code, tagged with the input that was running, waiting to be shipped."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Redactor | None = None) -> None:
         self._lock = threading.Lock()
         self._entries: list[list[Any]] = []
+        self.redact = redact or Redactor()
 
     def add(self, stream: str, text: str) -> None:
         current = _current_input.get()
@@ -39,9 +54,10 @@ class TeeStream(io.TextIOBase):
         self._buffer = buffer
 
     def write(self, text: str) -> int:
-        self._original.write(text)
-        if text:
-            self._buffer.add(self._name, text)
+        clean = self._buffer.redact(text)
+        self._original.write(clean)
+        if clean:
+            self._buffer.add(self._name, clean)
         return len(text)
 
     def flush(self) -> None:

@@ -34,7 +34,7 @@ from ..config import INLINE_PAYLOAD_LIMIT, settings
 from ..exception import InputCancellation, InvalidError, SerializationError
 from ..server.records import OutputStatus
 from .api import ContainerAPI
-from .capture import LogBuffer, install
+from .capture import LogBuffer, Redactor, install
 from .usercode import UserCode
 
 TARGET_BATCH_SECONDS = 0.05
@@ -98,9 +98,12 @@ class ContainerRuntime:
 
     def start(self) -> bool:
         """Load the user's code and run its enter hooks; report success or the traceback."""
+        info = self.api.call("spec")
+        secret_env = info.get("secret_env") or {}
+        os.environ.update(secret_env)
+        self.logs.redact = Redactor(secret_env.values())
         install(self.logs)
         threading.Thread(target=self._heartbeat_loop, name="shoal-heartbeat", daemon=True).start()
-        info = self.api.call("spec")
         self.spec = info["spec"]
         self.timeout = float(self.spec["timeout"])
         stage = "load"
@@ -111,7 +114,7 @@ class ContainerRuntime:
         except BaseException as exc:  # noqa: BLE001 - any failure to start is reported, whatever it is
             what = "run the @enter hooks of" if stage == "enter" else "load"
             error = f"Failed to {what} {self.spec.get('qualname')} ({self.spec.get('module') or 'pickled'}):\n"
-            error += "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            error = self.logs.redact(error + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
             sys.stderr.write(error)
             # an import error is deterministic: fail fast; an enter hook may be flaky: the server retries a few times
             self.api.call("started", {"error": error, "fatal": stage == "load"})
@@ -190,7 +193,7 @@ class ContainerRuntime:
             args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
             result = self.code.call(args, kwargs, on_future=lambda f: self._attach_future(lease.key, f))
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
-            return OutputStatus.FAILURE, self._pack(serialization.serialize_failure(exc))
+            return OutputStatus.FAILURE, self._failure(exc)
         finally:
             sys.stdout.flush()
             set_current_input(None)
@@ -210,7 +213,7 @@ class ContainerRuntime:
             return OutputStatus.SUCCESS, self._pack(serialization.dumps(result))
         except Exception as exc:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
-            return OutputStatus.FAILURE, self._pack(serialization.serialize_failure(err))
+            return OutputStatus.FAILURE, self._failure(err)
 
     def _exchange(self, want: int, wait: float) -> dict[str, Any]:
         with self.state.lock:
@@ -225,6 +228,9 @@ class ContainerRuntime:
             with self.state.lock:  # not delivered: keep them for the next try
                 self.state.reports = reports + self.state.reports
             raise
+
+    def _failure(self, exc: BaseException) -> bytes:
+        return self._pack(serialization.serialize_failure(exc, self.logs.redact))
 
     def _pack(self, data: bytes) -> bytes:
         if len(data) <= INLINE_PAYLOAD_LIMIT:
@@ -266,7 +272,7 @@ class ContainerRuntime:
                 args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
                 decoded.append((lease, args, kwargs))
             except BaseException as exc:  # noqa: BLE001
-                self._report(lease, OutputStatus.FAILURE, self._pack(serialization.serialize_failure(exc)))
+                self._report(lease, OutputStatus.FAILURE, self._failure(exc))
         if not decoded:
             return
         try:
@@ -280,7 +286,7 @@ class ContainerRuntime:
                     f"{len(decoded)} inputs."
                 )
         except BaseException as exc:  # noqa: BLE001 - the whole batch fails together
-            failure = self._pack(serialization.serialize_failure(exc))
+            failure = self._failure(exc)
             for lease, _, _ in decoded:
                 self._report(lease, OutputStatus.FAILURE, failure)
             return

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
-from .control import ControlPlane
+from .control import ControlPlane, NotFound
 from .records import ContainerState, OutputStatus, ReportedOutput
 
 log = logging.getLogger("shoal.server")
@@ -118,6 +118,8 @@ def create_app(plane: ControlPlane) -> Starlette:
                     return error_response(exc.status, exc.kind, exc.message, exc.headers)
                 except sqlite3.Error as exc:  # the store failed: nothing was applied (transactions roll back)
                     return storage_error(exc)
+                except NotFound as exc:
+                    return error_response(404, "NotFoundError", str(exc))
                 except KeyError as exc:
                     return error_response(404, "NotFoundError", f"unknown id {exc.args[0]!r}")
                 except PermissionError as exc:
@@ -385,7 +387,11 @@ def create_app(plane: ControlPlane) -> Starlette:
             raise KeyError(cid)
         fn = plane.store.function(found[0])
         assert fn is not None
-        return packed({"function_id": found[0], "app_id": fn[0], "tag": fn[1], "spec": fn[2], "pickled": fn[3]})
+        secret_env = plane.secrets.env(fn[2].get("secrets") or [])
+        return packed(
+            {"function_id": found[0], "app_id": fn[0], "tag": fn[1], "spec": fn[2], "pickled": fn[3],
+             "secret_env": secret_env}
+        )  # fmt: skip
 
     @route("/containers/{container_id}/started", ["POST"], "container")
     async def container_started(request: Request) -> Response:
@@ -413,6 +419,21 @@ def create_app(plane: ControlPlane) -> Starlette:
         stop, cancel = plane.heartbeat(request.path_params["container_id"], b.get("logs", []))
         return packed({"stop": stop, "cancel": cancel})
 
+    @route("/secrets", ["POST"], "client")
+    async def create_secret(request: Request) -> Response:
+        b = await body(request)
+        secret_id = plane.secrets.put(field(b, "name", str, None), field(b, "values", dict), bool(b.get("overwrite")))
+        return JSONResponse({"secret_id": secret_id})
+
+    @route("/secrets", ["GET"], "client")
+    async def list_secrets(request: Request) -> Response:
+        return JSONResponse({"secrets": plane.secrets.list()})  # names and keys, never values
+
+    @route("/secrets/{name}/delete", ["POST"], "client")
+    async def delete_secret(request: Request) -> Response:
+        plane.secrets.delete(request.path_params["name"])
+        return JSONResponse({})
+
     @route("/tokens", ["POST"], "admin")
     async def create_token(request: Request) -> Response:
         b = await body(request)
@@ -428,7 +449,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         return JSONResponse({})
 
     routes = [
-        create_token, list_tokens, revoke_token,
+        create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
         bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,

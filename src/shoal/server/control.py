@@ -22,9 +22,15 @@ from .catalog import Catalog
 from .notifier import Notifier
 from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
 from .scheduler import Drain, Kill, Launch, Limits, plan
+from .secrets import SecretStore
 from .store import Store
 
 log = logging.getLogger("shoal.server")
+
+
+class NotFound(Exception):
+    """A referenced object does not exist (answered as 404 with this message)."""
+
 
 MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
@@ -53,7 +59,9 @@ class ControlPlane:
         self.config = config
         self.container_token = config.container_token or secrets.token_urlsafe(24)
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        config.state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
         self.store = Store(config.state_dir / "state.db")
+        self.secrets = SecretStore(self.store, config.state_dir / "secret.key")
         self.catalog = Catalog(self.store)
         self.blobs = BlobStore(config.state_dir / "blobs")
         self.backend = backend
@@ -127,6 +135,12 @@ class ControlPlane:
     def create_function(self, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> str:
         if self.store.app_state(app_id) is None:
             raise KeyError(app_id)
+        refs = spec.get("secrets") or []
+        try:
+            spec["secrets"] = [self.secrets.resolve(ref) for ref in refs]
+        except KeyError as exc:
+            name = exc.args[0]
+            raise NotFound(f"Secret {name!r} not found: create it with `shoal secret create {name} KEY=VALUE`") from exc
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
         return function_id
