@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 class ServerProcess:
     """A ``python -m shoal.server`` child process on a free loopback port."""
 
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0) -> None:
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(state_dir)],
+                [sys.executable, "-m", "shoal.server", "--port", str(port), "--state-dir", str(state_dir)],
                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})},
             )  # fmt: skip
         assert self.proc.stdout is not None

@@ -36,6 +36,7 @@ class FunctionOptions:
     scaledown_window: float = 60.0
     cpu: float | None = None
     memory: int | None = None
+    memory_limit: int | None = None  # MiB; enforced (RLIMIT_AS) when given as memory=(request, limit)
     gpu: str | None = None
     env: dict[str, str | None] = field(default_factory=dict)
     serialized: bool = False
@@ -54,7 +55,7 @@ class FunctionOptions:
             "min_containers": self.min_containers,
             "buffer_containers": self.buffer_containers,
             "scaledown_window": self.scaledown_window,
-            "cpu": self.cpu, "memory": self.memory, "gpu": self.gpu, "env": self.env,
+            "cpu": self.cpu, "memory": self.memory, "memory_limit": self.memory_limit, "gpu": self.gpu, "env": self.env,
             "single_use_containers": self.single_use_containers,
             "batch": dataclasses.asdict(self.batch) if self.batch else None,
             "concurrency": dataclasses.asdict(self.concurrency) if self.concurrency else None,

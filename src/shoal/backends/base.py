@@ -22,6 +22,7 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     cpu: float | None = None
     memory_mib: int | None = None
+    memory_limit_mib: int | None = None
     gpu: str | None = None
 
 

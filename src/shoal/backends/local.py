@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -39,10 +41,14 @@ class LocalBackend(Backend):
         env.pop("SHOAL_TOKEN", None)
         if spec.client_token:
             env["SHOAL_TOKEN"] = spec.client_token
+        limit = spec.memory_limit_mib
+        if limit:
+            env["MALLOC_ARENA_MAX"] = "2"  # keep glibc's per-thread arenas from eating the address-space limit
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shoal.container", env=env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                preexec_fn=functools.partial(_prepare_child, limit),
             )  # fmt: skip
         self._procs[spec.container_id] = proc
         task = asyncio.create_task(self._wait(spec.container_id, proc))
@@ -83,8 +89,16 @@ class LocalBackend(Backend):
             await asyncio.wait(self._waiters, timeout=3)
 
 
+def _prepare_child(memory_limit_mib: int | None) -> None:
+    """In the child, before exec: die with the server; cap the address space when a memory limit is set."""
+    if memory_limit_mib:
+        limit = memory_limit_mib * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:
-    """In the child, before exec: get SIGKILL when the server process dies, so no container outlives it."""
+    """Get SIGKILL when the server process dies, so no container outlives it."""
     try:
         import ctypes
 

@@ -407,11 +407,12 @@ def create_app(plane: ControlPlane) -> Starlette:
             released = [(c, i, lease) for c, i, lease in b.get("released", [])]
         except (TypeError, ValueError) as exc:
             raise ApiError(400, "InvalidError", f"malformed outputs: {exc}") from exc
-        inputs, stop = await plane.exchange(
+        inputs, stop, accepted = await plane.exchange(
             request.path_params["container_id"], reports, released, b.get("logs", []),
             field(b, "want", int, 1), field(b, "wait", (int, float), 0),
         )  # fmt: skip
-        return packed({"inputs": [[x.call_id, x.index, x.lease, x.payload] for x in inputs], "stop": stop})
+        leased = [[x.call_id, x.index, x.lease, x.payload] for x in inputs]
+        return packed({"inputs": leased, "stop": stop, "accepted": accepted})
 
     @route("/containers/{container_id}/heartbeat", ["POST"], "container")
     async def heartbeat(request: Request) -> Response:

@@ -258,18 +258,20 @@ class ControlPlane:
         logs: list[Any],
         want: int,
         wait: float,
-    ) -> tuple[list[LeasedInput], bool]:
+    ) -> tuple[list[LeasedInput], bool, int]:
         """Apply a container's reports and lease it up to ``want`` inputs, long-polling up to ``wait`` s.
 
-        Returns (inputs, stop): ``stop`` tells the container to exit.
+        Returns (inputs, stop, accepted reports): ``stop`` tells the container to exit; a report is not accepted
+        when its lease is no longer current (the input was re-run elsewhere, or cancelled).
         """
         found = self.store.container_state(container_id)
         if found is None:
             raise KeyError(container_id)
         function_id = found[0]
         self.record_logs(container_id, logs)
+        accepted = 0
         if reports:
-            _, touched = self.store.complete(container_id, reports)
+            accepted, touched = self.store.complete(container_id, reports)
             self._notify_calls(touched)
         if released:
             self.store.release(container_id, released)
@@ -279,13 +281,13 @@ class ControlPlane:
         while True:
             state = self.store.container_state(container_id)
             if state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
-                return [], True
+                return [], True, accepted
             leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 else []
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 if leased:
                     self.wake_scheduler()
-                return leased, False
+                return leased, False, accepted
             await self.notifier.wait("fn:" + function_id, remaining)
 
     def heartbeat(self, container_id: str, logs: list[Any]) -> tuple[bool, list[list[Any]]]:
@@ -403,6 +405,7 @@ class ControlPlane:
         cspec = ContainerSpec(
             container_id, function_id, app_id, self.config.url, self.container_token, self.config.client_token,
             env=env, cpu=spec.get("cpu"), memory_mib=spec.get("memory"), gpu=spec.get("gpu"),
+            memory_limit_mib=spec.get("memory_limit"),
         )  # fmt: skip
         try:
             await self.backend.launch(cspec)
