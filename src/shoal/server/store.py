@@ -167,7 +167,9 @@ class Store:
             if row is None:
                 raise KeyError(call_id)
             function_id, num_inputs, cancelled = row
-            if num_inputs is not None and payloads:
+            if num_inputs is not None:
+                if start + len(payloads) <= num_inputs:
+                    return 0  # a client retrying a batch it already sent (its response was lost)
                 raise ValueError(f"call {call_id} is closed: it takes no more inputs")
             if cancelled:
                 raise ValueError(f"call {call_id} was cancelled")
