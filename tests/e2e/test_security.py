@@ -77,7 +77,9 @@ def test_a_container_token_can_call_functions_but_not_deploy(guarded, monkeypatc
         env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
         container_token = env["SHOAL_CONTAINER_TOKEN"]
         assert container_token != "admin-secret"
-        assert call(srv.url, "GET", f"/calls/{shoal.FunctionCall('fc-x').object_id}", container_token).status_code == 404
+        assert (
+            call(srv.url, "GET", f"/calls/{shoal.FunctionCall('fc-x').object_id}", container_token).status_code == 404
+        )
         for method, path, body in [("POST", "/apps", {"name": "x"}), ("POST", "/deploy", {"name": "x"}),
                                    ("GET", "/apps", None), ("POST", "/tokens", {"name": "x"})]:  # fmt: skip
             assert call(srv.url, method, path, container_token, body).status_code in (401, 403), path

@@ -22,6 +22,7 @@ from starlette.routing import Route
 from .. import __version__
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
 from .control import ControlPlane, NotFound
+from .openapi import schema as openapi_schema
 from .records import ContainerState, OutputStatus, ReportedOutput
 
 log = logging.getLogger("shoal.server")
@@ -81,9 +82,17 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defaul
     value = body.get(name, default)
     if value is ...:
         raise ApiError(400, "InvalidError", f"missing field {name!r}")
-    if value is not None and not isinstance(value, kind):
+    if value is None and default is not None:
+        raise ApiError(400, "InvalidError", f"field {name!r} cannot be null")
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and bool not in _kinds(kind)):
         raise ApiError(400, "InvalidError", f"field {name!r} has the wrong type")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and not -(2**53) <= value <= 2**53:
+        raise ApiError(400, "InvalidError", f"field {name!r} is out of range")
     return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def create_app(plane: ControlPlane) -> Starlette:
@@ -109,7 +118,7 @@ def create_app(plane: ControlPlane) -> Starlette:
                                {"Retry-After": f"{max(wait, 0.01):.2f}"})  # fmt: skip
 
     def route(path: str, methods: list[str], who: str) -> Callable[[Handler], Route]:
-        def wrap(handler: Handler) -> Route:
+        def wrap(handler: Handler) -> Route:  # one Route per (path, methods); merged per path below
             async def endpoint(request: Request) -> Response:
                 try:
                     admit(request, who)
@@ -142,6 +151,10 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/health", ["GET"], "public")
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "version": __version__})
+
+    @route("/openapi.json", ["GET"], "public")
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_schema())
 
     # ---- client ----------------------------------------------------------------------------
 
@@ -423,7 +436,8 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/secrets", ["POST"], "client")
     async def create_secret(request: Request) -> Response:
         b = await body(request)
-        secret_id = plane.secrets.put(field(b, "name", str, None), field(b, "values", dict), bool(b.get("overwrite")))
+        name, values = field(b, "name", str, None), field(b, "values", dict)
+        secret_id = plane.secrets.put(name, values, bool(field(b, "overwrite", bool, False)))
         return JSONResponse({"secret_id": secret_id})
 
     @route("/secrets", ["GET"], "client")
@@ -450,7 +464,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         return JSONResponse({})
 
     routes = [
-        create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,
+        openapi, create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
         bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
@@ -464,4 +478,29 @@ def create_app(plane: ControlPlane) -> Starlette:
         yield
         await plane.stop()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=merge_by_path(routes), lifespan=lifespan)
+
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+def merge_by_path(routes: list[Route]) -> list[Route]:
+    """One Route per path that dispatches on the method, so a 405 lists every allowed method (as JSON)."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for r in routes:
+        for method in r.methods or ():
+            by_path.setdefault(r.path, {})[method] = r.endpoint
+    merged = []
+    for path, handlers in by_path.items():
+
+        async def dispatch(request: Request, handlers: dict[str, Any] = handlers) -> Response:
+            handler = handlers.get(request.method)
+            if handler is None:
+                allowed = ", ".join(sorted(m for m in handlers if m != "HEAD"))
+                return error_response(
+                    405, "InvalidError", f"{request.method} is not allowed here; use {allowed}", {"Allow": allowed}
+                )
+            return await handler(request)  # type: ignore[no-any-return]
+
+        merged.append(Route(path, dispatch, methods=ALL_METHODS))
+    return merged

@@ -51,7 +51,7 @@ class TokenRegistry:
         token = "sht-" + secrets.token_urlsafe(24)
         with self.store._tx() as db:
             if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
-                raise ValueError(f"a token named {name!r} exists; revoke it or pick another name")
+                raise PermissionError(f"a token named {name!r} exists; pick another name")
             db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL)", (name, token_hash(token), self.store.clock()))
         return token
 

@@ -32,6 +32,11 @@ class NotFound(Exception):
     """A referenced object does not exist (answered as 404 with this message)."""
 
 
+def check_name(name: str) -> None:
+    if not 1 <= len(name) <= 64:
+        raise ValueError("an app name is 1 to 64 characters")
+
+
 MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
 EXPIRY_INTERVAL = float(os.environ.get("SHOAL_EXPIRY_INTERVAL") or 60.0)
@@ -100,6 +105,7 @@ class ControlPlane:
     # ---- apps, functions, calls (client side) ---------------------------------------------------
 
     def create_app(self, name: str, mode: str = "ephemeral") -> str:
+        check_name(name)
         if mode not in ("ephemeral", "detached"):
             raise ValueError(f"unknown app mode {mode!r}")
         app_id = new_id("app")
@@ -108,6 +114,7 @@ class ControlPlane:
 
     def begin_deploy(self, name: str) -> tuple[str, int]:
         """The deployed app called ``name`` (created on first deploy) and the new version number."""
+        check_name(name)
         app_id = self.catalog.deployed_app(name)
         if app_id is None:
             app_id = new_id("app")

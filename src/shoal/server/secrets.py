@@ -70,7 +70,7 @@ class SecretStore:
         with self.store._tx() as db:
             existing = db.execute("SELECT id FROM secrets WHERE name=?", (name,)).fetchone() if name else None
             if existing and not overwrite:
-                raise ValueError(f"a secret named {name!r} exists; pass --force to replace it")
+                raise PermissionError(f"a secret named {name!r} exists; pass --force to replace it")
             secret_id = existing[0] if existing else new_id("secret")
             db.execute(
                 "INSERT OR REPLACE INTO secrets VALUES (?, ?, ?, ?, ?)",
