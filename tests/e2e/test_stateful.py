@@ -34,8 +34,9 @@ def test_enter_runs_once_per_container_across_many_inputs():
     assert [r["x"] for r in results] == list(range(1000))
     pids = {r["pid"] for r in results}
     assert 1 <= len(pids) <= 2
-    enters = [n for n in os.listdir(marker) if n.startswith("enter-")]
-    assert len(enters) == len(pids)  # one enter per container, not per input
+    enter_pids = [int(n.split("-")[1]) for n in os.listdir(marker) if n.startswith("enter-")]
+    assert len(enter_pids) == len(set(enter_pids)) <= 2  # once per container (one may get no input), not per input
+    assert pids <= set(enter_pids)
     assert all(r["order"] == ["first", "second"] for r in results)  # several enter hooks, in definition order
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
-import resource
 import signal
 import sys
 from pathlib import Path
@@ -41,14 +39,15 @@ class LocalBackend(Backend):
         env.pop("SHOAL_TOKEN", None)
         if spec.client_token:
             env["SHOAL_TOKEN"] = spec.client_token
-        limit = spec.memory_limit_mib
-        if limit:
+        # The container applies these itself, first thing: no preexec_fn (unsafe in a threaded parent).
+        env["SHOAL_PARENT_PID"] = str(os.getpid())
+        if spec.memory_limit_mib:
+            env["SHOAL_MEMORY_LIMIT_MIB"] = str(spec.memory_limit_mib)
             env["MALLOC_ARENA_MAX"] = "2"  # keep glibc's per-thread arenas from eating the address-space limit
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "shoal.container", env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                preexec_fn=functools.partial(_prepare_child, limit),
             )  # fmt: skip
         self._procs[spec.container_id] = proc
         task = asyncio.create_task(self._wait(spec.container_id, proc))
@@ -87,22 +86,3 @@ class LocalBackend(Backend):
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self._procs)), return_exceptions=True)
         if self._waiters:
             await asyncio.wait(self._waiters, timeout=3)
-
-
-def _prepare_child(memory_limit_mib: int | None) -> None:
-    """In the child, before exec: die with the server; cap the address space when a memory limit is set."""
-    if memory_limit_mib:
-        limit = memory_limit_mib * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:
-    """Get SIGKILL when the server process dies, so no container outlives it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: containers notice the server is gone and exit on their own
-        pass

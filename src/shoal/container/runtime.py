@@ -438,7 +438,26 @@ def _columns(f: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> dic
     return columns
 
 
+def confine() -> None:
+    """Die with the server that started us (no orphans), and apply the memory limit, before any user code."""
+    parent = int(os.environ.get("SHOAL_PARENT_PID") or 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: a container notices its server is gone when its requests fail
+        pass
+    if parent and os.getppid() != parent:  # the server died before prctl took effect
+        os._exit(0)
+    limit = int(os.environ.get("SHOAL_MEMORY_LIMIT_MIB") or 0)
+    if limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit * 1024 * 1024, limit * 1024 * 1024))
+
+
 def main() -> None:
+    confine()
     cfg = settings()
     api = ContainerAPI(
         os.environ["SHOAL_SERVER_URL"], os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -185,11 +186,11 @@ def create_app(plane: ControlPlane) -> Starlette:
         app_id, version = plane.begin_deploy(field(b, "name", str))
         return JSONResponse({"app_id": app_id, "version": version})
 
-    @route("/apps/{app_id}/deployed", ["POST"], "client")
+    @route("/apps/{ref}/deployed", ["POST"], "client")
     async def deployed(request: Request) -> Response:
         b = await body(request)
         plane.catalog.finish_deployment(
-            request.path_params["app_id"], field(b, "version", int), field(b, "functions", dict)
+            request.path_params["ref"], field(b, "version", int), field(b, "functions", dict)
         )
         return JSONResponse({})
 
@@ -198,14 +199,14 @@ def create_app(plane: ControlPlane) -> Starlette:
         app = find_app(request.path_params["ref"])
         return JSONResponse({"app": app, "history": plane.catalog.history(app["app_id"])})
 
-    @route("/apps/{app_id}/heartbeat", ["POST"], "client")
+    @route("/apps/{ref}/heartbeat", ["POST"], "client")
     async def app_heartbeat(request: Request) -> Response:
-        plane.catalog.touch_client(request.path_params["app_id"])
-        return JSONResponse({"state": plane.store.app_state(request.path_params["app_id"])})
+        plane.catalog.touch_client(request.path_params["ref"])
+        return JSONResponse({"state": plane.store.app_state(request.path_params["ref"])})
 
-    @route("/apps/{app_id}/detach", ["POST"], "client")
+    @route("/apps/{ref}/detach", ["POST"], "client")
     async def app_detach(request: Request) -> Response:
-        plane.detach(request.path_params["app_id"])
+        plane.detach(request.path_params["ref"])
         return JSONResponse({})
 
     @route("/apps/{ref}/functions", ["GET"], "client")
@@ -245,11 +246,11 @@ def create_app(plane: ControlPlane) -> Starlette:
         state = plane.store.container_state(cid)
         return packed({"logs": [list(r) for r in rows], "state": state[1].value if state else "STOPPED"})
 
-    @route("/apps/{app_id}/functions", ["POST"], "client")
+    @route("/apps/{ref}/functions", ["POST"], "client")
     async def create_function(request: Request) -> Response:
         b = await body(request)
         fid = plane.create_function(
-            request.path_params["app_id"],
+            request.path_params["ref"],
             field(b, "tag", str),
             field(b, "spec", dict),
             field(b, "pickled", bytes, None),
@@ -487,7 +488,11 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRAC
 def merge_by_path(routes: list[Route]) -> list[Route]:
     """One Route per path that dispatches on the method, so a 405 lists every allowed method (as JSON)."""
     by_path: dict[str, dict[str, Any]] = {}
+    canonical: dict[str, str] = {}
     for r in routes:
+        shape = re.sub(r"\{[^}]+\}", "{}", r.path)
+        if canonical.setdefault(shape, r.path) != r.path:  # same shape, other parameter names: one would hide the other
+            raise RuntimeError(f"routes {canonical[shape]} and {r.path} must name their parameters alike")
         for method in r.methods or ():
             by_path.setdefault(r.path, {})[method] = r.endpoint
     merged = []

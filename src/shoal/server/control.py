@@ -32,6 +32,23 @@ class NotFound(Exception):
     """A referenced object does not exist (answered as 404 with this message)."""
 
 
+SPEC_NUMBERS = ("timeout", "startup_timeout", "max_containers", "min_containers", "buffer_containers",
+                "scaledown_window")  # fmt: skip
+RETRY_NUMBERS = ("max_retries", "backoff_coefficient", "initial_delay", "max_delay")
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """A function spec the scheduler can act on (the SDK validates user input; this guards the server)."""
+
+    def number(d: Any, key: str) -> bool:
+        return isinstance(d, dict) and isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool)
+
+    bad = [k for k in SPEC_NUMBERS if not number(spec, k) or spec[k] < 0]
+    bad += [f"retries.{k}" for k in RETRY_NUMBERS if not number(spec.get("retries"), k)]
+    if bad:
+        raise ValueError(f"invalid function spec: {', '.join(bad)} missing or not a non-negative number")
+
+
 def check_name(name: str) -> None:
     if not 1 <= len(name) <= 64:
         raise ValueError("an app name is 1 to 64 characters")
@@ -142,6 +159,7 @@ class ControlPlane:
     def create_function(self, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> str:
         if self.store.app_state(app_id) is None:
             raise KeyError(app_id)
+        check_spec(spec)
         refs = spec.get("secrets") or []
         try:
             spec["secrets"] = [self.secrets.resolve(ref) for ref in refs]
@@ -417,7 +435,8 @@ class ControlPlane:
         try:
             await self.backend.launch(cspec)
             self.system_log(app_id, container_id, f"Container {container_id} started for {found[1]}")
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed launch is a failed start, never a stuck container
+            log.exception("launching a container for %s failed", found[1])
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
 

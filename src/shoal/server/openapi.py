@@ -69,7 +69,15 @@ def schema() -> dict[str, Any]:
             },
             "/apps/{ref}": {"get": _op("An app by id or name", params=["ref"])},
             "/apps/{ref}/history": {"get": _op("Deployments of an app", params=["ref"])},
-            "/apps/{ref}/functions": {"get": _op("Functions of an app", params=["ref"])},
+            "/apps/{ref}/functions": {
+                "get": _op("Functions of an app", params=["ref"]),
+                "post": _op(
+                    "Register a function (the SDK's route)",
+                    _props(["function_id"]),
+                    _props(["tag", "spec"], tag=NAME, spec=OBJ),
+                    ["ref"],
+                ),  # fmt: skip
+            },
             "/apps/{ref}/functions/{tag}": {"get": _op("Look a function up", params=["ref", "tag"])},
             "/apps/{ref}/functions/{tag}/calls": {"get": _op("Recent calls of a function", params=["ref", "tag"])},
             "/apps/{ref}/stop": {"post": _op("Stop an app", body=_props([], reason=string), params=["ref"])},

@@ -1,0 +1,138 @@
+"""Store faults through the real ASGI app and a real SQLite file: disk full, a locked database, I/O errors.
+The API answers a clear 5xx/507 (never a traceback or a hang), writes no partial rows, and recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgpack
+import pytest
+
+from shoal.backends.base import Backend, ContainerSpec
+from shoal.server.app import create_app
+from shoal.server.control import ControlPlane, ServerConfig
+
+
+class NoContainers(Backend):
+    """Capacity that never starts anything: these tests exercise the API and the store only."""
+
+    async def launch(self, spec: ContainerSpec) -> None:
+        return None
+
+    async def terminate(self, container_id: str, grace: float) -> None:
+        return None
+
+    def list(self) -> list[str]:
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Iterator[ControlPlane]:
+    config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20)
+    yield ControlPlane(config, NoContainers())
+
+
+def run(plane: ControlPlane, steps: Any) -> Any:
+    async def main() -> Any:
+        await plane.start()
+        transport = httpx.ASGITransport(app=create_app(plane))
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://shoal") as client:
+                return await steps(client)
+        finally:
+            await plane.stop()
+
+    return asyncio.run(main())
+
+
+async def register_function(client: httpx.AsyncClient) -> str:
+    app_id = (await client.post("/apps", json={"name": "faults"})).json()["app_id"]
+    spec = {"retries": {"max_retries": 0, "backoff_coefficient": 1.0, "initial_delay": 1.0, "max_delay": 1.0},
+            "min_containers": 0, "max_containers": 1, "buffer_containers": 0, "scaledown_window": 60,
+            "startup_timeout": 60, "timeout": 60}  # fmt: skip
+    resp = await client.post(f"/apps/{app_id}/functions", json={"tag": "f", "spec": spec})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["function_id"])
+
+
+def add_inputs(client: httpx.AsyncClient, call_id: str, start: int, n: int, size: int = 2000) -> Any:
+    body = msgpack.packb({"start": start, "inputs": [b"I" + b"x" * size] * n})
+    return client.post(f"/calls/{call_id}/inputs", content=body, headers={"content-type": "application/msgpack"})
+
+
+def test_a_full_disk_is_answered_507_with_no_partial_rows_and_recovers(plane: ControlPlane):
+    async def steps(client: httpx.AsyncClient) -> None:
+        fid = await register_function(client)
+        call_id = (await client.post(f"/functions/{fid}/calls", json={"kind": "map"})).json()["call_id"]
+        pages = plane.store.db.execute("PRAGMA page_count").fetchone()[0]
+        plane.store.db.execute(f"PRAGMA max_page_count={pages + 2}")  # the disk is (nearly) full
+        resp = await add_inputs(client, call_id, 0, 200)
+        assert resp.status_code == 507
+        assert resp.json()["error"]["type"] == "ResourceExhaustedError"
+        assert "disk is full" in resp.json()["error"]["message"]
+        assert plane.store.db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0] == 0  # all or nothing
+        plane.store.db.execute("PRAGMA max_page_count=1073741823")  # space freed: no restart needed
+        assert (await add_inputs(client, call_id, 0, 200)).status_code == 200
+        assert plane.store.db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0] == 200
+
+    run(plane, steps)
+
+
+def test_a_locked_database_is_answered_503_with_retry_after(plane: ControlPlane, tmp_path: Path):
+    async def steps(client: httpx.AsyncClient) -> None:
+        await register_function(client)
+        plane.store.db.execute("PRAGMA busy_timeout=100")
+        other = sqlite3.connect(tmp_path / "state" / "state.db", isolation_level=None)
+        other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            resp = await client.post("/apps", json={"name": "blocked"})
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert resp.status_code == 503
+        assert resp.headers["retry-after"] == "1"
+        assert "busy" in resp.json()["error"]["message"]
+        assert (await client.post("/apps", json={"name": "after"})).status_code == 200
+
+    run(plane, steps)
+
+
+class FailingConnection:
+    """Wraps the store's connection: every write fails with an I/O error while ``broken``."""
+
+    def __init__(self, real: sqlite3.Connection) -> None:
+        self.real = real
+        self.broken = False
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self.broken and sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.real.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_io_errors_are_answered_503_and_the_store_recovers(plane: ControlPlane):
+    async def steps(client: httpx.AsyncClient) -> None:
+        fid = await register_function(client)
+        faulty = FailingConnection(plane.store.db)
+        plane.store.db = faulty  # type: ignore[assignment]
+        faulty.broken = True
+        resp = await client.post(f"/functions/{fid}/calls", json={"kind": "map"})
+        assert resp.status_code == 503
+        assert "disk I/O error" in resp.json()["error"]["message"]
+        assert "Traceback" not in resp.text
+        faulty.broken = False
+        assert (await client.post(f"/functions/{fid}/calls", json={"kind": "map"})).status_code == 200
+        assert faulty.real.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1
+
+    run(plane, steps)

@@ -1,0 +1,187 @@
+"""Model-based test of the input lifecycle against the real SQLite store (hypothesis state machine).
+
+Rules: submit, lease, heartbeat, complete, fail, report from a stale lease, crash, cancel, advance the clock,
+expire results, restart (reopen the database). Invariants: each input in exactly one state, never leased to
+a dead container, attempts within retries + 1, a written output never changes, call counters agree.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from shoal.server.records import OutputStatus, ReportedOutput
+from shoal.server.store import Store
+
+MAX_RETRIES = 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class InputLifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp())
+        self.clock = Clock()
+        self.store = self._open()
+        self.store.create_app("ap-1", "model")
+        retries = {"max_retries": MAX_RETRIES, "backoff_coefficient": 1.0, "initial_delay": 1.0, "max_delay": 1.0}
+        self.store.create_function("fu-1", "ap-1", "f", {"retries": retries}, None)
+        self.calls: list[str] = []
+        self.submitted: dict[str, int] = {}
+        self.alive: set[str] = set()
+        self.started = 0
+        self.held: dict[tuple[str, int], tuple[str, int]] = {}  # input -> (container, lease) per the model
+        self.stale: list[tuple[str, str, int, int]] = []  # (container, call, index, lease) no longer current
+        self.seen_outputs: dict[tuple[str, int], tuple[str, bytes]] = {}
+        self.expired: set[str] = set()
+
+    def _open(self) -> Store:
+        return Store(self.dir / "state.db", clock=self.clock)
+
+    def teardown(self) -> None:
+        self.store.close()
+
+    @rule()
+    def new_call(self) -> None:
+        call_id = f"fc-{len(self.calls)}"
+        self.store.create_call(call_id, "fu-1", "ap-1", "map", None)
+        self.calls.append(call_id)
+        self.submitted[call_id] = 0
+
+    @precondition(lambda self: self.calls)
+    @rule(data=st.data(), n=st.integers(1, 4), close=st.booleans())
+    def submit(self, data: st.DataObject, n: int, close: bool) -> None:
+        call_id = data.draw(st.sampled_from(self.calls))
+        info = self.store.call(call_id)
+        if info.num_inputs is not None:
+            return
+        start = self.submitted[call_id]
+        self.store.add_inputs(call_id, start, [b"I%d" % i for i in range(n)], close)
+        self.submitted[call_id] = start + n
+
+    @precondition(lambda self: len(self.alive) < 3)
+    @rule()
+    def start_container(self) -> None:
+        self.started += 1
+        cid = f"ta-{self.started}"
+        self.store.add_container(cid, "fu-1", "ap-1")
+        self.store.mark_started(cid)
+        self.alive.add(cid)
+
+    @precondition(lambda self: self.alive)
+    @rule(data=st.data(), n=st.integers(1, 3))
+    def lease(self, data: st.DataObject, n: int) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.alive)))
+        for x in self.store.lease_inputs("fu-1", cid, n):
+            self.held[(x.call_id, x.index)] = (cid, x.lease)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), ok=st.booleans())
+    def report(self, data: st.DataObject, ok: bool) -> None:
+        key = data.draw(st.sampled_from(sorted(self.held)))
+        cid, lease = self.held.pop(key)
+        status = OutputStatus.SUCCESS if ok else OutputStatus.FAILURE
+        accepted, _ = self.store.complete(cid, [ReportedOutput(key[0], key[1], lease, status, b"I" + cid.encode())])
+        assert accepted == 1
+        self.stale.append((cid, key[0], key[1], lease))
+
+    @precondition(lambda self: self.stale)
+    @rule(data=st.data())
+    def stale_report(self, data: st.DataObject) -> None:
+        cid, call_id, index, lease = data.draw(st.sampled_from(self.stale))
+        report = ReportedOutput(call_id, index, lease, OutputStatus.SUCCESS, b"Ilate")
+        assert self.store.complete(cid, [report])[0] == 0
+
+    @precondition(lambda self: self.alive)
+    @rule(data=st.data())
+    def heartbeat(self, data: st.DataObject) -> None:
+        self.store.touch_container(data.draw(st.sampled_from(sorted(self.alive))))
+
+    @precondition(lambda self: self.alive)
+    @rule(data=st.data())
+    def crash(self, data: st.DataObject) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.alive)))
+        self.store.fail_container_inputs(cid, "killed")
+        self.alive.discard(cid)
+        for key, (holder, lease) in list(self.held.items()):
+            if holder == cid:
+                self.stale.append((cid, key[0], key[1], lease))
+                del self.held[key]
+
+    @precondition(lambda self: self.calls)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        call_id = data.draw(st.sampled_from(self.calls))
+        self.store.cancel_call(call_id, "cancelled")
+        for key in [k for k in self.held if k[0] == call_id]:
+            cid, lease = self.held.pop(key)
+            self.stale.append((cid, key[0], key[1], lease))
+
+    @rule(seconds=st.floats(0.1, 3.0))
+    def advance_clock(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @rule()
+    def expire(self) -> None:
+        self.store.expire_results(retention=5.0)
+        for call_id in self.calls:
+            if self.store.call(call_id).expired:
+                self.expired.add(call_id)
+
+    @rule()
+    def restart(self) -> None:
+        """The server process dies and comes back: every container is gone."""
+        self.store.close()
+        self.store = self._open()
+        for cid in sorted(self.alive):
+            self.store.fail_container_inputs(cid, "server restarted", charge=False)
+        for key, (cid, lease) in self.held.items():
+            self.stale.append((cid, key[0], key[1], lease))
+        self.held.clear()
+        self.alive.clear()
+
+    @invariant()
+    def each_input_is_in_exactly_one_state(self) -> None:
+        db = self.store.db
+        both = db.execute("SELECT COUNT(*) FROM inputs i JOIN outputs o ON o.call_id=i.call_id AND o.idx=i.idx")
+        assert both.fetchone()[0] == 0
+        for call_id in self.calls:
+            if call_id in self.expired:
+                continue
+            pending = db.execute("SELECT COUNT(*) FROM inputs WHERE call_id=?", (call_id,)).fetchone()[0]
+            done = db.execute("SELECT COUNT(*) FROM outputs WHERE call_id=?", (call_id,)).fetchone()[0]
+            assert pending + done == self.submitted[call_id]
+            assert self.store.call(call_id).done == done
+
+    @invariant()
+    def leases_belong_to_live_containers_and_match_the_model(self) -> None:
+        rows = self.store.db.execute("SELECT call_id, idx, container_id, leases FROM inputs WHERE state='LEASED'")
+        leased = {(c, i): (cid, lease) for c, i, cid, lease in rows}
+        assert leased == self.held
+        assert {cid for cid, _ in leased.values()} <= self.alive
+
+    @invariant()
+    def attempts_stay_within_retries(self) -> None:
+        worst = self.store.db.execute("SELECT MAX(failures) FROM inputs").fetchone()[0] or 0
+        assert worst <= MAX_RETRIES
+
+    @invariant()
+    def outputs_never_change(self) -> None:
+        for call_id, idx, status, data in self.store.db.execute("SELECT call_id, idx, status, data FROM outputs"):
+            previous = self.seen_outputs.setdefault((call_id, idx), (status, data))
+            assert previous == (status, data)
+
+
+InputLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+TestInputLifecycle = InputLifecycle.TestCase
