@@ -21,7 +21,7 @@ from ._payloads import check_size, decode_output, to_payload
 from .client import Client
 from .serialization import serialize_args
 
-DEFAULT_WINDOW = 10_000
+DEFAULT_WINDOW = 5_000
 SUBMIT_BATCH = 2_000
 SUBMIT_BATCH_BYTES = 8 * 1024 * 1024
 POLL_WAIT = 25.0
@@ -146,7 +146,7 @@ async def collect_outputs(
         if total is not None and delivered >= total - start:
             return
         resp = await client.request(
-            "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 10_000}, packed=True
+            "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 5_000}, packed=True
         )
         batch: list[Any] = []
         n_ok = n_failed = 0
