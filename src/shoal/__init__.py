@@ -8,9 +8,11 @@ from ._output import enable_output  # noqa: E402
 from .app import App  # noqa: E402
 from .calls import CallGraphNode, FunctionCall  # noqa: E402
 from .cls import Cls, Obj  # noqa: E402
+from .dict import Dict  # noqa: E402
 from .functions import Function  # noqa: E402
 from .image import Image  # noqa: E402
 from .partial import batched, concurrent, enter, exit, method, parameter  # noqa: E402
+from .queue import Queue  # noqa: E402
 from .retries import Retries  # noqa: E402
 from .secret import Secret  # noqa: E402
 
@@ -18,7 +20,9 @@ __all__ = [
     "App",
     "CallGraphNode",
     "Cls",
+    "Dict",
     "Obj",
+    "Queue",
     "Function",
     "FunctionCall",
     "Image",

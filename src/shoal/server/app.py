@@ -23,6 +23,8 @@ from starlette.routing import Route
 from .. import __version__
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
 from .control import ControlPlane, NotFound
+from .kv import KVStore
+from .kv_routes import kv_routes
 from .openapi import schema as openapi_schema
 from .records import ContainerState, OutputStatus, ReportedOutput
 
@@ -136,6 +138,8 @@ def create_app(plane: ControlPlane) -> Starlette:
                     return error_response(409, "InvalidError", str(exc))
                 except ValueError as exc:
                     return error_response(400, "InvalidError", str(exc))
+                except OverflowError as exc:
+                    return error_response(413, "RequestSizeError", str(exc))
                 except Exception as exc:  # never a traceback to the client
                     log.exception("internal error on %s", path)
                     return error_response(500, "ServerError", f"internal server error: {type(exc).__name__}: {exc}")
@@ -464,7 +468,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         registry.revoke(request.path_params["name"])
         return JSONResponse({})
 
-    routes = [
+    routes = kv_routes(plane, KVStore(plane.store), route, body, field, packed) + [
         openapi, create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,

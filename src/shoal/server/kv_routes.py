@@ -1,0 +1,106 @@
+"""HTTP routes for Dicts and Queues (msgpack bodies; keys and values are opaque pickled bytes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .kv import Full, KVStore
+
+MAX_WAIT = 30.0
+
+
+def kv_routes(plane: Any, kv: KVStore, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
+              field: Callable[..., Any], packed: Callable[[Any], Response]) -> list[Route]:  # fmt: skip
+    """Routes for Dicts and Queues; long polls wake on the plane's notifier."""
+
+    def object_id(request: Request, kind: str) -> str:
+        oid = request.path_params["object_id"]
+        if not kv.exists(oid, kind):
+            raise KeyError(oid)
+        return str(oid)
+
+    @route("/kv/{kind}/open", ["POST"], "caller")
+    async def open_object(request: Request) -> Response:
+        b = await body(request)
+        oid = kv.open(request.path_params["kind"], field(b, "name", str, None), bool(b.get("create_if_missing")))
+        return JSONResponse({"id": oid})
+
+    @route("/kv/{kind}", ["GET"], "client")
+    async def list_objects(request: Request) -> Response:
+        return JSONResponse({"objects": kv.names(request.path_params["kind"])})
+
+    @route("/kv/{kind}/{object_id}/delete", ["POST"], "caller")
+    async def delete_object(request: Request) -> Response:
+        kv.delete(object_id(request, request.path_params["kind"]))
+        return JSONResponse({})
+
+    @route("/dicts/{object_id}/op", ["POST"], "caller")
+    async def dict_op(request: Request) -> Response:
+        b = await body(request)
+        return packed(kv.dict_op(object_id(request, "dict"), field(b, "op", str), b))
+
+    @route("/queues/{object_id}/put", ["POST"], "caller")
+    async def queue_put(request: Request) -> Response:
+        qid = object_id(request, "queue")
+        b = await body(request)
+        partition, values = field(b, "partition", str, ""), field(b, "values", list)
+        deadline = time.monotonic() + min(float(field(b, "wait", (int, float), 0)), MAX_WAIT)
+        while True:
+            try:
+                kv.put(qid, partition, values)
+                plane.notifier.notify(f"queue:{qid}")
+                return packed({"full": False})
+            except Full:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return packed({"full": True})
+                await plane.notifier.wait(f"queue-space:{qid}", remaining)
+
+    @route("/queues/{object_id}/get", ["POST"], "caller")
+    async def queue_get(request: Request) -> Response:
+        qid = object_id(request, "queue")
+        b = await body(request)
+        partition, n = field(b, "partition", str, ""), max(1, min(field(b, "n", int, 1), 5_000))
+        deadline = time.monotonic() + min(float(field(b, "wait", (int, float), 0)), MAX_WAIT)
+        while True:
+            values = kv.take(qid, partition, n)
+            remaining = deadline - time.monotonic()
+            if values or remaining <= 0:
+                if values:
+                    plane.notifier.notify(f"queue-space:{qid}")
+                return packed({"values": values})
+            await plane.notifier.wait(f"queue:{qid}", remaining)
+
+    @route("/queues/{object_id}/scan", ["POST"], "caller")
+    async def queue_scan(request: Request) -> Response:
+        qid = object_id(request, "queue")
+        b = await body(request)
+        partition, after = field(b, "partition", str, ""), field(b, "after", int, 0)
+        deadline = time.monotonic() + min(float(field(b, "wait", (int, float), 0)), MAX_WAIT)
+        while True:
+            items = kv.scan(qid, partition, after)
+            remaining = deadline - time.monotonic()
+            if items or remaining <= 0:
+                return packed({"items": [list(i) for i in items]})
+            await plane.notifier.wait(f"queue:{qid}", remaining)
+
+    @route("/queues/{object_id}/len", ["POST"], "caller")
+    async def queue_len(request: Request) -> Response:
+        b = await body(request)
+        return packed({"len": kv.length(object_id(request, "queue"), field(b, "partition", str, None))})
+
+    @route("/queues/{object_id}/clear", ["POST"], "caller")
+    async def queue_clear(request: Request) -> Response:
+        qid = object_id(request, "queue")
+        b = await body(request)
+        kv.clear(qid, field(b, "partition", str, None))
+        plane.notifier.notify(f"queue-space:{qid}")
+        return packed({})
+
+    return [open_object, list_objects, delete_object, dict_op, queue_put, queue_get, queue_scan, queue_len, queue_clear]
