@@ -17,6 +17,16 @@ os.environ["SHOAL_HOME"] = _HOME
 os.environ.setdefault("SHOAL_HEARTBEAT_INTERVAL", "0.5")
 os.environ.setdefault("SHOAL_HEARTBEAT_TIMEOUT", "6")
 os.environ.pop("SHOAL_SERVER_URL", None)
+# Containers run sandboxed with a private /tmp: tests share files with them through this directory only.
+SHARED = tempfile.mkdtemp(prefix="shoal-test-shared-")
+os.environ["SHOAL_SANDBOX_BINDS"] = SHARED
+
+
+def shared_dir() -> str:
+    """A fresh directory that the test and its containers both see."""
+    return tempfile.mkdtemp(dir=SHARED)
+
+
 os.environ.pop("SHOAL_TOKEN", None)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +79,19 @@ def server() -> Iterator[ServerProcess]:
     os.environ["SHOAL_SERVER_URL"] = srv.url
     yield srv
     os.environ.pop("SHOAL_SERVER_URL", None)
+
     srv.stop()
+
+
+@pytest.fixture
+def sandbox() -> None:
+    """Tests of sandbox features: skipped where bubblewrap is missing, failed in CI (which installs it)."""
+    from shoal.backends import sandbox as sb
+
+    if sb.bwrap() is None:
+        if os.environ.get("CI"):
+            pytest.fail("bubblewrap is required in CI (.ci/run installs it)")
+        pytest.skip("bubblewrap (bwrap) is not installed")
 
 
 def run_script(

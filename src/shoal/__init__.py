@@ -15,6 +15,7 @@ from .partial import batched, concurrent, enter, exit, method, parameter  # noqa
 from .queue import Queue  # noqa: E402
 from .retries import Retries  # noqa: E402
 from .secret import Secret  # noqa: E402
+from .volume import Volume  # noqa: E402
 
 __all__ = [
     "App",
@@ -28,6 +29,7 @@ __all__ = [
     "Image",
     "Retries",
     "Secret",
+    "Volume",
     "__version__",
     "batched",
     "concurrent",

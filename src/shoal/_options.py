@@ -9,6 +9,7 @@ from .exception import InvalidError, deprecation_warning
 from .functions import FunctionOptions
 from .retries import Retries, parse_retries
 from .secret import Secret
+from .volume import Volume
 
 # Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
 _PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
@@ -99,8 +100,10 @@ def build_options(
     check_unsupported(unsupported or {})
     if secrets is not None and not all(isinstance(s, Secret) for s in secrets):
         raise InvalidError("secrets must be a list of shoal.Secret")
-    if volumes:
-        raise InvalidError("Volumes are not implemented in Shoal yet.")
+    if volumes and not all(
+        isinstance(k, str) and k.startswith("/") and isinstance(v, Volume) for k, v in volumes.items()
+    ):
+        raise InvalidError("volumes= maps absolute paths to shoal.Volume objects: {'/data': Volume.from_name('x')}")
     _validate_positive("timeout", timeout, 24 * 3600)
     _validate_positive("startup_timeout", startup_timeout, 24 * 3600)
     _validate_positive("scaledown_window", scaledown_window, 24 * 3600)
@@ -121,5 +124,5 @@ def build_options(
         memory_limit=memory[1] if isinstance(memory, tuple) else None,
         gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
         serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,
-        secrets=tuple(secrets or ()),
+        secrets=tuple(secrets or ()), volumes=tuple(sorted((volumes or {}).items())),
     )  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 from . import _context
 from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
+from ._image_build import BuiltImage, materialise
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
@@ -23,8 +24,10 @@ from .client import Client, acquire_server, client_for, release_server
 from .cls import Cls, class_methods, class_options
 from .exception import InvalidError
 from .functions import Function
+from .image import Image
 from .retries import Retries
 from .secret import Secret
+from .volume import Volume
 
 HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
 
@@ -50,12 +53,14 @@ class App:
         if secrets is not None and not all(isinstance(s, Secret) for s in secrets):
             raise InvalidError("secrets must be a list of shoal.Secret")
         self.secrets = list(secrets or [])
-        if volumes:
-            raise InvalidError("Volumes are not implemented in Shoal yet.")
+        if volumes and not all(isinstance(v, Volume) for v in volumes.values()):
+            raise InvalidError("volumes= maps absolute paths to shoal.Volume objects")
+        self.volumes = dict(volumes or {})
         self.name = name
         self.image = image
         self.registered_functions: dict[str, Function] = {}
         self.registered_classes: dict[str, Cls] = {}
+        self._images: dict[str, BuiltImage] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
         self._log_seq = 0
@@ -245,6 +250,9 @@ class App:
         for tag, fn in self.registered_functions.items():
             spec = fn.options.spec(default_max)
             spec["secrets"] = [await _secret_ref(client, s) for s in [*self.secrets, *fn.options.secrets]]
+            spec["image"] = await self._image_for(fn)
+            mounts = [*self.volumes.items(), *fn.options.volumes]
+            spec["volumes"] = [await asyncio.to_thread(v.mount_spec, path) for path, v in mounts]
             pickled = None
             if fn.options.serialized:
                 pickled = fn.pickled()
@@ -269,6 +277,21 @@ class App:
             fn._spec, fn._app_id = spec, app_id
             registered[tag] = resp["function_id"]
         return registered
+
+    async def _image_for(self, fn: Function) -> dict[str, Any] | None:
+        """Build (once, cached by content hash) the function's image for the local backend."""
+        if fn.options.gpu:
+            warn_if_no_gpu(fn.tag, fn.options.gpu)
+        image = fn.options.image
+        if image is None:
+            return None
+        if not isinstance(image, Image):
+            raise InvalidError(f"image= must be a shoal.Image, not {type(image).__name__}")
+        built = self._images.get(image.content_hash)
+        if built is None:
+            built = await asyncio.to_thread(materialise, image, _build_log)
+            self._images[image.content_hash] = built
+        return dataclasses.asdict(built)
 
     async def _heartbeat(self, client: Client) -> None:
         while self._app_id is not None:
@@ -328,3 +351,24 @@ async def _secret_ref(client: Client, secret: Secret) -> str:
         resp = await client.request("POST", "/secrets", {"values": secret._values})
         secret._ids[client.url] = resp["secret_id"]
     return secret._ids[client.url]
+
+
+def _build_log(line: str) -> None:
+    print(f"  [image] {line}", file=sys.stderr, flush=True)
+
+
+_gpu_warned: set[str] = set()
+
+
+def warn_if_no_gpu(tag: str, gpu: str) -> None:
+    """gpu= on a machine without one: run on CPU with one warning (an error with SHOAL_STRICT_GPU=1)."""
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        return
+    message = f"{tag} asks for gpu={gpu!r}, but this machine has no GPU: it runs on CPU."
+    if os.environ.get("SHOAL_STRICT_GPU") == "1":
+        raise InvalidError(message + " (SHOAL_STRICT_GPU=1 makes this an error.)")
+    if tag not in _gpu_warned:
+        _gpu_warned.add(tag)
+        warnings.warn(message + " Set SHOAL_STRICT_GPU=1 to make this an error.", UserWarning, stacklevel=2)

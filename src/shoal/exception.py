@@ -10,6 +10,7 @@
           ├── ConnectionError       the control plane cannot be reached
           ├── RemoteError           the control plane reported a failure
           │    ├── ServerError      the server answered with a 5xx
+          │    ├── ImageBuildError  an Image could not be built (or the host lacks what it needs)
           │    └── ResourceExhaustedError  disk full, or rate-limited
           ├── ExecutionError        something went wrong running the user's function
           ├── SerializationError    arguments or results that cannot be pickled
@@ -74,6 +75,10 @@ class RequestSizeError(Error):
     """Raised when a payload is larger than the configured maximum."""
 
 
+class ImageBuildError(RemoteError):
+    """Raised when an Image cannot be built, or needs what this machine lacks; says which step and why."""
+
+
 class ResourceExhaustedError(RemoteError):
     """Raised when the server is out of a resource: disk space for its store, or the rate limit of a token."""
 
@@ -125,6 +130,7 @@ __all__ = [
     "Error",
     "ExecutionError",
     "FunctionTimeoutError",
+    "ImageBuildError",
     "InputCancellation",
     "InvalidError",
     "NotFoundError",

@@ -43,6 +43,7 @@ class FunctionOptions:
     single_use_containers: bool = False
     image: Any = None
     secrets: tuple[Any, ...] = ()
+    volumes: tuple[tuple[str, Any], ...] = ()  # (mount path, Volume)
     batch: BatchConfig | None = None
     concurrency: ConcurrencyConfig | None = None
 

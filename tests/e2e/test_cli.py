@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import shoal
-from tests.conftest import REPO
+from tests.conftest import REPO, shared_dir
 
 SHOAL = [sys.executable, "-m", "shoal"]
 APP = str(REPO / "tests" / "apps" / "cli_app.py")
@@ -70,7 +70,8 @@ def test_user_code_failure_exits_1_with_a_short_message(server):
     assert "shoal/cli" not in result.stderr  # no internal stack trace
 
 
-def test_detached_run_survives_its_client_being_killed(server, tmp_path: Path):
+def test_detached_run_survives_its_client_being_killed(server):
+    tmp_path = Path(shared_dir())
     # Given a detached run that submitted a spawn_map of 500 slow inputs
     proc = subprocess.Popen(
         [*SHOAL, "run", "--detach", f"{APP}::fan_out", "--directory", str(tmp_path)], cwd=REPO,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import shoal
 from shoal import serialization
 from shoal.exception import DeserializationError, ExecutionError, FunctionTimeoutError, RequestSizeError
 from tests.apps import reliability
+from tests.conftest import shared_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,7 +43,7 @@ def container_env(pid: int) -> dict[str, str]:
 
 def test_a_zombie_containers_late_result_is_rejected():
     # Given an input running in container A
-    marker = Path(tempfile.mkdtemp())
+    marker = Path(shared_dir())
     call = reliability.slow_pid.spawn(str(marker), 2.0)
     zombie = wait_for_pid(marker)
     env = container_env(zombie)
@@ -65,7 +65,7 @@ def test_a_zombie_containers_late_result_is_rejected():
 
 @pytest.mark.parametrize("function", [reliability.python_loop, reliability.native_loop], ids=["python", "native"])
 def test_infinite_loops_time_out_on_every_attempt_and_leave_no_orphans(function: shoal.Function):
-    marker = Path(tempfile.mkdtemp())
+    marker = Path(shared_dir())
     started = time.monotonic()
     with pytest.raises(FunctionTimeoutError, match="timed out after 2s"):
         function.remote(str(marker))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 
@@ -14,6 +13,7 @@ import pytest
 
 from shoal.exception import ExecutionError, FunctionTimeoutError
 from tests.apps import faults
+from tests.conftest import shared_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,7 +58,7 @@ def test_a_container_exiting_on_one_input_fails_only_that_input():
 
 
 def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
-    marker = tempfile.mkdtemp()  # each attempt leaves its container's pid here
+    marker = shared_dir()  # each attempt leaves its container's pid here
     started = time.monotonic()
     with pytest.raises(FunctionTimeoutError, match="timed out after 2s"):
         faults.spin_forever.remote(marker)
@@ -79,7 +79,7 @@ def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
 
 def test_a_container_that_stops_heartbeating_is_killed_and_its_input_rerun():
     # Given an input running in a container
-    marker = tempfile.mkdtemp()
+    marker = shared_dir()
     call = faults.report_pid_then_sleep.spawn(marker, 1.0)
     while not os.listdir(marker):  # bounded by the pytest timeout; the input writes its pid first
         time.sleep(0.05)

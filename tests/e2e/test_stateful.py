@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import shoal
 from shoal.exception import ExecutionError, InputCancellation, InvalidError
 from tests.apps import stateful
+from tests.conftest import shared_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,7 +29,7 @@ def wait_for_file(path: Path, timeout: float = 30) -> None:
 
 
 def test_enter_runs_once_per_container_across_many_inputs():
-    marker = tempfile.mkdtemp()
+    marker = shared_dir()
     results = list(stateful.Counter(marker_dir=marker).hit.map(range(1000)))
     assert [r["x"] for r in results] == list(range(1000))
     pids = {r["pid"] for r in results}
@@ -63,14 +63,14 @@ def test_async_methods_and_aio():
 
 
 def test_exit_runs_on_scale_down():
-    marker = tempfile.mkdtemp()
+    marker = shared_dir()
     pid = stateful.Counter(marker_dir=marker, label="scaledown").hit.remote(0)["pid"]
     psutil.Process(pid).wait(timeout=30)  # scaledown_window=1: the idle container is stopped
     assert (Path(marker) / f"exit-{pid}").exists()
 
 
 def test_exit_runs_on_app_stop(server):
-    marker = tempfile.mkdtemp()
+    marker = shared_dir()
     app = shoal.App("exit-on-stop")
     cls = app.cls()(stateful.Counter.user_cls)  # the same class, in an app this test stops
     with app.run(show_logs=False):
@@ -129,7 +129,7 @@ def test_concurrent_async_function_runs_inputs_together_on_one_container():
 
 
 def test_cancelling_one_async_input_leaves_the_others_running():
-    marker = Path(tempfile.mkdtemp())
+    marker = Path(shared_dir())
     victim = stateful.cancellable.spawn(str(marker), "victim", 30.0)
     other = stateful.cancellable.spawn(str(marker), "other", 1.5)
     wait_for_file(marker / "start-victim")
@@ -143,7 +143,7 @@ def test_cancelling_one_async_input_leaves_the_others_running():
 
 
 def test_cancelling_a_running_sync_input_raises_input_cancellation_in_it():
-    marker = Path(tempfile.mkdtemp())
+    marker = Path(shared_dir())
     victim = stateful.sequential_sleeper.spawn(str(marker), "victim", 30.0)
     wait_for_file(marker / "start-victim")
     queued = stateful.sequential_sleeper.spawn(str(marker), "queued", 0.0)

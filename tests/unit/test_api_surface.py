@@ -14,8 +14,8 @@ from shoal.serialization import rebuild_failure, serialize_args, serialize_failu
 
 def test_public_names_are_pinned():
     assert sorted(shoal.__all__) == sorted([
-        "App", "CallGraphNode", "Cls", "Dict", "Function", "FunctionCall", "Image", "Obj", "Queue", "Retries", "Secret",
-        "__version__",
+        "App", "CallGraphNode", "Cls", "Dict", "Function", "FunctionCall", "Image", "Obj", "Queue", "Retries",
+        "Secret", "Volume", "__version__",
         "batched", "concurrent", "current_function_call_id", "current_input_id", "enable_output", "enter",
         "exception", "exit", "is_local", "method", "parameter",
     ])  # fmt: skip

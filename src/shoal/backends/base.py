@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 ExitCallback = Callable[[str, "int | None"], None]
 
@@ -23,6 +24,8 @@ class ContainerSpec:
     cpu: float | None = None
     memory_mib: int | None = None
     memory_limit_mib: int | None = None
+    image: dict[str, Any] | None = None  # a BuiltImage as a dict: python, env, workdir, pythonpath, mounts
+    volumes: list[dict[str, Any]] = field(default_factory=list)  # {"path", "dir", "read_only"}
     gpu: str | None = None
 
 
@@ -61,4 +64,11 @@ class Backend(abc.ABC):
                 name = f"signal {-code}"
             hint = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
             return f"killed by {name}{hint}"
+        if 128 < code < 128 + 64:  # a shell or the sandbox reports a child's death by signal N as 128 + N
+            import signal
+
+            try:
+                return f"exit code {code} (killed by {signal.Signals(code - 128).name})"
+            except ValueError:
+                pass
         return f"exit code {code}"

@@ -9,6 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from ..config import settings
+from . import sandbox
 from .base import Backend, ContainerSpec
 
 
@@ -20,7 +22,29 @@ class LocalBackend(Backend):
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
+        self._sandboxed: set[str] = set()
         self._waiters: set[asyncio.Task[None]] = set()
+
+    @staticmethod
+    def _rw_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
+        home = settings().home
+        (home / "bundles").mkdir(parents=True, exist_ok=True)
+        binds = [(str(home / "bundles"), str(home / "bundles"))]
+        binds += [(v["dir"], v["path"]) for v in spec.volumes if not v.get("read_only")]
+        extra = os.environ.get("SHOAL_SANDBOX_BINDS", "")
+        binds += [(p, p) for p in extra.split(os.pathsep) if p]
+        return binds
+
+    @staticmethod
+    def _ro_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
+        binds = []
+        image = spec.image or {}
+        if image.get("python"):
+            root = str(Path(image["python"]).parent.parent)
+            binds.append((root, root))
+        binds += [(m["local"], m["remote"]) for m in image.get("mounts") or []]
+        binds += [(v["dir"], v["path"]) for v in spec.volumes if v.get("read_only")]
+        return binds
 
     def log_path(self, container_id: str) -> Path:
         return self.log_dir / f"{container_id}.log"
@@ -44,9 +68,20 @@ class LocalBackend(Backend):
         if spec.memory_limit_mib:
             env["SHOAL_MEMORY_LIMIT_MIB"] = str(spec.memory_limit_mib)
             env["MALLOC_ARENA_MAX"] = "2"  # keep glibc's per-thread arenas from eating the address-space limit
+        image = spec.image or {}
+        env.update(image.get("env") or {})
+        if image.get("pythonpath"):
+            env["PYTHONPATH"] = os.pathsep.join([*image["pythonpath"], env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        command = [image.get("python") or sys.executable, "-m", "shoal.container"]
+        cwd = image.get("workdir")
+        if sandbox.bwrap():
+            env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
+            command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd)
+            cwd = None
+            self._sandboxed.add(spec.container_id)
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "shoal.container", env=env, stdin=asyncio.subprocess.DEVNULL,
+                *command, env=env, stdin=asyncio.subprocess.DEVNULL, cwd=cwd,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._procs[spec.container_id] = proc
@@ -60,6 +95,7 @@ class LocalBackend(Backend):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         self._procs.pop(container_id, None)
+        self._sandboxed.discard(container_id)
         self.on_exit(container_id, code)
 
     async def terminate(self, container_id: str, grace: float) -> None:
@@ -67,8 +103,10 @@ class LocalBackend(Backend):
         if proc is None or proc.returncode is not None:
             return
         if grace > 0:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
+            if container_id not in self._sandboxed:  # bwrap would die at once and take the container with it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            # either way the container was told to stop (its next heartbeat or lease says so): give it the grace
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
         if proc.returncode is None:

@@ -398,6 +398,115 @@ def token_revoke(name: str) -> None:
     click.echo(f"✓ Revoked {name!r}")
 
 
+# ---- volumes --------------------------------------------------------------------------------------
+
+
+@click.group()
+def volume() -> None:
+    """Create, list and move files in and out of volumes."""
+
+
+@volume.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def volume_list(as_json: bool) -> None:
+    rows = _request("GET", "/volumes")["volumes"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    _table("Volumes", ["name", "created"], [[r["name"], _when(r["created_at"])] for r in rows])
+
+
+@volume.command("create")
+@click.argument("name")
+@friendly_errors
+def volume_create(name: str) -> None:
+    _request("POST", "/volumes", {"name": name, "create_if_missing": True})
+    click.echo(f"✓ Volume {name!r} ready")
+
+
+@volume.command("delete")
+@click.argument("name")
+@friendly_errors
+def volume_delete(name: str) -> None:
+    _request("POST", f"/volumes/{name}/delete")
+    click.echo(f"✓ Deleted volume {name!r}")
+
+
+@volume.command("ls")
+@click.argument("name")
+@click.argument("path", default="/")
+@click.option("-r", "--recursive", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def volume_ls(name: str, path: str, recursive: bool, as_json: bool) -> None:
+    """List files: shoal volume ls results /runs -r"""
+    entries = _request("POST", f"/volumes/{name}/ls", {"path": path, "recursive": recursive})["entries"]
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        click.echo(e["path"] + ("/" if e["type"] == "directory" else ""))
+
+
+@volume.command("put")
+@click.argument("name")
+@click.argument("local", type=click.Path(exists=True, path_type=Path))
+@click.argument("remote", default="/")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@friendly_errors
+def volume_put(name: str, local: Path, remote: str, force: bool) -> None:
+    """Upload a file or directory: shoal volume put data ./inputs /inputs"""
+    from ..volume import Volume
+
+    with Volume.from_name(name).batch_upload(force=force) as batch:
+        if local.is_dir():
+            batch.put_directory(local, remote)
+        else:
+            batch.put_file(local, remote.rstrip("/") + "/" + local.name if remote.endswith("/") else remote)
+    click.echo(f"✓ Uploaded {local} to {name}:{remote}")
+
+
+@volume.command("get")
+@click.argument("name")
+@click.argument("remote")
+@click.argument("local", type=click.Path(path_type=Path), default=".")
+@friendly_errors
+def volume_get(name: str, remote: str, local: Path) -> None:
+    """Download a file: shoal volume get results /out/1.txt ./1.txt (use - for stdout)"""
+    from ..volume import Volume
+
+    data = b"".join(Volume.from_name(name).read_file(remote))
+    if str(local) == "-":
+        sys.stdout.buffer.write(data)
+        return
+    target = local / Path(remote).name if local.is_dir() else local
+    target.write_bytes(data)
+    click.echo(f"✓ {name}:{remote} -> {target}")
+
+
+@volume.command("rm")
+@click.argument("name")
+@click.argument("remote")
+@click.option("-r", "--recursive", is_flag=True)
+@friendly_errors
+def volume_rm(name: str, remote: str, recursive: bool) -> None:
+    _request("POST", f"/volumes/{name}/rm", {"path": remote, "recursive": recursive})
+    click.echo(f"✓ Removed {name}:{remote}")
+
+
+@volume.command("cp")
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True)
+@friendly_errors
+def volume_cp(name: str, paths: tuple[str, ...]) -> None:
+    """Copy within a volume: shoal volume cp results /a.txt /b.txt /backup/"""
+    if len(paths) < 2:
+        raise click.BadParameter("give one or more sources and a destination")
+    _request("POST", f"/volumes/{name}/cp", {"sources": list(paths[:-1]), "destination": paths[-1]})
+    click.echo(f"✓ Copied into {name}:{paths[-1]}")
+
+
 def register(cli: click.Group) -> None:
-    for group in (server, app, function, call, container, secret, token):
+    for group in (server, app, function, call, container, secret, token, volume):
         cli.add_command(group)

@@ -27,6 +27,7 @@ from .kv import KVStore
 from .kv_routes import kv_routes
 from .openapi import schema as openapi_schema
 from .records import ContainerState, OutputStatus, ReportedOutput
+from .volume_routes import volume_routes
 
 log = logging.getLogger("shoal.server")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -468,7 +469,9 @@ def create_app(plane: ControlPlane) -> Starlette:
         registry.revoke(request.path_params["name"])
         return JSONResponse({})
 
-    routes = kv_routes(plane, KVStore(plane.store), route, body, field, packed) + [
+    routes = kv_routes(plane, KVStore(plane.store), route, body, field, packed)
+    routes += volume_routes(plane.volumes, route, body, field, max_body)
+    routes += [
         openapi, create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,

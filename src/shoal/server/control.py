@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._ids import new_id
+from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -24,6 +25,7 @@ from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
 from .scheduler import Drain, Kill, Launch, Limits, plan
 from .secrets import SecretStore
 from .store import Store
+from .volumes import VolumeStore
 
 log = logging.getLogger("shoal.server")
 
@@ -84,6 +86,7 @@ class ControlPlane:
         config.state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
         self.store = Store(config.state_dir / "state.db")
         self.secrets = SecretStore(self.store, config.state_dir / "secret.key")
+        self.volumes = VolumeStore(config.state_dir / "volumes")
         self.catalog = Catalog(self.store)
         self.blobs = BlobStore(config.state_dir / "blobs")
         self.backend = backend
@@ -166,9 +169,26 @@ class ControlPlane:
         except KeyError as exc:
             name = exc.args[0]
             raise NotFound(f"Secret {name!r} not found: create it with `shoal secret create {name} KEY=VALUE`") from exc
+        self._resolve_mounts(spec)
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
         return function_id
+
+    def _resolve_mounts(self, spec: dict[str, Any]) -> None:
+        """Volumes by name -> their directories; refuse mounts when containers cannot be sandboxed."""
+        mounts = [*(spec.get("volumes") or []), *((spec.get("image") or {}).get("mounts") or [])]
+        if mounts and sandbox.bwrap() is None:
+            raise ValueError(
+                "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
+                "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
+                "SHOAL_SANDBOX=off."
+            )
+        for v in spec.get("volumes") or []:
+            try:
+                v["dir"] = str(self.volumes.dir(v["volume"]))
+            except KeyError:
+                raise NotFound(f"Volume {v['volume']!r} not found: create it with Volume.from_name(..., "
+                               "create_if_missing=True) or `shoal volume create`") from None  # fmt: skip
 
     def bind(self, function_id: str, params_blob: str) -> str:
         """The function serving a class with these parameter values (created once per set): its own pool."""
@@ -430,7 +450,7 @@ class ControlPlane:
         cspec = ContainerSpec(
             container_id, function_id, app_id, self.config.url, self.container_token, self.config.client_token,
             env=env, cpu=spec.get("cpu"), memory_mib=spec.get("memory"), gpu=spec.get("gpu"),
-            memory_limit_mib=spec.get("memory_limit"),
+            memory_limit_mib=spec.get("memory_limit"), image=spec.get("image"), volumes=spec.get("volumes") or [],
         )  # fmt: skip
         try:
             await self.backend.launch(cspec)

@@ -1,0 +1,178 @@
+"""Materialising an ``Image`` for the local backend: a cached virtualenv per content hash.
+
+The virtualenv is made with ``--system-site-packages`` so Shoal's runtime (and the host's packages) stay
+importable; packages the image installs shadow the host's. uv is used when installed, else venv + pip.
+What the host cannot provide (a different Python, missing Debian packages, a Dockerfile) is an
+``ImageBuildError`` at run/deploy time, never a silently different environment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import settings
+from .exception import ImageBuildError
+from .image import Image
+from .serialization import dumps
+
+HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """How to start a container of an image on this machine."""
+
+    python: str | None = None  # None: the host interpreter
+    hash: str = ""  # the image's content hash (containers learn which image they run in)
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    pythonpath: list[str] = field(default_factory=list)
+    mounts: list[dict[str, str]] = field(default_factory=list)
+
+
+def materialise(image: Image, log: Callable[[str], None]) -> BuiltImage:
+    """Check the image against the host and build its environment once (reused while the spec is unchanged)."""
+    env: dict[str, str] = {}
+    workdir: str | None = None
+    pythonpath: list[str] = []
+    mounts: list[dict[str, str]] = []
+    for name, value in image.steps:
+        if name == "base":
+            _check_python(value.get("python"), "Image.debian_slim")
+        elif name == "registry":
+            _check_registry(value["tag"], value.get("add_python"))
+        elif name == "dockerfile":
+            raise ImageBuildError(
+                f"Image.from_dockerfile({value!r}) cannot be built by the local backend (it has no container "
+                "runtime). Express it as Image.debian_slim().pip_install(...).run_commands(...)."
+            )
+        elif name == "apt":
+            _check_apt(value)
+        elif name == "env":
+            env.update(value)
+        elif name == "workdir":
+            workdir = value
+        elif name == "pythonpath":
+            pythonpath.extend(value)
+        elif name == "mount":
+            mounts.append({"local": value["local"], "remote": value["remote"]})
+    python = _build(image, log) if image.needs_build else None
+    env["SHOAL_IMAGE_HASH"] = image.content_hash
+    return BuiltImage(python, image.content_hash, env, workdir, pythonpath, mounts)
+
+
+def _check_python(version: str | None, what: str) -> None:
+    if version and version != HOST_PYTHON:
+        raise ImageBuildError(
+            f"{what}(python_version={version!r}) needs Python {version}, but the local backend runs containers on "
+            f"this machine's Python {HOST_PYTHON}. Drop python_version, or run this app where Python {version} is."
+        )
+
+
+def _check_registry(tag: str, add_python: str | None) -> None:
+    match = re.search(r"python:(\d+\.\d+)", tag)
+    version = add_python or (match.group(1) if match else None)
+    if version is None:
+        raise ImageBuildError(
+            f"Image.from_registry({tag!r}) cannot run on the local backend: it has no container runtime, and the "
+            "image's Python version is unknown. Use a python:X.Y tag matching this machine, or Image.debian_slim()."
+        )
+    _check_python(version, f"Image.from_registry({tag!r})")
+
+
+def _check_apt(packages: list[str]) -> None:
+    missing = []
+    for pkg in packages:
+        result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
+        if result.returncode != 0 or "install ok installed" not in result.stdout:
+            missing.append(pkg)
+    if missing:
+        raise ImageBuildError(
+            f"apt_install needs Debian packages this machine lacks: {', '.join(missing)}. The local backend does "
+            f"not install system packages: run `apt-get install {' '.join(missing)}` on the host, then retry."
+        )
+
+
+def _build(image: Image, log: Callable[[str], None]) -> str:
+    root = settings().home / "images"
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / image.content_hash
+    python = target / "bin" / "python"
+    with open(root / f"{image.content_hash}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build per image at a time, across processes
+        if (target / ".shoal-built").exists():
+            return str(python)
+        shutil.rmtree(target, ignore_errors=True)
+        log(f"Building image {image.content_hash} ...")
+        _make_venv(target, log)
+        function_index = 0
+        for number, (name, value) in enumerate(image.steps, 1):
+            if name == "pip":
+                _run(_pip_command(python, value), f"step {number}: pip install {' '.join(value['packages'])}", log)
+            elif name == "run":
+                for command in value:
+                    env = {**os.environ, "VIRTUAL_ENV": str(target), "PATH": f"{target / 'bin'}:{os.environ['PATH']}"}
+                    _run(["bash", "-c", command], f"step {number}: {command}", log, env)
+            elif name == "function":
+                _run_function(python, image.functions[function_index], f"step {number}: run_function({value})", log)
+                function_index += 1
+        (target / ".shoal-built").write_text(image.content_hash)
+        log(f"Built image {image.content_hash}.")
+    return str(python)
+
+
+def _make_venv(target: Path, log: Callable[[str], None]) -> None:
+    uv = shutil.which("uv")
+    if uv:
+        command = [uv, "venv", "--system-site-packages", "--python", sys.executable, str(target)]
+    else:
+        command = [sys.executable, "-m", "venv", "--system-site-packages", str(target)]
+    _run(command, "create the virtualenv", log)
+
+
+def _pip_command(python: Path, step: dict[str, Any]) -> list[str]:
+    uv = shutil.which("uv")
+    command = [uv, "pip", "install", "--python", str(python)] if uv else [
+        str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+    ]  # fmt: skip
+    for flag in ("index_url", "extra_index_url", "find_links"):
+        if step.get(flag):
+            command += [f"--{flag.replace('_', '-')}", step[flag]]
+    if step.get("pre"):
+        command.append("--pre")
+    return command + step["options"].split() + step["packages"]
+
+
+def _run_function(python: Path, fn: Callable[..., Any], what: str, log: Callable[[str], None]) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        f.write(dumps(fn))
+    try:
+        code = "import pickle, sys; pickle.load(open(sys.argv[1], 'rb'))()"
+        _run([str(python), "-c", code, f.name], what, log)
+    finally:
+        os.unlink(f.name)
+
+
+def _run(command: list[str], what: str, log: Callable[[str], None], env: dict[str, str] | None = None) -> None:
+    """Run a build step, streaming its output; raise ImageBuildError with the output's tail on failure."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        log(line.rstrip())
+    code = proc.wait()
+    proc.stdout.close()
+    if code != 0:
+        tail = "\n".join(lines[-30:])
+        raise ImageBuildError(f"Image build failed at {what} (exit code {code}):\n{tail}")

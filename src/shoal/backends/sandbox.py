@@ -1,0 +1,61 @@
+"""The local sandbox: each container in its own mount namespace via bubblewrap (``bwrap``).
+
+Inside: the host's filesystem read-only, a private ``/tmp``, the bundle and image caches, volumes mounted
+read-write at the paths the user wrote, ``add_local_dir``/``add_local_file`` mounts read-only. The network and
+process ids are shared with the host (containers reach the server on loopback; pids stay meaningful).
+Without bwrap (or with ``SHOAL_SANDBOX=off``), containers are plain processes, with one warning; features that
+need the sandbox (volumes, mounts) are then refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+log = logging.getLogger("shoal.sandbox")
+HIDDEN = {"proc", "dev", "tmp", "sys"}
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap() -> str | None:
+    """The bwrap binary when the sandbox is enabled and works here, else None (warned about once)."""
+    if os.environ.get("SHOAL_SANDBOX", "auto").lower() in ("off", "0", "false"):
+        return None
+    path = shutil.which("bwrap")
+    if path is None:
+        log.warning("bubblewrap (bwrap) is not installed: containers run as plain processes, without a private "
+                    "/tmp, and volumes cannot be mounted. Install it: apt-get install bubblewrap")  # fmt: skip
+        return None
+    probe = subprocess.run([path, "--ro-bind", "/", "/", "--dev", "/dev", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        log.warning("bubblewrap cannot create namespaces here (%s): containers run as plain processes",
+                    probe.stderr.strip())  # fmt: skip
+        return None
+    return path
+
+
+def wrap(command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None) -> list[str]:
+    """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path)."""
+    binary = bwrap()
+    assert binary is not None
+    args = [binary, "--die-with-parent"]
+    for entry in sorted(Path("/").iterdir()):
+        if entry.name in HIDDEN:
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(entry), str(entry)]
+        else:
+            args += ["--ro-bind", str(entry), str(entry)]
+    args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
+    for source, target in ro:
+        args += ["--ro-bind", source, target]
+    for source, target in rw:
+        args += ["--bind", source, target]
+    cwd = workdir or os.getcwd()
+    if cwd.startswith("/tmp") and not any(cwd.startswith(t) for _, t in rw + ro):
+        cwd = "/"  # the host's /tmp is not visible inside
+    return args + ["--chdir", cwd, "--"] + command

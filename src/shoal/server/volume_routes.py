@@ -1,0 +1,59 @@
+"""HTTP routes for Volumes (files travel as raw bytes)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .volumes import VolumeStore
+
+
+def volume_routes(volumes: VolumeStore, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
+                  field: Callable[..., Any], max_body: int) -> list[Route]:  # fmt: skip
+    @route("/volumes", ["POST"], "caller")
+    async def open_volume(request: Request) -> Response:
+        b = await body(request)
+        return JSONResponse({"name": volumes.open(field(b, "name", str, None), bool(b.get("create_if_missing")))})
+
+    @route("/volumes", ["GET"], "client")
+    async def list_volumes(request: Request) -> Response:
+        return JSONResponse({"volumes": volumes.names()})
+
+    @route("/volumes/{name}/delete", ["POST"], "client")
+    async def delete_volume(request: Request) -> Response:
+        volumes.delete(request.path_params["name"])
+        return JSONResponse({})
+
+    @route("/volumes/{name}/ls", ["POST"], "caller")
+    async def listdir(request: Request) -> Response:
+        b = await body(request)
+        entries = volumes.listdir(request.path_params["name"], field(b, "path", str, "/"), bool(b.get("recursive")))
+        return JSONResponse({"entries": entries})
+
+    @route("/volumes/{name}/file", ["GET", "PUT"], "caller")
+    async def file(request: Request) -> Response:
+        name, path = request.path_params["name"], request.query_params.get("path", "")
+        if request.method == "GET":
+            return Response(volumes.read(name, path), media_type="application/octet-stream")
+        if int(request.headers.get("content-length") or 0) > max_body:
+            raise OverflowError(f"a file over {max_body} bytes: upload it in parts or copy it onto the server's disk")
+        volumes.write(name, path, await request.body())
+        return JSONResponse({})
+
+    @route("/volumes/{name}/rm", ["POST"], "caller")
+    async def remove(request: Request) -> Response:
+        b = await body(request)
+        volumes.remove(request.path_params["name"], field(b, "path", str), bool(b.get("recursive")))
+        return JSONResponse({})
+
+    @route("/volumes/{name}/cp", ["POST"], "caller")
+    async def copy(request: Request) -> Response:
+        b = await body(request)
+        volumes.copy(request.path_params["name"], field(b, "sources", list), field(b, "destination", str))
+        return JSONResponse({})
+
+    return [open_volume, list_volumes, delete_volume, listdir, file, remove, copy]

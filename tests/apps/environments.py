@@ -1,0 +1,44 @@
+"""Images, volumes and the sandbox, as a user writes them."""
+
+from __future__ import annotations
+
+import os
+
+import shoal
+
+app = shoal.App("tests-environments")
+image = shoal.Image.debian_slim().pip_install("pyjokes==0.8.3").env({"GREETING": "hello from the image"})
+results = shoal.Volume.from_name("tests-results", create_if_missing=True)
+
+with image.imports():
+    import pyjokes  # only the image has it
+
+
+@app.function(image=image)
+def uses_image_package() -> dict:
+    from importlib.metadata import version
+
+    return {"version": version("pyjokes"), "joke": bool(pyjokes.get_joke()), "greeting": os.environ["GREETING"],
+            "python": os.sys.executable}  # fmt: skip
+
+
+@app.function(volumes={"/data": results}, max_containers=4)
+def embed(i: int) -> int:
+    with open(f"/data/{i}.out", "w") as f:
+        f.write(f"embedding {i}")
+    results.commit()
+    return os.getpid()
+
+
+@app.function(volumes={"/data": results.read_only()})
+def read_back(i: int) -> tuple[str, int]:
+    results.reload()
+    with open(f"/data/{i}.out") as f:
+        return f.read(), os.getpid()
+
+
+@app.function()
+def look_at_tmp(host_file: str) -> dict:
+    with open("/tmp/written-inside", "w") as f:
+        f.write("x")
+    return {"sees_host_file": os.path.exists(host_file), "tmp": sorted(os.listdir("/tmp"))}
