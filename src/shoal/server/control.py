@@ -231,24 +231,18 @@ class ControlPlane:
         return added
 
     async def wait_outputs(self, call_id: str, since: int, limit: int, wait: float) -> list[Any]:
-        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
-        while True:
-            outputs = self.store.outputs(call_id, since, limit)
+        def finished() -> bool:
             info = self.store.call(call_id)
-            finished = info is None or info.finished_at is not None
-            remaining = deadline - time.monotonic()
-            if outputs or finished or remaining <= 0:
-                return outputs
-            await self.notifier.wait("call:" + call_id, remaining)
+            return info is None or info.finished_at is not None
+
+        return await self.notifier.poll(
+            "call:" + call_id, wait, lambda: self.store.outputs(call_id, since, limit), lambda o: bool(o) or finished()
+        )
 
     async def wait_output_at(self, call_id: str, index: int, wait: float) -> Any:
-        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
-        while True:
-            out = self.store.output_at(call_id, index)
-            remaining = deadline - time.monotonic()
-            if out is not None or remaining <= 0:
-                return out
-            await self.notifier.wait("call:" + call_id, remaining)
+        return await self.notifier.poll(
+            "call:" + call_id, wait, lambda: self.store.output_at(call_id, index), lambda o: o is not None
+        )
 
     async def cancel_call(self, call_id: str, terminate_containers: bool, message: str) -> None:
         running = self.store.cancel_call(call_id, message)
@@ -271,13 +265,10 @@ class ControlPlane:
         await asyncio.gather(*(self.backend.terminate(cid, DRAIN_GRACE) for cid in cids))
 
     async def wait_logs(self, app_id: str, since: int, wait: float) -> list[Any]:
-        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
-        while True:
-            rows = self.store.logs(app_id, since)
-            remaining = deadline - time.monotonic()
-            if rows or remaining <= 0 or self.store.app_state(app_id) != "RUNNING":
-                return rows
-            await self.notifier.wait("logs:" + app_id, remaining)
+        return await self.notifier.poll(
+            "logs:" + app_id, wait, lambda: self.store.logs(app_id, since),
+            lambda rows: bool(rows) or self.store.app_state(app_id) != "RUNNING",
+        )  # fmt: skip
 
     # ---- containers ---------------------------------------------------------------------------
 

@@ -67,28 +67,20 @@ def kv_routes(plane: Any, kv: KVStore, route: Callable[..., Any], body: Callable
         qid = object_id(request, "queue")
         b = await body(request)
         partition, n = field(b, "partition", str, ""), max(1, min(field(b, "n", int, 1), 5_000))
-        deadline = time.monotonic() + min(float(field(b, "wait", (int, float), 0)), MAX_WAIT)
-        while True:
-            values = kv.take(qid, partition, n)
-            remaining = deadline - time.monotonic()
-            if values or remaining <= 0:
-                if values:
-                    plane.notifier.notify(f"queue-space:{qid}")
-                return packed({"values": values})
-            await plane.notifier.wait(f"queue:{qid}", remaining)
+        wait = float(field(b, "wait", (int, float), 0))
+        values = await plane.notifier.poll(f"queue:{qid}", wait, lambda: kv.take(qid, partition, n))
+        if values:
+            plane.notifier.notify(f"queue-space:{qid}")
+        return packed({"values": values})
 
     @route("/queues/{object_id}/scan", ["POST"], "caller")
     async def queue_scan(request: Request) -> Response:
         qid = object_id(request, "queue")
         b = await body(request)
         partition, after = field(b, "partition", str, ""), field(b, "after", int, 0)
-        deadline = time.monotonic() + min(float(field(b, "wait", (int, float), 0)), MAX_WAIT)
-        while True:
-            items = kv.scan(qid, partition, after)
-            remaining = deadline - time.monotonic()
-            if items or remaining <= 0:
-                return packed({"items": [list(i) for i in items]})
-            await plane.notifier.wait(f"queue:{qid}", remaining)
+        wait = float(field(b, "wait", (int, float), 0))
+        items = await plane.notifier.poll(f"queue:{qid}", wait, lambda: kv.scan(qid, partition, after))
+        return packed({"items": [list(i) for i in items]})
 
     @route("/queues/{object_id}/len", ["POST"], "caller")
     async def queue_len(request: Request) -> Response:

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+MAX_LONG_POLL = 30.0
 
 
 class Notifier:
@@ -14,6 +20,17 @@ class Notifier:
         event = self._events.pop(key, None)
         if event is not None:
             event.set()
+
+    async def poll(self, key: str, wait: float, fetch: Callable[[], T], ready: Callable[[T], bool] = bool) -> T:
+        """A long poll: ``fetch()`` until ``ready`` of its result, sleeping on ``key`` in between, for at most
+        ``wait`` seconds (capped at MAX_LONG_POLL); returns the last result."""
+        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        while True:
+            result = fetch()
+            remaining = deadline - time.monotonic()
+            if ready(result) or remaining <= 0:
+                return result
+            await self.wait(key, remaining)
 
     async def wait(self, key: str, timeout: float) -> None:
         """Return when ``key`` is notified or after ``timeout`` seconds, whichever comes first."""
