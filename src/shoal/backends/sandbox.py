@@ -38,6 +38,21 @@ def bwrap() -> str | None:
     return path
 
 
+def _runtime_paths() -> list[str]:
+    """Directories under /tmp that the container's interpreter needs: its prefix, site-packages, Shoal's code."""
+    import site
+    import sys
+
+    import shoal
+
+    candidates = {sys.prefix, sys.base_prefix, str(Path(shoal.__file__).resolve().parent.parent)}
+    candidates.update(site.getsitepackages())
+    candidates.update(p for p in sys.path if p)
+    paths = sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists())
+    under_tmp = [p for p in paths if p == "/tmp" or p.startswith("/tmp/")]
+    return [p for p in under_tmp if not any(p != q and p.startswith(q + "/") for q in under_tmp)]
+
+
 def wrap(command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None) -> list[str]:
     """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path)."""
     binary = bwrap()
@@ -51,6 +66,8 @@ def wrap(command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, s
         else:
             args += ["--ro-bind", str(entry), str(entry)]
     args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
+    for path in _runtime_paths():  # Python and Shoal itself may live under the hidden /tmp (a venv, a checkout)
+        args += ["--ro-bind", path, path]
     for source, target in ro:
         args += ["--ro-bind", source, target]
     for source, target in rw:
