@@ -26,7 +26,10 @@ with basic.app.run(show_logs=False):
 
 
 def test_a_100k_input_map_streams_with_bounded_client_memory(server):
-    result = run_script(["-c", MAP_100K], timeout=300)
+    # Two of five CI-style runs once peaked near 300 MiB (never reproduced alone; 40-50 MiB otherwise). The suspect
+    # is glibc growing per-thread arenas (the input pump thread allocates, the SDK loop frees); capping the arenas
+    # keeps the measurement about Shoal's own buffers, which the window bounds. See the closing note of issue 2.
+    result = run_script(["-c", MAP_100K], env={"MALLOC_ARENA_MAX": "2"}, timeout=300)
     assert result.returncode == 0, result.stderr
     count, seconds, peak_mib = result.stdout.split()
     assert int(count) == 100_000
