@@ -29,16 +29,22 @@ class ConcurrencyConfig:
     target_inputs: int
 
 
+def _flag(f: F | None, attribute: str) -> Any:
+    """Set ``attribute`` on the function; works as ``@decorator`` and ``@decorator()``."""
+
+    def mark(g: F) -> F:
+        setattr(g, attribute, True)
+        return g
+
+    return mark(f) if f is not None else mark
+
+
 def method(_f: F | None = None, *, is_generator: bool | None = None) -> Any:
     """Mark a method of an ``@app.cls`` class as callable remotely (``Model().predict.remote(x)``)."""
     if is_generator:
         raise InvalidError("generator methods are not supported yet")
 
-    def mark(f: F) -> F:
-        f._shoal_method = True  # type: ignore[attr-defined]
-        return f
-
-    return mark(_f) if _f is not None else mark
+    return _flag(_f, "_shoal_method")
 
 
 def enter(_f: F | None = None, *, snap: bool = False) -> Any:
@@ -46,21 +52,12 @@ def enter(_f: F | None = None, *, snap: bool = False) -> Any:
     if snap:
         raise InvalidError("memory snapshots (enter(snap=True)) are not supported")
 
-    def mark(f: F) -> F:
-        f._shoal_enter = True  # type: ignore[attr-defined]
-        return f
-
-    return mark(_f) if _f is not None else mark
+    return _flag(_f, "_shoal_enter")
 
 
 def exit(_f: F | None = None) -> Any:  # noqa: A001 - Modal's name
     """Run this method when the container stops (scale-down, app stop, SIGTERM), within a grace period."""
-
-    def mark(f: F) -> F:
-        f._shoal_exit = True  # type: ignore[attr-defined]
-        return f
-
-    return mark(_f) if _f is not None else mark
+    return _flag(_f, "_shoal_exit")
 
 
 def batched(*, max_batch_size: int, wait_ms: int) -> Callable[[F], F]:
