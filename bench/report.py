@@ -52,7 +52,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"Measured {report['date']} on {m['cpus']} CPUs, {m['memory_gib']} GiB, Python {m['python']}; "
         f"median [min–max] of {report['runs']} runs; versions: "
-        + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + ".",
         "",
         "| system | " + " | ".join(h for h, *_ in COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),

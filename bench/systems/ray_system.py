@@ -27,9 +27,7 @@ class RayTasks:
 
     def start(self) -> None:
         self.ray = _init_ray()
-        self.tasks = {
-            fn: self.ray.remote(getattr(workloads, fn)) for fn in ("double", "sleep20ms", "spin", "size")
-        }
+        self.tasks = {fn: self.ray.remote(getattr(workloads, fn)) for fn in ("double", "sleep20ms", "spin", "size")}
 
     def warm(self) -> None:
         self.ray.get([self.tasks["double"].remote(i) for i in range(4)])

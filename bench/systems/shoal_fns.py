@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shoal
 import workloads
+
+import shoal
 
 app = shoal.App("bench")
 
