@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any
 from ._output import MapProgress
 from ._payloads import check_size, decode_output, to_payload
 from .client import Client
+from .config import settings
 from .serialization import serialize_args
 
 DEFAULT_WINDOW = 5_000
@@ -38,15 +40,22 @@ class _IteratorFailed:
 
 
 class InputPump:
-    """Reads ``(args, kwargs)`` items in a thread, pickles them, and queues them for the submitter."""
+    """Reads ``(args, kwargs)`` items in a thread, pickles them, and hands them to the submitter.
+
+    Items go through a deque; the event loop is woken only when the submitter is waiting for one, so a fast
+    iterator costs no cross-thread call per item.
+    """
 
     def __init__(self, items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], function_name: str, window: int | None):
         self.items = items
         self.function_name = function_name
         self.slots = threading.Semaphore(window) if window else None
-        self.queue: asyncio.Queue[tuple[int, bytes] | _End | _IteratorFailed] = asyncio.Queue()
+        self.ready: collections.deque[tuple[int, bytes] | _End | _IteratorFailed] = collections.deque()
         self.stopped = threading.Event()
         self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._waiting = False
+        self._limit = settings().max_payload_bytes
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="shoal-map-pump", daemon=True).start()
@@ -63,8 +72,25 @@ class InputPump:
         if self.slots is not None and count > 0:
             self.slots.release(count)
 
+    async def get(self) -> tuple[int, bytes] | _End | _IteratorFailed:
+        """The next item, waiting for the pump thread when none is ready."""
+        while not self.ready:
+            self._wakeup.clear()
+            self._waiting = True
+            if self.ready:  # it came between the check and the flag
+                break
+            await self._wakeup.wait()
+        self._waiting = False
+        return self.ready.popleft()
+
+    def get_nowait(self) -> tuple[int, bytes] | _End | _IteratorFailed | None:
+        return self.ready.popleft() if self.ready else None
+
     def _put(self, item: tuple[int, bytes] | _End | _IteratorFailed) -> None:
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        self.ready.append(item)
+        if self._waiting:
+            self._waiting = False
+            self._loop.call_soon_threadsafe(self._wakeup.set)
 
     def _run(self) -> None:
         index = 0
@@ -79,7 +105,8 @@ class InputPump:
                 except StopIteration:
                     break
                 data = serialize_args(args, kwargs, self.function_name)
-                check_size(data, self.function_name)
+                if len(data) > self._limit:
+                    check_size(data, self.function_name)
                 self._put((index, data))
                 index += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
@@ -91,27 +118,12 @@ class InputPump:
 async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submitted: Callable[[int], None]) -> int:
     """Send the pump's inputs in batches; close the call at the end. Returns the number of inputs."""
     while True:
-        first = await pump.queue.get()
+        item: Any = await pump.get()
         batch: list[tuple[int, bytes]] = []
         end: _End | None = None
         size = 0
-        item: Any = first
-        while True:
-            if isinstance(item, _IteratorFailed):
-                raise item.error
-            if isinstance(item, _End):
-                end = item
-                break
-            batch.append(item)
-            size += len(item[1])
-            if len(batch) >= SUBMIT_BATCH or size >= SUBMIT_BATCH_BYTES or pump.queue.empty():
-                break
-            item = pump.queue.get_nowait()
-        if end is None and batch and pump.queue.empty():
-            # take what arrives within a blink: fewer, fuller requests
-            await asyncio.sleep(0)
-            while not pump.queue.empty() and len(batch) < SUBMIT_BATCH and size < SUBMIT_BATCH_BYTES:
-                item = pump.queue.get_nowait()
+        for attempt in range(2):
+            while item is not None:
                 if isinstance(item, _IteratorFailed):
                     raise item.error
                 if isinstance(item, _End):
@@ -119,6 +131,13 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
                     break
                 batch.append(item)
                 size += len(item[1])
+                if len(batch) >= SUBMIT_BATCH or size >= SUBMIT_BATCH_BYTES:
+                    break
+                item = pump.get_nowait()
+            if end is not None or len(batch) >= SUBMIT_BATCH or size >= SUBMIT_BATCH_BYTES or attempt:
+                break
+            await asyncio.sleep(0)  # take what arrives within a blink: fewer, fuller requests
+            item = pump.get_nowait()
         if batch or end is not None:
             start = batch[0][0] if batch else end.count  # type: ignore[union-attr]
             payloads = [await to_payload(client, data) for _, data in batch]

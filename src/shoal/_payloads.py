@@ -9,6 +9,7 @@ from . import serialization
 from .client import Client
 from .config import INLINE_PAYLOAD_LIMIT, settings
 from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
+from .serialization import INLINE_TAG
 
 
 def check_size(data: bytes, function_name: str) -> None:
@@ -23,7 +24,7 @@ def check_size(data: bytes, function_name: str) -> None:
 async def to_payload(client: Client, data: bytes) -> bytes:
     """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
     if len(data) <= INLINE_PAYLOAD_LIMIT:
-        return serialization.inline_payload(data)
+        return INLINE_TAG + data
     blob_id = hashlib.sha256(data).hexdigest()
     if not await client.has_blob(blob_id):
         await client.put_blob(blob_id, data)

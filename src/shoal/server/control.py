@@ -60,6 +60,7 @@ MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
 EXPIRY_INTERVAL = float(os.environ.get("SHOAL_EXPIRY_INTERVAL") or 60.0)
 DRAIN_GRACE = 5.0
+TICK_INTERVAL = 0.1
 CLIENT_TIMEOUT = float(os.environ.get("SHOAL_CLIENT_TIMEOUT") or 20.0)
 
 
@@ -404,7 +405,7 @@ class ControlPlane:
                 await self._tick(limits)
             except Exception:  # the loop must survive anything one tick hits
                 log.exception("scheduler tick failed")
-            await asyncio.sleep(0.02)  # coalesce bursts of wake-ups
+            await asyncio.sleep(TICK_INTERVAL)  # coalesce bursts of wake-ups (a tick counts every queued input)
 
     async def _tick(self, limits: Limits) -> None:
         now = time.time()

@@ -62,10 +62,12 @@ CREATE TABLE IF NOT EXISTS inputs (
 );
 CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state);
 CREATE INDEX IF NOT EXISTS inputs_container ON inputs(container_id);
+CREATE INDEX IF NOT EXISTS inputs_waiting ON inputs(not_before) WHERE not_before > 0;
 CREATE TABLE IF NOT EXISTS outputs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY, call_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
     data BLOB NOT NULL, lease INTEGER NOT NULL, created_at REAL NOT NULL, UNIQUE (call_id, idx)
 );
+CREATE INDEX IF NOT EXISTS outputs_call_seq ON outputs(call_id, seq);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
     created_at REAL NOT NULL, last_seen REAL NOT NULL, last_active REAL NOT NULL, stop_reason TEXT
@@ -202,10 +204,12 @@ class Store:
                 rows = rows[:1]
             else:
                 rows = [r for r in rows if not r[5]]
-            db.executemany(
-                "UPDATE inputs SET state='LEASED', container_id=?, leases=leases+1, leased_at=? WHERE rowid=?",
-                [(container_id, now, r[0]) for r in rows],
-            )
+            for chunk in _chunks([r[0] for r in rows]):
+                db.execute(
+                    "UPDATE inputs SET state='LEASED', container_id=?, leases=leases+1, leased_at=? "
+                    f"WHERE rowid IN ({','.join('?' * len(chunk))})",
+                    (container_id, now, *chunk),
+                )
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
         return [LeasedInput(r[1], r[2], r[4] + 1, r[3]) for r in rows]
 
@@ -214,23 +218,67 @@ class Store:
 
         A report whose lease is no longer current (a zombie container, a cancelled call) is ignored.
         A retryable failure with retries left puts the input back in the queue after its backoff.
+        The whole batch is one transaction: outputs are inserted together and each call's counters updated once.
         """
         now = self.clock()
-        accepted, touched = 0, set()
+        accepted = 0
+        finished: list[tuple[int, str, int, str, bytes, int]] = []  # rowid, call, index, status, data, lease
         with self._tx() as db:
+            held = {
+                (call_id, idx, leases): (rowid, failures, function_id)
+                for rowid, call_id, idx, leases, failures, function_id in db.execute(
+                    "SELECT rowid, call_id, idx, leases, failures, function_id FROM inputs "
+                    "WHERE container_id=? AND state='LEASED'",
+                    (container_id,),
+                )
+            }
             for r in reports:
-                row = db.execute(
-                    "SELECT rowid, failures, function_id FROM inputs "
-                    "WHERE call_id=? AND idx=? AND state='LEASED' AND container_id=? AND leases=?",
-                    (r.call_id, r.index, container_id, r.lease),
-                ).fetchone()
-                if row is None:
+                row = held.pop((r.call_id, r.index, r.lease), None)
+                if row is None:  # not (or no longer) this container's lease
                     continue
                 accepted += 1
-                if self._settle(db, row[0], row[2], r.call_id, r.index, r.lease, row[1], r.status, r.data, now):
-                    touched.add(r.call_id)
+                if r.status in RETRYABLE and self._retry(db, row[0], row[2], row[1], now):
+                    continue
+                finished.append((row[0], r.call_id, r.index, r.status.value, r.data, r.lease))
+            self._write_outputs(db, finished, now)
+            for chunk in _chunks([f[0] for f in finished]):
+                db.execute(f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
-        return accepted, touched
+        return accepted, {f[1] for f in finished}
+
+    def _retry(self, db: sqlite3.Connection, rowid: int, function_id: str, failures: int, now: float) -> bool:
+        """Put a failed input back in the queue after its backoff; False when its retries are spent."""
+        delay = self._policy(function_id).delay_before_retry(failures + 1)
+        if delay is None:
+            return False
+        db.execute(
+            "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=? WHERE rowid=?",
+            (now + delay, rowid),
+        )
+        return True
+
+    def _write_outputs(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, str, int, str, bytes, int]],
+                       now: float) -> None:  # fmt: skip
+        """Insert outputs (the first result of an input wins) and count them on their calls."""
+        insert = "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        values = [(c, i, st, d, lease, now) for _, c, i, st, d, lease in rows]
+        db.execute("SAVEPOINT outputs")
+        before = db.total_changes
+        db.executemany(insert, values)
+        if db.total_changes - before == len(values):  # the usual case: every output is new
+            new = values
+        else:  # some input already had its result (the first one wins): find which rows are new, one by one
+            db.execute("ROLLBACK TO outputs")
+            new = [v for v in values if db.execute(insert, v).rowcount]
+        db.execute("RELEASE outputs")
+        counts: dict[str, list[int]] = {}
+        for call_id, _, status, *_ in new:
+            c = counts.setdefault(call_id, [0, 0])
+            c[0] += 1
+            c[1] += status != OutputStatus.SUCCESS.value
+        for call_id, (done, failed) in counts.items():
+            db.execute("UPDATE calls SET done=done+?, failed=failed+? WHERE id=?", (done, failed, call_id))
+            self._maybe_finish(db, call_id)
 
     def release(self, container_id: str, leases: Sequence[tuple[str, int, int]]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
@@ -242,50 +290,21 @@ class Store:
             )
 
     def _settle(
-        self,
-        db: sqlite3.Connection,
-        rowid: int,
-        function_id: str,
-        call_id: str,
-        index: int,
-        lease: int,
-        failures: int,
-        status: OutputStatus,
-        data: bytes,
-        now: float,
-    ) -> bool:
+        self, db: sqlite3.Connection, rowid: int, function_id: str, call_id: str, index: int, lease: int,
+        failures: int, status: OutputStatus, data: bytes, now: float,
+    ) -> bool:  # fmt: skip
         """Finish or retry one leased input; True when an output was written."""
-        if status in RETRYABLE:
-            delay = self._policy(function_id).delay_before_retry(failures + 1)
-            if delay is not None:
-                db.execute(
-                    "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=? "
-                    "WHERE rowid=?",
-                    (now + delay, rowid),
-                )
-                return False
+        if status in RETRYABLE and self._retry(db, rowid, function_id, failures, now):
+            return False
         self._write_output(db, call_id, index, status, data, lease, now)
         db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
         return True
 
     def _write_output(
-        self,
-        db: sqlite3.Connection,
-        call_id: str,
-        index: int,
-        status: OutputStatus,
-        data: bytes,
-        lease: int,
+        self, db: sqlite3.Connection, call_id: str, index: int, status: OutputStatus, data: bytes, lease: int,
         now: float,
-    ) -> None:
-        cur = db.execute(
-            "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (call_id, index, status.value, data, lease, now),
-        )
-        if cur.rowcount:
-            failed = 0 if status == OutputStatus.SUCCESS else 1
-            db.execute("UPDATE calls SET done=done+1, failed=failed+? WHERE id=?", (failed, call_id))
-            self._maybe_finish(db, call_id)
+    ) -> None:  # fmt: skip
+        self._write_outputs(db, [(None, call_id, index, status.value, data, lease)], now)
 
     def _maybe_finish(self, db: sqlite3.Connection, call_id: str) -> None:
         db.execute(
@@ -470,14 +489,15 @@ class Store:
         """Load of every function that has queued or leased inputs, or live containers."""
         now = self.clock()
         counts: dict[str, list[int]] = {}
-        for fid, state, ready, n in self.db.execute(
-            "SELECT function_id, state, not_before<=?, COUNT(*) FROM inputs GROUP BY function_id, state, 3", (now,)
+        for fid, state, n in self.db.execute("SELECT function_id, state, COUNT(*) FROM inputs GROUP BY 1, 2"):
+            counts.setdefault(fid, [0, 0, 0])[2 if state == "LEASED" else 0] += n
+        for fid, n in self.db.execute(  # inputs in their retry backoff (the partial index holds only retried ones)
+            "SELECT function_id, COUNT(*) FROM inputs WHERE not_before>0 AND not_before>? AND state='PENDING' "
+            "GROUP BY 1",
+            (now,),
         ):
             c = counts.setdefault(fid, [0, 0, 0])
-            if state == "LEASED":
-                c[2] += n
-            else:
-                c[0 if ready else 1] += n
+            c[0], c[1] = c[0] - n, c[1] + n
         for (fid,) in self.db.execute("SELECT DISTINCT function_id FROM containers WHERE state!='STOPPED'"):
             counts.setdefault(fid, [0, 0, 0])
         for (fid,) in self.db.execute(
@@ -526,6 +546,12 @@ class Store:
                 "UPDATE apps SET state='STOPPED', stopped_at=?, stop_reason=? WHERE id=?",
                 (self.clock(), reason, app_id),
             )
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Slices small enough for one statement's parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _capacity(spec: dict[str, Any]) -> int:
