@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgpack
 
 from . import exception
+from ._http import AsyncHTTP, Response, SyncHTTP, TransportError
 from .config import settings
 
 MSGPACK = "application/msgpack"
@@ -32,31 +32,26 @@ class Client:
     def __init__(self, url: str, token: str | None) -> None:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(90.0, connect=5.0),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
-        )
+        self.http = AsyncHTTP(self.url, headers)
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, packed: bool = False) -> Any:
         """Send a request; ``packed`` sends and expects msgpack, else JSON."""
         if packed:
             content = msgpack.packb(body or {}, use_bin_type=True)
-            headers = {"content-type": MSGPACK}
+            headers = PACKED_HEADERS
         else:
             content = json.dumps(body or {}).encode() if body is not None else b""
-            headers = {"content-type": "application/json"}
+            headers = JSON_HEADERS
+        return self._decode(await self._send(method, path, content, headers))
+
+    async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None = None) -> Response:
+        """One request, retried while the server is unreachable (restarting), rate-limited or busy."""
         deadline = time.monotonic() + RETRY_FOR
         delay = 0.05
         while True:
             try:
-                resp = await self.http.request(method, path, content=content, headers=headers)
-                if resp.status_code in (429, 503) and time.monotonic() < deadline:  # rate-limited, or store busy
-                    await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
-                    continue
-                break
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+                resp = await self.http.request(method, path, content, headers)
+            except TransportError as exc:
                 if time.monotonic() > deadline:
                     raise exception.ConnectionError(
                         f"Cannot reach the Shoal server at {self.url} ({exc}). Is it running? Start one with "
@@ -64,41 +59,46 @@ class Client:
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        return self._decode(resp)
+                continue
+            if resp.status in (429, 503) and time.monotonic() < deadline:  # rate-limited, or store busy
+                await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
+                continue
+            return resp
 
-    def _decode(self, resp: httpx.Response) -> Any:
-        if resp.status_code >= 400:
+    def _decode(self, resp: Response) -> Any:
+        if resp.status >= 400:
             try:
-                err = resp.json()["error"]
+                err = json.loads(resp.content)["error"]
                 kind, message = err["type"], err["message"]
             except Exception:
-                kind, message = "ServerError", f"HTTP {resp.status_code}: {resp.text[:500]}"
+                kind, message = "ServerError", f"HTTP {resp.status}: {resp.content[:500].decode(errors='replace')}"
             cls = getattr(exception, kind, None)
             if not (isinstance(cls, type) and issubclass(cls, exception.Error)):
-                cls = exception.ServerError if resp.status_code >= 500 else exception.RemoteError
+                cls = exception.ServerError if resp.status >= 500 else exception.RemoteError
             raise cls(message)
         if not resp.content:
             return {}
-        if resp.headers.get("content-type", "").startswith(MSGPACK):
+        if resp.content_type.startswith(MSGPACK):
             return msgpack.unpackb(resp.content, raw=False)
-        if resp.headers.get("content-type", "").startswith("application/json"):
-            return resp.json()
+        if resp.content_type.startswith("application/json"):
+            return json.loads(resp.content)
         return resp.content
 
     async def put_blob(self, blob_id: str, data: bytes) -> None:
-        resp = await self.http.put(f"/blobs/{blob_id}", content=data)
-        self._decode(resp)
+        self._decode(await self._send("PUT", f"/blobs/{blob_id}", data))
 
     async def has_blob(self, blob_id: str) -> bool:
-        resp = await self.http.head(f"/blobs/{blob_id}")
-        return resp.status_code == 200
+        return (await self._send("HEAD", f"/blobs/{blob_id}", b"")).status == 200
 
     async def get_blob(self, blob_id: str) -> bytes:
-        resp = await self.http.get(f"/blobs/{blob_id}")
-        return self._decode(resp)  # type: ignore[no-any-return]
+        return self._decode(await self._send("GET", f"/blobs/{blob_id}", b""))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+PACKED_HEADERS = {"content-type": MSGPACK}
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 # ---- finding a server -------------------------------------------------------------------------------
@@ -106,8 +106,8 @@ class Client:
 
 def _healthy(url: str, timeout: float = 0.5) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+        return SyncHTTP(url, {}, timeout).request("GET", "/health").status == 200
+    except TransportError:
         return False
 
 

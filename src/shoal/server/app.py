@@ -324,12 +324,13 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/functions/{function_id}/calls", ["POST"], "caller")
     async def create_call(request: Request) -> Response:
         b = await body(request)
-        call_id = plane.create_call(
-            request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None)
-        )
         inputs = field(b, "inputs", list, [])
-        if inputs or b.get("close"):
-            plane.add_inputs(call_id, 0, inputs, bool(b.get("close")))
+        if not all(isinstance(p, bytes) for p in inputs):
+            raise ApiError(400, "InvalidError", "inputs must be a list of byte strings")
+        call_id = plane.create_call(
+            request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None), inputs,
+            bool(b.get("close")),
+        )  # fmt: skip
         return JSONResponse({"call_id": call_id})
 
     @route("/calls/{call_id}/inputs", ["POST"], "caller")

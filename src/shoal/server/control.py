@@ -211,14 +211,21 @@ class ControlPlane:
         )
         return bound_id
 
-    def create_call(self, function_id: str, kind: str, parent_input: str | None) -> str:
+    def create_call(
+        self, function_id: str, kind: str, parent_input: str | None, inputs: list[bytes] | None = None,
+        close: bool = False,
+    ) -> str:  # fmt: skip
+        """A new call, with its first inputs committed in the same transaction (a spawn is one commit)."""
         found = self.store.function(function_id)
         if found is None:
             raise KeyError(function_id)
         if self.store.app_state(found[0]) != "RUNNING":
             raise PermissionError(f"the app of function {found[1]} is stopped; start it again to call it")
         call_id = new_id("call")
-        self.store.create_call(call_id, function_id, found[0], kind, parent_input)
+        self.store.create_call(call_id, function_id, found[0], kind, parent_input, inputs or (), close)
+        if inputs:
+            self.notifier.notify("fn:" + function_id)
+            self.wake_scheduler()
         return call_id
 
     def add_inputs(self, call_id: str, start: int, payloads: list[bytes], close: bool) -> int:

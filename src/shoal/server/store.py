@@ -156,38 +156,48 @@ class Store:
 
     # ---- calls and inputs ---------------------------------------------------------------------
 
-    def create_call(self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None) -> None:
+    def create_call(
+        self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
+        inputs: Sequence[bytes] = (), close: bool = False,
+    ) -> None:  # fmt: skip
+        """Create a call, with its first inputs (and closed: a spawn) in the same transaction."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (call_id, function_id, app_id, kind, parent_input, self.clock()),
             )
+            if inputs or close:
+                self._add_inputs(db, call_id, 0, inputs, close)
 
     def add_inputs(self, call_id: str, start: int, payloads: Sequence[bytes], close: bool) -> int:
         """Commit inputs ``start..start+len-1`` of a call (idempotent per index); returns how many are new."""
         with self._tx() as db:
-            row = db.execute("SELECT function_id, num_inputs, cancelled FROM calls WHERE id=?", (call_id,)).fetchone()
-            if row is None:
-                raise KeyError(call_id)
-            function_id, num_inputs, cancelled = row
-            if num_inputs is not None:
-                if start + len(payloads) <= num_inputs:
-                    return 0  # a client retrying a batch it already sent (its response was lost)
-                raise ValueError(f"call {call_id} is closed: it takes no more inputs")
-            if cancelled:
-                raise ValueError(f"call {call_id} was cancelled")
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) "
-                "VALUES (?, ?, ?, 'PENDING', ?)",
-                [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
-            )
-            added = db.total_changes - before
-            db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
-            if close:
-                db.execute("UPDATE calls SET num_inputs = submitted WHERE id=?", (call_id,))
-                self._maybe_finish(db, call_id)
-            return added
+            return self._add_inputs(db, call_id, start, payloads, close)
+
+    def _add_inputs(self, db: sqlite3.Connection, call_id: str, start: int, payloads: Sequence[bytes],
+                    close: bool) -> int:  # fmt: skip
+        row = db.execute("SELECT function_id, num_inputs, cancelled FROM calls WHERE id=?", (call_id,)).fetchone()
+        if row is None:
+            raise KeyError(call_id)
+        function_id, num_inputs, cancelled = row
+        if num_inputs is not None:
+            if start + len(payloads) <= num_inputs:
+                return 0  # a client retrying a batch it already sent (its response was lost)
+            raise ValueError(f"call {call_id} is closed: it takes no more inputs")
+        if cancelled:
+            raise ValueError(f"call {call_id} was cancelled")
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) "
+            "VALUES (?, ?, ?, 'PENDING', ?)",
+            [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
+        )
+        added = db.total_changes - before
+        db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
+        if close:
+            db.execute("UPDATE calls SET num_inputs = submitted WHERE id=?", (call_id,))
+            self._maybe_finish(db, call_id)
+        return added
 
     def lease_inputs(self, function_id: str, container_id: str, max_inputs: int) -> list[LeasedInput]:
         """Lease up to ``max_inputs`` ready inputs, oldest first; an isolated input is always leased alone."""

@@ -1,0 +1,183 @@
+"""A small HTTP/1.1 client for Shoal's own protocol: keep-alive connections, one request each at a time.
+
+Shoal talks to one control plane over loopback (or a LAN) with short bodies: a general client (httpx) spends
+more time per request than the server does. This one writes the request in one ``send``, reads a
+``Content-Length`` (or chunked) body, and reuses connections; an async pool for the SDK and a blocking
+connection for containers. A connection that fails is dropped; the caller decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import http.client
+import socket
+import ssl
+import weakref
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+class TransportError(OSError):
+    """The connection failed before a whole response arrived (refused, reset, closed, timed out)."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    content: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+def _split(url: str) -> tuple[str, int, bool]:
+    parts = urlsplit(url)
+    tls = parts.scheme == "https"
+    return parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls
+
+
+def _head(method: str, path: str, host: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_pools: weakref.WeakSet[AsyncHTTP] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_idle_connections() -> None:
+    """Idle pooled connections are closed on the way out (no ResourceWarning from a daemon loop's leftovers)."""
+    for pool in list(_pools):
+        for _, writer in pool._idle:
+            writer.transport.close()
+        pool._idle.clear()
+
+
+class AsyncHTTP:
+    """A pool of keep-alive connections to one server, for one event loop."""
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float = 90.0, max_idle: int = 32) -> None:
+        self.host, self.port, self.tls = _split(url)
+        self.headers = headers
+        self.timeout = timeout
+        self.max_idle = max_idle
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        _pools.add(self)
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
+        """Send one request and read its response; a stale pooled connection is replaced once."""
+        head = _head(method, path, self.host, body, {**self.headers, **(headers or {})})
+        while True:
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else await self._connect()
+            try:
+                return await asyncio.wait_for(self._exchange(conn, head, body, method == "HEAD"), self.timeout)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                conn[1].close()
+                if reused and not isinstance(exc, asyncio.TimeoutError):
+                    continue  # the server closed an idle connection: try a fresh one
+                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            except BaseException:  # cancelled mid-request (a long poll nobody waits for): the stream is unusable
+                conn[1].close()
+                raise
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=ssl.create_default_context() if self.tls else None,
+                                        limit=2**20),
+                10.0,
+            )  # fmt: skip
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return reader, writer
+
+    async def _exchange(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes, body: bytes, no_body: bool
+    ) -> Response:
+        reader, writer = conn
+        writer.writelines([head, body] if len(body) > 65536 else [head + body])
+        await writer.drain()
+        status_line = await reader.readuntil(b"\r\n")
+        status = int(status_line.split(b" ", 2)[1])
+        headers: dict[str, str] = {}
+        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if no_body or status in (204, 304) or 100 <= status < 200:
+            content = b""
+        elif "content-length" in headers:
+            content = await reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            content = await _read_chunked(reader)
+        else:
+            content = await reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
+            writer.close()
+        else:
+            self._idle.append(conn)
+        return Response(status, headers, content)
+
+    async def aclose(self) -> None:
+        while self._idle:
+            self._idle.pop()[1].close()
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+class SyncHTTP:
+    """One blocking keep-alive connection (a container's thread uses its own)."""
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float = 60.0) -> None:
+        self.host, self.port, self.tls = _split(url)
+        self.headers = headers
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: bytes = b"") -> Response:
+        for attempt in range(2):
+            reused = self._conn is not None
+            try:
+                conn = self._conn or self._connect()
+            except OSError as exc:
+                raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            try:
+                conn.request(method, path, body=body, headers=self.headers)
+                resp = conn.getresponse()
+                content = resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._conn = None
+                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                    continue
+                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
+            self._conn = None if resp.will_close else conn
+            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, content)
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.tls else http.client.HTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn
