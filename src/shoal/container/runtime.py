@@ -148,13 +148,17 @@ class ContainerRuntime:
     # ---- sequential -----------------------------------------------------------------------------
 
     def _serve_sequential(self) -> None:
-        want, per_input = 1, None
+        want, per_input, last = 1, None, 0
         single_use = bool(self.spec.get("single_use_containers"))
         while not self.state.stopping:
-            resp = self._exchange(1 if single_use else want, IDLE_POLL)
+            # slow start: at most twice the last batch, so one container does not take a small queue that its
+            # siblings could share (the per-input estimate may come from earlier, cheaper inputs)
+            ask = 1 if single_use else min(want, max(1, 2 * last))
+            resp = self._exchange(ask, IDLE_POLL)
             if resp["stop"]:
                 return
             batch = [Lease(*x) for x in resp["inputs"]]
+            last = len(batch)
             with self.state.lock:
                 self.state.unstarted = list(batch)
             last_flush = batch_started = time.monotonic()
