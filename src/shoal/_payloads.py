@@ -12,6 +12,9 @@ from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, 
 from .serialization import INLINE_TAG
 
 
+ASK_BEFORE_UPLOAD = 8 * 1024 * 1024
+
+
 def check_size(data: bytes, function_name: str) -> None:
     limit = settings().max_payload_bytes
     if len(data) > limit:
@@ -26,7 +29,8 @@ async def to_payload(client: Client, data: bytes) -> bytes:
     if len(data) <= INLINE_PAYLOAD_LIMIT:
         return INLINE_TAG + data
     blob_id = hashlib.sha256(data).hexdigest()
-    if not await client.has_blob(blob_id):
+    # asking first saves sending a big blob twice; for a few MiB over loopback the question costs more
+    if len(data) < ASK_BEFORE_UPLOAD or not await client.has_blob(blob_id):
         await client.put_blob(blob_id, data)
     return serialization.blob_payload(blob_id)
 

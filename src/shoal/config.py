@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 7811
-INLINE_PAYLOAD_LIMIT = 2 * 1024 * 1024
+INLINE_PAYLOAD_LIMIT = 256 * 1024  # larger payloads travel as blobs (files), not through SQLite
 
 
 def _float_env(name: str, default: float) -> float:
