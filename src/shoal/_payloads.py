@@ -11,7 +11,6 @@ from .config import INLINE_PAYLOAD_LIMIT, settings
 from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
 from .serialization import INLINE_TAG
 
-
 ASK_BEFORE_UPLOAD = 8 * 1024 * 1024
 
 

@@ -84,6 +84,10 @@ class Client:
             return json.loads(resp.content)
         return resp.content
 
+    async def send_raw(self, method: str, path: str, data: bytes) -> Any:
+        """Send raw bytes (a file's content) and decode the answer."""
+        return self._decode(await self._send(method, path, data))
+
     async def put_blob(self, blob_id: str, data: bytes) -> None:
         self._decode(await self._send("PUT", f"/blobs/{blob_id}", data))
 

@@ -170,8 +170,7 @@ class _Upload:
                 raise InvalidError(f"{remote} exists in {self.volume!r}: pass force=True to overwrite")
         for local, remote in self.files:
             data = await asyncio.to_thread(local.read_bytes)
-            resp = await client.http.put(f"/volumes/{self.volume.name}/file", params={"path": remote}, content=data)
-            client._decode(resp)
+            await client.send_raw("PUT", f"/volumes/{self.volume.name}/file?path={_quote(remote)}", data)
 
 
 def _quote(path: str) -> str:

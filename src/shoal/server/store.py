@@ -188,8 +188,7 @@ class Store:
             raise ValueError(f"call {call_id} was cancelled")
         before = db.total_changes
         db.executemany(
-            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) "
-            "VALUES (?, ?, ?, 'PENDING', ?)",
+            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) VALUES (?, ?, ?, 'PENDING', ?)",
             [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
         )
         added = db.total_changes - before
@@ -270,7 +269,9 @@ class Store:
     def _write_outputs(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, str, int, str, bytes, int]],
                        now: float) -> None:  # fmt: skip
         """Insert outputs (the first result of an input wins) and count them on their calls."""
-        insert = "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        insert = (
+            "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+        )
         values = [(c, i, st, d, lease, now) for _, c, i, st, d, lease in rows]
         db.execute("SAVEPOINT outputs")
         before = db.total_changes
