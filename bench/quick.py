@@ -1,7 +1,7 @@
 """Quick benchmark: inputs/s of a 10,000-input trivial map, and p50/p90 of 200 warm .remote() calls.
 
 Run:  python bench/quick.py            (embedded server, as a user's first run gets)
-The full comparison against the stdlib, Ray, Dask and Celery is a later milestone.
+The full comparison against the stdlib, Ray, Dask and Celery: python bench/run.py (see bench/README.md).
 """
 
 from __future__ import annotations

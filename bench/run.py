@@ -151,14 +151,23 @@ def main() -> None:
             print(f"skipping {name}: not installed (pip install -e '.[bench]')", file=sys.stderr)
             continue
         print(f"{name}...", file=sys.stderr, flush=True)
-        raw = bench_system(name, args.runs, spin, args.only.split(","))
+        try:
+            raw = bench_system(name, args.runs, spin, args.only.split(","))
+        except Exception as exc:  # one system failing must not lose the others' results
+            print(f"{name} failed: {exc}", file=sys.stderr, flush=True)
+            report["failed"] = {**report.get("failed", {}), name: str(exc)}
+            continue
         report["systems"][name] = {key: summarize(value) for key, value in raw.items()}
-    out = Path(args.out)
+        write(Path(args.out), report)  # after every system: a later failure keeps what is done
+    print(write(Path(args.out), report))
+
+
+def write(out: Path, report: dict[str, Any]) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=1) + "\n")
     table = render(report)
     (out / "latest.md").write_text(table)
-    print(table)
+    return table
 
 
 def versions() -> dict[str, str]:

@@ -33,6 +33,7 @@ class CelerySystem:
         port = _free_port()
         os.environ["BENCH_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         os.environ["PYTHONPATH"] = HERE + os.pathsep + os.environ.get("PYTHONPATH", "")
+        os.environ.setdefault("C_FORCE_ROOT", "1")  # the benchmark machine may run as root; pickle is needed for bytes
         self._spawn([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         self._wait_for_redis(port)
         from . import celery_tasks
