@@ -54,6 +54,29 @@ def load(name: str) -> System:
     return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
 
 
+class PoolLike:
+    """What ``multiprocessing.Pool`` and Ray's Pool share: chunked ``imap``, ``apply_async`` per input."""
+
+    pool: Any
+
+    def map(self, fn: str, items: list[Any]) -> list[Any]:
+        return list(self.pool.imap(_workload(fn), items, chunksize=chunksize(len(items))))
+
+    def submit(self, fn: str, items: list[Any]) -> list[Any]:
+        f = _workload(fn)
+        return [self.pool.apply_async(f, (x,)) for x in items]
+
+    def gather(self, handles: list[Any]) -> list[Any]:
+        return [h.get() for h in handles]
+
+    def call(self, fn: str, x: Any) -> Any:
+        return self.pool.apply(_workload(fn), (x,))
+
+
+def _workload(fn: str) -> Any:
+    return getattr(importlib.import_module("workloads"), fn)
+
+
 def chunksize(n: int) -> int:
     """The chunk size the chunked pools use: about 16 chunks per map, at most 1,000 inputs each."""
     return max(1, min(1000, n // 16))

@@ -7,7 +7,7 @@ from typing import Any
 
 import workloads
 
-from . import NotSupported, chunksize
+from . import NotSupported, PoolLike
 
 
 def _init_ray() -> Any:
@@ -54,7 +54,7 @@ class RayTasks:
         return self.ray.get(self.tasks[fn].remote(x))
 
 
-class RayPool:
+class RayPool(PoolLike):
     name = "raypool"
 
     def start(self) -> None:
@@ -70,18 +70,5 @@ class RayPool:
         self.pool.terminate()
         self.ray.shutdown()
 
-    def map(self, fn: str, items: list[Any]) -> list[Any]:
-        return list(self.pool.imap(getattr(workloads, fn), items, chunksize=chunksize(len(items))))
-
     def map_concurrent(self, fn: str, items: list[Any]) -> list[Any]:
         raise NotSupported("a Ray Pool runs one actor per CPU")
-
-    def submit(self, fn: str, items: list[Any]) -> list[Any]:
-        f = getattr(workloads, fn)
-        return [self.pool.apply_async(f, (x,)) for x in items]
-
-    def gather(self, handles: list[Any]) -> list[Any]:
-        return [h.get() for h in handles]
-
-    def call(self, fn: str, x: Any) -> Any:
-        return self.pool.apply(getattr(workloads, fn), (x,))
