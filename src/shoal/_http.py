@@ -52,9 +52,7 @@ _pools: weakref.WeakSet[AsyncHTTP] = weakref.WeakSet()
 def _close_idle_connections() -> None:
     """Idle pooled connections are closed on the way out (no ResourceWarning from a daemon loop's leftovers)."""
     for pool in list(_pools):
-        for _, writer in pool._idle:
-            writer.transport.close()
-        pool._idle.clear()
+        pool.close_idle()
 
 
 class AsyncHTTP:
@@ -128,9 +126,13 @@ class AsyncHTTP:
             self._idle.append(conn)
         return Response(status, headers, content)
 
-    async def aclose(self) -> None:
+    def close_idle(self) -> None:
+        """Close the pooled connections (safe from any thread at exit: it only marks the transports closing)."""
         while self._idle:
-            self._idle.pop()[1].close()
+            self._idle.pop()[1].transport.close()
+
+    async def aclose(self) -> None:
+        self.close_idle()
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

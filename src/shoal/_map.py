@@ -105,8 +105,7 @@ class InputPump:
                 except StopIteration:
                     break
                 data = serialize_args(args, kwargs, self.function_name)
-                if len(data) > self._limit:
-                    check_size(data, self.function_name)
+                check_size(data, self.function_name, self._limit)
                 self._put((index, data))
                 index += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is

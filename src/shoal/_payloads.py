@@ -9,13 +9,13 @@ from . import serialization
 from .client import Client
 from .config import INLINE_PAYLOAD_LIMIT, settings
 from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
-from .serialization import INLINE_TAG
 
 ASK_BEFORE_UPLOAD = 8 * 1024 * 1024
 
 
-def check_size(data: bytes, function_name: str) -> None:
-    limit = settings().max_payload_bytes
+def check_size(data: bytes, function_name: str, limit: int | None = None) -> None:
+    """Refuse arguments over the payload limit (``limit``: the setting, read once by callers in a loop)."""
+    limit = settings().max_payload_bytes if limit is None else limit
     if len(data) > limit:
         raise RequestSizeError(
             f"The arguments of {function_name} are {len(data)} bytes once pickled, over the limit of {limit} bytes "
@@ -26,7 +26,7 @@ def check_size(data: bytes, function_name: str) -> None:
 async def to_payload(client: Client, data: bytes) -> bytes:
     """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
     if len(data) <= INLINE_PAYLOAD_LIMIT:
-        return INLINE_TAG + data
+        return serialization.inline_payload(data)
     blob_id = hashlib.sha256(data).hexdigest()
     # asking first saves sending a big blob twice; for a few MiB over loopback the question costs more
     if len(data) < ASK_BEFORE_UPLOAD or not await client.has_blob(blob_id):

@@ -89,7 +89,7 @@ class Client:
         return self._decode(await self._send(method, path, data))
 
     async def put_blob(self, blob_id: str, data: bytes) -> None:
-        self._decode(await self._send("PUT", f"/blobs/{blob_id}", data))
+        await self.send_raw("PUT", f"/blobs/{blob_id}", data)
 
     async def has_blob(self, blob_id: str) -> bool:
         return (await self._send("HEAD", f"/blobs/{blob_id}", b"")).status == 200

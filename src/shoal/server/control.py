@@ -224,19 +224,22 @@ class ControlPlane:
         call_id = new_id("call")
         self.store.create_call(call_id, function_id, found[0], kind, parent_input, inputs or (), close)
         if inputs:
-            self.notifier.notify("fn:" + function_id)
-            self.wake_scheduler()
+            self._inputs_added(function_id, call_id, close)
         return call_id
 
     def add_inputs(self, call_id: str, start: int, payloads: list[bytes], close: bool) -> int:
         added = self.store.add_inputs(call_id, start, payloads, close)
         info = self.store.call(call_id)
         if info is not None:
-            self.notifier.notify("fn:" + info.function_id)
-            if close:
-                self.notifier.notify("call:" + call_id)
-        self.wake_scheduler()
+            self._inputs_added(info.function_id, call_id, close)
         return added
+
+    def _inputs_added(self, function_id: str, call_id: str, close: bool) -> None:
+        """Wake the function's idle containers, a waiter on a closed call, and the scheduler (to scale up)."""
+        self.notifier.notify("fn:" + function_id)
+        if close:
+            self.notifier.notify("call:" + call_id)
+        self.wake_scheduler()
 
     async def wait_outputs(self, call_id: str, since: int, limit: int, wait: float) -> list[Any]:
         def finished() -> bool:

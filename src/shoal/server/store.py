@@ -249,9 +249,7 @@ class Store:
                 if r.status in RETRYABLE and self._retry(db, row[0], row[2], row[1], now):
                     continue
                 finished.append((row[0], r.call_id, r.index, r.status.value, r.data, r.lease))
-            self._write_outputs(db, finished, now)
-            for chunk in _chunks([f[0] for f in finished]):
-                db.execute(f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
+            self._finish(db, finished, now)
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
         return accepted, {f[1] for f in finished}
 
@@ -266,9 +264,10 @@ class Store:
         )
         return True
 
-    def _write_outputs(self, db: sqlite3.Connection, rows: Sequence[tuple[Any, str, int, str, bytes, int]],
-                       now: float) -> None:  # fmt: skip
-        """Insert outputs (the first result of an input wins) and count them on their calls."""
+    def _finish(self, db: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str, bytes, int]],
+                now: float) -> None:  # fmt: skip
+        """End inputs: (rowid, call, index, status, data, lease) rows become outputs (the first result of an input
+        wins), counted on their calls, and leave the queue. One statement per step, whatever the batch size."""
         insert = (
             "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)"
         )
@@ -290,6 +289,8 @@ class Store:
         for call_id, (done, failed) in counts.items():
             db.execute("UPDATE calls SET done=done+?, failed=failed+? WHERE id=?", (done, failed, call_id))
             self._maybe_finish(db, call_id)
+        for chunk in _chunks([r[0] for r in rows]):
+            db.execute(f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
 
     def release(self, container_id: str, leases: Sequence[tuple[str, int, int]]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
@@ -307,15 +308,8 @@ class Store:
         """Finish or retry one leased input; True when an output was written."""
         if status in RETRYABLE and self._retry(db, rowid, function_id, failures, now):
             return False
-        self._write_output(db, call_id, index, status, data, lease, now)
-        db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+        self._finish(db, [(rowid, call_id, index, status.value, data, lease)], now)
         return True
-
-    def _write_output(
-        self, db: sqlite3.Connection, call_id: str, index: int, status: OutputStatus, data: bytes, lease: int,
-        now: float,
-    ) -> None:  # fmt: skip
-        self._write_outputs(db, [(None, call_id, index, status.value, data, lease)], now)
 
     def _maybe_finish(self, db: sqlite3.Connection, call_id: str) -> None:
         db.execute(
@@ -360,9 +354,10 @@ class Store:
                 "SELECT rowid, call_id, idx, leases FROM inputs WHERE function_id=? AND state='PENDING'",
                 (function_id,),
             ).fetchall()
-            for rowid, call_id, idx, lease in rows:
-                self._write_output(db, call_id, idx, status, message.encode(), lease, now)
-                db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+            data = message.encode()
+            self._finish(
+                db, [(rowid, call_id, idx, status.value, data, lease) for rowid, call_id, idx, lease in rows], now
+            )
         return {r[1] for r in rows}
 
     def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
@@ -372,9 +367,8 @@ class Store:
             rows = db.execute(
                 "SELECT rowid, idx, leases, container_id, state FROM inputs WHERE call_id=?", (call_id,)
             ).fetchall()
-            for rowid, idx, lease, _, _ in rows:
-                self._write_output(db, call_id, idx, OutputStatus.CANCELLED, message.encode(), lease, now)
-                db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+            data, cancelled = message.encode(), OutputStatus.CANCELLED.value
+            self._finish(db, [(rowid, call_id, idx, cancelled, data, lease) for rowid, idx, lease, _, _ in rows], now)
             db.execute(
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
             )
