@@ -29,3 +29,19 @@ def current_function_call_id() -> str | None:
 
 def set_current_input(call_id: str | None, index: int = 0) -> contextvars.Token[tuple[str, int] | None]:
     return _current_input.set((call_id, index) if call_id else None)
+
+
+_detached_apps: set[str] = set()
+
+
+def set_detached(app_id: str, detached: bool) -> None:
+    """Record whether this process runs ``app_id`` detached (its work must outlive this process)."""
+    if detached:
+        _detached_apps.add(app_id)
+    else:
+        _detached_apps.discard(app_id)
+
+
+def is_detached(app_id: str | None) -> bool:
+    """True when this process runs ``app_id`` detached: leaving must not cancel its calls."""
+    return app_id is not None and app_id in _detached_apps

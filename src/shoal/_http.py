@@ -95,8 +95,12 @@ class AsyncHTTP:
         except (OSError, asyncio.TimeoutError) as exc:
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:  # the server dropped the connection at once (EBADF): as good as refused
+            writer.close()
+            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         return reader, writer
 
     async def _exchange(

@@ -1,14 +1,17 @@
 """Materialising an ``Image`` for the local backend: a cached virtualenv per content hash.
 
-The virtualenv is made with ``--system-site-packages`` so Shoal's runtime (and the host's packages) stay
-importable; packages the image installs shadow the host's. uv is used when installed, else venv + pip.
-What the host cannot provide (a different Python, missing Debian packages, a Dockerfile) is an
-``ImageBuildError`` at run/deploy time, never a silently different environment.
+The virtualenv is made from the *base* interpreter (never the client's virtualenv, pyenv shims or user site),
+without system site-packages: an image sees the standard library, what it installs, and Shoal's container
+runtime (Shoal, cloudpickle and msgpack, linked from this installation through a ``.pth`` file, after the
+image's own site-packages so that its packages win). Nothing else of the client's environment leaks in.
+uv is used when installed, else venv + pip. What the host cannot provide (a different Python, missing Debian
+packages, a Dockerfile) is an ``ImageBuildError`` at run/deploy time, never a silently different environment.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import os
 import re
 import shutil
@@ -26,6 +29,8 @@ from .image import Image
 from .serialization import dumps
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+RUNTIME_PACKAGES = ("shoal", "cloudpickle", "msgpack")  # what a container imports besides the user's code
+BUILT_MARKER = ".shoal-built-2"  # bumped when the layout changes: older builds are rebuilt
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ def _build(image: Image, log: Callable[[str], None]) -> str:
     python = target / "bin" / "python"
     with open(root / f"{image.content_hash}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per image at a time, across processes
-        if (target / ".shoal-built").exists():
+        if (target / BUILT_MARKER).exists():
             return str(python)
         shutil.rmtree(target, ignore_errors=True)
         log(f"Building image {image.content_hash} ...")
@@ -126,18 +131,38 @@ def _build(image: Image, log: Callable[[str], None]) -> str:
             elif name == "function":
                 _run_function(python, image.functions[function_index], f"step {number}: run_function({value})", log)
                 function_index += 1
-        (target / ".shoal-built").write_text(image.content_hash)
+        (target / BUILT_MARKER).write_text(image.content_hash)
         log(f"Built image {image.content_hash}.")
     return str(python)
+
+
+def base_python() -> str:
+    """The interpreter under this one's virtualenv (itself when it is not in one)."""
+    return getattr(sys, "_base_executable", None) or sys.executable
 
 
 def _make_venv(target: Path, log: Callable[[str], None]) -> None:
     uv = shutil.which("uv")
     if uv:
-        command = [uv, "venv", "--system-site-packages", "--python", sys.executable, str(target)]
+        command = [uv, "venv", "--seed", "--python", base_python(), str(target)]
     else:
-        command = [sys.executable, "-m", "venv", "--system-site-packages", str(target)]
+        command = [base_python(), "-m", "venv", str(target)]
     _run(command, "create the virtualenv", log)
+    _link_runtime(target)
+
+
+def _link_runtime(target: Path) -> None:
+    """Make Shoal's container runtime importable in the image, and nothing else of this environment."""
+    runtime = target / "shoal-runtime"
+    runtime.mkdir(exist_ok=True)
+    for name in RUNTIME_PACKAGES:
+        module = importlib.import_module(name)
+        assert module.__file__ is not None
+        (runtime / name).symlink_to(Path(module.__file__).resolve().parent)
+    site_packages = sorted(target.glob("lib/python*/site-packages"))
+    if not site_packages:
+        raise ImageBuildError(f"The image's virtualenv at {target} has no site-packages directory.")
+    (site_packages[0] / "_shoal_runtime.pth").write_text(f"{runtime}\n")
 
 
 def _pip_command(python: Path, step: dict[str, Any]) -> list[str]:

@@ -154,7 +154,12 @@ async def collect_outputs(
     end: Callable[[], int | None], on_delivered: Callable[[], None] = lambda: None,
     progress: MapProgress | None = None,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
-    """Yield batches of results (values, or exceptions when ``return_exceptions``) until ``end()`` are delivered."""
+    """Yield batches of results (values, or exceptions when ``return_exceptions``) until ``end()`` are delivered.
+
+    Without ``return_exceptions`` a failed input ends the stream, but never hides a result that comes before it:
+    in input order, every result before the first failing index is yielded, then its exception is raised; out of
+    order, every result that arrived before the failure is yielded first.
+    """
     since = 0
     delivered = 0
     next_index = start
@@ -167,46 +172,57 @@ async def collect_outputs(
             "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 5_000}, packed=True
         )
         batch: list[Any] = []
+        failure: BaseException | None = None
         n_ok = n_failed = 0
+        stop = end()
         for seq, index, status, data in resp["outputs"]:
             since = max(since, seq)
-            if index < start:
+            if index < start or (stop is not None and index >= stop):
                 continue
             ok, value = await decode_output(client, status, data)
             n_ok, n_failed = n_ok + ok, n_failed + (not ok)
             if order_outputs:
                 buffer[index] = (ok, value)
-                while next_index in buffer:
-                    batch.append(_deliver(*buffer.pop(next_index), return_exceptions))
+                while failure is None and next_index in buffer:
+                    ok_next, value_next = buffer.pop(next_index)
+                    if not ok_next and not return_exceptions:
+                        failure = value_next
+                        break
+                    batch.append(value_next)
                     next_index += 1
                     delivered += 1
                     on_delivered()
+            elif not ok and not return_exceptions:
+                failure = value
             else:
-                batch.append(_deliver(ok, value, return_exceptions))
+                batch.append(value)
                 delivered += 1
                 on_delivered()
+            if failure is not None:
+                break
         if progress is not None:
             progress.completed(n_ok, n_failed)
+        if batch:
+            yield batch
+        if failure is not None:
+            raise failure
         if resp["call"]["status"] == "EXPIRED":
             from .exception import OutputExpiredError
 
             raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")
-        if batch:
-            yield batch
-
-
-def _deliver(ok: bool, value: Any, return_exceptions: bool) -> Any:
-    if ok or return_exceptions:
-        return value
-    raise value
 
 
 async def run_map(
     client: Client, function_id: str, function_name: str,
     items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], *, order_outputs: bool, return_exceptions: bool,
     parent_input: str | None, window: int = DEFAULT_WINDOW, on_call: Callable[[str], None] = lambda _: None,
+    detached: bool = False,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
-    """Run a whole map: create the call, pump and submit inputs, and yield result batches as they come."""
+    """Run a whole map: create the call, pump and submit inputs, and yield result batches as they come.
+
+    Leaving early (an error, Ctrl-C, ``break``) cancels the call's unfinished inputs, unless the app is
+    ``detached``: then the inputs already sent go on, and the call is closed at what was submitted.
+    """
     call_id = (
         await client.request("POST", f"/functions/{function_id}/calls", {"kind": "map", "parent_input": parent_input})
     )["call_id"]
@@ -249,14 +265,22 @@ async def run_map(
                 await submitter
         if not finished:
             with contextlib.suppress(Exception):
-                await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+                if not detached:
+                    await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+                elif not total:  # close it where submission stopped, so the detached app can finish
+                    await client.request(
+                        "POST", f"/calls/{call_id}/inputs", {"start": 0, "inputs": [], "close": True}, packed=True
+                    )
 
 
 async def spawn_map(
     client: Client, function_id: str, function_name: str,
-    items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], parent_input: str | None,
+    items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], parent_input: str | None, detached: bool = False,
 ) -> str:  # fmt: skip
-    """Submit every input (streaming, bounded memory) and return the call id without waiting for results."""
+    """Submit every input (streaming, bounded memory) and return the call id without waiting for results.
+
+    Interrupted, the call is cancelled; in a ``detached`` app it is closed at what was submitted instead.
+    """
     call_id = (
         await client.request(
             "POST", f"/functions/{function_id}/calls", {"kind": "spawn_map", "parent_input": parent_input}
@@ -278,7 +302,11 @@ async def spawn_map(
     except BaseException:
         pump.stop()
         with contextlib.suppress(Exception):
-            await client.request("POST", f"/calls/{call_id}/cancel", {})
+            if detached:
+                close = {"start": 0, "inputs": [], "close": True}
+                await client.request("POST", f"/calls/{call_id}/inputs", close, packed=True)
+            else:
+                await client.request("POST", f"/calls/{call_id}/cancel", {})
         raise
     return call_id
 

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+CLOSE_TIMEOUT = 2.0  # seconds to wait for an interrupted generator or task to unwind
 _lock = threading.Lock()
+_exiting = False
 _loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -46,6 +48,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the SDK loop and block for its result (Ctrl-C cancels it)."""
     if threading.current_thread().name == "shoal-sdk-loop":
         raise RuntimeError("blocking Shoal call made from inside the SDK's own event loop; use the .aio variant")
+    if _exiting:  # a generator closed at interpreter exit: the loop is gone, and waiting would hang the exit
+        coro.close()
+        raise RuntimeError("the Shoal SDK loop has stopped (the interpreter is exiting)")
     future = _submit(coro)
     try:
         return future.result()
@@ -71,8 +76,8 @@ def iter_sync(agen: AsyncIterator[list[T]]) -> Iterator[T]:
     finally:
         closer = getattr(agen, "aclose", None)
         if closer is not None:
-            try:
-                run_sync(closer())
+            try:  # bounded: an interrupted generator may still be unwinding on the loop
+                run_sync(asyncio.wait_for(closer(), CLOSE_TIMEOUT))
             except BaseException:  # noqa: BLE001 - closing must not mask the original error
                 pass
 
@@ -96,8 +101,23 @@ async def iter_aio(agen: AsyncIterator[list[T]]) -> AsyncIterator[T]:
                 pass
 
 
+async def _cancel_all() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+
+
 def _shutdown() -> None:
-    if _loop is not None and not _loop.is_closed():
+    """At exit: cancel what still runs on the SDK loop (heartbeats, log follower, long polls), then stop it."""
+    global _exiting
+    _exiting = True
+    if _loop is not None and not _loop.is_closed() and _loop.is_running():
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), _loop).result(CLOSE_TIMEOUT + 1)
+        except BaseException:  # noqa: BLE001 - best effort on the way out
+            pass
         _loop.call_soon_threadsafe(_loop.stop)
 
 

@@ -202,6 +202,7 @@ class App:
         background: list[Any] = []
         try:
             run_sync(self._create(client, url, "detached" if detach else "ephemeral"))
+            _context.set_detached(self._app_id or "", detach)
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id}) on {url}", file=sys.stderr)
             background.append(asyncio.run_coroutine_threadsafe(self._heartbeat(client), loop()))
@@ -211,6 +212,7 @@ class App:
         finally:
             try:
                 if self._app_id is not None:
+                    _context.set_detached(self._app_id, False)
                     run_sync(self._leave(client, background, detach))
             finally:
                 for fn in self.registered_functions.values():
@@ -329,7 +331,9 @@ class App:
             resp = await client.request("POST", f"/apps/{app_id}/logs", body, packed=True)
             self._print_logs(resp["logs"])
         if detach and output_enabled():
-            print(f"✓ App {app_id} detached: it keeps running until its calls finish.", file=sys.stderr)
+            follow = f"follow it with `shoal app logs {app_id} -f`, stop it with `shoal app stop {app_id}`"
+            print(f"✓ App {app_id} goes on without this process (detached) until its calls finish: {follow}.",
+                  file=sys.stderr)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -97,11 +97,14 @@ class FunctionCall:
         return await wait_result(client, self.object_id, index, timeout)
 
     @aio_gen_method
-    async def iter(self, *, start: int = 0, end: int | None = None) -> AsyncIterator[list[Any]]:
+    async def iter(
+        self, *, start: int = 0, end: int | None = None, return_exceptions: bool = False
+    ) -> AsyncIterator[list[Any]]:
         """Iterate in input order over the results of inputs ``start..end-1`` (all by default).
 
         Works for a call made by another (even dead) process: this is how to re-attach to a ``map`` or collect
-        a ``spawn_map``. Failed inputs raise their exception when reached.
+        a ``spawn_map``. A failed input raises its exception when reached, after every result before it;
+        ``return_exceptions=True`` yields the exception in its place instead.
         """
         client = await self._client()
         info = await self._info()
@@ -110,11 +113,16 @@ class FunctionCall:
             n = info["num_inputs"] if info["num_inputs"] is not None else info["submitted"]
             return n if end is None else min(end, n)
 
+        position = start
         async for batch in collect_outputs(
-            client, self.object_id, order_outputs=True, return_exceptions=False, start=start, end=total
+            client, self.object_id, order_outputs=True, return_exceptions=return_exceptions, start=start, end=total
         ):
             info = await self._info()
-            yield [b for i, b in enumerate(batch) if end is None or start + i < end]
+            limit = total()
+            keep = batch if limit is None else batch[: max(0, limit - position)]
+            position += len(batch)
+            if keep:
+                yield keep
 
     @aio_method
     async def cancel(self, terminate_containers: bool = False) -> None:

@@ -212,6 +212,7 @@ class Function:
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
             parent_input=_context.current_input_id(), on_call=_on_call or (lambda _: None),
+            detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             yield batch
 
@@ -226,7 +227,7 @@ class Function:
         async for batch in run_map(
             client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
-            on_call=_on_call or (lambda _: None),
+            on_call=_on_call or (lambda _: None), detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             yield batch
 
@@ -240,6 +241,7 @@ class Function:
             client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
             order_outputs=False,
             return_exceptions=ignore_exceptions, parent_input=_context.current_input_id(),
+            detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             pass
 
@@ -252,7 +254,9 @@ class Function:
         """
         client, function_id = await self._resolve()
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
-        call_id = await spawn_map(client, function_id, self.tag, items, _context.current_input_id())
+        call_id = await spawn_map(
+            client, function_id, self.tag, items, _context.current_input_id(), _context.is_detached(self._app_id)
+        )
         return FunctionCall(call_id, self._url)
 
     def remote_gen(self, *args: Any, **kwargs: Any) -> Any:

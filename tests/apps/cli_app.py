@@ -67,3 +67,12 @@ class Greeter:
     @shoal.method()
     def greet(self, name: str, times: int = 1) -> str:
         return " ".join([f"{self.greeting} {name}{self.suffix}"] * times)
+
+
+@app.local_entrypoint()
+def map_and_wait(directory: str, count: int = 400) -> None:
+    results = touch.map([directory] * count, range(count))
+    next(results)
+    print(f"MAPPING {results.function_call_id}", flush=True)
+    for _ in results:
+        pass

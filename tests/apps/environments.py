@@ -18,8 +18,13 @@ with image.imports():
 def uses_image_package() -> dict:
     from importlib.metadata import version
 
+    import importlib.util
+
+    import shoal as runtime
+
+    client_only = [m for m in ("psutil", "starlette", "click", "pytest") if importlib.util.find_spec(m) is not None]
     return {"version": version("pyjokes"), "joke": bool(pyjokes.get_joke()), "greeting": os.environ["GREETING"],
-            "python": os.sys.executable}  # fmt: skip
+            "python": os.sys.executable, "client_only": client_only, "shoal": runtime.__file__}  # fmt: skip
 
 
 @app.function(volumes={"/data": results}, max_containers=4)

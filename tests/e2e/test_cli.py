@@ -234,3 +234,28 @@ def test_deployed_class_from_name_in_another_process(server):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hello bob! | hi eve!"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_a_detached_run_leaves_its_map_running(server, sig):  # noqa: ANN001
+    tmp_path = Path(shared_dir())
+    # Given a detached run in the middle of a 400-input map
+    proc = subprocess.Popen(
+        [*SHOAL, "run", "--detach", f"{APP}::map_and_wait", "--directory", str(tmp_path)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = ""
+    while not line.startswith("MAPPING"):
+        line = proc.stdout.readline()
+        assert line, "the client exited before mapping"
+    call_id = line.split()[1]
+    # When it gets Ctrl-C (or SIGTERM)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=30)
+    # Then only the client stops, saying so in one line; every input still runs to a result
+    assert proc.returncode == 130, stderr
+    assert "goes on" in stderr and "shoal app logs" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert list(shoal.FunctionCall.from_id(call_id).iter()) == list(range(400))
+    assert len(list(tmp_path.glob("*.done"))) == 400

@@ -16,7 +16,8 @@ from tests.apps import environments
 from tests.conftest import REPO
 
 
-def test_an_image_package_is_importable_in_the_container_only_and_the_build_is_cached(server):
+def test_an_image_package_is_importable_in_the_container_only_and_the_build_is_cached(server, sandbox):
+    # the app also mounts a volume: without bubblewrap this skips, saying what to install (fails in CI)
     with pytest.raises(ImportError):
         import pyjokes  # noqa: F401 - the client environment does not have it
     timings = []
@@ -28,6 +29,8 @@ def test_an_image_package_is_importable_in_the_container_only_and_the_build_is_c
     assert info["version"] == "0.8.3"
     assert info["greeting"] == "hello from the image"
     assert info["python"] != sys.executable  # the image's own environment
+    assert info["client_only"] == []  # nothing of the client's environment leaks in (issue 11, item 8)...
+    assert os.path.realpath(info["shoal"]) == os.path.realpath(shoal.__file__)  # ...but this very Shoal does
     print(f"image build + first run: {timings[0]:.1f}s, cached run: {timings[1]:.1f}s")
     assert timings[1] < timings[0]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -94,8 +95,14 @@ def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: b
     module, ref = import_target(target, as_module)
     entry = find_entry(module, ref)
     args, kwargs = parse_entry_args(entry, ctx.args)
-    with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
-        result = entry.func(*args, **kwargs)
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM leaves like Ctrl-C: a detached app goes on, others stop
+    try:
+        with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
+            result = entry.func(*args, **kwargs)
+    except KeyboardInterrupt:
+        if not detach:
+            raise
+        sys.exit(130)  # app.run() already said, in one line, that the app goes on and how to follow it
     if write_result is not None:
         if isinstance(result, str):
             write_result.write_text(result)
@@ -105,6 +112,10 @@ def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: b
             raise click.UsageError(f"-w needs a str or bytes return value, got {type(result).__name__}")
     elif result is not None and entry.name not in entry.app.local_entrypoints and not quiet:
         click.echo(result if isinstance(result, str) else repr(result))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 @cli.command()

@@ -85,6 +85,12 @@ class Catalog:
     def set_mode(self, app_id: str, mode: str) -> None:
         self.db.execute("UPDATE apps SET mode=? WHERE id=?", (mode, app_id))
 
+    def clients_seen_now(self) -> None:
+        """Count every running app's client timeout from now (after a server restart)."""
+        self.db.execute(
+            "UPDATE apps SET client_seen=? WHERE state='RUNNING' AND mode='ephemeral'", (self.store.clock(),)
+        )
+
     def apps_to_reap(self, client_timeout: float) -> list[tuple[str, str]]:
         """(app id, reason) of apps to stop: ephemeral ones whose client is gone, detached ones with nothing left."""
         now = self.store.clock()

@@ -99,6 +99,7 @@ class ControlPlane:
         self._timed_out: set[str] = set()  # containers killed because their input ran past its timeout
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
+        self._stopping = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
 
@@ -106,19 +107,36 @@ class ControlPlane:
         self._recover_after_restart()
         self._loop_task = asyncio.create_task(self._scheduler_loop())
 
-    async def stop(self) -> None:
+    async def quiesce(self) -> None:
+        """The server is stopping: decide nothing more, end long polls now, and kill every container.
+
+        Nothing is failed or cancelled: the containers' leased inputs stay leased in the store, and the next start
+        re-queues them uncharged (:meth:`_recover_after_restart`). Killing beats draining here: a container could
+        not report through a server that no longer answers, and the work is re-run either way.
+        """
+        if self._stopping:
+            return
+        self._stopping = True
         if self._loop_task:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
+        self.backend.on_exit = lambda container_id, code: None  # a shutdown is not the containers' failure
+        self.notifier.notify_all()
+        await asyncio.gather(*(self.backend.terminate(cid, 0) for cid in self.backend.list()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.quiesce()
         await self.backend.close()
         self.store.close()
 
     def _recover_after_restart(self) -> None:
-        """Containers of a previous server process are gone: requeue what they held."""
+        """Containers of a previous server process are gone: requeue what they held, uncharged. Clients could not
+        heartbeat while the server was down: their timeout counts from now."""
         for c in self.store.live_containers():
             self.store.fail_container_inputs(c.id, "the server restarted while it ran", charge=False)
             self.store.set_container_state(c.id, ContainerState.STOPPED, "server restarted")
+        self.catalog.clients_seen_now()
 
     def wake_scheduler(self) -> None:
         self._wake.set()
@@ -327,7 +345,7 @@ class ControlPlane:
         deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
         while True:
             state = self.store.container_state(container_id)
-            if state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
+            if self._stopping or state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
                 return [], True, accepted
             leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 else []
             remaining = deadline - time.monotonic()
@@ -335,6 +353,9 @@ class ControlPlane:
                 if leased:
                     self.wake_scheduler()
                 return leased, False, accepted
+            retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
+            if retry_at is not None:
+                remaining = min(remaining, max(0.0, retry_at - time.time()) + 0.005)
             await self.notifier.wait("fn:" + function_id, remaining)
 
     def heartbeat(self, container_id: str, logs: list[Any]) -> tuple[bool, list[list[Any]]]:

@@ -70,9 +70,13 @@ def serve(
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
     )  # fmt: skip
     plane = ControlPlane(config, LocalBackend(state_dir / "containers"))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60)
-    )
+    server = _Server(
+        uvicorn.Config(
+            create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        ),
+        plane,
+    )  # fmt: skip
     if announce:
         print(f"SHOAL_SERVER_URL={url}", flush=True)
 
@@ -83,6 +87,23 @@ def serve(
             watcher.cancel()
 
     asyncio.run(main())
+
+
+SHUTDOWN_GRACE = 1  # seconds for in-flight requests once long polls have been told to answer
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, told first when it is stopping: the control plane stops deciding and ends its long polls before
+    uvicorn waits for open requests, so SIGTERM exits in about a second (not a long poll's 30 s), and nothing runs
+    its client-timeout reaper while clients cannot reach it."""
+
+    def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
+        super().__init__(config)
+        self.plane = plane
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.plane.quiesce()
+        await super().shutdown(sockets)
 
 
 async def _watch_parent(server: uvicorn.Server, parent_pid: int) -> None:

@@ -15,10 +15,18 @@ MAX_LONG_POLL = 30.0
 class Notifier:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self.closed = False  # the server is stopping: waits return at once
 
     def notify(self, key: str) -> None:
         event = self._events.pop(key, None)
         if event is not None:
+            event.set()
+
+    def notify_all(self) -> None:
+        """Wake every waiter (the server is stopping: long polls answer now)."""
+        self.closed = True
+        events, self._events = self._events, {}
+        for event in events.values():
             event.set()
 
     async def poll(self, key: str, wait: float, fetch: Callable[[], T], ready: Callable[[T], bool] = bool) -> T:
@@ -28,13 +36,13 @@ class Notifier:
         while True:
             result = fetch()
             remaining = deadline - time.monotonic()
-            if ready(result) or remaining <= 0:
+            if ready(result) or remaining <= 0 or self.closed:
                 return result
             await self.wait(key, remaining)
 
     async def wait(self, key: str, timeout: float) -> None:
         """Return when ``key`` is notified or after ``timeout`` seconds, whichever comes first."""
-        if timeout <= 0:
+        if timeout <= 0 or self.closed:
             return
         event = self._events.get(key)
         if event is None:

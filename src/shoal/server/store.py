@@ -222,6 +222,15 @@ class Store:
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
         return [LeasedInput(r[1], r[2], r[4] + 1, r[3]) for r in rows]
 
+    def next_retry_at(self, function_id: str) -> float | None:
+        """When the function's earliest input in its retry backoff becomes ready (None: none is waiting)."""
+        row = self.db.execute(
+            "SELECT MIN(not_before) FROM inputs "
+            "WHERE not_before>0 AND not_before>? AND function_id=? AND state='PENDING'",
+            (self.clock(), function_id),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def complete(self, container_id: str, reports: Sequence[ReportedOutput]) -> tuple[int, set[str]]:
         """Apply a container's reports. Returns (accepted count, ids of calls that got new outputs).
 
