@@ -48,6 +48,17 @@ class ServerProcess:
         assert line.startswith("SHOAL_SERVER_URL="), f"server did not start: {line!r}"
         self.url = line.split("=", 1)[1]
 
+    @property
+    def token(self) -> str | None:
+        """The local token this server published for its home (what SDK clients of the home present)."""
+        from shoal import _servers
+
+        return _servers.token_for(self.url)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token}"}
+
     def container_pids(self) -> list[int]:
         out = []
         for child in psutil.Process(self.proc.pid).children():

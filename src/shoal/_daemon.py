@@ -1,103 +1,116 @@
-"""The standing local server as a background daemon: ``shoal server start|stop|status`` and auto-start.
+"""The standing server of a ``$SHOAL_HOME`` as a background daemon: ``shoal server start|stop|status``, auto-start.
 
-Its pid file and log live under ``$SHOAL_HOME`` (``server.pid``, ``server.log``); its state under
-``$SHOAL_HOME/server``.
+One standing server per home, found through its record in ``$SHOAL_HOME/servers`` (see ``_servers``), never by
+probing a well-known port: another home's server is never used by mistake. Its log is ``$SHOAL_HOME/server.log``
+and its state ``$SHOAL_HOME/server``. It listens on 127.0.0.1:7811 by default, or on a free port when 7811 is taken
+(by another home's server); ``--port N`` insists on N.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _servers
 from .client import _healthy
 from .config import DEFAULT_PORT, settings
 from .exception import ConnectionError
 
 START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
 class DaemonStatus:
     running: bool
     pid: int | None
-    url: str
+    url: str | None
     log_file: Path
 
 
-def _paths() -> tuple[Path, Path]:
-    home = settings().home
-    return home / "server.pid", home / "server.log"
+def _log_file() -> Path:
+    return settings().home / "server.log"
 
 
-def _read_pid() -> int | None:
-    pid_file, _ = _paths()
-    try:
-        pid = int(pid_file.read_text().split()[0])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, IndexError):
-        return None
+def status() -> DaemonStatus:
+    """The standing server of this home, as its record and a health check say."""
+    record = _servers.standing()
+    if record is None:
+        return DaemonStatus(False, None, None, _log_file())
+    return DaemonStatus(_healthy(record.url), record.pid, record.url, _log_file())
 
 
-def status(port: int = DEFAULT_PORT) -> DaemonStatus:
-    url = f"http://127.0.0.1:{port}"
-    pid = _read_pid()
-    return DaemonStatus(pid is not None and _healthy(url), pid, url, _paths()[1])
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
-def start(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None) -> DaemonStatus:
-    """Start the background server unless one already answers; returns once it is healthy."""
-    url = f"http://127.0.0.1:{port}" if host in ("127.0.0.1", "0.0.0.0", "localhost") else f"http://{host}:{port}"
-    if _healthy(url):
-        return DaemonStatus(True, _read_pid(), url, _paths()[1])
-    pid_file, log_file = _paths()
+def start(host: str = "127.0.0.1", port: int | None = None, token: str | None = None) -> DaemonStatus:
+    """Start this home's standing server unless it runs; returns once it is healthy.
+
+    Raises:
+        ConnectionError: it exited at start (e.g. ``port`` is taken) or did not answer in time.
+    """
+    current = status()
+    if current.running:
+        return current
+    log_file = _log_file()
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "shoal.server", "--host", host, "--port", str(port),
+    chosen = port if port is not None else (DEFAULT_PORT if _port_free(host, DEFAULT_PORT) else 0)
+    cmd = [sys.executable, "-m", "shoal.server", "--standing", "--host", host, "--port", str(chosen),
            "--state-dir", str(settings().home / "server")]  # fmt: skip
     if token:
         cmd += ["--token", token]
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
-    pid_file.write_text(f"{proc.pid} {url}\n")
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConnectionError(f"The Shoal server exited at start (code {proc.returncode}); see {log_file}")
-        if _healthy(url, 0.5):
-            return DaemonStatus(True, proc.pid, url, log_file)
-        time.sleep(0.1)
+            raise ConnectionError(
+                f"The Shoal server exited at start (code {proc.returncode}); the end of {log_file} says why"
+                + (f" (is port {port} taken? pick another with --port, or --port 0 for any)" if port else "")
+            )
+        record = next((r for r in _servers.live() if r.pid == proc.pid), None)
+        if record is not None and _healthy(record.url, 0.5):
+            return DaemonStatus(True, proc.pid, record.url, log_file)
+        time.sleep(0.05)
     raise ConnectionError(f"The Shoal server did not answer within {START_TIMEOUT:g}s; see {log_file}")
 
 
-def stop(timeout: float = 15.0) -> bool:
-    """Stop the background server; False when none was running."""
-    pid = _read_pid()
-    if pid is None:
+def stop(timeout: float = STOP_TIMEOUT) -> bool:
+    """Stop this home's standing server (SIGTERM; it exits in about a second); False when none was running."""
+    record = _servers.standing()
+    if record is None:
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
+            os.kill(record.pid, 0)
         except OSError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-    _paths()[0].unlink(missing_ok=True)
+            return True
+        time.sleep(0.05)
+    os.kill(record.pid, signal.SIGKILL)  # a last resort: a graceful stop takes about a second
     return True
 
 
 def standing_url() -> str:
-    """The server for work that outlives this process: SHOAL_SERVER_URL, else the local daemon (auto-started)."""
+    """The server for work that outlives this process: SHOAL_SERVER_URL, else this home's standing server
+    (started in the background when none runs)."""
     cfg = settings()
     if cfg.server_url:
         return cfg.server_url
-    if _healthy(cfg.default_url, 0.3):
-        return cfg.default_url
-    return start().url
+    current = status()
+    if current.running and current.url:
+        return current.url
+    return start().url or ""

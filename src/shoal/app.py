@@ -20,7 +20,7 @@ from ._image_build import BuiltImage, materialise
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
-from .client import Client, acquire_server, client_for, release_server
+from .client import Client, acquire_server, client_for, release_server, server_kind
 from .cls import Cls, class_methods, class_options
 from .exception import InvalidError
 from .functions import Function
@@ -201,10 +201,12 @@ class App:
         client = client_for(url)
         background: list[Any] = []
         try:
+            if output_enabled():  # the first line of every run: which server it uses, and why that one
+                print(f"✓ Using {server_kind(url)} at {url}", file=sys.stderr)
             run_sync(self._create(client, url, "detached" if detach else "ephemeral"))
             _context.set_detached(self._app_id or "", detach)
             if output_enabled():
-                print(f"✓ App {self.name or 'app'} started ({self._app_id}) on {url}", file=sys.stderr)
+                print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
             background.append(asyncio.run_coroutine_threadsafe(self._heartbeat(client), loop()))
             if show_logs:
                 background.append(asyncio.run_coroutine_threadsafe(self._follow_logs(client), loop()))

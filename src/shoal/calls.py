@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ class FunctionCall:
         Raises:
             NotFoundError: (on first use) no running server knows this id.
         """
-        if not isinstance(function_call_id, str) or not function_call_id.startswith("fc-"):
+        if not isinstance(function_call_id, str) or not re.fullmatch(r"fc-[0-9A-Za-z]{1,64}", function_call_id):
             raise NotFoundError(f"{function_call_id!r} is not a function call id (they look like 'fc-1a2b...').")
         return cls(function_call_id)
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import msgpack
 
-from . import exception
+from . import _servers, exception
 from ._http import AsyncHTTP, Response, SyncHTTP, TransportError
 from .config import settings
 
 MSGPACK = "application/msgpack"
-RETRY_FOR = 60.0
+RETRY_FOR = 60.0  # how long a server that answered before may be unreachable (a restart) before requests fail
+FIRST_CONTACT = 5.0  # how long a server that never answered this client may be unreachable
 
 
 class Client:
@@ -33,6 +34,7 @@ class Client:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = AsyncHTTP(self.url, headers)
+        self._reached = False  # once the server answered, an unreachable spell is a restart worth waiting for
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, packed: bool = False) -> Any:
         """Send a request; ``packed`` sends and expects msgpack, else JSON."""
@@ -46,7 +48,7 @@ class Client:
 
     async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None = None) -> Response:
         """One request, retried while the server is unreachable (restarting), rate-limited or busy."""
-        deadline = time.monotonic() + RETRY_FOR
+        deadline = time.monotonic() + (RETRY_FOR if self._reached else FIRST_CONTACT)
         delay = 0.05
         while True:
             try:
@@ -55,11 +57,12 @@ class Client:
                 if time.monotonic() > deadline:
                     raise exception.ConnectionError(
                         f"Cannot reach the Shoal server at {self.url} ({exc}). Is it running? Start one with "
-                        "`shoal server`, or unset SHOAL_SERVER_URL to use an embedded one."
+                        "`shoal server start`, or unset SHOAL_SERVER_URL to use this home's own server."
                     ) from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
+            self._reached = True
             if resp.status in (429, 503) and time.monotonic() < deadline:  # rate-limited, or store busy
                 await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
                 continue
@@ -115,8 +118,10 @@ def _healthy(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def _token() -> str | None:
-    return settings().token or os.environ.get("SHOAL_CONTAINER_TOKEN")
+def _token(url: str) -> str | None:
+    """What to present to the server at ``url``: SHOAL_TOKEN, a container's own token, or the local token of this
+    home's server there."""
+    return settings().token or os.environ.get("SHOAL_CONTAINER_TOKEN") or _servers.token_for(url)
 
 
 class EmbeddedServer:
@@ -126,7 +131,6 @@ class EmbeddedServer:
         home = settings().home
         self.state_dir = home / "embedded" / str(os.getpid())
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.record = home / "embedded" / f"{os.getpid()}.json"
         log = open(self.state_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(self.state_dir),
@@ -142,10 +146,8 @@ class EmbeddedServer:
                 f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
             )
         self.url = line.split("=", 1)[1]
-        self.record.write_text(json.dumps({"url": self.url, "pid": self.proc.pid}))
 
     def stop(self) -> None:
-        self.record.unlink(missing_ok=True)
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -167,28 +169,31 @@ _clients: dict[tuple[str, str | None], Client] = {}
 
 
 def configured_url() -> str | None:
-    """The server this process should talk to without starting one: SHOAL_SERVER_URL, else a standing server."""
+    """The server this process should talk to without starting one: SHOAL_SERVER_URL, else this process's
+    embedded server, else this home's standing server (found through its record, never by probing a port)."""
     cfg = settings()
     if cfg.server_url:
         return cfg.server_url
     if _embedded is not None:
         return _embedded.url
-    if _healthy(cfg.default_url, 0.3):
-        return cfg.default_url
+    record = _servers.standing()
+    if record is not None and _healthy(record.url, 0.5):
+        return record.url
     return None
 
 
+def server_kind(url: str) -> str:
+    """How this process came to use the server at ``url``, in words (the first line of every run says it)."""
+    if settings().server_url == url:
+        return "SHOAL_SERVER_URL"
+    if _embedded is not None and _embedded.url == url:
+        return "an embedded server for this run"
+    return f"the standing server of {settings().home}"
+
+
 def embedded_urls() -> list[str]:
-    """URLs of embedded servers that other processes on this machine are running now."""
-    urls = []
-    for record in sorted((settings().home / "embedded").glob("*.json")):
-        try:
-            info = json.loads(record.read_text())
-            os.kill(int(info["pid"]), 0)
-            urls.append(info["url"])
-        except (OSError, ValueError, KeyError):
-            continue
-    return urls
+    """URLs of embedded servers that other processes of this home are running now."""
+    return [r.url for r in _servers.live() if r.kind == "embedded"]
 
 
 def acquire_server() -> str:
@@ -211,7 +216,7 @@ def release_server(url: str) -> None:
             return
         _embedded_users -= 1
         if _embedded_users <= 0:
-            client = _clients.pop((url, _token()), None)
+            client = _clients.pop((url, _token(url)), None)
             if client is not None:
                 from ._sync import run_sync
 
@@ -222,7 +227,7 @@ def release_server(url: str) -> None:
 
 def client_for(url: str) -> Client:
     """The (cached) client of the server at ``url``."""
-    key = (url, _token())
+    key = (url, _token(url))
     with _state_lock:
         client = _clients.get(key)
         if client is None:

@@ -16,9 +16,8 @@ with image.imports():
 
 @app.function(image=image)
 def uses_image_package() -> dict:
-    from importlib.metadata import version
-
     import importlib.util
+    from importlib.metadata import version
 
     import shoal as runtime
 

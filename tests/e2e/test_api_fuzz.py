@@ -29,5 +29,5 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
-def test_api_answers_every_request_without_5xx_or_schema_violations(case):  # noqa: ANN001
-    case.call_and_validate()
+def test_api_answers_every_request_without_5xx_or_schema_violations(case, fuzz_server):  # noqa: ANN001
+    case.call_and_validate(headers=fuzz_server.auth)  # as a client of this home (its local token)

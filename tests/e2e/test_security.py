@@ -126,7 +126,7 @@ def test_rate_limits_answer_429_and_health_stays_responsive(tmp_path: Path):
         retry_after: list[str] = []
 
         def flood() -> None:
-            with httpx.Client() as client:
+            with httpx.Client(headers=srv.auth) as client:
                 for _ in range(150):
                     resp = client.get(f"{srv.url}/apps")
                     statuses.append(resp.status_code)

@@ -19,7 +19,6 @@ class ContainerSpec:
     app_id: str
     server_url: str
     container_token: str
-    client_token: str | None
     env: dict[str, str] = field(default_factory=dict)
     cpu: float | None = None
     memory_mib: int | None = None

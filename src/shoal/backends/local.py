@@ -13,6 +13,8 @@ from ..config import settings
 from . import sandbox
 from .base import Backend, ContainerSpec
 
+PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
+
 
 class LocalBackend(Backend):
     """Runs containers as ``python -m shoal.container`` processes; their raw output goes to one log file each."""
@@ -27,10 +29,7 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _rw_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
-        home = settings().home
-        (home / "bundles").mkdir(parents=True, exist_ok=True)
-        binds = [(str(home / "bundles"), str(home / "bundles"))]
-        binds += [(v["dir"], v["path"]) for v in spec.volumes if not v.get("read_only")]
+        binds = [(v["dir"], v["path"]) for v in spec.volumes if not v.get("read_only")]
         extra = os.environ.get("SHOAL_SANDBOX_BINDS", "")
         binds += [(p, p) for p in extra.split(os.pathsep) if p]
         return binds
@@ -60,9 +59,7 @@ class LocalBackend(Backend):
             SHOAL_APP_ID=spec.app_id,
             PYTHONUNBUFFERED="1",
         )
-        env.pop("SHOAL_TOKEN", None)
-        if spec.client_token:
-            env["SHOAL_TOKEN"] = spec.client_token
+        env.pop("SHOAL_TOKEN", None)  # a container acts with its container token only, never a client's
         # The container applies these itself, first thing: no preexec_fn (unsafe in a threaded parent).
         env["SHOAL_PARENT_PID"] = str(os.getpid())
         if spec.memory_limit_mib:
@@ -76,7 +73,12 @@ class LocalBackend(Backend):
         cwd = image.get("workdir")
         if sandbox.bwrap():
             env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
-            command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd)
+            # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
+            env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles")
+            hidden = [str(settings().home), str(self.log_dir.parent)]
+            command = sandbox.wrap(
+                command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden
+            )
             cwd = None
             self._sandboxed.add(spec.container_id)
         with open(self.log_path(spec.container_id), "ab") as log:

@@ -1,6 +1,7 @@
 """The local sandbox: each container in its own mount namespace via bubblewrap (``bwrap``).
 
-Inside: the host's filesystem read-only, a private ``/tmp``, the bundle and image caches, volumes mounted
+Inside: the host's filesystem read-only except the server's state (``$SHOAL_HOME`` and the state directory,
+covered by an empty tmpfs), a private ``/tmp`` (where the container unpacks its code), its image, volumes mounted
 read-write at the paths the user wrote, ``add_local_dir``/``add_local_file`` mounts read-only. The network and
 process ids are shared with the host (containers reach the server on loopback; pids stay meaningful).
 Without bwrap (or with ``SHOAL_SANDBOX=off``), containers are plain processes, with one warning; features that
@@ -14,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 log = logging.getLogger("shoal.sandbox")
@@ -53,8 +55,19 @@ def _runtime_paths() -> list[str]:
     return [p for p in under_tmp if not any(p != q and p.startswith(q + "/") for q in under_tmp)]
 
 
-def wrap(command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None) -> list[str]:
-    """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path)."""
+def _in_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def wrap(
+    command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
+    hidden: Sequence[str] = (),
+) -> list[str]:  # fmt: skip
+    """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path).
+
+    ``hidden`` directories (the server's state) are covered by an empty tmpfs: nothing under them can be read
+    or written from inside, except what a later bind (an image, a volume) exposes on purpose.
+    """
     binary = bwrap()
     assert binary is not None
     args = [binary, "--die-with-parent"]
@@ -68,10 +81,16 @@ def wrap(command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, s
     args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
     for path in _runtime_paths():  # Python and Shoal itself may live under the hidden /tmp (a venv, a checkout)
         args += ["--ro-bind", path, path]
+    covered = [p for p in sorted({str(Path(h).resolve()) for h in hidden}) if Path(p).is_dir() and not _in_tmp(p)]
+    covered = [p for p in covered if not any(p.startswith(q + "/") for q in covered)]  # the outermost ones
+    for path in covered:  # under /tmp is private already
+        args += ["--tmpfs", path]
     for source, target in ro:
         args += ["--ro-bind", source, target]
     for source, target in rw:
         args += ["--bind", source, target]
+    for path in covered:  # read-only once the binds under it (an image, a volume) have their mount points
+        args += ["--remount-ro", path]
     cwd = workdir or os.getcwd()
     if cwd.startswith("/tmp") and not any(cwd.startswith(t) for _, t in rw + ro):
         cwd = "/"  # the host's /tmp is not visible inside

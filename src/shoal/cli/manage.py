@@ -54,18 +54,21 @@ def _duration(text: str) -> float:
 
 @click.group(invoke_without_command=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address (non-loopback needs a token).")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--port", default=None, type=int, help=f"Default: {DEFAULT_PORT}, or any free port when it is taken.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None, help="Default: $SHOAL_HOME/server.")
 @click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
 @click.pass_context
-def server(ctx: click.Context, host: str, port: int, state_dir: Path | None, token: str | None) -> None:
+def server(ctx: click.Context, host: str, port: int | None, state_dir: Path | None, token: str | None) -> None:
     """Run the control plane in the foreground, or manage it as a background daemon.
 
     \b
     Examples:
       shoal server                 foreground, on 127.0.0.1:7811
-      shoal server start           background; pid and log under $SHOAL_HOME
+      shoal server start           background; log under $SHOAL_HOME
       shoal server status | stop
+
+    Each SHOAL_HOME has its own standing server; clients of that home find it (whatever its port) and
+    never use another home's.
     """
     ctx.obj = {"host": host, "port": port, "token": token}
     if ctx.invoked_subcommand is not None:
@@ -74,7 +77,7 @@ def server(ctx: click.Context, host: str, port: int, state_dir: Path | None, tok
     from ..server.main import serve
 
     try:
-        serve(host, port, state_dir, token)
+        serve(host, DEFAULT_PORT if port is None else port, state_dir, token, kind="standing")
     except InvalidError as exc:
         raise click.UsageError(str(exc)) from exc
     except OSError as exc:
@@ -82,17 +85,22 @@ def server(ctx: click.Context, host: str, port: int, state_dir: Path | None, tok
 
 
 @server.command("start")
+@click.option("--host", default=None, help="Address (non-loopback needs a token).")
+@click.option("--port", default=None, type=int, help=f"Default: {DEFAULT_PORT}, or any free port when it is taken.")
+@click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
 @click.pass_context
 @friendly_errors
-def server_start(ctx: click.Context) -> None:
-    """Start the background server (no-op when one answers)."""
+def server_start(ctx: click.Context, host: str | None, port: int | None, token: str | None) -> None:
+    """Start this home's standing server in the background (no-op when it runs)."""
     from .. import _daemon
     from ..server.main import is_loopback
+
+    ctx.obj.update({k: v for k, v in {"host": host, "port": port, "token": token}.items() if v is not None})
 
     if not is_loopback(ctx.obj["host"]) and not ctx.obj["token"]:
         raise click.UsageError(f"Refusing to serve {ctx.obj['host']} without a token: set SHOAL_TOKEN.")
     status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"])
-    click.echo(f"✓ Shoal server running at {status.url} (pid {status.pid}, log {status.log_file})")
+    click.echo(f"✓ Shoal server of {_home()} running at {status.url} (pid {status.pid}, log {status.log_file})")
 
 
 @server.command("stop")
@@ -101,7 +109,7 @@ def server_stop() -> None:
     """Stop the background server."""
     from .. import _daemon
 
-    click.echo("✓ Stopped." if _daemon.stop() else "No background server was running.")
+    click.echo("✓ Stopped." if _daemon.stop() else f"No standing server of {_home()} was running.")
 
 
 @server.command("status")
@@ -110,12 +118,18 @@ def server_status(ctx: click.Context) -> None:
     """Say whether the background server is running (exit 1 when not)."""
     from .. import _daemon
 
-    status = _daemon.status(ctx.obj["port"])
+    status = _daemon.status()
     if status.running:
-        click.echo(f"running at {status.url} (pid {status.pid}, log {status.log_file})")
+        click.echo(f"running at {status.url} (pid {status.pid}, log {status.log_file}) for {_home()}")
     else:
-        click.echo("not running")
+        click.echo(f"not running (no standing server of {_home()})")
         sys.exit(1)
+
+
+def _home() -> str:
+    from ..config import settings
+
+    return str(settings().home)
 
 
 # ---- apps -----------------------------------------------------------------------------------------
@@ -235,10 +249,11 @@ def call() -> None:
 @friendly_errors
 def call_get(call_id: str, timeout: float | None) -> None:
     """Print a call's result (a list of results for spawn_map/map calls)."""
+    from .._sync import run_sync
     from ..calls import FunctionCall
 
-    handle = FunctionCall.from_id(call_id)
-    if handle.num_inputs() == 1 and _request("GET", f"/calls/{call_id}")["kind"] in ("spawn", "remote"):
+    handle = FunctionCall.from_id(call_id)  # any server of this home that knows it, embedded ones included
+    if handle.num_inputs() == 1 and run_sync(handle._info())["kind"] in ("spawn", "remote"):
         click.echo(repr(handle.get(timeout=timeout)))
     else:
         click.echo(repr(list(handle.iter())))

@@ -19,8 +19,12 @@ from ..config import settings
 
 
 def extract_bundle(blob_id: str, fetch: Callable[[str], bytes]) -> Path:
-    """Unpack a source bundle once per machine into ``$SHOAL_HOME/bundles/<sha256>`` (atomic)."""
-    root = settings().home / "bundles"
+    """Unpack a source bundle once into ``$SHOAL_BUNDLE_DIR/<sha256>`` (atomic).
+
+    A sandboxed container unpacks into its private /tmp (no container can plant code for another); an
+    unsandboxed one shares ``$SHOAL_HOME/bundles``.
+    """
+    root = Path(os.environ.get("SHOAL_BUNDLE_DIR") or settings().home / "bundles")
     target = root / blob_id
     if target.exists():
         return target

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -104,8 +104,8 @@ def create_app(plane: ControlPlane) -> Starlette:
     cfg = plane.config
     max_body = cfg.max_payload_bytes + 1024 * 1024
 
-    registry = TokenRegistry(plane.store)
-    authorizer = Authorizer(cfg.client_token, plane.container_token, registry)
+    registry = TokenRegistry(plane.store, cfg.client_token)
+    authorizer = Authorizer(cfg.client_token or cfg.local_token, plane.container_token, registry)
     limiter = RateLimiter(cfg.rate_limit)
 
     def admit(request: Request, who: str) -> None:
@@ -131,6 +131,8 @@ def create_app(plane: ControlPlane) -> Starlette:
                     return error_response(exc.status, exc.kind, exc.message, exc.headers)
                 except sqlite3.Error as exc:  # the store failed: nothing was applied (transactions roll back)
                     return storage_error(exc)
+                except ClientDisconnect:  # the client hung up mid-request (a cut-off heartbeat): nobody to answer
+                    return Response(status_code=499)
                 except NotFound as exc:
                     return error_response(404, "NotFoundError", str(exc))
                 except KeyError as exc:
@@ -459,6 +461,10 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/tokens", ["POST"], "admin")
     async def create_token(request: Request) -> Response:
         b = await body(request)
+        if not cfg.client_token:
+            raise ApiError(403, "AuthError", "issuing tokens needs a server started with its own token "
+                           "(`shoal server --token ...` or SHOAL_TOKEN); without one, only this home's clients "
+                           "get in")  # fmt: skip
         return JSONResponse({"token": registry.create(field(b, "name", str))})
 
     @route("/tokens", ["GET"], "admin")

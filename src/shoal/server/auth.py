@@ -8,8 +8,11 @@ Roles of a route:
              read results and blobs), but not deploy, create or stop apps
   container  the container token the server gave its containers
 
-With no token configured the server serves loopback only, and admin/client/caller routes are open;
-container routes always need the container token. Client routes are rate-limited per token (or per address
+With no token configured the server serves loopback only and makes a *local token* at each start, published in
+``$SHOAL_HOME/servers/`` (readable by this user only, invisible to sandboxed containers): clients of this home
+present it as they would a configured token. Issuing tokens needs a configured token: an issued token is bound to
+the admin token it was issued under, so it stops working when the server runs with another token (or none).
+Container routes always need the container token. Client routes are rate-limited per token (or per address
 when open): a token bucket of ``rate`` requests/s with a burst of ``2 * rate``; over it: 429 + Retry-After.
 """
 
@@ -38,21 +41,30 @@ def token_hash(token: str) -> str:
 class TokenRegistry:
     """Issued client tokens, stored hashed (the plain token is shown once, at creation)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, admin_token: str | None) -> None:
         self.store = store
+        self.issuer = token_hash(admin_token) if admin_token else ""
         store.db.execute(
             "CREATE TABLE IF NOT EXISTS tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
-            "created_at REAL NOT NULL, revoked_at REAL)"
+            "created_at REAL NOT NULL, revoked_at REAL, issuer TEXT NOT NULL DEFAULT '')"
         )
+        columns = [r[1] for r in store.db.execute("PRAGMA table_info(tokens)")]
+        if "issuer" not in columns:  # a store from before tokens were bound to their issuer: those stop working
+            store.db.execute("ALTER TABLE tokens ADD COLUMN issuer TEXT NOT NULL DEFAULT ''")
 
     def create(self, name: str) -> str:
+        if not self.issuer:
+            raise PermissionError("issuing tokens needs a server started with its own token (--token or SHOAL_TOKEN)")
         if not name or len(name) > 64:
             raise ValueError("a token name is 1 to 64 characters")
         token = "sht-" + secrets.token_urlsafe(24)
         with self.store._tx() as db:
             if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
                 raise PermissionError(f"a token named {name!r} exists; pick another name")
-            db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL)", (name, token_hash(token), self.store.clock()))
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, NULL, ?)",
+                (name, token_hash(token), self.store.clock(), self.issuer),
+            )
         return token
 
     def revoke(self, name: str) -> None:
@@ -67,8 +79,10 @@ class TokenRegistry:
 
     def lookup(self, token: str) -> str | None:
         """The name of a valid (not revoked) issued token."""
+        if not self.issuer:
+            return None
         row = self.store.db.execute(
-            "SELECT name FROM tokens WHERE hash=? AND revoked_at IS NULL", (token_hash(token),)
+            "SELECT name FROM tokens WHERE hash=? AND revoked_at IS NULL AND issuer=?", (token_hash(token), self.issuer)
         ).fetchone()
         return row[0] if row else None
 

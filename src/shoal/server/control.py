@@ -75,6 +75,7 @@ class ServerConfig:
     max_payload_bytes: int
     container_token: str = ""
     rate_limit: float = 0.0  # client requests per second per token (0: unlimited)
+    local_token: str | None = None  # without client_token: what this home's clients present (see auth.py)
 
 
 class ControlPlane:
@@ -471,7 +472,7 @@ class ControlPlane:
         self.store.add_container(container_id, function_id, app_id)
         env = {k: v for k, v in (spec.get("env") or {}).items() if v is not None}
         cspec = ContainerSpec(
-            container_id, function_id, app_id, self.config.url, self.container_token, self.config.client_token,
+            container_id, function_id, app_id, self.config.url, self.container_token,
             env=env, cpu=spec.get("cpu"), memory_mib=spec.get("memory"), gpu=spec.get("gpu"),
             memory_limit_mib=spec.get("memory_limit"), image=spec.get("image"), volumes=spec.get("volumes") or [],
         )  # fmt: skip

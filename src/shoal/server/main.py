@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import ipaddress
 import logging
 import os
+import secrets
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import uvicorn
 
+from .. import _servers
 from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
 from .app import create_app
 from .control import ControlPlane, ServerConfig, default_max_total_containers
+
+log = logging.getLogger("shoal.server")
 
 
 def is_loopback(host: str) -> bool:
@@ -47,11 +53,16 @@ def serve(
     token: str | None = None,
     parent_pid: int | None = None,
     announce: bool = True,
+    kind: str = "process",
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until ``parent_pid`` exits, for an embedded server).
 
+    ``kind`` is how this home's clients find the server (``standing``: the home's one standing server;
+    ``embedded``; ``process``: only through SHOAL_SERVER_URL). Its record in ``$SHOAL_HOME/servers`` carries the
+    local token clients present when no ``token`` is set.
+
     Raises:
-        InvalidError: a non-loopback ``host`` without a token.
+        InvalidError: a non-loopback ``host`` without a token, or a second standing server for this home.
     """
     cfg = settings()
     token = token or cfg.token
@@ -59,6 +70,11 @@ def serve(
         raise InvalidError(
             f"Refusing to listen on {host}: only loopback addresses are served without a token. "
             "Set SHOAL_TOKEN (or pass --token) to serve other hosts."
+        )
+    if kind == "standing" and (other := _servers.standing()) is not None and other.pid != os.getpid():
+        raise InvalidError(
+            f"This SHOAL_HOME ({cfg.home}) already has a standing server at {other.url} (pid {other.pid}): use it, "
+            "stop it with `shoal server stop`, or set SHOAL_HOME to another directory."
         )
     state_dir = state_dir or cfg.home / "server"
     sock = bind(host, port)
@@ -68,6 +84,7 @@ def serve(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
+        local_token=None if token else _local_token(state_dir),
     )  # fmt: skip
     plane = ControlPlane(config, LocalBackend(state_dir / "containers"))
     server = _Server(
@@ -77,6 +94,9 @@ def serve(
         ),
         plane,
     )  # fmt: skip
+    record = server.record = _servers.write(
+        _servers.ServerRecord(url, os.getpid(), "embedded" if parent_pid else kind, config.local_token, str(state_dir))
+    )
     if announce:
         print(f"SHOAL_SERVER_URL={url}", flush=True)
 
@@ -86,9 +106,27 @@ def serve(
         if watcher:
             watcher.cancel()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        record.unlink(missing_ok=True)
 
 
+def _local_token(state_dir: Path) -> str:
+    """The credential of a server without a token, kept with its state so that clients outlive a restart."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    path = state_dir / "local.token"
+    if path.exists():
+        return path.read_text().strip()
+    token = "shl-" + secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+EXIT_DEADLINE = 4.0  # seconds from SIGTERM to exit, whatever is still running
 SHUTDOWN_GRACE = 1  # seconds for in-flight requests once long polls have been told to answer
 
 
@@ -100,10 +138,24 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
         super().__init__(config)
         self.plane = plane
+        self.record: Path | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record,))
+        deadline.daemon = True
+        deadline.start()
         await self.plane.quiesce()
         await super().shutdown(sockets)
+
+
+def _exit_now(record: Path | None) -> None:
+    """The stop took too long: say where it was stuck (in the server log), then exit as a crash would. The store
+    is made for that (every acknowledged change is committed; the next start re-queues what was running)."""
+    log.warning("the server did not stop within %ss; exiting now. Where it was:", EXIT_DEADLINE)
+    faulthandler.dump_traceback(all_threads=True)
+    if record is not None:
+        record.unlink(missing_ok=True)
+    os._exit(1)
 
 
 async def _watch_parent(server: uvicorn.Server, parent_pid: int) -> None:
@@ -136,12 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--token", default=None)
     parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if os.environ.get("SHOAL_AUDIT_UNPICKLE"):
         install_unpickle_audit(os.environ["SHOAL_AUDIT_UNPICKLE"])
     try:
-        serve(args.host, args.port, args.state_dir, args.token, args.parent_pid)
+        serve(args.host, args.port, args.state_dir, args.token, args.parent_pid,
+              kind="standing" if args.standing else "process")  # fmt: skip
     except InvalidError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,86 @@
+"""Which servers run for this ``$SHOAL_HOME``: one record file per live server, written by the server itself.
+
+Every server process (standing, embedded, foreground or a test's) writes ``$SHOAL_HOME/servers/<pid>.json`` once it
+listens: its URL, pid, kind, and the credential its clients present. The directory is private to the user
+(0700, files 0600), and invisible inside sandboxed containers, so:
+
+* a client finds the server of *its* home (never whatever answers on a well-known port), and
+* a server started without ``--token`` still requires a credential on every client route: its *local token*,
+  which only processes that can read this home have. Containers get their own container token instead.
+
+Records of dead processes are ignored and removed when seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import settings
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """One live server of this home."""
+
+    url: str
+    pid: int
+    kind: str  # "standing" | "embedded" | "foreground"
+    token: str | None  # the local token clients present (None when the server has an operator-set token)
+    state_dir: str
+
+
+def _dir(home: Path | None = None) -> Path:
+    return (home or settings().home) / "servers"
+
+
+def write(record: ServerRecord) -> Path:
+    """Publish this server's record (owner-only)."""
+    folder = _dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    path = folder / f"{record.pid}.json"
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(record), f)
+    os.replace(tmp, path)
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live() -> list[ServerRecord]:
+    """Records of the servers of this home whose process is alive, oldest pid first."""
+    out = []
+    for path in sorted(_dir().glob("*.json")):
+        try:
+            record = ServerRecord(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue
+        if _alive(record.pid):
+            out.append(record)
+        else:
+            path.unlink(missing_ok=True)
+    return out
+
+
+def standing() -> ServerRecord | None:
+    """The standing server of this home, if one is running."""
+    return next((r for r in live() if r.kind == "standing"), None)
+
+
+def token_for(url: str) -> str | None:
+    """The local token of this home's server at ``url`` (None if none of this home's servers is there)."""
+    url = url.rstrip("/")
+    return next((r.token for r in live() if r.url == url), None)

@@ -1,0 +1,129 @@
+"""One standing server per SHOAL_HOME, local credentials, fast failures (issue 11, items 11, 13 and 14)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.apps import probes
+from tests.conftest import REPO, ServerProcess
+
+SHOAL = [sys.executable, "-m", "shoal"]
+
+
+def shoal_in(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "SHOAL_HOME": str(home), "PYTHONPATH": str(REPO), **(env or {})}
+    full.pop("SHOAL_SERVER_URL", None)
+    full.update(env or {})
+    return subprocess.run([*SHOAL, *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_each_home_has_its_own_standing_server_and_never_joins_another():
+    home_a, home_b = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp())
+    try:
+        # Given home A's standing server
+        started = shoal_in(home_a, "server", "start")
+        assert started.returncode == 0, started.stderr
+        # When home B asks: it has none, and starting one gives B its own (7811 may be A's: another port then)
+        status_b = shoal_in(home_b, "server", "status")
+        assert status_b.returncode == 1 and str(home_b) in status_b.stdout
+        assert shoal_in(home_b, "app", "list").returncode != 0  # no server of B's to list from
+        assert shoal_in(home_b, "server", "start").returncode == 0
+        url_a = shoal_in(home_a, "server", "status").stdout.split()[2]
+        url_b = shoal_in(home_b, "server", "status").stdout.split()[2]
+        # Then the two homes use two servers, and each stops its own
+        assert url_a.startswith("http://127.0.0.1:") and url_b.startswith("http://127.0.0.1:") and url_a != url_b
+        assert shoal_in(home_b, "server", "stop").returncode == 0
+        assert shoal_in(home_b, "server", "status").returncode == 1
+        assert shoal_in(home_a, "server", "status").returncode == 0
+    finally:
+        shoal_in(home_a, "server", "stop")
+        shoal_in(home_b, "server", "stop")
+
+
+def test_server_start_on_a_chosen_port_is_found_by_status_and_stop():
+    home = Path(tempfile.mkdtemp())
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        assert shoal_in(home, "server", "start", "--port", str(port)).returncode == 0
+        status = shoal_in(home, "server", "status")
+        assert status.returncode == 0 and f"127.0.0.1:{port}" in status.stdout
+        started = time.monotonic()
+        stopped = shoal_in(home, "server", "stop")
+        assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+        assert time.monotonic() - started < 8  # a graceful stop, not the SIGKILL fallback
+    finally:
+        shoal_in(home, "server", "stop")
+
+
+def test_an_unreachable_server_url_fails_within_five_seconds_with_a_clear_message():
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    started = time.monotonic()
+    result = shoal_in(Path(tempfile.mkdtemp()), "app", "list", env={"SHOAL_SERVER_URL": f"http://127.0.0.1:{port}"})
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    assert "Cannot reach the Shoal server" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < 8, elapsed  # ~5 s of retries plus an interpreter start
+
+
+def test_every_run_says_which_server_it_uses_in_its_first_line(server):
+    result = subprocess.run(
+        [*SHOAL, "run", "tests/apps/cli_app.py::double", "--x", "2"], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[0] == f"✓ Using SHOAL_SERVER_URL at {server.url}"
+
+
+def test_without_a_server_token_only_this_homes_clients_get_in_and_nobody_mints_tokens(server):
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/apps").status_code == 401  # loopback alone is not enough
+        assert http.get("/apps", headers=server.auth).status_code == 200  # the home's local token
+        minted = http.post("/tokens", json={"name": "x"}, headers=server.auth)
+        assert minted.status_code == 403 and "--token" in minted.json()["error"]["message"]
+        assert http.post("/tokens", json={"name": "x"}).status_code == 401
+
+
+def test_issued_tokens_stop_working_when_the_server_token_changes(tmp_path: Path):
+    state = tmp_path / "state"
+    srv = ServerProcess(state, env={"SHOAL_TOKEN": "first-admin"})
+    try:
+        issued = httpx.post(f"{srv.url}/tokens", json={"name": "ci"}, headers={"authorization": "Bearer first-admin"})
+        token = issued.json()["token"]
+        assert httpx.get(f"{srv.url}/apps", headers={"authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        srv.stop()
+    again = ServerProcess(state, env={"SHOAL_TOKEN": "second-admin"})
+    try:
+        assert httpx.get(f"{again.url}/apps", headers={"authorization": f"Bearer {token}"}).status_code == 401
+    finally:
+        again.stop()
+
+
+def test_a_container_cannot_deploy_create_apps_or_read_secrets_on_a_server_without_a_token(server, sandbox):
+    import shoal
+
+    app = shoal.App("no-admin-in-containers")
+    probe = app.function(serialized=True)(probes.try_admin_routes)
+    with app.run(show_logs=False):
+        answers = probe.remote()
+    for path, statuses in answers.items():
+        assert all(s in (401, 403) for s in statuses), (path, statuses)
+
+
+@pytest.mark.parametrize("bad", ["fc-../../etc", "fc-", "nope"])
+def test_call_get_with_a_malformed_id_says_so_in_one_line(server, bad: str):
+    result = subprocess.run([*SHOAL, "call", "get", bad], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "is not a function call id" in result.stderr and "HTTP 404" not in result.stderr
