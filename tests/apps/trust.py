@@ -33,13 +33,16 @@ def flaky_twice(marker: str) -> list[float]:
     return times
 
 
-@app.function(max_containers=64, scaledown_window=60)
+cap_app = shoal.App("tests-trust-cap")
+
+
+@cap_app.function(max_containers=64, scaledown_window=60)
 def hog(x: int) -> int:
     time.sleep(0.05)
     return x
 
 
-@app.function(max_containers=1)
+@cap_app.function(max_containers=1)
 def other(x: int) -> int:
     return x + 1
 

@@ -95,3 +95,19 @@ def test_a_sigterm_server_exits_fast_and_its_live_clients_lose_nothing(tmp_path,
     # Then it stopped within 5 s, and after the restart every input ended in its own result: none was cancelled
     assert stop_seconds is not None and stop_seconds <= 5, stop_seconds
     assert results == list(range(1500))
+
+
+def test_idle_containers_of_one_function_do_not_starve_another(tmp_path, monkeypatch):  # noqa: ANN001
+    # Given a machine-wide cap of 4 containers, all taken by a function that just finished a map
+    srv = ServerProcess(tmp_path / "cap", env={"SHOAL_MAX_TOTAL_CONTAINERS": "4"})
+    monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
+    try:
+        with trust.cap_app.run(show_logs=False):
+            assert sorted(trust.hog.map(range(200))) == list(range(200))
+            # When another function is called, Then it gets a container within seconds (not the 60 s window)
+            started = time.monotonic()
+            assert trust.other.remote(1) == 2
+            waited = time.monotonic() - started
+    finally:
+        srv.stop()
+    assert waited < 5, waited

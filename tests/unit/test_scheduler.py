@@ -77,3 +77,22 @@ def test_startup_failures_back_off_then_probe_with_one_container():
 
 def test_the_total_container_cap_is_respected():
     assert plan([load(ready=50)], [], 100.0, Limits(10.0, 5)) == [Launch("fu-1", "ap-1", 5)]
+
+
+def test_idle_containers_of_another_function_give_way_when_the_cap_blocks_a_backlog():
+    # Given a cap of 3, filled by idle containers of fu-a (idle 5 s, well inside its 60 s window)
+    limits = Limits(heartbeat_timeout=10.0, max_total_containers=3)
+    a = FunctionLoad("fu-a", "ap-1", 0, 0, 0, 0, 8, 0, 60.0, 30.0, 300.0, 0, 0.0)
+    b = FunctionLoad("fu-b", "ap-1", 2, 0, 0, 0, 8, 0, 60.0, 30.0, 300.0, 0, 0.0)
+    idle = [ContainerRow(f"ta-{i}", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 95.0 + i, 0) for i in range(3)]
+    # When fu-b has a backlog of 2, Then the two longest-idle fu-a containers are drained now
+    assert plan([a, b], idle, 100.0, limits) == [Drain("ta-0"), Drain("ta-1")]
+
+
+def test_busy_or_needed_containers_never_give_way():
+    limits = Limits(heartbeat_timeout=10.0, max_total_containers=2)
+    a = FunctionLoad("fu-a", "ap-1", 0, 0, 1, 2, 8, 0, 60.0, 30.0, 300.0, 0, 0.0)  # min 2, one input running
+    b = FunctionLoad("fu-b", "ap-1", 5, 0, 0, 0, 8, 0, 60.0, 30.0, 300.0, 0, 0.0)
+    busy = ContainerRow("ta-busy", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 99.0, 1)
+    kept = ContainerRow("ta-min", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 99.0, 0)
+    assert plan([a, b], [busy, kept], 100.0, limits) == []

@@ -2,7 +2,8 @@
 
 Autoscaling per function: desired = clamp(backlog + buffer, min_containers, max_containers) while there is a
 backlog (each container runs one input at a time), else min_containers; a container idle for longer than
-``scaledown_window`` above that number is drained. A function whose containers keep failing to start backs off
+``scaledown_window`` above that number is drained. When the machine-wide cap keeps a function with a backlog
+from getting containers, idle containers above other functions' need are drained at once to make room. A function whose containers keep failing to start backs off
 exponentially before the next launch. Containers that stop heartbeating or never finish starting are killed.
 """
 
@@ -68,26 +69,30 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
         actions.extend(_health_actions(c, now, limits, loads))
     killed = {a.container_id for a in actions if isinstance(a, Kill)}
     total = sum(1 for c in containers if c.id not in killed)
+    blocked = 0  # containers functions with a backlog want but the machine-wide cap refuses
+    spare: list[ContainerRow] = []  # idle containers above their function's need: drained early when blocked
     for load in sorted(loads, key=lambda f: f.function_id):
         active = [c for c in by_function[load.function_id] if c.id not in killed and c.state != ContainerState.DRAINING]
         desired = desired_containers(load)
         if len(active) < desired:
             if now - load.last_startup_failure < startup_backoff(load.startup_failures):
                 continue
-            count = min(desired - len(active), limits.max_total_containers - total)
-            if load.startup_failures:
-                count = min(count, 1)  # probe with one container while its function is failing to start
+            wanted = 1 if load.startup_failures else desired - len(active)  # probe while failing to start
+            count = min(wanted, limits.max_total_containers - total)
+            blocked += wanted - max(count, 0)
             if count > 0:
                 actions.append(Launch(load.function_id, load.app_id, count))
                 total += count
         elif len(active) > desired:
-            idle = [
-                c
-                for c in active
-                if c.state == ContainerState.RUNNING and c.leased == 0 and now - c.last_active >= load.scaledown_window
-            ]
-            idle.sort(key=lambda c: c.last_active)
-            actions.extend(Drain(c.id) for c in idle[: len(active) - desired])
+            idle = sorted((c for c in active if c.state == ContainerState.RUNNING and c.leased == 0),
+                          key=lambda c: c.last_active)  # fmt: skip
+            idle = idle[: len(active) - desired]
+            expired = [c for c in idle if now - c.last_active >= load.scaledown_window]
+            actions.extend(Drain(c.id) for c in expired)
+            spare.extend(c for c in idle if c not in expired)
+    if blocked:  # idle containers of other functions give way now, not when their scaledown window ends
+        spare.sort(key=lambda c: c.last_active)
+        actions.extend(Drain(c.id) for c in spare[:blocked])
     return actions
 
 
