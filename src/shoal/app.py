@@ -328,10 +328,13 @@ class App:
             await client.request("POST", f"/apps/{app_id}/detach", {})
         else:
             await client.request("POST", f"/apps/{app_id}/stop", {"reason": "its run ended"})
-        with contextlib.suppress(Exception):  # the last output, container stop lines included
-            body = {"since": self._log_seq, "wait": 0}
-            resp = await client.request("POST", f"/apps/{app_id}/logs", body, packed=True)
-            self._print_logs(resp["logs"])
+        with contextlib.suppress(Exception):  # the rest of the output, page by page, container stop lines included
+            while True:
+                body = {"since": self._log_seq, "wait": 0}
+                resp = await client.request("POST", f"/apps/{app_id}/logs", body, packed=True)
+                self._print_logs(resp["logs"])
+                if not resp["logs"]:
+                    break
         if detach and output_enabled():
             follow = f"follow it with `shoal app logs {app_id} -f`, stop it with `shoal app stop {app_id}`"
             print(f"✓ App {app_id} goes on without this process (detached) until its calls finish: {follow}.",

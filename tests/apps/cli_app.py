@@ -76,3 +76,15 @@ def map_and_wait(directory: str, count: int = 400) -> None:
     print(f"MAPPING {results.function_call_id}", flush=True)
     for _ in results:
         pass
+
+
+@app.function(max_containers=4)
+def shout(k: int, lines: int) -> int:
+    for i in range(lines):
+        print(f"input {k} line {i}")
+    return lines
+
+
+@app.local_entrypoint()
+def many_lines(inputs: int = 4, lines: int = 25_000) -> None:
+    print(f"TOTAL {sum(shout.map(range(inputs), kwargs={'lines': lines}))}")

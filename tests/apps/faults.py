@@ -19,6 +19,7 @@ def busy(x: int) -> int:
 @app.function(max_containers=2, retries=shoal.Retries(max_retries=2, initial_delay=0.0, backoff_coefficient=1.0))
 def exit_on_13(x: int) -> int:
     if x == 13:
+        print("about to die on 13", flush=True)
         os._exit(1)
     return x
 

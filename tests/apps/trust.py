@@ -47,13 +47,6 @@ def other(x: int) -> int:
     return x + 1
 
 
-@app.function(max_containers=1)
-def shout(lines: int) -> int:
-    for i in range(lines):
-        print(f"line {i}")
-    return lines
-
-
 restart_app = shoal.App("tests-trust-restart")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -259,3 +260,31 @@ def test_interrupting_a_detached_run_leaves_its_map_running(server, sig):  # noq
     assert "Traceback" not in stderr
     assert list(shoal.FunctionCall.from_id(call_id).iter()) == list(range(400))
     assert len(list(tmp_path.glob("*.done"))) == 400
+
+
+def test_every_line_of_container_output_reaches_the_terminal_in_order(server):
+    # Given 4 inputs on up to 4 containers, printing 25,000 lines each (100,000 lines)
+    result = shoal_cli("run", "-q", f"{APP}::many_lines")
+    assert result.returncode == 0, result.stderr[-2000:]
+    # Then the terminal got every line, in order for each input (each runs in one container)
+    seen: dict[int, list[int]] = {k: [] for k in range(4)}
+    for line in result.stdout.splitlines():
+        match = re.search(r"input (\d+) line (\d+)$", line)
+        if match:
+            seen[int(match.group(1))].append(int(match.group(2)))
+    for k, numbers in seen.items():
+        assert numbers == list(range(25_000)), (k, len(numbers))
+    assert "TOTAL 100000" in result.stdout
+
+
+def test_app_logs_shows_the_whole_log_and_says_when_it_shows_a_tail(server):
+    result = shoal_cli("run", "-q", f"{APP}::many_lines", "--inputs", "1", "--lines", "1500")
+    assert result.returncode == 0, result.stderr[-2000:]
+    app_id = re.search(r"\((ap-[0-9a-f]+)\)", result.stderr).group(1)
+    everything = shoal_cli("app", "logs", app_id)
+    assert [f"input 0 line {i}" for i in range(1500)] == [
+        line for line in everything.stdout.splitlines() if line.startswith("input 0 line")
+    ]
+    tail = shoal_cli("app", "logs", app_id, "--tail", "100")
+    assert len([line for line in tail.stdout.splitlines() if line.startswith("input 0 line")]) <= 100
+    assert "earlier ones not shown" in tail.stderr

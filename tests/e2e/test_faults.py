@@ -55,6 +55,7 @@ def test_a_container_exiting_on_one_input_fails_only_that_input():
     assert isinstance(out[13], ExecutionError)
     assert "exited unexpectedly" in str(out[13])
     assert "exit code 1" in str(out[13])
+    assert "about to die on 13" in str(out[13])  # its last output is in the error, not in a file that may be gone
 
 
 def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():

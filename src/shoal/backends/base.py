@@ -50,6 +50,10 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""
 
+    def output_tail(self, container_id: str, lines: int = 20) -> str:
+        """The last lines a container wrote to its own stdout/stderr (put in errors about its death), or ''."""
+        return ""
+
     def describe_exit(self, code: int | None) -> str:
         """Human words for an exit code."""
         if code is None:

@@ -48,6 +48,16 @@ class LocalBackend(Backend):
     def log_path(self, container_id: str) -> Path:
         return self.log_dir / f"{container_id}.log"
 
+    def output_tail(self, container_id: str, lines: int = 20) -> str:
+        try:
+            with open(self.log_path(container_id), "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 64 * 1024))
+                data = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(data.splitlines()[-lines:])
+
     async def launch(self, spec: ContainerSpec) -> None:
         env = dict(os.environ)
         env.update(spec.env)

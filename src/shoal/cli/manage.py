@@ -176,7 +176,17 @@ def app_logs(ref: str, follow: bool, since: str | None, tail: int | None) -> Non
         body["tail"] = tail
     if since is not None:
         body["since_ts"] = time.time() - _duration(since)
-    seq = _print_rows(_request("POST", f"/apps/{ref}/logs", body, packed=True), 0)
+    first = _request("POST", f"/apps/{ref}/logs", body, packed=True)
+    seq = _print_rows(first, 0)
+    if first.get("earlier"):
+        click.echo(f"(the last {len(first['logs'])} entries; {first['earlier']} earlier ones not shown: "
+                   "drop --tail/--since to see all)", err=True)  # fmt: skip
+    while tail is None:  # the whole log (or all of it since --since), page by page
+        page = {"since": seq, "wait": 0, **({"since_ts": body["since_ts"]} if "since_ts" in body else {})}
+        resp = _request("POST", f"/apps/{ref}/logs", page, packed=True)
+        if not resp["logs"]:
+            break
+        seq = _print_rows(resp, seq)
     while follow:
         resp = _request("POST", f"/apps/{ref}/logs", {"since": seq, "wait": 10.0}, packed=True)
         seq = _print_rows(resp, seq)

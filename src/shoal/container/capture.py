@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 from .._context import _current_input
+
+MERGE_LIMIT = 64 * 1024  # characters: a longer unfinished line is shipped in pieces
 
 
 class Redactor:
@@ -30,19 +33,49 @@ class LogBuffer:
 
     def __init__(self, redact: Redactor | None = None) -> None:
         self._lock = threading.Lock()
+        self._ship = threading.Lock()
         self._entries: list[list[Any]] = []
         self.redact = redact or Redactor()
 
     def add(self, stream: str, text: str) -> None:
+        """Record a write; one that continues an unfinished line of the same stream and input joins its entry
+        (``print`` writes the text and its newline separately: one entry per line, not two)."""
         current = _current_input.get()
         call_id, index = current if current else (None, None)
         with self._lock:
-            self._entries.append([call_id, index, stream, text, time.time()])
+            last = self._entries[-1] if self._entries else None
+            if (last is not None and last[0] == call_id and last[1] == index and last[2] == stream
+                    and not last[3].endswith("\n") and len(last[3]) < MERGE_LIMIT):  # fmt: skip
+                last[3] += text
+            else:
+                self._entries.append([call_id, index, stream, text, time.time()])
 
     def drain(self) -> list[list[Any]]:
         with self._lock:
             entries, self._entries = self._entries, []
         return entries
+
+    @contextlib.contextmanager
+    def shipping(self) -> Iterator[list[list[Any]]]:
+        """The entries to send with one request. One request ships at a time, so entries reach the server in the
+        order they were written; a request that fails puts its entries back."""
+        if not self._ship.acquire(blocking=False):  # another thread's request carries the logs now
+            yield []
+            return
+        entries = self.drain()
+        try:
+            yield entries
+        except BaseException:
+            self.restore(entries)
+            raise
+        finally:
+            self._ship.release()
+
+    def restore(self, entries: list[list[Any]]) -> None:
+        """Put back entries whose shipping failed, ahead of newer ones (order kept, nothing dropped)."""
+        if entries:
+            with self._lock:
+                self._entries[:0] = entries
 
 
 class TeeStream(io.TextIOBase):

@@ -15,6 +15,7 @@ and ends the process (the backend then kills the process group). Cancelled input
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import inspect
@@ -225,9 +226,13 @@ class ContainerRuntime:
             released = [x.release_row() for x in self.state.unstarted] if self.state.stopping else []
             if self.state.stopping:
                 self.state.unstarted = []
-        body = {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": want, "wait": wait}
-        try:
-            return self.api.call("exchange", body)
+        try:  # a long poll carries no logs (it would hold them back): the heartbeat ships them meanwhile
+            shipping: contextlib.AbstractContextManager[list[list[Any]]] = (
+                self.logs.shipping() if wait <= 0 else contextlib.nullcontext([])
+            )
+            with shipping as logs:
+                body = {"outputs": reports, "released": released, "logs": logs, "want": want, "wait": wait}
+                return self.api.call("exchange", body)
         except BaseException:
             with self.state.lock:  # not delivered: keep them for the next try
                 self.state.reports = reports + self.state.reports
@@ -311,8 +316,7 @@ class ContainerRuntime:
                 slots += 1
             with self.state.lock:
                 reports, self.state.reports = self.state.reports, []
-            resp = self.api.call("exchange", {"outputs": reports, "logs": self.logs.drain(), "want": slots,
-                                              "wait": IDLE_POLL})  # fmt: skip
+            resp = self.api.call("exchange", {"outputs": reports, "logs": [], "want": slots, "wait": IDLE_POLL})
             leases = [Lease(*x) for x in resp["inputs"]]
             if slots > len(leases):
                 free.release(slots - len(leases))
@@ -346,7 +350,8 @@ class ContainerRuntime:
                 reports, self.state.reports = self.state.reports, []
             if reports:
                 try:
-                    api.call("exchange", {"outputs": reports, "logs": self.logs.drain(), "want": 0})
+                    with self.logs.shipping() as logs:
+                        api.call("exchange", {"outputs": reports, "logs": logs, "want": 0})
                 except Exception:  # noqa: BLE001 - retried with the next batch
                     with self.state.lock:
                         self.state.reports = reports + self.state.reports
@@ -361,7 +366,8 @@ class ContainerRuntime:
         while True:
             time.sleep(self.heartbeat_interval)
             try:
-                resp = api.call("heartbeat", {"logs": self.logs.drain()})
+                with self.logs.shipping() as logs:
+                    resp = api.call("heartbeat", {"logs": logs})
             except SystemExit:
                 os._exit(0)
             except Exception:  # noqa: BLE001 - the server may be restarting; keep beating

@@ -290,11 +290,15 @@ def create_app(plane: ControlPlane) -> Starlette:
         app_id = find_app(request.path_params["ref"])["app_id"]
         tail = field(b, "tail", int, None)
         since_ts = field(b, "since_ts", (int, float), 0.0)
+        since = field(b, "since", int, 0)
+        earlier = 0
         if tail is not None or since_ts:
-            rows = plane.catalog.logs(app_id, None, field(b, "since", int, 0), tail, since_ts)
+            rows = plane.catalog.logs(app_id, None, since, tail, since_ts)
+            if rows and tail is not None:
+                earlier = plane.catalog.count_logs(app_id, since, rows[0][0])
         else:
-            rows = await plane.wait_logs(app_id, field(b, "since", int, 0), field(b, "wait", (int, float), 0))
-        return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id)})
+            rows = await plane.wait_logs(app_id, since, field(b, "wait", (int, float), 0))
+        return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id), "earlier": earlier})
 
     @route("/blobs/{blob_id}", ["PUT"], "caller")
     async def put_blob(request: Request) -> Response:

@@ -130,9 +130,16 @@ class Catalog:
                 "stop_reason", "running_inputs"]  # fmt: skip
         return [dict(zip(keys, r)) for r in rows]
 
+    def count_logs(self, app_id: str, after: int, before: int) -> int:
+        """How many entries of an app lie between two sequence numbers (what a tail left out)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM logs WHERE app_id=? AND seq>? AND seq<?", (app_id, after, before)
+        ).fetchone()
+        return int(row[0])
+
     def logs(
         self, app_id: str | None, container_id: str | None, since: int, tail: int | None = None,
-        since_ts: float = 0.0, limit: int = 1000,
+        since_ts: float = 0.0, limit: int = 5000,
     ) -> list[tuple[int, str, str, str | None]]:  # fmt: skip
         """(seq, stream, text, container) of an app or a container: after ``since`` (and time ``since_ts``), or
         the last ``tail`` entries."""

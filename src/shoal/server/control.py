@@ -391,10 +391,8 @@ class ControlPlane:
         _, state = found
         known = self._kill_reasons.pop(container_id, None)
         reason, charge = known if known else (self.backend.describe_exit(code), True)
-        log_hint = ""
-        log_path = getattr(self.backend, "log_path", None)
-        if log_path is not None:
-            log_hint = f"; container log: {log_path(container_id)}"
+        tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
+        log_hint = f". The last lines it wrote:\n{tail}" if tail.strip() else ""
         status = OutputStatus.CRASHED
         message = f"The container running this input exited unexpectedly: {reason}{log_hint}"
         if container_id in self._timed_out:

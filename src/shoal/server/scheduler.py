@@ -3,8 +3,9 @@
 Autoscaling per function: desired = clamp(backlog + buffer, min_containers, max_containers) while there is a
 backlog (each container runs one input at a time), else min_containers; a container idle for longer than
 ``scaledown_window`` above that number is drained. When the machine-wide cap keeps a function with a backlog
-from getting containers, idle containers above other functions' need are drained at once to make room. A function whose containers keep failing to start backs off
-exponentially before the next launch. Containers that stop heartbeating or never finish starting are killed.
+from getting containers, idle containers above other functions' need are drained at once to make room. A
+function whose containers keep failing to start backs off exponentially before the next launch. Containers that
+stop heartbeating or never finish starting are killed.
 """
 
 from __future__ import annotations

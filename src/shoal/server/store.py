@@ -547,7 +547,7 @@ class Store:
                 [(app_id, e[0], e[1], container_id, e[2], e[3], e[4]) for e in entries],
             )
 
-    def logs(self, app_id: str, since_seq: int, limit: int = 1000) -> list[tuple[int, str, str, str | None]]:
+    def logs(self, app_id: str, since_seq: int, limit: int = 5000) -> list[tuple[int, str, str, str | None]]:
         """(seq, stream, text, container id) after ``since_seq``."""
         return self.db.execute(
             "SELECT seq, stream, data, container_id FROM logs WHERE app_id=? AND seq>? ORDER BY seq LIMIT ?",
