@@ -48,8 +48,9 @@ class ServerObject:
         return f"{type(self).__name__}({self.name or self.object_id or 'ephemeral'!r})"
 
     def __reduce__(self) -> Any:
-        # travels by reference; the receiver resolves it on its own server (a container's is its app's)
-        return (_rebuild, (type(self), self.name, self.object_id))
+        # travels by reference; the receiver resolves it on its own server (a container's is its app's), creating
+        # it there if the sender may create it: an object sent before its first use exists wherever it arrives
+        return (_rebuild, (type(self), self.name, self.object_id, self._create))
 
     @classmethod
     def from_name(cls: type[H], name: str, *, create_if_missing: bool = False) -> H:
@@ -100,8 +101,10 @@ class ServerObject:
         return client, self.object_id
 
 
-def _rebuild(cls: type[ServerObject], name: str | None, object_id: str | None) -> ServerObject:
-    return cls(name, object_id=object_id)
+def _rebuild(
+    cls: type[ServerObject], name: str | None, object_id: str | None, create_if_missing: bool = False
+) -> ServerObject:
+    return cls(name, create_if_missing, object_id=object_id)
 
 
 async def aiter_list(values: list[Any]) -> AsyncIterator[list[Any]]:

@@ -288,3 +288,22 @@ def test_app_logs_shows_the_whole_log_and_says_when_it_shows_a_tail(server):
     tail = shoal_cli("app", "logs", app_id, "--tail", "100")
     assert len([line for line in tail.stdout.splitlines() if line.startswith("input 0 line")]) <= 100
     assert "earlier ones not shown" in tail.stderr
+
+
+def test_small_cli_edges_give_one_clear_line(server, tmp_path: Path):
+    # a missing module: one line, exit 2
+    missing = shoal_cli("run", "-m", "no_such_pkg.module")
+    assert missing.returncode == 2 and "No module named 'no_such_pkg.module'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    # --help of a function with a dict parameter shows, and says how to pass it
+    app_file = tmp_path / "dict_param.py"
+    app_file.write_text("import shoal\napp = shoal.App('d')\n\n@app.function()\ndef f(config: dict) -> dict:\n"
+                        "    return config\n")  # fmt: skip
+    helped = shoal_cli("run", f"{app_file}::f", "--help")
+    assert helped.returncode == 0 and "--config JSON" in helped.stdout and "JSON value" in helped.stdout
+    # piped listings keep whole ids
+    ran = shoal_cli("run", f"{APP}::double", "--x", "1")
+    app_id = re.search(r"\((ap-[0-9a-f]+)\)", ran.stderr).group(1)
+    listed = shoal_cli("app", "list")
+    assert listed.returncode == 0 and app_id in listed.stdout
+    assert all("…" not in line for line in listed.stdout.splitlines())

@@ -106,3 +106,15 @@ def test_producer_consumer_across_4_containers_loses_and_duplicates_nothing(serv
     assert sum(counts) == total  # no item was taken twice
     assert sorted(received) == list(range(total))  # and none was lost
     assert len(set(received.values())) >= 2  # the work was actually shared
+
+
+def test_a_named_dict_sent_before_its_first_use_is_created_where_it_arrives(server):
+    # Given a Dict.from_name(create_if_missing=True) that this client never used
+    import uuid
+
+    d = shoal.Dict.from_name(f"sent-first-{uuid.uuid4().hex[:8]}", create_if_missing=True)
+    with shared_state.app.run(show_logs=False):
+        # When it is passed to a function, Then the container creates and uses it; the client sees the same one
+        assert shared_state.remember.remote(d, "k", 1) is None
+        assert shared_state.remember.remote(d, "k", 2) == 1
+    assert d["k"] == 2

@@ -51,7 +51,7 @@ def _runtime_paths() -> list[str]:
     candidates.update(site.getsitepackages())
     candidates.update(p for p in sys.path if p)
     paths = sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists())
-    under_tmp = [p for p in paths if p == "/tmp" or p.startswith("/tmp/")]
+    under_tmp = [p for p in paths if p.startswith("/tmp/")]  # never /tmp itself: it stays private and writable
     return [p for p in under_tmp if not any(p != q and p.startswith(q + "/") for q in under_tmp)]
 
 

@@ -69,7 +69,9 @@ def cli() -> None:
     """
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@cli.command(  # options after TARGET belong to the entrypoint (`shoal run app.py::f --help` shows f's options)
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": False}
+)
 @click.argument("target")
 @click.option("-m", "as_module", is_flag=True, help="TARGET is a module path (package.module[::entry]).")
 @click.option("-d", "--detach", is_flag=True, help="Keep the app running after this command exits.")

@@ -36,10 +36,13 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
     table = Table(title=title)
     for c in columns:
-        table.add_column(c)
+        table.add_column(c, overflow="fold")
     for r in rows:
         table.add_row(*[str(v) for v in r])
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: no terminal width to fit, so never cut an id to fit 80 columns
+        console = Console(width=1000)
+    console.print(table)
 
 
 def _duration(text: str) -> float:

@@ -7,6 +7,7 @@ import datetime
 import functools
 import importlib
 import inspect
+import json
 import sys
 import typing
 from collections.abc import Callable
@@ -19,7 +20,6 @@ import click
 
 from ..app import App
 from ..cls import class_methods
-from ..exception import InvalidError
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,9 @@ def import_target(target: str, as_module: bool) -> tuple[ModuleType, str | None]
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name == name:
-            raise click.UsageError(f"No module named {name!r}") from exc
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            where = "the current directory or the installed packages" if as_module else str(Path(path_part).parent)
+            raise click.UsageError(f"No module named {name!r} (looked in {where})") from exc
         raise
     return module, ref or None
 
@@ -115,10 +116,25 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
                datetime.datetime: click.DateTime()}  # fmt: skip
     if annotation is inspect.Parameter.empty:
         return click.STRING, optional
-    if annotation not in mapping:
-        raise InvalidError(f"entrypoint parameters of type {annotation!r} are not supported (str, int, float, bool, "
-                           "datetime, Literal, Optional).")  # fmt: skip
-    return mapping[annotation], optional
+    return mapping.get(annotation, JSON), optional  # dict, list and every other type: a JSON value
+
+
+class JsonValue(click.ParamType):
+    """A parameter of any other type (dict, list, ...) is given as JSON: --config '{"a": 1}'."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not valid JSON ({exc.msg}); e.g. --{param.name if param else 'x'} "
+                      "'{\"key\": 1}'", param, ctx)  # fmt: skip
+
+
+JSON = JsonValue()
 
 
 def _literal_value(annotation: Any, raw: Any) -> Any:
@@ -146,12 +162,15 @@ def parse_entry_args(entry: Entry, args: list[str]) -> tuple[tuple[Any, ...], di
         if ctype is click.BOOL:
             options.append(click.Option([f"{flag}/--no-{flag[2:]}", p.name], default=default, required=required))
         else:
-            options.append(click.Option([flag, p.name], type=ctype, default=default, required=required))
+            help_text = "a JSON value" if ctype is JSON else None
+            options.append(click.Option([flag, p.name], type=ctype, default=default, required=required, help=help_text))
     command = click.Command(entry.name, params=options, callback=lambda **kw: kw, help=target.__doc__)
     try:
         parsed = command.main(args, prog_name=f"shoal run ...::{entry.name}", standalone_mode=False)
     except click.exceptions.Exit:
         raise SystemExit(0) from None
+    if not isinstance(parsed, dict):  # --help was shown
+        raise SystemExit(0)
     for option in options:
         if option.required and parsed.get(option.name) is None:  # click lets an empty command line through
             raise click.MissingParameter(param=option, param_hint=option.opts[0].split("/")[0])
