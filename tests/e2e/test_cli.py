@@ -307,3 +307,10 @@ def test_small_cli_edges_give_one_clear_line(server, tmp_path: Path):
     listed = shoal_cli("app", "list")
     assert listed.returncode == 0 and app_id in listed.stdout
     assert all("…" not in line for line in listed.stdout.splitlines())
+
+
+def test_the_readme_tour_app_runs_as_written(server):
+    dry = shoal_cli("run", "examples/etl.py", "--day", "2026-11-01", "--dry-run")
+    assert dry.returncode == 0 and "2026-11-01: would process 1000 items" in dry.stdout, dry.stderr
+    one = shoal_cli("run", "examples/etl.py::process_item", "--item", '{"id": 3, "value": 5}')
+    assert one.returncode == 0 and "{'id': 3, 'processed_value': 10}" in one.stdout, one.stderr

@@ -100,7 +100,8 @@ def test_payloads_over_the_maximum_are_refused(monkeypatch: pytest.MonkeyPatch, 
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as conn:
         conn.sendall(b"POST /apps HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 629145600\r\n\r\n{}")  # fmt: skip
+                     + f"Authorization: Bearer {server.token}\r\n".encode()
+                     + b"Content-Length: 629145600\r\n\r\n{}")  # fmt: skip
         conn.settimeout(10)
         reply = b""
         while b"RequestSizeError" not in reply and (chunk := conn.recv(65536)):
@@ -126,7 +127,7 @@ def test_malformed_requests_and_unknown_ids_get_4xx_never_5xx(server):
         ("POST", "/containers/ta-nope/exchange", b"{}", {}, 401),
     ]  # fmt: skip
     for method, path, body, headers, expected in cases:
-        resp = httpx.request(method, f"{server.url}{path}", content=body, headers=headers)
+        resp = httpx.request(method, f"{server.url}{path}", content=body, headers={**server.auth, **headers})
         assert resp.status_code == expected, (path, resp.status_code, resp.text)
         assert resp.json()["error"]["message"]
 

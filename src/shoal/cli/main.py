@@ -69,17 +69,19 @@ def cli() -> None:
     """
 
 
-@cli.command(  # options after TARGET belong to the entrypoint (`shoal run app.py::f --help` shows f's options)
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": False}
-)
-@click.argument("target")
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, add_help_option=False)
+@click.argument("target", required=False)
+@click.option("-h", "--help", "show_help", is_flag=True, help="This help; after TARGET, the entrypoint's options.")
 @click.option("-m", "as_module", is_flag=True, help="TARGET is a module path (package.module[::entry]).")
 @click.option("-d", "--detach", is_flag=True, help="Keep the app running after this command exits.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.option("-w", "--write-result", type=click.Path(path_type=Path), help="Write the str/bytes return value here.")
 @click.pass_context
 @friendly_errors
-def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: bool, write_result: Path | None) -> None:
+def run(
+    ctx: click.Context, target: str | None, as_module: bool, detach: bool, quiet: bool, write_result: Path | None,
+    show_help: bool,
+) -> None:  # fmt: skip
     """Run an app: FILE.py[::ENTRY] or -m package.module[::ENTRY].
 
     The entrypoint's parameters become options (--my-arg VALUE; --flag/--no-flag for bools).
@@ -94,9 +96,14 @@ def run(ctx: click.Context, target: str, as_module: bool, detach: bool, quiet: b
     from .._output import enable_output
     from .targets import find_entry, import_target, parse_entry_args
 
+    if target is None:
+        if show_help:
+            click.echo(ctx.get_help())
+            return
+        raise click.UsageError("Missing argument 'TARGET' (FILE.py[::ENTRY] or -m package.module[::ENTRY]).")
     module, ref = import_target(target, as_module)
     entry = find_entry(module, ref)
-    args, kwargs = parse_entry_args(entry, ctx.args)
+    args, kwargs = parse_entry_args(entry, ["--help"] if show_help else ctx.args)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM leaves like Ctrl-C: a detached app goes on, others stop
     try:
         with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
