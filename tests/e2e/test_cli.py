@@ -71,23 +71,27 @@ def test_user_code_failure_exits_1_with_a_short_message(server):
     assert "shoal/cli" not in result.stderr  # no internal stack trace
 
 
-def test_detached_run_survives_its_client_being_killed(server):
-    tmp_path = Path(shared_dir())
-    # Given a detached run that submitted a spawn_map of 500 slow inputs
+def start_detached(entry: str, directory: Path, marker: str) -> tuple[subprocess.Popen[str], str]:
+    """``shoal run --detach APP::entry --directory D``, once it printed ``MARKER call-id``: (process, call id)."""
     proc = subprocess.Popen(
-        [*SHOAL, "run", "--detach", f"{APP}::fan_out", "--directory", str(tmp_path)], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [*SHOAL, "run", "--detach", f"{APP}::{entry}", "--directory", str(directory)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.stdout is not None
     line = ""
-    while not line.startswith("SUBMITTED"):
+    while not line.startswith(marker):
         line = proc.stdout.readline()
-        assert line, "the client exited before submitting"
-    call_id = line.split()[1]
+        assert line, f"the client exited before printing {marker}"
+    return proc, line.split()[1]
+
+
+def test_detached_run_survives_its_client_being_killed(server):
+    tmp_path = Path(shared_dir())
+    # Given a detached run that submitted a spawn_map of 500 slow inputs
+    proc, call_id = start_detached("fan_out", tmp_path, "SUBMITTED")
     # When the client is killed
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    proc.stdout.close()
+    proc.communicate()
     # Then every input still runs, and the results can be collected from elsewhere
     assert sorted(shoal.FunctionCall.from_id(call_id).iter()) == list(range(500))
     assert len(list(tmp_path.glob("*.done"))) == 500
@@ -241,16 +245,7 @@ def test_deployed_class_from_name_in_another_process(server):
 def test_interrupting_a_detached_run_leaves_its_map_running(server, sig):  # noqa: ANN001
     tmp_path = Path(shared_dir())
     # Given a detached run in the middle of a 400-input map
-    proc = subprocess.Popen(
-        [*SHOAL, "run", "--detach", f"{APP}::map_and_wait", "--directory", str(tmp_path)], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = ""
-    while not line.startswith("MAPPING"):
-        line = proc.stdout.readline()
-        assert line, "the client exited before mapping"
-    call_id = line.split()[1]
+    proc, call_id = start_detached("map_and_wait", tmp_path, "MAPPING")
     # When it gets Ctrl-C (or SIGTERM)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=30)

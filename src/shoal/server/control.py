@@ -119,9 +119,9 @@ class ControlPlane:
             return
         self._stopping = True
         if self._loop_task:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            self._loop_task.cancel()  # on Python 3.11, wait_for() can swallow a cancel: the loop also checks the flag
+            self._wake.set()
+            await asyncio.wait({self._loop_task}, timeout=1.0)
         self.backend.on_exit = lambda container_id, code: None  # a shutdown is not the containers' failure
         self.notifier.notify_all()
         await asyncio.gather(*(self.backend.terminate(cid, 0) for cid in self.backend.list()), return_exceptions=True)
@@ -427,9 +427,11 @@ class ControlPlane:
 
     async def _scheduler_loop(self) -> None:
         limits = Limits(self.config.heartbeat_timeout, self.config.max_total_containers)
-        while True:
+        while not self._stopping:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.5)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self._tick(limits)

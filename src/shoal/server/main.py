@@ -141,18 +141,23 @@ class _Server(uvicorn.Server):
         self.record: Path | None = None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record,))
+        deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record, asyncio.get_running_loop()))
         deadline.daemon = True
         deadline.start()
         await self.plane.quiesce()
         await super().shutdown(sockets)
 
 
-def _exit_now(record: Path | None) -> None:
+def _exit_now(record: Path | None, loop: asyncio.AbstractEventLoop) -> None:
     """The stop took too long: say where it was stuck (in the server log), then exit as a crash would. The store
     is made for that (every acknowledged change is committed; the next start re-queues what was running)."""
     log.warning("the server did not stop within %ss; exiting now. Where it was:", EXIT_DEADLINE)
     faulthandler.dump_traceback(all_threads=True)
+    try:  # best effort from another thread: what the event loop was waiting for
+        for task in list(asyncio.all_tasks(loop)):
+            task.print_stack(limit=8)
+    except Exception:  # noqa: BLE001 - diagnostics only
+        pass
     if record is not None:
         record.unlink(missing_ok=True)
     os._exit(1)
