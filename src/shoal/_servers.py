@@ -80,7 +80,21 @@ def standing() -> ServerRecord | None:
     return next((r for r in live() if r.kind == "standing"), None)
 
 
+_found: dict[tuple[str, str], ServerRecord] = {}
+
+
 def token_for(url: str) -> str | None:
-    """The local token of this home's server at ``url`` (None if none of this home's servers is there)."""
+    """The local token of this home's server at ``url`` (None if none of this home's servers is there).
+
+    The record found is remembered while its process lives (a call costs a signal-0, not a directory scan); a
+    restarted server keeps its local token with its state, so a client outlives the restart either way.
+    """
     url = url.rstrip("/")
-    return next((r.token for r in live() if r.url == url), None)
+    key = (str(settings().home), url)
+    known = _found.get(key)
+    if known is None or not _alive(known.pid):
+        fresh = next((r for r in live() if r.url == url), None)
+        if fresh is not None:
+            _found[key] = known = fresh
+        # else: down for now; a restart of that server keeps its token, so the last one found still holds
+    return known.token if known is not None else None

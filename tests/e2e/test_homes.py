@@ -127,3 +127,30 @@ def test_call_get_with_a_malformed_id_says_so_in_one_line(server, bad: str):
     result = subprocess.run([*SHOAL, "call", "get", bad], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "is not a function call id" in result.stderr and "HTTP 404" not in result.stderr
+
+
+EMBEDDED_SPAWNER = """
+import sys, time
+from tests.apps import basic
+with basic.app.run(show_logs=False):
+    call = basic.square.spawn(12)
+    assert call.get(timeout=60) == 144
+    print(call.object_id, flush=True)
+    sys.stdin.read()  # keep the embedded server up until the test closes stdin
+"""
+
+
+def test_call_get_finds_a_call_of_another_processs_embedded_server():
+    home = Path(tempfile.mkdtemp())
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_SERVER_URL"}
+    env.update(SHOAL_HOME=str(home), PYTHONPATH=str(REPO))
+    spawner = subprocess.Popen([sys.executable, "-c", EMBEDDED_SPAWNER], cwd=REPO, env=env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert spawner.stdout is not None
+        call_id = spawner.stdout.readline().strip()
+        assert call_id.startswith("fc-"), spawner.stderr.read() if spawner.stderr else ""
+        got = shoal_in(home, "call", "get", call_id)
+        assert got.returncode == 0 and got.stdout.strip() == "144", got.stderr
+    finally:
+        spawner.communicate("", timeout=60)
