@@ -1,9 +1,9 @@
 """The README tour's app: an ETL batch that fans one function out over its items.
 
-    shoal run examples/etl.py --day 2026-11-01 --dry-run
-    shoal run examples/etl.py::process_item --item '{"id": 3, "value": 5}'
-    shoal run --detach examples/etl.py
-    shoal deploy examples/etl.py
+shoal run examples/etl.py --day 2026-11-01 --dry-run
+shoal run examples/etl.py::process_item --item '{"id": 3, "value": 5}'
+shoal run --detach examples/etl.py
+shoal deploy examples/etl.py
 """
 
 from __future__ import annotations
