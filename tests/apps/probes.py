@@ -2,7 +2,44 @@
 
 from __future__ import annotations
 
+import os
 
+import shoal
+
+app = shoal.App("tests-probes")
+
+
+@app.function(secrets=[shoal.Secret.from_dict({"API_KEY": "s3cret"})])
+def probe_state(paths: list[str], dirs: list[str]) -> dict[str, list[str]]:
+    """Runs in a container: which of the server's files can it read, write or list?"""
+    readable, writable, listed = [], [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+            readable.append(path)
+        except OSError:
+            pass
+        try:
+            with open(path, "ab"):
+                writable.append(path)
+        except OSError:
+            pass
+    for d in dirs:
+        try:
+            if os.listdir(d):
+                listed.append(d)
+        except OSError:
+            pass
+        try:
+            with open(os.path.join(d, "planted-by-a-container"), "w"):
+                writable.append(d)
+        except OSError:
+            pass
+    return {"readable": readable, "writable": writable, "listed": listed}
+
+
+@app.function()
 def try_admin_routes() -> dict[str, list[int]]:
     """Runs in a container: what the server answers to client-only routes, with no token and with its own."""
     import json

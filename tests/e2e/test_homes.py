@@ -112,12 +112,8 @@ def test_issued_tokens_stop_working_when_the_server_token_changes(tmp_path: Path
 
 
 def test_a_container_cannot_deploy_create_apps_or_read_secrets_on_a_server_without_a_token(server, sandbox):
-    import shoal
-
-    app = shoal.App("no-admin-in-containers")
-    probe = app.function(serialized=True)(probes.try_admin_routes)
-    with app.run(show_logs=False):
-        answers = probe.remote()
+    with probes.app.run(show_logs=False):
+        answers = probes.try_admin_routes.remote()
     for path, statuses in answers.items():
         assert all(s in (401, 403) for s in statuses), (path, statuses)
 

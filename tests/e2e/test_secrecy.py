@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-import shoal
+from tests.apps import probes
 from tests.conftest import ServerProcess
-
-
-def _probe(paths: list[str], dirs: list[str]) -> dict[str, list[str]]:
-    """Runs in a container: which of the server's files can it read, write or list?"""
-    readable, writable, listed = [], [], []
-    for path in paths:
-        try:
-            with open(path, "rb") as f:
-                f.read(1)
-            readable.append(path)
-        except OSError:
-            pass
-        try:
-            with open(path, "ab"):
-                writable.append(path)
-        except OSError:
-            pass
-    for d in dirs:
-        try:
-            if os.listdir(d):
-                listed.append(d)
-        except OSError:
-            pass
-        try:
-            with open(os.path.join(d, "planted-by-a-container"), "w"):
-                writable.append(d)
-        except OSError:
-            pass
-    return {"readable": readable, "writable": writable, "listed": listed}
 
 
 def test_no_file_of_the_server_state_is_visible_from_a_container(sandbox, monkeypatch: pytest.MonkeyPatch):
@@ -50,9 +20,8 @@ def test_no_file_of_the_server_state_is_visible_from_a_container(sandbox, monkey
     monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
     monkeypatch.setenv("SHOAL_HOME", str(home))
     try:
-        app = shoal.App("secrecy")
-        probe = app.function(serialized=True, secrets=[shoal.Secret.from_dict({"API_KEY": "s3cret"})])(_probe)
-        with app.run(show_logs=False):
+        probe = probes.probe_state
+        with probes.app.run(show_logs=False):
             assert probe.remote([], []) == {"readable": [], "writable": [], "listed": []}  # state exists now
             files = [str(p) for p in home.rglob("*") if p.is_file()]
             dirs = [str(p) for p in home.rglob("*") if p.is_dir()] + [str(home)]
