@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _context
+from . import _context, _modal_alias
 from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
 from ._image_build import BuiltImage, materialise
@@ -272,6 +272,7 @@ class App:
                 spec.update(module=module_name, qualname=fn.get_raw_f().__qualname__, bundle=bundles[key].blob_id)
             raw = fn.get_raw_f()
             spec["is_async"] = asyncio.iscoroutinefunction(raw)
+            spec["modal_alias"] = _modal_alias.installed()  # its containers then read `import modal` as Shoal too
             if isinstance(raw, type):
                 spec.update(kind="class", methods=sorted(class_methods(raw)))
             resp = await client.request(

@@ -5,6 +5,7 @@
     Exception
      └── Error                      base of everything Shoal raises on its own behalf
           ├── InvalidError          bad arguments or configuration from the user
+          │    └── NotSupportedError  a Modal API Shoal does not have yet (also an AttributeError)
           ├── NotFoundError         an id or name that the server does not know
           ├── AuthError             missing or wrong token
           ├── ConnectionError       the control plane cannot be reached
@@ -37,6 +38,10 @@ class Error(Exception):
 
 class InvalidError(Error):
     """Raised when the user passes invalid arguments or configuration."""
+
+
+class NotSupportedError(InvalidError, AttributeError):
+    """Raised when a program uses a Modal API that Shoal does not support yet (``modal.X`` under ``shoal run``)."""
 
 
 class NotFoundError(Error):

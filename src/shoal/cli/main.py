@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import __version__
+from .. import __version__, _modal_alias
 from ..config import DEFAULT_PORT
 from ..exception import Error, RemoteTraceback
 
@@ -101,6 +101,7 @@ def run(
             click.echo(ctx.get_help())
             return
         raise click.UsageError("Missing argument 'TARGET' (FILE.py[::ENTRY] or -m package.module[::ENTRY]).")
+    _modal_alias.install()
     module, ref = import_target(target, as_module)
     entry = find_entry(module, ref)
     args, kwargs = parse_entry_args(entry, ["--help"] if show_help else ctx.args)
@@ -142,11 +143,35 @@ def deploy(target: str, as_module: bool, name: str | None) -> None:
     """
     from .targets import find_app, import_target
 
+    _modal_alias.install()
     module, _ = import_target(target, as_module)
     result = find_app(module).deploy(name)
     click.echo(f"✓ Deployed app {result.name!r} version {result.version} ({result.app_id}) on {result.url}")
     for tag in sorted(result.functions):
         click.echo(f"  ├─ {tag}")
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "allow_interspersed_args": False}
+)
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+@friendly_errors
+def python(ctx: click.Context, script: Path) -> None:
+    """Run a Python script as `python SCRIPT ARGS...`, with `import modal` meaning Shoal.
+
+    This is Modal's script mode (`with app.run(): ...` under `if __name__ == "__main__":`), unchanged.
+
+    \b
+    Example:
+      shoal python my_modal_script.py --limit 10
+    """
+    import runpy
+
+    _modal_alias.install()
+    sys.argv = [str(script), *ctx.args]
+    sys.path.insert(0, str(script.resolve().parent))
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def main() -> None:

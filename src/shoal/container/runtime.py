@@ -107,6 +107,10 @@ class ContainerRuntime:
         threading.Thread(target=self._heartbeat_loop, name="shoal-heartbeat", daemon=True).start()
         self.spec = info["spec"]
         self.timeout = float(self.spec["timeout"])
+        if self.spec.get("modal_alias"):  # the app was registered under `shoal run`/`deploy`/`python`
+            from .. import _modal_alias
+
+            _modal_alias.install()
         stage = "load"
         try:
             self.code = UserCode(self.spec, info["pickled"], self.api.blob)

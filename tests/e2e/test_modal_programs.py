@@ -1,0 +1,61 @@
+"""Modal programs run unchanged (issue 12, part 1): `import modal` means Shoal under `shoal run`/`python`."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PROGRAMS = REPO / "tests" / "modal_programs"
+
+
+def shoal(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args], cwd=REPO, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
+def test_modal_script_mode_runs_unchanged_with_shoal_python(server):
+    result = shoal("python", str(PROGRAMS / "script_mode.py"), "5")
+    assert result.returncode == 0, result.stderr
+    assert "SQUARES [0, 1, 4, 9, 16]" in result.stdout
+
+
+def test_a_modal_program_runs_unchanged_with_shoal_run(server):
+    result = shoal("run", str(PROGRAMS / "etl.py"))
+    assert result.returncode == 0, result.stderr
+    for expected in ["ALIAS shoal.app", "SPAWNED 10", "CLS 3", "DICT v", "NOTFOUND NotFoundError", "PARTIAL True"]:
+        assert expected in result.stdout, (expected, result.stdout, result.stderr)
+
+
+def test_an_unsupported_modal_api_fails_where_it_is_used_with_a_clear_message(server):
+    result = shoal("run", str(PROGRAMS / "unsupported.py"))
+    assert result.returncode == 1
+    assert "BEFORE" in result.stdout
+    assert "Modal's modal.Sandbox is not supported by Shoal yet" in result.stderr
+
+
+def test_modal_is_never_shadowed_outside_shoal_commands():
+    import shoal as _  # noqa: F401 - importing Shoal installs nothing
+
+    if importlib.util.find_spec("modal") is not None and "modal" not in sys.modules:
+        pytest.skip("a real modal package is installed here")
+    assert "modal" not in sys.modules
+    with pytest.raises(ModuleNotFoundError):
+        import modal  # noqa: F401
+
+
+def test_a_deployed_modal_program_is_callable_by_name(server):
+    import shoal as sdk
+
+    deployed = shoal("deploy", str(PROGRAMS / "etl.py"))
+    assert deployed.returncode == 0, deployed.stderr
+    transform = sdk.Function.from_name("modal-etl", "transform")
+    assert transform.remote({"id": 1, "value": 4}) == {"id": 1, "value": 40, "alias": "shoal.app"}
+    shoal("app", "stop", "modal-etl")
