@@ -57,7 +57,7 @@ class App:
             raise InvalidError("volumes= maps absolute paths to shoal.Volume objects")
         self.volumes = dict(volumes or {})
         self.name = name
-        self.image = image
+        self._image = image
         self.registered_functions: dict[str, Function] = {}
         self.registered_classes: dict[str, Cls] = {}
         self._images: dict[str, BuiltImage] = {}
@@ -65,6 +65,15 @@ class App:
         self._app_id: str | None = None
         self._log_seq = 0
         self._log_printer = LogPrinter()
+
+    @property
+    def image(self) -> Image:
+        """The app's default image (``Image.debian_slim()`` when none was given), e.g. ``with app.image.imports():``."""
+        return self._image if self._image is not None else Image.debian_slim()
+
+    @image.setter
+    def image(self, value: Image) -> None:
+        self._image = value
 
     def __repr__(self) -> str:
         return f"App({self.name!r})"
@@ -110,7 +119,7 @@ class App:
             InvalidError: an invalid value, or a Modal parameter Shoal does not implement yet.
         """
         options = build_options(
-            self.image, image=image, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout, retries=retries,
+            self._image, image=image, gpu=gpu, cpu=cpu, memory=memory, timeout=timeout, retries=retries,
             max_containers=max_containers, min_containers=min_containers, buffer_containers=buffer_containers,
             scaledown_window=scaledown_window, secrets=secrets, volumes=volumes, env=env, serialized=serialized,
             single_use_containers=single_use_containers, startup_timeout=startup_timeout,
@@ -152,7 +161,7 @@ class App:
         """
         known = inspect.signature(build_options).parameters
         unsupported = {k: v for k, v in options.items() if k not in known}
-        built = build_options(self.image, unsupported=unsupported, **{k: v for k, v in options.items() if k in known})
+        built = build_options(self._image, unsupported=unsupported, **{k: v for k, v in options.items() if k in known})
 
         def decorate(user_cls: type) -> Cls:
             if not isinstance(user_cls, type):

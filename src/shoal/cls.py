@@ -36,7 +36,11 @@ def class_parameters(user_cls: type) -> dict[str, _Parameter]:
 
 
 def class_methods(user_cls: type) -> dict[str, Any]:
-    return {k: v for k, v in inspect.getmembers(user_cls) if getattr(v, "_shoal_method", False)}
+    """The methods callable remotely: ``@method()``s, and a ``@batched`` method (Modal needs no ``@method`` on it)."""
+    return {
+        k: v for k, v in inspect.getmembers(user_cls)
+        if getattr(v, "_shoal_method", False) or hasattr(v, "_shoal_batched")
+    }  # fmt: skip
 
 
 def class_hooks(user_cls: type, mark: str) -> list[str]:
@@ -115,6 +119,10 @@ class Cls:
             from .retries import parse_retries
 
             options["retries"] = parse_retries(options["retries"])
+        if options.get("gpu"):
+            from .app import warn_if_no_gpu
+
+            warn_if_no_gpu(self._service.tag, options["gpu"])  # as gpu= on @app.cls does
         return Cls(self.user_cls, self._service, {**self._overrides, **options})
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:

@@ -59,3 +59,10 @@ def test_a_deployed_modal_program_is_callable_by_name(server):
     transform = sdk.Function.from_name("modal-etl", "transform")
     assert transform.remote({"id": 1, "value": 4}) == {"id": 1, "value": 40, "alias": "shoal.app"}
     shoal("app", "stop", "modal-etl")
+
+
+def test_async_entrypoints_batched_methods_and_app_image_work_as_in_modal(server):
+    result = shoal("run", str(PROGRAMS / "gaps.py"))
+    assert result.returncode == 0, result.stderr
+    assert "ASYNC HELLO BATCHED [1, 2, 3]" in result.stdout
+    assert "never awaited" not in result.stderr

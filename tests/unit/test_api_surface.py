@@ -113,3 +113,24 @@ def test_serialize_args_names_the_bad_argument():
     with pytest.raises(SerializationError, match="keyword argument 'lock'"):
         serialize_args((1,), {"lock": threading.Lock()}, "f")
     assert pickle.loads(serialize_args((1,), {"a": 2}, "f")) == ((1,), {"a": 2})
+
+
+def test_cls_with_options_gpu_warns_like_gpu_on_the_decorator(monkeypatch):  # noqa: ANN001
+    import shutil
+    import warnings
+
+    import shoal
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # no nvidia-smi: no GPU here
+    app = shoal.App("gpu-variants")
+
+    @app.cls(serialized=True)
+    class Model:
+        @shoal.method()
+        def predict(self, x: int) -> int:
+            return x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Model.with_options(gpu="A100")
+    assert any("gpu='A100'" in str(w.message) for w in caught)

@@ -5,7 +5,9 @@ Exit codes: 0 success, 1 the user's code (or the server) failed, 2 usage error.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -109,6 +111,8 @@ def run(
     try:
         with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
             result = entry.func(*args, **kwargs)
+            if inspect.iscoroutine(result):  # an async local entrypoint: run it to the end, as Modal does
+                result = asyncio.run(result)
     except KeyboardInterrupt:
         if not detach:
             raise
