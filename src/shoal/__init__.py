@@ -14,6 +14,7 @@ from .image import Image  # noqa: E402
 from .partial import batched, concurrent, enter, exit, method, parameter  # noqa: E402
 from .queue import Queue  # noqa: E402
 from .retries import Retries  # noqa: E402
+from .schedule import Cron, Period  # noqa: E402
 from .secret import Secret  # noqa: E402
 from .volume import Volume  # noqa: E402
 
@@ -21,8 +22,10 @@ __all__ = [
     "App",
     "CallGraphNode",
     "Cls",
+    "Cron",
     "Dict",
     "Obj",
+    "Period",
     "Queue",
     "Function",
     "FunctionCall",

@@ -41,7 +41,7 @@ SUBMODULES: dict[str, tuple[str, ...]] = {
     "partial_function": ("shoal.partial",),
     "retries": ("shoal.retries",),
     "output": ("shoal._output",),
-    "schedule": (),
+    "schedule": ("shoal.schedule",),
     "config": (),
 }
 

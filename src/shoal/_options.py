@@ -8,6 +8,7 @@ from typing import Any
 from .exception import InvalidError, deprecation_warning
 from .functions import FunctionOptions
 from .retries import Retries, parse_retries
+from .schedule import Schedule
 from .secret import Secret
 from .volume import Volume
 
@@ -15,7 +16,6 @@ from .volume import Volume
 _PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
 # Modal parameters that Shoal does not implement yet: rejected with a clear error.
 _NOT_YET = {
-    "schedule": "schedules (Period/Cron)",
     "network_file_systems": "network file systems",
     "proxy": "proxies",
     "enable_memory_snapshot": "memory snapshots",
@@ -81,6 +81,7 @@ def build_options(
     concurrency_limit: int | None = None,
     keep_warm: int | None = None,
     container_idle_timeout: float | None = None,
+    schedule: Schedule | None = None,
     unsupported: dict[str, Any] | None = None,
 ) -> FunctionOptions:
     """Validate the options; deprecated Modal names map to the new ones with a DeprecationWarning.
@@ -114,6 +115,8 @@ def build_options(
         raise InvalidError("max_containers=0 would never run anything: use at least 1.")
     if max_containers is not None and min_containers is not None and min_containers > max_containers:
         raise InvalidError(f"min_containers={min_containers} is above max_containers={max_containers}.")
+    if schedule is not None and not isinstance(schedule, Schedule):
+        raise InvalidError(f"schedule= takes shoal.Period(...) or shoal.Cron(...), not {type(schedule).__name__}.")
     if env is not None and not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
         raise InvalidError("env must map strings to strings (or None).")
     return FunctionOptions(
@@ -125,4 +128,5 @@ def build_options(
         gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
         serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,
         secrets=tuple(secrets or ()), volumes=tuple(sorted((volumes or {}).items())),
+        schedule=schedule.spec() if schedule is not None else None,
     )  # fmt: skip

@@ -26,6 +26,7 @@ from .exception import InvalidError
 from .functions import Function
 from .image import Image
 from .retries import Retries
+from .schedule import Schedule
 from .secret import Secret
 from .volume import Volume
 
@@ -108,6 +109,7 @@ class App:
         concurrency_limit: int | None = None,
         keep_warm: int | None = None,
         container_idle_timeout: float | None = None,
+        schedule: Schedule | None = None,
         **unsupported: Any,
     ) -> Any:
         """Register a function to run in containers. Parameters follow ``modal.App.function``.
@@ -124,7 +126,7 @@ class App:
             scaledown_window=scaledown_window, secrets=secrets, volumes=volumes, env=env, serialized=serialized,
             single_use_containers=single_use_containers, startup_timeout=startup_timeout,
             concurrency_limit=concurrency_limit, keep_warm=keep_warm, container_idle_timeout=container_idle_timeout,
-            unsupported=unsupported,
+            schedule=schedule, unsupported=unsupported,
         )  # fmt: skip
 
         def decorate(f: Callable[..., Any]) -> Function:
@@ -159,6 +161,9 @@ class App:
         ``@enter()`` methods run once per container before its first input, ``@exit()`` methods when it stops;
         ``shoal.parameter()`` attributes give each set of values its own container pool.
         """
+        if options.get("schedule") is not None:
+            raise InvalidError("schedule= is for @app.function (Modal's @app.cls takes none): schedule a function "
+                               "that calls the class's method.")  # fmt: skip
         known = inspect.signature(build_options).parameters
         unsupported = {k: v for k, v in options.items() if k not in known}
         built = build_options(self._image, unsupported=unsupported, **{k: v for k, v in options.items() if k in known})

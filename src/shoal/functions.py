@@ -46,6 +46,7 @@ class FunctionOptions:
     volumes: tuple[tuple[str, Any], ...] = ()  # (mount path, Volume)
     batch: BatchConfig | None = None
     concurrency: ConcurrencyConfig | None = None
+    schedule: dict[str, Any] | None = None  # a Period/Cron spec: the control plane fires it
 
     def spec(self, default_max_containers: int) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class FunctionOptions:
             "single_use_containers": self.single_use_containers,
             "batch": dataclasses.asdict(self.batch) if self.batch else None,
             "concurrency": dataclasses.asdict(self.concurrency) if self.concurrency else None,
+            "schedule": self.schedule,
         }  # fmt: skip
 
 

@@ -58,6 +58,8 @@ def test_a_deployed_modal_program_is_callable_by_name(server):
     assert deployed.returncode == 0, deployed.stderr
     transform = sdk.Function.from_name("modal-etl", "transform")
     assert transform.remote({"id": 1, "value": 4}) == {"id": 1, "value": 40, "alias": "shoal.app"}
+    listed = shoal("app", "list")
+    assert "nightly: Cron('0 6 * * *', 'America/New_York')" in listed.stdout
     shoal("app", "stop", "modal-etl")
 
 

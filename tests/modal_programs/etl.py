@@ -17,6 +17,11 @@ def transform(row: dict) -> dict:
     return {"id": row["id"], "value": row["value"] * 10, "alias": inside.App.__module__}
 
 
+@app.function(schedule=modal.Cron("0 6 * * *", timezone="America/New_York"))
+def nightly() -> str:
+    return "ran"
+
+
 @app.cls()
 class Counter:
     start: int = modal.parameter(default=100)

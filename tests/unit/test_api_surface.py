@@ -14,7 +14,8 @@ from shoal.serialization import rebuild_failure, serialize_args, serialize_failu
 
 def test_public_names_are_pinned():
     assert sorted(shoal.__all__) == sorted([
-        "App", "CallGraphNode", "Cls", "Dict", "Function", "FunctionCall", "Image", "Obj", "Queue", "Retries",
+        "App", "CallGraphNode", "Cls", "Cron", "Dict", "Function", "FunctionCall", "Image", "Obj", "Period", "Queue",
+        "Retries",
         "Secret", "Volume", "__version__",
         "batched", "concurrent", "current_function_call_id", "current_input_id", "enable_output", "enter",
         "exception", "exit", "is_local", "method", "parameter",
@@ -57,7 +58,8 @@ def test_deprecated_parameters_warn_and_map_to_new_names():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"timeout": -1}, "timeout"), ({"timeout": 10**9}, "timeout"), ({"max_containers": 0}, "max_containers"),
-     ({"min_containers": 3, "max_containers": 1}, "min_containers"), ({"schedule": object()}, "not implemented"),
+     ({"min_containers": 3, "max_containers": 1}, "min_containers"), ({"schedule": object()}, "Period"),
+     ({"proxy": object()}, "not implemented"),
      ({"retries": "3"}, "retries"), ({"bogus": 1}, "unknown parameter")],
 )  # fmt: skip
 def test_invalid_function_options_raise_clear_errors(kwargs, message):  # noqa: ANN001

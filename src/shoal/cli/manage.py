@@ -153,8 +153,18 @@ def app_list(as_json: bool) -> None:
         click.echo(json.dumps(apps, indent=2))
         return
     rows = [[a["app_id"], a["name"], a["mode"], a["state"], a["containers"], a["version"] or "-",
-             _when(a["created_at"]), a["stop_reason"] or ""] for a in apps]  # fmt: skip
-    _table("Apps", ["id", "name", "mode", "state", "containers", "version", "created", "stop reason"], rows)
+             _when(a["created_at"]), a["stop_reason"] or "", _schedules(a)] for a in apps]  # fmt: skip
+    _table("Apps", ["id", "name", "mode", "state", "containers", "version", "created", "stop reason", "schedules"],
+           rows)  # fmt: skip
+
+
+def _schedules(app: dict[str, Any]) -> str:
+    """Each schedule of an app in one line: function, schedule, last and next fire (next only while it runs)."""
+    parts = []
+    for s in app.get("schedules") or []:
+        upcoming = f", next {_when(s['next_fire'])}" if app["state"] == "RUNNING" else ""
+        parts.append(f"{s['function']}: {s['schedule']} (last {_when(s['last_fire'])}{upcoming})")
+    return "; ".join(parts)
 
 
 @app.command("stop")
@@ -217,6 +227,8 @@ def app_history(ref: str, as_json: bool) -> None:
         return
     rows = [[h["version"], _when(h["created_at"]), ", ".join(sorted(h["functions"]))] for h in resp["history"]]
     _table(f"History of {resp['app']['name']}", ["version", "deployed", "functions"], rows)
+    if resp["app"].get("schedules"):
+        click.echo(f"Schedules: {_schedules(resp['app'])}")
 
 
 # ---- functions and calls --------------------------------------------------------------------------

@@ -174,13 +174,17 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/apps", ["GET"], "client")
     async def list_apps(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "1") != "0"
-        return JSONResponse({"apps": plane.catalog.list_apps(include_stopped)})
+        apps = plane.catalog.list_apps(include_stopped)
+        for a in apps:
+            a["schedules"] = plane.schedules.of_app(a["app_id"])
+        return JSONResponse({"apps": apps})
 
     def find_app(ref: str) -> dict[str, Any]:
         app = plane.catalog.find_app(ref)
         if app is None:
             names = sorted({a["name"] for a in plane.catalog.list_apps(False)})
             raise ApiError(404, "NotFoundError", f"no app {ref!r}; running apps: {', '.join(names) or 'none'}")
+        app["schedules"] = plane.schedules.of_app(app["app_id"])
         return app
 
     @route("/apps/{ref}", ["GET"], "client")
@@ -196,9 +200,9 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/apps/{ref}/deployed", ["POST"], "client")
     async def deployed(request: Request) -> Response:
         b = await body(request)
-        plane.catalog.finish_deployment(
-            request.path_params["ref"], field(b, "version", int), field(b, "functions", dict)
-        )
+        functions = field(b, "functions", dict)
+        plane.catalog.finish_deployment(request.path_params["ref"], field(b, "version", int), functions)
+        plane.schedules.keep_only(request.path_params["ref"], {str(f) for f in functions.values()})
         return JSONResponse({})
 
     @route("/apps/{ref}/history", ["GET"], "client")

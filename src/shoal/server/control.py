@@ -18,11 +18,13 @@ from typing import Any
 from .._ids import new_id
 from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec
+from ..schedule import next_fire
 from .blobs import BlobStore
 from .catalog import Catalog
 from .notifier import Notifier
 from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
 from .scheduler import Drain, Kill, Launch, Limits, plan
+from .schedules import ScheduleBook
 from .secrets import SecretStore
 from .store import Store
 from .volumes import VolumeStore
@@ -49,6 +51,14 @@ def check_spec(spec: dict[str, Any]) -> None:
     bad += [f"retries.{k}" for k in RETRY_NUMBERS if not number(spec.get("retries"), k)]
     if bad:
         raise ValueError(f"invalid function spec: {', '.join(bad)} missing or not a non-negative number")
+
+
+def check_schedule(schedule: Any) -> None:
+    """A schedule spec the server can compute fire times for (the SDK builds them from Period/Cron)."""
+    try:
+        next_fire(schedule, 0.0, 0.0)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is the caller's input
+        raise ValueError(f"invalid schedule {schedule!r}: {exc}") from None
 
 
 def check_name(name: str) -> None:
@@ -91,6 +101,7 @@ class ControlPlane:
         self.volumes = VolumeStore(config.state_dir / "volumes")
         self.catalog = Catalog(self.store)
         self.blobs = BlobStore(config.state_dir / "blobs")
+        self.schedules = ScheduleBook(self.store)
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
@@ -190,8 +201,12 @@ class ControlPlane:
             name = exc.args[0]
             raise NotFound(f"Secret {name!r} not found: create it with `shoal secret create {name} KEY=VALUE`") from exc
         self._resolve_mounts(spec)
+        schedule = spec.get("schedule")
+        if schedule is not None:
+            check_schedule(schedule)
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
+        self.schedules.register(function_id, app_id, tag, schedule)
         return function_id
 
     def _resolve_mounts(self, spec: dict[str, Any]) -> None:
@@ -457,6 +472,10 @@ class ControlPlane:
                     self._on_container_exit(action.container_id, None)
                 else:
                     await self.backend.terminate(action.container_id, 0)
+        for due in self.schedules.due(now):
+            call_id = self.schedules.fire(due, now)
+            if call_id is not None:
+                self._inputs_added(due.function_id, call_id, True)
         for app_id, reason in self.catalog.apps_to_reap(CLIENT_TIMEOUT):
             await self.stop_app(app_id, reason)
         if now - self._last_expiry > EXPIRY_INTERVAL:
