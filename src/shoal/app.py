@@ -286,6 +286,11 @@ class App:
                 spec.update(module=module_name, qualname=fn.get_raw_f().__qualname__, bundle=bundles[key].blob_id)
             raw = fn.get_raw_f()
             spec["is_async"] = asyncio.iscoroutinefunction(raw)
+            spec["is_generator"] = fn.is_generator
+            if fn.is_generator and spec["retries"]["max_retries"]:
+                warnings.warn(f"{tag}: retries are ignored for generator functions (a re-run would yield its items "
+                              "again).", UserWarning, stacklevel=2)  # fmt: skip
+                spec["retries"] = {**spec["retries"], "max_retries": 0}
             spec["modal_alias"] = _modal_alias.installed()  # its containers then read `import modal` as Shoal too
             if isinstance(raw, type):
                 spec.update(kind="class", methods=sorted(class_methods(raw)))

@@ -192,3 +192,22 @@ async def wait_result(client: Client, call_id: str, index: int, timeout: float |
             raise InvalidError(f"index {index} is out of range: {call_id} has {total} inputs")
         if deadline is not None and time.monotonic() >= deadline:
             raise builtins.TimeoutError(f"{call_id} has no result yet for input {index}")
+
+
+async def stream_items(client: Client, call_id: str) -> AsyncIterator[list[Any]]:
+    """Batches of a generator call's items as they arrive; raises what the generator raised, after its items."""
+    since = -1
+    while True:
+        resp = await client.request("POST", f"/calls/{call_id}/items", {"since": since, "wait": MAX_WAIT}, packed=True)
+        batch = []
+        for seq, data in resp["items"]:
+            since = max(since, seq)
+            batch.append((await decode_output(client, "SUCCESS", data))[1])
+        if batch:
+            yield batch
+        elif resp["output"] is not None:  # ended, and every item before the end has been delivered
+            _, _, status, data = resp["output"]
+            ok, value = await decode_output(client, status, data)
+            if not ok:
+                raise value
+            return

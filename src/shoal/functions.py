@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -13,7 +14,7 @@ from . import _context
 from ._aio import aio_gen_method, aio_method
 from ._map import run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
-from .calls import FunctionCall, wait_result
+from .calls import FunctionCall, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
 from .partial import BatchConfig, ConcurrencyConfig
@@ -118,12 +119,15 @@ class Function:
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url
 
-    async def _resolve(self) -> tuple[Client, str]:
-        if self.is_generator:
+    def _refuse_generator(self, how: str) -> None:
+        """Modal's rule: a generator function is called with ``.remote_gen`` only."""
+        if self.is_generator or (self._spec or {}).get("is_generator"):
             raise InvalidError(
-                f"{self.tag} is a generator function; generator functions (.remote_gen) are not supported yet. "
-                "Return a list instead, or use .map() over the items."
+                f"{self.tag} is a generator function: it cannot be called with `.{how}(...)`. "
+                "Use `.remote_gen(...)` instead."
             )
+
+    async def _resolve(self) -> tuple[Client, str]:
         if self._object_id is None and self._deployed_app is not None:
             await self._resolve_deployed(self._deployed_app)
         if self._object_id is None and not _context.is_local():
@@ -189,6 +193,7 @@ class Function:
     async def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run in a container and return the result (raising what the function raised)."""
         client, function_id = await self._resolve()
+        self._refuse_generator("remote")
         call_id = await self._submit_one(client, function_id, args, kwargs, "remote")
         return await wait_result(client, call_id, 0, None)
 
@@ -196,6 +201,7 @@ class Function:
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
         client, function_id = await self._resolve()
+        self._refuse_generator("spawn")
         call_id = await self._submit_one(client, function_id, args, kwargs, "spawn")
         return FunctionCall(call_id, self._url)
 
@@ -210,6 +216,7 @@ class Function:
         shortest). ``return_exceptions=True`` yields failed inputs' exceptions in place instead of raising.
         """
         client, function_id = await self._resolve()
+        self._refuse_generator("map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
@@ -226,6 +233,7 @@ class Function:
     ) -> AsyncIterator[list[Any]]:  # fmt: skip
         """Like :meth:`map`, but each item of ``input_iterator`` is unpacked as the positional arguments."""
         client, function_id = await self._resolve()
+        self._refuse_generator("starmap")
         async for batch in run_map(
             client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
@@ -239,6 +247,7 @@ class Function:
     ) -> None:
         """Run over the zipped iterables for side effects; raises the first failure unless ``ignore_exceptions``."""
         client, function_id = await self._resolve()
+        self._refuse_generator("for_each")
         async for _ in run_map(
             client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
             order_outputs=False,
@@ -255,17 +264,36 @@ class Function:
         ``.iter()``, ``.num_inputs()``).
         """
         client, function_id = await self._resolve()
+        self._refuse_generator("spawn_map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(
             client, function_id, self.tag, items, _context.current_input_id(), _context.is_detached(self._app_id)
         )
         return FunctionCall(call_id, self._url)
 
-    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
-        """Generator functions are not supported yet: raises InvalidError."""
-        raise InvalidError(
-            f"{self.tag}: generator functions (.remote_gen) are not supported yet. Return a list, or use .map()."
-        )
+    @aio_gen_method
+    async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[list[Any]]:
+        """Run a generator function in a container, yielding its items as they are produced.
+
+        An exception raised by the generator comes after the items before it; leaving the loop early cancels the
+        generator in its container.
+
+        Raises:
+            InvalidError: the function is not a generator function (use ``.remote``).
+        """
+        client, function_id = await self._resolve()
+        if not (self.is_generator or (self._spec or {}).get("is_generator")):
+            raise InvalidError(f"{self.tag} is not a generator function: call it with `.remote(...)`.")
+        call_id = await self._submit_one(client, function_id, args, kwargs, "generator")
+        finished = False
+        try:
+            async for batch in stream_items(client, call_id):
+                yield batch
+            finished = True
+        finally:
+            if not finished:
+                with contextlib.suppress(Exception):
+                    await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
 
     def get_raw_f(self) -> Callable[..., Any]:
         if self.raw_f is None:

@@ -18,10 +18,12 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
-from croniter import croniter
-from dateutil.relativedelta import relativedelta
-
+from ._context import is_local
 from .exception import InvalidError
+
+# croniter and dateutil are imported where fire times are computed or specs checked: on the client and the
+# server. A container only imports the user's module (which builds Period/Cron objects): it needs neither, and an
+# image's environment has neither.
 
 UTC = datetime.timezone.utc
 
@@ -78,6 +80,10 @@ class Cron(Schedule):
     timezone: str = "UTC"
 
     def __post_init__(self) -> None:
+        if not is_local():  # checked where the app was registered
+            return
+        from croniter import croniter
+
         if (
             not isinstance(self.cron_string, str)
             or len(self.cron_string.split()) != 5
@@ -94,7 +100,9 @@ class Cron(Schedule):
         return {"kind": "cron", "cron": self.cron_string, "timezone": self.timezone}
 
 
-def _period_step(spec: dict[str, Any], k: int) -> relativedelta:
+def _period_step(spec: dict[str, Any], k: int) -> Any:
+    from dateutil.relativedelta import relativedelta
+
     return relativedelta(
         years=spec["years"] * k, months=spec["months"] * k, weeks=spec["weeks"] * k, days=spec["days"] * k,
         hours=spec["hours"] * k, minutes=spec["minutes"] * k, seconds=spec["seconds"] * k,
@@ -108,6 +116,8 @@ def next_fire(spec: dict[str, Any], anchor: float, after: float) -> float:
     in its time zone.
     """
     if spec["kind"] == "cron":
+        from croniter import croniter
+
         zone = zoneinfo.ZoneInfo(spec["timezone"])
         start = datetime.datetime.fromtimestamp(max(after, anchor), zone)
         nxt: datetime.datetime = croniter(spec["cron"], start).get_next(datetime.datetime)

@@ -66,5 +66,5 @@ def test_a_deployed_modal_program_is_callable_by_name(server):
 def test_async_entrypoints_batched_methods_and_app_image_work_as_in_modal(server):
     result = shoal("run", str(PROGRAMS / "gaps.py"))
     assert result.returncode == 0, result.stderr
-    assert "ASYNC HELLO BATCHED [1, 2, 3]" in result.stdout
+    assert "ASYNC HELLO BATCHED [1, 2, 3] GEN [3, 2, 1]" in result.stdout
     assert "never awaited" not in result.stderr

@@ -1,5 +1,5 @@
 """Modal features that real programs use: an async local entrypoint, @batched alone on a class method,
-app.image.imports(). Run with `shoal run tests/modal_programs/gaps.py`."""
+app.image.imports(), a generator function. Run with `shoal run tests/modal_programs/gaps.py`."""
 
 import modal
 
@@ -21,8 +21,14 @@ async def shout(word: str) -> str:
     return word.upper()
 
 
+@app.function()
+def countdown(n: int):  # noqa: ANN201
+    yield from range(n, 0, -1)
+
+
 @app.local_entrypoint()
 async def main() -> None:
     loud = await shout.remote.aio("hello")
     sizes = list(Embedder().embed.map(["a", "bb", "ccc"]))
-    print("ASYNC", loud, "BATCHED", sizes)
+    streamed = [x async for x in countdown.remote_gen.aio(3)]
+    print("ASYNC", loud, "BATCHED", sizes, "GEN", streamed)

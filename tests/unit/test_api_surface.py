@@ -136,3 +136,14 @@ def test_cls_with_options_gpu_warns_like_gpu_on_the_decorator(monkeypatch):  # n
         warnings.simplefilter("always")
         Model.with_options(gpu="A100")
     assert any("gpu='A100'" in str(w.message) for w in caught)
+
+
+def test_importing_shoal_needs_only_the_container_runtime_packages():
+    # An image's environment has Shoal, cloudpickle and msgpack only: `import shoal` must need nothing else.
+    import subprocess
+    import sys
+
+    extras = ("croniter", "dateutil", "click", "rich", "starlette")
+    code = f"import sys, shoal; print(sorted(m for m in {extras!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr

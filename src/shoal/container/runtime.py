@@ -155,10 +155,11 @@ class ContainerRuntime:
     def _serve_sequential(self) -> None:
         want, per_input, last = 1, None, 0
         single_use = bool(self.spec.get("single_use_containers"))
+        one_at_a_time = single_use or bool(self.spec.get("is_generator"))  # a generator's items are not re-runnable
         while not self.state.stopping:
             # slow start: at most twice the last batch, so one container does not take a small queue that its
             # siblings could share (the per-input estimate may come from earlier, cheaper inputs)
-            ask = 1 if single_use else min(want, max(1, 2 * last))
+            ask = 1 if one_at_a_time else min(want, max(1, 2 * last))
             resp = self._exchange(ask, IDLE_POLL)
             if resp["stop"]:
                 return
@@ -201,12 +202,35 @@ class ContainerRuntime:
         try:
             args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
             result = self.code.call(args, kwargs, on_future=lambda f: self._attach_future(lease.key, f))
+            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+                self._stream(lease, result)  # a generator function: its items go to the caller as they come
+                result = None
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
             return OutputStatus.FAILURE, self._failure(exc)
         finally:
             sys.stdout.flush()
             set_current_input(None)
         return self._success(result)
+
+    def _stream(self, lease: Lease, generator: Any) -> None:
+        """Send each item the generator yields, in order, under the input's lease (one request per item, so the
+        caller gets the first while the generator goes on)."""
+        for seq, item in enumerate(self._items_of(generator)):
+            body = {"call_id": lease.call_id, "index": lease.index, "lease": lease.lease, "seq": seq,
+                    "data": self._pack(serialization.dumps(item))}  # fmt: skip
+            if not self.api.call("items", body).get("accepted", True):
+                raise InputCancellation(f"input {lease.key} was taken away from this container")
+
+    def _items_of(self, generator: Any) -> Any:
+        if inspect.isgenerator(generator):
+            yield from generator
+            return
+        assert self.code is not None
+        while True:
+            try:
+                yield self.code.resolve(generator.__anext__())
+            except StopAsyncIteration:
+                return
 
     def _attach_future(self, key: Key, future: Any) -> None:
         with self.state.lock:

@@ -389,6 +389,15 @@ def create_app(plane: ControlPlane) -> Starlette:
         row = [out.seq, out.index, out.status, out.data] if out else None
         return packed({"output": row, "call": call_summary(call_id)})
 
+    @route("/calls/{call_id}/items", ["POST"], "caller")
+    async def call_items(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        call_summary(call_id)
+        b = await body(request)
+        items, out = await plane.wait_items(call_id, field(b, "since", int, -1), field(b, "wait", (int, float), 0))
+        row = [out.seq, out.index, out.status, out.data] if out else None
+        return packed({"items": items, "output": row})
+
     @route("/calls/{call_id}/cancel", ["POST"], "caller")
     async def cancel_call(request: Request) -> Response:
         call_id = request.path_params["call_id"]
@@ -444,6 +453,15 @@ def create_app(plane: ControlPlane) -> Starlette:
         leased = [[x.call_id, x.index, x.lease, x.payload] for x in inputs]
         return packed({"inputs": leased, "stop": stop, "accepted": accepted})
 
+    @route("/containers/{container_id}/items", ["POST"], "container")
+    async def container_items(request: Request) -> Response:
+        b = await body(request)
+        accepted = plane.add_item(
+            request.path_params["container_id"], field(b, "call_id", str), field(b, "index", int),
+            field(b, "lease", int), field(b, "seq", int), field(b, "data", bytes),
+        )  # fmt: skip
+        return packed({"accepted": accepted})
+
     @route("/containers/{container_id}/heartbeat", ["POST"], "container")
     async def heartbeat(request: Request) -> Response:
         b = await body(request)
@@ -491,8 +509,8 @@ def create_app(plane: ControlPlane) -> Starlette:
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
         bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
-        create_call, add_inputs, get_call, call_outputs, call_output_at, cancel_call, call_graph,
-        container_spec, container_started, exchange, heartbeat,
+        create_call, add_inputs, get_call, call_outputs, call_output_at, call_items, cancel_call, call_graph,
+        container_spec, container_started, exchange, container_items, heartbeat,
     ]  # fmt: skip
 
     @asynccontextmanager

@@ -27,6 +27,7 @@ from .scheduler import Drain, Kill, Launch, Limits, plan
 from .schedules import ScheduleBook
 from .secrets import SecretStore
 from .store import Store
+from .streams import ItemStreams
 from .volumes import VolumeStore
 
 log = logging.getLogger("shoal.server")
@@ -102,6 +103,7 @@ class ControlPlane:
         self.catalog = Catalog(self.store)
         self.blobs = BlobStore(config.state_dir / "blobs")
         self.schedules = ScheduleBook(self.store)
+        self.items = ItemStreams(self.store)
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
@@ -283,6 +285,21 @@ class ControlPlane:
         return await self.notifier.poll(
             "call:" + call_id, wait, lambda: self.store.outputs(call_id, since, limit), lambda o: bool(o) or finished()
         )
+
+    def add_item(self, container_id: str, call_id: str, index: int, lease: int, seq: int, data: bytes) -> bool:
+        """One item a generator input yielded; its caller's long poll wakes."""
+        accepted = self.items.add(container_id, call_id, index, lease, seq, data)
+        if accepted:
+            self.notifier.notify("call:" + call_id)
+        return accepted
+
+    async def wait_items(self, call_id: str, since: int, wait: float) -> tuple[list[list[Any]], Any]:
+        """(items after ``since``, the input's output once it ended), long-polling until either exists."""
+        return await self.notifier.poll(
+            "call:" + call_id, wait,
+            lambda: (self.items.after(call_id, 0, since), self.store.output_at(call_id, 0)),
+            lambda r: bool(r[0]) or r[1] is not None,
+        )  # fmt: skip
 
     async def wait_output_at(self, call_id: str, index: int, wait: float) -> Any:
         return await self.notifier.poll(

@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS logs (
 CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
 CREATE INDEX IF NOT EXISTS logs_container ON logs(container_id, seq);
 CREATE INDEX IF NOT EXISTS functions_app ON functions(app_id, tag);
+CREATE TABLE IF NOT EXISTS gen_items (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (call_id, idx, seq)
+);
 """
 
 
@@ -424,6 +428,7 @@ class Store:
         with self._tx() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM calls WHERE finished_at<? AND expired=0", (cutoff,))]
             db.executemany("DELETE FROM outputs WHERE call_id=?", [(i,) for i in ids])
+            db.executemany("DELETE FROM gen_items WHERE call_id=?", [(i,) for i in ids])
             db.executemany("UPDATE calls SET expired=1 WHERE id=?", [(i,) for i in ids])
         return len(ids)
 
