@@ -51,11 +51,12 @@ def materialise(image: Image, log: Callable[[str], None]) -> BuiltImage:
     workdir: str | None = None
     pythonpath: list[str] = []
     mounts: list[dict[str, str]] = []
+    interpreter = base_python()
     for name, value in image.steps:
         if name == "base":
-            _check_python(value.get("python"), "Image.debian_slim")
+            interpreter = _interpreter(value.get("python"), "Image.debian_slim")
         elif name == "registry":
-            _check_registry(value["tag"], value.get("add_python"))
+            interpreter = _check_registry(value["tag"], value.get("add_python"))
         elif name == "dockerfile":
             raise ImageBuildError(
                 f"Image.from_dockerfile({value!r}) cannot be built by the local backend (it has no container "
@@ -71,20 +72,53 @@ def materialise(image: Image, log: Callable[[str], None]) -> BuiltImage:
             pythonpath.extend(value)
         elif name == "mount":
             mounts.append({"local": value["local"], "remote": value["remote"]})
-    python = _build(image, log) if image.needs_build else None
+    other_python = interpreter != base_python()
+    python = _build(image, log, interpreter) if image.needs_build or other_python else None
     env["SHOAL_IMAGE_HASH"] = image.content_hash
     return BuiltImage(python, image.content_hash, env, workdir, pythonpath, mounts)
 
 
-def _check_python(version: str | None, what: str) -> None:
-    if version and version != HOST_PYTHON:
+def _interpreter(version: str | None, what: str) -> str:
+    """The interpreter for ``python_version``: this one's base when it matches, else one found on the machine
+    (uv's discovery, pyenv's versions, PATH); never downloaded at run time."""
+    if not version or version == HOST_PYTHON:
+        return base_python()
+    if not re.fullmatch(r"3\.\d+", version) or int(version.split(".")[1]) < 10:
         raise ImageBuildError(
-            f"{what}(python_version={version!r}) needs Python {version}, but the local backend runs containers on "
-            f"this machine's Python {HOST_PYTHON}. Drop python_version, or run this app where Python {version} is."
+            f"{what}(python_version={version!r}): Shoal's containers need Python 3.10 or newer, not Python {version}."
         )
+    found = find_python(version)
+    if found is None:
+        raise ImageBuildError(
+            f"{what}(python_version={version!r}) needs Python {version}, and this machine has none (looked with uv, "
+            f"in pyenv's versions and on PATH). Install it (`pyenv install {version}`, `uv python install {version}` "
+            f"or `apt-get install python{version}`), or drop python_version to use Python {HOST_PYTHON}."
+        )
+    return found
 
 
-def _check_registry(tag: str, add_python: str | None) -> None:
+def find_python(version: str) -> str | None:
+    """An executable of Python ``version`` (``"3.12"``) on this machine, checked by running it; None if none."""
+    candidates: list[str] = []
+    uv = shutil.which("uv")
+    if uv:
+        found = subprocess.run([uv, "python", "find", version], capture_output=True, text=True)
+        candidates += [found.stdout.strip()] if found.returncode == 0 and found.stdout.strip() else []
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += [str(p) for p in sorted(pyenv_root.glob(f"versions/{version}*/bin/python{version}"), reverse=True)]
+    on_path = shutil.which(f"python{version}")
+    if on_path and "shims" not in Path(on_path).parts:  # pyenv's shims need pyenv's own state to pick a version
+        candidates.append(on_path)
+    for candidate in candidates:
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def _check_registry(tag: str, add_python: str | None) -> str:
     match = re.search(r"python:(\d+\.\d+)", tag)
     version = add_python or (match.group(1) if match else None)
     if version is None:
@@ -92,7 +126,7 @@ def _check_registry(tag: str, add_python: str | None) -> None:
             f"Image.from_registry({tag!r}) cannot run on the local backend: it has no container runtime, and the "
             "image's Python version is unknown. Use a python:X.Y tag matching this machine, or Image.debian_slim()."
         )
-    _check_python(version, f"Image.from_registry({tag!r})")
+    return _interpreter(version, f"Image.from_registry({tag!r})")
 
 
 def _check_apt(packages: list[str]) -> None:
@@ -108,7 +142,7 @@ def _check_apt(packages: list[str]) -> None:
         )
 
 
-def _build(image: Image, log: Callable[[str], None]) -> str:
+def _build(image: Image, log: Callable[[str], None], interpreter: str) -> str:
     root = settings().home / "images"
     root.mkdir(parents=True, exist_ok=True)
     target = root / image.content_hash
@@ -119,7 +153,7 @@ def _build(image: Image, log: Callable[[str], None]) -> str:
             return str(python)
         shutil.rmtree(target, ignore_errors=True)
         log(f"Building image {image.content_hash} ...")
-        _make_venv(target, log)
+        _make_venv(target, log, interpreter)
         function_index = 0
         for number, (name, value) in enumerate(image.steps, 1):
             if name == "pip":
@@ -141,12 +175,12 @@ def base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _make_venv(target: Path, log: Callable[[str], None]) -> None:
+def _make_venv(target: Path, log: Callable[[str], None], interpreter: str) -> None:
     uv = shutil.which("uv")
     if uv:
-        command = [uv, "venv", "--seed", "--python", base_python(), str(target)]
+        command = [uv, "venv", "--seed", "--python", interpreter, str(target)]
     else:
-        command = [base_python(), "-m", "venv", str(target)]
+        command = [interpreter, "-m", "venv", str(target)]
     _run(command, "create the virtualenv", log)
     _link_runtime(target)
 

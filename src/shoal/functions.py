@@ -127,6 +127,14 @@ class Function:
                 "Use `.remote_gen(...)` instead."
             )
 
+    async def _resolve_for(self, how: str) -> tuple[Client, str]:
+        """``_resolve`` for a call of kind ``how``, refusing generator functions (known here or, for a handle from
+        ``from_name``, from the spec the server sent)."""
+        self._refuse_generator(how)
+        resolved = await self._resolve()
+        self._refuse_generator(how)
+        return resolved
+
     async def _resolve(self) -> tuple[Client, str]:
         if self._object_id is None and self._deployed_app is not None:
             await self._resolve_deployed(self._deployed_app)
@@ -192,16 +200,14 @@ class Function:
     @aio_method
     async def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run in a container and return the result (raising what the function raised)."""
-        client, function_id = await self._resolve()
-        self._refuse_generator("remote")
+        client, function_id = await self._resolve_for("remote")
         call_id = await self._submit_one(client, function_id, args, kwargs, "remote")
         return await wait_result(client, call_id, 0, None)
 
     @aio_method
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
-        client, function_id = await self._resolve()
-        self._refuse_generator("spawn")
+        client, function_id = await self._resolve_for("spawn")
         call_id = await self._submit_one(client, function_id, args, kwargs, "spawn")
         return FunctionCall(call_id, self._url)
 
@@ -215,8 +221,7 @@ class Function:
         The iterables are read lazily with a bounded window, so they may be huge or infinite (zip stops at the
         shortest). ``return_exceptions=True`` yields failed inputs' exceptions in place instead of raising.
         """
-        client, function_id = await self._resolve()
-        self._refuse_generator("map")
+        client, function_id = await self._resolve_for("map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
@@ -232,8 +237,7 @@ class Function:
         _on_call: Any = None,
     ) -> AsyncIterator[list[Any]]:  # fmt: skip
         """Like :meth:`map`, but each item of ``input_iterator`` is unpacked as the positional arguments."""
-        client, function_id = await self._resolve()
-        self._refuse_generator("starmap")
+        client, function_id = await self._resolve_for("starmap")
         async for batch in run_map(
             client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
@@ -246,8 +250,7 @@ class Function:
         self, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None, ignore_exceptions: bool = False
     ) -> None:
         """Run over the zipped iterables for side effects; raises the first failure unless ``ignore_exceptions``."""
-        client, function_id = await self._resolve()
-        self._refuse_generator("for_each")
+        client, function_id = await self._resolve_for("for_each")
         async for _ in run_map(
             client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
             order_outputs=False,
@@ -263,8 +266,7 @@ class Function:
         Beyond Modal: the handle's results can be fetched later, from any process (``.get(index=i)``,
         ``.iter()``, ``.num_inputs()``).
         """
-        client, function_id = await self._resolve()
-        self._refuse_generator("spawn_map")
+        client, function_id = await self._resolve_for("spawn_map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(
             client, function_id, self.tag, items, _context.current_input_id(), _context.is_detached(self._app_id)

@@ -46,3 +46,13 @@ def look_at_tmp(host_file: str) -> dict:
     with open("/tmp/written-inside", "w") as f:
         f.write("x")
     return {"sees_host_file": os.path.exists(host_file), "tmp": sorted(os.listdir("/tmp"))}
+
+
+other_python = shoal.App("tests-other-python")
+
+
+@other_python.function(image=shoal.Image.debian_slim(python_version="3.12"))
+def python_version() -> str:
+    import sys
+
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -109,3 +109,22 @@ def test_containers_get_a_private_tmp(server, sandbox):
         assert not os.path.exists("/tmp/written-inside")
     finally:
         os.unlink(host_file)
+
+
+def test_an_image_runs_on_another_python_found_on_the_machine(server, sandbox):
+    from shoal._image_build import find_python
+
+    if find_python("3.12") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI machines have Python 3.12 (pyenv): it was not found")
+        pytest.skip("no Python 3.12 on this machine")
+    with environments.other_python.run(show_logs=False):
+        assert environments.python_version.remote() == "3.12"
+
+
+def test_a_python_version_the_machine_lacks_says_what_to_install(server):
+    app = shoal.App("missing-python")
+    app.function(image=shoal.Image.debian_slim(python_version="3.99"), serialized=True)(lambda: None)
+    with pytest.raises(ImageBuildError, match="pyenv install 3.99"):
+        with app.run(show_logs=False):
+            pass
