@@ -66,6 +66,15 @@ class FunctionOptions:
         }  # fmt: skip
 
 
+@dataclass(frozen=True)
+class FunctionStats:
+    """What ``Function.get_current_stats()`` returns (Modal's names, plus ``running_inputs``)."""
+
+    backlog: int
+    num_total_runners: int
+    running_inputs: int = 0
+
+
 class Function:
     """A function registered on an App. Call ``.remote()``, ``.map()``, ``.spawn()``... inside ``app.run()``.
 
@@ -296,6 +305,29 @@ class Function:
             if not finished:
                 with contextlib.suppress(Exception):
                     await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+
+    @aio_method
+    async def get_current_stats(self) -> FunctionStats:
+        """Live counts of the function: its backlog (inputs waiting), running inputs and containers."""
+        client, function_id = await self._resolve()
+        return FunctionStats(**await client.request("GET", f"/functions/{function_id}/stats"))
+
+    @aio_method
+    async def update_autoscaler(
+        self, *, min_containers: int | None = None, max_containers: int | None = None,
+        buffer_containers: int | None = None, scaledown_window: float | None = None,
+    ) -> None:  # fmt: skip
+        """Change the running (or deployed) function's autoscaling in place; the scheduler applies it at once.
+
+        Raises:
+            InvalidError: a negative value, ``max_containers=0``, or ``min_containers`` above ``max_containers``.
+        """
+        client, function_id = await self._resolve()
+        changes = {"min_containers": min_containers, "max_containers": max_containers,
+                   "buffer_containers": buffer_containers, "scaledown_window": scaledown_window}  # fmt: skip
+        await client.request(
+            "POST", f"/functions/{function_id}/autoscaler", {k: v for k, v in changes.items() if v is not None}
+        )
 
     def get_raw_f(self) -> Callable[..., Any]:
         if self.raw_f is None:

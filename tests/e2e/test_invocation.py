@@ -231,3 +231,17 @@ def test_serialized_functions_travel_as_pickles():
 
     with app.run(show_logs=False):
         assert list(plus_offset.map([1, 2])) == [6, 7]
+
+
+def test_current_stats_and_a_live_autoscaler_update():
+    # Given a function with no containers asked to keep one warm
+    basic.add.update_autoscaler(min_containers=1)
+    deadline = time.monotonic() + 20
+    while basic.add.get_current_stats().num_total_runners < 1:  # the scheduler starts one within a tick or two
+        assert time.monotonic() < deadline, basic.add.get_current_stats()
+        time.sleep(0.1)
+    stats = basic.add.get_current_stats()
+    assert stats.backlog == 0 and stats.running_inputs == 0
+    basic.add.update_autoscaler(min_containers=0, scaledown_window=1)
+    with pytest.raises(shoal.exception.InvalidError, match="min_containers"):
+        basic.add.update_autoscaler(min_containers=5, max_containers=1)

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from .. import __version__
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
+from .catalog import AUTOSCALER_FIELDS
 from .control import ControlPlane, NotFound
 from .kv import KVStore
 from .kv_routes import kv_routes
@@ -343,6 +344,30 @@ def create_app(plane: ControlPlane) -> Starlette:
         )  # fmt: skip
         return JSONResponse({"call_id": call_id})
 
+    @route("/functions/{function_id}/stats", ["GET"], "caller")
+    async def function_stats(request: Request) -> Response:
+        fid = request.path_params["function_id"]
+        if plane.store.function(fid) is None:
+            raise KeyError(fid)
+        return JSONResponse(plane.catalog.function_stats(fid))
+
+    @route("/functions/{function_id}/autoscaler", ["POST"], "client")
+    async def update_autoscaler(request: Request) -> Response:
+        b = await body(request)
+        changes: dict[str, float] = {}
+        for name in AUTOSCALER_FIELDS:
+            value = field(b, name, (int, float), None)
+            if value is None:
+                continue
+            if value < 0 or (name != "scaledown_window" and not float(value).is_integer()):
+                raise ApiError(400, "InvalidError", f"{name}={value!r}: a whole number >= 0 is needed")
+            if name == "max_containers" and value == 0:
+                raise ApiError(400, "InvalidError", "max_containers=0 would never run anything")
+            changes[name] = value if name == "scaledown_window" else int(value)
+        settings = plane.catalog.update_autoscaler(request.path_params["function_id"], changes)
+        plane.wake_scheduler()
+        return JSONResponse(settings)
+
     @route("/calls/{call_id}/inputs", ["POST"], "caller")
     async def add_inputs(request: Request) -> Response:
         b = await body(request)
@@ -509,7 +534,8 @@ def create_app(plane: ControlPlane) -> Starlette:
         health, create_app_route, list_apps, deploy, deployed, app_history, app_heartbeat, app_detach, app_functions,
         function_calls, list_containers, stop_container, container_logs, get_app,
         bind, create_function, function_by_tag, stop_app, app_logs, put_blob, get_blob,
-        create_call, add_inputs, get_call, call_outputs, call_output_at, call_items, cancel_call, call_graph,
+        create_call, function_stats, update_autoscaler, add_inputs, get_call, call_outputs, call_output_at,
+        call_items, cancel_call, call_graph,
         container_spec, container_started, exchange, container_items, heartbeat,
     ]  # fmt: skip
 

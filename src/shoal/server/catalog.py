@@ -10,6 +10,7 @@ from typing import Any
 
 from .store import Store
 
+AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
 APP_COLUMNS = "id, name, state, mode, created_at, stopped_at, version, stop_reason"
 
 
@@ -69,6 +70,30 @@ class Catalog:
             "SELECT version, created_at, functions FROM deployments WHERE app_id=? ORDER BY version DESC", (app_id,)
         ).fetchall()
         return [{"version": v, "created_at": t, "functions": json.loads(f)} for v, t, f in rows]
+
+    def function_stats(self, function_id: str) -> dict[str, int]:
+        """Modal's ``FunctionStats``: inputs waiting, inputs running, and live containers of a function."""
+        counts = dict(self.db.execute(
+            "SELECT state, COUNT(*) FROM inputs WHERE function_id=? GROUP BY state", (function_id,)
+        ).fetchall())  # fmt: skip
+        runners = self.db.execute(
+            "SELECT COUNT(*) FROM containers WHERE function_id=? AND state!='STOPPED'", (function_id,)
+        ).fetchone()[0]
+        return {"backlog": counts.get("PENDING", 0), "running_inputs": counts.get("LEASED", 0),
+                "num_total_runners": runners}  # fmt: skip
+
+    def update_autoscaler(self, function_id: str, changes: dict[str, float]) -> dict[str, Any]:
+        """Change a function's autoscaling settings in place (the scheduler reads them every tick)."""
+        with self.store._tx() as db:
+            row = db.execute("SELECT spec FROM functions WHERE id=?", (function_id,)).fetchone()
+            if row is None:
+                raise KeyError(function_id)
+            spec = {**json.loads(row[0]), **changes}
+            if spec["min_containers"] > spec["max_containers"]:
+                raise ValueError(f"min_containers={spec['min_containers']} is above "
+                                 f"max_containers={spec['max_containers']}")  # fmt: skip
+            db.execute("UPDATE functions SET spec=? WHERE id=?", (json.dumps(spec), function_id))
+        return {k: spec[k] for k in AUTOSCALER_FIELDS}
 
     def functions_of(self, app_id: str) -> dict[str, str]:
         """tag -> id of the newest version of each function."""
