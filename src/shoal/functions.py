@@ -97,6 +97,7 @@ class Function:
         self.__module__ = getattr(raw_f, "__module__", None)  # type: ignore[assignment]
         self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
         self._deployed_app: str | None = None  # set by from_name: resolved lazily on the standing server
+        self._deployed_version: int | None = None  # from_name(version=): pinned to that app version
         self._spec: dict[str, Any] | None = None  # as registered (code location included), for variants
         self._app_id: str | None = None
 
@@ -107,17 +108,26 @@ class Function:
         # Pickled (e.g. captured by a serialized function): travel as a reference, resolved by tag in the container.
         return {"raw_f": None, "tag": self.tag, "options": self.options, "app_name": self.app_name,
                 "_object_id": self._object_id, "_url": None, "is_generator": self.is_generator,
-                "_deployed_app": self._deployed_app}  # fmt: skip
+                "_deployed_app": self._deployed_app, "_deployed_version": self._deployed_version,
+                "_spec": None, "_app_id": None}  # fmt: skip
 
     @classmethod
-    def from_name(cls, app_name: str, name: str) -> Function:
+    def from_name(
+        cls, app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None
+    ) -> Function:
         """A deployed function (``shoal deploy``), looked up lazily on the standing server on first use.
 
+        ``version`` pins the function as deployed at that app version (``shoal app history`` lists them); Shoal
+        has one environment, so ``environment_name`` is accepted and ignored.
+
         Raises:
-            NotFoundError: (on first use) no such app or function; the message lists what exists.
+            NotFoundError: (on first use) no such app, version or function; the message lists what exists.
         """
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise InvalidError(f"version={version!r}: an app version is a whole number from 1")
         fn = cls(None, name, FunctionOptions(), app_name)
         fn._deployed_app = app_name
+        fn._deployed_version = version
         return fn
 
     @property
@@ -173,7 +183,8 @@ class Function:
                 f"No Shoal server is running, so app {app_name!r} is not deployed: run `shoal deploy FILE.py` "
                 "(it starts the server), or set SHOAL_SERVER_URL."
             )
-        resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}")
+        pin = f"?version={self._deployed_version}" if self._deployed_version is not None else ""
+        resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}{pin}")
         self._hydrate(resp["function_id"], url)
         self._app_id, self._spec = resp["app_id"], resp["spec"]
 

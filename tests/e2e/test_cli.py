@@ -146,6 +146,10 @@ def test_deploy_from_name_and_call_get_across_processes(server, tmp_path: Path):
     write_app(app_file, "v2")
     assert "version 2" in shoal_cli("deploy", str(app_file)).stdout
     assert shoal.Function.from_name("deployed-app", "version").remote(4) == "v2:4"
+    # a version-pinned lookup runs the code of that version (Modal's from_name(version=))
+    assert shoal.Function.from_name("deployed-app", "version", version=1).remote(5) == "v1:5"
+    with pytest.raises(shoal.exception.NotFoundError, match="no version 9"):
+        shoal.Function.from_name("deployed-app", "version", version=9).remote(5)
     history = shoal_cli("app", "history", "deployed-app", "--json")
     assert '"version": 2' in history.stdout and '"version": 1' in history.stdout
 

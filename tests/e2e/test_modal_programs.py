@@ -68,3 +68,12 @@ def test_async_entrypoints_batched_methods_and_app_image_work_as_in_modal(server
     assert result.returncode == 0, result.stderr
     assert "ASYNC HELLO BATCHED [1, 2, 3] GEN [3, 2, 1]" in result.stdout
     assert "never awaited" not in result.stderr
+
+
+def test_modals_core_features_run_unchanged(server, sandbox):
+    result = shoal("run", str(PROGRAMS / "features.py"))
+    assert result.returncode == 0, result.stderr
+    for expected in ["STARMAP ['hi ann!', 'hi bob?']", "CONCURRENT [0, 1, 2, 3]", "FOREACH [0, 1, 2]",
+                     "SPAWNMAP hi cy.", "TIMEOUT ok"]:  # fmt: skip
+        assert expected in result.stdout, (expected, result.stdout, result.stderr)
+    assert "ann.txt" in result.stdout and "bob.txt" in result.stdout

@@ -275,7 +275,17 @@ def create_app(plane: ControlPlane) -> Starlette:
         tag = request.path_params["tag"]
         if app["state"] != "RUNNING":
             raise ApiError(404, "NotFoundError", f"app {app['name']!r} is stopped; deploy or run it again")
-        fid = plane.store.function_by_tag(app["app_id"], tag)
+        version = request.query_params.get("version")
+        if version is not None:  # a version-pinned lookup: the function as deployed at that app version
+            deployed = {h["version"]: h["functions"] for h in plane.catalog.history(app["app_id"])}
+            if not version.isdigit() or int(version) not in deployed:
+                versions = ", ".join(str(v) for v in sorted(deployed)) or "none"
+                raise ApiError(
+                    404, "NotFoundError", f"app {app['name']!r} has no version {version}; it has: {versions}"
+                )
+            fid = deployed[int(version)].get(tag)
+        else:
+            fid = plane.store.function_by_tag(app["app_id"], tag)
         if fid is None:
             known = ", ".join(sorted(plane.catalog.functions_of(app["app_id"]))) or "none"
             raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
