@@ -241,8 +241,6 @@ class MethodFunction(Function):
         return (self._method, *args)
 
     async def _resolve(self) -> tuple[Client, str]:
-        if self.is_generator:
-            raise InvalidError(f"{self.tag}: generator methods are not supported yet")
         if not _context.is_local() and self._obj._cls._service.object_id is None:
             await self._obj._cls._service._resolve()
         client, function_id = await self._obj._resolve()

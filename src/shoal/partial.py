@@ -40,9 +40,8 @@ def _flag(f: F | None, attribute: str) -> Any:
 
 
 def method(_f: F | None = None, *, is_generator: bool | None = None) -> Any:
-    """Mark a method of an ``@app.cls`` class as callable remotely (``Model().predict.remote(x)``)."""
-    if is_generator:
-        raise InvalidError("generator methods are not supported yet")
+    """Mark a method of an ``@app.cls`` class as callable remotely (``Model().predict.remote(x)``; a generator
+    method with ``.remote_gen``). ``is_generator`` is accepted for Modal's sake: Shoal sees it from the method."""
 
     return _flag(_f, "_shoal_method")
 

@@ -59,3 +59,13 @@ def endless(directory: str):  # noqa: ANN201
 @app.function()
 def nested(n: int) -> list[int]:
     return list(count.remote_gen(n))
+
+
+@app.cls()
+class Tokenizer:
+    prefix: str = shoal.parameter(default="tok")
+
+    @shoal.method()
+    def tokens(self, text: str):  # noqa: ANN201
+        for word in text.split():
+            yield f"{self.prefix}:{word}"

@@ -69,3 +69,9 @@ def test_generators_are_called_with_remote_gen_only_as_in_modal():
 
 def test_remote_gen_works_from_inside_another_function():
     assert generators.nested.remote(4) == [0, 1, 2, 3]
+
+
+def test_generator_methods_of_classes_stream_too():
+    assert list(generators.Tokenizer(prefix="t").tokens.remote_gen("a b c")) == ["t:a", "t:b", "t:c"]
+    with pytest.raises(InvalidError, match="remote_gen"):
+        generators.Tokenizer().tokens.remote("a b")

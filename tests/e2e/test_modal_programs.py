@@ -77,3 +77,26 @@ def test_modals_core_features_run_unchanged(server, sandbox):
                      "SPAWNMAP hi cy.", "TIMEOUT ok"]:  # fmt: skip
         assert expected in result.stdout, (expected, result.stdout, result.stderr)
     assert "ann.txt" in result.stdout and "bob.txt" in result.stdout
+
+
+def test_a_modal_program_runs_on_a_standing_server_started_without_any_special_environment():
+    import tempfile
+    from pathlib import Path
+
+    home = Path(tempfile.mkdtemp(prefix="shoal-modal-home-"))
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}  # nothing of the test set-up
+    plain.update(SHOAL_HOME=str(home))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "shoal", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=180, env={**plain, "PYTHONPATH": str(REPO)})  # fmt: skip
+
+    started = subprocess.run([sys.executable, "-m", "shoal", "server", "start"], cwd="/", capture_output=True,
+                             text=True, timeout=60, env=plain)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        result = run("run", str(PROGRAMS / "etl.py"), "--rows", "5")
+        assert result.returncode == 0, result.stderr
+        assert "ALIAS shoal.app" in result.stdout and result.stderr.startswith("✓ Using the standing server")
+    finally:
+        run("server", "stop")

@@ -70,9 +70,9 @@ def test_a_retry_starts_within_its_backoff_not_at_the_next_idle_poll():
 
 
 def test_a_sigterm_server_exits_fast_and_its_live_clients_lose_nothing(tmp_path, monkeypatch):  # noqa: ANN001
-    # Given a map running against a server that reaps silent clients after 3 s
+    # Given a map running against a server that reaps silent clients after 5 s (clients ping every 3 s)
     state = tmp_path / "graceful"
-    env = {"SHOAL_CLIENT_TIMEOUT": "3"}
+    env = {"SHOAL_CLIENT_TIMEOUT": "5"}
     srv = ServerProcess(state, env=env)
     port = int(srv.url.rsplit(":", 1)[1])
     monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
@@ -88,7 +88,7 @@ def test_a_sigterm_server_exits_fast_and_its_live_clients_lose_nothing(tmp_path,
                     srv.proc.wait(30)
                     stop_seconds = time.monotonic() - started
                     srv.stop()
-                    time.sleep(4)
+                    time.sleep(6)
                     srv = ServerProcess(state, env=env, port=port)
     finally:
         srv.stop()
