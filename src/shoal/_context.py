@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextvars
-import os
+
+from .config import in_container
 
 _current_input: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("shoal_input", default=None)
 
 
 def is_local() -> bool:
     """True on the client, False inside a Shoal container."""
-    return "SHOAL_CONTAINER_ID" not in os.environ
+    return not in_container()
 
 
 def current_input_id() -> str | None:

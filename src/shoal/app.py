@@ -22,6 +22,7 @@ from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
 from .client import Client, acquire_server, client_for, release_server, server_kind
 from .cls import Cls, class_methods, class_options
+from .config import settings
 from .exception import InvalidError
 from .functions import Function
 from .image import Image
@@ -396,7 +397,7 @@ def warn_if_no_gpu(tag: str, gpu: str) -> None:
     if shutil.which("nvidia-smi"):
         return
     message = f"{tag} asks for gpu={gpu!r}, but this machine has no GPU: it runs on CPU."
-    if os.environ.get("SHOAL_STRICT_GPU") == "1":
+    if settings().strict_gpu:
         raise InvalidError(message + " (SHOAL_STRICT_GPU=1 makes this an error.)")
     if tag not in _gpu_warned:
         _gpu_warned.add(tag)

@@ -20,7 +20,7 @@ import msgpack
 
 from . import _servers, exception
 from ._http import AsyncHTTP, Response, SyncHTTP, TransportError
-from .config import settings
+from .config import container_env, settings
 
 MSGPACK = "application/msgpack"
 RETRY_FOR = 60.0  # how long a server that answered before may be unreachable (a restart) before requests fail
@@ -121,7 +121,8 @@ def _healthy(url: str, timeout: float = 0.5) -> bool:
 def _token(url: str) -> str | None:
     """What to present to the server at ``url``: SHOAL_TOKEN, a container's own token, or the local token of this
     home's server there."""
-    return settings().token or os.environ.get("SHOAL_CONTAINER_TOKEN") or _servers.token_for(url)
+    container = container_env()
+    return settings().token or (container.container_token if container else None) or _servers.token_for(url)
 
 
 class EmbeddedServer:

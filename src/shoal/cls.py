@@ -20,11 +20,11 @@ import asyncio
 import dataclasses
 import hashlib
 import inspect
-import os
 from typing import Any
 
 from . import _context
 from .client import Client, client_for
+from .config import container_env
 from .exception import InvalidError
 from .functions import Function, FunctionOptions
 from .partial import PARAMETER_TYPES, BatchConfig, ConcurrencyConfig, _Parameter, has_default
@@ -162,7 +162,8 @@ class Cls:
 
 
 def _app_of(fn: Function) -> str:
-    app_id = fn._app_id if _context.is_local() else os.environ.get("SHOAL_APP_ID")
+    container = container_env()
+    app_id = container.app_id if container is not None else fn._app_id
     if app_id is None:
         raise InvalidError(f"{fn.tag} is not running: use it inside `with app.run():`")
     return str(app_id)

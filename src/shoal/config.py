@@ -1,4 +1,10 @@
-"""Typed settings, read from the environment (``SHOAL_*``) when first needed."""
+"""Every ``SHOAL_*`` setting in one place: typed, with its environment variable, default and meaning.
+
+:data:`VARIABLES` declares each variable once; :class:`Settings` (clients and the server) and
+:class:`ContainerEnv` (what a backend hands a container) read them from the environment when first needed, so
+tests and subprocesses can change the environment. The README's configuration table is checked against
+:data:`VARIABLES` by a test. No other module reads ``SHOAL_*`` variables.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,56 @@ DEFAULT_PORT = 7811
 INLINE_PAYLOAD_LIMIT = 256 * 1024  # larger payloads travel as blobs (files), not through SQLite
 
 
-def _float_env(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable Shoal reads."""
+
+    name: str
+    default: str  # as documented ("" when unset means off/none)
+    meaning: str
+    audience: str = "user"  # "user" (documented for people), "container" (set by the backend), "test"
+
+
+VARIABLES = (
+    Variable("SHOAL_HOME", "~/.shoal", "where state lives: the standing server, images, embedded servers"),
+    Variable("SHOAL_SERVER_URL", "", "the server to use instead of this home's own"),
+    Variable("SHOAL_TOKEN", "", "the server's own token (server) or the token to present (client)"),
+    Variable("SHOAL_RESULT_RETENTION", "604800", "seconds results are kept after their call finishes"),
+    Variable("SHOAL_HEARTBEAT_INTERVAL", "1", "seconds between a container's heartbeats"),
+    Variable("SHOAL_HEARTBEAT_TIMEOUT", "15", "seconds without a heartbeat before a container is killed"),
+    Variable("SHOAL_CLIENT_TIMEOUT", "20", "seconds without a client heartbeat before an ephemeral app stops"),
+    Variable("SHOAL_MAX_PAYLOAD_BYTES", "536870912", "the largest argument or result accepted"),
+    Variable("SHOAL_RATE_LIMIT", "5000", "client requests per second per token (0: unlimited)"),
+    Variable("SHOAL_MAX_TOTAL_CONTAINERS", "max(32, 8 x CPUs)", "containers on this machine, all functions together"),
+    Variable("SHOAL_EXPIRY_INTERVAL", "60", "seconds between sweeps for expired results"),
+    Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
+    Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
+    Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
+    Variable("SHOAL_DEBUG", "", "1: errors show Shoal's own stack"),
+    Variable("SHOAL_AUDIT_UNPICKLE", "", "a file the server logs every unpickling to (the security tests)", "test"),
+    Variable("SHOAL_CONTAINER_ID", "", "set in containers: the container's id", "container"),
+    Variable("SHOAL_CONTAINER_TOKEN", "", "set in containers: the container's token", "container"),
+    Variable("SHOAL_APP_ID", "", "set in containers: its app's id", "container"),
+    Variable("SHOAL_FUNCTION_ID", "", "set in containers: its function's id", "container"),
+    Variable("SHOAL_PARENT_PID", "", "set in unsandboxed containers: the server's pid (die with it)", "container"),
+    Variable("SHOAL_MEMORY_LIMIT_MIB", "", "set in containers: the memory limit to apply", "container"),
+    Variable("SHOAL_BUNDLE_DIR", "", "set in sandboxed containers: where to unpack code", "container"),
+    Variable("SHOAL_IMAGE_HASH", "", "set in containers: the image they run in", "container"),
+)
+
+
+def _get(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _float(name: str, default: float) -> float:
+    raw = _get(name)
     return float(raw) if raw else default
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where state lives, how clients find the server, and the server's time limits (seconds)."""
+    """Where state lives, how clients find the server, and the server's limits (seconds unless named)."""
 
     home: Path
     server_url: str | None
@@ -27,18 +75,36 @@ class Settings:
     heartbeat_timeout: float
     max_payload_bytes: int
     rate_limit: float
+    client_timeout: float = 20.0
+    expiry_interval: float = 60.0
+    max_total_containers: int | None = None  # None: max(32, 8 x CPUs)
+    sandbox_off: bool = False
+    sandbox_binds: tuple[str, ...] = ()
+    strict_gpu: bool = False
+    debug: bool = False
+    audit_unpickle: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
+        binds = tuple(p for p in (_get("SHOAL_SANDBOX_BINDS") or "").split(os.pathsep) if p)
+        max_total = _get("SHOAL_MAX_TOTAL_CONTAINERS")
         return cls(
-            home=Path(os.environ.get("SHOAL_HOME", str(Path.home() / ".shoal"))),
-            server_url=os.environ.get("SHOAL_SERVER_URL") or None,
-            token=os.environ.get("SHOAL_TOKEN") or None,
-            result_retention=_float_env("SHOAL_RESULT_RETENTION", 7 * 24 * 3600.0),
-            heartbeat_interval=_float_env("SHOAL_HEARTBEAT_INTERVAL", 1.0),
-            heartbeat_timeout=_float_env("SHOAL_HEARTBEAT_TIMEOUT", 15.0),
-            max_payload_bytes=int(_float_env("SHOAL_MAX_PAYLOAD_BYTES", 512 * 1024 * 1024)),
-            rate_limit=_float_env("SHOAL_RATE_LIMIT", 5000.0),
+            home=Path(_get("SHOAL_HOME") or str(Path.home() / ".shoal")),
+            server_url=_get("SHOAL_SERVER_URL"),
+            token=_get("SHOAL_TOKEN"),
+            result_retention=_float("SHOAL_RESULT_RETENTION", 7 * 24 * 3600.0),
+            heartbeat_interval=_float("SHOAL_HEARTBEAT_INTERVAL", 1.0),
+            heartbeat_timeout=_float("SHOAL_HEARTBEAT_TIMEOUT", 15.0),
+            max_payload_bytes=int(_float("SHOAL_MAX_PAYLOAD_BYTES", 512 * 1024 * 1024)),
+            rate_limit=_float("SHOAL_RATE_LIMIT", 5000.0),
+            client_timeout=_float("SHOAL_CLIENT_TIMEOUT", 20.0),
+            expiry_interval=_float("SHOAL_EXPIRY_INTERVAL", 60.0),
+            max_total_containers=int(max_total) if max_total else None,
+            sandbox_off=(_get("SHOAL_SANDBOX") or "auto").lower() in ("off", "0", "false"),
+            sandbox_binds=binds,
+            strict_gpu=_get("SHOAL_STRICT_GPU") == "1",
+            debug=_get("SHOAL_DEBUG") == "1",
+            audit_unpickle=_get("SHOAL_AUDIT_UNPICKLE"),
         )
 
     @property
@@ -49,3 +115,40 @@ class Settings:
 def settings() -> Settings:
     """Current settings (re-read every time so tests and subprocesses can change the environment)."""
     return Settings.from_env()
+
+
+@dataclass(frozen=True)
+class ContainerEnv:
+    """What a backend tells a container through its environment (see :data:`VARIABLES`, audience "container")."""
+
+    container_id: str
+    container_token: str
+    server_url: str
+    app_id: str | None
+    parent_pid: int
+    memory_limit_mib: int
+    bundle_dir: Path | None
+    image_hash: str | None
+
+
+def in_container() -> bool:
+    """True inside a Shoal container (cheap: called on every invocation)."""
+    return "SHOAL_CONTAINER_ID" in os.environ
+
+
+def container_env() -> ContainerEnv | None:
+    """This container's settings, or None outside a container (on a client or the server)."""
+    container_id = _get("SHOAL_CONTAINER_ID")
+    if container_id is None:
+        return None
+    bundle_dir = _get("SHOAL_BUNDLE_DIR")
+    return ContainerEnv(
+        container_id=container_id,
+        container_token=_get("SHOAL_CONTAINER_TOKEN") or "",
+        server_url=_get("SHOAL_SERVER_URL") or "",
+        app_id=_get("SHOAL_APP_ID"),
+        parent_pid=int(_get("SHOAL_PARENT_PID") or 0),
+        memory_limit_mib=int(_get("SHOAL_MEMORY_LIMIT_MIB") or 0),
+        bundle_dir=Path(bundle_dir) if bundle_dir else None,
+        image_hash=_get("SHOAL_IMAGE_HASH"),
+    )

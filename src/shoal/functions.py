@@ -158,14 +158,14 @@ class Function:
         if self._object_id is None and self._deployed_app is not None:
             await self._resolve_deployed(self._deployed_app)
         if self._object_id is None and not _context.is_local():
-            import os
-
             from .client import configured_url
+            from .config import container_env
 
             url = await asyncio.to_thread(configured_url)
-            assert url is not None
+            env = container_env()
+            assert url is not None and env is not None
             client = client_for(url)
-            resp = await client.request("GET", f"/apps/{os.environ['SHOAL_APP_ID']}/functions/{self.tag}")
+            resp = await client.request("GET", f"/apps/{env.app_id}/functions/{self.tag}")
             self._hydrate(resp["function_id"], url)
         if self._object_id is None or self._url is None:
             raise ExecutionError(

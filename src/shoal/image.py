@@ -9,13 +9,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _context
+from .config import container_env
 from .exception import InvalidError
 
 
@@ -128,7 +127,8 @@ class Image:
         try:
             yield
         except ImportError:
-            if not _context.is_local() and os.environ.get("SHOAL_IMAGE_HASH") == self.content_hash:
+            env = container_env()
+            if env is not None and env.image_hash == self.content_hash:
                 raise
 
 

@@ -147,3 +147,24 @@ def test_importing_shoal_needs_only_the_container_runtime_packages():
     code = f"import sys, shoal; print(sorted(m for m in {extras!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_every_setting_is_declared_once_and_documented():
+    import re
+    from pathlib import Path
+
+    from shoal.config import VARIABLES
+
+    root = Path(__file__).resolve().parents[2]
+    declared = {v.name for v in VARIABLES}
+    read_elsewhere = [
+        f"{path.relative_to(root)}: {name}"
+        for path in (root / "src" / "shoal").rglob("*.py") if path.name != "config.py"
+        for name in re.findall(r"environ(?:\.get\(|\[)\"(SHOAL_\w+)", path.read_text())
+    ]  # fmt: skip
+    assert read_elsewhere == [], "read SHOAL_* settings through shoal.config, not os.environ"
+    readme = (root / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"\| `(SHOAL_\w+)` \|", table))
+    assert documented == {v.name for v in VARIABLES if v.audience == "user"}
+    assert documented <= declared

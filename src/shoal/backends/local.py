@@ -30,8 +30,7 @@ class LocalBackend(Backend):
     @staticmethod
     def _rw_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = [(v["dir"], v["path"]) for v in spec.volumes if not v.get("read_only")]
-        extra = os.environ.get("SHOAL_SANDBOX_BINDS", "")
-        binds += [(p, p) for p in extra.split(os.pathsep) if p]
+        binds += [(p, p) for p in settings().sandbox_binds]
         return binds
 
     @staticmethod

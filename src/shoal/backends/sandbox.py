@@ -18,6 +18,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..config import settings
+
 log = logging.getLogger("shoal.sandbox")
 HIDDEN = {"proc", "dev", "tmp", "sys"}
 
@@ -25,7 +27,7 @@ HIDDEN = {"proc", "dev", "tmp", "sys"}
 @functools.lru_cache(maxsize=1)
 def bwrap() -> str | None:
     """The bwrap binary when the sandbox is enabled and works here, else None (warned about once)."""
-    if os.environ.get("SHOAL_SANDBOX", "auto").lower() in ("off", "0", "false"):
+    if settings().sandbox_off:
         return None
     path = shutil.which("bwrap")
     if path is None:

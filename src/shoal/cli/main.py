@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import os
 import signal
 import sys
 import traceback
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import __version__, _modal_alias
-from ..config import DEFAULT_PORT
+from ..config import DEFAULT_PORT, settings
 from ..exception import Error, RemoteTraceback
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,7 +44,7 @@ def friendly_errors(f: F) -> F:
 
 
 def report_error(exc: BaseException) -> None:
-    if os.environ.get("SHOAL_DEBUG") == "1":
+    if settings().debug:
         traceback.print_exception(type(exc), exc, exc.__traceback__)
         return
     if isinstance(exc.__cause__, RemoteTraceback):

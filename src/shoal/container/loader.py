@@ -15,7 +15,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..config import settings
+from ..config import container_env, settings
 
 
 def extract_bundle(blob_id: str, fetch: Callable[[str], bytes]) -> Path:
@@ -24,7 +24,8 @@ def extract_bundle(blob_id: str, fetch: Callable[[str], bytes]) -> Path:
     A sandboxed container unpacks into its private /tmp (no container can plant code for another); an
     unsandboxed one shares ``$SHOAL_HOME/bundles``.
     """
-    root = Path(os.environ.get("SHOAL_BUNDLE_DIR") or settings().home / "bundles")
+    env = container_env()
+    root = env.bundle_dir if env is not None and env.bundle_dir is not None else settings().home / "bundles"
     target = root / blob_id
     if target.exists():
         return target

@@ -31,7 +31,7 @@ from typing import Any
 
 from .. import serialization
 from .._context import set_current_input
-from ..config import INLINE_PAYLOAD_LIMIT, settings
+from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings
 from ..exception import InputCancellation, InvalidError, SerializationError
 from ..server.records import OutputStatus
 from .api import ContainerAPI
@@ -387,7 +387,9 @@ class ContainerRuntime:
     # ---- background threads ---------------------------------------------------------------------
 
     def _side_api(self) -> ContainerAPI:
-        return ContainerAPI(self.api.url, os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"])
+        env = container_env()
+        assert env is not None
+        return ContainerAPI(self.api.url, env.container_id, env.container_token)
 
     def _heartbeat_loop(self) -> None:
         api = self._side_api()
@@ -476,9 +478,9 @@ def _columns(f: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> dic
     return columns
 
 
-def confine() -> None:
+def confine(env: ContainerEnv) -> None:
     """Die with the server that started us (no orphans), and apply the memory limit, before any user code."""
-    parent = int(os.environ.get("SHOAL_PARENT_PID") or 0)
+    parent = env.parent_pid
     try:
         import ctypes
 
@@ -487,7 +489,7 @@ def confine() -> None:
         pass
     if parent and os.getppid() != parent:  # the server died before prctl took effect
         os._exit(0)
-    limit = int(os.environ.get("SHOAL_MEMORY_LIMIT_MIB") or 0)
+    limit = env.memory_limit_mib
     if limit:
         import resource
 
@@ -495,11 +497,12 @@ def confine() -> None:
 
 
 def main() -> None:
-    confine()
+    env = container_env()
+    if env is None:
+        sys.exit("python -m shoal.container is started by a Shoal backend (SHOAL_CONTAINER_ID is not set)")
+    confine(env)
     cfg = settings()
-    api = ContainerAPI(
-        os.environ["SHOAL_SERVER_URL"], os.environ["SHOAL_CONTAINER_ID"], os.environ["SHOAL_CONTAINER_TOKEN"]
-    )
+    api = ContainerAPI(env.server_url, env.container_id, env.container_token)
     runtime = ContainerRuntime(api, cfg.heartbeat_interval)
 
     def on_stop(signum: int, frame: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from .._ids import new_id
 from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec
+from ..config import settings
 from ..schedule import next_fire
 from .blobs import BlobStore
 from .catalog import Catalog
@@ -69,10 +70,8 @@ def check_name(name: str) -> None:
 
 MAX_LONG_POLL = 30.0
 FATAL_STARTUP_FAILURES = 3
-EXPIRY_INTERVAL = float(os.environ.get("SHOAL_EXPIRY_INTERVAL") or 60.0)
 DRAIN_GRACE = 5.0
 TICK_INTERVAL = 0.1
-CLIENT_TIMEOUT = float(os.environ.get("SHOAL_CLIENT_TIMEOUT") or 20.0)
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,8 @@ class ServerConfig:
     container_token: str = ""
     rate_limit: float = 0.0  # client requests per second per token (0: unlimited)
     local_token: str | None = None  # without client_token: what this home's clients present (see auth.py)
+    client_timeout: float = 20.0  # an ephemeral app whose client is silent this long is stopped
+    expiry_interval: float = 60.0  # seconds between sweeps for expired results
 
 
 class ControlPlane:
@@ -493,9 +494,9 @@ class ControlPlane:
             call_id = self.schedules.fire(due, now)
             if call_id is not None:
                 self._inputs_added(due.function_id, call_id, True)
-        for app_id, reason in self.catalog.apps_to_reap(CLIENT_TIMEOUT):
+        for app_id, reason in self.catalog.apps_to_reap(self.config.client_timeout):
             await self.stop_app(app_id, reason)
-        if now - self._last_expiry > EXPIRY_INTERVAL:
+        if now - self._last_expiry > self.config.expiry_interval:
             self._last_expiry = now
             self.store.expire_results(self.config.result_retention)
 
@@ -522,5 +523,5 @@ class ControlPlane:
 
 
 def default_max_total_containers() -> int:
-    raw = os.environ.get("SHOAL_MAX_TOTAL_CONTAINERS")
-    return int(raw) if raw else max(32, 8 * (os.cpu_count() or 1))
+    configured = settings().max_total_containers
+    return configured if configured is not None else max(32, 8 * (os.cpu_count() or 1))

@@ -84,7 +84,8 @@ def serve(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
-        local_token=None if token else _local_token(state_dir),
+        local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
+        expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
     plane = ControlPlane(config, LocalBackend(state_dir / "containers"))
     server = _Server(
@@ -196,8 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if os.environ.get("SHOAL_AUDIT_UNPICKLE"):
-        install_unpickle_audit(os.environ["SHOAL_AUDIT_UNPICKLE"])
+    audit = settings().audit_unpickle
+    if audit:
+        install_unpickle_audit(audit)
     try:
         serve(args.host, args.port, args.state_dir, args.token, args.parent_pid,
               kind="standing" if args.standing else "process")  # fmt: skip
