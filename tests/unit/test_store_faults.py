@@ -53,12 +53,14 @@ def run(plane: ControlPlane, steps: Any) -> Any:
     return asyncio.run(main())
 
 
+SPEC = {"retries": {"max_retries": 0, "backoff_coefficient": 1.0, "initial_delay": 1.0, "max_delay": 1.0},
+        "min_containers": 0, "max_containers": 1, "buffer_containers": 0, "scaledown_window": 60,
+        "startup_timeout": 60, "timeout": 60}  # fmt: skip
+
+
 async def register_function(client: httpx.AsyncClient) -> str:
     app_id = (await client.post("/apps", json={"name": "faults"})).json()["app_id"]
-    spec = {"retries": {"max_retries": 0, "backoff_coefficient": 1.0, "initial_delay": 1.0, "max_delay": 1.0},
-            "min_containers": 0, "max_containers": 1, "buffer_containers": 0, "scaledown_window": 60,
-            "startup_timeout": 60, "timeout": 60}  # fmt: skip
-    resp = await client.post(f"/apps/{app_id}/functions", json={"tag": "f", "spec": spec})
+    resp = await client.post(f"/apps/{app_id}/functions", json={"tag": "f", "spec": SPEC})
     assert resp.status_code == 200, resp.text
     return str(resp.json()["function_id"])
 
@@ -136,3 +138,16 @@ def test_io_errors_are_answered_503_and_the_store_recovers(plane: ControlPlane):
         assert faulty.real.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1
 
     run(plane, steps)
+
+
+def test_mounts_are_refused_when_the_backend_cannot_mount(plane: ControlPlane):
+    # Given a backend without mounts (NoContainers: can_mount() is False), When a function asks for a volume,
+    # Then registering it is a 400 that says what to install
+    async def steps(client: httpx.AsyncClient) -> Any:
+        app_id = (await client.post("/apps", json={"name": "mounts"})).json()["app_id"]
+        spec = {**SPEC, "volumes": [{"volume": "data", "path": "/data"}]}
+        return await client.post(f"/apps/{app_id}/functions", json={"tag": "f", "spec": spec, "pickled": None})
+
+    resp = run(plane, steps)
+    assert resp.status_code == 400
+    assert "bubblewrap" in resp.json()["error"]["message"]

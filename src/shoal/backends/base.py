@@ -50,6 +50,10 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""
 
+    def can_mount(self) -> bool:
+        """Whether containers can see volumes and ``add_local_*`` content at the paths the app names."""
+        return False
+
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         """The last lines a container wrote to its own stdout/stderr (put in errors about its death), or ''."""
         return ""

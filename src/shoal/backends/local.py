@@ -44,6 +44,9 @@ class LocalBackend(Backend):
         binds += [(v["dir"], v["path"]) for v in spec.volumes if v.get("read_only")]
         return binds
 
+    def can_mount(self) -> bool:
+        return sandbox.bwrap() is not None  # mounts are bubblewrap binds
+
     def log_path(self, container_id: str) -> Path:
         return self.log_dir / f"{container_id}.log"
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from .._ids import new_id
-from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
 from ..schedule import next_fire
@@ -215,7 +214,7 @@ class ControlPlane:
     def _resolve_mounts(self, spec: dict[str, Any]) -> None:
         """Volumes by name -> their directories; refuse mounts when containers cannot be sandboxed."""
         mounts = [*(spec.get("volumes") or []), *((spec.get("image") or {}).get("mounts") or [])]
-        if mounts and sandbox.bwrap() is None:
+        if mounts and not self.backend.can_mount():
             raise ValueError(
                 "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
