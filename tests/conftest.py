@@ -69,6 +69,24 @@ class ServerProcess:
                 continue
         return out
 
+    def busy_container_pids(self) -> list[int]:
+        """Pids of containers that are running and hold inputs (not ones still starting: three starts killed in a
+        row rightly count as a crash loop and fail the pending inputs)."""
+        import httpx
+
+        rows = httpx.get(f"{self.url}/containers", headers=self.auth, timeout=30).json()["containers"]
+        busy = {r["container_id"] for r in rows if r["state"] == "RUNNING" and r["running_inputs"] > 0}
+        pids = []
+        for pid in self.container_pids():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            ids = [item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")]
+            if ids and ids[0] in busy:
+                pids.append(pid)
+        return pids
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

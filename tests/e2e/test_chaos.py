@@ -47,7 +47,7 @@ def test_killing_busy_containers_during_a_10k_map(server, how: str):
         rng = random.Random(how)
         kills = 0
         while kills < 20 and not done.wait(0.3):
-            pids = server.container_pids()
+            pids = server.busy_container_pids()
             if not pids:
                 continue
             pid = rng.choice(pids)

@@ -39,7 +39,7 @@ def test_sigkill_containers_during_a_map_loses_and_duplicates_nothing(server):
     kills = 0
     rng = random.Random(7)
     while kills < 4 and not done.wait(0.7):
-        pids = server.container_pids()
+        pids = server.busy_container_pids()
         if pids:
             os.kill(rng.choice(pids), signal.SIGKILL)
             kills += 1
