@@ -20,7 +20,6 @@ _NOT_YET = {
     "proxy": "proxies",
     "enable_memory_snapshot": "memory snapshots",
     "block_network": "network blocking",
-    "is_generator": "generator functions",
     "max_inputs": "max_inputs",
     "allow_concurrent_inputs": "concurrent inputs (@concurrent)",
 }
@@ -29,6 +28,8 @@ _NOT_YET = {
 def check_unsupported(unsupported: dict[str, Any]) -> None:
     """Warn about placement-only Modal options, reject unimplemented and unknown ones."""
     for key, value in unsupported.items():
+        if key == "is_generator":  # Modal's override of generator detection: Shoal sees it from the function
+            continue
         if key in _NOT_YET:
             if value:
                 raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
