@@ -264,13 +264,7 @@ async def run_map(
             with contextlib.suppress(BaseException):
                 await submitter
         if not finished:
-            with contextlib.suppress(Exception):
-                if not detached:
-                    await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
-                elif not total:  # close it where submission stopped, so the detached app can finish
-                    await client.request(
-                        "POST", f"/calls/{call_id}/inputs", {"start": 0, "inputs": [], "close": True}, packed=True
-                    )
+            await abandon_call(client, call_id, detached, submitted_all=bool(total))
 
 
 async def spawn_map(
@@ -301,14 +295,22 @@ async def spawn_map(
         await submit_inputs(client, call_id, pump, on_submitted)
     except BaseException:
         pump.stop()
-        with contextlib.suppress(Exception):
-            if detached:
-                close = {"start": 0, "inputs": [], "close": True}
-                await client.request("POST", f"/calls/{call_id}/inputs", close, packed=True)
-            else:
-                await client.request("POST", f"/calls/{call_id}/cancel", {})
+        await abandon_call(client, call_id, detached, submitted_all=False)
         raise
     return call_id
+
+
+async def abandon_call(client: Client, call_id: str, detached: bool, submitted_all: bool) -> None:
+    """The caller left before the call's end (an error, Ctrl-C, ``break``): cancel its unfinished inputs, unless
+    its app is ``detached``; then close it where submission stopped (if it had not finished), so that it can end.
+    Best effort: the server may be gone too."""
+    with contextlib.suppress(Exception):
+        if not detached:
+            await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+        elif not submitted_all:
+            await client.request(
+                "POST", f"/calls/{call_id}/inputs", {"start": 0, "inputs": [], "close": True}, packed=True
+            )
 
 
 def zip_items(iterables: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -12,7 +11,7 @@ from typing import Any
 
 from . import _context
 from ._aio import aio_gen_method, aio_method
-from ._map import run_map, spawn_map, star_items, zip_items
+from ._map import abandon_call, run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
 from .calls import FunctionCall, stream_items, wait_result
 from .client import Client, client_for
@@ -138,9 +137,13 @@ class Function:
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url
 
+    def _generator(self) -> bool:
+        """Whether it is a generator function: known from its code here, or from the spec a lookup returned."""
+        return self.is_generator or bool((self._spec or {}).get("is_generator"))
+
     def _refuse_generator(self, how: str) -> None:
         """Modal's rule: a generator function is called with ``.remote_gen`` only."""
-        if self.is_generator or (self._spec or {}).get("is_generator"):
+        if self._generator():
             raise InvalidError(
                 f"{self.tag} is a generator function: it cannot be called with `.{how}(...)`. "
                 "Use `.remote_gen(...)` instead."
@@ -304,7 +307,7 @@ class Function:
             InvalidError: the function is not a generator function (use ``.remote``).
         """
         client, function_id = await self._resolve()
-        if not (self.is_generator or (self._spec or {}).get("is_generator")):
+        if not self._generator():
             raise InvalidError(f"{self.tag} is not a generator function: call it with `.remote(...)`.")
         call_id = await self._submit_one(client, function_id, args, kwargs, "generator")
         finished = False
@@ -313,9 +316,8 @@ class Function:
                 yield batch
             finished = True
         finally:
-            if not finished:
-                with contextlib.suppress(Exception):
-                    await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+            if not finished:  # leaving the loop early stops the generator in its container
+                await abandon_call(client, call_id, detached=False, submitted_all=True)
 
     @aio_method
     async def get_current_stats(self) -> FunctionStats:

@@ -388,7 +388,7 @@ class ControlPlane:
                 return leased, False, accepted
             retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
             if retry_at is not None:
-                remaining = min(remaining, max(0.0, retry_at - time.time()) + 0.005)
+                remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
             await self.notifier.wait("fn:" + function_id, remaining)
 
     def heartbeat(self, container_id: str, logs: list[Any]) -> tuple[bool, list[list[Any]]]:
