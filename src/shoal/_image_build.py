@@ -2,7 +2,7 @@
 
 The virtualenv is made from the *base* interpreter (never the client's virtualenv, pyenv shims or user site),
 without system site-packages: an image sees the standard library, what it installs, and Shoal's container
-runtime (Shoal, cloudpickle and msgpack, linked from this installation through a ``.pth`` file, after the
+runtime (Shoal, cloudpickle, msgpack and msgspec, linked from this installation through a ``.pth`` file, after the
 image's own site-packages so that its packages win). Nothing else of the client's environment leaks in.
 uv is used when installed, else venv + pip. What the host cannot provide (a different Python, missing Debian
 packages, a Dockerfile) is an ``ImageBuildError`` at run/deploy time, never a silently different environment.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -29,8 +30,8 @@ from .image import Image
 from .serialization import dumps
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-RUNTIME_PACKAGES = ("shoal", "cloudpickle", "msgpack")  # what a container imports besides the user's code
-BUILT_MARKER = ".shoal-built-2"  # bumped when the layout changes: older builds are rebuilt
+RUNTIME_PACKAGES = ("shoal", "cloudpickle", "msgpack", "msgspec")  # what a container imports besides the user's code
+BUILT_MARKER = ".shoal-built-3"  # bumped when the layout changes: older builds are rebuilt
 
 
 @dataclass(frozen=True)
@@ -182,17 +183,25 @@ def _make_venv(target: Path, log: Callable[[str], None], interpreter: str) -> No
     else:
         command = [interpreter, "-m", "venv", str(target)]
     _run(command, "create the virtualenv", log)
-    _link_runtime(target)
+    _link_runtime(target, log, same_python=interpreter == base_python())
 
 
-def _link_runtime(target: Path) -> None:
-    """Make Shoal's container runtime importable in the image, and nothing else of this environment."""
+def _link_runtime(target: Path, log: Callable[[str], None], same_python: bool) -> None:
+    """Make Shoal's container runtime importable in the image, and nothing else of this environment.
+
+    Pure-Python packages are linked; a compiled one (msgspec) is linked only for this Python, and installed at
+    this installation's version for another one."""
     runtime = target / "shoal-runtime"
     runtime.mkdir(exist_ok=True)
     for name in RUNTIME_PACKAGES:
         module = importlib.import_module(name)
         assert module.__file__ is not None
-        (runtime / name).symlink_to(Path(module.__file__).resolve().parent)
+        package = Path(module.__file__).resolve().parent
+        if not same_python and any(package.glob("*.so")):
+            pin = {"packages": [f"{name}=={importlib.metadata.version(name)}"], "options": ""}
+            _run(_pip_command(target / "bin" / "python", pin), f"install {name} for the image's Python", log)
+            continue
+        (runtime / name).symlink_to(package)
     site_packages = sorted(target.glob("lib/python*/site-packages"))
     if not site_packages:
         raise ImageBuildError(f"The image's virtualenv at {target} has no site-packages directory.")

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from . import _context, _modal_alias
 from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
@@ -26,6 +28,7 @@ from .config import settings
 from .exception import InvalidError
 from .functions import Function
 from .image import Image
+from .protocol.specs import MountSpec, PreparedImage
 from .retries import Retries
 from .schedule import Schedule
 from .secret import Secret
@@ -267,43 +270,46 @@ class App:
         default_max = os.cpu_count() or 1
         registered = {}
         for tag, fn in self.registered_functions.items():
-            spec = fn.options.spec(default_max)
-            spec["secrets"] = [await _secret_ref(client, s) for s in [*self.secrets, *fn.options.secrets]]
-            spec["image"] = await self._image_for(fn)
+            secrets = [await _secret_ref(client, s) for s in [*self.secrets, *fn.options.secrets]]
             mounts = [*self.volumes.items(), *fn.options.volumes]
-            spec["volumes"] = [await asyncio.to_thread(v.mount_spec, path) for path, v in mounts]
+            volumes = [MountSpec(**await asyncio.to_thread(v.mount_spec, path)) for path, v in mounts]
             pickled = None
+            raw = fn.get_raw_f()
             if fn.options.serialized:
                 pickled = fn.pickled()
-                spec.update(module=None, qualname=tag, bundle=None)
+                code: dict[str, Any] = {"module": None, "qualname": tag, "bundle": None}
             else:
-                module = sys.modules[fn.get_raw_f().__module__]
-                module_name, root = module_name_and_root(module)
+                module_name, root = module_name_and_root(sys.modules[raw.__module__])
                 key = (module_name, str(root))
                 if key not in bundles:
                     bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
                     if not await client.has_blob(bundles[key].blob_id):
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
-                spec.update(module=module_name, qualname=fn.get_raw_f().__qualname__, bundle=bundles[key].blob_id)
-            raw = fn.get_raw_f()
-            spec["is_async"] = asyncio.iscoroutinefunction(raw)
-            spec["is_generator"] = fn.is_generator
-            if fn.is_generator and spec["retries"]["max_retries"]:
+                code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id}
+            spec = fn.options.spec(default_max).replace(
+                secrets=secrets, image=await self._image_for(fn), volumes=volumes,
+                is_async=asyncio.iscoroutinefunction(raw), is_generator=fn.is_generator,
+                modal_alias=_modal_alias.installed(),  # its containers then read `import modal` as Shoal too
+                **code,
+            )  # fmt: skip
+            if fn.is_generator and spec.retries.max_retries:
                 warnings.warn(f"{tag}: retries are ignored for generator functions (a re-run would yield its items "
                               "again).", UserWarning, stacklevel=2)  # fmt: skip
-                spec["retries"] = {**spec["retries"], "max_retries": 0}
-            spec["modal_alias"] = _modal_alias.installed()  # its containers then read `import modal` as Shoal too
+                spec = spec.replace(retries=dataclasses.replace(spec.retries, max_retries=0))
             if isinstance(raw, type):
-                spec.update(kind="class", methods=sorted(class_methods(raw)))
+                spec = spec.replace(kind="class", methods=sorted(class_methods(raw)))
             resp = await client.request(
-                "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": spec, "pickled": pickled}, packed=True
+                "POST",
+                f"/apps/{app_id}/functions",
+                {"tag": tag, "spec": spec.to_wire(), "pickled": pickled},
+                packed=True,
             )
             fn._hydrate(resp["function_id"], url)
             fn._spec, fn._app_id = spec, app_id
             registered[tag] = resp["function_id"]
         return registered
 
-    async def _image_for(self, fn: Function) -> dict[str, Any] | None:
+    async def _image_for(self, fn: Function) -> PreparedImage | None:
         """Build (once, cached by content hash) the function's image for the local backend."""
         if fn.options.gpu:
             warn_if_no_gpu(fn.tag, fn.options.gpu)
@@ -316,7 +322,7 @@ class App:
         if built is None:
             built = await asyncio.to_thread(materialise, image, _build_log)
             self._images[image.content_hash] = built
-        return dataclasses.asdict(built)
+        return msgspec.convert(dataclasses.asdict(built), PreparedImage)
 
     async def _heartbeat(self, client: Client) -> None:
         while self._app_id is not None:

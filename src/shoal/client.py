@@ -13,28 +13,55 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
 from . import _servers, exception
 from ._http import AsyncHTTP, Response, SyncHTTP, TransportError
 from .config import container_env, settings
+from .protocol import messages
 
 MSGPACK = "application/msgpack"
-RETRY_FOR = 60.0  # how long a server that answered before may be unreachable (a restart) before requests fail
-FIRST_CONTACT = 5.0  # how long a server that never answered this client may be unreachable
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a request keeps trying while the server is unreachable or busy: one policy for every client."""
+
+    unreachable: float  # seconds a server that answered before may be unreachable (a restart) before requests fail
+    first_contact: float  # ... and a server that never answered this client
+    busy: frozenset[int]  # statuses retried after their Retry-After (rate-limited, store busy) until that deadline
+
+
+CALLER = Patience(60.0, 5.0, frozenset({429, 503}))  # the SDK and CLI: a user waits on them
+CONTAINER = Patience(30.0, 30.0, frozenset({503, 507}))  # a container outlasts a restart or a full disk, then exits
 
 
 class Client:
-    """Async client of one control plane (use from the SDK loop)."""
+    """Async client of one control plane: the SDK, the CLI and containers (through :class:`SyncClient`)."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, patience: Patience = CALLER) -> None:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = AsyncHTTP(self.url, headers)
+        self.patience = patience
         self._reached = False  # once the server answered, an unreachable spell is a restart worth waiting for
+
+    async def call(self, method: str, path: str, message: Any, reply: type[T]) -> T:
+        """Send a typed message (``None``: no body) and decode the answer as ``reply``."""
+        content = b"" if message is None else messages.encode(message)
+        resp = await self._send(method, path, content, PACKED_HEADERS)
+        if resp.status >= 400:
+            self._decode(resp)
+        try:
+            return messages.decode(resp.content, reply)
+        except messages.MalformedBody as exc:
+            raise exception.ServerError(f"The server at {self.url} answered {path} with {exc}") from None
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None, *, packed: bool = False) -> Any:
         """Send a request; ``packed`` sends and expects msgpack, else JSON."""
@@ -48,7 +75,7 @@ class Client:
 
     async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None = None) -> Response:
         """One request, retried while the server is unreachable (restarting), rate-limited or busy."""
-        deadline = time.monotonic() + (RETRY_FOR if self._reached else FIRST_CONTACT)
+        deadline = time.monotonic() + (self.patience.unreachable if self._reached else self.patience.first_contact)
         delay = 0.05
         while True:
             try:
@@ -63,7 +90,7 @@ class Client:
                 delay = min(delay * 2, 1.0)
                 continue
             self._reached = True
-            if resp.status in (429, 503) and time.monotonic() < deadline:  # rate-limited, or store busy
+            if resp.status in self.patience.busy and time.monotonic() < deadline:
                 await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
                 continue
             return resp
@@ -102,6 +129,28 @@ class Client:
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class SyncClient:
+    """The blocking face of :class:`Client` for one thread: the same requests, run on the thread's own loop."""
+
+    def __init__(self, url: str, token: str | None, patience: Patience = CALLER) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.client = Client(url, token, patience)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return self.loop.run_until_complete(coro)
+        except BaseException:  # e.g. a signal handler's SystemExit mid-request: leave nothing half-done behind
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            raise
+
+    def call(self, method: str, path: str, message: Any, reply: type[T]) -> T:
+        return self.run(self.client.call(method, path, message, reply))
 
 
 PACKED_HEADERS = {"content-type": MSGPACK}

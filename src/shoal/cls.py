@@ -148,12 +148,15 @@ class Cls:
             if spec is None:
                 raise InvalidError("with_options() variants of a class looked up by name are not supported yet")
             options = dataclasses.replace(self._service.options, **self._overrides)
-            variant_spec = {**spec, **options.spec(spec["max_containers"])}
+            variant_spec = spec.with_options(options.spec(spec.max_containers))
             key = hashlib.sha256(repr(sorted(self._overrides.items())).encode()).hexdigest()[:12]
             tag = f"{self._service.tag}~{key}"
             app_id = _app_of(self._service)
             resp = await client.request(
-                "POST", f"/apps/{app_id}/functions", {"tag": tag, "spec": variant_spec, "pickled": None}, packed=True
+                "POST",
+                f"/apps/{app_id}/functions",
+                {"tag": tag, "spec": variant_spec.to_wire(), "pickled": None},
+                packed=True,
             )
             self._variant = Function(None, tag, options, self._service.app_name)
             self._variant._hydrate(resp["function_id"], self._service._url)

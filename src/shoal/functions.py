@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from .calls import FunctionCall, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
 from .partial import BatchConfig, ConcurrencyConfig
+from .protocol.specs import FunctionSpec, Resources, decode_spec
 from .retries import RetryPolicy
 from .serialization import dumps, serialize_args
 
@@ -48,21 +48,16 @@ class FunctionOptions:
     concurrency: ConcurrencyConfig | None = None
     schedule: dict[str, Any] | None = None  # a Period/Cron spec: the control plane fires it
 
-    def spec(self, default_max_containers: int) -> dict[str, Any]:
-        return {
-            "timeout": self.timeout,
-            "startup_timeout": self.startup_timeout or max(self.timeout, 60.0),
-            "retries": dataclasses.asdict(self.retries),
-            "max_containers": self.max_containers or default_max_containers,
-            "min_containers": self.min_containers,
-            "buffer_containers": self.buffer_containers,
-            "scaledown_window": self.scaledown_window,
-            "cpu": self.cpu, "memory": self.memory, "memory_limit": self.memory_limit, "gpu": self.gpu, "env": self.env,
-            "single_use_containers": self.single_use_containers,
-            "batch": dataclasses.asdict(self.batch) if self.batch else None,
-            "concurrency": dataclasses.asdict(self.concurrency) if self.concurrency else None,
-            "schedule": self.schedule,
-        }  # fmt: skip
+    def spec(self, default_max_containers: int) -> FunctionSpec:
+        """The scheduling and resource part of the function's spec (the App adds code, image, secrets, volumes)."""
+        return FunctionSpec(
+            timeout=self.timeout, startup_timeout=self.startup_timeout or max(self.timeout, 60.0),
+            retries=self.retries, max_containers=self.max_containers or default_max_containers,
+            min_containers=self.min_containers, buffer_containers=self.buffer_containers,
+            scaledown_window=self.scaledown_window, single_use_containers=self.single_use_containers,
+            batch=self.batch, concurrency=self.concurrency, schedule=self.schedule, env=self.env,
+            resources=Resources(cpu=self.cpu, memory=self.memory, memory_limit=self.memory_limit, gpu=self.gpu),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,7 +92,7 @@ class Function:
         self.is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
         self._deployed_app: str | None = None  # set by from_name: resolved lazily on the standing server
         self._deployed_version: int | None = None  # from_name(version=): pinned to that app version
-        self._spec: dict[str, Any] | None = None  # as registered (code location included), for variants
+        self._spec: FunctionSpec | None = None  # as registered (code location included), for variants
         self._app_id: str | None = None
 
     def __repr__(self) -> str:
@@ -139,7 +134,7 @@ class Function:
 
     def _generator(self) -> bool:
         """Whether it is a generator function: known from its code here, or from the spec a lookup returned."""
-        return self.is_generator or bool((self._spec or {}).get("is_generator"))
+        return self.is_generator or (self._spec is not None and self._spec.is_generator)
 
     def _refuse_generator(self, how: str) -> None:
         """Modal's rule: a generator function is called with ``.remote_gen`` only."""
@@ -189,7 +184,7 @@ class Function:
         pin = f"?version={self._deployed_version}" if self._deployed_version is not None else ""
         resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}{pin}")
         self._hydrate(resp["function_id"], url)
-        self._app_id, self._spec = resp["app_id"], resp["spec"]
+        self._app_id, self._spec = resp["app_id"], decode_spec(resp["spec"])
 
     # ---- invoking ---------------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from ..protocol.specs import MountSpec, PreparedImage, Resources
 
 ExitCallback = Callable[[str, "int | None"], None]
 
@@ -20,12 +21,9 @@ class ContainerSpec:
     server_url: str
     container_token: str
     env: dict[str, str] = field(default_factory=dict)
-    cpu: float | None = None
-    memory_mib: int | None = None
-    memory_limit_mib: int | None = None
-    image: dict[str, Any] | None = None  # a BuiltImage as a dict: python, env, workdir, pythonpath, mounts
-    volumes: list[dict[str, Any]] = field(default_factory=list)  # {"path", "dir", "read_only"}
-    gpu: str | None = None
+    resources: Resources = Resources()
+    image: PreparedImage | None = None
+    volumes: list[MountSpec] = field(default_factory=list)  # each with its ``dir`` resolved by the server
 
 
 class Backend(abc.ABC):

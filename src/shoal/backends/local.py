@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..config import settings
+from ..protocol.specs import PreparedImage
 from . import sandbox
 from .base import Backend, ContainerSpec
 
@@ -29,19 +30,19 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _rw_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
-        binds = [(v["dir"], v["path"]) for v in spec.volumes if not v.get("read_only")]
+        binds = [(v.dir, v.path) for v in spec.volumes if v.dir and not v.read_only]
         binds += [(p, p) for p in settings().sandbox_binds]
         return binds
 
     @staticmethod
     def _ro_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = []
-        image = spec.image or {}
-        if image.get("python"):
-            root = str(Path(image["python"]).parent.parent)
+        image = spec.image or PreparedImage()
+        if image.python:
+            root = str(Path(image.python).parent.parent)
             binds.append((root, root))
-        binds += [(m["local"], m["remote"]) for m in image.get("mounts") or []]
-        binds += [(v["dir"], v["path"]) for v in spec.volumes if v.get("read_only")]
+        binds += [(m.local, m.remote) for m in image.mounts]
+        binds += [(v.dir, v.path) for v in spec.volumes if v.dir and v.read_only]
         return binds
 
     def can_mount(self) -> bool:
@@ -74,15 +75,15 @@ class LocalBackend(Backend):
         env.pop("SHOAL_TOKEN", None)  # a container acts with its container token only, never a client's
         # The container applies these itself, first thing: no preexec_fn (unsafe in a threaded parent).
         env["SHOAL_PARENT_PID"] = str(os.getpid())
-        if spec.memory_limit_mib:
-            env["SHOAL_MEMORY_LIMIT_MIB"] = str(spec.memory_limit_mib)
+        if spec.resources.memory_limit:
+            env["SHOAL_MEMORY_LIMIT_MIB"] = str(spec.resources.memory_limit)
             env["MALLOC_ARENA_MAX"] = "2"  # keep glibc's per-thread arenas from eating the address-space limit
-        image = spec.image or {}
-        env.update(image.get("env") or {})
-        if image.get("pythonpath"):
-            env["PYTHONPATH"] = os.pathsep.join([*image["pythonpath"], env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        command = [image.get("python") or sys.executable, "-m", "shoal.container"]
-        cwd = image.get("workdir")
+        image = spec.image or PreparedImage()
+        env.update(image.env)
+        if image.pythonpath:
+            env["PYTHONPATH"] = os.pathsep.join([*image.pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        command = [image.python or sys.executable, "-m", "shoal.container"]
+        cwd = image.workdir
         if sandbox.bwrap():
             env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
             # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.

@@ -1,54 +1,56 @@
-"""The container's side of the HTTP protocol (synchronous; one client per thread)."""
+"""A container's side of the protocol: typed requests through the one API client, blocking (one per thread)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import msgpack
-
-from .._http import Response, SyncHTTP, TransportError
-from ..exception import ConnectionError
-
-RETRY_FOR = 30.0  # seconds a container keeps retrying while the server is unreachable (e.g. restarting)
+from ..client import CONTAINER, SyncClient
+from ..exception import AuthError, NotFoundError
+from ..protocol import routes
+from ..protocol.messages import (
+    Accepted,
+    ContainerBoot,
+    ExchangeReply,
+    ExchangeRequest,
+    HeartbeatReply,
+    HeartbeatRequest,
+    ItemReport,
+    StartedReport,
+)
 
 
 class ContainerAPI:
-    def __init__(self, url: str, container_id: str, token: str) -> None:
-        self.base = f"/containers/{container_id}"
-        self.url = url
-        self.http = SyncHTTP(url, {"authorization": f"Bearer {token}", "content-type": "application/msgpack"})
+    """The requests of one container. A server that no longer knows it (restarted, or it was stopped) ends it:
+    ``SystemExit(0)``, as there is nothing left to do."""
 
-    def call(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = msgpack.packb(body or {}, use_bin_type=True)
-        deadline = time.monotonic() + RETRY_FOR
-        while True:
-            try:
-                if path == "spec":
-                    resp = self.http.request("GET", f"{self.base}/spec")
-                else:
-                    resp = self.http.request("POST", f"{self.base}/{path}", data)
-                if resp.status in (503, 507) and time.monotonic() < deadline:  # the store is busy or full
-                    time.sleep(1.0)
-                    continue
-                break
-            except TransportError as exc:
-                if time.monotonic() > deadline:
-                    raise ConnectionError(f"the control plane at {self.url} is unreachable: {exc}") from exc
-                time.sleep(0.2)
-        if resp.status in (401, 404):
-            raise SystemExit(0)  # a server that no longer knows this container (restarted): nothing to do but exit
-        _check(resp)
-        return msgpack.unpackb(resp.content, raw=False)  # type: ignore[no-any-return]
+    def __init__(self, url: str, container_id: str, token: str) -> None:
+        self.url = url
+        self.container_id = container_id
+        self.sync = SyncClient(url, token, CONTAINER)
+
+    def _call(self, template: str, message: Any, reply: type[Any], method: str = "POST") -> Any:
+        try:
+            return self.sync.call(method, routes.path(template, container_id=self.container_id), message, reply)
+        except (AuthError, NotFoundError):
+            raise SystemExit(0) from None
+
+    def boot(self) -> ContainerBoot:
+        return self._call(routes.CONTAINER_BOOT, None, ContainerBoot, "GET")  # type: ignore[no-any-return]
+
+    def started(self, report: StartedReport) -> None:
+        self._call(routes.CONTAINER_STARTED, report, dict)
+
+    def exchange(self, request: ExchangeRequest) -> ExchangeReply:
+        return self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)  # type: ignore[no-any-return]
+
+    def heartbeat(self, request: HeartbeatRequest) -> HeartbeatReply:
+        return self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply)  # type: ignore[no-any-return]
+
+    def item(self, report: ItemReport) -> bool:
+        return self._call(routes.CONTAINER_ITEMS, report, Accepted).accepted  # type: ignore[no-any-return]
 
     def blob(self, blob_id: str) -> bytes:
-        return _check(self.http.request("GET", f"/blobs/{blob_id}")).content
+        return self.sync.run(self.sync.client.get_blob(blob_id))
 
     def put_blob(self, blob_id: str, data: bytes) -> None:
-        _check(self.http.request("PUT", f"/blobs/{blob_id}", data))
-
-
-def _check(resp: Response) -> Response:
-    if resp.status >= 400:
-        raise ConnectionError(f"the control plane answered HTTP {resp.status}: {resp.content[:300]!r}")
-    return resp
+        self.sync.run(self.sync.client.put_blob(blob_id, data))

@@ -16,6 +16,7 @@ from typing import Any
 import cloudpickle
 
 from ..config import container_env, settings
+from ..protocol.specs import FunctionSpec
 
 
 def extract_bundle(blob_id: str, fetch: Callable[[str], bytes]) -> Path:
@@ -40,15 +41,16 @@ def extract_bundle(blob_id: str, fetch: Callable[[str], bytes]) -> Path:
     return target
 
 
-def load_function(spec: dict[str, Any], pickled: bytes | None, fetch: Callable[[str], bytes]) -> Callable[..., Any]:
+def load_function(spec: FunctionSpec, pickled: bytes | None, fetch: Callable[[str], bytes]) -> Callable[..., Any]:
     """Return the raw user function described by ``spec``."""
     if pickled is not None:
         obj = cloudpickle.loads(pickled)
     else:
-        bundle_dir = extract_bundle(spec["bundle"], fetch)
+        assert spec.bundle is not None and spec.module is not None
+        bundle_dir = extract_bundle(spec.bundle, fetch)
         sys.path.insert(0, str(bundle_dir))
-        obj = importlib.import_module(spec["module"])
-        for part in spec["qualname"].split("."):
+        obj = importlib.import_module(spec.module)
+        for part in spec.qualname.split("."):
             obj = getattr(obj, part)
     raw = getattr(obj, "raw_f", None)
     return raw if raw is not None else obj  # type: ignore[no-any-return]

@@ -33,7 +33,19 @@ from .. import serialization
 from .._context import set_current_input
 from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings
 from ..exception import InputCancellation, InvalidError, SerializationError
-from ..server.records import OutputStatus
+from ..protocol.messages import (
+    ExchangeReply,
+    ExchangeRequest,
+    HeartbeatRequest,
+    ItemReport,
+    LeasedInput,
+    LogEntry,
+    OutputStatus,
+    Release,
+    ReportedOutput,
+    StartedReport,
+)
+from ..protocol.specs import FunctionSpec
 from .api import ContainerAPI
 from .capture import LogBuffer, Redactor, install
 from .usercode import UserCode
@@ -55,27 +67,12 @@ class Running:
 
 
 @dataclass
-class Lease:
-    call_id: str
-    index: int
-    lease: int
-    payload: bytes
-
-    @property
-    def key(self) -> Key:
-        return (self.call_id, self.index)
-
-    def release_row(self) -> list[Any]:
-        return [self.call_id, self.index, self.lease]
-
-
-@dataclass
 class State:
     """What the container holds, shared by the threads (guarded by ``lock``)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    reports: list[list[Any]] = field(default_factory=list)  # finished, not yet sent
-    unstarted: list[Lease] = field(default_factory=list)
+    reports: list[ReportedOutput] = field(default_factory=list)  # finished, not yet sent
+    unstarted: list[LeasedInput] = field(default_factory=list)
     running: dict[Key, Running] = field(default_factory=dict)
     cancelled: set[Key] = field(default_factory=set)
     stopping: bool = False
@@ -89,7 +86,7 @@ class ContainerRuntime:
         self.state = State()
         self.changed = threading.Event()
         self.timeout = 300.0
-        self.spec: dict[str, Any] = {}
+        self.spec = FunctionSpec()
         self.code: UserCode | None = None
         self.main_thread = threading.get_ident()
         self.report_ready = threading.Event()
@@ -99,33 +96,33 @@ class ContainerRuntime:
 
     def start(self) -> bool:
         """Load the user's code and run its enter hooks; report success or the traceback."""
-        info = self.api.call("spec")
-        secret_env = info.get("secret_env") or {}
+        info = self.api.boot()
+        secret_env = info.secret_env
         os.environ.update(secret_env)
         self.logs.redact = Redactor(secret_env.values())
         install(self.logs)
         threading.Thread(target=self._heartbeat_loop, name="shoal-heartbeat", daemon=True).start()
-        self.spec = info["spec"]
-        self.timeout = float(self.spec["timeout"])
-        if self.spec.get("modal_alias"):  # the app was registered under `shoal run`/`deploy`/`python`
+        self.spec = info.spec
+        self.timeout = self.spec.timeout
+        if self.spec.modal_alias:  # the app was registered under `shoal run`/`deploy`/`python`
             from .. import _modal_alias
 
             _modal_alias.install()
         stage = "load"
         try:
-            self.code = UserCode(self.spec, info["pickled"], self.api.blob)
+            self.code = UserCode(self.spec, info.pickled, self.api.blob)
             stage = "enter"
             self.code.enter()
         except BaseException as exc:  # noqa: BLE001 - any failure to start is reported, whatever it is
             what = "run the @enter hooks of" if stage == "enter" else "load"
-            error = f"Failed to {what} {self.spec.get('qualname')} ({self.spec.get('module') or 'pickled'}):\n"
+            error = f"Failed to {what} {self.spec.qualname} ({self.spec.module or 'pickled'}):\n"
             error = self.logs.redact(error + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
             sys.stderr.write(error)
             # an import error is deterministic: fail fast; an enter hook may be flaky: the server retries a few times
-            self.api.call("started", {"error": error, "fatal": stage == "load"})
+            self.api.started(StartedReport(error, fatal=stage == "load"))
             return False
         threading.Thread(target=self._watchdog_loop, name="shoal-watchdog", daemon=True).start()
-        self.api.call("started", {})
+        self.api.started(StartedReport())
         return True
 
     def shutdown(self) -> None:
@@ -143,10 +140,10 @@ class ContainerRuntime:
                 traceback.print_exc()
 
     def serve(self) -> None:
-        if self.spec.get("batch"):
-            self._serve_batched(self.spec["batch"]["max_batch_size"], self.spec["batch"]["wait_ms"] / 1000)
-        elif self.spec.get("concurrency"):
-            self._serve_concurrent(self.spec["concurrency"]["max_inputs"])
+        if self.spec.batch is not None:
+            self._serve_batched(self.spec.batch.max_batch_size, self.spec.batch.wait_ms / 1000)
+        elif self.spec.concurrency is not None:
+            self._serve_concurrent(self.spec.concurrency.max_inputs)
         else:
             self._serve_sequential()
 
@@ -154,16 +151,16 @@ class ContainerRuntime:
 
     def _serve_sequential(self) -> None:
         want, per_input, last = 1, None, 0
-        single_use = bool(self.spec.get("single_use_containers"))
-        one_at_a_time = single_use or bool(self.spec.get("is_generator"))  # a generator's items are not re-runnable
+        single_use = self.spec.single_use_containers
+        one_at_a_time = single_use or self.spec.is_generator  # a generator's items are not re-runnable
         while not self.state.stopping:
             # slow start: at most twice the last batch, so one container does not take a small queue that its
             # siblings could share (the per-input estimate may come from earlier, cheaper inputs)
             ask = 1 if one_at_a_time else min(want, max(1, 2 * last))
             resp = self._exchange(ask, IDLE_POLL)
-            if resp["stop"]:
+            if resp.stop:
                 return
-            batch = [Lease(*x) for x in resp["inputs"]]
+            batch = resp.inputs
             last = len(batch)
             with self.state.lock:
                 self.state.unstarted = list(batch)
@@ -180,7 +177,7 @@ class ContainerRuntime:
                 per_input = elapsed if per_input is None else 0.7 * per_input + 0.3 * elapsed
                 want = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(per_input, 1e-6))))
 
-    def _next_unstarted(self) -> Lease | None:
+    def _next_unstarted(self) -> LeasedInput | None:
         with self.state.lock:
             while self.state.unstarted and not self.state.stopping:
                 lease = self.state.unstarted.pop(0)
@@ -191,12 +188,12 @@ class ContainerRuntime:
                 return lease
         return None
 
-    def _report(self, lease: Lease, status: OutputStatus, data: bytes) -> None:
+    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes) -> None:
         with self.state.lock:
             self.state.running.pop(lease.key, None)
-            self.state.reports.append([lease.call_id, lease.index, lease.lease, status.value, data])
+            self.state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data))
 
-    def _run_one(self, lease: Lease, thread: int) -> tuple[OutputStatus, bytes]:
+    def _run_one(self, lease: LeasedInput, thread: int) -> tuple[OutputStatus, bytes]:
         assert self.code is not None
         set_current_input(lease.call_id, lease.index)
         try:
@@ -212,13 +209,12 @@ class ContainerRuntime:
             set_current_input(None)
         return self._success(result)
 
-    def _stream(self, lease: Lease, generator: Any) -> None:
+    def _stream(self, lease: LeasedInput, generator: Any) -> None:
         """Send each item the generator yields, in order, under the input's lease (one request per item, so the
         caller gets the first while the generator goes on)."""
         for seq, item in enumerate(self._items_of(generator)):
-            body = {"call_id": lease.call_id, "index": lease.index, "lease": lease.lease, "seq": seq,
-                    "data": self._pack(serialization.dumps(item))}  # fmt: skip
-            if not self.api.call("items", body).get("accepted", True):
+            report = ItemReport(lease.call_id, lease.index, lease.lease, seq, self._pack(serialization.dumps(item)))
+            if not self.api.item(report):
                 raise InputCancellation(f"input {lease.key} was taken away from this container")
 
     def _items_of(self, generator: Any) -> Any:
@@ -248,10 +244,10 @@ class ContainerRuntime:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
             return OutputStatus.FAILURE, self._failure(err)
 
-    def _exchange(self, want: int, wait: float) -> dict[str, Any]:
+    def _exchange(self, want: int, wait: float) -> ExchangeReply:
         with self.state.lock:
             reports, self.state.reports = self.state.reports, []
-            released = [x.release_row() for x in self.state.unstarted] if self.state.stopping else []
+            released = [x.release() for x in self.state.unstarted] if self.state.stopping else []
             if self.state.stopping:
                 self.state.unstarted = []
         try:  # a long poll carries no logs (it would hold them back): the heartbeat ships them meanwhile
@@ -259,8 +255,7 @@ class ContainerRuntime:
                 self.logs.shipping() if wait <= 0 else contextlib.nullcontext([])
             )
             with shipping as logs:
-                body = {"outputs": reports, "released": released, "logs": logs, "want": want, "wait": wait}
-                return self.api.call("exchange", body)
+                return self.api.exchange(ExchangeRequest(reports, released, entries(logs), want, wait))
         except BaseException:
             with self.state.lock:  # not delivered: keep them for the next try
                 self.state.reports = reports + self.state.reports
@@ -281,25 +276,25 @@ class ContainerRuntime:
     def _serve_batched(self, max_size: int, wait_s: float) -> None:
         while not self.state.stopping:
             resp = self._exchange(max_size, IDLE_POLL)
-            if resp["stop"]:
+            if resp.stop:
                 return
-            batch = [Lease(*x) for x in resp["inputs"]]
+            batch = list(resp.inputs)
             deadline = time.monotonic() + wait_s
             while batch and len(batch) < max_size and not self.state.stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 more = self._exchange(max_size - len(batch), remaining)
-                batch += [Lease(*x) for x in more["inputs"]]
-                if more["stop"]:
+                batch += more.inputs
+                if more.stop:
                     break
             if batch:
                 self._run_batch(batch)
 
-    def _run_batch(self, batch: list[Lease]) -> None:
+    def _run_batch(self, batch: list[LeasedInput]) -> None:
         assert self.code is not None
         now = time.monotonic()
-        decoded: list[tuple[Lease, tuple[Any, ...], dict[str, Any]]] = []
+        decoded: list[tuple[LeasedInput, tuple[Any, ...], dict[str, Any]]] = []
         with self.state.lock:
             for lease in batch:
                 self.state.running[lease.key] = Running(lease.lease, now, threading.get_ident())
@@ -344,18 +339,18 @@ class ContainerRuntime:
                 slots += 1
             with self.state.lock:
                 reports, self.state.reports = self.state.reports, []
-            resp = self.api.call("exchange", {"outputs": reports, "logs": [], "want": slots, "wait": IDLE_POLL})
-            leases = [Lease(*x) for x in resp["inputs"]]
+            resp = self.api.exchange(ExchangeRequest(reports, want=slots, wait=IDLE_POLL))
+            leases = resp.inputs
             if slots > len(leases):
                 free.release(slots - len(leases))
             for lease in leases:
                 pool.submit(self._run_concurrent, lease, free)
-            if resp["stop"]:
+            if resp.stop:
                 break
         pool.shutdown(wait=True)
         self.changed.set()
 
-    def _run_concurrent(self, lease: Lease, free: threading.Semaphore) -> None:
+    def _run_concurrent(self, lease: LeasedInput, free: threading.Semaphore) -> None:
         with self.state.lock:
             skip = lease.key in self.state.cancelled
             self.state.running[lease.key] = Running(lease.lease, time.monotonic(), threading.get_ident())
@@ -379,7 +374,7 @@ class ContainerRuntime:
             if reports:
                 try:
                     with self.logs.shipping() as logs:
-                        api.call("exchange", {"outputs": reports, "logs": logs, "want": 0})
+                        api.exchange(ExchangeRequest(reports, logs=entries(logs), want=0))
                 except Exception:  # noqa: BLE001 - retried with the next batch
                     with self.state.lock:
                         self.state.reports = reports + self.state.reports
@@ -397,14 +392,14 @@ class ContainerRuntime:
             time.sleep(self.heartbeat_interval)
             try:
                 with self.logs.shipping() as logs:
-                    resp = api.call("heartbeat", {"logs": logs})
+                    resp = api.heartbeat(HeartbeatRequest(entries(logs)))
             except SystemExit:
                 os._exit(0)
             except Exception:  # noqa: BLE001 - the server may be restarting; keep beating
                 continue
-            for call_id, index in resp.get("cancel", []):
-                self.cancel((call_id, index))
-            if resp["stop"]:
+            for ref in resp.cancel:
+                self.cancel((ref.call_id, ref.index))
+            if resp.stop:
                 self.request_stop()
 
     def cancel(self, key: Key) -> None:
@@ -447,14 +442,14 @@ class ContainerRuntime:
         now = time.monotonic()
         with self.state.lock:
             reports = list(self.state.reports)
-            released = [x.release_row() for x in self.state.unstarted]
+            released = [x.release() for x in self.state.unstarted]
             for (call_id, index), r in self.state.running.items():
                 if now - r.started >= self.timeout:
-                    reports.append([call_id, index, r.lease, "TIMEOUT", message.encode()])
+                    reports.append(ReportedOutput(call_id, index, r.lease, OutputStatus.TIMEOUT, message.encode()))
                 else:
-                    released.append([call_id, index, r.lease])
+                    released.append(Release(call_id, index, r.lease))
         try:
-            api.call("exchange", {"outputs": reports, "released": released, "logs": self.logs.drain(), "want": 0})
+            api.exchange(ExchangeRequest(reports, released, entries(self.logs.drain()), want=0))
         finally:
             os._exit(3)
 
@@ -464,6 +459,11 @@ class ContainerRuntime:
             self.state.stopping = True
         if idle:
             os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def entries(rows: list[list[Any]]) -> list[LogEntry]:
+    """The log buffer's rows as wire entries."""
+    return [LogEntry(*row) for row in rows]
 
 
 def _columns(f: Any, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> dict[str, list[Any]]:

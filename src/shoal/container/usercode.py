@@ -9,14 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import serialization
+from ..protocol.specs import FunctionSpec
 from .loader import load_function
 
 
 class UserCode:
     """Loads the target once, runs enter/exit hooks, and invokes it for an input's arguments."""
 
-    def __init__(self, spec: dict[str, Any], pickled: bytes | None, fetch: Callable[[str], bytes]) -> None:
-        self.is_class = spec.get("kind") == "class"
+    def __init__(self, spec: FunctionSpec, pickled: bytes | None, fetch: Callable[[str], bytes]) -> None:
+        self.is_class = spec.kind == "class"
         loaded = load_function(spec, pickled, fetch)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
@@ -26,7 +27,7 @@ class UserCode:
             from ..cls import class_hooks, construct
 
             user_cls: type = getattr(loaded, "user_cls", None) or loaded  # type: ignore[assignment]
-            params = serialization.loads(fetch(spec["params_blob"])) if spec.get("params_blob") else {}
+            params = serialization.loads(fetch(spec.params_blob)) if spec.params_blob else {}
             self.instance = construct(user_cls, params)
             self.enter_hooks = [getattr(self.instance, n) for n in class_hooks(user_cls, "_shoal_enter")]
             self.exit_hooks = [getattr(self.instance, n) for n in class_hooks(user_cls, "_shoal_exit")]

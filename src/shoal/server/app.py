@@ -12,7 +12,7 @@ import re
 import sqlite3
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 from starlette.applications import Starlette
@@ -21,18 +21,30 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .. import __version__
+from ..protocol.messages import (
+    Accepted,
+    ContainerBoot,
+    ExchangeRequest,
+    HeartbeatRequest,
+    ItemReport,
+    MalformedBody,
+    StartedReport,
+    decode,
+    encode,
+)
+from ..protocol.specs import AUTOSCALER_FIELDS, decode_spec
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
-from .catalog import AUTOSCALER_FIELDS
 from .control import ControlPlane, NotFound
 from .kv import KVStore
 from .kv_routes import kv_routes
 from .openapi import schema as openapi_schema
-from .records import ContainerState, OutputStatus, ReportedOutput
+from .records import ContainerState
 from .volume_routes import volume_routes
 
 log = logging.getLogger("shoal.server")
 Handler = Callable[[Request], Awaitable[Response]]
 MSGPACK = "application/msgpack"
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -62,6 +74,11 @@ def storage_error(exc: sqlite3.Error) -> JSONResponse:
     return error_response(503, "ServerError", f"The server's store failed ({exc}); the request was not applied. "
                           "Retry; if it persists, check the disk under the server's state directory.",
                           {"Retry-After": "1"})  # fmt: skip
+
+
+def message(obj: Any) -> Response:
+    """A typed message as a msgpack response."""
+    return Response(encode(obj), media_type=MSGPACK)
 
 
 async def body_of(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -154,6 +171,15 @@ def create_app(plane: ControlPlane) -> Starlette:
 
     async def body(request: Request) -> dict[str, Any]:
         return await body_of(request, max_body)
+
+    async def typed(request: Request, kind: type[T]) -> T:
+        length = int(request.headers.get("content-length") or 0)
+        if length > max_body:
+            raise ApiError(413, "RequestSizeError", f"request of {length} bytes is over the limit of {max_body}")
+        try:
+            return decode(await request.body(), kind)
+        except MalformedBody as exc:
+            raise ApiError(400, "InvalidError", str(exc)) from None
 
     # ---- public ----------------------------------------------------------------------------
 
@@ -261,12 +287,12 @@ def create_app(plane: ControlPlane) -> Starlette:
     @route("/apps/{ref}/functions", ["POST"], "client")
     async def create_function(request: Request) -> Response:
         b = await body(request)
+        if plane.store.app_state(request.path_params["ref"]) is None:
+            raise KeyError(request.path_params["ref"])
         fid = plane.create_function(
-            request.path_params["ref"],
-            field(b, "tag", str),
-            field(b, "spec", dict),
+            request.path_params["ref"], field(b, "tag", str), decode_spec(field(b, "spec", dict)),
             field(b, "pickled", bytes, None),
-        )
+        )  # fmt: skip
         return JSONResponse({"function_id": fid})
 
     @route("/apps/{ref}/functions/{tag}", ["GET"], "caller")
@@ -290,7 +316,8 @@ def create_app(plane: ControlPlane) -> Starlette:
             known = ", ".join(sorted(plane.catalog.functions_of(app["app_id"]))) or "none"
             raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
         found = plane.store.function(fid)
-        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": found[2] if found else {}})
+        spec = found.spec.to_wire() if found else {}
+        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": spec})
 
     @route("/apps/{ref}/stop", ["POST"], "client")
     async def stop_app(request: Request) -> Response:
@@ -461,47 +488,28 @@ def create_app(plane: ControlPlane) -> Starlette:
             raise KeyError(cid)
         fn = plane.store.function(found[0])
         assert fn is not None
-        secret_env = plane.secrets.env(fn[2].get("secrets") or [])
-        return packed(
-            {"function_id": found[0], "app_id": fn[0], "tag": fn[1], "spec": fn[2], "pickled": fn[3],
-             "secret_env": secret_env}
-        )  # fmt: skip
+        secret_env = plane.secrets.env(fn.spec.secrets)
+        return message(ContainerBoot(fn.id, fn.app_id, fn.tag, fn.spec, fn.pickled, secret_env))
 
     @route("/containers/{container_id}/started", ["POST"], "container")
     async def container_started(request: Request) -> Response:
-        b = await body(request)
-        plane.container_started(request.path_params["container_id"], field(b, "error", str, None), bool(b.get("fatal")))
+        report = await typed(request, StartedReport)
+        plane.container_started(request.path_params["container_id"], report.error, report.fatal)
         return packed({})
 
     @route("/containers/{container_id}/exchange", ["POST"], "container")
     async def exchange(request: Request) -> Response:
-        b = await body(request)
-        try:
-            reports = [ReportedOutput(c, i, lease, OutputStatus(s), d) for c, i, lease, s, d in b.get("outputs", [])]
-            released = [(c, i, lease) for c, i, lease in b.get("released", [])]
-        except (TypeError, ValueError) as exc:
-            raise ApiError(400, "InvalidError", f"malformed outputs: {exc}") from exc
-        inputs, stop, accepted = await plane.exchange(
-            request.path_params["container_id"], reports, released, b.get("logs", []),
-            field(b, "want", int, 1), field(b, "wait", (int, float), 0),
-        )  # fmt: skip
-        leased = [[x.call_id, x.index, x.lease, x.payload] for x in inputs]
-        return packed({"inputs": leased, "stop": stop, "accepted": accepted})
+        return message(await plane.exchange(request.path_params["container_id"], await typed(request, ExchangeRequest)))
 
     @route("/containers/{container_id}/items", ["POST"], "container")
     async def container_items(request: Request) -> Response:
-        b = await body(request)
-        accepted = plane.add_item(
-            request.path_params["container_id"], field(b, "call_id", str), field(b, "index", int),
-            field(b, "lease", int), field(b, "seq", int), field(b, "data", bytes),
-        )  # fmt: skip
-        return packed({"accepted": accepted})
+        item = await typed(request, ItemReport)
+        return message(Accepted(plane.add_item(request.path_params["container_id"], item)))
 
     @route("/containers/{container_id}/heartbeat", ["POST"], "container")
     async def heartbeat(request: Request) -> Response:
-        b = await body(request)
-        stop, cancel = plane.heartbeat(request.path_params["container_id"], b.get("logs", []))
-        return packed({"stop": stop, "cancel": cancel})
+        beat = await typed(request, HeartbeatRequest)
+        return message(plane.heartbeat(request.path_params["container_id"], beat.logs))
 
     @route("/secrets", ["POST"], "client")
     async def create_secret(request: Request) -> Response:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
 from .store import Store
 
-AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
 APP_COLUMNS = "id, name, state, mode, created_at, stopped_at, version, stop_reason"
 
 
@@ -84,16 +84,16 @@ class Catalog:
 
     def update_autoscaler(self, function_id: str, changes: dict[str, float]) -> dict[str, Any]:
         """Change a function's autoscaling settings in place (the scheduler reads them every tick)."""
-        with self.store._tx() as db:
-            row = db.execute("SELECT spec FROM functions WHERE id=?", (function_id,)).fetchone()
-            if row is None:
-                raise KeyError(function_id)
-            spec = {**json.loads(row[0]), **changes}
-            if spec["min_containers"] > spec["max_containers"]:
-                raise ValueError(f"min_containers={spec['min_containers']} is above "
-                                 f"max_containers={spec['max_containers']}")  # fmt: skip
-            db.execute("UPDATE functions SET spec=? WHERE id=?", (json.dumps(spec), function_id))
-        return {k: spec[k] for k in AUTOSCALER_FIELDS}
+
+        def change(spec: FunctionSpec) -> FunctionSpec:
+            updated = spec.replace(**changes)
+            if updated.min_containers > updated.max_containers:
+                raise ValueError(f"min_containers={updated.min_containers} is above "
+                                 f"max_containers={updated.max_containers}")  # fmt: skip
+            return updated
+
+        spec = self.store.update_spec(function_id, change)
+        return {k: getattr(spec, k) for k in AUTOSCALER_FIELDS}
 
     def functions_of(self, app_id: str) -> dict[str, str]:
         """tag -> id of the newest version of each function."""

@@ -15,14 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .._ids import new_id
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
+from ..protocol.messages import (
+    ExchangeReply,
+    ExchangeRequest,
+    HeartbeatReply,
+    InputRef,
+    ItemReport,
+    LogEntry,
+)
+from ..protocol.specs import FunctionSpec, MountSpec
 from ..schedule import next_fire
 from .blobs import BlobStore
 from .catalog import Catalog
 from .notifier import Notifier
-from .records import ContainerState, LeasedInput, OutputStatus, ReportedOutput
+from .records import ContainerState, OutputStatus
 from .scheduler import Drain, Kill, Launch, Limits, plan
 from .schedules import ScheduleBook
 from .secrets import SecretStore
@@ -35,23 +46,6 @@ log = logging.getLogger("shoal.server")
 
 class NotFound(Exception):
     """A referenced object does not exist (answered as 404 with this message)."""
-
-
-SPEC_NUMBERS = ("timeout", "startup_timeout", "max_containers", "min_containers", "buffer_containers",
-                "scaledown_window")  # fmt: skip
-RETRY_NUMBERS = ("max_retries", "backoff_coefficient", "initial_delay", "max_delay")
-
-
-def check_spec(spec: dict[str, Any]) -> None:
-    """A function spec the scheduler can act on (the SDK validates user input; this guards the server)."""
-
-    def number(d: Any, key: str) -> bool:
-        return isinstance(d, dict) and isinstance(d.get(key), (int, float)) and not isinstance(d.get(key), bool)
-
-    bad = [k for k in SPEC_NUMBERS if not number(spec, k) or spec[k] < 0]
-    bad += [f"retries.{k}" for k in RETRY_NUMBERS if not number(spec.get("retries"), k)]
-    if bad:
-        raise ValueError(f"invalid function spec: {', '.join(bad)} missing or not a non-negative number")
 
 
 def check_schedule(schedule: Any) -> None:
@@ -109,7 +103,7 @@ class ControlPlane:
         self.notifier = Notifier()
         self._wake = asyncio.Event()
         self._kill_reasons: dict[str, tuple[str, bool]] = {}  # container -> (reason, charge its input)
-        self._cancellations: dict[str, list[list[Any]]] = {}  # container -> [call id, index] to interrupt
+        self._cancellations: dict[str, list[InputRef]] = {}  # container -> inputs to interrupt
         self._timed_out: set[str] = set()  # containers killed because their input ran past its timeout
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
@@ -189,62 +183,55 @@ class ControlPlane:
 
     def system_log(self, app_id: str, container_id: str | None, text: str) -> None:
         """A lifecycle line (container started/stopped) in the app's log stream."""
-        self.store.append_logs(app_id, container_id or "", [[None, None, "system", text + "\n", time.time()]])
+        self.store.append_logs(app_id, container_id or "", [LogEntry(None, None, "system", text + "\n", time.time())])
         self.notifier.notify("logs:" + app_id)
 
-    def create_function(self, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None) -> str:
+    def create_function(self, app_id: str, tag: str, spec: FunctionSpec, pickled: bytes | None) -> str:
         if self.store.app_state(app_id) is None:
             raise KeyError(app_id)
-        check_spec(spec)
-        refs = spec.get("secrets") or []
         try:
-            spec["secrets"] = [self.secrets.resolve(ref) for ref in refs]
+            secret_ids = [self.secrets.resolve(ref) for ref in spec.secrets]
         except KeyError as exc:
             name = exc.args[0]
             raise NotFound(f"Secret {name!r} not found: create it with `shoal secret create {name} KEY=VALUE`") from exc
-        self._resolve_mounts(spec)
-        schedule = spec.get("schedule")
-        if schedule is not None:
-            check_schedule(schedule)
+        if spec.schedule is not None:
+            check_schedule(spec.schedule)
+        spec = spec.replace(secrets=secret_ids, volumes=self._resolve_mounts(spec))
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
-        self.schedules.register(function_id, app_id, tag, schedule)
+        self.schedules.register(function_id, app_id, tag, spec.schedule)
         return function_id
 
-    def _resolve_mounts(self, spec: dict[str, Any]) -> None:
+    def _resolve_mounts(self, spec: FunctionSpec) -> list[MountSpec]:
         """Volumes by name -> their directories; refuse mounts when containers cannot be sandboxed."""
-        mounts = [*(spec.get("volumes") or []), *((spec.get("image") or {}).get("mounts") or [])]
-        if mounts and not self.backend.can_mount():
+        if (spec.volumes or (spec.image and spec.image.mounts)) and not self.backend.can_mount():
             raise ValueError(
                 "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
                 "SHOAL_SANDBOX=off."
             )
-        for v in spec.get("volumes") or []:
-            try:
-                v["dir"] = str(self.volumes.dir(v["volume"]))
-            except KeyError:
-                raise NotFound(f"Volume {v['volume']!r} not found: create it with Volume.from_name(..., "
-                               "create_if_missing=True) or `shoal volume create`") from None  # fmt: skip
+        try:
+            return [msgspec.structs.replace(v, dir=str(self.volumes.dir(v.volume))) for v in spec.volumes]
+        except KeyError as exc:
+            raise NotFound(f"Volume {exc.args[0]!r} not found: create it with Volume.from_name(..., "
+                           "create_if_missing=True) or `shoal volume create`") from None  # fmt: skip
 
     def bind(self, function_id: str, params_blob: str) -> str:
         """The function serving a class with these parameter values (created once per set): its own pool."""
         found = self.store.function(function_id)
         if found is None:
             raise KeyError(function_id)
-        app_id, tag, spec, _ = found
-        if spec.get("kind") != "class":
-            raise ValueError(f"{tag} is not a class: only classes take parameters")
+        if found.spec.kind != "class":
+            raise ValueError(f"{found.tag} is not a class: only classes take parameters")
         if not self.blobs.exists(params_blob):
             raise ValueError("upload the parameter blob before binding")
-        bound_tag = f"{tag}({params_blob[:16]})"
-        existing = self.store.function_by_tag(app_id, bound_tag)
-        if existing is not None and self.store.function(existing)[2].get("parent") == function_id:  # type: ignore[index]
+        bound_tag = f"{found.tag}({params_blob[:16]})"
+        existing = self.store.function_by_tag(found.app_id, bound_tag)
+        if existing is not None and self.store.function(existing).spec.parent == function_id:  # type: ignore[union-attr]
             return existing
         bound_id = new_id("function")
-        self.store.create_function(
-            bound_id, app_id, bound_tag, {**spec, "params_blob": params_blob, "parent": function_id}, None
-        )
+        spec = found.spec.replace(params_blob=params_blob, parent=function_id)
+        self.store.create_function(bound_id, found.app_id, bound_tag, spec, None)
         return bound_id
 
     def create_call(
@@ -255,10 +242,10 @@ class ControlPlane:
         found = self.store.function(function_id)
         if found is None:
             raise KeyError(function_id)
-        if self.store.app_state(found[0]) != "RUNNING":
-            raise PermissionError(f"the app of function {found[1]} is stopped; start it again to call it")
+        if self.store.app_state(found.app_id) != "RUNNING":
+            raise PermissionError(f"the app of function {found.tag} is stopped; start it again to call it")
         call_id = new_id("call")
-        self.store.create_call(call_id, function_id, found[0], kind, parent_input, inputs or (), close)
+        self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close)
         if inputs:
             self._inputs_added(function_id, call_id, close)
         return call_id
@@ -286,11 +273,11 @@ class ControlPlane:
             "call:" + call_id, wait, lambda: self.store.outputs(call_id, since, limit), lambda o: bool(o) or finished()
         )
 
-    def add_item(self, container_id: str, call_id: str, index: int, lease: int, seq: int, data: bytes) -> bool:
+    def add_item(self, container_id: str, item: ItemReport) -> bool:
         """One item a generator input yielded; its caller's long poll wakes."""
-        accepted = self.items.add(container_id, call_id, index, lease, seq, data)
+        accepted = self.items.add(container_id, item.call_id, item.index, item.lease, item.seq, item.data)
         if accepted:
-            self.notifier.notify("call:" + call_id)
+            self.notifier.notify("call:" + item.call_id)
         return accepted
 
     async def wait_items(self, call_id: str, since: int, wait: float) -> tuple[list[list[Any]], Any]:
@@ -310,7 +297,7 @@ class ControlPlane:
         running = self.store.cancel_call(call_id, message)
         self.notifier.notify("call:" + call_id)
         for cid, index in running:  # told with their next heartbeat: only that input is interrupted
-            self._cancellations.setdefault(cid, []).append([call_id, index])
+            self._cancellations.setdefault(cid, []).append(InputRef(call_id, index))
         if terminate_containers:
             for cid in sorted({cid for cid, _ in running}):
                 self._kill_reasons[cid] = ("terminated by FunctionCall.cancel", False)
@@ -348,60 +335,53 @@ class ControlPlane:
             self._notify_calls(touched)
         self.wake_scheduler()
 
-    async def exchange(
-        self,
-        container_id: str,
-        reports: list[ReportedOutput],
-        released: list[tuple[str, int, int]],
-        logs: list[Any],
-        want: int,
-        wait: float,
-    ) -> tuple[list[LeasedInput], bool, int]:
-        """Apply a container's reports and lease it up to ``want`` inputs, long-polling up to ``wait`` s.
+    async def exchange(self, container_id: str, request: ExchangeRequest) -> ExchangeReply:
+        """Apply a container's reports and lease it up to ``request.want`` inputs, long-polling up to ``wait`` s.
 
-        Returns (inputs, stop, accepted reports): ``stop`` tells the container to exit; a report is not accepted
-        when its lease is no longer current (the input was re-run elsewhere, or cancelled).
+        The reply's ``stop`` tells the container to exit; a report is not accepted when its lease is no longer
+        current (the input was re-run elsewhere, or cancelled).
         """
         found = self.store.container_state(container_id)
         if found is None:
             raise KeyError(container_id)
         function_id = found[0]
-        self.record_logs(container_id, logs)
+        self.record_logs(container_id, request.logs)
         accepted = 0
-        if reports:
-            accepted, touched = self.store.complete(container_id, reports)
+        if request.outputs:
+            accepted, touched = self.store.complete(container_id, request.outputs)
             self._notify_calls(touched)
-        if released:
-            self.store.release(container_id, released)
+        if request.released:
+            self.store.release(container_id, request.released)
             self.notifier.notify("fn:" + function_id)
         self.store.touch_container(container_id)
-        deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
+        deadline = time.monotonic() + min(request.wait, MAX_LONG_POLL)
+        want = request.want
         while True:
             state = self.store.container_state(container_id)
             if self._stopping or state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
-                return [], True, accepted
+                return ExchangeReply([], True, accepted)
             leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 else []
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 if leased:
                     self.wake_scheduler()
-                return leased, False, accepted
+                return ExchangeReply(leased, False, accepted)
             retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
             if retry_at is not None:
                 remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
             await self.notifier.wait("fn:" + function_id, remaining)
 
-    def heartbeat(self, container_id: str, logs: list[Any]) -> tuple[bool, list[list[Any]]]:
-        """Record liveness; returns (should the container stop, inputs it must interrupt)."""
+    def heartbeat(self, container_id: str, logs: list[LogEntry]) -> HeartbeatReply:
+        """Record liveness; the reply says whether the container should stop and which inputs it must interrupt."""
         found = self.store.container_state(container_id)
         if found is None:
-            return True, []
+            return HeartbeatReply(True)
         self.store.touch_container(container_id)
         self.record_logs(container_id, logs)
         cancel = self._cancellations.pop(container_id, [])
-        return found[1] in (ContainerState.DRAINING, ContainerState.STOPPED), cancel
+        return HeartbeatReply(found[1] in (ContainerState.DRAINING, ContainerState.STOPPED), cancel)
 
-    def record_logs(self, container_id: str, logs: list[Any]) -> None:
+    def record_logs(self, container_id: str, logs: list[LogEntry]) -> None:
         if not logs:
             return
         app_id = self.container_app(container_id)
@@ -414,7 +394,7 @@ class ControlPlane:
         if found is None:
             return None
         fn = self.store.function(found[0])
-        return fn[0] if fn else None
+        return fn.app_id if fn else None
 
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
         found = self.store.container_state(container_id)
@@ -503,20 +483,19 @@ class ControlPlane:
         found = self.store.function(function_id)
         if found is None:
             return
-        spec = found[2]
+        spec = found.spec
         container_id = new_id("container")
         self.store.add_container(container_id, function_id, app_id)
-        env = {k: v for k, v in (spec.get("env") or {}).items() if v is not None}
         cspec = ContainerSpec(
             container_id, function_id, app_id, self.config.url, self.container_token,
-            env=env, cpu=spec.get("cpu"), memory_mib=spec.get("memory"), gpu=spec.get("gpu"),
-            memory_limit_mib=spec.get("memory_limit"), image=spec.get("image"), volumes=spec.get("volumes") or [],
+            env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=spec.image,
+            volumes=spec.volumes,
         )  # fmt: skip
         try:
             await self.backend.launch(cspec)
-            self.system_log(app_id, container_id, f"Container {container_id} started for {found[1]}")
+            self.system_log(app_id, container_id, f"Container {container_id} started for {found.tag}")
         except Exception as exc:  # noqa: BLE001 - a failed launch is a failed start, never a stuck container
-            log.exception("launching a container for %s failed", found[1])
+            log.exception("launching a container for %s failed", found.tag)
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
 

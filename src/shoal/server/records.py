@@ -2,56 +2,28 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-
-class OutputStatus(str, enum.Enum):
-    """How an input ended (the outputs table's ``status``)."""
-
-    SUCCESS = "SUCCESS"  # data: cloudpickled return value
-    FAILURE = "FAILURE"  # data: serialized exception from user code
-    TIMEOUT = "TIMEOUT"  # data: utf-8 message
-    CRASHED = "CRASHED"  # data: utf-8 message (container died while running it)
-    CANCELLED = "CANCELLED"  # data: utf-8 message
-    INIT_FAILED = "INIT_FAILED"  # data: utf-8 message (the function could not be loaded)
-
-
-RETRYABLE = {OutputStatus.FAILURE, OutputStatus.TIMEOUT, OutputStatus.CRASHED}
-
-
-class ContainerState(str, enum.Enum):
-    STARTING = "STARTING"
-    RUNNING = "RUNNING"
-    DRAINING = "DRAINING"
-    STOPPED = "STOPPED"
+from ..protocol.messages import (  # noqa: F401 - re-exported: the store's records include the wire's rows
+    RETRYABLE,
+    ContainerState,
+    LeasedInput,
+    Output,
+    OutputStatus,
+    ReportedOutput,
+)
+from ..protocol.specs import FunctionSpec
 
 
 @dataclass(frozen=True)
-class LeasedInput:
-    call_id: str
-    index: int
-    lease: int  # fencing token: the lease counter when this container took it
-    payload: bytes
+class FunctionRecord:
+    """A registered function: its spec and, for ``serialized=True``, the pickled function (opaque here)."""
 
-
-@dataclass(frozen=True)
-class Output:
-    seq: int
-    index: int
-    status: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class ReportedOutput:
-    """What a container reports for one input it leased."""
-
-    call_id: str
-    index: int
-    lease: int
-    status: OutputStatus
-    data: bytes
+    id: str
+    app_id: str
+    tag: str
+    spec: FunctionSpec
+    pickled: bytes | None
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,17 @@ public method is one transaction.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from ..protocol.messages import LogEntry, Release
+from ..protocol.specs import FunctionSpec, decode_spec
 from ..retries import RetryPolicy
 from .records import (
     RETRYABLE,
@@ -25,6 +28,7 @@ from .records import (
     ContainerRow,
     ContainerState,
     FunctionLoad,
+    FunctionRecord,
     LeasedInput,
     Output,
     OutputStatus,
@@ -99,7 +103,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
-        self._policies: dict[str, RetryPolicy] = {}
+        self._specs: dict[str, FunctionSpec] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -130,18 +134,35 @@ class Store:
         return row[0] if row else None
 
     def create_function(
-        self, function_id: str, app_id: str, tag: str, spec: dict[str, Any], pickled: bytes | None
+        self, function_id: str, app_id: str, tag: str, spec: FunctionSpec, pickled: bytes | None
     ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO functions (id, app_id, tag, spec, pickled, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (function_id, app_id, tag, json.dumps(spec), pickled, self.clock()),
+                (function_id, app_id, tag, msgspec.json.encode(spec).decode(), pickled, self.clock()),
             )
 
-    def function(self, function_id: str) -> tuple[str, str, dict[str, Any], bytes | None] | None:
-        """(app_id, tag, spec, pickled function) or None."""
+    def function(self, function_id: str) -> FunctionRecord | None:
         row = self.db.execute("SELECT app_id, tag, spec, pickled FROM functions WHERE id=?", (function_id,)).fetchone()
-        return (row[0], row[1], json.loads(row[2]), row[3]) if row else None
+        return FunctionRecord(function_id, row[0], row[1], self._spec(function_id, row[2]), row[3]) if row else None
+
+    def _spec(self, function_id: str, text: str) -> FunctionSpec:
+        """Specs change only through :meth:`update_spec`: decoded once per function."""
+        spec = self._specs.get(function_id)
+        if spec is None:
+            spec = self._specs[function_id] = decode_spec(text)
+        return spec
+
+    def update_spec(self, function_id: str, change: Callable[[FunctionSpec], FunctionSpec]) -> FunctionSpec:
+        """Replace a function's spec by ``change(spec)`` in one transaction (autoscaler settings)."""
+        with self._tx() as db:
+            row = db.execute("SELECT spec FROM functions WHERE id=?", (function_id,)).fetchone()
+            if row is None:
+                raise KeyError(function_id)
+            spec = change(decode_spec(row[0]))
+            db.execute("UPDATE functions SET spec=? WHERE id=?", (msgspec.json.encode(spec).decode(), function_id))
+        self._specs[function_id] = spec
+        return spec
 
     def function_by_tag(self, app_id: str, tag: str) -> str | None:
         row = self.db.execute(
@@ -151,12 +172,8 @@ class Store:
         return row[0] if row else None
 
     def _policy(self, function_id: str) -> RetryPolicy:
-        policy = self._policies.get(function_id)
-        if policy is None:
-            found = self.function(function_id)
-            policy = RetryPolicy(**found[2]["retries"]) if found else RetryPolicy()
-            self._policies[function_id] = policy
-        return policy
+        found = self.function(function_id)
+        return found.spec.retries if found else RetryPolicy()
 
     # ---- calls and inputs ---------------------------------------------------------------------
 
@@ -305,13 +322,13 @@ class Store:
         for chunk in _chunks([r[0] for r in rows]):
             db.execute(f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
 
-    def release(self, container_id: str, leases: Sequence[tuple[str, int, int]]) -> None:
+    def release(self, container_id: str, leases: Sequence[Release]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
         with self._tx() as db:
             db.executemany(
                 "UPDATE inputs SET state='PENDING', container_id=NULL "
                 "WHERE call_id=? AND idx=? AND leases=? AND container_id=? AND state='LEASED'",
-                [(c, i, lease, container_id) for c, i, lease in leases],
+                [(r.call_id, r.index, r.lease, container_id) for r in leases],
             )
 
     def _settle(
@@ -529,27 +546,26 @@ class Store:
             row = self.db.execute(
                 "SELECT app_id, spec, startup_failures, last_startup_failure FROM functions WHERE id=?", (fid,)
             ).fetchone()
-            spec = json.loads(row[1])
+            spec = self._spec(fid, row[1])
             loads.append(
                 FunctionLoad(
-                    fid, row[0], ready, waiting, leased, spec["min_containers"], spec["max_containers"],
-                    spec["buffer_containers"], spec["scaledown_window"], spec["startup_timeout"], spec["timeout"],
-                    row[2], row[3], _capacity(spec),
+                    fid, row[0], ready, waiting, leased, spec.min_containers, spec.max_containers,
+                    spec.buffer_containers, spec.scaledown_window, spec.startup_timeout, spec.timeout,
+                    row[2], row[3], spec.capacity,
                 )
             )  # fmt: skip
         return loads
 
     # ---- logs -----------------------------------------------------------------------------------
 
-    def append_logs(self, app_id: str, container_id: str, entries: Sequence[Sequence[Any]]) -> None:
-        """entries: (call_id | None, input index | None, stream, text, timestamp)."""
+    def append_logs(self, app_id: str, container_id: str, entries: Sequence[LogEntry]) -> None:
         if not entries:
             return
         with self._tx() as db:
             db.executemany(
                 "INSERT INTO logs (app_id, call_id, input_idx, container_id, stream, data, ts) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(app_id, e[0], e[1], container_id, e[2], e[3], e[4]) for e in entries],
+                [(app_id, e.call_id, e.index, container_id, e.stream, e.text, e.ts) for e in entries],
             )
 
     def logs(self, app_id: str, since_seq: int, limit: int = 5000) -> list[tuple[int, str, str, str | None]]:
@@ -571,12 +587,3 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     """Slices small enough for one statement's parameters."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _capacity(spec: dict[str, Any]) -> int:
-    """How many inputs one container of this function works on at once."""
-    if spec.get("concurrency"):
-        return int(spec["concurrency"]["target_inputs"])
-    if spec.get("batch"):
-        return int(spec["batch"]["max_batch_size"])
-    return 1

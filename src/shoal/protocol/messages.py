@@ -1,0 +1,227 @@
+"""Typed messages of the wire protocol, and the states they carry.
+
+Rows that travel by the thousand (leased inputs, reports, outputs, log entries) are ``array_like``: on the wire
+they are short positional arrays, in code they are named fields. Bodies are msgpack (JSON where a human may
+read them); :func:`decode` turns a body into a message and rejects a malformed one with :class:`MalformedBody`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, TypeVar
+
+import msgspec
+
+from .specs import FunctionSpec
+
+T = TypeVar("T")
+
+
+class OutputStatus(str, enum.Enum):
+    """How an input ended."""
+
+    SUCCESS = "SUCCESS"  # data: cloudpickled return value
+    FAILURE = "FAILURE"  # data: serialized exception from user code
+    TIMEOUT = "TIMEOUT"  # data: utf-8 message
+    CRASHED = "CRASHED"  # data: utf-8 message (container died while running it)
+    CANCELLED = "CANCELLED"  # data: utf-8 message
+    INIT_FAILED = "INIT_FAILED"  # data: utf-8 message (the function could not be loaded)
+
+
+RETRYABLE = {OutputStatus.FAILURE, OutputStatus.TIMEOUT, OutputStatus.CRASHED}
+
+
+class ContainerState(str, enum.Enum):
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    DRAINING = "DRAINING"
+    STOPPED = "STOPPED"
+
+
+class LeasedInput(msgspec.Struct, frozen=True, array_like=True):
+    call_id: str
+    index: int
+    lease: int  # fencing token: the lease counter when this container took it
+    payload: bytes
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.call_id, self.index)
+
+    def release(self) -> Release:
+        return Release(self.call_id, self.index, self.lease)
+
+
+class InputRef(msgspec.Struct, frozen=True, array_like=True):
+    call_id: str
+    index: int
+
+
+class Release(msgspec.Struct, frozen=True, array_like=True):
+    """An input a container leased but never started: back to the queue, uncharged."""
+
+    call_id: str
+    index: int
+    lease: int
+
+
+class ReportedOutput(msgspec.Struct, frozen=True, array_like=True):
+    """What a container reports for one input it leased."""
+
+    call_id: str
+    index: int
+    lease: int
+    status: OutputStatus
+    data: bytes
+
+
+class Output(msgspec.Struct, frozen=True, array_like=True):
+    seq: int
+    index: int
+    status: str
+    data: bytes
+
+
+class LogEntry(msgspec.Struct, frozen=True, array_like=True):
+    call_id: str | None
+    index: int | None
+    stream: str  # stdout, stderr, system
+    text: str
+    ts: float
+
+
+# ---- container <-> control plane --------------------------------------------------------------
+
+
+class ContainerBoot(msgspec.Struct, frozen=True):
+    """What a starting container is told: its function and the secrets' environment."""
+
+    function_id: str
+    app_id: str
+    tag: str
+    spec: FunctionSpec
+    pickled: bytes | None = None
+    secret_env: dict[str, str] = {}
+
+
+class StartedReport(msgspec.Struct, frozen=True):
+    error: str | None = None  # the traceback of a failed start
+    fatal: bool = False  # the code cannot load: fail queued inputs now rather than retry starts
+
+
+class ExchangeRequest(msgspec.Struct, frozen=True):
+    """A container's finished work, and how many more inputs it wants (long-polling up to ``wait`` s)."""
+
+    outputs: list[ReportedOutput] = []
+    released: list[Release] = []
+    logs: list[LogEntry] = []
+    want: int = 1
+    wait: float = 0.0
+
+
+class ExchangeReply(msgspec.Struct, frozen=True):
+    inputs: list[LeasedInput]
+    stop: bool
+    accepted: int = 0
+
+
+class HeartbeatRequest(msgspec.Struct, frozen=True):
+    logs: list[LogEntry] = []
+
+
+class HeartbeatReply(msgspec.Struct, frozen=True):
+    stop: bool
+    cancel: list[InputRef] = []
+
+
+class ItemReport(msgspec.Struct, frozen=True):
+    """One item a generator input yielded."""
+
+    call_id: str
+    index: int
+    lease: int
+    seq: int
+    data: bytes
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    accepted: bool
+
+
+# ---- callers <-> control plane ------------------------------------------------------------------
+
+
+class CallSummary(msgspec.Struct, frozen=True):
+    """A function call's status and counters."""
+
+    call_id: str
+    function_id: str
+    function_name: str
+    app_id: str
+    kind: str
+    status: str  # RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED
+    num_inputs: int | None
+    submitted: int
+    done: int
+    failed: int
+    created_at: float
+    finished_at: float | None
+    parent_input: str | None
+
+
+class CreateCall(msgspec.Struct, frozen=True):
+    kind: str
+    parent_input: str | None = None
+    inputs: list[bytes] = []
+    close: bool = False
+
+
+class AddInputs(msgspec.Struct, frozen=True):
+    start: int
+    inputs: list[bytes] = []
+    close: bool = False
+
+
+class OutputsRequest(msgspec.Struct, frozen=True):
+    since: int = 0
+    limit: int = 10000
+    wait: float = 0.0
+
+
+class OutputsReply(msgspec.Struct, frozen=True):
+    outputs: list[Output]
+    call: CallSummary
+
+
+class MalformedBody(ValueError):
+    """A request or response body that is not the message it should be."""
+
+
+def encode(message: Any) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(data: bytes, kind: type[T]) -> T:
+    """The message of type ``kind`` in a msgpack body (an empty body is the message's defaults)."""
+    try:
+        return _decoder(kind).decode(data or b"\x80")
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise MalformedBody(f"malformed {kind.__name__}: {exc}") from None
+
+
+def decode_json(data: bytes, kind: type[T]) -> T:
+    try:
+        return msgspec.json.decode(data or b"{}", type=kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise MalformedBody(f"malformed {kind.__name__}: {exc}") from None
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
+
+
+def _decoder(kind: type[T]) -> msgspec.msgpack.Decoder[T]:
+    found = _decoders.get(kind)
+    if found is None:
+        found = _decoders[kind] = msgspec.msgpack.Decoder(kind)
+    return found

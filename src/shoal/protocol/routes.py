@@ -1,0 +1,72 @@
+"""Route templates of the control plane's HTTP API: the server mounts them, clients fill them with :func:`path`.
+
+``who`` in the server's table says which credential a route takes; here only the shapes live.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+HEALTH = "/health"
+OPENAPI = "/openapi.json"
+# apps
+APPS = "/apps"
+APP = "/apps/{ref}"
+DEPLOY = "/deploy"
+APP_DEPLOYED = "/apps/{ref}/deployed"
+APP_HISTORY = "/apps/{ref}/history"
+APP_HEARTBEAT = "/apps/{ref}/heartbeat"
+APP_DETACH = "/apps/{ref}/detach"
+APP_STOP = "/apps/{ref}/stop"
+APP_LOGS = "/apps/{ref}/logs"
+APP_FUNCTIONS = "/apps/{ref}/functions"
+APP_FUNCTION = "/apps/{ref}/functions/{tag}"
+APP_FUNCTION_CALLS = "/apps/{ref}/functions/{tag}/calls"
+# functions and calls
+FUNCTION_BIND = "/functions/{function_id}/bind"
+FUNCTION_CALLS = "/functions/{function_id}/calls"
+FUNCTION_STATS = "/functions/{function_id}/stats"
+FUNCTION_AUTOSCALER = "/functions/{function_id}/autoscaler"
+CALL = "/calls/{call_id}"
+CALL_INPUTS = "/calls/{call_id}/inputs"
+CALL_OUTPUTS = "/calls/{call_id}/outputs"
+CALL_OUTPUT = "/calls/{call_id}/output"
+CALL_ITEMS = "/calls/{call_id}/items"
+CALL_CANCEL = "/calls/{call_id}/cancel"
+CALL_GRAPH = "/calls/{call_id}/graph"
+BLOB = "/blobs/{blob_id}"
+# containers: the client's view
+CONTAINERS = "/containers"
+CONTAINER_STOP = "/containers/{container_id}/stop"
+CONTAINER_LOGS = "/containers/{container_id}/logs"
+# containers: their own protocol
+CONTAINER_BOOT = "/containers/{container_id}/spec"
+CONTAINER_STARTED = "/containers/{container_id}/started"
+CONTAINER_EXCHANGE = "/containers/{container_id}/exchange"
+CONTAINER_ITEMS = "/containers/{container_id}/items"
+CONTAINER_HEARTBEAT = "/containers/{container_id}/heartbeat"
+# storage and administration
+SECRETS = "/secrets"
+SECRET_DELETE = "/secrets/{name}/delete"
+TOKENS = "/tokens"
+TOKEN_REVOKE = "/tokens/{name}/revoke"
+KV_LIST = "/kv/{kind}"
+KV_OPEN = "/kv/{kind}/open"
+KV_DELETE = "/kv/{kind}/{object_id}/delete"
+DICT_OP = "/dicts/{object_id}/op"
+QUEUE_PUT = "/queues/{object_id}/put"
+QUEUE_GET = "/queues/{object_id}/get"
+QUEUE_SCAN = "/queues/{object_id}/scan"
+QUEUE_LEN = "/queues/{object_id}/len"
+QUEUE_CLEAR = "/queues/{object_id}/clear"
+VOLUMES = "/volumes"
+VOLUME_DELETE = "/volumes/{name}/delete"
+VOLUME_LS = "/volumes/{name}/ls"
+VOLUME_FILE = "/volumes/{name}/file"
+VOLUME_RM = "/volumes/{name}/rm"
+VOLUME_CP = "/volumes/{name}/cp"
+
+
+def path(template: str, **params: object) -> str:
+    """``template`` with its parameters filled in (each quoted as one path segment)."""
+    return template.format(**{k: quote(str(v), safe="") for k, v in params.items()})
