@@ -14,8 +14,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from shoal.protocol.specs import FunctionSpec
+from shoal.retries import RetryPolicy
 from shoal.server.records import OutputStatus, ReportedOutput
-from shoal.server.store import Store
+from shoal.server.store import SQLiteStore as Store
 
 MAX_RETRIES = 2
 
@@ -35,8 +37,8 @@ class InputLifecycle(RuleBasedStateMachine):
         self.clock = Clock()
         self.store = self._open()
         self.store.create_app("ap-1", "model")
-        retries = {"max_retries": MAX_RETRIES, "backoff_coefficient": 1.0, "initial_delay": 1.0, "max_delay": 1.0}
-        self.store.create_function("fu-1", "ap-1", "f", {"retries": retries}, None)
+        retries = RetryPolicy(max_retries=MAX_RETRIES, backoff_coefficient=1.0, initial_delay=1.0, max_delay=1.0)
+        self.store.create_function("fu-1", "ap-1", "f", FunctionSpec(retries=retries), None)
         self.calls: list[str] = []
         self.submitted: dict[str, int] = {}
         self.alive: set[str] = set()

@@ -35,7 +35,6 @@ from ..protocol.messages import (
 from ..protocol.specs import AUTOSCALER_FIELDS, decode_spec
 from .auth import Authorizer, Denied, RateLimiter, TokenRegistry
 from .control import ControlPlane, NotFound
-from .kv import KVStore
 from .kv_routes import kv_routes
 from .openapi import schema as openapi_schema
 from .records import ContainerState
@@ -122,7 +121,7 @@ def create_app(plane: ControlPlane) -> Starlette:
     cfg = plane.config
     max_body = cfg.max_payload_bytes + 1024 * 1024
 
-    registry = TokenRegistry(plane.store, cfg.client_token)
+    registry = TokenRegistry(plane.store.tokens, cfg.client_token)
     authorizer = Authorizer(cfg.client_token or cfg.local_token, plane.container_token, registry)
     limiter = RateLimiter(cfg.rate_limit)
 
@@ -545,7 +544,7 @@ def create_app(plane: ControlPlane) -> Starlette:
         registry.revoke(request.path_params["name"])
         return JSONResponse({})
 
-    routes = kv_routes(plane, KVStore(plane.store), route, body, field, packed)
+    routes = kv_routes(plane, plane.store.kv, route, body, field, packed)
     routes += volume_routes(plane.volumes, route, body, field, max_body)
     routes += [
         openapi, create_token, list_tokens, revoke_token, create_secret, list_secrets, delete_secret,

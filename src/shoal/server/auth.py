@@ -24,7 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .store import Store
+from .store.base import TokensPart
 
 
 class Denied(Exception):
@@ -41,16 +41,9 @@ def token_hash(token: str) -> str:
 class TokenRegistry:
     """Issued client tokens, stored hashed (the plain token is shown once, at creation)."""
 
-    def __init__(self, store: Store, admin_token: str | None) -> None:
-        self.store = store
+    def __init__(self, rows: TokensPart, admin_token: str | None) -> None:
+        self.rows = rows
         self.issuer = token_hash(admin_token) if admin_token else ""
-        store.db.execute(
-            "CREATE TABLE IF NOT EXISTS tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, "
-            "created_at REAL NOT NULL, revoked_at REAL, issuer TEXT NOT NULL DEFAULT '')"
-        )
-        columns = [r[1] for r in store.db.execute("PRAGMA table_info(tokens)")]
-        if "issuer" not in columns:  # a store from before tokens were bound to their issuer: those stop working
-            store.db.execute("ALTER TABLE tokens ADD COLUMN issuer TEXT NOT NULL DEFAULT ''")
 
     def create(self, name: str) -> str:
         if not self.issuer:
@@ -58,33 +51,18 @@ class TokenRegistry:
         if not name or len(name) > 64:
             raise ValueError("a token name is 1 to 64 characters")
         token = "sht-" + secrets.token_urlsafe(24)
-        with self.store._tx() as db:
-            if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
-                raise PermissionError(f"a token named {name!r} exists; pick another name")
-            db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, NULL, ?)",
-                (name, token_hash(token), self.store.clock(), self.issuer),
-            )
+        self.rows.add(name, token_hash(token), self.issuer)
         return token
 
     def revoke(self, name: str) -> None:
-        with self.store._tx() as db:
-            cur = db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (time.time(), name))
-            if cur.rowcount == 0:
-                raise KeyError(name)
+        self.rows.revoke(name)
 
     def list(self) -> list[dict[str, object]]:
-        rows = self.store.db.execute("SELECT name, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()
-        return [{"name": n, "created_at": c, "revoked_at": r} for n, c, r in rows]
+        return self.rows.list()
 
     def lookup(self, token: str) -> str | None:
         """The name of a valid (not revoked) issued token."""
-        if not self.issuer:
-            return None
-        row = self.store.db.execute(
-            "SELECT name FROM tokens WHERE hash=? AND revoked_at IS NULL AND issuer=?", (token_hash(token), self.issuer)
-        ).fetchone()
-        return row[0] if row else None
+        return self.rows.valid(token_hash(token), self.issuer) if self.issuer else None
 
 
 @dataclass

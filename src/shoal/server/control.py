@@ -31,14 +31,11 @@ from ..protocol.messages import (
 from ..protocol.specs import FunctionSpec, MountSpec
 from ..schedule import next_fire
 from .blobs import BlobStore
-from .catalog import Catalog
 from .notifier import Notifier
 from .records import ContainerState, OutputStatus
 from .scheduler import Drain, Kill, Launch, Limits, plan
-from .schedules import ScheduleBook
 from .secrets import SecretStore
-from .store import Store
-from .streams import ItemStreams
+from .store import SQLiteStore, Store
 from .volumes import VolumeStore
 
 log = logging.getLogger("shoal.server")
@@ -83,21 +80,36 @@ class ServerConfig:
     expiry_interval: float = 60.0  # seconds between sweeps for expired results
 
 
-class ControlPlane:
-    """Owns the store and the backend; runs the scheduler loop while started."""
+@dataclass(frozen=True)
+class Parts:
+    """What a control plane works with, built by the caller (:meth:`Parts.in_dir` for the defaults)."""
 
-    def __init__(self, config: ServerConfig, backend: Backend) -> None:
+    store: Store
+    blobs: BlobStore
+    volumes: VolumeStore
+    secrets: SecretStore
+
+    @classmethod
+    def in_dir(cls, state_dir: Path) -> Parts:
+        """The default parts: a SQLite store, blobs, volumes and the secrets key under ``state_dir``."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
+        store = SQLiteStore(state_dir / "state.db")
+        secret_store = SecretStore(store.secrets, state_dir / "secret.key")
+        return cls(store, BlobStore(state_dir / "blobs"), VolumeStore(state_dir / "volumes"), secret_store)
+
+
+class ControlPlane:
+    """Applies requests and lifecycle events to the store and the backend; runs the scheduler loop while started."""
+
+    def __init__(self, config: ServerConfig, backend: Backend, parts: Parts | None = None) -> None:
         self.config = config
         self.container_token = config.container_token or secrets.token_urlsafe(24)
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        config.state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
-        self.store = Store(config.state_dir / "state.db")
-        self.secrets = SecretStore(self.store, config.state_dir / "secret.key")
-        self.volumes = VolumeStore(config.state_dir / "volumes")
-        self.catalog = Catalog(self.store)
-        self.blobs = BlobStore(config.state_dir / "blobs")
-        self.schedules = ScheduleBook(self.store)
-        self.items = ItemStreams(self.store)
+        parts = parts or Parts.in_dir(config.state_dir)
+        self.store, self.blobs, self.volumes, self.secrets = parts.store, parts.blobs, parts.volumes, parts.secrets
+        self.catalog = self.store.catalog
+        self.schedules = self.store.schedules
+        self.items = self.store.items
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
@@ -171,7 +183,7 @@ class ControlPlane:
     def detach(self, app_id: str) -> None:
         """The client left on purpose: the app lives until its unfinished calls are done."""
         self.catalog.set_mode(app_id, "detached")
-        self.store.db.execute("UPDATE apps SET client_seen=0 WHERE id=?", (app_id,))
+        self.catalog.forget_client(app_id)
         self.wake_scheduler()
 
     async def stop_container(self, container_id: str) -> None:

@@ -10,12 +10,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .kv import Full, KVStore
+from .store.base import KVPart
+from .store.kv import Full
 
 MAX_WAIT = 30.0
 
 
-def kv_routes(plane: Any, kv: KVStore, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
+def kv_routes(plane: Any, kv: KVPart, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
               field: Callable[..., Any], packed: Callable[[Any], Response]) -> list[Route]:  # fmt: skip
     """Routes for Dicts and Queues; long polls wake on the plane's notifier."""
 

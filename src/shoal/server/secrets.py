@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 
 from .._ids import new_id
-from .store import Store
+from .store.base import SecretsPart
 
 NAME_LIMIT = 64
 TOTAL_LIMIT = 64 * 1024  # bytes of values in one secret
@@ -50,13 +50,11 @@ class SecretBox:
 
 
 class SecretStore:
-    def __init__(self, store: Store, key_file: Path) -> None:
-        self.store = store
+    """Secrets as the control plane uses them: validated, sealed into the store, opened for containers only."""
+
+    def __init__(self, rows: SecretsPart, key_file: Path) -> None:
+        self.rows = rows
         self.box = SecretBox(key_file)
-        store.db.execute(
-            "CREATE TABLE IF NOT EXISTS secrets (id TEXT PRIMARY KEY, name TEXT UNIQUE, sealed BLOB NOT NULL, "
-            "keys TEXT NOT NULL, created_at REAL NOT NULL)"
-        )
 
     def put(self, name: str | None, values: dict[str, str], overwrite: bool = False) -> str:
         """Store values (named, or anonymous for inline secrets); returns the secret's id."""
@@ -67,41 +65,21 @@ class SecretStore:
         plain = json.dumps(values).encode()
         if len(plain) > TOTAL_LIMIT:
             raise ValueError(f"a secret holds at most {TOTAL_LIMIT} bytes of values")
-        with self.store._tx() as db:
-            existing = db.execute("SELECT id FROM secrets WHERE name=?", (name,)).fetchone() if name else None
-            if existing and not overwrite:
-                raise PermissionError(f"a secret named {name!r} exists; pass --force to replace it")
-            secret_id = existing[0] if existing else new_id("secret")
-            db.execute(
-                "INSERT OR REPLACE INTO secrets VALUES (?, ?, ?, ?, ?)",
-                (secret_id, name, self.box.seal(plain), json.dumps(sorted(values)), self.store.clock()),
-            )
-        return secret_id
+        return self.rows.put(new_id("secret"), name, self.box.seal(plain), list(values), overwrite)
 
     def resolve(self, ref: str) -> str:
         """A secret's id from its id or name."""
-        row = self.store.db.execute("SELECT id FROM secrets WHERE id=? OR name=?", (ref, ref)).fetchone()
-        if row is None:
-            raise KeyError(ref)
-        return str(row[0])
+        return self.rows.resolve(ref)
 
     def env(self, secret_ids: list[str]) -> dict[str, str]:
         """The environment variables of these secrets (later ones win), for a container only."""
         out: dict[str, str] = {}
         for secret_id in secret_ids:
-            row = self.store.db.execute("SELECT sealed FROM secrets WHERE id=?", (secret_id,)).fetchone()
-            if row is None:
-                raise KeyError(secret_id)
-            out.update(json.loads(self.box.open(row[0])))
+            out.update(json.loads(self.box.open(self.rows.sealed(secret_id))))
         return out
 
     def list(self) -> list[dict[str, object]]:
-        rows = self.store.db.execute(
-            "SELECT name, keys, created_at FROM secrets WHERE name IS NOT NULL ORDER BY name"
-        ).fetchall()
-        return [{"name": n, "keys": json.loads(k), "created_at": c} for n, k, c in rows]
+        return self.rows.list()
 
     def delete(self, name: str) -> None:
-        with self.store._tx() as db:
-            if db.execute("DELETE FROM secrets WHERE name=?", (name,)).rowcount == 0:
-                raise KeyError(name)
+        self.rows.delete(name)

@@ -1,34 +1,24 @@
-"""The store's input lifecycle against real SQLite, with a fake clock."""
+"""The store contract, input lifecycle: leases, reports, retries, crashes, cancels and expiry, on a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
+from shoal.protocol.specs import FunctionSpec
+from shoal.retries import RetryPolicy
 from shoal.server.records import OutputStatus, ReportedOutput
-from shoal.server.store import Store
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
-def store(tmp_path):  # noqa: ANN001, ANN201
-    clock = Clock()
-    s = Store(tmp_path / "state.db", clock=clock)
-    s.clock_ = clock  # type: ignore[attr-defined]
+def store(make_store):  # noqa: ANN001, ANN201
+    s = make_store()
     s.create_app("ap-1", "app")
-    retries = {"max_retries": 1, "backoff_coefficient": 1.0, "initial_delay": 2.0, "max_delay": 60.0}
-    s.create_function("fu-1", "ap-1", "f", {"retries": retries}, None)
+    retries = RetryPolicy(max_retries=1, backoff_coefficient=1.0, initial_delay=2.0, max_delay=60.0)
+    s.create_function("fu-1", "ap-1", "f", FunctionSpec(retries=retries), None)
     s.create_call("fc-1", "fu-1", "ap-1", "map", None)
     for cid in ("ta-1", "ta-2"):
         s.add_container(cid, "fu-1", "ap-1")
-    yield s
-    s.close()
+    return s
 
 
 def ok(lease, index=0, call="fc-1"):  # noqa: ANN001, ANN201
@@ -127,10 +117,10 @@ def test_a_closed_call_takes_no_more_inputs(store):
         store.add_inputs("fc-1", 1, [b"b"], close=False)
 
 
-def test_state_survives_reopening_the_database(store, tmp_path):
+def test_state_survives_reopening_the_store(store, make_store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
     (x,) = store.lease_inputs("fu-1", "ta-1", 1)
     store.complete("ta-1", [ok(x)])
-    reopened = Store(tmp_path / "state.db")
+    reopened = make_store()
     assert [o.index for o in reopened.outputs("fc-1", 0, 10)] == [0]
-    reopened.close()
+    assert reopened.function("fu-1").spec.retries.max_retries == 1

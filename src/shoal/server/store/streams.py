@@ -7,9 +7,10 @@ mid-stream comes after the items before it). Items are kept with the call and ex
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .store import Store
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
 
 PAGE = 1_000
 
@@ -17,7 +18,7 @@ PAGE = 1_000
 class ItemStreams:
     """Reads and writes of the ``gen_items`` table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store  # the table is part of the store's schema (expired with the call's results)
 
     def add(self, container_id: str, call_id: str, index: int, lease: int, seq: int, data: bytes) -> bool:

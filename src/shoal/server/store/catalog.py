@@ -1,21 +1,23 @@
 """Read models and app lifecycle on top of the store: listing, deployments, reaping apps whose client left.
 
-Kept apart from ``store.py`` (the input lifecycle) so each stays small; both share one SQLite connection.
+Kept apart from ``sqlite.py`` (the input lifecycle) so each stays small; both share one SQLite connection.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
-from .store import Store
+from ...protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
 
 APP_COLUMNS = "id, name, state, mode, created_at, stopped_at, version, stop_reason"
 
 
 class Catalog:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self.db = store.db
 
@@ -106,6 +108,10 @@ class Catalog:
 
     def touch_client(self, app_id: str) -> None:
         self.db.execute("UPDATE apps SET client_seen=? WHERE id=?", (self.store.clock(), app_id))
+
+    def forget_client(self, app_id: str) -> None:
+        """The app's client left on purpose: reap it by its work alone, not its client's silence."""
+        self.db.execute("UPDATE apps SET client_seen=0 WHERE id=?", (app_id,))
 
     def set_mode(self, app_id: str, mode: str) -> None:
         self.db.execute("UPDATE apps SET mode=? WHERE id=?", (mode, app_id))

@@ -3,28 +3,17 @@ the server compares keys as bytes and never unpickles them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .._ids import new_id
-from .store import Store
+from ..._ids import new_id
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
 
 QUEUE_PARTITION_ITEMS = 5_000
 QUEUE_ITEM_BYTES = 1024 * 1024
 QUEUE_PARTITION_KEY_BYTES = 64
 DICT_VALUE_BYTES = 64 * 1024 * 1024
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv_objects (
-    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, created_at REAL NOT NULL, UNIQUE (kind, name)
-);
-CREATE TABLE IF NOT EXISTS dict_items (
-    dict_id TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (dict_id, key)
-);
-CREATE TABLE IF NOT EXISTS queue_items (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue_id TEXT NOT NULL, partition TEXT NOT NULL, value BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS queue_items_part ON queue_items(queue_id, partition, seq);
-"""
 
 
 GET_VALUE = "SELECT value FROM dict_items WHERE dict_id=? AND key=?"
@@ -34,11 +23,12 @@ class Full(Exception):
     """A queue partition holds its maximum number of items."""
 
 
-class KVStore:
-    def __init__(self, store: Store) -> None:
+class KVTables:
+    """Dicts and Queues."""
+
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store
         self.db = store.db
-        self.db.executescript(SCHEMA)
 
     # ---- objects --------------------------------------------------------------------------------
 

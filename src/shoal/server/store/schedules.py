@@ -14,11 +14,13 @@ import hashlib
 import json
 import pickle
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..schedule import describe, next_fire
-from ..serialization import inline_payload
-from .store import Store
+from ...schedule import describe, next_fire
+from ...serialization import inline_payload
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
 
 NO_ARGUMENTS = inline_payload(pickle.dumps(((), {}), protocol=4))  # what a scheduled call passes: nothing
 
@@ -35,13 +37,8 @@ class DueSchedule:
 class ScheduleBook:
     """The ``schedules`` table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SQLiteStore) -> None:
         self.store = store
-        store.db.execute(
-            "CREATE TABLE IF NOT EXISTS schedules (function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, "
-            "tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL, next_fire REAL NOT NULL, last_fire REAL, "
-            "last_call TEXT)"
-        )
 
     def register(self, function_id: str, app_id: str, tag: str, spec: dict[str, Any] | None) -> None:
         """The function ``tag`` of an app now has this schedule (or none): it replaces an earlier version's."""
@@ -72,7 +69,8 @@ class ScheduleBook:
         return [DueSchedule(f, a, json.loads(spec), anchor, at) for f, a, spec, anchor, at in rows]
 
     def fire(self, due: DueSchedule, now: float) -> str | None:
-        """Create the tick's call and move the schedule on; returns the call id (None if it already fired)."""
+        """Create the tick's call and move the schedule on; returns its id (the same one for a tick that already
+        fired, whose call is not created again)."""
         call_id = "fc-" + hashlib.sha256(f"{due.function_id}:{due.fire_at:.6f}".encode()).hexdigest()[:20]
         if self.store.call(call_id) is None:
             self.store.create_call(call_id, due.function_id, due.app_id, "schedule", None, [NO_ARGUMENTS], True)

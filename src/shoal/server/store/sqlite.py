@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from ..protocol.messages import LogEntry, Release
-from ..protocol.specs import FunctionSpec, decode_spec
-from ..retries import RetryPolicy
-from .records import (
+from ...protocol.messages import LogEntry, Release
+from ...protocol.specs import FunctionSpec, decode_spec
+from ...retries import RetryPolicy
+from ..records import (
     RETRYABLE,
     CallInfo,
     ContainerRow,
@@ -34,64 +34,16 @@ from .records import (
     OutputStatus,
     ReportedOutput,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS apps (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL, stopped_at REAL,
-    mode TEXT NOT NULL DEFAULT 'ephemeral', client_seen REAL, version INTEGER NOT NULL DEFAULT 0, stop_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS apps_name ON apps(name);
-CREATE TABLE IF NOT EXISTS deployments (
-    app_id TEXT NOT NULL, version INTEGER NOT NULL, created_at REAL NOT NULL, functions TEXT NOT NULL,
-    PRIMARY KEY (app_id, version)
-);
-CREATE TABLE IF NOT EXISTS functions (
-    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, pickled BLOB,
-    created_at REAL NOT NULL, startup_failures INTEGER NOT NULL DEFAULT 0,
-    last_startup_failure REAL NOT NULL DEFAULT 0, startup_error TEXT
-);
-CREATE TABLE IF NOT EXISTS calls (
-    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, kind TEXT NOT NULL,
-    parent_input TEXT, created_at REAL NOT NULL, num_inputs INTEGER, submitted INTEGER NOT NULL DEFAULT 0,
-    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
-    expired INTEGER NOT NULL DEFAULT 0, finished_at REAL
-);
-CREATE INDEX IF NOT EXISTS calls_app ON calls(app_id);
-CREATE INDEX IF NOT EXISTS calls_finished ON calls(finished_at);
-CREATE TABLE IF NOT EXISTS inputs (
-    call_id TEXT NOT NULL, idx INTEGER NOT NULL, function_id TEXT NOT NULL, state TEXT NOT NULL,
-    payload BLOB NOT NULL, leases INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
-    isolate INTEGER NOT NULL DEFAULT 0, container_id TEXT, leased_at REAL, not_before REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (call_id, idx)
-);
-CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state);
-CREATE INDEX IF NOT EXISTS inputs_container ON inputs(container_id);
-CREATE INDEX IF NOT EXISTS inputs_waiting ON inputs(not_before) WHERE not_before > 0;
-CREATE TABLE IF NOT EXISTS outputs (
-    seq INTEGER PRIMARY KEY, call_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
-    data BLOB NOT NULL, lease INTEGER NOT NULL, created_at REAL NOT NULL, UNIQUE (call_id, idx)
-);
-CREATE INDEX IF NOT EXISTS outputs_call_seq ON outputs(call_id, seq);
-CREATE TABLE IF NOT EXISTS containers (
-    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
-    created_at REAL NOT NULL, last_seen REAL NOT NULL, last_active REAL NOT NULL, stop_reason TEXT
-);
-CREATE INDEX IF NOT EXISTS containers_state ON containers(state);
-CREATE TABLE IF NOT EXISTS logs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT NOT NULL, call_id TEXT, input_idx INTEGER,
-    container_id TEXT, stream TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
-CREATE INDEX IF NOT EXISTS logs_container ON logs(container_id, seq);
-CREATE INDEX IF NOT EXISTS functions_app ON functions(app_id, tag);
-CREATE TABLE IF NOT EXISTS gen_items (
-    call_id TEXT NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (call_id, idx, seq)
-);
-"""
+from . import schema
+from .catalog import Catalog
+from .kv import KVTables
+from .schedules import ScheduleBook
+from .secrets import SecretRows
+from .streams import ItemStreams
+from .tokens import TokenRows
 
 
-class Store:
+class SQLiteStore:
     """SQLite-backed state of one control plane."""
 
     def __init__(self, path: Path | str, clock: Any = time.time) -> None:
@@ -102,7 +54,13 @@ class Store:
         # NORMAL in WAL mode: a commit survives a crash of the process, not necessarily a power loss.
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=5000")
-        self.db.executescript(SCHEMA)
+        schema.create(self.db)
+        self.catalog = Catalog(self)
+        self.kv = KVTables(self)
+        self.items = ItemStreams(self)
+        self.schedules = ScheduleBook(self)
+        self.secrets = SecretRows(self)
+        self.tokens = TokenRows(self)
         self._specs: dict[str, FunctionSpec] = {}
 
     def close(self) -> None:

@@ -1,0 +1,155 @@
+"""A container's lifecycle as a pure function: an event and the facts on record in, the actions to apply out.
+
+The control plane turns what happens (the scheduler decides a kill, the backend sees a process end, a container
+reports its start) into an event, reads the container's :class:`Facts` from the store, and applies the actions
+:func:`decide` returns, in order. Everything a later event needs (why a container is being killed) is written to
+the store by an action, never kept in the plane's memory, so decisions survive a restart and are tested here
+without processes, sockets or sleeps (dask's worker state machine is the model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .records import ContainerState, OutputStatus
+
+FATAL_STARTUP_FAILURES = 3  # consecutive failed starts of a function before its queued inputs fail
+
+
+@dataclass(frozen=True)
+class Intent:
+    """Why the control plane is killing a container, and what its inputs get for it."""
+
+    reason: str
+    status: OutputStatus = OutputStatus.CRASHED  # TIMEOUT when an input ran past its timeout
+    charge: bool = True  # whether the inputs it held lose an attempt
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the store knows about the container an event concerns."""
+
+    state: ContainerState
+    intent: Intent | None = None
+    startup_failures: int = 0  # consecutive failed starts of its function so far
+    alive: bool = True  # whether the backend still runs its process
+
+
+# ---- events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KillDecided:
+    """The scheduler found it hung, late to start or past an input's timeout; or a cancel terminates it."""
+
+    intent: Intent
+
+
+@dataclass(frozen=True)
+class ContainerExited:
+    """The backend saw the process end."""
+
+    description: str  # the backend's words for how (exit code, signal)
+    output_tail: str = ""  # the last lines it wrote, for the error its inputs get
+
+
+@dataclass(frozen=True)
+class StartReported:
+    """The container loaded the function and ran its enter hooks, or failed to."""
+
+    error: str | None = None
+    fatal: bool = False  # the code cannot load at all: no point in trying another start
+
+
+Event = KillDecided | ContainerExited | StartReported
+
+
+# ---- actions --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordIntent:
+    intent: Intent
+
+
+@dataclass(frozen=True)
+class Terminate:
+    grace: float = 0.0
+
+
+@dataclass(frozen=True)
+class FailInputs:
+    """End or re-queue the inputs it held (``charge``: each loses an attempt)."""
+
+    status: OutputStatus
+    message: str
+    charge: bool
+
+
+@dataclass(frozen=True)
+class CountStartFailure:
+    error: str
+
+
+@dataclass(frozen=True)
+class FailQueued:
+    """End every queued input of its function: it cannot start."""
+
+    status: OutputStatus
+    message: str
+
+
+@dataclass(frozen=True)
+class MarkStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class MarkStopped:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Log:
+    text: str
+
+
+Action = RecordIntent | Terminate | FailInputs | CountStartFailure | FailQueued | MarkStarted | MarkStopped | Log
+
+
+def decide(event: Event, facts: Facts) -> list[Action]:
+    """The actions that follow ``event`` for a container with these ``facts``."""
+    if isinstance(event, KillDecided):
+        if facts.alive:
+            return [RecordIntent(event.intent), Terminate(0.0)]
+        # already gone without the backend noticing: it exited, for the reason the kill gives
+        gone = Facts(facts.state, event.intent, facts.startup_failures, alive=False)
+        return [RecordIntent(event.intent), *decide(ContainerExited(event.intent.reason), gone)]
+    if isinstance(event, StartReported):
+        if event.error is None:
+            return [MarkStarted()]
+        return _start_failed(event.error, facts, event.fatal)
+    return _exited(event, facts)
+
+
+def _exited(event: ContainerExited, facts: Facts) -> list[Action]:
+    intent = facts.intent or Intent(event.description)
+    log_hint = f". The last lines it wrote:\n{event.output_tail}" if event.output_tail.strip() else ""
+    if intent.status == OutputStatus.TIMEOUT:
+        status, message = OutputStatus.TIMEOUT, intent.reason
+    else:
+        status = OutputStatus.CRASHED
+        message = f"The container running this input exited unexpectedly: {intent.reason}{log_hint}"
+    charge = intent.charge and facts.state != ContainerState.DRAINING  # stopped on purpose: not its inputs' fault
+    actions: list[Action] = [FailInputs(status, message, charge)]
+    if facts.state == ContainerState.STARTING:
+        error = f"The container for this function exited before it was ready ({intent.reason}){log_hint}"
+        actions += _start_failed(error, facts, fatal=False)
+    return [*actions, MarkStopped(intent.reason), Log(f"stopped: {intent.reason}")]
+
+
+def _start_failed(error: str, facts: Facts, fatal: bool) -> list[Action]:
+    actions: list[Action] = [CountStartFailure(error)]
+    if fatal or facts.startup_failures + 1 >= FATAL_STARTUP_FAILURES:
+        actions.append(FailQueued(OutputStatus.INIT_FAILED, error))
+    return actions

@@ -1,0 +1,92 @@
+"""Every table of the SQLite store, created in one place (``CREATE ... IF NOT EXISTS``: opening is idempotent)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS apps (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL, created_at REAL NOT NULL, stopped_at REAL,
+    mode TEXT NOT NULL DEFAULT 'ephemeral', client_seen REAL, version INTEGER NOT NULL DEFAULT 0, stop_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS apps_name ON apps(name);
+CREATE TABLE IF NOT EXISTS deployments (
+    app_id TEXT NOT NULL, version INTEGER NOT NULL, created_at REAL NOT NULL, functions TEXT NOT NULL,
+    PRIMARY KEY (app_id, version)
+);
+CREATE TABLE IF NOT EXISTS functions (
+    id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, pickled BLOB,
+    created_at REAL NOT NULL, startup_failures INTEGER NOT NULL DEFAULT 0,
+    last_startup_failure REAL NOT NULL DEFAULT 0, startup_error TEXT
+);
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, kind TEXT NOT NULL,
+    parent_input TEXT, created_at REAL NOT NULL, num_inputs INTEGER, submitted INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0, finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS calls_app ON calls(app_id);
+CREATE INDEX IF NOT EXISTS calls_finished ON calls(finished_at);
+CREATE TABLE IF NOT EXISTS inputs (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, function_id TEXT NOT NULL, state TEXT NOT NULL,
+    payload BLOB NOT NULL, leases INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+    isolate INTEGER NOT NULL DEFAULT 0, container_id TEXT, leased_at REAL, not_before REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (call_id, idx)
+);
+CREATE INDEX IF NOT EXISTS inputs_queue ON inputs(function_id, state);
+CREATE INDEX IF NOT EXISTS inputs_container ON inputs(container_id);
+CREATE INDEX IF NOT EXISTS inputs_waiting ON inputs(not_before) WHERE not_before > 0;
+CREATE TABLE IF NOT EXISTS outputs (
+    seq INTEGER PRIMARY KEY, call_id TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL,
+    data BLOB NOT NULL, lease INTEGER NOT NULL, created_at REAL NOT NULL, UNIQUE (call_id, idx)
+);
+CREATE INDEX IF NOT EXISTS outputs_call_seq ON outputs(call_id, seq);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY, function_id TEXT NOT NULL, app_id TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER,
+    created_at REAL NOT NULL, last_seen REAL NOT NULL, last_active REAL NOT NULL, stop_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS containers_state ON containers(state);
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, app_id TEXT NOT NULL, call_id TEXT, input_idx INTEGER,
+    container_id TEXT, stream TEXT NOT NULL, data TEXT NOT NULL, ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_app ON logs(app_id, seq);
+CREATE INDEX IF NOT EXISTS logs_container ON logs(container_id, seq);
+CREATE INDEX IF NOT EXISTS functions_app ON functions(app_id, tag);
+CREATE TABLE IF NOT EXISTS gen_items (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (call_id, idx, seq)
+);
+-- Dicts and Queues: keys and values are opaque bytes (pickled by the SDK)
+CREATE TABLE IF NOT EXISTS kv_objects (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT, created_at REAL NOT NULL, UNIQUE (kind, name)
+);
+CREATE TABLE IF NOT EXISTS dict_items (
+    dict_id TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY (dict_id, key)
+);
+CREATE TABLE IF NOT EXISTS queue_items (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, queue_id TEXT NOT NULL, partition TEXT NOT NULL, value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_items_part ON queue_items(queue_id, partition, seq);
+-- secrets: values sealed with the server's key (server/secrets.py); names and keys readable
+CREATE TABLE IF NOT EXISTS secrets (
+    id TEXT PRIMARY KEY, name TEXT UNIQUE, sealed BLOB NOT NULL, keys TEXT NOT NULL, created_at REAL NOT NULL
+);
+-- issued client tokens, hashed; bound to the admin token they were issued under
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL,
+    issuer TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
+    next_fire REAL NOT NULL, last_fire REAL, last_call TEXT
+);
+"""
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Create what is missing, and bring tables of older stores up to date."""
+    db.executescript(SCHEMA)
+    columns = [r[1] for r in db.execute("PRAGMA table_info(tokens)")]
+    if "issuer" not in columns:  # a store from before tokens were bound to their issuer: those stop working
+        db.execute("ALTER TABLE tokens ADD COLUMN issuer TEXT NOT NULL DEFAULT ''")
