@@ -14,8 +14,8 @@ import msgpack
 import pytest
 
 from shoal.backends.base import Backend, ContainerSpec
-from shoal.server.app import create_app
 from shoal.server.control import ControlPlane, ServerConfig
+from shoal.server.routes import create_app
 
 
 class NoContainers(Backend):

@@ -24,6 +24,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from .errors import Conflict, Invalid
 from .store.base import TokensPart
 
 
@@ -47,9 +48,9 @@ class TokenRegistry:
 
     def create(self, name: str) -> str:
         if not self.issuer:
-            raise PermissionError("issuing tokens needs a server started with its own token (--token or SHOAL_TOKEN)")
+            raise Conflict("issuing tokens needs a server started with its own token (--token or SHOAL_TOKEN)")
         if not name or len(name) > 64:
-            raise ValueError("a token name is 1 to 64 characters")
+            raise Invalid("a token name is 1 to 64 characters")
         token = "sht-" + secrets.token_urlsafe(24)
         self.rows.add(name, token_hash(token), self.issuer)
         return token

@@ -8,6 +8,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from .errors import Invalid
+
 _BLOB_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -24,7 +26,7 @@ class BlobStore:
 
     def path(self, blob_id: str) -> Path:
         if not self.valid_id(blob_id):
-            raise ValueError(f"not a blob id: {blob_id!r}")
+            raise Invalid(f"not a blob id: {blob_id!r}")
         return self.root / blob_id
 
     def exists(self, blob_id: str) -> bool:
@@ -33,7 +35,7 @@ class BlobStore:
     def put(self, blob_id: str, data: bytes) -> None:
         """Store ``data`` under its sha256; raises ValueError when the id does not match the content."""
         if hashlib.sha256(data).hexdigest() != blob_id:
-            raise ValueError("blob content does not match its sha256 id")
+            raise Invalid("blob content does not match its sha256 id")
         target = self.path(blob_id)
         if target.exists():
             return

@@ -1,6 +1,6 @@
 """The control plane's behaviour: the store, the backend, long-poll wake-ups and the scheduler loop together.
 
-Routes (``server/app.py``) translate HTTP to calls on :class:`ControlPlane`; this module knows nothing of HTTP.
+Routes (``server/routes``) translate HTTP to calls on :class:`ControlPlane`; this module knows nothing of HTTP.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ from ..protocol.messages import (
 )
 from ..protocol.specs import FunctionSpec, MountSpec
 from ..schedule import next_fire
+from . import lifecycle
 from .blobs import BlobStore
+from .errors import Conflict, Invalid, NotFound
+from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
-from .records import ContainerState, OutputStatus
+from .records import ContainerRecord, ContainerState, Intent, OutputStatus
 from .scheduler import Drain, Kill, Launch, Limits, plan
 from .secrets import SecretStore
 from .store import SQLiteStore, Store
@@ -41,25 +44,20 @@ from .volumes import VolumeStore
 log = logging.getLogger("shoal.server")
 
 
-class NotFound(Exception):
-    """A referenced object does not exist (answered as 404 with this message)."""
-
-
 def check_schedule(schedule: Any) -> None:
     """A schedule spec the server can compute fire times for (the SDK builds them from Period/Cron)."""
     try:
         next_fire(schedule, 0.0, 0.0)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is the caller's input
-        raise ValueError(f"invalid schedule {schedule!r}: {exc}") from None
+        raise Invalid(f"invalid schedule {schedule!r}: {exc}") from None
 
 
 def check_name(name: str) -> None:
     if not 1 <= len(name) <= 64:
-        raise ValueError("an app name is 1 to 64 characters")
+        raise Invalid("an app name is 1 to 64 characters")
 
 
 MAX_LONG_POLL = 30.0
-FATAL_STARTUP_FAILURES = 3
 DRAIN_GRACE = 5.0
 TICK_INTERVAL = 0.1
 
@@ -114,9 +112,7 @@ class ControlPlane:
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
         self._wake = asyncio.Event()
-        self._kill_reasons: dict[str, tuple[str, bool]] = {}  # container -> (reason, charge its input)
-        self._cancellations: dict[str, list[InputRef]] = {}  # container -> inputs to interrupt
-        self._timed_out: set[str] = set()  # containers killed because their input ran past its timeout
+        self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
         self._stopping = False
@@ -166,7 +162,7 @@ class ControlPlane:
     def create_app(self, name: str, mode: str = "ephemeral") -> str:
         check_name(name)
         if mode not in ("ephemeral", "detached"):
-            raise ValueError(f"unknown app mode {mode!r}")
+            raise Invalid(f"unknown app mode {mode!r}")
         app_id = new_id("app")
         self.store.create_app(app_id, name, mode)
         return app_id
@@ -188,7 +184,7 @@ class ControlPlane:
 
     async def stop_container(self, container_id: str) -> None:
         if self.store.container_state(container_id) is None:
-            raise KeyError(container_id)
+            raise NotFound(container_id)
         self.store.set_container_state(container_id, ContainerState.DRAINING, "stopped by the user")
         self._notify_container_function(container_id)
         await self.backend.terminate(container_id, DRAIN_GRACE)
@@ -200,7 +196,7 @@ class ControlPlane:
 
     def create_function(self, app_id: str, tag: str, spec: FunctionSpec, pickled: bytes | None) -> str:
         if self.store.app_state(app_id) is None:
-            raise KeyError(app_id)
+            raise NotFound(app_id)
         try:
             secret_ids = [self.secrets.resolve(ref) for ref in spec.secrets]
         except KeyError as exc:
@@ -217,7 +213,7 @@ class ControlPlane:
     def _resolve_mounts(self, spec: FunctionSpec) -> list[MountSpec]:
         """Volumes by name -> their directories; refuse mounts when containers cannot be sandboxed."""
         if (spec.volumes or (spec.image and spec.image.mounts)) and not self.backend.can_mount():
-            raise ValueError(
+            raise Invalid(
                 "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
                 "SHOAL_SANDBOX=off."
@@ -232,11 +228,11 @@ class ControlPlane:
         """The function serving a class with these parameter values (created once per set): its own pool."""
         found = self.store.function(function_id)
         if found is None:
-            raise KeyError(function_id)
+            raise NotFound(function_id)
         if found.spec.kind != "class":
-            raise ValueError(f"{found.tag} is not a class: only classes take parameters")
+            raise Invalid(f"{found.tag} is not a class: only classes take parameters")
         if not self.blobs.exists(params_blob):
-            raise ValueError("upload the parameter blob before binding")
+            raise Invalid("upload the parameter blob before binding")
         bound_tag = f"{found.tag}({params_blob[:16]})"
         existing = self.store.function_by_tag(found.app_id, bound_tag)
         if existing is not None and self.store.function(existing).spec.parent == function_id:  # type: ignore[union-attr]
@@ -253,9 +249,9 @@ class ControlPlane:
         """A new call, with its first inputs committed in the same transaction (a spawn is one commit)."""
         found = self.store.function(function_id)
         if found is None:
-            raise KeyError(function_id)
+            raise NotFound(function_id)
         if self.store.app_state(found.app_id) != "RUNNING":
-            raise PermissionError(f"the app of function {found.tag} is stopped; start it again to call it")
+            raise Conflict(f"the app of function {found.tag} is stopped; start it again to call it")
         call_id = new_id("call")
         self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close)
         if inputs:
@@ -308,12 +304,11 @@ class ControlPlane:
     async def cancel_call(self, call_id: str, terminate_containers: bool, message: str) -> None:
         running = self.store.cancel_call(call_id, message)
         self.notifier.notify("call:" + call_id)
-        for cid, index in running:  # told with their next heartbeat: only that input is interrupted
-            self._cancellations.setdefault(cid, []).append(InputRef(call_id, index))
-        if terminate_containers:
-            for cid in sorted({cid for cid, _ in running}):
-                self._kill_reasons[cid] = ("terminated by FunctionCall.cancel", False)
-                await self.backend.terminate(cid, 0)
+        for cid in sorted({cid for cid, _ in running}):
+            if terminate_containers:
+                self._handle(cid, KillDecided(Intent("terminated by FunctionCall.cancel", charge=False)))
+            else:  # told with its next heartbeat: only those inputs are interrupted
+                self.store.add_interrupts(cid, [InputRef(call_id, index) for c, index in running if c == cid])
 
     async def stop_app(self, app_id: str, reason: str = "stopped") -> None:
         self.store.stop_app(app_id, reason)
@@ -334,18 +329,10 @@ class ControlPlane:
     # ---- containers ---------------------------------------------------------------------------
 
     def container_started(self, container_id: str, error: str | None, fatal: bool) -> None:
-        found = self.store.container_state(container_id)
-        if found is None:
-            raise KeyError(container_id)
-        function_id = found[0]
-        if error is None:
-            self.store.mark_started(container_id)
-            return
-        failures = self.store.record_startup_failure(container_id, error)
-        if fatal or failures >= FATAL_STARTUP_FAILURES:
-            touched = self.store.fail_pending(function_id, OutputStatus.INIT_FAILED, error)
-            self._notify_calls(touched)
-        self.wake_scheduler()
+        if not self._handle(container_id, StartReported(error, fatal)):
+            raise NotFound(container_id)
+        if error is not None:
+            self.wake_scheduler()
 
     async def exchange(self, container_id: str, request: ExchangeRequest) -> ExchangeReply:
         """Apply a container's reports and lease it up to ``request.want`` inputs, long-polling up to ``wait`` s.
@@ -355,7 +342,7 @@ class ControlPlane:
         """
         found = self.store.container_state(container_id)
         if found is None:
-            raise KeyError(container_id)
+            raise NotFound(container_id)
         function_id = found[0]
         self.record_logs(container_id, request.logs)
         accepted = 0
@@ -390,8 +377,8 @@ class ControlPlane:
             return HeartbeatReply(True)
         self.store.touch_container(container_id)
         self.record_logs(container_id, logs)
-        cancel = self._cancellations.pop(container_id, [])
-        return HeartbeatReply(found[1] in (ContainerState.DRAINING, ContainerState.STOPPED), cancel)
+        stop = found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+        return HeartbeatReply(stop, self.store.take_interrupts(container_id))
 
     def record_logs(self, container_id: str, logs: list[LogEntry]) -> None:
         if not logs:
@@ -409,34 +396,48 @@ class ControlPlane:
         return fn.app_id if fn else None
 
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
-        found = self.store.container_state(container_id)
-        if found is None:
-            return
-        _, state = found
-        known = self._kill_reasons.pop(container_id, None)
-        reason, charge = known if known else (self.backend.describe_exit(code), True)
         tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
-        log_hint = f". The last lines it wrote:\n{tail}" if tail.strip() else ""
-        status = OutputStatus.CRASHED
-        message = f"The container running this input exited unexpectedly: {reason}{log_hint}"
-        if container_id in self._timed_out:
-            self._timed_out.discard(container_id)
-            status, message = OutputStatus.TIMEOUT, reason
-        charge = charge and state != ContainerState.DRAINING  # a container we stopped on purpose is not at fault
-        touched = self.store.fail_container_inputs(container_id, message, status=status, charge=charge)
-        if state == ContainerState.STARTING:
-            error = f"The container for this function exited before it was ready ({reason}){log_hint}"
-            failures = self.store.record_startup_failure(container_id, error)
-            if failures >= FATAL_STARTUP_FAILURES:
-                fid = found[0]
-                touched |= self.store.fail_pending(fid, OutputStatus.INIT_FAILED, error)
-        self.store.set_container_state(container_id, ContainerState.STOPPED, reason)
-        app_id = self.container_app(container_id)
-        if app_id:
-            self.system_log(app_id, container_id, f"Container {container_id} stopped: {reason}")
+        self._handle(container_id, ContainerExited(self.backend.describe_exit(code), tail))
+
+    def _handle(self, container_id: str, event: lifecycle.Event) -> bool:
+        """Apply what the lifecycle decides for ``event``; False when the container is unknown.
+
+        Returns after the store is updated; a ``Terminate`` is started, and its exit comes back as an event."""
+        found = self.store.container(container_id)
+        if found is None:
+            return False
+        facts = Facts(found.state, found.intent, found.startup_failures, container_id in self.backend.list())
+        touched: set[str] = set()
+        for action in decide(event, facts):
+            touched |= self._apply(found, action)
         self._notify_calls(touched)
-        self._notify_container_function(container_id)
-        self.wake_scheduler()
+        if not isinstance(event, StartReported):
+            self.notifier.notify("fn:" + found.function_id)
+            self.wake_scheduler()
+        return True
+
+    def _apply(self, container: ContainerRecord, action: lifecycle.Action) -> set[str]:
+        """One lifecycle action on the store or the backend; returns the calls that got outputs."""
+        cid = container.id
+        if isinstance(action, lifecycle.RecordIntent):
+            self.store.set_intent(cid, action.intent)
+        elif isinstance(action, lifecycle.Terminate):
+            task = asyncio.ensure_future(self.backend.terminate(cid, action.grace))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        elif isinstance(action, lifecycle.FailInputs):
+            return self.store.fail_container_inputs(cid, action.message, action.status, action.charge)
+        elif isinstance(action, lifecycle.CountStartFailure):
+            self.store.record_startup_failure(cid, action.error)
+        elif isinstance(action, lifecycle.FailQueued):
+            return self.store.fail_pending(container.function_id, action.status, action.message)
+        elif isinstance(action, lifecycle.MarkStarted):
+            self.store.mark_started(cid)
+        elif isinstance(action, lifecycle.MarkStopped):
+            self.store.set_container_state(cid, ContainerState.STOPPED, action.reason)
+        elif isinstance(action, lifecycle.Log):
+            self.system_log(container.app_id, cid, f"Container {cid} {action.text}")
+        return set()
 
     def _notify_calls(self, call_ids: set[str]) -> None:
         for call_id in call_ids:
@@ -474,13 +475,8 @@ class ControlPlane:
                 self._notify_container_function(action.container_id)
                 asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
             elif isinstance(action, Kill):
-                self._kill_reasons[action.container_id] = (action.reason, True)
-                if action.timed_out:
-                    self._timed_out.add(action.container_id)
-                if action.container_id not in self.backend.list():
-                    self._on_container_exit(action.container_id, None)
-                else:
-                    await self.backend.terminate(action.container_id, 0)
+                status = OutputStatus.TIMEOUT if action.timed_out else OutputStatus.CRASHED
+                self._handle(action.container_id, KillDecided(Intent(action.reason, status)))
         for due in self.schedules.due(now):
             call_id = self.schedules.fire(due, now)
             if call_id is not None:

@@ -11,18 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import ContainerState, OutputStatus
+from .records import ContainerState, Intent, OutputStatus
 
 FATAL_STARTUP_FAILURES = 3  # consecutive failed starts of a function before its queued inputs fail
-
-
-@dataclass(frozen=True)
-class Intent:
-    """Why the control plane is killing a container, and what its inputs get for it."""
-
-    reason: str
-    status: OutputStatus = OutputStatus.CRASHED  # TIMEOUT when an input ran past its timeout
-    charge: bool = True  # whether the inputs it held lose an attempt
 
 
 @dataclass(frozen=True)

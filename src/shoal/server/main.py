@@ -20,8 +20,8 @@ from .. import _servers
 from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
-from .app import create_app
 from .control import ControlPlane, ServerConfig, default_max_total_containers
+from .routes import create_app
 
 log = logging.getLogger("shoal.server")
 

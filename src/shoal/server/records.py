@@ -27,6 +27,27 @@ class FunctionRecord:
 
 
 @dataclass(frozen=True)
+class Intent:
+    """Why the control plane is killing a container, and what its inputs get for it."""
+
+    reason: str
+    status: OutputStatus = OutputStatus.CRASHED  # TIMEOUT when an input ran past its timeout
+    charge: bool = True  # whether the inputs it held lose an attempt
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """One container as the store knows it, with why the control plane is killing it (if it is)."""
+
+    id: str
+    function_id: str
+    app_id: str
+    state: ContainerState
+    intent: Intent | None
+    startup_failures: int  # consecutive failed starts of its function
+
+
+@dataclass(frozen=True)
 class ContainerRow:
     id: str
     function_id: str

@@ -16,6 +16,7 @@ import secrets
 from pathlib import Path
 
 from .._ids import new_id
+from .errors import Invalid
 from .store.base import SecretsPart
 
 NAME_LIMIT = 64
@@ -45,7 +46,7 @@ class SecretBox:
     def open(self, sealed: bytes) -> bytes:
         nonce, tag, body = sealed[:16], sealed[16:48], sealed[48:]
         if not hmac.compare_digest(tag, hmac.new(self.key, nonce + body, hashlib.sha256).digest()):
-            raise ValueError("a stored secret failed its integrity check (was the key file replaced?)")
+            raise RuntimeError("a stored secret failed its integrity check (was the key file replaced?)")
         return bytes(a ^ b for a, b in zip(body, _keystream(self.key, nonce, len(body))))
 
 
@@ -59,12 +60,12 @@ class SecretStore:
     def put(self, name: str | None, values: dict[str, str], overwrite: bool = False) -> str:
         """Store values (named, or anonymous for inline secrets); returns the secret's id."""
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
-            raise ValueError("secret values must map strings to strings")
+            raise Invalid("secret values must map strings to strings")
         if name is not None and not 0 < len(name) <= NAME_LIMIT:
-            raise ValueError(f"a secret name is 1 to {NAME_LIMIT} characters")
+            raise Invalid(f"a secret name is 1 to {NAME_LIMIT} characters")
         plain = json.dumps(values).encode()
         if len(plain) > TOTAL_LIMIT:
-            raise ValueError(f"a secret holds at most {TOTAL_LIMIT} bytes of values")
+            raise Invalid(f"a secret holds at most {TOTAL_LIMIT} bytes of values")
         return self.rows.put(new_id("secret"), name, self.box.seal(plain), list(values), overwrite)
 
     def resolve(self, ref: str) -> str:

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import Invalid, NotFound
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -25,10 +27,10 @@ class VolumeStore:
 
     def dir(self, name: str) -> Path:
         if not NAME.match(name):
-            raise ValueError(f"invalid volume name {name!r}: letters, digits, '.', '_' and '-' (at most 64)")
+            raise Invalid(f"invalid volume name {name!r}: letters, digits, '.', '_' and '-' (at most 64)")
         path = self.root / name
         if not path.is_dir():
-            raise KeyError(f"volume {name}")
+            raise NotFound(f"volume {name}")
         return path
 
     def open(self, name: str | None, create_if_missing: bool) -> str:
@@ -36,11 +38,11 @@ class VolumeStore:
             name = f"ephemeral-{secrets.token_hex(8)}"
             create_if_missing = True
         if not NAME.match(name):
-            raise ValueError(f"invalid volume name {name!r}: letters, digits, '.', '_' and '-' (at most 64)")
+            raise Invalid(f"invalid volume name {name!r}: letters, digits, '.', '_' and '-' (at most 64)")
         path = self.root / name
         if not path.is_dir():
             if not create_if_missing:
-                raise KeyError(f"volume {name}")
+                raise NotFound(f"volume {name}")
             path.mkdir()
         return name
 
@@ -55,14 +57,14 @@ class VolumeStore:
         root = self.dir(name).resolve()
         target = (root / path.lstrip("/")).resolve()
         if target != root and root not in target.parents:
-            raise ValueError(f"path {path!r} leaves the volume")
+            raise Invalid(f"path {path!r} leaves the volume")
         return target
 
     def listdir(self, name: str, path: str, recursive: bool) -> list[dict[str, Any]]:
         base = self.dir(name).resolve()
         target = self.resolve(name, path)
         if not target.exists():
-            raise KeyError(f"{path} in volume {name}")
+            raise NotFound(f"{path} in volume {name}")
         if target.is_file():
             candidates = [target]
         else:
@@ -76,7 +78,7 @@ class VolumeStore:
     def read(self, name: str, path: str) -> bytes:
         target = self.resolve(name, path)
         if not target.is_file():
-            raise KeyError(f"{path} in volume {name}")
+            raise NotFound(f"{path} in volume {name}")
         return target.read_bytes()
 
     def write(self, name: str, path: str, data: bytes) -> None:
@@ -89,10 +91,10 @@ class VolumeStore:
     def remove(self, name: str, path: str, recursive: bool) -> None:
         target = self.resolve(name, path)
         if not target.exists():
-            raise KeyError(f"{path} in volume {name}")
+            raise NotFound(f"{path} in volume {name}")
         if target.is_dir():
             if not recursive and any(target.iterdir()):
-                raise ValueError(f"{path} is a non-empty directory: pass recursive=True")
+                raise Invalid(f"{path} is a non-empty directory: pass recursive=True")
             shutil.rmtree(target)
         else:
             target.unlink()
@@ -102,7 +104,7 @@ class VolumeStore:
         for source in sources:
             src = self.resolve(name, source)
             if not src.exists():
-                raise KeyError(f"{source} in volume {name}")
+                raise NotFound(f"{source} in volume {name}")
             target = dest / src.name if dest.is_dir() or len(sources) > 1 or destination.endswith("/") else dest
             target.parent.mkdir(parents=True, exist_ok=True)
             if src.is_dir():

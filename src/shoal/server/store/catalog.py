@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ...protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
+from ..errors import Invalid
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
@@ -90,7 +91,7 @@ class Catalog:
         def change(spec: FunctionSpec) -> FunctionSpec:
             updated = spec.replace(**changes)
             if updated.min_containers > updated.max_containers:
-                raise ValueError(f"min_containers={updated.min_containers} is above "
+                raise Invalid(f"min_containers={updated.min_containers} is above "
                                  f"max_containers={updated.max_containers}")  # fmt: skip
             return updated
 

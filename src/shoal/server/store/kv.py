@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..._ids import new_id
+from ..errors import Invalid, NotFound, TooLarge
 
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
@@ -35,16 +36,16 @@ class KVTables:
     def open(self, kind: str, name: str | None, create_if_missing: bool) -> str:
         """The id of the named object (created when allowed), or of a new anonymous (ephemeral) one."""
         if kind not in ("dict", "queue"):
-            raise ValueError(f"unknown kind {kind!r}")
+            raise Invalid(f"unknown kind {kind!r}")
         if name is not None and not 1 <= len(name) <= 64:
-            raise ValueError("a name is 1 to 64 characters")
+            raise Invalid("a name is 1 to 64 characters")
         with self.store._tx() as db:
             if name is not None:
                 row = db.execute("SELECT id FROM kv_objects WHERE kind=? AND name=?", (kind, name)).fetchone()
                 if row:
                     return str(row[0])
                 if not create_if_missing:
-                    raise KeyError(f"{kind} {name!r}")
+                    raise NotFound(f"{kind} {name!r}")
             object_id = new_id("app").replace("ap-", "di-" if kind == "dict" else "qu-")
             db.execute("INSERT INTO kv_objects VALUES (?, ?, ?, ?)", (object_id, kind, name, self.store.clock()))
             return object_id
@@ -58,7 +59,7 @@ class KVTables:
             db.execute("DELETE FROM dict_items WHERE dict_id=?", (object_id,))
             db.execute("DELETE FROM queue_items WHERE queue_id=?", (object_id,))
             if db.execute("DELETE FROM kv_objects WHERE id=?", (object_id,)).rowcount == 0:
-                raise KeyError(object_id)
+                raise NotFound(object_id)
 
     def names(self, kind: str) -> list[dict[str, Any]]:
         rows = self.db.execute(
@@ -105,7 +106,7 @@ class KVTables:
             if op == "clear":
                 tx.execute("DELETE FROM dict_items WHERE dict_id=?", (dict_id,))
                 return {}
-        raise ValueError(f"unknown Dict operation {op!r}")
+        raise Invalid(f"unknown Dict operation {op!r}")
 
     # ---- queues ---------------------------------------------------------------------------------
 
@@ -158,11 +159,11 @@ class KVTables:
 
 def _check_size(value: bytes, limit: int, what: str) -> None:
     if not isinstance(value, bytes):
-        raise ValueError(f"{what} must be bytes")
+        raise Invalid(f"{what} must be bytes")
     if len(value) > limit:
-        raise OverflowError(f"{what} is {len(value)} bytes, over the limit of {limit} bytes")
+        raise TooLarge(f"{what} is {len(value)} bytes, over the limit of {limit} bytes")
 
 
 def _check_partition(partition: str) -> None:
     if len(partition.encode()) > QUEUE_PARTITION_KEY_BYTES:
-        raise ValueError(f"a partition key is at most {QUEUE_PARTITION_KEY_BYTES} bytes")
+        raise Invalid(f"a partition key is at most {QUEUE_PARTITION_KEY_BYTES} bytes")

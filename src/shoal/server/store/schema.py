@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL,
     issuer TEXT NOT NULL DEFAULT ''
 );
+-- inputs a container must interrupt (a cancelled call), told with its next heartbeat
+CREATE TABLE IF NOT EXISTS interrupts (container_id TEXT NOT NULL, call_id TEXT NOT NULL, idx INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS interrupts_container ON interrupts(container_id);
 CREATE TABLE IF NOT EXISTS schedules (
     function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
     next_fire REAL NOT NULL, last_fire REAL, last_call TEXT
@@ -87,6 +90,14 @@ CREATE TABLE IF NOT EXISTS schedules (
 def create(db: sqlite3.Connection) -> None:
     """Create what is missing, and bring tables of older stores up to date."""
     db.executescript(SCHEMA)
-    columns = [r[1] for r in db.execute("PRAGMA table_info(tokens)")]
-    if "issuer" not in columns:  # a store from before tokens were bound to their issuer: those stop working
-        db.execute("ALTER TABLE tokens ADD COLUMN issuer TEXT NOT NULL DEFAULT ''")
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in [r[1] for r in db.execute(f"PRAGMA table_info({table})")]:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+ADDED_COLUMNS = [  # (table, column, type) added since a store was first written; old stores get them on open
+    ("tokens", "issuer", "TEXT NOT NULL DEFAULT ''"),  # tokens from before they were bound to an issuer stop working
+    ("containers", "kill_reason", "TEXT"),  # why the control plane is killing it (lifecycle.Intent)
+    ("containers", "kill_status", "TEXT"),
+    ("containers", "kill_charge", "INTEGER"),
+]

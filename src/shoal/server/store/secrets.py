@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from ..errors import Conflict, NotFound
+
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
@@ -18,7 +20,7 @@ class SecretRows:
         with self.store._tx() as db:
             existing = db.execute("SELECT id FROM secrets WHERE name=?", (name,)).fetchone() if name else None
             if existing and not overwrite:
-                raise PermissionError(f"a secret named {name!r} exists; pass --force to replace it")
+                raise Conflict(f"a secret named {name!r} exists; pass --force to replace it")
             stored_id = existing[0] if existing else secret_id
             db.execute(
                 "INSERT OR REPLACE INTO secrets VALUES (?, ?, ?, ?, ?)",
@@ -30,13 +32,13 @@ class SecretRows:
         """A secret's id from its id or name (KeyError: none)."""
         row = self.store.db.execute("SELECT id FROM secrets WHERE id=? OR name=?", (ref, ref)).fetchone()
         if row is None:
-            raise KeyError(ref)
+            raise NotFound(ref)
         return str(row[0])
 
     def sealed(self, secret_id: str) -> bytes:
         row = self.store.db.execute("SELECT sealed FROM secrets WHERE id=?", (secret_id,)).fetchone()
         if row is None:
-            raise KeyError(secret_id)
+            raise NotFound(secret_id)
         return bytes(row[0])
 
     def list(self) -> list[dict[str, object]]:
@@ -49,4 +51,4 @@ class SecretRows:
     def delete(self, name: str) -> None:
         with self.store._tx() as db:
             if db.execute("DELETE FROM secrets WHERE name=?", (name,)).rowcount == 0:
-                raise KeyError(name)
+                raise NotFound(name)

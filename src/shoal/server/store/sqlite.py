@@ -19,16 +19,19 @@ from typing import Any
 
 import msgspec
 
-from ...protocol.messages import LogEntry, Release
+from ...protocol.messages import InputRef, LogEntry, Release
 from ...protocol.specs import FunctionSpec, decode_spec
 from ...retries import RetryPolicy
+from ..errors import Invalid, NotFound
 from ..records import (
     RETRYABLE,
     CallInfo,
+    ContainerRecord,
     ContainerRow,
     ContainerState,
     FunctionLoad,
     FunctionRecord,
+    Intent,
     LeasedInput,
     Output,
     OutputStatus,
@@ -116,7 +119,7 @@ class SQLiteStore:
         with self._tx() as db:
             row = db.execute("SELECT spec FROM functions WHERE id=?", (function_id,)).fetchone()
             if row is None:
-                raise KeyError(function_id)
+                raise NotFound(function_id)
             spec = change(decode_spec(row[0]))
             db.execute("UPDATE functions SET spec=? WHERE id=?", (msgspec.json.encode(spec).decode(), function_id))
         self._specs[function_id] = spec
@@ -157,14 +160,14 @@ class SQLiteStore:
                     close: bool) -> int:  # fmt: skip
         row = db.execute("SELECT function_id, num_inputs, cancelled FROM calls WHERE id=?", (call_id,)).fetchone()
         if row is None:
-            raise KeyError(call_id)
+            raise NotFound(call_id)
         function_id, num_inputs, cancelled = row
         if num_inputs is not None:
             if start + len(payloads) <= num_inputs:
                 return 0  # a client retrying a batch it already sent (its response was lost)
-            raise ValueError(f"call {call_id} is closed: it takes no more inputs")
+            raise Invalid(f"call {call_id} is closed: it takes no more inputs")
         if cancelled:
-            raise ValueError(f"call {call_id} was cancelled")
+            raise Invalid(f"call {call_id} was cancelled")
         before = db.total_changes
         db.executemany(
             "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) VALUES (?, ?, ?, 'PENDING', ?)",
@@ -426,6 +429,41 @@ class SQLiteStore:
         """(function_id, state) of a container, or None."""
         row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
         return (row[0], ContainerState(row[1])) if row else None
+
+    def container(self, container_id: str) -> ContainerRecord | None:
+        row = self.db.execute(
+            "SELECT c.function_id, c.app_id, c.state, c.kill_reason, c.kill_status, c.kill_charge, f.startup_failures "
+            "FROM containers c JOIN functions f ON f.id=c.function_id WHERE c.id=?",
+            (container_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        intent = Intent(row[3], OutputStatus(row[4]), bool(row[5])) if row[3] is not None else None
+        return ContainerRecord(container_id, row[0], row[1], ContainerState(row[2]), intent, int(row[6]))
+
+    def set_intent(self, container_id: str, intent: Intent) -> None:
+        """Record why the control plane is killing a container (its exit is then explained by this)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE containers SET kill_reason=?, kill_status=?, kill_charge=? WHERE id=?",
+                (intent.reason, intent.status.value, int(intent.charge), container_id),
+            )
+
+    def add_interrupts(self, container_id: str, inputs: Sequence[InputRef]) -> None:
+        """Inputs a container must interrupt (their call was cancelled), until it takes them."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT INTO interrupts VALUES (?, ?, ?)", [(container_id, r.call_id, r.index) for r in inputs]
+            )
+
+    def take_interrupts(self, container_id: str) -> list[InputRef]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT call_id, idx FROM interrupts WHERE container_id=? ORDER BY rowid", (container_id,)
+            ).fetchall()
+            if rows:
+                db.execute("DELETE FROM interrupts WHERE container_id=?", (container_id,))
+        return [InputRef(c, i) for c, i in rows]
 
     def mark_started(self, container_id: str) -> None:
         now = self.clock()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import Conflict, NotFound
+
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
@@ -15,7 +17,7 @@ class TokenRows:
     def add(self, name: str, token_hash: str, issuer: str) -> None:
         with self.store._tx() as db:
             if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
-                raise PermissionError(f"a token named {name!r} exists; pick another name")
+                raise Conflict(f"a token named {name!r} exists; pick another name")
             db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL, ?)", (name, token_hash, self.store.clock(), issuer))
 
     def revoke(self, name: str) -> None:
@@ -24,7 +26,7 @@ class TokenRows:
                 "UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (self.store.clock(), name)
             )
             if cur.rowcount == 0:
-                raise KeyError(name)
+                raise NotFound(name)
 
     def list(self) -> list[dict[str, object]]:
         rows = self.store.db.execute("SELECT name, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()

@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from .store.base import KVPart
-from .store.kv import Full
+from ..errors import NotFound
+from ..store.kv import Full
+from .http import Router, field, packed
 
 MAX_WAIT = 30.0
 
 
-def kv_routes(plane: Any, kv: KVPart, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
-              field: Callable[..., Any], packed: Callable[[Any], Response]) -> list[Route]:  # fmt: skip
+def add_routes(r: Router) -> None:
     """Routes for Dicts and Queues; long polls wake on the plane's notifier."""
+    plane, kv, body, route = r.plane, r.plane.store.kv, r.body, r.route
 
     def object_id(request: Request, kind: str) -> str:
         oid = request.path_params["object_id"]
         if not kv.exists(oid, kind):
-            raise KeyError(oid)
+            raise NotFound(oid)
         return str(oid)
 
     @route("/kv/{kind}/open", ["POST"], "caller")
@@ -95,5 +93,3 @@ def kv_routes(plane: Any, kv: KVPart, route: Callable[..., Any], body: Callable[
         kv.clear(qid, field(b, "partition", str, None))
         plane.notifier.notify(f"queue-space:{qid}")
         return packed({})
-
-    return [open_object, list_objects, delete_object, dict_op, queue_put, queue_get, queue_scan, queue_len, queue_clear]

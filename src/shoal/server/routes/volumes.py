@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from .volumes import VolumeStore
+from ..errors import TooLarge
+from .http import Router, field
 
 
-def volume_routes(volumes: VolumeStore, route: Callable[..., Any], body: Callable[[Request], Awaitable[dict[str, Any]]],
-                  field: Callable[..., Any], max_body: int) -> list[Route]:  # fmt: skip
+def add_routes(r: Router) -> None:
+    """Routes for Volumes."""
+    volumes, body, route, max_body = r.plane.volumes, r.body, r.route, r.max_body
+
     @route("/volumes", ["POST"], "caller")
     async def open_volume(request: Request) -> Response:
         b = await body(request)
@@ -40,7 +39,7 @@ def volume_routes(volumes: VolumeStore, route: Callable[..., Any], body: Callabl
         if request.method == "GET":
             return Response(volumes.read(name, path), media_type="application/octet-stream")
         if int(request.headers.get("content-length") or 0) > max_body:
-            raise OverflowError(f"a file over {max_body} bytes: upload it in parts or copy it onto the server's disk")
+            raise TooLarge(f"a file over {max_body} bytes: upload it in parts or copy it onto the server's disk")
         volumes.write(name, path, await request.body())
         return JSONResponse({})
 
@@ -55,5 +54,3 @@ def volume_routes(volumes: VolumeStore, route: Callable[..., Any], body: Callabl
         b = await body(request)
         volumes.copy(request.path_params["name"], field(b, "sources", list), field(b, "destination", str))
         return JSONResponse({})
-
-    return [open_volume, list_volumes, delete_volume, listdir, file, remove, copy]

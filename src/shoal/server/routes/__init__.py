@@ -1,0 +1,33 @@
+"""The control plane's HTTP API: one small router per noun, assembled into one Starlette app.
+
+Routes translate HTTP to calls on :class:`~shoal.server.control.ControlPlane`; admission and the translation of
+errors to answers live in ``http.py``, route templates in ``shoal.protocol.routes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from ..control import ControlPlane
+from . import admin, apps, calls, containers, kv, volumes
+from .http import Router, merge_by_path
+
+NOUNS = (admin, apps, calls, containers, kv, volumes)
+
+
+def create_app(plane: ControlPlane) -> Starlette:
+    """Build the ASGI app serving ``plane`` (it starts and stops the plane with the app's lifespan)."""
+    router = Router(plane)
+    for noun in NOUNS:
+        noun.add_routes(router)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await plane.start()
+        yield
+        await plane.stop()
+
+    return Starlette(routes=merge_by_path(router.routes), lifespan=lifespan)

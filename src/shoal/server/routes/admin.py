@@ -1,0 +1,76 @@
+"""Public, storage and administration routes: health, the OpenAPI document, blobs, secrets, tokens."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ... import __version__
+from ..openapi import schema as openapi_schema
+from .http import ApiError, Router, field
+
+
+def add_routes(r: Router) -> None:
+    plane = r.plane
+
+    @r.route("/health", ["GET"], "public")
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__})
+
+    @r.route("/openapi.json", ["GET"], "public")
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_schema())
+
+    @r.route("/blobs/{blob_id}", ["PUT"], "caller")
+    async def put_blob(request: Request) -> Response:
+        blob_id = request.path_params["blob_id"]
+        if not plane.blobs.valid_id(blob_id):
+            raise ApiError(400, "InvalidError", "a blob id is the sha256 hex digest of its content")
+        length = int(request.headers.get("content-length") or 0)
+        if length > r.max_body:
+            raise ApiError(413, "RequestSizeError", f"blob of {length} bytes is over the limit of {r.max_body}")
+        plane.blobs.put(blob_id, await request.body())
+        return JSONResponse({})
+
+    @r.route("/blobs/{blob_id}", ["GET", "HEAD"], "caller")
+    async def get_blob(request: Request) -> Response:
+        blob_id = request.path_params["blob_id"]
+        if not plane.blobs.valid_id(blob_id) or not plane.blobs.exists(blob_id):
+            raise ApiError(404, "NotFoundError", f"no blob {blob_id!r}")
+        if request.method == "HEAD":
+            return Response(b"")
+        return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
+
+    @r.route("/secrets", ["POST"], "client")
+    async def create_secret(request: Request) -> Response:
+        b = await r.body(request)
+        name, values = field(b, "name", str, None), field(b, "values", dict)
+        secret_id = plane.secrets.put(name, values, bool(field(b, "overwrite", bool, False)))
+        return JSONResponse({"secret_id": secret_id})
+
+    @r.route("/secrets", ["GET"], "client")
+    async def list_secrets(request: Request) -> Response:
+        return JSONResponse({"secrets": plane.secrets.list()})  # names and keys, never values
+
+    @r.route("/secrets/{name}/delete", ["POST"], "client")
+    async def delete_secret(request: Request) -> Response:
+        plane.secrets.delete(request.path_params["name"])
+        return JSONResponse({})
+
+    @r.route("/tokens", ["POST"], "admin")
+    async def create_token(request: Request) -> Response:
+        b = await r.body(request)
+        if not plane.config.client_token:
+            raise ApiError(403, "AuthError", "issuing tokens needs a server started with its own token "
+                           "(`shoal server --token ...` or SHOAL_TOKEN); without one, only this home's clients "
+                           "get in")  # fmt: skip
+        return JSONResponse({"token": r.registry.create(field(b, "name", str))})
+
+    @r.route("/tokens", ["GET"], "admin")
+    async def list_tokens(request: Request) -> Response:
+        return JSONResponse({"tokens": r.registry.list()})
+
+    @r.route("/tokens/{name}/revoke", ["POST"], "admin")
+    async def revoke_token(request: Request) -> Response:
+        r.registry.revoke(request.path_params["name"])
+        return JSONResponse({})

@@ -1,0 +1,130 @@
+"""Routes of apps: create, deploy, look up, list, follow logs, stop; and registering their functions."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ...protocol.specs import decode_spec
+from ..errors import NotFound
+from .calls import call_summary
+from .http import ApiError, Router, field, packed
+
+
+def add_routes(r: Router) -> None:
+    plane = r.plane
+
+    @r.route("/apps", ["POST"], "client")
+    async def create_app_route(request: Request) -> Response:
+        b = await r.body(request)
+        return JSONResponse({"app_id": plane.create_app(field(b, "name", str), field(b, "mode", str, "ephemeral"))})
+
+    @r.route("/apps", ["GET"], "client")
+    async def list_apps(request: Request) -> Response:
+        include_stopped = request.query_params.get("all", "1") != "0"
+        apps = plane.catalog.list_apps(include_stopped)
+        for a in apps:
+            a["schedules"] = plane.schedules.of_app(a["app_id"])
+        return JSONResponse({"apps": apps})
+
+    @r.route("/apps/{ref}", ["GET"], "client")
+    async def get_app(request: Request) -> Response:
+        return JSONResponse(r.find_app(request.path_params["ref"]))
+
+    @r.route("/deploy", ["POST"], "client")
+    async def deploy(request: Request) -> Response:
+        b = await r.body(request)
+        app_id, version = plane.begin_deploy(field(b, "name", str))
+        return JSONResponse({"app_id": app_id, "version": version})
+
+    @r.route("/apps/{ref}/deployed", ["POST"], "client")
+    async def deployed(request: Request) -> Response:
+        b = await r.body(request)
+        functions = field(b, "functions", dict)
+        plane.catalog.finish_deployment(request.path_params["ref"], field(b, "version", int), functions)
+        plane.schedules.keep_only(request.path_params["ref"], {str(f) for f in functions.values()})
+        return JSONResponse({})
+
+    @r.route("/apps/{ref}/history", ["GET"], "client")
+    async def app_history(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        return JSONResponse({"app": app, "history": plane.catalog.history(app["app_id"])})
+
+    @r.route("/apps/{ref}/heartbeat", ["POST"], "client")
+    async def app_heartbeat(request: Request) -> Response:
+        plane.catalog.touch_client(request.path_params["ref"])
+        return JSONResponse({"state": plane.store.app_state(request.path_params["ref"])})
+
+    @r.route("/apps/{ref}/detach", ["POST"], "client")
+    async def app_detach(request: Request) -> Response:
+        plane.detach(request.path_params["ref"])
+        return JSONResponse({})
+
+    @r.route("/apps/{ref}/functions", ["GET"], "client")
+    async def app_functions(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        return JSONResponse({"app": app, "functions": plane.catalog.functions_of(app["app_id"])})
+
+    @r.route("/apps/{ref}/functions/{tag}/calls", ["GET"], "client")
+    async def function_calls(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        ids = plane.catalog.calls_of_function(app["app_id"], request.path_params["tag"])
+        return JSONResponse({"calls": [call_summary(plane, i) for i in ids]})
+
+    @r.route("/apps/{ref}/functions", ["POST"], "client")
+    async def create_function(request: Request) -> Response:
+        b = await r.body(request)
+        if plane.store.app_state(request.path_params["ref"]) is None:
+            raise NotFound(request.path_params["ref"])
+        fid = plane.create_function(
+            request.path_params["ref"], field(b, "tag", str), decode_spec(field(b, "spec", dict)),
+            field(b, "pickled", bytes, None),
+        )  # fmt: skip
+        return JSONResponse({"function_id": fid})
+
+    @r.route("/apps/{ref}/functions/{tag}", ["GET"], "caller")
+    async def function_by_tag(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        tag = request.path_params["tag"]
+        if app["state"] != "RUNNING":
+            raise ApiError(404, "NotFoundError", f"app {app['name']!r} is stopped; deploy or run it again")
+        version = request.query_params.get("version")
+        if version is not None:  # a version-pinned lookup: the function as deployed at that app version
+            deployed = {h["version"]: h["functions"] for h in plane.catalog.history(app["app_id"])}
+            if not version.isdigit() or int(version) not in deployed:
+                versions = ", ".join(str(v) for v in sorted(deployed)) or "none"
+                raise ApiError(
+                    404, "NotFoundError", f"app {app['name']!r} has no version {version}; it has: {versions}"
+                )
+            fid = deployed[int(version)].get(tag)
+        else:
+            fid = plane.store.function_by_tag(app["app_id"], tag)
+        if fid is None:
+            known = ", ".join(sorted(plane.catalog.functions_of(app["app_id"]))) or "none"
+            raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
+        found = plane.store.function(fid)
+        spec = found.spec.to_wire() if found else {}
+        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": spec})
+
+    @r.route("/apps/{ref}/stop", ["POST"], "client")
+    async def stop_app(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        b = await r.body(request)
+        await plane.stop_app(app["app_id"], field(b, "reason", str, "stopped by the user"))
+        return JSONResponse({"app_id": app["app_id"]})
+
+    @r.route("/apps/{ref}/logs", ["POST"], "client")
+    async def app_logs(request: Request) -> Response:
+        b = await r.body(request)
+        app_id = r.find_app(request.path_params["ref"])["app_id"]
+        tail = field(b, "tail", int, None)
+        since_ts = field(b, "since_ts", (int, float), 0.0)
+        since = field(b, "since", int, 0)
+        earlier = 0
+        if tail is not None or since_ts:
+            rows = plane.catalog.logs(app_id, None, since, tail, since_ts)
+            if rows and tail is not None:
+                earlier = plane.catalog.count_logs(app_id, since, rows[0][0])
+        else:
+            rows = await plane.wait_logs(app_id, since, field(b, "wait", (int, float), 0))
+        return packed({"logs": [list(r) for r in rows], "state": plane.store.app_state(app_id), "earlier": earlier})

@@ -1,0 +1,138 @@
+"""Routes of functions and calls: bind a class, start calls and feed them inputs, wait for outputs, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ...protocol.specs import AUTOSCALER_FIELDS
+from ..control import ControlPlane
+from ..errors import NotFound
+from .http import ApiError, Router, field, packed
+
+
+def add_routes(r: Router) -> None:
+    plane = r.plane
+
+    def summary(call_id: str) -> dict[str, Any]:
+        return call_summary(plane, call_id)
+
+    @r.route("/functions/{function_id}/bind", ["POST"], "caller")
+    async def bind(request: Request) -> Response:
+        b = await r.body(request)
+        return JSONResponse(
+            {"function_id": plane.bind(request.path_params["function_id"], field(b, "params_blob", str))}
+        )
+
+    @r.route("/functions/{function_id}/calls", ["POST"], "caller")
+    async def create_call(request: Request) -> Response:
+        b = await r.body(request)
+        inputs = field(b, "inputs", list, [])
+        if not all(isinstance(p, bytes) for p in inputs):
+            raise ApiError(400, "InvalidError", "inputs must be a list of byte strings")
+        call_id = plane.create_call(
+            request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None), inputs,
+            bool(b.get("close")),
+        )  # fmt: skip
+        return JSONResponse({"call_id": call_id})
+
+    @r.route("/functions/{function_id}/stats", ["GET"], "caller")
+    async def function_stats(request: Request) -> Response:
+        fid = request.path_params["function_id"]
+        if plane.store.function(fid) is None:
+            raise NotFound(fid)
+        return JSONResponse(plane.catalog.function_stats(fid))
+
+    @r.route("/functions/{function_id}/autoscaler", ["POST"], "client")
+    async def update_autoscaler(request: Request) -> Response:
+        b = await r.body(request)
+        changes: dict[str, float] = {}
+        for name in AUTOSCALER_FIELDS:
+            value = field(b, name, (int, float), None)
+            if value is None:
+                continue
+            if value < 0 or (name != "scaledown_window" and not float(value).is_integer()):
+                raise ApiError(400, "InvalidError", f"{name}={value!r}: a whole number >= 0 is needed")
+            if name == "max_containers" and value == 0:
+                raise ApiError(400, "InvalidError", "max_containers=0 would never run anything")
+            changes[name] = value if name == "scaledown_window" else int(value)
+        settings = plane.catalog.update_autoscaler(request.path_params["function_id"], changes)
+        plane.wake_scheduler()
+        return JSONResponse(settings)
+
+    @r.route("/calls/{call_id}/inputs", ["POST"], "caller")
+    async def add_inputs(request: Request) -> Response:
+        b = await r.body(request)
+        inputs = field(b, "inputs", list, [])
+        if not all(isinstance(p, bytes) for p in inputs):
+            raise ApiError(400, "InvalidError", "inputs must be a list of byte strings")
+        added = plane.add_inputs(request.path_params["call_id"], field(b, "start", int), inputs, bool(b.get("close")))
+        return packed({"added": added})
+
+    @r.route("/calls/{call_id}", ["GET"], "caller")
+    async def get_call(request: Request) -> Response:
+        return JSONResponse(summary(request.path_params["call_id"]))
+
+    @r.route("/calls/{call_id}/outputs", ["POST"], "caller")
+    async def call_outputs(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        b = await r.body(request)
+        outs = await plane.wait_outputs(
+            call_id,
+            field(b, "since", int, 0),
+            min(field(b, "limit", int, 10000), 50000),
+            field(b, "wait", (int, float), 0),
+        )
+        return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": summary(call_id)})
+
+    @r.route("/calls/{call_id}/output", ["POST"], "caller")
+    async def call_output_at(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        b = await r.body(request)
+        out = await plane.wait_output_at(call_id, field(b, "index", int, 0), field(b, "wait", (int, float), 0))
+        row = [out.seq, out.index, out.status, out.data] if out else None
+        return packed({"output": row, "call": summary(call_id)})
+
+    @r.route("/calls/{call_id}/items", ["POST"], "caller")
+    async def call_items(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        b = await r.body(request)
+        items, out = await plane.wait_items(call_id, field(b, "since", int, -1), field(b, "wait", (int, float), 0))
+        row = [out.seq, out.index, out.status, out.data] if out else None
+        return packed({"items": items, "output": row})
+
+    @r.route("/calls/{call_id}/cancel", ["POST"], "caller")
+    async def cancel_call(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        b = await r.body(request)
+        await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
+        return JSONResponse({})
+
+    @r.route("/calls/{call_id}/graph", ["GET"], "caller")
+    async def call_graph(request: Request) -> Response:
+        def node(call_id: str, depth: int) -> dict[str, Any]:
+            this = summary(call_id)
+            prefix = "in-" + call_id.split("-", 1)[1] + "-"
+            children = [node(c, depth + 1) for c in plane.store.child_calls(prefix)] if depth < 20 else []
+            return {**this, "children": children}
+
+        return JSONResponse(node(request.path_params["call_id"], 0))
+
+
+def call_summary(plane: ControlPlane, call_id: str) -> dict[str, Any]:
+    """A call's status and counters, as the API answers them (404 for an unknown id)."""
+    info = plane.store.call(call_id)
+    if info is None:
+        raise NotFound(f"no function call {call_id!r}: check the id (it starts with 'fc-')")
+    return {
+        "call_id": info.id, "function_id": info.function_id, "function_name": info.function_name,
+        "app_id": info.app_id, "kind": info.kind, "status": info.status, "num_inputs": info.num_inputs,
+        "submitted": info.submitted, "done": info.done, "failed": info.failed, "created_at": info.created_at,
+        "finished_at": info.finished_at, "parent_input": info.parent_input,
+    }  # fmt: skip

@@ -1,0 +1,80 @@
+"""Routes of containers: the client's view (list, stop, logs) and the containers' own protocol."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ...protocol.messages import (
+    Accepted,
+    ContainerBoot,
+    ExchangeRequest,
+    HeartbeatRequest,
+    ItemReport,
+    StartedReport,
+)
+from ..errors import NotFound
+from ..records import ContainerState
+from .http import Router, field, message, packed
+
+
+def add_routes(r: Router) -> None:
+    plane = r.plane
+
+    @r.route("/containers", ["GET"], "client")
+    async def list_containers(request: Request) -> Response:
+        include_stopped = request.query_params.get("all", "0") == "1"
+        return JSONResponse({"containers": plane.catalog.list_containers(include_stopped)})
+
+    @r.route("/containers/{container_id}/stop", ["POST"], "client")
+    async def stop_container(request: Request) -> Response:
+        await plane.stop_container(request.path_params["container_id"])
+        return JSONResponse({})
+
+    @r.route("/containers/{container_id}/logs", ["POST"], "client")
+    async def container_logs(request: Request) -> Response:
+        b = await r.body(request)
+        cid = request.path_params["container_id"]
+        found = plane.store.container_state(cid)
+        if found is None:
+            raise NotFound(cid)
+        since = field(b, "since", int, 0)
+        rows = plane.catalog.logs(None, cid, since)
+        app_id = plane.container_app(cid)
+        if not rows and app_id and found[1] != ContainerState.STOPPED:
+            await plane.notifier.wait("logs:" + app_id, min(float(field(b, "wait", (int, float), 0)), 30.0))
+            rows = plane.catalog.logs(None, cid, since)
+        state = plane.store.container_state(cid)
+        return packed({"logs": [list(r) for r in rows], "state": state[1].value if state else "STOPPED"})
+
+    @r.route("/containers/{container_id}/spec", ["GET"], "container")
+    async def container_spec(request: Request) -> Response:
+        cid = request.path_params["container_id"]
+        found = plane.store.container_state(cid)
+        if found is None:
+            raise NotFound(cid)
+        fn = plane.store.function(found[0])
+        assert fn is not None
+        secret_env = plane.secrets.env(fn.spec.secrets)
+        return message(ContainerBoot(fn.id, fn.app_id, fn.tag, fn.spec, fn.pickled, secret_env))
+
+    @r.route("/containers/{container_id}/started", ["POST"], "container")
+    async def container_started(request: Request) -> Response:
+        report = await r.typed(request, StartedReport)
+        plane.container_started(request.path_params["container_id"], report.error, report.fatal)
+        return packed({})
+
+    @r.route("/containers/{container_id}/exchange", ["POST"], "container")
+    async def exchange(request: Request) -> Response:
+        request_ = await r.typed(request, ExchangeRequest)
+        return message(await plane.exchange(request.path_params["container_id"], request_))
+
+    @r.route("/containers/{container_id}/items", ["POST"], "container")
+    async def container_items(request: Request) -> Response:
+        item = await r.typed(request, ItemReport)
+        return message(Accepted(plane.add_item(request.path_params["container_id"], item)))
+
+    @r.route("/containers/{container_id}/heartbeat", ["POST"], "container")
+    async def heartbeat(request: Request) -> Response:
+        beat = await r.typed(request, HeartbeatRequest)
+        return message(plane.heartbeat(request.path_params["container_id"], beat.logs))
