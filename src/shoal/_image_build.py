@@ -18,40 +18,30 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import sandbox
 from .config import settings
 from .exception import ImageBuildError
-from .image import Image
-from .serialization import dumps
+from .protocol.specs import ImageSpec, PreparedImage
 
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 RUNTIME_PACKAGES = ("shoal", "cloudpickle", "msgpack", "msgspec")  # what a container imports besides the user's code
 BUILT_MARKER = ".shoal-built-3"  # bumped when the layout changes: older builds are rebuilt
 
 
-@dataclass(frozen=True)
-class BuiltImage:
-    """How to start a container of an image on this machine."""
+def materialise(image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]) -> PreparedImage:
+    """Check the image against this machine and build its environment once (reused while the spec is unchanged).
 
-    python: str | None = None  # None: the host interpreter
-    hash: str = ""  # the image's content hash (containers learn which image they run in)
-    env: dict[str, str] = field(default_factory=dict)
-    workdir: str | None = None
-    pythonpath: list[str] = field(default_factory=list)
-    mounts: list[dict[str, str]] = field(default_factory=list)
-
-
-def materialise(image: Image, log: Callable[[str], None]) -> BuiltImage:
-    """Check the image against the host and build its environment once (reused while the spec is unchanged)."""
+    ``fetch`` returns a blob (the pickled ``run_function`` callables); build commands run in the sandbox when
+    bubblewrap is here, seeing nothing of Shoal's state, with a clean environment.
+    """
     env: dict[str, str] = {}
     workdir: str | None = None
     pythonpath: list[str] = []
-    mounts: list[dict[str, str]] = []
     interpreter = base_python()
     for name, value in image.steps:
         if name == "base":
@@ -71,12 +61,10 @@ def materialise(image: Image, log: Callable[[str], None]) -> BuiltImage:
             workdir = value
         elif name == "pythonpath":
             pythonpath.extend(value)
-        elif name == "mount":
-            mounts.append({"local": value["local"], "remote": value["remote"]})
     other_python = interpreter != base_python()
-    python = _build(image, log, interpreter) if image.needs_build or other_python else None
-    env["SHOAL_IMAGE_HASH"] = image.content_hash
-    return BuiltImage(python, image.content_hash, env, workdir, pythonpath, mounts)
+    python = _build(image, log, interpreter, fetch) if image.needs_build or other_python else None
+    env["SHOAL_IMAGE_HASH"] = image.hash
+    return PreparedImage(python, image.hash, env, workdir, pythonpath, image.mounts)
 
 
 def _interpreter(version: str | None, what: str) -> str:
@@ -143,32 +131,69 @@ def _check_apt(packages: list[str]) -> None:
         )
 
 
-def _build(image: Image, log: Callable[[str], None], interpreter: str) -> str:
+def _build(image: ImageSpec, log: Callable[[str], None], interpreter: str, fetch: Callable[[str], bytes]) -> str:
     root = settings().home / "images"
     root.mkdir(parents=True, exist_ok=True)
-    target = root / image.content_hash
+    target = root / image.hash
     python = target / "bin" / "python"
-    with open(root / f"{image.content_hash}.lock", "w") as lock:
+    with open(root / f"{image.hash}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one build per image at a time, across processes
         if (target / BUILT_MARKER).exists():
             return str(python)
         shutil.rmtree(target, ignore_errors=True)
-        log(f"Building image {image.content_hash} ...")
-        _make_venv(target, log, interpreter)
+        log(f"Building image {image.hash} ...")
+        build = Build(target, root / ".cache", _readable_paths(image))
+        _make_venv(build, log, interpreter)
         function_index = 0
         for number, (name, value) in enumerate(image.steps, 1):
             if name == "pip":
-                _run(_pip_command(python, value), f"step {number}: pip install {' '.join(value['packages'])}", log)
+                build.run(_pip_command(python, value), f"step {number}: pip install {' '.join(value['packages'])}", log)
             elif name == "run":
                 for command in value:
-                    env = {**os.environ, "VIRTUAL_ENV": str(target), "PATH": f"{target / 'bin'}:{os.environ['PATH']}"}
-                    _run(["bash", "-c", command], f"step {number}: {command}", log, env)
+                    build.run(["bash", "-c", command], f"step {number}: {command}", log)
             elif name == "function":
-                _run_function(python, image.functions[function_index], f"step {number}: run_function({value})", log)
+                pickled = target / ".shoal-build" / f"function-{function_index}.pkl"
+                pickled.parent.mkdir(exist_ok=True)
+                pickled.write_bytes(fetch(image.functions[function_index]))
+                code = "import pickle, sys; pickle.load(open(sys.argv[1], 'rb'))()"
+                build.run([str(python), "-c", code, str(pickled)], f"step {number}: run_function({value})", log)
                 function_index += 1
-        (target / BUILT_MARKER).write_text(image.content_hash)
-        log(f"Built image {image.content_hash}.")
+        shutil.rmtree(target / ".shoal-build", ignore_errors=True)
+        (target / BUILT_MARKER).write_text(image.hash)
+        log(f"Built image {image.hash}.")
     return str(python)
+
+
+@dataclass(frozen=True)
+class Build:
+    """Where an image is built, and how its commands run: in the sandbox when there is one, seeing the image's
+    directory and a download cache (read-write), files the steps name, and nothing of Shoal's state."""
+
+    target: Path
+    cache: Path
+    readable: list[str]
+
+    def run(self, command: list[str], what: str, log: Callable[[str], None]) -> None:
+        self.cache.mkdir(exist_ok=True)
+        self.target.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+        env.update(VIRTUAL_ENV=str(self.target), PATH=f"{self.target / 'bin'}:{os.environ.get('PATH', '')}",
+                   PIP_CACHE_DIR=str(self.cache / "pip"), UV_CACHE_DIR=str(self.cache / "uv"))  # fmt: skip
+        if sandbox.bwrap() is not None:
+            rw = [(str(self.target), str(self.target)), (str(self.cache), str(self.cache))]
+            ro = [(p, p) for p in self.readable]
+            command = sandbox.wrap(command, rw=rw, ro=ro, workdir=None, hidden=[str(settings().home)])
+        _run(command, what, log, env)
+
+
+def _readable_paths(image: ImageSpec) -> list[str]:
+    """Files and folders the steps name that the sandbox would hide (under /tmp): requirements, local wheels."""
+    named: list[str] = []
+    for name, value in image.steps:
+        if name == "pip":
+            named += [*value["packages"], *(str(value.get(k) or "") for k in ("find_links", "index_url"))]
+    paths = {p.removeprefix("file://") for p in named if p.startswith(("/tmp/", "file:///tmp/"))}
+    return sorted(p for p in paths if Path(p).exists())
 
 
 def base_python() -> str:
@@ -176,21 +201,22 @@ def base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def _make_venv(target: Path, log: Callable[[str], None], interpreter: str) -> None:
+def _make_venv(build: Build, log: Callable[[str], None], interpreter: str) -> None:
     uv = shutil.which("uv")
     if uv:
-        command = [uv, "venv", "--seed", "--python", interpreter, str(target)]
+        command = [uv, "venv", "--seed", "--python", interpreter, str(build.target)]
     else:
-        command = [interpreter, "-m", "venv", str(target)]
-    _run(command, "create the virtualenv", log)
-    _link_runtime(target, log, same_python=interpreter == base_python())
+        command = [interpreter, "-m", "venv", str(build.target)]
+    build.run(command, "create the virtualenv", log)
+    _link_runtime(build, log, same_python=interpreter == base_python())
 
 
-def _link_runtime(target: Path, log: Callable[[str], None], same_python: bool) -> None:
+def _link_runtime(build: Build, log: Callable[[str], None], same_python: bool) -> None:
     """Make Shoal's container runtime importable in the image, and nothing else of this environment.
 
     Pure-Python packages are linked; a compiled one (msgspec) is linked only for this Python, and installed at
     this installation's version for another one."""
+    target = build.target
     runtime = target / "shoal-runtime"
     runtime.mkdir(exist_ok=True)
     for name in RUNTIME_PACKAGES:
@@ -199,7 +225,7 @@ def _link_runtime(target: Path, log: Callable[[str], None], same_python: bool) -
         package = Path(module.__file__).resolve().parent
         if not same_python and any(package.glob("*.so")):
             pin = {"packages": [f"{name}=={importlib.metadata.version(name)}"], "options": ""}
-            _run(_pip_command(target / "bin" / "python", pin), f"install {name} for the image's Python", log)
+            build.run(_pip_command(target / "bin" / "python", pin), f"install {name} for the image's Python", log)
             continue
         (runtime / name).symlink_to(package)
     site_packages = sorted(target.glob("lib/python*/site-packages"))
@@ -219,16 +245,6 @@ def _pip_command(python: Path, step: dict[str, Any]) -> list[str]:
     if step.get("pre"):
         command.append("--pre")
     return command + step["options"].split() + step["packages"]
-
-
-def _run_function(python: Path, fn: Callable[..., Any], what: str, log: Callable[[str], None]) -> None:
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        f.write(dumps(fn))
-    try:
-        code = "import pickle, sys; pickle.load(open(sys.argv[1], 'rb'))()"
-        _run([str(python), "-c", code, f.name], what, log)
-    finally:
-        os.unlink(f.name)
 
 
 def _run(command: list[str], what: str, log: Callable[[str], None], env: dict[str, str] | None = None) -> None:

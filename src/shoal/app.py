@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import inspect
 import os
 import sys
@@ -13,25 +14,25 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from . import _context, _modal_alias
 from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
-from ._image_build import BuiltImage, materialise
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
 from .client import Client, acquire_server, client_for, release_server, server_kind
 from .cls import Cls, class_methods, class_options
 from .config import settings
-from .exception import InvalidError
+from .exception import ImageBuildError, InvalidError
 from .functions import Function
 from .image import Image
-from .protocol.specs import MountSpec, PreparedImage
+from .protocol import routes
+from .protocol.messages import ImageBuildReply, ImageBuildRequest
+from .protocol.specs import ImageSpec, MountSpec
 from .retries import Retries
 from .schedule import Schedule
 from .secret import Secret
+from .serialization import dumps
 from .volume import Volume
 
 HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
@@ -65,7 +66,7 @@ class App:
         self._image = image
         self.registered_functions: dict[str, Function] = {}
         self.registered_classes: dict[str, Cls] = {}
-        self._images: dict[str, BuiltImage] = {}
+        self._images: dict[str, ImageSpec] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
         self._log_seq = 0
@@ -287,7 +288,7 @@ class App:
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
                 code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id}
             spec = fn.options.spec(default_max).replace(
-                secrets=secrets, image=await self._image_for(fn), volumes=volumes,
+                secrets=secrets, image=await self._image_for(client, fn), volumes=volumes,
                 is_async=asyncio.iscoroutinefunction(raw), is_generator=fn.is_generator,
                 modal_alias=_modal_alias.installed(),  # its containers then read `import modal` as Shoal too
                 **code,
@@ -309,8 +310,8 @@ class App:
             registered[tag] = resp["function_id"]
         return registered
 
-    async def _image_for(self, fn: Function) -> PreparedImage | None:
-        """Build (once, cached by content hash) the function's image for the local backend."""
+    async def _image_for(self, client: Client, fn: Function) -> ImageSpec | None:
+        """The function's image, prepared by the server's backend (once per content hash), its build log shown."""
         if fn.options.gpu:
             warn_if_no_gpu(fn.tag, fn.options.gpu)
         image = fn.options.image
@@ -318,11 +319,18 @@ class App:
             return None
         if not isinstance(image, Image):
             raise InvalidError(f"image= must be a shoal.Image, not {type(image).__name__}")
-        built = self._images.get(image.content_hash)
-        if built is None:
-            built = await asyncio.to_thread(materialise, image, _build_log)
-            self._images[image.content_hash] = built
-        return msgspec.convert(dataclasses.asdict(built), PreparedImage)
+        spec = self._images.get(image.content_hash)
+        if spec is None:
+            blobs = []
+            for step in image.functions:  # run_function steps run at build time, inside the image
+                data = dumps(step)
+                blobs.append(hashlib.sha256(data).hexdigest())
+                if not await client.has_blob(blobs[-1]):
+                    await client.put_blob(blobs[-1], data)
+            spec = image.spec(blobs)
+            await build_image(client, spec)
+            self._images[image.content_hash] = spec
+        return spec
 
     async def _heartbeat(self, client: Client) -> None:
         while self._app_id is not None:
@@ -389,8 +397,23 @@ async def _secret_ref(client: Client, secret: Secret) -> str:
     return secret._ids[client.url]
 
 
-def _build_log(line: str) -> None:
-    print(f"  [image] {line}", file=sys.stderr, flush=True)
+async def build_image(client: Client, image: ImageSpec) -> None:
+    """Have the server prepare ``image``, printing its build log as it comes.
+
+    Raises:
+        ImageBuildError: what the server's backend cannot provide, or a failed build step.
+    """
+    since = 0
+    while True:
+        ask = ImageBuildRequest(image, since, wait=10.0)
+        reply = await client.call("POST", routes.IMAGES, ask, ImageBuildReply)
+        for line in reply.lines:
+            print(f"  [image] {line}", file=sys.stderr, flush=True)
+        since += len(reply.lines)
+        if reply.state == "failed":
+            raise ImageBuildError(reply.error or f"building image {image.hash} failed")
+        if reply.state == "ready":
+            return
 
 
 _gpu_warned: set[str] = set()

@@ -1,7 +1,7 @@
 """``Image``: a container environment, written as a chain of build steps (Modal's API).
 
-The spec is content-hashed; the local backend materialises it once per machine (``_image_build.py``) as a
-virtualenv that also sees Shoal's own runtime, and reuses it while the spec is unchanged.
+The spec is content-hashed and sent to the server, whose backend prepares it (the local backend: once per machine,
+as a virtualenv that also sees Shoal's own runtime, reused while the spec is unchanged; ``_image_build.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import container_env
 from .exception import InvalidError
+from .protocol.specs import ImageSpec
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class Image:
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.steps, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def spec(self, function_blobs: list[str]) -> ImageSpec:
+        """The wire form, with the blob ids of the pickled ``run_function`` callables (uploaded by the caller)."""
+        return ImageSpec(self.content_hash, [(name, value) for name, value in self.steps], function_blobs)
 
     @property
     def needs_build(self) -> bool:

@@ -126,3 +126,27 @@ def test_a_python_version_the_machine_lacks_says_what_to_install(server):
     with pytest.raises(ImageBuildError, match="pyenv install 3.99"):
         with app.run(show_logs=False):
             pass
+
+
+def test_image_build_steps_run_on_the_server_sandboxed_seeing_nothing_of_its_state(server, sandbox):
+    # Given an image whose build steps look around (a shell command) and leave a mark (a function)
+    home = os.environ["SHOAL_HOME"]
+    image = (
+        shoal.Image.debian_slim()
+        .run_commands(f"ls -A {home} > $VIRTUAL_ENV/home.txt; env > $VIRTUAL_ENV/env.txt")
+        .run_function(lambda: open(sys.prefix + "/marker.txt", "w").write(sys.prefix))
+    )
+    app = shoal.App("build-probe")
+
+    @app.function(image=image, serialized=True)
+    def read() -> dict[str, str]:
+        return {name: open(f"{sys.prefix}/{name}").read() for name in ("home.txt", "env.txt", "marker.txt")}
+
+    # When a container of it runs, the build's traces are in its environment
+    with app.run(show_logs=False):
+        seen = read.remote()
+    # Then the steps ran in the image (run_function too, on the server: its pickle loaded in the image only),
+    # the server's home showed nothing but the image being built, and no Shoal setting (no token) reached them
+    assert seen["marker.txt"].startswith(home)
+    assert seen["home.txt"].split() == ["images"]
+    assert not [line for line in seen["env.txt"].splitlines() if line.startswith("SHOAL_")]

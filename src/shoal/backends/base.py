@@ -6,7 +6,8 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..protocol.specs import MountSpec, PreparedImage, Resources
+from ..exception import ImageBuildError
+from ..protocol.specs import ImageSpec, MountSpec, PreparedImage, Resources
 
 ExitCallback = Callable[[str, "int | None"], None]
 
@@ -22,8 +23,8 @@ class ContainerSpec:
     container_token: str
     env: dict[str, str] = field(default_factory=dict)
     resources: Resources = Resources()
-    image: PreparedImage | None = None
-    volumes: list[MountSpec] = field(default_factory=list)  # each with its ``dir`` resolved by the server
+    image: PreparedImage | None = None  # as this backend prepared it (prepare_image)
+    volumes: list[MountSpec] = field(default_factory=list)  # volumes by name: the backend attaches them
 
 
 class Backend(abc.ABC):
@@ -51,6 +52,17 @@ class Backend(abc.ABC):
     def can_mount(self) -> bool:
         """Whether containers can see volumes and ``add_local_*`` content at the paths the app names."""
         return False
+
+    def prepare_image(
+        self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
+    ) -> PreparedImage:
+        """Make ``image`` ready to start containers in (blocking: called on a worker thread), streaming build
+        output to ``log``; ``fetch`` reads a blob (pickled ``run_function`` steps). Cached by the image's hash.
+
+        Raises:
+            ImageBuildError: what the backend cannot provide, or a failed build step.
+        """
+        raise ImageBuildError(f"The {type(self).__name__} backend cannot build images; use no image= here.")
 
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         """The last lines a container wrote to its own stdout/stderr (put in errors about its death), or ''."""

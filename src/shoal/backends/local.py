@@ -7,10 +7,13 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from .._image_build import materialise
 from ..config import settings
-from ..protocol.specs import PreparedImage
+from ..protocol.specs import ImageSpec, PreparedImage
+from ..server.volumes import VolumeStore
 from . import sandbox
 from .base import Backend, ContainerSpec
 
@@ -20,33 +23,37 @@ PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its priv
 class LocalBackend(Backend):
     """Runs containers as ``python -m shoal.container`` processes; their raw output goes to one log file each."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, volumes: VolumeStore) -> None:
         super().__init__()
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.volumes = volumes  # a volume is a directory of this machine, bound into the sandbox
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sandboxed: set[str] = set()
         self._waiters: set[asyncio.Task[None]] = set()
 
-    @staticmethod
-    def _rw_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
-        binds = [(v.dir, v.path) for v in spec.volumes if v.dir and not v.read_only]
+    def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
+        binds = [(str(self.volumes.dir(v.volume)), v.path) for v in spec.volumes if not v.read_only]
         binds += [(p, p) for p in settings().sandbox_binds]
         return binds
 
-    @staticmethod
-    def _ro_binds(spec: ContainerSpec) -> list[tuple[str, str]]:
+    def _ro_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = []
         image = spec.image or PreparedImage()
         if image.python:
             root = str(Path(image.python).parent.parent)
             binds.append((root, root))
         binds += [(m.local, m.remote) for m in image.mounts]
-        binds += [(v.dir, v.path) for v in spec.volumes if v.dir and v.read_only]
+        binds += [(str(self.volumes.dir(v.volume)), v.path) for v in spec.volumes if v.read_only]
         return binds
 
     def can_mount(self) -> bool:
         return sandbox.bwrap() is not None  # mounts are bubblewrap binds
+
+    def prepare_image(
+        self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
+    ) -> PreparedImage:
+        return materialise(image, log, fetch)
 
     def log_path(self, container_id: str) -> Path:
         return self.log_dir / f"{container_id}.log"

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .specs import FunctionSpec
+from .specs import FunctionSpec, ImageSpec
 
 T = TypeVar("T")
 
@@ -191,6 +191,20 @@ class OutputsRequest(msgspec.Struct, frozen=True):
 class OutputsReply(msgspec.Struct, frozen=True):
     outputs: list[Output]
     call: CallSummary
+
+
+class ImageBuildRequest(msgspec.Struct, frozen=True):
+    """Prepare an image (a no-op once it is ready) and follow its build log after the first ``since`` lines."""
+
+    image: ImageSpec
+    since: int = 0
+    wait: float = 0.0
+
+
+class ImageBuildReply(msgspec.Struct, frozen=True):
+    state: str  # building, ready, failed
+    lines: list[str]
+    error: str | None = None
 
 
 class MalformedBody(ValueError):

@@ -35,6 +35,7 @@ CALL_ITEMS = "/calls/{call_id}/items"
 CALL_CANCEL = "/calls/{call_id}/cancel"
 CALL_GRAPH = "/calls/{call_id}/graph"
 BLOB = "/blobs/{blob_id}"
+IMAGES = "/images"
 # containers: the client's view
 CONTAINERS = "/containers"
 CONTAINER_STOP = "/containers/{container_id}/stop"

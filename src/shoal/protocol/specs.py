@@ -30,12 +30,11 @@ class Resources(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class MountSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A volume mounted at ``path`` in containers; ``dir`` is where the backend finds its data (set by the server)."""
+    """A volume (by name) mounted at ``path`` in containers; the backend attaches its data there."""
 
     path: str
     volume: str
     read_only: bool = False
-    dir: str | None = None
 
 
 class FileMount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +42,23 @@ class FileMount(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     local: str
     remote: str
+
+
+class ImageSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An image as the user wrote it (``shoal.Image``): build steps, content-hashed. A backend prepares it."""
+
+    hash: str
+    steps: list[tuple[str, Any]] = []  # (step, its parameters): base, registry, dockerfile, pip, apt, run, ...
+    functions: list[str] = []  # blob ids of the pickled run_function callables, in step order
+
+    @property
+    def needs_build(self) -> bool:
+        return any(name in ("pip", "run", "function") for name, _ in self.steps)
+
+    @property
+    def mounts(self) -> list[FileMount]:
+        """``add_local_dir``/``add_local_file`` content, shown read-only in containers."""
+        return [FileMount(v["local"], v["remote"]) for name, v in self.steps if name == "mount"]
 
 
 class PreparedImage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,7 +92,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     resources: Resources = Resources()
     env: dict[str, str | None] = {}
     secrets: list[str] = []  # names or ids from the SDK; ids once the server resolved them
-    image: PreparedImage | None = None
+    image: ImageSpec | None = None
     volumes: list[MountSpec] = []
     # code
     module: str | None = None  # None: the function travels pickled

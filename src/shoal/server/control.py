@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from .._ids import new_id
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
@@ -28,11 +26,12 @@ from ..protocol.messages import (
     ItemReport,
     LogEntry,
 )
-from ..protocol.specs import FunctionSpec, MountSpec
+from ..protocol.specs import FunctionSpec
 from ..schedule import next_fire
 from . import lifecycle
 from .blobs import BlobStore
 from .errors import Conflict, Invalid, NotFound
+from .images import ImageBuilds
 from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
 from .records import ContainerRecord, ContainerState, Intent, OutputStatus
@@ -111,6 +110,7 @@ class ControlPlane:
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
+        self.images = ImageBuilds(backend, self.blobs, self.notifier)
         self._wake = asyncio.Event()
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
@@ -204,25 +204,25 @@ class ControlPlane:
             raise NotFound(f"Secret {name!r} not found: create it with `shoal secret create {name} KEY=VALUE`") from exc
         if spec.schedule is not None:
             check_schedule(spec.schedule)
-        spec = spec.replace(secrets=secret_ids, volumes=self._resolve_mounts(spec))
+        self._check_mounts(spec)
+        spec = spec.replace(secrets=secret_ids)
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
         self.schedules.register(function_id, app_id, tag, spec.schedule)
         return function_id
 
-    def _resolve_mounts(self, spec: FunctionSpec) -> list[MountSpec]:
-        """Volumes by name -> their directories; refuse mounts when containers cannot be sandboxed."""
+    def _check_mounts(self, spec: FunctionSpec) -> None:
+        """Volumes must exist; mounts need a backend that can show them inside containers."""
         if (spec.volumes or (spec.image and spec.image.mounts)) and not self.backend.can_mount():
             raise Invalid(
                 "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
                 "SHOAL_SANDBOX=off."
             )
-        try:
-            return [msgspec.structs.replace(v, dir=str(self.volumes.dir(v.volume))) for v in spec.volumes]
-        except KeyError as exc:
-            raise NotFound(f"Volume {exc.args[0]!r} not found: create it with Volume.from_name(..., "
-                           "create_if_missing=True) or `shoal volume create`") from None  # fmt: skip
+        for v in spec.volumes:
+            if not self.volumes.exists(v.volume):
+                raise NotFound(f"Volume {v.volume!r} not found: create it with Volume.from_name(..., "
+                               "create_if_missing=True) or `shoal volume create`")  # fmt: skip
 
     def bind(self, function_id: str, params_blob: str) -> str:
         """The function serving a class with these parameter values (created once per set): its own pool."""
@@ -494,12 +494,13 @@ class ControlPlane:
         spec = found.spec
         container_id = new_id("container")
         self.store.add_container(container_id, function_id, app_id)
-        cspec = ContainerSpec(
-            container_id, function_id, app_id, self.config.url, self.container_token,
-            env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=spec.image,
-            volumes=spec.volumes,
-        )  # fmt: skip
         try:
+            image = await self.images.prepared(spec.image) if spec.image else None
+            cspec = ContainerSpec(
+                container_id, function_id, app_id, self.config.url, self.container_token,
+                env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=image,
+                volumes=spec.volumes,
+            )  # fmt: skip
             await self.backend.launch(cspec)
             self.system_log(app_id, container_id, f"Container {container_id} started for {found.tag}")
         except Exception as exc:  # noqa: BLE001 - a failed launch is a failed start, never a stuck container

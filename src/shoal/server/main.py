@@ -20,7 +20,7 @@ from .. import _servers
 from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
-from .control import ControlPlane, ServerConfig, default_max_total_containers
+from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
 from .routes import create_app
 
 log = logging.getLogger("shoal.server")
@@ -87,7 +87,8 @@ def serve(
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
-    plane = ControlPlane(config, LocalBackend(state_dir / "containers"))
+    parts = Parts.in_dir(state_dir)
+    plane = ControlPlane(config, LocalBackend(state_dir / "containers", parts.volumes), parts)
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,

@@ -33,6 +33,9 @@ class VolumeStore:
             raise NotFound(f"volume {name}")
         return path
 
+    def exists(self, name: str) -> bool:
+        return bool(NAME.match(name)) and (self.root / name).is_dir()
+
     def open(self, name: str | None, create_if_missing: bool) -> str:
         if name is None:
             name = f"ephemeral-{secrets.token_hex(8)}"

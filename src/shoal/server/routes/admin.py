@@ -6,12 +6,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ... import __version__
+from ...protocol import routes
+from ...protocol.messages import ImageBuildReply, ImageBuildRequest
 from ..openapi import schema as openapi_schema
-from .http import ApiError, Router, field
+from .http import ApiError, Router, field, message
 
 
 def add_routes(r: Router) -> None:
     plane = r.plane
+
+    @r.route(routes.IMAGES, ["POST"], "client")
+    async def build_image(request: Request) -> Response:
+        ask = await r.typed(request, ImageBuildRequest)
+        build, lines = await plane.images.follow(ask.image, ask.since, ask.wait)
+        return message(ImageBuildReply(build.state, lines, build.error))
 
     @r.route("/health", ["GET"], "public")
     async def health(request: Request) -> Response:
