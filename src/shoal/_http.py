@@ -2,15 +2,14 @@
 
 Shoal talks to one control plane over loopback (or a LAN) with short bodies: a general client (httpx) spends
 more time per request than the server does. This one writes the request in one ``send``, reads a
-``Content-Length`` (or chunked) body, and reuses connections; an async pool for the SDK and a blocking
-connection for containers. A connection that fails is dropped; the caller decides whether to retry.
+``Content-Length`` (or chunked) body, and reuses connections: a pool per event loop (a container's threads each
+drive theirs through ``client.SyncClient``). A connection that fails is dropped; the caller decides whether to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import http.client
 import socket
 import ssl
 import weakref
@@ -148,42 +147,3 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return b"".join(parts)
         parts.append(await reader.readexactly(size))
         await reader.readexactly(2)
-
-
-class SyncHTTP:
-    """One blocking keep-alive connection (a container's thread uses its own)."""
-
-    def __init__(self, url: str, headers: dict[str, str], timeout: float = 60.0) -> None:
-        self.host, self.port, self.tls = _split(url)
-        self.headers = headers
-        self.timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
-
-    def request(self, method: str, path: str, body: bytes = b"") -> Response:
-        for attempt in range(2):
-            reused = self._conn is not None
-            try:
-                conn = self._conn or self._connect()
-            except OSError as exc:
-                raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-            try:
-                conn.request(method, path, body=body, headers=self.headers)
-                resp = conn.getresponse()
-                content = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._conn = None
-                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
-                    continue
-                raise TransportError(f"{type(exc).__name__}: {exc}") from exc
-            self._conn = None if resp.will_close else conn
-            return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, content)
-        raise AssertionError("unreachable")
-
-    def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.tls else http.client.HTTPConnection
-        conn = cls(self.host, self.port, timeout=self.timeout)
-        conn.connect()
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn

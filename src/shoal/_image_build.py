@@ -244,7 +244,7 @@ def _pip_command(python: Path, step: dict[str, Any]) -> list[str]:
             command += [f"--{flag.replace('_', '-')}", step[flag]]
     if step.get("pre"):
         command.append("--pre")
-    return command + step["options"].split() + step["packages"]
+    return [*command, *step["options"].split(), *step["packages"]]
 
 
 def _run(command: list[str], what: str, log: Callable[[str], None], env: dict[str, str] | None = None) -> None:

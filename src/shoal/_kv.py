@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from ._sync import run_sync
 from .client import Client, client_for, configured_url
 from .exception import InvalidError, NotFoundError
+from .protocol import routes
 
 H = TypeVar("H", bound="ServerObject")
 
@@ -74,14 +75,18 @@ class ServerObject:
         finally:
             if obj.object_id is not None and obj._url is not None:
                 with contextlib.suppress(Exception):
-                    run_sync(client_for(obj._url).request("POST", f"/kv/{cls.kind}/{obj.object_id}/delete", {}))
+                    run_sync(
+                        client_for(obj._url).request(
+                            "POST", routes.path(routes.KV_DELETE, kind=cls.kind, object_id=obj.object_id), {}
+                        )
+                    )
 
     @classmethod
     def delete(cls, name: str) -> None:
         """Delete the named object and its contents."""
         obj = cls(name)
         client, oid = run_sync(obj._ready())
-        run_sync(client.request("POST", f"/kv/{cls.kind}/{oid}/delete", {}))
+        run_sync(client.request("POST", routes.path(routes.KV_DELETE, kind=cls.kind, object_id=oid), {}))
 
     async def _ready(self) -> tuple[Client, str]:
         if self._url is None:
@@ -90,7 +95,9 @@ class ServerObject:
         if self.object_id is None:
             try:
                 resp = await client.request(
-                    "POST", f"/kv/{self.kind}/open", {"name": self.name, "create_if_missing": self._create}
+                    "POST",
+                    routes.path(routes.KV_OPEN, kind=self.kind),
+                    {"name": self.name, "create_if_missing": self._create},
                 )
             except NotFoundError as exc:
                 raise NotFoundError(

@@ -21,6 +21,7 @@ from ._output import MapProgress
 from ._payloads import check_size, decode_output, to_payload
 from .client import Client
 from .config import settings
+from .protocol import routes
 from .serialization import serialize_args
 
 DEFAULT_WINDOW = 5_000
@@ -140,10 +141,8 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
         if batch or end is not None:
             start = batch[0][0] if batch else end.count  # type: ignore[union-attr]
             payloads = [await to_payload(client, data) for _, data in batch]
-            await client.request(
-                "POST", f"/calls/{call_id}/inputs", {"start": start, "inputs": payloads, "close": end is not None},
-                packed=True,
-            )  # fmt: skip
+            body = {"start": start, "inputs": payloads, "close": end is not None}
+            await client.request("POST", routes.path(routes.CALL_INPUTS, call_id=call_id), body, packed=True)
             on_submitted(len(batch))
         if end is not None:
             return end.count
@@ -169,7 +168,10 @@ async def collect_outputs(
         if total is not None and delivered >= total - start:
             return
         resp = await client.request(
-            "POST", f"/calls/{call_id}/outputs", {"since": since, "wait": POLL_WAIT, "limit": 5_000}, packed=True
+            "POST",
+            routes.path(routes.CALL_OUTPUTS, call_id=call_id),
+            {"since": since, "wait": POLL_WAIT, "limit": 5_000},
+            packed=True,
         )
         batch: list[Any] = []
         failure: BaseException | None = None
@@ -224,7 +226,11 @@ async def run_map(
     ``detached``: then the inputs already sent go on, and the call is closed at what was submitted.
     """
     call_id = (
-        await client.request("POST", f"/functions/{function_id}/calls", {"kind": "map", "parent_input": parent_input})
+        await client.request(
+            "POST",
+            routes.path(routes.FUNCTION_CALLS, function_id=function_id),
+            {"kind": "map", "parent_input": parent_input},
+        )
     )["call_id"]
     on_call(call_id)
     pump = InputPump(items, function_name, window)
@@ -277,7 +283,9 @@ async def spawn_map(
     """
     call_id = (
         await client.request(
-            "POST", f"/functions/{function_id}/calls", {"kind": "spawn_map", "parent_input": parent_input}
+            "POST",
+            routes.path(routes.FUNCTION_CALLS, function_id=function_id),
+            {"kind": "spawn_map", "parent_input": parent_input},
         )
     )["call_id"]
     pump = InputPump(items, function_name, window=4 * SUBMIT_BATCH)
@@ -297,7 +305,7 @@ async def spawn_map(
         pump.stop()
         await abandon_call(client, call_id, detached, submitted_all=False)
         raise
-    return call_id
+    return str(call_id)
 
 
 async def abandon_call(client: Client, call_id: str, detached: bool, submitted_all: bool) -> None:
@@ -306,10 +314,15 @@ async def abandon_call(client: Client, call_id: str, detached: bool, submitted_a
     Best effort: the server may be gone too."""
     with contextlib.suppress(Exception):
         if not detached:
-            await client.request("POST", f"/calls/{call_id}/cancel", {"terminate_containers": False})
+            await client.request(
+                "POST", routes.path(routes.CALL_CANCEL, call_id=call_id), {"terminate_containers": False}
+            )
         elif not submitted_all:
             await client.request(
-                "POST", f"/calls/{call_id}/inputs", {"start": 0, "inputs": [], "close": True}, packed=True
+                "POST",
+                routes.path(routes.CALL_INPUTS, call_id=call_id),
+                {"start": 0, "inputs": [], "close": True},
+                packed=True,
             )
 
 

@@ -124,7 +124,7 @@ def build_options(
         timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
         max_containers=max_containers, min_containers=min_containers or 0, buffer_containers=buffer_containers or 0,
         scaledown_window=float(scaledown_window if scaledown_window is not None else 60.0),
-        cpu=_request(cpu), memory=_request(memory),  # type: ignore[arg-type]
+        cpu=_request(cpu), memory=_request(memory),
         memory_limit=memory[1] if isinstance(memory, tuple) else None,
         gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
         serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,

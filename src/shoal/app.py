@@ -254,14 +254,16 @@ class App:
         return result
 
     async def _deploy(self, client: Client, url: str, app_name: str) -> DeployResult:
-        resp = await client.request("POST", "/deploy", {"name": app_name})
+        resp = await client.request("POST", routes.DEPLOY, {"name": app_name})
         app_id, version = resp["app_id"], resp["version"]
         functions = await self._register(client, url, app_id)
-        await client.request("POST", f"/apps/{app_id}/deployed", {"version": version, "functions": functions})
+        await client.request(
+            "POST", routes.path(routes.APP_DEPLOYED, ref=app_id), {"version": version, "functions": functions}
+        )
         return DeployResult(app_id, app_name, version, url, functions)
 
     async def _create(self, client: Client, url: str, mode: str) -> None:
-        resp = await client.request("POST", "/apps", {"name": self.name or "app", "mode": mode})
+        resp = await client.request("POST", routes.APPS, {"name": self.name or "app", "mode": mode})
         self._app_id = resp["app_id"]
         await self._register(client, url, resp["app_id"])
 
@@ -301,7 +303,7 @@ class App:
                 spec = spec.replace(kind="class", methods=sorted(class_methods(raw)))
             resp = await client.request(
                 "POST",
-                f"/apps/{app_id}/functions",
+                routes.path(routes.APP_FUNCTIONS, ref=app_id),
                 {"tag": tag, "spec": spec.to_wire(), "pickled": pickled},
                 packed=True,
             )
@@ -335,7 +337,7 @@ class App:
     async def _heartbeat(self, client: Client) -> None:
         while self._app_id is not None:
             with contextlib.suppress(Exception):
-                await client.request("POST", f"/apps/{self._app_id}/heartbeat", {})
+                await client.request("POST", routes.path(routes.APP_HEARTBEAT, ref=self._app_id), {})
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _follow_logs(self, client: Client) -> None:
@@ -343,7 +345,10 @@ class App:
         while self._app_id is not None:
             try:
                 resp = await client.request(
-                    "POST", f"/apps/{self._app_id}/logs", {"since": self._log_seq, "wait": 10.0}, packed=True
+                    "POST",
+                    routes.path(routes.APP_LOGS, ref=self._app_id),
+                    {"since": self._log_seq, "wait": 10.0},
+                    packed=True,
                 )
             except Exception:  # noqa: BLE001 - logs are best effort; never break the user's run
                 await asyncio.sleep(1.0)
@@ -360,13 +365,13 @@ class App:
         for task in background:
             task.cancel()
         if detach:
-            await client.request("POST", f"/apps/{app_id}/detach", {})
+            await client.request("POST", routes.path(routes.APP_DETACH, ref=app_id), {})
         else:
-            await client.request("POST", f"/apps/{app_id}/stop", {"reason": "its run ended"})
+            await client.request("POST", routes.path(routes.APP_STOP, ref=app_id), {"reason": "its run ended"})
         with contextlib.suppress(Exception):  # the rest of the output, page by page, container stop lines included
             while True:
                 body = {"since": self._log_seq, "wait": 0}
-                resp = await client.request("POST", f"/apps/{app_id}/logs", body, packed=True)
+                resp = await client.request("POST", routes.path(routes.APP_LOGS, ref=app_id), body, packed=True)
                 self._print_logs(resp["logs"])
                 if not resp["logs"]:
                     break
@@ -392,7 +397,7 @@ async def _secret_ref(client: Client, secret: Secret) -> str:
     if secret._name is not None:
         return secret._name
     if client.url not in secret._ids:
-        resp = await client.request("POST", "/secrets", {"values": secret._values})
+        resp = await client.request("POST", routes.SECRETS, {"values": secret._values})
         secret._ids[client.url] = resp["secret_id"]
     return secret._ids[client.url]
 

@@ -15,6 +15,7 @@ from ._map import collect_outputs
 from ._payloads import decode_output
 from .client import Client, client_for, lookup_urls
 from .exception import InvalidError, NotFoundError, OutputExpiredError
+from .protocol import routes
 
 MAX_WAIT = 25.0
 
@@ -62,7 +63,7 @@ class FunctionCall:
             for url in await asyncio.to_thread(lookup_urls):
                 client = client_for(url)
                 try:
-                    await client.request("GET", f"/calls/{self.object_id}")
+                    await client.request("GET", routes.path(routes.CALL, call_id=self.object_id))
                 except NotFoundError:
                     continue
                 self._url = url
@@ -77,7 +78,7 @@ class FunctionCall:
 
     async def _info(self) -> dict[str, Any]:
         client = await self._client()
-        return await client.request("GET", f"/calls/{self.object_id}")  # type: ignore[no-any-return]
+        return await client.request("GET", routes.path(routes.CALL, call_id=self.object_id))  # type: ignore[no-any-return]
 
     @aio_method
     async def num_inputs(self) -> int:
@@ -111,7 +112,7 @@ class FunctionCall:
         info = await self._info()
 
         def total() -> int | None:
-            n = info["num_inputs"] if info["num_inputs"] is not None else info["submitted"]
+            n = int(info["num_inputs"] if info["num_inputs"] is not None else info["submitted"])
             return n if end is None else min(end, n)
 
         position = start
@@ -133,13 +134,17 @@ class FunctionCall:
             terminate_containers: also kill the containers running its inputs (their other inputs are re-queued).
         """
         client = await self._client()
-        await client.request("POST", f"/calls/{self.object_id}/cancel", {"terminate_containers": terminate_containers})
+        await client.request(
+            "POST",
+            routes.path(routes.CALL_CANCEL, call_id=self.object_id),
+            {"terminate_containers": terminate_containers},
+        )
 
     @aio_method
     async def get_call_graph(self) -> list[CallGraphNode]:
         """This call and the calls made from inside its inputs (best effort)."""
         client = await self._client()
-        tree = await client.request("GET", f"/calls/{self.object_id}/graph")
+        tree = await client.request("GET", routes.path(routes.CALL_GRAPH, call_id=self.object_id))
 
         def build(node: dict[str, Any]) -> CallGraphNode:
             return CallGraphNode(
@@ -177,7 +182,9 @@ async def wait_result(client: Client, call_id: str, index: int, timeout: float |
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         wait = MAX_WAIT if deadline is None else max(0.0, min(MAX_WAIT, deadline - time.monotonic()))
-        resp = await client.request("POST", f"/calls/{call_id}/output", {"index": index, "wait": wait}, packed=True)
+        resp = await client.request(
+            "POST", routes.path(routes.CALL_OUTPUT, call_id=call_id), {"index": index, "wait": wait}, packed=True
+        )
         if resp["output"] is not None:
             _, _, status, data = resp["output"]
             ok, value = await decode_output(client, status, data)
@@ -198,7 +205,9 @@ async def stream_items(client: Client, call_id: str) -> AsyncIterator[list[Any]]
     """Batches of a generator call's items as they arrive; raises what the generator raised, after its items."""
     since = -1
     while True:
-        resp = await client.request("POST", f"/calls/{call_id}/items", {"since": since, "wait": MAX_WAIT}, packed=True)
+        resp = await client.request(
+            "POST", routes.path(routes.CALL_ITEMS, call_id=call_id), {"since": since, "wait": MAX_WAIT}, packed=True
+        )
         batch = []
         for seq, data in resp["items"]:
             since = max(since, seq)

@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 import msgpack
 
 from . import _servers, exception
-from ._http import AsyncHTTP, Response, SyncHTTP, TransportError
+from ._http import AsyncHTTP, Response, TransportError
 from .config import container_env, settings
-from .protocol import messages
+from .protocol import messages, routes
 
 MSGPACK = "application/msgpack"
 T = TypeVar("T")
@@ -45,10 +45,10 @@ CONTAINER = Patience(30.0, 30.0, frozenset({503, 507}))  # a container outlasts 
 class Client:
     """Async client of one control plane: the SDK, the CLI and containers (through :class:`SyncClient`)."""
 
-    def __init__(self, url: str, token: str | None, patience: Patience = CALLER) -> None:
+    def __init__(self, url: str, token: str | None, patience: Patience = CALLER, timeout: float = 90.0) -> None:
         self.url = url.rstrip("/")
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.http = AsyncHTTP(self.url, headers)
+        self.http = AsyncHTTP(self.url, headers, timeout)
         self.patience = patience
         self._reached = False  # once the server answered, an unreachable spell is a restart worth waiting for
 
@@ -119,13 +119,13 @@ class Client:
         return self._decode(await self._send(method, path, data))
 
     async def put_blob(self, blob_id: str, data: bytes) -> None:
-        await self.send_raw("PUT", f"/blobs/{blob_id}", data)
+        await self.send_raw("PUT", routes.path(routes.BLOB, blob_id=blob_id), data)
 
     async def has_blob(self, blob_id: str) -> bool:
-        return (await self._send("HEAD", f"/blobs/{blob_id}", b"")).status == 200
+        return (await self._send("HEAD", routes.path(routes.BLOB, blob_id=blob_id), b"")).status == 200
 
     async def get_blob(self, blob_id: str) -> bytes:
-        return self._decode(await self._send("GET", f"/blobs/{blob_id}", b""))  # type: ignore[no-any-return]
+        return self._decode(await self._send("GET", routes.path(routes.BLOB, blob_id=blob_id), b""))  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -134,9 +134,9 @@ class Client:
 class SyncClient:
     """The blocking face of :class:`Client` for one thread: the same requests, run on the thread's own loop."""
 
-    def __init__(self, url: str, token: str | None, patience: Patience = CALLER) -> None:
+    def __init__(self, url: str, token: str | None, patience: Patience = CALLER, timeout: float = 90.0) -> None:
         self.loop = asyncio.new_event_loop()
-        self.client = Client(url, token, patience)
+        self.client = Client(url, token, patience, timeout)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         try:
@@ -152,6 +152,10 @@ class SyncClient:
     def call(self, method: str, path: str, message: Any, reply: type[T]) -> T:
         return self.run(self.client.call(method, path, message, reply))
 
+    def close(self) -> None:
+        self.run(self.client.aclose())
+        self.loop.close()
+
 
 PACKED_HEADERS = {"content-type": MSGPACK}
 JSON_HEADERS = {"content-type": "application/json"}
@@ -162,8 +166,12 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 def _healthy(url: str, timeout: float = 0.5) -> bool:
     try:
-        return SyncHTTP(url, {}, timeout).request("GET", "/health").status == 200
-    except TransportError:
+        probe = SyncClient(url, None, Patience(0.0, 0.0, frozenset()), timeout)
+        try:
+            return probe.run(probe.client._send("GET", routes.HEALTH, b"")).status == 200
+        finally:
+            probe.close()
+    except exception.ConnectionError:
         return False
 
 

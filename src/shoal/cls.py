@@ -28,6 +28,7 @@ from .config import container_env
 from .exception import InvalidError
 from .functions import Function, FunctionOptions
 from .partial import PARAMETER_TYPES, BatchConfig, ConcurrencyConfig, _Parameter, has_default
+from .protocol import routes
 from .serialization import dumps
 
 
@@ -154,7 +155,7 @@ class Cls:
             app_id = _app_of(self._service)
             resp = await client.request(
                 "POST",
-                f"/apps/{app_id}/functions",
+                routes.path(routes.APP_FUNCTIONS, ref=app_id),
                 {"tag": tag, "spec": variant_spec.to_wire(), "pickled": None},
                 packed=True,
             )
@@ -202,7 +203,9 @@ class Obj:
             blob_id = hashlib.sha256(data).hexdigest()
             if not await client.has_blob(blob_id):
                 await client.put_blob(blob_id, data)
-            resp = await client.request("POST", f"/functions/{function_id}/bind", {"params_blob": blob_id})
+            resp = await client.request(
+                "POST", routes.path(routes.FUNCTION_BIND, function_id=function_id), {"params_blob": blob_id}
+            )
             self._bound_id = resp["function_id"]
         return client, self._bound_id
 

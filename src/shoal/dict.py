@@ -8,6 +8,7 @@ from typing import Any
 from ._aio import aio_gen_method, aio_method
 from ._kv import ServerObject, key_bytes
 from ._sync import run_sync
+from .protocol import routes
 from .serialization import dumps, loads
 
 
@@ -22,7 +23,7 @@ class Dict(ServerObject):
 
     async def _op(self, op: str, **body: Any) -> dict[str, Any]:
         client, oid = await self._ready()
-        return await client.request("POST", f"/dicts/{oid}/op", {"op": op, **body}, packed=True)  # type: ignore[no-any-return]
+        return await client.request("POST", routes.path(routes.DICT_OP, object_id=oid), {"op": op, **body}, packed=True)  # type: ignore[no-any-return]
 
     @aio_method
     async def get(self, key: Any, default: Any = None) -> Any:

@@ -16,6 +16,7 @@ from .calls import FunctionCall, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
 from .partial import BatchConfig, ConcurrencyConfig
+from .protocol import routes
 from .protocol.specs import FunctionSpec, Resources, decode_spec
 from .retries import RetryPolicy
 from .serialization import dumps, serialize_args
@@ -163,7 +164,7 @@ class Function:
             env = container_env()
             assert url is not None and env is not None
             client = client_for(url)
-            resp = await client.request("GET", f"/apps/{env.app_id}/functions/{self.tag}")
+            resp = await client.request("GET", routes.path(routes.APP_FUNCTION, ref=env.app_id, tag=self.tag))
             self._hydrate(resp["function_id"], url)
         if self._object_id is None or self._url is None:
             raise ExecutionError(
@@ -182,7 +183,9 @@ class Function:
                 "(it starts the server), or set SHOAL_SERVER_URL."
             )
         pin = f"?version={self._deployed_version}" if self._deployed_version is not None else ""
-        resp = await client_for(url).request("GET", f"/apps/{app_name}/functions/{self.tag}{pin}")
+        resp = await client_for(url).request(
+            "GET", routes.path(routes.APP_FUNCTION, ref=app_name, tag=self.tag) + f"{pin}"
+        )
         self._hydrate(resp["function_id"], url)
         self._app_id, self._spec = resp["app_id"], decode_spec(resp["spec"])
 
@@ -209,7 +212,7 @@ class Function:
         check_size(data, self.tag)
         payload = await to_payload(client, data)
         resp = await client.request(
-            "POST", f"/functions/{function_id}/calls",
+            "POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id),
             {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()},
             packed=True,
         )  # fmt: skip
@@ -318,7 +321,7 @@ class Function:
     async def get_current_stats(self) -> FunctionStats:
         """Live counts of the function: its backlog (inputs waiting), running inputs and containers."""
         client, function_id = await self._resolve()
-        return FunctionStats(**await client.request("GET", f"/functions/{function_id}/stats"))
+        return FunctionStats(**await client.request("GET", routes.path(routes.FUNCTION_STATS, function_id=function_id)))
 
     @aio_method
     async def update_autoscaler(
@@ -334,7 +337,9 @@ class Function:
         changes = {"min_containers": min_containers, "max_containers": max_containers,
                    "buffer_containers": buffer_containers, "scaledown_window": scaledown_window}  # fmt: skip
         await client.request(
-            "POST", f"/functions/{function_id}/autoscaler", {k: v for k, v in changes.items() if v is not None}
+            "POST",
+            routes.path(routes.FUNCTION_AUTOSCALER, function_id=function_id),
+            {k: v for k, v in changes.items() if v is not None},
         )
 
     def get_raw_f(self) -> Callable[..., Any]:

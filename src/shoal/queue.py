@@ -9,6 +9,7 @@ from typing import Any
 
 from ._aio import aio_gen_method, aio_method
 from ._kv import ServerObject
+from .protocol import routes
 from .serialization import dumps, loads
 
 POLL = 25.0
@@ -25,7 +26,7 @@ class Queue(ServerObject):
 
     async def _call(self, op: str, **body: Any) -> dict[str, Any]:
         client, oid = await self._ready()
-        return await client.request("POST", f"/queues/{oid}/{op}", body, packed=True)  # type: ignore[no-any-return]
+        return await client.request("POST", routes.path(routes.QUEUE_OP, object_id=oid, op=op), body, packed=True)  # type: ignore[no-any-return]
 
     @aio_method
     async def put(

@@ -131,7 +131,7 @@ def next_fire(spec: dict[str, Any], anchor: float, after: float) -> float:
         k = max(1, math.floor((after - anchor) / step) - 1)
     while (base + _period_step(spec, k)).timestamp() <= after:
         k += 1
-    return (base + _period_step(spec, k)).timestamp()
+    return float((base + _period_step(spec, k)).timestamp())
 
 
 def from_spec(spec: dict[str, Any]) -> Schedule:

@@ -16,7 +16,8 @@ from .exception import DeserializationError, ExecutionError, RemoteTraceback, Se
 
 
 def dumps(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 def loads(data: bytes) -> Any:

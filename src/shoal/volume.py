@@ -25,6 +25,7 @@ from ._kv import server_url
 from ._sync import run_sync
 from .client import Client, client_for
 from .exception import InvalidError, NotFoundError
+from .protocol import routes
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,15 @@ class Volume:
             yield vol
         finally:
             with contextlib.suppress(Exception):
-                run_sync(client_for(vol._url or "").request("POST", f"/volumes/{vol.name}/delete", {}))
+                run_sync(
+                    client_for(vol._url or "").request("POST", routes.path(routes.VOLUME_DELETE, name=vol.name), {})
+                )
 
     @staticmethod
     def delete(name: str) -> None:
         vol = Volume(name)
         client = run_sync(vol._ready())
-        run_sync(client.request("POST", f"/volumes/{name}/delete", {}))
+        run_sync(client.request("POST", routes.path(routes.VOLUME_DELETE, name=name), {}))
 
     def read_only(self) -> Volume:
         """The same volume, mounted read-only."""
@@ -86,7 +89,9 @@ class Volume:
         client = client_for(self._url)
         if self.name is None or self._create:
             try:
-                resp = await client.request("POST", "/volumes", {"name": self.name, "create_if_missing": self._create})
+                resp = await client.request(
+                    "POST", routes.VOLUMES, {"name": self.name, "create_if_missing": self._create}
+                )
             except NotFoundError as exc:
                 raise NotFoundError(f"Volume {self.name!r} does not exist: pass create_if_missing=True") from exc
             self.name, self._create = resp["name"], False
@@ -112,25 +117,31 @@ class Volume:
     @aio_method
     async def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:
         client = await self._ready()
-        resp = await client.request("POST", f"/volumes/{self.name}/ls", {"path": path, "recursive": recursive})
+        resp = await client.request(
+            "POST", routes.path(routes.VOLUME_LS, name=self.name), {"path": path, "recursive": recursive}
+        )
         return [FileEntry(**e) for e in resp["entries"]]
 
     @aio_gen_method
     async def read_file(self, path: str) -> AsyncIterator[list[bytes]]:
         """The file's content, as chunks of bytes."""
         client = await self._ready()
-        data = await client.request("GET", f"/volumes/{self.name}/file?path={_quote(path)}")
+        data = await client.request("GET", routes.path(routes.VOLUME_FILE, name=self.name) + f"?path={_quote(path)}")
         yield [data[i : i + 1 << 20] for i in range(0, len(data), 1 << 20)] or [b""]
 
     @aio_method
     async def remove_file(self, path: str, *, recursive: bool = False) -> None:
         client = await self._ready()
-        await client.request("POST", f"/volumes/{self.name}/rm", {"path": path, "recursive": recursive})
+        await client.request(
+            "POST", routes.path(routes.VOLUME_RM, name=self.name), {"path": path, "recursive": recursive}
+        )
 
     @aio_method
     async def copy_files(self, src_paths: list[str], dst_path: str) -> None:
         client = await self._ready()
-        await client.request("POST", f"/volumes/{self.name}/cp", {"sources": list(src_paths), "destination": dst_path})
+        await client.request(
+            "POST", routes.path(routes.VOLUME_CP, name=self.name), {"sources": list(src_paths), "destination": dst_path}
+        )
 
     @contextlib.contextmanager
     def batch_upload(self, force: bool = False) -> Iterator[_Upload]:
@@ -164,13 +175,15 @@ class _Upload:
         if not self.force:
             for _, remote in self.files:
                 try:
-                    await client.request("POST", f"/volumes/{self.volume.name}/ls", {"path": remote})
+                    await client.request("POST", routes.path(routes.VOLUME_LS, name=self.volume.name), {"path": remote})
                 except NotFoundError:
                     continue
                 raise InvalidError(f"{remote} exists in {self.volume!r}: pass force=True to overwrite")
         for local, remote in self.files:
             data = await asyncio.to_thread(local.read_bytes)
-            await client.send_raw("PUT", f"/volumes/{self.volume.name}/file?path={_quote(remote)}", data)
+            await client.send_raw(
+                "PUT", routes.path(routes.VOLUME_FILE, name=self.volume.name) + f"?path={_quote(remote)}", data
+            )
 
 
 def _quote(path: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..config import DEFAULT_PORT
+from ..protocol import routes
 from .main import friendly_errors
 
 
@@ -148,7 +149,7 @@ def app() -> None:
 @friendly_errors
 def app_list(as_json: bool) -> None:
     """Apps on the server, newest first."""
-    apps = _request("GET", "/apps")["apps"]
+    apps = _request("GET", routes.APPS)["apps"]
     if as_json:
         click.echo(json.dumps(apps, indent=2))
         return
@@ -172,7 +173,7 @@ def _schedules(app: dict[str, Any]) -> str:
 @friendly_errors
 def app_stop(ref: str) -> None:
     """Stop an app (NAME or ID): its containers stop and its pending inputs fail with a clear error."""
-    resp = _request("POST", f"/apps/{ref}/stop", {"reason": "stopped with `shoal app stop`"})
+    resp = _request("POST", routes.path(routes.APP_STOP, ref=ref), {"reason": "stopped with `shoal app stop`"})
     click.echo(f"✓ Stopped {resp['app_id']}")
 
 
@@ -189,19 +190,19 @@ def app_logs(ref: str, follow: bool, since: str | None, tail: int | None) -> Non
         body["tail"] = tail
     if since is not None:
         body["since_ts"] = time.time() - _duration(since)
-    first = _request("POST", f"/apps/{ref}/logs", body, packed=True)
+    first = _request("POST", routes.path(routes.APP_LOGS, ref=ref), body, packed=True)
     seq = _print_rows(first, 0)
     if first.get("earlier"):
         click.echo(f"(the last {len(first['logs'])} entries; {first['earlier']} earlier ones not shown: "
                    "drop --tail/--since to see all)", err=True)  # fmt: skip
     while tail is None:  # the whole log (or all of it since --since), page by page
         page = {"since": seq, "wait": 0, **({"since_ts": body["since_ts"]} if "since_ts" in body else {})}
-        resp = _request("POST", f"/apps/{ref}/logs", page, packed=True)
+        resp = _request("POST", routes.path(routes.APP_LOGS, ref=ref), page, packed=True)
         if not resp["logs"]:
             break
         seq = _print_rows(resp, seq)
     while follow:
-        resp = _request("POST", f"/apps/{ref}/logs", {"since": seq, "wait": 10.0}, packed=True)
+        resp = _request("POST", routes.path(routes.APP_LOGS, ref=ref), {"since": seq, "wait": 10.0}, packed=True)
         seq = _print_rows(resp, seq)
         if resp["state"] != "RUNNING" and not resp["logs"]:
             break
@@ -221,7 +222,7 @@ def _print_rows(resp: dict[str, Any], seq: int) -> int:
 @friendly_errors
 def app_history(ref: str, as_json: bool) -> None:
     """Deployments of an app, newest first."""
-    resp = _request("GET", f"/apps/{ref}/history")
+    resp = _request("GET", routes.path(routes.APP_HISTORY, ref=ref))
     if as_json:
         click.echo(json.dumps(resp["history"], indent=2))
         return
@@ -248,7 +249,7 @@ def function_calls(ref: str, as_json: bool) -> None:
     app_ref, _, tag = ref.partition("/")
     if not tag:
         raise click.BadParameter("expected APP/FUNCTION", param_hint="APP/FUNCTION")
-    calls = _request("GET", f"/apps/{app_ref}/functions/{tag}/calls")["calls"]
+    calls = _request("GET", routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag))["calls"]
     if as_json:
         click.echo(json.dumps(calls, indent=2))
         return
@@ -330,7 +331,7 @@ def container() -> None:
 @friendly_errors
 def container_list(include_stopped: bool, as_json: bool) -> None:
     """Containers, newest first."""
-    rows = _request("GET", f"/containers?all={int(include_stopped)}")["containers"]
+    rows = _request("GET", routes.CONTAINERS + f"?all={int(include_stopped)}")["containers"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -345,9 +346,16 @@ def container_list(include_stopped: bool, as_json: bool) -> None:
 @friendly_errors
 def container_logs(container_id: str, follow: bool) -> None:
     """Print a container's output."""
-    seq = _print_rows(_request("POST", f"/containers/{container_id}/logs", {"since": 0}, packed=True), 0)
+    seq = _print_rows(
+        _request("POST", routes.path(routes.CONTAINER_LOGS, container_id=container_id), {"since": 0}, packed=True), 0
+    )
     while follow:
-        resp = _request("POST", f"/containers/{container_id}/logs", {"since": seq, "wait": 10.0}, packed=True)
+        resp = _request(
+            "POST",
+            routes.path(routes.CONTAINER_LOGS, container_id=container_id),
+            {"since": seq, "wait": 10.0},
+            packed=True,
+        )
         seq = _print_rows(resp, seq)
         if resp["state"] == "STOPPED" and not resp["logs"]:
             break
@@ -358,7 +366,7 @@ def container_logs(container_id: str, follow: bool) -> None:
 @friendly_errors
 def container_stop(container_id: str) -> None:
     """Stop a container; inputs it was running are retried elsewhere."""
-    _request("POST", f"/containers/{container_id}/stop")
+    _request("POST", routes.path(routes.CONTAINER_STOP, container_id=container_id))
     click.echo(f"✓ Stopping {container_id}")
 
 
@@ -383,7 +391,7 @@ def secret_create(name: str, pairs: tuple[str, ...], force: bool) -> None:
         if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
         values[key] = value
-    _request("POST", "/secrets", {"name": name, "values": values, "overwrite": force})
+    _request("POST", routes.SECRETS, {"name": name, "values": values, "overwrite": force})
     click.echo(f"✓ Created secret {name!r} with keys {', '.join(sorted(values))}")
 
 
@@ -392,7 +400,7 @@ def secret_create(name: str, pairs: tuple[str, ...], force: bool) -> None:
 @friendly_errors
 def secret_list(as_json: bool) -> None:
     """Secret names and their keys (never the values)."""
-    rows = _request("GET", "/secrets")["secrets"]
+    rows = _request("GET", routes.SECRETS)["secrets"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -404,7 +412,7 @@ def secret_list(as_json: bool) -> None:
 @click.argument("name")
 @friendly_errors
 def secret_delete(name: str) -> None:
-    _request("POST", f"/secrets/{name}/delete")
+    _request("POST", routes.path(routes.SECRET_DELETE, name=name))
     click.echo(f"✓ Deleted secret {name!r}")
 
 
@@ -418,13 +426,13 @@ def token() -> None:
 @friendly_errors
 def token_create(name: str) -> None:
     """Issue a client token (printed once): clients use it as SHOAL_TOKEN."""
-    click.echo(_request("POST", "/tokens", {"name": name})["token"])
+    click.echo(_request("POST", routes.TOKENS, {"name": name})["token"])
 
 
 @token.command("list")
 @friendly_errors
 def token_list() -> None:
-    rows = _request("GET", "/tokens")["tokens"]
+    rows = _request("GET", routes.TOKENS)["tokens"]
     _table("Tokens", ["name", "created", "revoked"], [[r["name"], _when(r["created_at"]), _when(r["revoked_at"])]
                                                        for r in rows])  # fmt: skip
 
@@ -434,7 +442,7 @@ def token_list() -> None:
 @friendly_errors
 def token_revoke(name: str) -> None:
     """Revoke a client token: requests with it are refused from now on."""
-    _request("POST", f"/tokens/{name}/revoke")
+    _request("POST", routes.path(routes.TOKEN_REVOKE, name=name))
     click.echo(f"✓ Revoked {name!r}")
 
 
@@ -450,7 +458,7 @@ def volume() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def volume_list(as_json: bool) -> None:
-    rows = _request("GET", "/volumes")["volumes"]
+    rows = _request("GET", routes.VOLUMES)["volumes"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -461,7 +469,7 @@ def volume_list(as_json: bool) -> None:
 @click.argument("name")
 @friendly_errors
 def volume_create(name: str) -> None:
-    _request("POST", "/volumes", {"name": name, "create_if_missing": True})
+    _request("POST", routes.VOLUMES, {"name": name, "create_if_missing": True})
     click.echo(f"✓ Volume {name!r} ready")
 
 
@@ -469,7 +477,7 @@ def volume_create(name: str) -> None:
 @click.argument("name")
 @friendly_errors
 def volume_delete(name: str) -> None:
-    _request("POST", f"/volumes/{name}/delete")
+    _request("POST", routes.path(routes.VOLUME_DELETE, name=name))
     click.echo(f"✓ Deleted volume {name!r}")
 
 
@@ -481,7 +489,9 @@ def volume_delete(name: str) -> None:
 @friendly_errors
 def volume_ls(name: str, path: str, recursive: bool, as_json: bool) -> None:
     """List files: shoal volume ls results /runs -r"""
-    entries = _request("POST", f"/volumes/{name}/ls", {"path": path, "recursive": recursive})["entries"]
+    entries = _request("POST", routes.path(routes.VOLUME_LS, name=name), {"path": path, "recursive": recursive})[
+        "entries"
+    ]
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
@@ -531,7 +541,7 @@ def volume_get(name: str, remote: str, local: Path) -> None:
 @click.option("-r", "--recursive", is_flag=True)
 @friendly_errors
 def volume_rm(name: str, remote: str, recursive: bool) -> None:
-    _request("POST", f"/volumes/{name}/rm", {"path": remote, "recursive": recursive})
+    _request("POST", routes.path(routes.VOLUME_RM, name=name), {"path": remote, "recursive": recursive})
     click.echo(f"✓ Removed {name}:{remote}")
 
 
@@ -543,7 +553,7 @@ def volume_cp(name: str, paths: tuple[str, ...]) -> None:
     """Copy within a volume: shoal volume cp results /a.txt /b.txt /backup/"""
     if len(paths) < 2:
         raise click.BadParameter("give one or more sources and a destination")
-    _request("POST", f"/volumes/{name}/cp", {"sources": list(paths[:-1]), "destination": paths[-1]})
+    _request("POST", routes.path(routes.VOLUME_CP, name=name), {"sources": list(paths[:-1]), "destination": paths[-1]})
     click.echo(f"✓ Copied into {name}:{paths[-1]}")
 
 

@@ -119,7 +119,7 @@ def _click_type(annotation: Any) -> tuple[Any, bool]:
     return mapping.get(annotation, JSON), optional  # dict, list and every other type: a JSON value
 
 
-class JsonValue(click.ParamType):
+class JsonValue(click.ParamType):  # type: ignore[type-arg]
     """A parameter of any other type (dict, list, ...) is given as JSON: --config '{"a": 1}'."""
 
     name = "json"

@@ -60,6 +60,7 @@ QUEUE_GET = "/queues/{object_id}/get"
 QUEUE_SCAN = "/queues/{object_id}/scan"
 QUEUE_LEN = "/queues/{object_id}/len"
 QUEUE_CLEAR = "/queues/{object_id}/clear"
+QUEUE_OP = "/queues/{object_id}/{op}"  # how clients name any of the five above
 VOLUMES = "/volumes"
 VOLUME_DELETE = "/volumes/{name}/delete"
 VOLUME_LS = "/volumes/{name}/ls"

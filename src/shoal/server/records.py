@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..protocol.messages import (  # noqa: F401 - re-exported: the store's records include the wire's rows
+from ..protocol.messages import (
     RETRYABLE,
     ContainerState,
     LeasedInput,
@@ -13,6 +13,11 @@ from ..protocol.messages import (  # noqa: F401 - re-exported: the store's recor
     ReportedOutput,
 )
 from ..protocol.specs import FunctionSpec
+
+__all__ = [  # the store's records, with the wire's rows and states they include
+    "RETRYABLE", "CallInfo", "ContainerRecord", "ContainerRow", "ContainerState", "FunctionLoad", "FunctionRecord",
+    "Intent", "LeasedInput", "Output", "OutputStatus", "ReportedOutput",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)

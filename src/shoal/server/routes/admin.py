@@ -21,15 +21,15 @@ def add_routes(r: Router) -> None:
         build, lines = await plane.images.follow(ask.image, ask.since, ask.wait)
         return message(ImageBuildReply(build.state, lines, build.error))
 
-    @r.route("/health", ["GET"], "public")
+    @r.route(routes.HEALTH, ["GET"], "public")
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "version": __version__})
 
-    @r.route("/openapi.json", ["GET"], "public")
+    @r.route(routes.OPENAPI, ["GET"], "public")
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_schema())
 
-    @r.route("/blobs/{blob_id}", ["PUT"], "caller")
+    @r.route(routes.BLOB, ["PUT"], "caller")
     async def put_blob(request: Request) -> Response:
         blob_id = request.path_params["blob_id"]
         if not plane.blobs.valid_id(blob_id):
@@ -40,7 +40,7 @@ def add_routes(r: Router) -> None:
         plane.blobs.put(blob_id, await request.body())
         return JSONResponse({})
 
-    @r.route("/blobs/{blob_id}", ["GET", "HEAD"], "caller")
+    @r.route(routes.BLOB, ["GET", "HEAD"], "caller")
     async def get_blob(request: Request) -> Response:
         blob_id = request.path_params["blob_id"]
         if not plane.blobs.valid_id(blob_id) or not plane.blobs.exists(blob_id):
@@ -49,23 +49,23 @@ def add_routes(r: Router) -> None:
             return Response(b"")
         return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
 
-    @r.route("/secrets", ["POST"], "client")
+    @r.route(routes.SECRETS, ["POST"], "client")
     async def create_secret(request: Request) -> Response:
         b = await r.body(request)
         name, values = field(b, "name", str, None), field(b, "values", dict)
         secret_id = plane.secrets.put(name, values, bool(field(b, "overwrite", bool, False)))
         return JSONResponse({"secret_id": secret_id})
 
-    @r.route("/secrets", ["GET"], "client")
+    @r.route(routes.SECRETS, ["GET"], "client")
     async def list_secrets(request: Request) -> Response:
         return JSONResponse({"secrets": plane.secrets.list()})  # names and keys, never values
 
-    @r.route("/secrets/{name}/delete", ["POST"], "client")
+    @r.route(routes.SECRET_DELETE, ["POST"], "client")
     async def delete_secret(request: Request) -> Response:
         plane.secrets.delete(request.path_params["name"])
         return JSONResponse({})
 
-    @r.route("/tokens", ["POST"], "admin")
+    @r.route(routes.TOKENS, ["POST"], "admin")
     async def create_token(request: Request) -> Response:
         b = await r.body(request)
         if not plane.config.client_token:
@@ -74,11 +74,11 @@ def add_routes(r: Router) -> None:
                            "get in")  # fmt: skip
         return JSONResponse({"token": r.registry.create(field(b, "name", str))})
 
-    @r.route("/tokens", ["GET"], "admin")
+    @r.route(routes.TOKENS, ["GET"], "admin")
     async def list_tokens(request: Request) -> Response:
         return JSONResponse({"tokens": r.registry.list()})
 
-    @r.route("/tokens/{name}/revoke", ["POST"], "admin")
+    @r.route(routes.TOKEN_REVOKE, ["POST"], "admin")
     async def revoke_token(request: Request) -> Response:
         r.registry.revoke(request.path_params["name"])
         return JSONResponse({})

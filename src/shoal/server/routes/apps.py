@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...protocol import routes
 from ...protocol.specs import decode_spec
 from ..errors import NotFound
 from .calls import call_summary
@@ -14,12 +15,12 @@ from .http import ApiError, Router, field, packed
 def add_routes(r: Router) -> None:
     plane = r.plane
 
-    @r.route("/apps", ["POST"], "client")
+    @r.route(routes.APPS, ["POST"], "client")
     async def create_app_route(request: Request) -> Response:
         b = await r.body(request)
         return JSONResponse({"app_id": plane.create_app(field(b, "name", str), field(b, "mode", str, "ephemeral"))})
 
-    @r.route("/apps", ["GET"], "client")
+    @r.route(routes.APPS, ["GET"], "client")
     async def list_apps(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "1") != "0"
         apps = plane.catalog.list_apps(include_stopped)
@@ -27,17 +28,17 @@ def add_routes(r: Router) -> None:
             a["schedules"] = plane.schedules.of_app(a["app_id"])
         return JSONResponse({"apps": apps})
 
-    @r.route("/apps/{ref}", ["GET"], "client")
+    @r.route(routes.APP, ["GET"], "client")
     async def get_app(request: Request) -> Response:
         return JSONResponse(r.find_app(request.path_params["ref"]))
 
-    @r.route("/deploy", ["POST"], "client")
+    @r.route(routes.DEPLOY, ["POST"], "client")
     async def deploy(request: Request) -> Response:
         b = await r.body(request)
         app_id, version = plane.begin_deploy(field(b, "name", str))
         return JSONResponse({"app_id": app_id, "version": version})
 
-    @r.route("/apps/{ref}/deployed", ["POST"], "client")
+    @r.route(routes.APP_DEPLOYED, ["POST"], "client")
     async def deployed(request: Request) -> Response:
         b = await r.body(request)
         functions = field(b, "functions", dict)
@@ -45,33 +46,33 @@ def add_routes(r: Router) -> None:
         plane.schedules.keep_only(request.path_params["ref"], {str(f) for f in functions.values()})
         return JSONResponse({})
 
-    @r.route("/apps/{ref}/history", ["GET"], "client")
+    @r.route(routes.APP_HISTORY, ["GET"], "client")
     async def app_history(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         return JSONResponse({"app": app, "history": plane.catalog.history(app["app_id"])})
 
-    @r.route("/apps/{ref}/heartbeat", ["POST"], "client")
+    @r.route(routes.APP_HEARTBEAT, ["POST"], "client")
     async def app_heartbeat(request: Request) -> Response:
         plane.catalog.touch_client(request.path_params["ref"])
         return JSONResponse({"state": plane.store.app_state(request.path_params["ref"])})
 
-    @r.route("/apps/{ref}/detach", ["POST"], "client")
+    @r.route(routes.APP_DETACH, ["POST"], "client")
     async def app_detach(request: Request) -> Response:
         plane.detach(request.path_params["ref"])
         return JSONResponse({})
 
-    @r.route("/apps/{ref}/functions", ["GET"], "client")
+    @r.route(routes.APP_FUNCTIONS, ["GET"], "client")
     async def app_functions(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         return JSONResponse({"app": app, "functions": plane.catalog.functions_of(app["app_id"])})
 
-    @r.route("/apps/{ref}/functions/{tag}/calls", ["GET"], "client")
+    @r.route(routes.APP_FUNCTION_CALLS, ["GET"], "client")
     async def function_calls(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         ids = plane.catalog.calls_of_function(app["app_id"], request.path_params["tag"])
         return JSONResponse({"calls": [call_summary(plane, i) for i in ids]})
 
-    @r.route("/apps/{ref}/functions", ["POST"], "client")
+    @r.route(routes.APP_FUNCTIONS, ["POST"], "client")
     async def create_function(request: Request) -> Response:
         b = await r.body(request)
         if plane.store.app_state(request.path_params["ref"]) is None:
@@ -82,7 +83,7 @@ def add_routes(r: Router) -> None:
         )  # fmt: skip
         return JSONResponse({"function_id": fid})
 
-    @r.route("/apps/{ref}/functions/{tag}", ["GET"], "caller")
+    @r.route(routes.APP_FUNCTION, ["GET"], "caller")
     async def function_by_tag(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         tag = request.path_params["tag"]
@@ -106,14 +107,14 @@ def add_routes(r: Router) -> None:
         spec = found.spec.to_wire() if found else {}
         return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": spec})
 
-    @r.route("/apps/{ref}/stop", ["POST"], "client")
+    @r.route(routes.APP_STOP, ["POST"], "client")
     async def stop_app(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         b = await r.body(request)
         await plane.stop_app(app["app_id"], field(b, "reason", str, "stopped by the user"))
         return JSONResponse({"app_id": app["app_id"]})
 
-    @r.route("/apps/{ref}/logs", ["POST"], "client")
+    @r.route(routes.APP_LOGS, ["POST"], "client")
     async def app_logs(request: Request) -> Response:
         b = await r.body(request)
         app_id = r.find_app(request.path_params["ref"])["app_id"]

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...protocol import routes
 from ...protocol.specs import AUTOSCALER_FIELDS
 from ..control import ControlPlane
 from ..errors import NotFound
@@ -19,14 +20,14 @@ def add_routes(r: Router) -> None:
     def summary(call_id: str) -> dict[str, Any]:
         return call_summary(plane, call_id)
 
-    @r.route("/functions/{function_id}/bind", ["POST"], "caller")
+    @r.route(routes.FUNCTION_BIND, ["POST"], "caller")
     async def bind(request: Request) -> Response:
         b = await r.body(request)
         return JSONResponse(
             {"function_id": plane.bind(request.path_params["function_id"], field(b, "params_blob", str))}
         )
 
-    @r.route("/functions/{function_id}/calls", ["POST"], "caller")
+    @r.route(routes.FUNCTION_CALLS, ["POST"], "caller")
     async def create_call(request: Request) -> Response:
         b = await r.body(request)
         inputs = field(b, "inputs", list, [])
@@ -38,14 +39,14 @@ def add_routes(r: Router) -> None:
         )  # fmt: skip
         return JSONResponse({"call_id": call_id})
 
-    @r.route("/functions/{function_id}/stats", ["GET"], "caller")
+    @r.route(routes.FUNCTION_STATS, ["GET"], "caller")
     async def function_stats(request: Request) -> Response:
         fid = request.path_params["function_id"]
         if plane.store.function(fid) is None:
             raise NotFound(fid)
         return JSONResponse(plane.catalog.function_stats(fid))
 
-    @r.route("/functions/{function_id}/autoscaler", ["POST"], "client")
+    @r.route(routes.FUNCTION_AUTOSCALER, ["POST"], "client")
     async def update_autoscaler(request: Request) -> Response:
         b = await r.body(request)
         changes: dict[str, float] = {}
@@ -62,7 +63,7 @@ def add_routes(r: Router) -> None:
         plane.wake_scheduler()
         return JSONResponse(settings)
 
-    @r.route("/calls/{call_id}/inputs", ["POST"], "caller")
+    @r.route(routes.CALL_INPUTS, ["POST"], "caller")
     async def add_inputs(request: Request) -> Response:
         b = await r.body(request)
         inputs = field(b, "inputs", list, [])
@@ -71,11 +72,11 @@ def add_routes(r: Router) -> None:
         added = plane.add_inputs(request.path_params["call_id"], field(b, "start", int), inputs, bool(b.get("close")))
         return packed({"added": added})
 
-    @r.route("/calls/{call_id}", ["GET"], "caller")
+    @r.route(routes.CALL, ["GET"], "caller")
     async def get_call(request: Request) -> Response:
         return JSONResponse(summary(request.path_params["call_id"]))
 
-    @r.route("/calls/{call_id}/outputs", ["POST"], "caller")
+    @r.route(routes.CALL_OUTPUTS, ["POST"], "caller")
     async def call_outputs(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         summary(call_id)
@@ -88,7 +89,7 @@ def add_routes(r: Router) -> None:
         )
         return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": summary(call_id)})
 
-    @r.route("/calls/{call_id}/output", ["POST"], "caller")
+    @r.route(routes.CALL_OUTPUT, ["POST"], "caller")
     async def call_output_at(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         summary(call_id)
@@ -97,7 +98,7 @@ def add_routes(r: Router) -> None:
         row = [out.seq, out.index, out.status, out.data] if out else None
         return packed({"output": row, "call": summary(call_id)})
 
-    @r.route("/calls/{call_id}/items", ["POST"], "caller")
+    @r.route(routes.CALL_ITEMS, ["POST"], "caller")
     async def call_items(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         summary(call_id)
@@ -106,7 +107,7 @@ def add_routes(r: Router) -> None:
         row = [out.seq, out.index, out.status, out.data] if out else None
         return packed({"items": items, "output": row})
 
-    @r.route("/calls/{call_id}/cancel", ["POST"], "caller")
+    @r.route(routes.CALL_CANCEL, ["POST"], "caller")
     async def cancel_call(request: Request) -> Response:
         call_id = request.path_params["call_id"]
         summary(call_id)
@@ -114,7 +115,7 @@ def add_routes(r: Router) -> None:
         await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
         return JSONResponse({})
 
-    @r.route("/calls/{call_id}/graph", ["GET"], "caller")
+    @r.route(routes.CALL_GRAPH, ["GET"], "caller")
     async def call_graph(request: Request) -> Response:
         def node(call_id: str, depth: int) -> dict[str, Any]:
             this = summary(call_id)

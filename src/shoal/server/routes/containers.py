@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...protocol import routes
 from ...protocol.messages import (
     Accepted,
     ContainerBoot,
@@ -21,17 +22,17 @@ from .http import Router, field, message, packed
 def add_routes(r: Router) -> None:
     plane = r.plane
 
-    @r.route("/containers", ["GET"], "client")
+    @r.route(routes.CONTAINERS, ["GET"], "client")
     async def list_containers(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "0") == "1"
         return JSONResponse({"containers": plane.catalog.list_containers(include_stopped)})
 
-    @r.route("/containers/{container_id}/stop", ["POST"], "client")
+    @r.route(routes.CONTAINER_STOP, ["POST"], "client")
     async def stop_container(request: Request) -> Response:
         await plane.stop_container(request.path_params["container_id"])
         return JSONResponse({})
 
-    @r.route("/containers/{container_id}/logs", ["POST"], "client")
+    @r.route(routes.CONTAINER_LOGS, ["POST"], "client")
     async def container_logs(request: Request) -> Response:
         b = await r.body(request)
         cid = request.path_params["container_id"]
@@ -47,7 +48,7 @@ def add_routes(r: Router) -> None:
         state = plane.store.container_state(cid)
         return packed({"logs": [list(r) for r in rows], "state": state[1].value if state else "STOPPED"})
 
-    @r.route("/containers/{container_id}/spec", ["GET"], "container")
+    @r.route(routes.CONTAINER_BOOT, ["GET"], "container")
     async def container_spec(request: Request) -> Response:
         cid = request.path_params["container_id"]
         found = plane.store.container_state(cid)
@@ -58,23 +59,23 @@ def add_routes(r: Router) -> None:
         secret_env = plane.secrets.env(fn.spec.secrets)
         return message(ContainerBoot(fn.id, fn.app_id, fn.tag, fn.spec, fn.pickled, secret_env))
 
-    @r.route("/containers/{container_id}/started", ["POST"], "container")
+    @r.route(routes.CONTAINER_STARTED, ["POST"], "container")
     async def container_started(request: Request) -> Response:
         report = await r.typed(request, StartedReport)
         plane.container_started(request.path_params["container_id"], report.error, report.fatal)
         return packed({})
 
-    @r.route("/containers/{container_id}/exchange", ["POST"], "container")
+    @r.route(routes.CONTAINER_EXCHANGE, ["POST"], "container")
     async def exchange(request: Request) -> Response:
         request_ = await r.typed(request, ExchangeRequest)
         return message(await plane.exchange(request.path_params["container_id"], request_))
 
-    @r.route("/containers/{container_id}/items", ["POST"], "container")
+    @r.route(routes.CONTAINER_ITEMS, ["POST"], "container")
     async def container_items(request: Request) -> Response:
         item = await r.typed(request, ItemReport)
         return message(Accepted(plane.add_item(request.path_params["container_id"], item)))
 
-    @r.route("/containers/{container_id}/heartbeat", ["POST"], "container")
+    @r.route(routes.CONTAINER_HEARTBEAT, ["POST"], "container")
     async def heartbeat(request: Request) -> Response:
         beat = await r.typed(request, HeartbeatRequest)
         return message(plane.heartbeat(request.path_params["container_id"], beat.logs))

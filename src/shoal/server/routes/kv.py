@@ -7,6 +7,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ...protocol import routes
 from ..errors import NotFound
 from ..store.kv import Full
 from .http import Router, field, packed
@@ -24,27 +25,27 @@ def add_routes(r: Router) -> None:
             raise NotFound(oid)
         return str(oid)
 
-    @route("/kv/{kind}/open", ["POST"], "caller")
+    @route(routes.KV_OPEN, ["POST"], "caller")
     async def open_object(request: Request) -> Response:
         b = await body(request)
         oid = kv.open(request.path_params["kind"], field(b, "name", str, None), bool(b.get("create_if_missing")))
         return JSONResponse({"id": oid})
 
-    @route("/kv/{kind}", ["GET"], "client")
+    @route(routes.KV_LIST, ["GET"], "client")
     async def list_objects(request: Request) -> Response:
         return JSONResponse({"objects": kv.names(request.path_params["kind"])})
 
-    @route("/kv/{kind}/{object_id}/delete", ["POST"], "caller")
+    @route(routes.KV_DELETE, ["POST"], "caller")
     async def delete_object(request: Request) -> Response:
         kv.delete(object_id(request, request.path_params["kind"]))
         return JSONResponse({})
 
-    @route("/dicts/{object_id}/op", ["POST"], "caller")
+    @route(routes.DICT_OP, ["POST"], "caller")
     async def dict_op(request: Request) -> Response:
         b = await body(request)
         return packed(kv.dict_op(object_id(request, "dict"), field(b, "op", str), b))
 
-    @route("/queues/{object_id}/put", ["POST"], "caller")
+    @route(routes.QUEUE_PUT, ["POST"], "caller")
     async def queue_put(request: Request) -> Response:
         qid = object_id(request, "queue")
         b = await body(request)
@@ -61,7 +62,7 @@ def add_routes(r: Router) -> None:
                     return packed({"full": True})
                 await plane.notifier.wait(f"queue-space:{qid}", remaining)
 
-    @route("/queues/{object_id}/get", ["POST"], "caller")
+    @route(routes.QUEUE_GET, ["POST"], "caller")
     async def queue_get(request: Request) -> Response:
         qid = object_id(request, "queue")
         b = await body(request)
@@ -72,7 +73,7 @@ def add_routes(r: Router) -> None:
             plane.notifier.notify(f"queue-space:{qid}")
         return packed({"values": values})
 
-    @route("/queues/{object_id}/scan", ["POST"], "caller")
+    @route(routes.QUEUE_SCAN, ["POST"], "caller")
     async def queue_scan(request: Request) -> Response:
         qid = object_id(request, "queue")
         b = await body(request)
@@ -81,12 +82,12 @@ def add_routes(r: Router) -> None:
         items = await plane.notifier.poll(f"queue:{qid}", wait, lambda: kv.scan(qid, partition, after))
         return packed({"items": [list(i) for i in items]})
 
-    @route("/queues/{object_id}/len", ["POST"], "caller")
+    @route(routes.QUEUE_LEN, ["POST"], "caller")
     async def queue_len(request: Request) -> Response:
         b = await body(request)
         return packed({"len": kv.length(object_id(request, "queue"), field(b, "partition", str, None))})
 
-    @route("/queues/{object_id}/clear", ["POST"], "caller")
+    @route(routes.QUEUE_CLEAR, ["POST"], "caller")
     async def queue_clear(request: Request) -> Response:
         qid = object_id(request, "queue")
         b = await body(request)

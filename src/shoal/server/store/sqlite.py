@@ -375,7 +375,7 @@ class SQLiteStore:
         ).fetchone()
         if row is None:
             return None
-        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[arg-type, call-arg]
+        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[call-arg]
 
     def child_calls(self, parent_input_prefix: str) -> list[str]:
         rows = self.db.execute(
