@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,9 @@ def test_server_start_on_a_chosen_port_is_found_by_status_and_stop():
         assert shoal_in(home, "server", "start", "--port", str(port)).returncode == 0
         status = shoal_in(home, "server", "status")
         assert status.returncode == 0 and f"127.0.0.1:{port}" in status.stdout
+        # and it says what its backend can give containers
+        assert f"backend: LocalBackend (sandbox: {'yes' if shutil.which('bwrap') else 'no'}" in status.stdout
+        assert f"CPUs: {os.cpu_count()}" in status.stdout
         started = time.monotonic()
         stopped = shoal_in(home, "server", "stop")
         assert stopped.returncode == 0 and "Stopped" in stopped.stdout

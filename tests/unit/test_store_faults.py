@@ -14,7 +14,7 @@ import msgpack
 import pytest
 
 from shoal.backends.base import Backend, ContainerSpec
-from shoal.server.control import ControlPlane, ServerConfig
+from shoal.server.control import ControlPlane, Parts, ServerConfig
 from shoal.server.routes import create_app
 
 
@@ -37,7 +37,7 @@ class NoContainers(Backend):
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[ControlPlane]:
     config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20)
-    yield ControlPlane(config, NoContainers())
+    yield ControlPlane(config, NoContainers(), Parts.in_dir(config.state_dir))
 
 
 def run(plane: ControlPlane, steps: Any) -> Any:
@@ -141,7 +141,7 @@ def test_io_errors_are_answered_503_and_the_store_recovers(plane: ControlPlane):
 
 
 def test_mounts_are_refused_when_the_backend_cannot_mount(plane: ControlPlane):
-    # Given a backend without mounts (NoContainers: can_mount() is False), When a function asks for a volume,
+    # Given a backend without mounts (NoContainers has none among its capabilities), When a function asks for one,
     # Then registering it is a 400 that says what to install
     async def steps(client: httpx.AsyncClient) -> Any:
         app_id = (await client.post("/apps", json={"name": "mounts"})).json()["app_id"]

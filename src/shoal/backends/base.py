@@ -27,6 +27,17 @@ class ContainerSpec:
     volumes: list[MountSpec] = field(default_factory=list)  # volumes by name: the backend attaches them
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend gives containers: checked when functions register, shown by ``shoal server status``."""
+
+    sandbox: bool = False  # containers are isolated: a private /tmp, nothing of the server's state
+    mounts: bool = False  # volumes and add_local_* content appear at the paths the app names
+    gpus: int = 0
+    cpus: float = 0.0  # capacity in all (0: unknown)
+    memory_mib: int = 0
+
+
 class Backend(abc.ABC):
     """Starts and stops containers; reports each container's exit through ``on_exit(container_id, code)``."""
 
@@ -49,9 +60,9 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""
 
-    def can_mount(self) -> bool:
-        """Whether containers can see volumes and ``add_local_*`` content at the paths the app names."""
-        return False
+    def capabilities(self) -> Capabilities:
+        """What this backend can give containers (none of the optional features, by default)."""
+        return Capabilities()
 
     def prepare_image(
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]

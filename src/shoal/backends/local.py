@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from .._image_build import materialise
 from ..config import settings
 from ..protocol.specs import ImageSpec, PreparedImage
 from ..server.volumes import VolumeStore
 from . import sandbox
-from .base import Backend, ContainerSpec
+from .base import Backend, Capabilities, ContainerSpec
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 
@@ -47,8 +52,10 @@ class LocalBackend(Backend):
         binds += [(str(self.volumes.dir(v.volume)), v.path) for v in spec.volumes if v.read_only]
         return binds
 
-    def can_mount(self) -> bool:
-        return sandbox.bwrap() is not None  # mounts are bubblewrap binds
+    def capabilities(self) -> Capabilities:
+        isolated = sandbox.bwrap() is not None  # mounts are bubblewrap binds
+        memory = psutil.virtual_memory().total // 2**20
+        return Capabilities(isolated, isolated, _gpu_count(), float(os.cpu_count() or 1), memory)
 
     def prepare_image(
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
@@ -146,3 +153,12 @@ class LocalBackend(Backend):
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self._procs)), return_exceptions=True)
         if self._waiters:
             await asyncio.wait(self._waiters, timeout=3)
+
+
+@functools.cache
+def _gpu_count() -> int:
+    """GPUs on this machine, as ``nvidia-smi -L`` lists them (0 without it)."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    found = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return sum(line.startswith("GPU ") for line in found.stdout.splitlines()) if found.returncode == 0 else 0

@@ -125,6 +125,12 @@ def server_status(ctx: click.Context) -> None:
     status = _daemon.status()
     if status.running:
         click.echo(f"running at {status.url} (pid {status.pid}, log {status.log_file}) for {_home()}")
+        info = _request("GET", routes.SERVER)
+        yes = {True: "yes", False: "no"}
+        click.echo(
+            f"backend: {info['backend']} (sandbox: {yes[info['sandbox']]}, volumes: {yes[info['mounts']]}, "
+            f"GPUs: {info['gpus']}, CPUs: {info['cpus']:g}, memory: {info['memory_mib'] / 1024:.1f} GiB)"
+        )
     else:
         click.echo(f"not running (no standing server of {_home()})")
         sys.exit(1)

@@ -169,27 +169,13 @@ class CallSummary(msgspec.Struct, frozen=True):
     parent_input: str | None
 
 
-class CreateCall(msgspec.Struct, frozen=True):
-    kind: str
-    parent_input: str | None = None
-    inputs: list[bytes] = []
-    close: bool = False
-
-
-class AddInputs(msgspec.Struct, frozen=True):
-    start: int
-    inputs: list[bytes] = []
-    close: bool = False
-
-
-class OutputsRequest(msgspec.Struct, frozen=True):
-    since: int = 0
-    limit: int = 10000
-    wait: float = 0.0
-
-
 class OutputsReply(msgspec.Struct, frozen=True):
     outputs: list[Output]
+    call: CallSummary
+
+
+class OutputReply(msgspec.Struct, frozen=True):
+    output: Output | None
     call: CallSummary
 
 
@@ -219,13 +205,6 @@ def decode(data: bytes, kind: type[T]) -> T:
     """The message of type ``kind`` in a msgpack body (an empty body is the message's defaults)."""
     try:
         return _decoder(kind).decode(data or b"\x80")
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise MalformedBody(f"malformed {kind.__name__}: {exc}") from None
-
-
-def decode_json(data: bytes, kind: type[T]) -> T:
-    try:
-        return msgspec.json.decode(data or b"{}", type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise MalformedBody(f"malformed {kind.__name__}: {exc}") from None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 HEALTH = "/health"
+SERVER = "/server"
 OPENAPI = "/openapi.json"
 # apps
 APPS = "/apps"

@@ -99,10 +99,9 @@ class Parts:
 class ControlPlane:
     """Applies requests and lifecycle events to the store and the backend; runs the scheduler loop while started."""
 
-    def __init__(self, config: ServerConfig, backend: Backend, parts: Parts | None = None) -> None:
+    def __init__(self, config: ServerConfig, backend: Backend, parts: Parts) -> None:
         self.config = config
         self.container_token = config.container_token or secrets.token_urlsafe(24)
-        parts = parts or Parts.in_dir(config.state_dir)
         self.store, self.blobs, self.volumes, self.secrets = parts.store, parts.blobs, parts.volumes, parts.secrets
         self.catalog = self.store.catalog
         self.schedules = self.store.schedules
@@ -213,7 +212,7 @@ class ControlPlane:
 
     def _check_mounts(self, spec: FunctionSpec) -> None:
         """Volumes must exist; mounts need a backend that can show them inside containers."""
-        if (spec.volumes or (spec.image and spec.image.mounts)) and not self.backend.can_mount():
+        if (spec.volumes or (spec.image and spec.image.mounts)) and not self.backend.capabilities().mounts:
             raise Invalid(
                 "Volumes and add_local_dir/add_local_file mount paths inside containers, which needs the sandbox: "
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "

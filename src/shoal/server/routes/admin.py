@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -14,6 +16,12 @@ from .http import ApiError, Router, field, message
 
 def add_routes(r: Router) -> None:
     plane = r.plane
+
+    @r.route(routes.SERVER, ["GET"], "client")
+    async def server_info(request: Request) -> Response:
+        backend = plane.backend
+        info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities())}
+        return JSONResponse(info)
 
     @r.route(routes.IMAGES, ["POST"], "client")
     async def build_image(request: Request) -> Response:

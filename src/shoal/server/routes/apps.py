@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -70,7 +71,7 @@ def add_routes(r: Router) -> None:
     async def function_calls(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         ids = plane.catalog.calls_of_function(app["app_id"], request.path_params["tag"])
-        return JSONResponse({"calls": [call_summary(plane, i) for i in ids]})
+        return JSONResponse({"calls": [msgspec.to_builtins(call_summary(plane, i)) for i in ids]})
 
     @r.route(routes.APP_FUNCTIONS, ["POST"], "client")
     async def create_function(request: Request) -> Response:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...protocol import routes
+from ...protocol.messages import CallSummary, OutputReply, OutputsReply
 from ...protocol.specs import AUTOSCALER_FIELDS
 from ..control import ControlPlane
 from ..errors import NotFound
-from .http import ApiError, Router, field, packed
+from .http import ApiError, Router, field, message, packed
 
 
 def add_routes(r: Router) -> None:
     plane = r.plane
 
-    def summary(call_id: str) -> dict[str, Any]:
+    def summary(call_id: str) -> CallSummary:
         return call_summary(plane, call_id)
 
     @r.route(routes.FUNCTION_BIND, ["POST"], "caller")
@@ -74,7 +76,7 @@ def add_routes(r: Router) -> None:
 
     @r.route(routes.CALL, ["GET"], "caller")
     async def get_call(request: Request) -> Response:
-        return JSONResponse(summary(request.path_params["call_id"]))
+        return JSONResponse(msgspec.to_builtins(summary(request.path_params["call_id"])))
 
     @r.route(routes.CALL_OUTPUTS, ["POST"], "caller")
     async def call_outputs(request: Request) -> Response:
@@ -87,7 +89,7 @@ def add_routes(r: Router) -> None:
             min(field(b, "limit", int, 10000), 50000),
             field(b, "wait", (int, float), 0),
         )
-        return packed({"outputs": [[o.seq, o.index, o.status, o.data] for o in outs], "call": summary(call_id)})
+        return message(OutputsReply(outs, summary(call_id)))
 
     @r.route(routes.CALL_OUTPUT, ["POST"], "caller")
     async def call_output_at(request: Request) -> Response:
@@ -95,8 +97,7 @@ def add_routes(r: Router) -> None:
         summary(call_id)
         b = await r.body(request)
         out = await plane.wait_output_at(call_id, field(b, "index", int, 0), field(b, "wait", (int, float), 0))
-        row = [out.seq, out.index, out.status, out.data] if out else None
-        return packed({"output": row, "call": summary(call_id)})
+        return message(OutputReply(out, summary(call_id)))
 
     @r.route(routes.CALL_ITEMS, ["POST"], "caller")
     async def call_items(request: Request) -> Response:
@@ -118,7 +119,7 @@ def add_routes(r: Router) -> None:
     @r.route(routes.CALL_GRAPH, ["GET"], "caller")
     async def call_graph(request: Request) -> Response:
         def node(call_id: str, depth: int) -> dict[str, Any]:
-            this = summary(call_id)
+            this = msgspec.to_builtins(summary(call_id))
             prefix = "in-" + call_id.split("-", 1)[1] + "-"
             children = [node(c, depth + 1) for c in plane.store.child_calls(prefix)] if depth < 20 else []
             return {**this, "children": children}
@@ -126,14 +127,12 @@ def add_routes(r: Router) -> None:
         return JSONResponse(node(request.path_params["call_id"], 0))
 
 
-def call_summary(plane: ControlPlane, call_id: str) -> dict[str, Any]:
-    """A call's status and counters, as the API answers them (404 for an unknown id)."""
+def call_summary(plane: ControlPlane, call_id: str) -> CallSummary:
+    """A call's status and counters (404 for an unknown id)."""
     info = plane.store.call(call_id)
     if info is None:
         raise NotFound(f"no function call {call_id!r}: check the id (it starts with 'fc-')")
-    return {
-        "call_id": info.id, "function_id": info.function_id, "function_name": info.function_name,
-        "app_id": info.app_id, "kind": info.kind, "status": info.status, "num_inputs": info.num_inputs,
-        "submitted": info.submitted, "done": info.done, "failed": info.failed, "created_at": info.created_at,
-        "finished_at": info.finished_at, "parent_input": info.parent_input,
-    }  # fmt: skip
+    return CallSummary(
+        info.id, info.function_id, info.function_name, info.app_id, info.kind, info.status, info.num_inputs,
+        info.submitted, info.done, info.failed, info.created_at, info.finished_at, info.parent_input,
+    )  # fmt: skip

@@ -17,9 +17,6 @@ QUEUE_PARTITION_KEY_BYTES = 64
 DICT_VALUE_BYTES = 64 * 1024 * 1024
 
 
-GET_VALUE = "SELECT value FROM dict_items WHERE dict_id=? AND key=?"
-
-
 class Full(Exception):
     """A queue partition holds its maximum number of items."""
 

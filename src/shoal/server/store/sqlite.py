@@ -421,10 +421,6 @@ class SQLiteStore:
                 (container_id, function_id, app_id, now, now, now),
             )
 
-    def set_container_pid(self, container_id: str, pid: int) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE containers SET pid=? WHERE id=?", (pid, container_id))
-
     def container_state(self, container_id: str) -> tuple[str, ContainerState] | None:
         """(function_id, state) of a container, or None."""
         row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
@@ -487,10 +483,6 @@ class SQLiteStore:
                 (self.clock(), error, fid),
             )
             return int(db.execute("SELECT startup_failures FROM functions WHERE id=?", (fid,)).fetchone()[0])
-
-    def reset_startup_failures(self, function_id: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE functions SET startup_failures=0 WHERE id=?", (function_id,))
 
     def touch_container(self, container_id: str) -> None:
         self.db.execute("UPDATE containers SET last_seen=? WHERE id=?", (self.clock(), container_id))
