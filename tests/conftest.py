@@ -69,13 +69,15 @@ class ServerProcess:
                 continue
         return out
 
-    def busy_container_pids(self) -> list[int]:
-        """Pids of containers that are running and hold inputs (not ones still starting: three starts killed in a
-        row rightly count as a crash loop and fail the pending inputs)."""
+    def busy_pids_of(self, function: str) -> list[int]:
+        """Pids of the containers of one function (by its tag) that are running an input or a web request."""
         import httpx
 
         rows = httpx.get(f"{self.url}/containers", headers=self.auth, timeout=30).json()["containers"]
-        busy = {r["container_id"] for r in rows if r["state"] == "RUNNING" and r["running_inputs"] > 0}
+        busy = {r["container_id"] for r in rows if r["function"] == function and r["running_inputs"] > 0}
+        return self._pids_of(busy)
+
+    def _pids_of(self, container_ids: set[str]) -> list[int]:
         pids = []
         for pid in self.container_pids():
             try:
@@ -83,9 +85,17 @@ class ServerProcess:
             except OSError:
                 continue
             ids = [item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")]
-            if ids and ids[0] in busy:
+            if ids and ids[0] in container_ids:
                 pids.append(pid)
         return pids
+
+    def busy_container_pids(self) -> list[int]:
+        """Pids of containers that are running and hold inputs (not ones still starting: three starts killed in a
+        row rightly count as a crash loop and fail the pending inputs)."""
+        import httpx
+
+        rows = httpx.get(f"{self.url}/containers", headers=self.auth, timeout=30).json()["containers"]
+        return self._pids_of({r["container_id"] for r in rows if r["state"] == "RUNNING" and r["running_inputs"] > 0})
 
     def stop(self) -> None:
         if self.proc.poll() is None:

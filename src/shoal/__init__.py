@@ -11,7 +11,19 @@ from .cls import Cls, Obj  # noqa: E402
 from .dict import Dict  # noqa: E402
 from .functions import Function  # noqa: E402
 from .image import Image  # noqa: E402
-from .partial import batched, concurrent, enter, exit, method, parameter  # noqa: E402
+from .partial import (  # noqa: E402
+    asgi_app,
+    batched,
+    concurrent,
+    enter,
+    exit,
+    fastapi_endpoint,
+    method,
+    parameter,
+    web_endpoint,
+    web_server,
+    wsgi_app,
+)
 from .queue import Queue  # noqa: E402
 from .retries import Retries  # noqa: E402
 from .schedule import Cron, Period  # noqa: E402
@@ -34,10 +46,12 @@ __all__ = [
     "Secret",
     "Volume",
     "__version__",
+    "asgi_app",
     "batched",
     "concurrent",
     "enter",
     "exit",
+    "fastapi_endpoint",
     "method",
     "parameter",
     "current_function_call_id",
@@ -45,4 +59,7 @@ __all__ = [
     "enable_output",
     "exception",
     "is_local",
+    "web_endpoint",
+    "web_server",
+    "wsgi_app",
 ]

@@ -150,8 +150,9 @@ class App:
                     f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3
                 )
             marked = dataclasses.replace(
-                options, batch=getattr(f, "_shoal_batched", None), concurrency=getattr(f, "_shoal_concurrency", None)
-            )
+                options, batch=getattr(f, "_shoal_batched", None), concurrency=getattr(f, "_shoal_concurrency", None),
+                web=getattr(f, "_shoal_web", None),
+            )  # fmt: skip
             fn = Function(f, tag, marked, self.name)
             self.registered_functions[tag] = fn
             return fn
@@ -226,6 +227,9 @@ class App:
             _context.set_detached(self._app_id or "", detach)
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
+                for tag, fn in sorted(self.registered_functions.items()):
+                    if fn._web_url:
+                        print(f"  ├─ web endpoint {tag} => {fn._web_url}", file=sys.stderr)
             background.append(asyncio.run_coroutine_threadsafe(self._heartbeat(client), loop()))
             if show_logs:
                 background.append(asyncio.run_coroutine_threadsafe(self._follow_logs(client), loop()))
@@ -260,7 +264,8 @@ class App:
         await client.request(
             "POST", routes.path(routes.APP_DEPLOYED, ref=app_id), {"version": version, "functions": functions}
         )
-        return DeployResult(app_id, app_name, version, url, functions)
+        web = {tag: fn._web_url for tag, fn in self.registered_functions.items() if fn._web_url}
+        return DeployResult(app_id, app_name, version, url, functions, web)
 
     async def _create(self, client: Client, url: str, mode: str) -> None:
         resp = await client.request("POST", routes.APPS, {"name": self.name or "app", "mode": mode})
@@ -308,6 +313,7 @@ class App:
                 packed=True,
             )
             fn._hydrate(resp["function_id"], url)
+            fn._web_url = resp.get("web_url")
             fn._spec, fn._app_id = spec, app_id
             registered[tag] = resp["function_id"]
         return registered
@@ -390,6 +396,7 @@ class DeployResult:
     version: int
     url: str
     functions: dict[str, str]
+    web_urls: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> URL of each web endpoint
 
 
 async def _secret_ref(client: Client, secret: Secret) -> str:

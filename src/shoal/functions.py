@@ -15,7 +15,7 @@ from ._payloads import check_size, to_payload
 from .calls import FunctionCall, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
-from .partial import BatchConfig, ConcurrencyConfig
+from .partial import BatchConfig, ConcurrencyConfig, WebConfig
 from .protocol import routes
 from .protocol.specs import FunctionSpec, Resources, decode_spec
 from .retries import RetryPolicy
@@ -48,6 +48,7 @@ class FunctionOptions:
     batch: BatchConfig | None = None
     concurrency: ConcurrencyConfig | None = None
     schedule: dict[str, Any] | None = None  # a Period/Cron spec: the control plane fires it
+    web: WebConfig | None = None  # fastapi_endpoint, asgi_app, wsgi_app, web_server
 
     def spec(self, default_max_containers: int) -> FunctionSpec:
         """The scheduling and resource part of the function's spec (the App adds code, image, secrets, volumes)."""
@@ -56,7 +57,7 @@ class FunctionOptions:
             retries=self.retries, max_containers=self.max_containers or default_max_containers,
             min_containers=self.min_containers, buffer_containers=self.buffer_containers,
             scaledown_window=self.scaledown_window, single_use_containers=self.single_use_containers,
-            batch=self.batch, concurrency=self.concurrency, schedule=self.schedule, env=self.env,
+            batch=self.batch, concurrency=self.concurrency, schedule=self.schedule, env=self.env, web=self.web,
             resources=Resources(cpu=self.cpu, memory=self.memory, memory_limit=self.memory_limit, gpu=self.gpu),
         )  # fmt: skip
 
@@ -86,6 +87,7 @@ class Function:
         self.app_name = app_name
         self._object_id: str | None = None
         self._url: str | None = None
+        self._web_url: str | None = None  # a web endpoint's URL, once registered (or looked up)
         self.__doc__ = getattr(raw_f, "__doc__", None)
         self.__name__ = getattr(raw_f, "__name__", tag)
         self.__qualname__ = getattr(raw_f, "__qualname__", tag)
@@ -103,7 +105,8 @@ class Function:
         # Pickled (e.g. captured by a serialized function): travel as a reference, resolved by tag in the container.
         return {"raw_f": None, "tag": self.tag, "options": self.options, "app_name": self.app_name,
                 "_object_id": self._object_id, "_url": None, "is_generator": self.is_generator,
-                "_deployed_app": self._deployed_app, "_deployed_version": self._deployed_version,
+                "_web_url": self._web_url, "_deployed_app": self._deployed_app,
+                "_deployed_version": self._deployed_version,
                 "_spec": None, "_app_id": None}  # fmt: skip
 
     @classmethod
@@ -132,6 +135,15 @@ class Function:
 
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url
+
+    def get_web_url(self) -> str | None:
+        """The URL of a web endpoint (``fastapi_endpoint``, ``asgi_app``, ...): set once the app runs or, for
+        ``Function.from_name``, once looked up; None for other functions."""
+        if self._web_url is None and self._deployed_app is not None:
+            from ._sync import run_sync
+
+            run_sync(self._resolve())
+        return self._web_url
 
     def _generator(self) -> bool:
         """Whether it is a generator function: known from its code here, or from the spec a lookup returned."""
@@ -188,6 +200,7 @@ class Function:
         )
         self._hydrate(resp["function_id"], url)
         self._app_id, self._spec = resp["app_id"], decode_spec(resp["spec"])
+        self._web_url = resp.get("web_url")
 
     # ---- invoking ---------------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""Decorators that mark functions and methods: ``method``, ``enter``, ``exit``, ``batched``, ``concurrent``, and
-class ``parameter``s. They only record intent as attributes; ``@app.function``/``@app.cls`` read them.
+"""Decorators that mark functions and methods: ``method``, ``enter``, ``exit``, ``batched``, ``concurrent``, the web
+ones (``fastapi_endpoint``, ``asgi_app``, ``wsgi_app``, ``web_server``), and class ``parameter``s. They only record
+intent as attributes; ``@app.function``/``@app.cls`` read them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_BATCH_SIZE = 1000
 MAX_WAIT_MS = 10 * 60 * 1000
 PARAMETER_TYPES = (str, int, bool, bytes)
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,75 @@ def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable
         return f
 
     return mark
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """How a function serves HTTP (set by ``fastapi_endpoint``, ``asgi_app``, ``wsgi_app`` or ``web_server``)."""
+
+    kind: str  # fastapi, asgi, wsgi, server
+    method: str = "GET"  # fastapi_endpoint only
+    label: str | None = None
+    docs: bool = False
+    requires_proxy_auth: bool = False
+    port: int | None = None  # web_server only
+    startup_timeout: float = 5.0
+
+
+def _web(config: WebConfig) -> Callable[[F], F]:
+    if config.label is not None and not _LABEL.fullmatch(config.label):
+        raise InvalidError(f"label={config.label!r}: use lowercase letters, digits and '-' (at most 63)")
+
+    def mark(f: F) -> F:
+        f._shoal_web = config  # type: ignore[attr-defined]
+        return f
+
+    return mark
+
+
+def fastapi_endpoint(
+    _f: F | None = None, *, method: str = "GET", label: str | None = None, docs: bool = False,
+    requires_proxy_auth: bool = False, custom_domains: Any = None,
+) -> Any:  # fmt: skip
+    """Serve the function at its own URL as a FastAPI route (query parameters and JSON bodies as FastAPI reads
+    them); ``docs=True`` adds ``/docs``. Needs ``fastapi`` where the container runs."""
+    if custom_domains:
+        raise InvalidError("custom_domains= is not supported by Shoal: endpoints are served by the Shoal server")
+    mark = _web(WebConfig("fastapi", method.upper(), label, docs, requires_proxy_auth))
+    return mark(_f) if _f is not None else mark
+
+
+def web_endpoint(_f: F | None = None, **kwargs: Any) -> Any:
+    """Deprecated (Modal's old name): use ``fastapi_endpoint``."""
+    from .exception import deprecation_warning
+
+    deprecation_warning("web_endpoint is deprecated: use fastapi_endpoint", 3)
+    return fastapi_endpoint(_f, **kwargs)
+
+
+def asgi_app(_f: F | None = None, *, label: str | None = None, requires_proxy_auth: bool = False, **kw: Any) -> Any:
+    """The function returns an ASGI app (FastAPI, Starlette, ...), served at its own URL; built once per container
+    (after ``@enter``), with its lifespan run per container."""
+    mark = _web(WebConfig("asgi", label=label, requires_proxy_auth=requires_proxy_auth))
+    return mark(_f) if _f is not None else mark
+
+
+def wsgi_app(_f: F | None = None, *, label: str | None = None, requires_proxy_auth: bool = False, **kw: Any) -> Any:
+    """The function returns a WSGI app (Flask, Django, ...), served at its own URL."""
+    mark = _web(WebConfig("wsgi", label=label, requires_proxy_auth=requires_proxy_auth))
+    return mark(_f) if _f is not None else mark
+
+
+def web_server(
+    port: int, *, startup_timeout: float = 5.0, label: str | None = None, requires_proxy_auth: bool = False,
+    **kw: Any,
+) -> Callable[[F], F]:  # fmt: skip
+    """The function starts an HTTP server on ``port`` inside the container; its URL reaches that server once it
+    accepts connections (within ``startup_timeout`` seconds)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidError(f"web_server(port={port!r}): a TCP port number is needed")
+    return _web(WebConfig("server", label=label, requires_proxy_auth=requires_proxy_auth, port=port,
+                          startup_timeout=float(startup_timeout)))  # fmt: skip
 
 
 class _Parameter:

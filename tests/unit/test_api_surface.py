@@ -19,6 +19,7 @@ def test_public_names_are_pinned():
         "Secret", "Volume", "__version__",
         "batched", "concurrent", "current_function_call_id", "current_input_id", "enable_output", "enter",
         "exception", "exit", "is_local", "method", "parameter",
+        "asgi_app", "fastapi_endpoint", "web_endpoint", "web_server", "wsgi_app",
     ])  # fmt: skip
 
 

@@ -151,7 +151,8 @@ def deploy(target: str, as_module: bool, name: str | None) -> None:
     result = find_app(module).deploy(name)
     click.echo(f"✓ Deployed app {result.name!r} version {result.version} ({result.app_id}) on {result.url}")
     for tag in sorted(result.functions):
-        click.echo(f"  ├─ {tag}")
+        web = f" => {result.web_urls[tag]}" if tag in result.web_urls else ""
+        click.echo(f"  ├─ {tag}{web}")
 
 
 @cli.command(

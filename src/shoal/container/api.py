@@ -16,6 +16,7 @@ from ..protocol.messages import (
     HeartbeatRequest,
     ItemReport,
     StartedReport,
+    WebReady,
 )
 
 
@@ -45,6 +46,9 @@ class ContainerAPI:
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatReply:
         return self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply)  # type: ignore[no-any-return]
+
+    def web_ready(self, ready: WebReady) -> None:
+        self._call(routes.CONTAINER_WEB, ready, dict)
 
     def item(self, report: ItemReport) -> bool:
         return self._call(routes.CONTAINER_ITEMS, report, Accepted).accepted  # type: ignore[no-any-return]

@@ -27,7 +27,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import serialization
 from .._context import set_current_input
@@ -44,11 +44,15 @@ from ..protocol.messages import (
     Release,
     ReportedOutput,
     StartedReport,
+    WebReady,
 )
 from ..protocol.specs import FunctionSpec
 from .api import ContainerAPI
 from .capture import LogBuffer, Redactor, install
 from .usercode import UserCode
+
+if TYPE_CHECKING:
+    from .web import WebServer
 
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 256
@@ -91,6 +95,7 @@ class ContainerRuntime:
         self.main_thread = threading.get_ident()
         self.report_ready = threading.Event()
         self.cancel_target: Key | None = None
+        self.web: WebServer | None = None  # a web function's app, served for the gateway
 
     # ---- start and stop -------------------------------------------------------------------------
 
@@ -129,6 +134,8 @@ class ContainerRuntime:
         """Deliver what is finished, give back the rest, run exit hooks."""
         with self.state.lock:
             self.state.stopping = True
+        if self.web is not None:
+            self.web.stop()
         try:
             self._exchange(0, 0)
         except BaseException:  # noqa: BLE001 - best effort on the way out
@@ -140,7 +147,14 @@ class ContainerRuntime:
                 traceback.print_exc()
 
     def serve(self) -> None:
-        if self.spec.batch is not None:
+        if self.spec.web is not None:
+            from .web import WebServer  # uvicorn: imported by web functions only
+
+            assert self.code is not None
+            self.web = WebServer(self.code, self.spec.web)
+            self.api.web_ready(WebReady(self.web.port))
+            self.web.wait()
+        elif self.spec.batch is not None:
             self._serve_batched(self.spec.batch.max_batch_size, self.spec.batch.wait_ms / 1000)
         elif self.spec.concurrency is not None:
             self._serve_concurrent(self.spec.concurrency.max_inputs)

@@ -109,6 +109,12 @@ class StartedReport(msgspec.Struct, frozen=True):
     fatal: bool = False  # the code cannot load: fail queued inputs now rather than retry starts
 
 
+class WebReady(msgspec.Struct, frozen=True):
+    """A web function's container serves its app on this loopback port."""
+
+    port: int
+
+
 class ExchangeRequest(msgspec.Struct, frozen=True):
     """A container's finished work, and how many more inputs it wants (long-polling up to ``wait`` s)."""
 

@@ -47,6 +47,7 @@ CONTAINER_STARTED = "/containers/{container_id}/started"
 CONTAINER_EXCHANGE = "/containers/{container_id}/exchange"
 CONTAINER_ITEMS = "/containers/{container_id}/items"
 CONTAINER_HEARTBEAT = "/containers/{container_id}/heartbeat"
+CONTAINER_WEB = "/containers/{container_id}/web"
 # storage and administration
 SECRETS = "/secrets"
 SECRET_DELETE = "/secrets/{name}/delete"

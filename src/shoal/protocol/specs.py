@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from ..partial import BatchConfig, ConcurrencyConfig
+from ..partial import BatchConfig, ConcurrencyConfig, WebConfig
 from ..retries import RetryPolicy
 
 SPEC_VERSION = 1
@@ -88,6 +88,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     batch: BatchConfig | None = None
     concurrency: ConcurrencyConfig | None = None
     schedule: dict[str, Any] | None = None  # a Period/Cron spec (shoal.schedule): the control plane fires it
+    web: WebConfig | None = None  # served over HTTP through the gateway (fastapi_endpoint, asgi_app, ...)
     # environment
     resources: Resources = Resources()
     env: dict[str, str | None] = {}
@@ -127,21 +128,9 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 # What FunctionOptions.spec() sets; the rest (code, image, secrets, volumes) the App adds at registration.
-OPTION_FIELDS = (
-    "timeout",
-    "startup_timeout",
-    "retries",
-    "max_containers",
-    "min_containers",
-    "buffer_containers",
-    "scaledown_window",
-    "single_use_containers",
-    "batch",
-    "concurrency",
-    "schedule",
-    "env",
-    "resources",
-)
+OPTION_FIELDS = ("timeout", "startup_timeout", "retries", "max_containers", "min_containers", "buffer_containers",
+                 "scaledown_window", "single_use_containers", "batch", "concurrency", "schedule", "env", "resources",
+                 "web")  # fmt: skip
 AUTOSCALER_FIELDS = ("min_containers", "max_containers", "buffer_containers", "scaledown_window")
 
 

@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._ids import new_id
 from ..backends.base import Backend, ContainerSpec
@@ -29,8 +31,10 @@ from ..protocol.messages import (
 from ..protocol.specs import FunctionSpec
 from ..schedule import next_fire
 from . import lifecycle
+from .auth import Authorizer, TokenRegistry
 from .blobs import BlobStore
 from .errors import Conflict, Invalid, NotFound
+from .gateway import Gateway
 from .images import ImageBuilds
 from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
@@ -110,6 +114,9 @@ class ControlPlane:
         self.backend.on_exit = self._on_container_exit
         self.notifier = Notifier()
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
+        registry = TokenRegistry(self.store.tokens, config.client_token)
+        self.authorizer = Authorizer(config.client_token or config.local_token, self.container_token, registry)
+        self.gateway = Gateway(self, urlsplit(config.url).hostname or "127.0.0.1")
         self._wake = asyncio.Event()
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
@@ -120,6 +127,7 @@ class ControlPlane:
 
     async def start(self) -> None:
         self._recover_after_restart()
+        await self.gateway.start()
         self._loop_task = asyncio.create_task(self._scheduler_loop())
 
     async def quiesce(self) -> None:
@@ -138,6 +146,7 @@ class ControlPlane:
             await asyncio.wait({self._loop_task}, timeout=1.0)
         self.backend.on_exit = lambda container_id, code: None  # a shutdown is not the containers' failure
         self.notifier.notify_all()
+        await self.gateway.close()
         await asyncio.gather(*(self.backend.terminate(cid, 0) for cid in self.backend.list()), return_exceptions=True)
 
     async def stop(self) -> None:
@@ -222,6 +231,22 @@ class ControlPlane:
             if not self.volumes.exists(v.volume):
                 raise NotFound(f"Volume {v.volume!r} not found: create it with Volume.from_name(..., "
                                "create_if_missing=True) or `shoal volume create`")  # fmt: skip
+
+    async def expose(self, function_id: str) -> str | None:
+        """The URL of a web function (served from now on by the gateway), or None for other functions."""
+        found = self.store.function(function_id)
+        if found is None or found.spec.web is None:
+            return None
+        label = found.spec.web.label or web_label(self.store.catalog.find_app(found.app_id), found.tag)
+        return await self.gateway.expose(label, function_id, found.app_id)
+
+    def web_ready(self, container_id: str, port: int) -> None:
+        """A web function's container serves its app on ``port`` (its loopback): the gateway may use it."""
+        found = self.store.container_state(container_id)
+        if found is None:
+            raise NotFound(container_id)
+        self.store.set_web_port(container_id, port)
+        self.notifier.notify("web:" + found[0])
 
     def bind(self, function_id: str, params_blob: str) -> str:
         """The function serving a class with these parameter values (created once per set): its own pool."""
@@ -465,7 +490,9 @@ class ControlPlane:
 
     async def _tick(self, limits: Limits) -> None:
         now = time.time()
-        for action in plan(self.store.function_loads(), self.store.live_containers(), now, limits):
+        serving = self.gateway.inflight  # web requests a container serves keep it busy, as leased inputs do
+        containers = [replace(c, leased=c.leased + serving.get(c.id, 0)) for c in self.store.live_containers()]
+        for action in plan(self.store.function_loads(self.gateway.demand()), containers, now, limits):
             if isinstance(action, Launch):
                 for _ in range(action.count):
                     await self._launch(action.function_id, action.app_id)
@@ -506,6 +533,12 @@ class ControlPlane:
             log.exception("launching a container for %s failed", found.tag)
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
+
+
+def web_label(app: dict[str, Any] | None, tag: str) -> str:
+    """Modal's default endpoint label: the app's and the function's names, lowercase, '-' for anything else."""
+    raw = f"{app['name'] if app else 'app'}-{tag}".lower()
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", raw)).strip("-")[:63].strip("-") or "endpoint"
 
 
 def default_max_total_containers() -> int:

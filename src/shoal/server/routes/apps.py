@@ -82,7 +82,7 @@ def add_routes(r: Router) -> None:
             request.path_params["ref"], field(b, "tag", str), decode_spec(field(b, "spec", dict)),
             field(b, "pickled", bytes, None),
         )  # fmt: skip
-        return JSONResponse({"function_id": fid})
+        return JSONResponse({"function_id": fid, "web_url": await plane.expose(fid)})
 
     @r.route(routes.APP_FUNCTION, ["GET"], "caller")
     async def function_by_tag(request: Request) -> Response:
@@ -106,7 +106,9 @@ def add_routes(r: Router) -> None:
             raise ApiError(404, "NotFoundError", f"no function {tag!r} in app {app['name']!r}; it has: {known}")
         found = plane.store.function(fid)
         spec = found.spec.to_wire() if found else {}
-        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": spec})
+        endpoint = plane.store.endpoints_of_app(app["app_id"]).get(tag)
+        web_url = plane.gateway.url(endpoint[1]) if endpoint else None
+        return JSONResponse({"function_id": fid, "app_id": app["app_id"], "spec": spec, "web_url": web_url})
 
     @r.route(routes.APP_STOP, ["POST"], "client")
     async def stop_app(request: Request) -> Response:

@@ -13,6 +13,7 @@ from ...protocol.messages import (
     HeartbeatRequest,
     ItemReport,
     StartedReport,
+    WebReady,
 )
 from ..errors import NotFound
 from ..records import ContainerState
@@ -25,7 +26,10 @@ def add_routes(r: Router) -> None:
     @r.route(routes.CONTAINERS, ["GET"], "client")
     async def list_containers(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "0") == "1"
-        return JSONResponse({"containers": plane.catalog.list_containers(include_stopped)})
+        rows = plane.catalog.list_containers(include_stopped)
+        for row in rows:  # web requests being served count as running inputs
+            row["running_inputs"] += plane.gateway.inflight.get(row["container_id"], 0)
+        return JSONResponse({"containers": rows})
 
     @r.route(routes.CONTAINER_STOP, ["POST"], "client")
     async def stop_container(request: Request) -> Response:
@@ -74,6 +78,12 @@ def add_routes(r: Router) -> None:
     async def container_items(request: Request) -> Response:
         item = await r.typed(request, ItemReport)
         return message(Accepted(plane.add_item(request.path_params["container_id"], item)))
+
+    @r.route(routes.CONTAINER_WEB, ["POST"], "container")
+    async def web_ready(request: Request) -> Response:
+        ready = await r.typed(request, WebReady)
+        plane.web_ready(request.path_params["container_id"], ready.port)
+        return packed({})
 
     @r.route(routes.CONTAINER_HEARTBEAT, ["POST"], "container")
     async def heartbeat(request: Request) -> Response:

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ...protocol.messages import MalformedBody, decode, encode
 from ...protocol.specs import InvalidSpec
-from ..auth import Authorizer, Denied, RateLimiter, TokenRegistry
+from ..auth import Denied, RateLimiter
 from ..control import ControlPlane
 from ..errors import NotFound, RequestError
 
@@ -105,8 +105,8 @@ class Router:
         cfg = plane.config
         self.plane = plane
         self.max_body = cfg.max_payload_bytes + 1024 * 1024
-        self.registry = TokenRegistry(plane.store.tokens, cfg.client_token)
-        self.authorizer = Authorizer(cfg.client_token or cfg.local_token, plane.container_token, self.registry)
+        self.authorizer = plane.authorizer
+        self.registry = plane.authorizer.registry
         self.limiter = RateLimiter(cfg.rate_limit)
         self.routes: list[Route] = []
 

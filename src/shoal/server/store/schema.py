@@ -77,6 +77,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL,
     issuer TEXT NOT NULL DEFAULT ''
 );
+-- web endpoints: a label keeps its port (its URL) across redeploys and restarts
+CREATE TABLE IF NOT EXISTS endpoints (
+    label TEXT PRIMARY KEY, app_id TEXT NOT NULL, function_id TEXT NOT NULL, port INTEGER NOT NULL
+);
 -- inputs a container must interrupt (a cancelled call), told with its next heartbeat
 CREATE TABLE IF NOT EXISTS interrupts (container_id TEXT NOT NULL, call_id TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS interrupts_container ON interrupts(container_id);
@@ -100,4 +104,5 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("containers", "kill_reason", "TEXT"),  # why the control plane is killing it (lifecycle.Intent)
     ("containers", "kill_status", "TEXT"),
     ("containers", "kill_charge", "INTEGER"),
+    ("containers", "web_port", "INTEGER"),  # where a web function's container serves its app (its loopback)
 ]

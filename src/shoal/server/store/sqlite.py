@@ -461,6 +461,48 @@ class SQLiteStore:
                 db.execute("DELETE FROM interrupts WHERE container_id=?", (container_id,))
         return [InputRef(c, i) for c, i in rows]
 
+    def set_web_port(self, container_id: str, port: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE containers SET web_port=? WHERE id=?", (port, container_id))
+
+    def web_containers(self, function_id: str) -> list[tuple[str, int]]:
+        """(container, port) of the function's running containers that serve its web app, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, web_port FROM containers WHERE function_id=? AND state='RUNNING' AND web_port IS NOT NULL "
+            "ORDER BY created_at",
+            (function_id,),
+        ).fetchall()
+        return [(r[0], int(r[1])) for r in rows]
+
+    def touch_active(self, container_id: str) -> None:
+        """A container did work now (a web request began or ended): it is not idle."""
+        now = self.clock()
+        self.db.execute("UPDATE containers SET last_active=?, last_seen=MAX(last_seen, ?) WHERE id=?",
+                        (now, now, container_id))  # fmt: skip
+
+    def endpoint_port(self, label: str) -> int | None:
+        row = self.db.execute("SELECT port FROM endpoints WHERE label=?", (label,)).fetchone()
+        return int(row[0]) if row else None
+
+    def bind_endpoint(self, label: str, app_id: str, function_id: str, port: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", (label, app_id, function_id, port))
+
+    def live_endpoints(self) -> list[tuple[str, str, str]]:
+        """(label, function id, app id) of the endpoints of running apps."""
+        return self.db.execute(
+            "SELECT e.label, e.function_id, e.app_id FROM endpoints e JOIN apps a ON a.id=e.app_id "
+            "WHERE a.state='RUNNING' ORDER BY e.label"
+        ).fetchall()
+
+    def endpoints_of_app(self, app_id: str) -> dict[str, tuple[str, int]]:
+        """function tag -> (label, port) of an app's endpoints."""
+        rows = self.db.execute(
+            "SELECT f.tag, e.label, e.port FROM endpoints e JOIN functions f ON f.id=e.function_id WHERE e.app_id=?",
+            (app_id,),
+        ).fetchall()
+        return {tag: (label, int(port)) for tag, label, port in rows}
+
     def mark_started(self, container_id: str) -> None:
         now = self.clock()
         with self._tx() as db:
@@ -509,10 +551,11 @@ class SQLiteStore:
 
     # ---- scheduler view -------------------------------------------------------------------------
 
-    def function_loads(self) -> list[FunctionLoad]:
-        """Load of every function that has queued or leased inputs, or live containers."""
+    def function_loads(self, demand: dict[str, int] | None = None) -> list[FunctionLoad]:
+        """Load of every function that has queued or leased inputs, live containers, or ``demand`` (web requests
+        waiting or being served, counted as ready inputs)."""
         now = self.clock()
-        counts: dict[str, list[int]] = {}
+        counts: dict[str, list[int]] = {fid: [n, 0, 0] for fid, n in (demand or {}).items()}
         for fid, state, n in self.db.execute("SELECT function_id, state, COUNT(*) FROM inputs GROUP BY 1, 2"):
             counts.setdefault(fid, [0, 0, 0])[2 if state == "LEASED" else 0] += n
         for fid, n in self.db.execute(  # inputs in their retry backoff (the partial index holds only retried ones)

@@ -1,0 +1,112 @@
+"""A web function's container: build its app once (after ``@enter``) and serve it on a loopback port.
+
+The gateway in the control plane proxies each request of the endpoint's URL to this port; the app sees its own
+root. ``fastapi_endpoint`` wraps the function as a FastAPI route at ``/``; ``asgi_app`` and ``wsgi_app`` call it
+for the app; ``web_server`` calls it to start a server of its own and waits for its port to accept connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+from ..exception import InvalidError
+
+try:
+    import uvicorn
+except ImportError:  # an image without a web server
+    raise InvalidError(
+        "A web function's container needs uvicorn: add it to the function's image, e.g. "
+        "Image.debian_slim().pip_install('fastapi[standard]')"
+    ) from None
+from ..partial import WebConfig
+from .usercode import UserCode
+
+
+class WebServer:
+    """The app, served by uvicorn on a thread of its own (the main thread keeps the container's signals)."""
+
+    def __init__(self, code: UserCode, web: WebConfig) -> None:
+        self.web = web
+        self.done = threading.Event()
+        self.server: uvicorn.Server | None = None
+        self.port = 0
+        if web.kind == "server":
+            code.call((), {}, on_future=lambda f: None)  # starts the user's own server
+            self.port = _await_port(web.port or 0, web.startup_timeout)
+            return
+        app = build_app(code, web)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                lifespan="off" if web.kind == "wsgi" else "auto")  # fmt: skip
+        self.server = uvicorn.Server(config)
+        thread = threading.Thread(target=self._run, args=(sock,), name="shoal-web", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + max(web.startup_timeout, 30.0)
+        while not self.server.started:
+            if self.done.is_set() or time.monotonic() > deadline:
+                raise RuntimeError("the web app did not start (see the container's output above)")
+            time.sleep(0.01)
+
+    def _run(self, sock: socket.socket) -> None:
+        assert self.server is not None
+        try:
+            asyncio.run(self.server.serve(sockets=[sock]))
+        finally:
+            self.done.set()
+
+    def wait(self) -> None:
+        """Until the app stops (a signal handler's SystemExit ends the wait sooner)."""
+        if self.server is None:
+            threading.Event().wait()
+        self.done.wait()
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop taking requests and let the ones in flight finish, for up to ``grace`` seconds."""
+        if self.server is not None:
+            self.server.should_exit = True
+            self.done.wait(grace)
+
+
+def build_app(code: UserCode, web: WebConfig) -> Any:
+    """The ASGI app of a web function."""
+    if code.is_class:
+        raise InvalidError("web endpoints on @app.cls methods are not supported yet: use a function")
+    if web.kind == "fastapi":
+        try:
+            from fastapi import FastAPI
+        except ImportError:
+            raise InvalidError(
+                "fastapi_endpoint needs FastAPI where the container runs: pip install fastapi, or add it to the "
+                "function's image (Image.debian_slim().pip_install('fastapi'))"
+            ) from None
+        app = FastAPI(redoc_url=None, docs_url="/docs" if web.docs else None,
+                      openapi_url="/openapi.json" if web.docs else None)  # fmt: skip
+        app.add_api_route("/", code.fn, methods=[web.method])
+        return app
+    made = code.resolve(code.fn())
+    if web.kind == "wsgi":
+        from a2wsgi import WSGIMiddleware
+
+        return WSGIMiddleware(made)
+    return made
+
+
+def _await_port(port: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"web_server(port={port}): nothing accepted connections on that port within "
+                    f"startup_timeout={timeout:g}s"
+                ) from None
+            time.sleep(0.05)

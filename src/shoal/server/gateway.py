@@ -1,0 +1,244 @@
+"""The web gateway: each endpoint gets its own port on the server's host, proxied to a container of its function.
+
+An endpoint's URL is ``http://HOST:PORT/``: the app behind it sees its own root, so absolute links work, and no
+DNS or hosts-file set-up is needed. The port is kept in the store per label, so a redeploy (or a server restart)
+keeps the URL. A request to an endpoint with no free container is demand the scheduler sees (it starts one);
+each container takes as many requests at once as ``@concurrent(max_inputs=)`` allows (one by default). Past the
+function's ``timeout`` a request gets 504; a container that dies mid-request gives 502 to the requests it held.
+The gateway never runs user code: containers serve the app on their own loopback port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import uvicorn
+
+from ..protocol.specs import FunctionSpec
+from .auth import Denied
+
+if TYPE_CHECKING:
+    from .control import ControlPlane
+
+log = logging.getLogger("shoal.gateway")
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+              "transfer-encoding", "upgrade", "host", "content-length"}  # fmt: skip
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+
+class NoCapacity(Exception):
+    """No container took the request in time."""
+
+
+class _Listener(uvicorn.Server):
+    """A uvicorn server for one endpoint inside the control plane's loop: it leaves signals to the main server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class Gateway:
+    def __init__(self, plane: ControlPlane, host: str) -> None:
+        self.plane = plane
+        self.host = host
+        self.functions: dict[str, str] = {}  # label -> function id serving it now
+        self.listeners: dict[str, tuple[_Listener, asyncio.Task[None]]] = {}
+        self.waiting: dict[str, int] = defaultdict(int)  # function id -> requests waiting for a container
+        self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
+        self.client = httpx.AsyncClient(timeout=None, follow_redirects=False)
+
+    # ---- endpoints --------------------------------------------------------------------------------
+
+    async def expose(self, label: str, function_id: str, app_id: str) -> str:
+        """Serve ``label`` from ``function_id`` now (a redeploy moves the label); returns the endpoint's URL."""
+        port = self.plane.store.endpoint_port(label)
+        sock = self._bind(port or 0) if label not in self.listeners else None
+        if sock is not None and port and sock.getsockname()[1] != port:
+            moved = sock.getsockname()[1]
+            log.warning("endpoint %s could not get its port %s back; it moved to %s", label, port, moved)
+        if sock is not None:
+            port = sock.getsockname()[1]
+            listener = _Listener(uvicorn.Config(self._app(label), log_level="warning", lifespan="off",
+                                                access_log=False, timeout_graceful_shutdown=2))  # fmt: skip
+            self.listeners[label] = (listener, asyncio.create_task(listener.serve(sockets=[sock])))
+        assert port is not None
+        self.plane.store.bind_endpoint(label, app_id, function_id, port)
+        self.functions[label] = function_id
+        return self.url(port)
+
+    def url(self, port: int) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, port))
+        except OSError:
+            if not port:
+                raise
+            sock.bind((self.host, 0))
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
+
+    async def start(self) -> None:
+        """Listen again for the endpoints of running apps (after a restart)."""
+        for label, function_id, app_id in self.plane.store.live_endpoints():
+            await self.expose(label, function_id, app_id)
+
+    async def close(self) -> None:
+        for listener, _ in self.listeners.values():
+            listener.should_exit = True
+        await asyncio.gather(*(task for _, task in self.listeners.values()), return_exceptions=True)
+        await self.client.aclose()
+
+    # ---- load, for the scheduler -----------------------------------------------------------------
+
+    def demand(self) -> dict[str, int]:
+        """Requests per function, waiting or being served: the scheduler's backlog for web functions."""
+        out = dict(self.waiting)
+        for container_id, n in self.inflight.items():
+            found = self.plane.store.container_state(container_id)
+            if found is not None and n:
+                out[found[0]] = out.get(found[0], 0) + n
+        return {fid: n for fid, n in out.items() if n}
+
+    # ---- requests ---------------------------------------------------------------------------------
+
+    def _app(self, label: str) -> Callable[[Scope, Receive, Send], Any]:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await _answer(send, 404, "This Shoal endpoint serves HTTP only (websockets are not supported yet).")
+                return
+            await self._serve(label, scope, receive, send)
+
+        return app
+
+    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        function_id = self.functions.get(label)
+        found = self.plane.store.function(function_id) if function_id else None
+        if found is None or self.plane.store.app_state(found.app_id) != "RUNNING":
+            await _answer(send, 404, f"No running app serves the endpoint {label!r}.")
+            return
+        spec = found.spec
+        if spec.web is not None and spec.web.requires_proxy_auth and not self._authorized(scope):
+            await _answer(send, 401, "This endpoint requires proxy auth: send `Authorization: Bearer <Shoal token>`.")
+            return
+        started = time.monotonic()
+        try:
+            container_id, port = await self._acquire(found.id, spec)
+        except NoCapacity as exc:
+            await _answer(send, 503, str(exc))
+            return
+        status = 502
+        try:
+            status = await asyncio.wait_for(self._proxy(port, scope, receive, send), spec.timeout)
+        except asyncio.TimeoutError:
+            status = 504
+            await _answer(send, 504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
+        except httpx.HTTPError as exc:
+            await _answer(send, 502, f"The container serving this endpoint failed mid-request ({type(exc).__name__}).")
+        finally:
+            self._release(container_id, found.id)
+            took = (time.monotonic() - started) * 1000
+            path = scope.get("path", "/")
+            self.plane.system_log(found.app_id, container_id, f"{scope['method']} {path} -> {status} in {took:.0f} ms")
+
+    def _authorized(self, scope: Scope) -> bool:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        presented = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        client = scope.get("client") or ("?", 0)
+        try:
+            self.plane.authorizer.identify("client", presented, client[0])
+        except Denied:
+            return False
+        return bool(presented)
+
+    async def _acquire(self, function_id: str, spec: FunctionSpec) -> tuple[str, int]:
+        """A container of the function with a free slot (starting one if needed), waiting up to its startup time."""
+        capacity = spec.concurrency.max_inputs if spec.concurrency else 1
+        deadline = time.monotonic() + spec.startup_timeout + (spec.web.startup_timeout if spec.web else 0.0)
+        self.waiting[function_id] += 1
+        self.plane.wake_scheduler()
+        try:
+            while True:
+                for container_id, port in self.plane.store.web_containers(function_id):
+                    if self.inflight[container_id] < capacity:
+                        self.inflight[container_id] += 1
+                        self.plane.store.touch_active(container_id)
+                        return container_id, port
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoCapacity(f"No container of this endpoint's function could take the request within "
+                                     f"{spec.startup_timeout:g}s (see `shoal app logs`).")  # fmt: skip
+                await self.plane.notifier.wait("web:" + function_id, remaining)
+        finally:
+            self.waiting[function_id] -= 1
+
+    def _release(self, container_id: str, function_id: str) -> None:
+        self.inflight[container_id] -= 1
+        if self.inflight[container_id] <= 0:
+            del self.inflight[container_id]
+        self.plane.store.touch_active(container_id)
+        self.plane.notifier.notify("web:" + function_id)
+
+    async def _proxy(self, port: int, scope: Scope, receive: Receive, send: Send) -> int:
+        """Forward one request to the container and stream its answer back; returns the status."""
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        host = next((v for k, v in headers if k.lower() == "host"), "")
+        client = scope.get("client") or ("", 0)
+        kept = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        forwarded = [(k, v) for k, v in kept if not k.lower().startswith("x-forwarded")]
+        forwarded += [("x-forwarded-for", client[0]), ("x-forwarded-proto", scope.get("scheme", "http")),
+                      ("x-forwarded-host", host)]  # fmt: skip
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"http://127.0.0.1:{port}{scope.get('raw_path', b'').decode('latin-1') or scope['path']}"
+        if query and "?" not in url:
+            url += "?" + query
+        request = self.client.build_request(scope["method"], url, headers=forwarded, content=_body(receive))
+        response = await self.client.send(request, stream=True)
+        try:
+            out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.multi_items()
+                   if k.lower() not in HOP_BY_HOP]  # fmt: skip
+            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+        return response.status_code
+
+
+async def _body(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives (never buffered whole)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _answer(send: Send, status: int, text: str) -> None:
+    body = (text + "\n").encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    with contextlib.suppress(Exception):  # the response may have started already (a 504 mid-stream)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,0 +1,112 @@
+"""Web endpoints for the end-to-end tests: every decorator, streaming, and the seed's kickoff-and-poll pattern."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import shoal
+
+app = shoal.App("tests-web")
+
+
+@app.function()
+@shoal.fastapi_endpoint()
+def hello(name: str = "world", times: int = 1) -> dict[str, str]:
+    return {"hello": " ".join([name] * times)}
+
+
+@app.function()
+@shoal.fastapi_endpoint(method="POST", docs=True)
+def total(item: dict[str, Any]) -> dict[str, Any]:
+    return {"total": sum(item["values"])}
+
+
+@app.function()
+@shoal.asgi_app()
+def site() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, StreamingResponse
+    from starlette.routing import Route
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse('<a href="/ticks">ticks</a> seen at ' + request.url.path)
+
+    async def ticks(request: Request) -> StreamingResponse:
+        async def chunks() -> Any:
+            for i in range(3):
+                yield f"tick {i}\n"
+                await asyncio.sleep(0.4)
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def upload(request: Request) -> HTMLResponse:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return HTMLResponse(str(size))
+
+    return Starlette(routes=[Route("/", index), Route("/ticks", ticks), Route("/upload", upload, methods=["POST"])])
+
+
+@app.function()
+@shoal.wsgi_app(label="tests-legacy")
+def legacy() -> Any:
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("content-type", "text/plain")])
+        return [f"wsgi {environ['PATH_INFO']}?{environ['QUERY_STRING']}".encode()]
+
+    return wsgi
+
+
+@app.function(timeout=1)
+@shoal.fastapi_endpoint()
+def slow() -> str:
+    import time
+
+    time.sleep(3)
+    return "too late"
+
+
+@app.function(timeout=60)
+@shoal.fastapi_endpoint()
+def sleepy(seconds: float = 30) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "awake"
+
+
+@app.function()
+@shoal.fastapi_endpoint(requires_proxy_auth=True)
+def guarded() -> str:
+    return "secret handshake"
+
+
+# ---- the seed pattern: POST a batch, get a job id, poll it --------------------------------------------
+
+
+@app.function(max_containers=2)
+def process(item: dict[str, int]) -> int:
+    return item["x"] * 2
+
+
+@app.function()
+def run_batch(items: list[dict[str, int]]) -> int:
+    return sum(process.map(items))
+
+
+@app.function()
+@shoal.fastapi_endpoint(method="POST")
+def kickoff(items: list[dict[str, int]]) -> dict[str, str]:
+    return {"job_id": run_batch.spawn(items).object_id}
+
+
+@app.function()
+@shoal.fastapi_endpoint()
+def status(job_id: str) -> dict[str, Any]:
+    try:
+        return {"status": "done", "result": shoal.FunctionCall.from_id(job_id).get(timeout=0)}
+    except TimeoutError:
+        return {"status": "running"}

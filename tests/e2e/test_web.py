@@ -1,0 +1,101 @@
+"""Web endpoints through the real gateway: every decorator, FastAPI's validation, streaming both ways, timeouts,
+proxy auth, and the seed's pattern (POST 10,000 items to a kickoff endpoint, poll a status endpoint by job id)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import time
+
+import httpx
+
+import shoal
+from tests.apps import web
+
+
+def test_fastapi_endpoints_take_query_parameters_and_json_bodies_as_fastapi_does(server):
+    with web.app.run(show_logs=False):
+        hello, total = web.hello.get_web_url(), web.total.get_web_url()
+        assert hello and hello.startswith("http://127.0.0.1:") and hello != total
+        assert httpx.get(hello).json() == {"hello": "world"}
+        assert httpx.get(hello, params={"name": "shoal", "times": 2}).json() == {"hello": "shoal shoal"}
+        assert httpx.get(hello, params={"times": "many"}).status_code == 422  # FastAPI's validation
+        assert httpx.post(hello).status_code == 405  # GET only
+        assert httpx.post(total, json={"values": [1, 2, 3]}).json() == {"total": 6}
+        assert httpx.post(total, content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+        assert httpx.get(total + "/docs").status_code == 200  # docs=True
+        assert httpx.get(hello + "/docs").status_code == 404
+
+
+def test_an_asgi_app_sees_its_own_root_and_streams_both_ways(server):
+    with web.app.run(show_logs=False):
+        url = web.site.get_web_url()
+        assert url is not None
+        page = httpx.get(url + "/")
+        assert page.status_code == 200 and 'href="/ticks"' in page.text and page.text.endswith("seen at /")
+        # a streamed answer arrives chunk by chunk, not all at the end
+        arrivals = []
+        with httpx.stream("GET", url + "/ticks") as response:
+            for line in response.iter_lines():
+                arrivals.append((time.monotonic(), line))
+        assert [line for _, line in arrivals] == ["tick 0", "tick 1", "tick 2"]
+        assert arrivals[-1][0] - arrivals[0][0] > 0.6
+        # an upload streams in (8 MiB in 64 KiB chunks) and the app counts what it got
+        chunks = (b"x" * 65536 for _ in range(128))
+        assert httpx.post(url + "/upload", content=chunks).text == str(128 * 65536)
+
+
+def test_a_wsgi_app_is_served_under_its_label_and_a_redeploy_keeps_the_url(server):
+    first = web.app.deploy("tests-web-deployed")
+    url = first.web_urls["legacy"]
+    assert httpx.get(url + "/path", params={"q": "1"}).text == "wsgi /path?q=1"
+    second = web.app.deploy("tests-web-deployed")  # a redeploy: new version, same URL
+    assert second.version == first.version + 1 and second.web_urls["legacy"] == url
+    assert shoal.Function.from_name("tests-web-deployed", "legacy").get_web_url() == url
+    assert httpx.get(url + "/again").text == "wsgi /again?"
+    httpx.post(f"{server.url}/apps/tests-web-deployed/stop", headers=server.auth, json={}).raise_for_status()
+    assert httpx.get(url + "/").status_code == 404  # a stopped app's endpoint answers, saying so
+
+
+def test_a_request_past_the_timeout_gets_504_and_proxy_auth_needs_a_token(server):
+    with web.app.run(show_logs=False):
+        slow = httpx.get(web.slow.get_web_url() or "", timeout=30)
+        assert slow.status_code == 504 and "timeout=1s" in slow.text
+        guarded = web.guarded.get_web_url() or ""
+        assert httpx.get(guarded).status_code == 401
+        assert httpx.get(guarded, headers={"authorization": f"Bearer {server.token}"}).json() == "secret handshake"
+
+
+def test_a_container_killed_mid_request_gives_502_to_that_request_and_the_next_gets_a_fresh_one(server):
+    with web.app.run(show_logs=False):
+        url = web.sleepy.get_web_url() or ""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.get, url, params={"seconds": 30}, timeout=60)
+            pids = _wait_for(lambda: server.busy_pids_of("sleepy"))  # the request is in the container
+            os.kill(pids[0], signal.SIGKILL)
+            killed = pending.result()
+        assert killed.status_code == 502 and "failed mid-request" in killed.text
+        assert httpx.get(url, params={"seconds": 0}, timeout=60).text == '"awake"'
+
+
+def _wait_for(probe, timeout: float = 30.0):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return found
+
+
+def test_kickoff_a_10000_item_batch_then_poll_its_job_id_until_the_result_arrives(server):
+    items = [{"x": i} for i in range(10_000)]
+    with web.app.run(show_logs=False):
+        job_id = httpx.post(web.kickoff.get_web_url() or "", json=items, timeout=60).json()["job_id"]
+        assert job_id.startswith("fc-")
+        deadline = time.monotonic() + 120
+        while True:
+            answer = httpx.get(web.status.get_web_url() or "", params={"job_id": job_id}, timeout=30).json()
+            if answer["status"] == "done" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer == {"status": "done", "result": 2 * sum(range(10_000))}
