@@ -8,7 +8,7 @@ with that message, not at ``from modal import X``. In ``modal.exception``, an un
 subclass of Shoal's ``Error``, so ``except modal.exception.SomethingError:`` still works.
 
 Nothing is installed on import: outside these commands a real ``modal`` package is never shadowed. A container
-installs the alias when its app was registered under it (``spec["modal_alias"]``).
+installs the alias when its app was registered under it (``FunctionSpec.modal_alias``).
 """
 
 from __future__ import annotations

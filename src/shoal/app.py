@@ -69,6 +69,7 @@ class App:
         self._images: dict[str, ImageSpec] = {}
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
+        self._server_url: str | None = None  # the server it runs on, while it runs
         self._log_seq = 0
         self._log_printer = LogPrinter()
 
@@ -219,6 +220,7 @@ class App:
             raise InvalidError(f"{self!r} is already running.")
         url = standing_url() if detach else acquire_server()
         client = client_for(url)
+        self._server_url = url
         background: list[Any] = []
         try:
             if output_enabled():  # the first line of every run: which server it uses, and why that one
@@ -245,6 +247,15 @@ class App:
                 self._app_id = None
                 if not detach:
                     release_server(url)
+
+    def _adopt(self, fresh: App) -> list[str]:
+        """Register ``fresh`` (this app's module, imported again) into this running app: new requests and calls
+        reach its code, in-flight ones finish on the old (``shoal serve``'s reload). Returns its web URLs."""
+        if self._app_id is None or self._server_url is None:
+            raise InvalidError(f"{self!r} is not running.")
+        run_sync(fresh._register(client_for(self._server_url), self._server_url, self._app_id))
+        fresh._app_id = self._app_id
+        return [f"{tag} => {fn._web_url}" for tag, fn in sorted(fresh.registered_functions.items()) if fn._web_url]
 
     def deploy(self, name: str | None = None) -> DeployResult:
         """Deploy the app to the standing server (started in the background if needed), replacing any

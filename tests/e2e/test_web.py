@@ -4,14 +4,20 @@ proxy auth, and the seed's pattern (POST 10,000 items to a kickoff endpoint, pol
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
+import queue
 import signal
+import subprocess
+import sys
+import threading
 import time
 
 import httpx
 
 import shoal
 from tests.apps import web
+from tests.conftest import REPO
 
 
 def test_fastapi_endpoints_take_query_parameters_and_json_bodies_as_fastapi_does(server):
@@ -99,3 +105,52 @@ def test_kickoff_a_10000_item_batch_then_poll_its_job_id_until_the_result_arrive
                 break
             time.sleep(0.2)
         assert answer == {"status": "done", "result": 2 * sum(range(10_000))}
+
+
+SERVED = """
+import shoal
+
+app = shoal.App("tests-served")
+
+
+@app.function()
+@shoal.fastapi_endpoint()
+def word() -> str:
+    return "{word}"
+"""
+
+
+def test_shoal_serve_reloads_on_a_source_change_and_ctrl_c_stops_the_app(server, tmp_path):
+    # Given `shoal serve` of an app with one endpoint
+    source = tmp_path / "served.py"
+    source.write_text(SERVED.format(word="first"))
+    proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve", str(source)], cwd=REPO, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def line_with(text: str) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                if text in (line := lines.get(timeout=1)):
+                    return line
+        raise AssertionError(f"no line with {text!r}")
+
+    try:
+        url = line_with("web endpoint word => ").split("=> ")[1].strip()
+        assert httpx.get(url, timeout=60).json() == "first"
+        # When its source changes, Then the same URL serves the new code
+        source.write_text(SERVED.format(word="second"))
+        line_with("Reloaded (served.py)")
+        assert httpx.get(url, timeout=60).json() == "second"
+        # When Ctrl-C, Then the app stops (its endpoint says no app serves it)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+        assert httpx.get(url, timeout=30).status_code == 404
+    finally:
+        proc.kill()
+        proc.wait()
+        reader.join(5)
+        proc.stderr.close()  # type: ignore[union-attr]

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import inspect
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -125,6 +127,63 @@ def run(
             raise click.UsageError(f"-w needs a str or bytes return value, got {type(result).__name__}")
     elif result is not None and entry.name not in entry.app.local_entrypoints and not quiet:
         click.echo(result if isinstance(result, str) else repr(result))
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-m", "as_module", is_flag=True, help="TARGET is a module path (package.module).")
+@friendly_errors
+def serve(target: str, as_module: bool) -> None:
+    """Serve an app's web endpoints while this runs, reloading when its source files change (Ctrl-C stops it).
+
+    \b
+    Examples:
+      shoal serve api.py
+      shoal serve -m mypackage.api
+    """
+    from .._output import enable_output
+    from .targets import find_app, import_target
+
+    _modal_alias.install()
+    module, _ = import_target(target, as_module)
+    app = find_app(module)
+    assert module.__file__ is not None
+    folder = Path(module.__file__).resolve().parent
+    signal.signal(signal.SIGTERM, _interrupt)
+    with enable_output(show_progress=False), app.run():
+        click.echo(f"✓ Serving; watching {folder} for changes (Ctrl-C stops)", err=True)
+        seen = _sources(folder)
+        while True:
+            time.sleep(RELOAD_POLL)
+            now = _sources(folder)
+            if now == seen:
+                continue
+            changed = sorted(str(p.relative_to(folder)) for p in set(now) ^ set(seen) | {
+                p for p in now.keys() & seen.keys() if now[p] != seen[p]})  # fmt: skip
+            seen = now
+            try:
+                module = importlib.reload(module)
+                urls = app._adopt(find_app(module))
+            except Exception as exc:  # noqa: BLE001 - a broken edit: keep serving the last good code
+                click.echo(f"✗ Reload failed, still serving the previous code: {type(exc).__name__}: {exc}", err=True)
+                continue
+            click.echo(f"✓ Reloaded ({', '.join(changed)})", err=True)
+            for line in urls:
+                click.echo(f"  ├─ web endpoint {line}", err=True)
+
+
+RELOAD_POLL = 0.3  # seconds between looks at the source files' modification times
+
+
+def _sources(folder: Path) -> dict[Path, int]:
+    """Modification times of the Python files under ``folder`` (what ``shoal serve`` watches)."""
+    out = {}
+    for path in folder.rglob("*.py"):
+        try:
+            out[path] = path.stat().st_mtime_ns
+        except OSError:
+            continue
+    return out
 
 
 def _interrupt(signum: int, frame: Any) -> None:

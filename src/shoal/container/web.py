@@ -39,10 +39,12 @@ class WebServer:
             self.port = _await_port(web.port or 0, web.startup_timeout)
             return
         app = build_app(code, web)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                                timeout_keep_alive=300,  # the gateway keeps its connections
                                 lifespan="off" if web.kind == "wsgi" else "auto")  # fmt: skip
         self.server = uvicorn.Server(config)
         thread = threading.Thread(target=self._run, args=(sock,), name="shoal-web", daemon=True)

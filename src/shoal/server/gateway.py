@@ -19,18 +19,18 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import uvicorn
 
 from ..protocol.specs import FunctionSpec
 from .auth import Denied
+from .upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
     from .control import ControlPlane
 
 log = logging.getLogger("shoal.gateway")
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "host", "content-length"}  # fmt: skip
+HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
+              b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -56,7 +56,10 @@ class Gateway:
         self.listeners: dict[str, tuple[_Listener, asyncio.Task[None]]] = {}
         self.waiting: dict[str, int] = defaultdict(int)  # function id -> requests waiting for a container
         self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
-        self.client = httpx.AsyncClient(timeout=None, follow_redirects=False)
+        self.upstream = Upstream()
+        self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
+        self.touched: dict[str, float] = {}  # container -> when its last_active was last written
+        self._flusher: asyncio.Task[None] | None = None
 
     # ---- endpoints --------------------------------------------------------------------------------
 
@@ -83,8 +86,9 @@ class Gateway:
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted connections inherit it: no Nagle
         try:
             sock.bind((self.host, port))
         except OSError:
@@ -99,12 +103,16 @@ class Gateway:
         """Listen again for the endpoints of running apps (after a restart)."""
         for label, function_id, app_id in self.plane.store.live_endpoints():
             await self.expose(label, function_id, app_id)
+        self._flusher = asyncio.create_task(self._flush_logs())
 
     async def close(self) -> None:
         for listener, _ in self.listeners.values():
             listener.should_exit = True
         await asyncio.gather(*(task for _, task in self.listeners.values()), return_exceptions=True)
-        await self.client.aclose()
+        if self._flusher is not None:
+            self._flusher.cancel()
+        self.flush_logs()
+        self.upstream.close()
 
     # ---- load, for the scheduler -----------------------------------------------------------------
 
@@ -150,13 +158,13 @@ class Gateway:
         except asyncio.TimeoutError:
             status = 504
             await _answer(send, 504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             await _answer(send, 502, f"The container serving this endpoint failed mid-request ({type(exc).__name__}).")
         finally:
             self._release(container_id, found.id)
             took = (time.monotonic() - started) * 1000
-            path = scope.get("path", "/")
-            self.plane.system_log(found.app_id, container_id, f"{scope['method']} {path} -> {status} in {took:.0f} ms")
+            line = f"{scope['method']} {scope.get('path', '/')} -> {status} in {took:.0f} ms"
+            self.request_logs[(found.app_id, container_id)].append(line)
 
     def _authorized(self, scope: Scope) -> bool:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -179,7 +187,7 @@ class Gateway:
                 for container_id, port in self.plane.store.web_containers(function_id):
                     if self.inflight[container_id] < capacity:
                         self.inflight[container_id] += 1
-                        self.plane.store.touch_active(container_id)
+                        self._touch(container_id)
                         return container_id, port
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -193,34 +201,49 @@ class Gateway:
         self.inflight[container_id] -= 1
         if self.inflight[container_id] <= 0:
             del self.inflight[container_id]
-        self.plane.store.touch_active(container_id)
+        self._touch(container_id)
         self.plane.notifier.notify("web:" + function_id)
+
+    def _touch(self, container_id: str) -> None:
+        """Mark the container active (not idle), writing to the store at most once a second per container."""
+        now = time.monotonic()
+        if now - self.touched.get(container_id, 0.0) >= 1.0:
+            self.touched[container_id] = now
+            self.plane.store.touch_active(container_id)
+
+    async def _flush_logs(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            self.flush_logs()
+
+    def flush_logs(self) -> None:
+        """Request lines into the app logs: one write per container every half second, not one per request."""
+        pending, self.request_logs = self.request_logs, defaultdict(list)
+        for (app_id, container_id), lines in pending.items():
+            self.plane.system_log(app_id, container_id, "\n".join(lines))
 
     async def _proxy(self, port: int, scope: Scope, receive: Receive, send: Send) -> int:
         """Forward one request to the container and stream its answer back; returns the status."""
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
-        host = next((v for k, v in headers if k.lower() == "host"), "")
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        host = next((v for k, v in headers if k == b"host"), b"")
+        length = next((int(v) for k, v in headers if k == b"content-length"), None)
         client = scope.get("client") or ("", 0)
-        kept = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
-        forwarded = [(k, v) for k, v in kept if not k.lower().startswith("x-forwarded")]
-        forwarded += [("x-forwarded-for", client[0]), ("x-forwarded-proto", scope.get("scheme", "http")),
-                      ("x-forwarded-host", host)]  # fmt: skip
-        query = scope.get("query_string", b"").decode("latin-1")
-        url = f"http://127.0.0.1:{port}{scope.get('raw_path', b'').decode('latin-1') or scope['path']}"
-        if query and "?" not in url:
-            url += "?" + query
-        request = self.client.build_request(scope["method"], url, headers=forwarded, content=_body(receive))
-        response = await self.client.send(request, stream=True)
-        try:
-            out = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.multi_items()
-                   if k.lower() not in HOP_BY_HOP]  # fmt: skip
-            await send({"type": "http.response.start", "status": response.status_code, "headers": out})
-            async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
-        return response.status_code
+        forwarded = [(k, v) for k, v in headers if k not in HOP_BY_HOP and not k.startswith(b"x-forwarded")]
+        scheme = scope.get("scheme", "http").encode()
+        forwarded += [(b"host", host), (b"x-forwarded-for", client[0].encode()), (b"x-forwarded-proto", scheme),
+                      (b"x-forwarded-host", host)]  # fmt: skip
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        streamed = any(k == b"transfer-encoding" for k, _ in headers)
+        response = await self.upstream.request(port, scope["method"], target.decode("latin-1"), forwarded,
+                                               _body(receive), length, streamed)  # fmt: skip
+        out = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or k == b"content-length"]
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        async for chunk in response.body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return response.status
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
