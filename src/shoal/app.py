@@ -181,6 +181,12 @@ class App:
             tag = name or user_cls.__qualname__
             if "<locals>" in tag and not built.serialized:
                 raise InvalidError(f"{tag} is defined inside a function: define it at module level.")
+            web = [n for n, v in vars(user_cls).items() if hasattr(v, "_shoal_web")]
+            if web:
+                raise InvalidError(
+                    f"{tag}.{web[0]}: web endpoints on @app.cls methods are not supported by Shoal yet; serve it "
+                    "from an @app.function (its module-level state plays @enter's part)."
+                )
             if not class_methods(user_cls):
                 raise InvalidError(f"{tag} has no @shoal.method(); mark the methods to call remotely.")
             service = Function(user_cls, tag, class_options(user_cls, built), self.name)

@@ -28,7 +28,8 @@ def site() -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, StreamingResponse
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket
 
     async def index(request: Request) -> HTMLResponse:
         return HTMLResponse('<a href="/ticks">ticks</a> seen at ' + request.url.path)
@@ -47,7 +48,43 @@ def site() -> Any:
             size += len(chunk)
         return HTMLResponse(str(size))
 
-    return Starlette(routes=[Route("/", index), Route("/ticks", ticks), Route("/upload", upload, methods=["POST"])])
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            await websocket.send_text(f"echo: {text}")
+
+    routes = [Route("/", index), Route("/ticks", ticks), Route("/upload", upload, methods=["POST"])]
+    return Starlette(routes=[*routes, WebSocketRoute("/echo", echo)])
+
+
+@app.function()
+@shoal.asgi_app()
+def with_lifespan() -> Any:
+    import contextlib
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        app.state.started = "at container start"  # ASGI lifespan startup, once per container
+        yield
+
+    async def index(request: Request) -> JSONResponse:
+        return JSONResponse({"started": request.app.state.started})
+
+    return Starlette(routes=[Route("/", index)], lifespan=lifespan)
+
+
+@app.function()
+@shoal.web_server(8765, startup_timeout=10)
+def own_server() -> None:
+    import subprocess
+    import sys
+
+    subprocess.Popen([sys.executable, "-m", "http.server", "8765", "--bind", "127.0.0.1", "--directory", "/"])
 
 
 @app.function()

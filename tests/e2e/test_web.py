@@ -14,6 +14,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 import shoal
 from tests.apps import web
@@ -50,6 +51,24 @@ def test_an_asgi_app_sees_its_own_root_and_streams_both_ways(server):
         # an upload streams in (8 MiB in 64 KiB chunks) and the app counts what it got
         chunks = (b"x" * 65536 for _ in range(128))
         assert httpx.post(url + "/upload", content=chunks).text == str(128 * 65536)
+
+
+def test_asgi_lifespan_runs_per_container_and_a_web_server_of_its_own_is_proxied(server):
+    with web.app.run(show_logs=False):
+        assert httpx.get(web.with_lifespan.get_web_url() or "", timeout=60).json() == {"started": "at container start"}
+        listing = httpx.get(web.own_server.get_web_url() or "", timeout=60)
+        assert listing.status_code == 200 and "Directory listing for /" in listing.text
+
+
+def test_a_websocket_of_an_asgi_app_echoes_through_the_gateway(server):
+    from websockets.sync.client import connect
+
+    with web.app.run(show_logs=False):
+        url = (web.site.get_web_url() or "").replace("http://", "ws://") + "/echo"
+        with connect(url, open_timeout=60) as ws:
+            for word in ("one", "two"):
+                ws.send(word)
+                assert ws.recv(timeout=30) == f"echo: {word}"
 
 
 def test_a_wsgi_app_is_served_under_its_label_and_a_redeploy_keeps_the_url(server):
@@ -154,3 +173,20 @@ def test_shoal_serve_reloads_on_a_source_change_and_ctrl_c_stops_the_app(server,
         proc.wait()
         reader.join(5)
         proc.stderr.close()  # type: ignore[union-attr]
+
+
+def test_web_decorators_check_their_arguments_and_classes_refuse_web_methods():
+    with pytest.raises(shoal.exception.InvalidError, match="label"):
+        shoal.fastapi_endpoint(label="Not A Label")
+    with pytest.raises(shoal.exception.InvalidError, match="port"):
+        shoal.web_server(0)
+    with pytest.warns(DeprecationWarning, match="fastapi_endpoint"):
+        shoal.web_endpoint()
+    app = shoal.App("web-cls")
+    with pytest.raises(shoal.exception.InvalidError, match="@app.cls methods"):
+
+        @app.cls(serialized=True)
+        class Model:
+            @shoal.fastapi_endpoint()
+            def predict(self) -> str:
+                return "x"

@@ -129,10 +129,10 @@ class Gateway:
 
     def _app(self, label: str) -> Callable[[Scope, Receive, Send], Any]:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
-                await _answer(send, 404, "This Shoal endpoint serves HTTP only (websockets are not supported yet).")
-                return
-            await self._serve(label, scope, receive, send)
+            if scope["type"] == "http":
+                await self._serve(label, scope, receive, send)
+            elif scope["type"] == "websocket":
+                await self._serve_websocket(label, scope, receive, send)
 
         return app
 
@@ -165,6 +165,27 @@ class Gateway:
             took = (time.monotonic() - started) * 1000
             line = f"{scope['method']} {scope.get('path', '/')} -> {status} in {took:.0f} ms"
             self.request_logs[(found.app_id, container_id)].append(line)
+
+    async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
+        function_id = self.functions.get(label)
+        found = self.plane.store.function(function_id) if function_id else None
+        refused = {"type": "websocket.close", "code": 1008}
+        if found is None or self.plane.store.app_state(found.app_id) != "RUNNING":
+            await send(refused)
+            return
+        if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(scope):
+            await send(refused)
+            return
+        try:
+            container_id, port = await self._acquire(found.id, found.spec)
+        except NoCapacity:
+            await send({"type": "websocket.close", "code": 1013})  # try again later
+            return
+        try:
+            await _relay(port, scope, receive, send)
+        finally:
+            self._release(container_id, found.id)
 
     def _authorized(self, scope: Scope) -> bool:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -244,6 +265,47 @@ class Gateway:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return response.status
+
+
+async def _relay(port: int, scope: Scope, receive: Receive, send: Send) -> None:
+    """One websocket: connect to the app first (its answer decides the client's), then pass messages both ways."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    first = await receive()  # websocket.connect
+    assert first["type"] == "websocket.connect"
+    target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    try:
+        upstream = await connect(f"ws://127.0.0.1:{port}{target}", subprotocols=scope.get("subprotocols") or None,
+                                 max_size=None, open_timeout=10)  # fmt: skip
+    except (OSError, InvalidHandshake, asyncio.TimeoutError):
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+    async def to_app() -> None:
+        while (message := await receive())["type"] == "websocket.receive":
+            await upstream.send(message["bytes"] if message.get("bytes") is not None else message["text"])
+        await upstream.close()
+
+    async def to_client() -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for data in upstream:
+                key = "bytes" if isinstance(data, bytes) else "text"
+                await send({"type": "websocket.send", key: data})
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+
+    tasks = [asyncio.create_task(to_app()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await upstream.close()
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
