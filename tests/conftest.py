@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -131,6 +132,32 @@ def sandbox() -> None:
         if os.environ.get("CI"):
             pytest.fail("bubblewrap is required in CI (.ci/run installs it)")
         pytest.skip("bubblewrap (bwrap) is not installed")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through its ChromeDriver (no browser download): skipped where they are missing,
+    failed in CI (which installs them)."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromium-driver are required in CI (.ci/run installs them)")
+        pytest.skip("chromium or chromedriver is not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    session.implicitly_wait(10)
+    try:
+        yield session
+    finally:
+        session.quit()
 
 
 def run_script(

@@ -147,3 +147,28 @@ def status(job_id: str) -> dict[str, Any]:
         return {"status": "done", "result": shoal.FunctionCall.from_id(job_id).get(timeout=0)}
     except TimeoutError:
         return {"status": "running"}
+
+
+@app.function()
+@shoal.asgi_app()
+def guestbook() -> Any:
+    """A page with a form (submitted by GET, so no form-parsing package is needed) and its answer."""
+    from html import escape
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    async def form(request: Request) -> HTMLResponse:
+        return HTMLResponse(
+            "<html><body><h1>Guestbook</h1><form action='/sign' method='get'>"
+            "<input id='name' name='name'><button id='sign' type='submit'>Sign</button></form></body></html>"
+        )
+
+    async def sign(request: Request) -> HTMLResponse:
+        name = escape(request.query_params.get("name", ""))
+        return HTMLResponse(f"<html><body><p id='thanks'>Thanks for signing, {name}!</p>"
+                            "<a id='back' href='/'>back</a></body></html>")  # fmt: skip
+
+    return Starlette(routes=[Route("/", form), Route("/sign", sign)])

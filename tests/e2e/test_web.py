@@ -190,3 +190,16 @@ def test_web_decorators_check_their_arguments_and_classes_refuse_web_methods():
             @shoal.fastapi_endpoint()
             def predict(self) -> str:
                 return "x"
+
+
+def test_an_html_endpoint_renders_and_its_form_round_trips_in_a_real_headless_browser(server, browser):
+    with web.app.run(show_logs=False):
+        url = web.guestbook.get_web_url() or ""
+        browser.get(url + "/")
+        assert browser.find_element("tag name", "h1").text == "Guestbook"
+        browser.find_element("id", "name").send_keys("Ada")
+        browser.find_element("id", "sign").click()
+        assert browser.find_element("id", "thanks").text == "Thanks for signing, Ada!"
+        assert browser.current_url.startswith(url + "/sign?name=Ada")  # the app's absolute links work from its root
+        browser.find_element("id", "back").click()
+        assert browser.current_url == url + "/"
