@@ -181,17 +181,18 @@ class App:
             tag = name or user_cls.__qualname__
             if "<locals>" in tag and not built.serialized:
                 raise InvalidError(f"{tag} is defined inside a function: define it at module level.")
-            web = [n for n, v in vars(user_cls).items() if hasattr(v, "_shoal_web")]
-            if web:
-                raise InvalidError(
-                    f"{tag}.{web[0]}: web endpoints on @app.cls methods are not supported by Shoal yet; serve it "
-                    "from an @app.function (its module-level state plays @enter's part)."
-                )
-            if not class_methods(user_cls):
+            web = {n: v._shoal_web for n, v in vars(user_cls).items() if hasattr(v, "_shoal_web")}
+            if not class_methods(user_cls) and not web:
                 raise InvalidError(f"{tag} has no @shoal.method(); mark the methods to call remotely.")
-            service = Function(user_cls, tag, class_options(user_cls, built), self.name)
+            options = class_options(user_cls, built)
+            service = Function(user_cls, tag, options, self.name)
             self.registered_functions[tag] = service
             cls = Cls(user_cls, service)
+            for method, config in web.items():  # each web method: an endpoint with containers of its own
+                endpoint = Function(user_cls, f"{tag}.{method}", dataclasses.replace(options, web=config), self.name)
+                endpoint._web_method = method
+                self.registered_functions[endpoint.tag] = endpoint
+                cls._web_endpoints[method] = endpoint
             self.registered_classes[tag] = cls
             return cls
 
@@ -322,7 +323,7 @@ class App:
                               "again).", UserWarning, stacklevel=2)  # fmt: skip
                 spec = spec.replace(retries=dataclasses.replace(spec.retries, max_retries=0))
             if isinstance(raw, type):
-                spec = spec.replace(kind="class", methods=sorted(class_methods(raw)))
+                spec = spec.replace(kind="class", methods=sorted(class_methods(raw)), web_method=fn._web_method)
             resp = await client.request(
                 "POST",
                 routes.path(routes.APP_FUNCTIONS, ref=app_id),

@@ -74,6 +74,7 @@ class Cls:
         self._service = service  # the registered class service (one function on the server)
         self._overrides = overrides or {}
         self._variant: Function | None = None
+        self._web_endpoints: dict[str, Function] = {}  # web method -> its endpoint function
         self.__name__ = service.tag
         self.__doc__ = getattr(user_cls, "__doc__", None)
 
@@ -190,7 +191,7 @@ class Obj:
         if name.startswith("_"):
             raise AttributeError(name)
         user_cls = self._cls.user_cls
-        if user_cls is not None and name not in class_methods(user_cls):
+        if user_cls is not None and name not in class_methods(user_cls) and name not in self._cls._web_endpoints:
             raise AttributeError(f"{self._cls.__name__} has no @method() {name!r}")
         return MethodFunction(self, name)
 
@@ -246,6 +247,11 @@ class MethodFunction(Function):
 
     def _call_args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         return (self._method, *args)
+
+    def get_web_url(self) -> str | None:
+        """A web method's URL (each web method of a class is an endpoint of its own)."""
+        endpoint = self._obj._cls._web_endpoints.get(self._method)
+        return endpoint.get_web_url() if endpoint is not None else None
 
     async def _resolve(self) -> tuple[Client, str]:
         if not _context.is_local() and self._obj._cls._service.object_id is None:

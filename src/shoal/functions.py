@@ -88,6 +88,7 @@ class Function:
         self._object_id: str | None = None
         self._url: str | None = None
         self._web_url: str | None = None  # a web endpoint's URL, once registered (or looked up)
+        self._web_method: str | None = None  # a web endpoint on a method of an @app.cls class: that method
         self.__doc__ = getattr(raw_f, "__doc__", None)
         self.__name__ = getattr(raw_f, "__name__", tag)
         self.__qualname__ = getattr(raw_f, "__qualname__", tag)

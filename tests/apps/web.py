@@ -59,6 +59,12 @@ def site() -> Any:
 
 @app.function()
 @shoal.asgi_app()
+def broken() -> Any:
+    raise RuntimeError("this app cannot be built")
+
+
+@app.function()
+@shoal.asgi_app()
 def with_lifespan() -> Any:
     import contextlib
 
@@ -172,3 +178,23 @@ def guestbook() -> Any:
                             "<a id='back' href='/'>back</a></body></html>")  # fmt: skip
 
     return Starlette(routes=[Route("/", form), Route("/sign", sign)])
+
+
+@app.cls()
+class Greeter:
+    entered = 0
+
+    @shoal.enter()
+    def load(self) -> None:
+        type(self).entered += 1  # once per container, before its first request
+        self.greeting = "hello"
+
+    @shoal.fastapi_endpoint()
+    def greet(self, name: str = "world") -> dict[str, Any]:
+        import os
+
+        return {"greeting": f"{self.greeting}, {name}", "entered": type(self).entered, "pid": os.getpid()}
+
+    @shoal.method()
+    def shout(self, text: str) -> str:
+        return text.upper()

@@ -71,6 +71,14 @@ def test_a_websocket_of_an_asgi_app_echoes_through_the_gateway(server):
                 assert ws.recv(timeout=30) == f"echo: {word}"
 
 
+def test_an_endpoint_whose_app_cannot_start_answers_503_with_the_error_instead_of_hanging(server):
+    with web.app.run(show_logs=False):
+        started = time.monotonic()
+        answer = httpx.get(web.broken.get_web_url() or "", timeout=120)
+        assert answer.status_code == 503 and "this app cannot be built" in answer.text
+        assert time.monotonic() - started < 30  # three quick failed starts, not the startup timeout
+
+
 def test_a_wsgi_app_is_served_under_its_label_and_a_redeploy_keeps_the_url(server):
     first = web.app.deploy("tests-web-deployed")
     url = first.web_urls["legacy"]
@@ -175,21 +183,24 @@ def test_shoal_serve_reloads_on_a_source_change_and_ctrl_c_stops_the_app(server,
         proc.stderr.close()  # type: ignore[union-attr]
 
 
-def test_web_decorators_check_their_arguments_and_classes_refuse_web_methods():
+def test_web_decorators_check_their_arguments():
     with pytest.raises(shoal.exception.InvalidError, match="label"):
         shoal.fastapi_endpoint(label="Not A Label")
     with pytest.raises(shoal.exception.InvalidError, match="port"):
         shoal.web_server(0)
     with pytest.warns(DeprecationWarning, match="fastapi_endpoint"):
         shoal.web_endpoint()
-    app = shoal.App("web-cls")
-    with pytest.raises(shoal.exception.InvalidError, match="@app.cls methods"):
 
-        @app.cls(serialized=True)
-        class Model:
-            @shoal.fastapi_endpoint()
-            def predict(self) -> str:
-                return "x"
+
+def test_a_web_method_of_a_class_serves_after_its_enter_hook_ran_once_per_container(server):
+    with web.app.run(show_logs=False):
+        url = web.Greeter().greet.get_web_url() or ""
+        assert url.startswith("http://127.0.0.1:") and url != web.hello.get_web_url()
+        first = httpx.get(url, params={"name": "Ada"}, timeout=60).json()
+        second = httpx.get(url, params={"name": "Bob"}, timeout=60).json()
+        assert first["greeting"] == "hello, Ada" and second["greeting"] == "hello, Bob"
+        assert first["entered"] == second["entered"] == 1 and first["pid"] == second["pid"]
+        assert web.Greeter().shout.remote("hi") == "HI"  # its ordinary methods still work
 
 
 def test_an_html_endpoint_renders_and_its_form_round_trips_in_a_real_headless_browser(server, browser):

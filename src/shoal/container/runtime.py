@@ -118,8 +118,13 @@ class ContainerRuntime:
             self.code = UserCode(self.spec, info.pickled, self.api.blob)
             stage = "enter"
             self.code.enter()
+            if self.spec.web is not None:  # a web function: its app is built and listening before it is ready
+                from .web import WebServer  # uvicorn: imported by web functions only
+
+                stage = "serve"
+                self.web = WebServer(self.code, self.spec.web, self.spec.web_method)
         except BaseException as exc:  # noqa: BLE001 - any failure to start is reported, whatever it is
-            what = "run the @enter hooks of" if stage == "enter" else "load"
+            what = {"enter": "run the @enter hooks of", "serve": "start the web app of"}.get(stage, "load")
             error = f"Failed to {what} {self.spec.qualname} ({self.spec.module or 'pickled'}):\n"
             error = self.logs.redact(error + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
             sys.stderr.write(error)
@@ -147,11 +152,7 @@ class ContainerRuntime:
                 traceback.print_exc()
 
     def serve(self) -> None:
-        if self.spec.web is not None:
-            from .web import WebServer  # uvicorn: imported by web functions only
-
-            assert self.code is not None
-            self.web = WebServer(self.code, self.spec.web)
+        if self.web is not None:
             self.api.web_ready(WebReady(self.web.port))
             self.web.wait()
         elif self.spec.batch is not None:

@@ -29,16 +29,17 @@ from .usercode import UserCode
 class WebServer:
     """The app, served by uvicorn on a thread of its own (the main thread keeps the container's signals)."""
 
-    def __init__(self, code: UserCode, web: WebConfig) -> None:
+    def __init__(self, code: UserCode, web: WebConfig, method: str | None = None) -> None:
         self.web = web
         self.done = threading.Event()
         self.server: uvicorn.Server | None = None
         self.port = 0
+        target = getattr(code.instance, method) if method else code.fn  # a web method: bound, after @enter
         if web.kind == "server":
-            code.call((), {}, on_future=lambda f: None)  # starts the user's own server
+            code.resolve(target())  # starts the user's own server
             self.port = _await_port(web.port or 0, web.startup_timeout)
             return
-        app = build_app(code, web)
+        app = build_app(code, web, target)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
         sock.bind(("127.0.0.1", 0))
@@ -75,10 +76,8 @@ class WebServer:
             self.done.wait(grace)
 
 
-def build_app(code: UserCode, web: WebConfig) -> Any:
-    """The ASGI app of a web function."""
-    if code.is_class:
-        raise InvalidError("web endpoints on @app.cls methods are not supported yet: use a function")
+def build_app(code: UserCode, web: WebConfig, target: Any) -> Any:
+    """The ASGI app of a web function (or method: ``target`` is then bound to the container's instance)."""
     if web.kind == "fastapi":
         try:
             from fastapi import FastAPI
@@ -89,9 +88,9 @@ def build_app(code: UserCode, web: WebConfig) -> Any:
             ) from None
         app = FastAPI(redoc_url=None, docs_url="/docs" if web.docs else None,
                       openapi_url="/openapi.json" if web.docs else None)  # fmt: skip
-        app.add_api_route("/", code.fn, methods=[web.method])
+        app.add_api_route("/", target, methods=[web.method])
         return app
-    made = code.resolve(code.fn())
+    made = code.resolve(target())
     if web.kind == "wsgi":
         from a2wsgi import WSGIMiddleware
 

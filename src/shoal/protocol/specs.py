@@ -89,6 +89,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     concurrency: ConcurrencyConfig | None = None
     schedule: dict[str, Any] | None = None  # a Period/Cron spec (shoal.schedule): the control plane fires it
     web: WebConfig | None = None  # served over HTTP through the gateway (fastapi_endpoint, asgi_app, ...)
+    web_method: str | None = None  # ... by this method of a class (an instance per container, @enter run first)
     # environment
     resources: Resources = Resources()
     env: dict[str, str | None] = {}

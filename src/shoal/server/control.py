@@ -435,6 +435,7 @@ class ControlPlane:
         for action in decide(event, facts):
             touched |= self._apply(found, action)
         self._notify_calls(touched)
+        self.notifier.notify("web:" + found.function_id)  # requests waiting for a container look again
         if not isinstance(event, StartReported):
             self.notifier.notify("fn:" + found.function_id)
             self.wake_scheduler()

@@ -23,6 +23,7 @@ import uvicorn
 
 from ..protocol.specs import FunctionSpec
 from .auth import Denied
+from .lifecycle import FATAL_STARTUP_FAILURES
 from .upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
@@ -210,6 +211,9 @@ class Gateway:
                         self.inflight[container_id] += 1
                         self._touch(container_id)
                         return container_id, port
+                failures, error = self.plane.store.startup_error(function_id)
+                if failures >= FATAL_STARTUP_FAILURES:  # it cannot start: say why now rather than at the deadline
+                    raise NoCapacity(f"The endpoint's containers fail to start:\n{error}")
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NoCapacity(f"No container of this endpoint's function could take the request within "

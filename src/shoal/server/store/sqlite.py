@@ -461,6 +461,12 @@ class SQLiteStore:
                 db.execute("DELETE FROM interrupts WHERE container_id=?", (container_id,))
         return [InputRef(c, i) for c, i in rows]
 
+    def startup_error(self, function_id: str) -> tuple[int, str | None]:
+        """(consecutive failed starts, the last one's error) of a function."""
+        row = self.db.execute("SELECT startup_failures, startup_error FROM functions WHERE id=?", (function_id,))
+        found = row.fetchone()
+        return (int(found[0]), found[1]) if found else (0, None)
+
     def set_web_port(self, container_id: str, port: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE containers SET web_port=? WHERE id=?", (port, container_id))
