@@ -1,0 +1,78 @@
+"""The control plane with the in-memory backend: requests and container events, applied to a real store, with no
+container process, socket or sleep (the test plays the containers' part through the plane's own methods)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from shoal.backends.fake import FakeBackend
+from shoal.protocol.messages import ExchangeRequest, OutputStatus, ReportedOutput
+from shoal.protocol.specs import FunctionSpec
+from shoal.retries import RetryPolicy
+from shoal.server.control import ControlPlane, Parts, ServerConfig
+from shoal.server.records import ContainerState
+from shoal.server.scheduler import Limits
+
+
+def plane_at(tmp_path: Path) -> tuple[ControlPlane, FakeBackend]:
+    config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20)
+    backend = FakeBackend()
+    return ControlPlane(config, backend, Parts.in_dir(config.state_dir)), backend
+
+
+def test_a_backlog_launches_a_container_whose_crash_requeues_its_input_and_whose_report_ends_it(tmp_path):
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
+        # Given a function with one retry and a call of one input
+        app_id = plane.create_app("unit")
+        spec = FunctionSpec(max_containers=1, retries=RetryPolicy(max_retries=1, initial_delay=0.0, max_delay=1.0))
+        function_id = plane.create_function(app_id, "f", spec, None)
+        call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
+        # When the scheduler ticks, Then the backend is asked for one container of that function
+        await plane._tick(limits)
+        (first,) = backend.launched
+        assert first.function_id == function_id
+        # When it starts, leases the input and crashes, Then the input is charged an attempt and queued again
+        plane.container_started(first.container_id, None, False)
+        reply = await plane.exchange(first.container_id, ExchangeRequest(want=1))
+        assert [x.index for x in reply.inputs] == [0]
+        backend.exit(first.container_id, 1)
+        assert plane.store.container_state(first.container_id) == (function_id, ContainerState.STOPPED)
+        assert plane.store.outputs(call_id, 0, 10) == []
+        # When a second container runs it and reports success, Then the call has its one result
+        await plane._tick(limits)
+        second = backend.launched[-1]
+        assert second.container_id != first.container_id
+        plane.container_started(second.container_id, None, False)
+        (leased,) = (await plane.exchange(second.container_id, ExchangeRequest(want=1))).inputs
+        report = ReportedOutput(call_id, 0, leased.lease, OutputStatus.SUCCESS, b"result")
+        await plane.exchange(second.container_id, ExchangeRequest([report], want=0))
+        assert [(o.index, o.status, o.data) for o in plane.store.outputs(call_id, 0, 10)] == [(0, "SUCCESS", b"result")]
+        assert plane.store.call(call_id).status == "SUCCEEDED"
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_container_the_scheduler_finds_silent_is_killed_with_its_reason_on_record(tmp_path):
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        app_id = plane.create_app("unit")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
+        call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
+        await plane._tick(Limits(heartbeat_timeout=10.0, max_total_containers=4))
+        (container,) = backend.launched
+        plane.container_started(container.container_id, None, False)
+        await plane.exchange(container.container_id, ExchangeRequest(want=1))
+        # When its heartbeats stop for longer than the timeout (a zero timeout: it is already too late)
+        await plane._tick(Limits(heartbeat_timeout=-1.0, max_total_containers=4))
+        await asyncio.sleep(0)  # the termination runs as a task
+        # Then it was terminated, and its input failed (no retries) naming why
+        assert backend.terminated == [container.container_id]
+        (output,) = plane.store.outputs(call_id, 0, 10)
+        assert output.status == "CRASHED" and b"no heartbeat" in output.data
+        await plane.stop()
+
+    asyncio.run(scenario())
