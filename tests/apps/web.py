@@ -198,3 +198,11 @@ class Greeter:
     @shoal.method()
     def shout(self, text: str) -> str:
         return text.upper()
+
+
+@app.function()
+@shoal.fastapi_endpoint()
+def fan_out() -> dict[str, Any]:
+    """A handler that calls other functions: they hang under the request's own call."""
+    child = process.spawn({"x": 21})
+    return {"call": shoal.current_function_call_id(), "child": child.object_id, "value": child.get()}

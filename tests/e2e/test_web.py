@@ -120,6 +120,15 @@ def _wait_for(probe, timeout: float = 30.0):  # noqa: ANN001, ANN202
     return found
 
 
+def test_a_request_is_a_call_and_what_its_handler_calls_hangs_under_it_in_the_call_graph(server):
+    with web.app.run(show_logs=False):
+        answer = httpx.get(web.fan_out.get_web_url() or "", timeout=60).json()
+        assert answer["value"] == 42 and answer["call"].startswith("fc-")
+        (root,) = shoal.FunctionCall.from_id(answer["call"]).get_call_graph()
+        assert (root.function_call_id, root.function_name, root.status) == (answer["call"], "fan_out", "SUCCEEDED")
+        assert [child.function_call_id for child in root.children] == [answer["child"]]
+
+
 def test_kickoff_a_10000_item_batch_then_poll_its_job_id_until_the_result_arrives(server):
     items = [{"x": i} for i in range(10_000)]
     with web.app.run(show_logs=False):

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from .._context import _current_input, set_current_input
 from ..exception import InvalidError
 
 try:
@@ -39,7 +40,7 @@ class WebServer:
             code.resolve(target())  # starts the user's own server
             self.port = _await_port(web.port or 0, web.startup_timeout)
             return
-        app = build_app(code, web, target)
+        app = as_calls(build_app(code, web, target))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
         sock.bind(("127.0.0.1", 0))
@@ -96,6 +97,21 @@ def build_app(code: UserCode, web: WebConfig, target: Any) -> Any:
 
         return WSGIMiddleware(made)
     return made
+
+
+def as_calls(app: Any) -> Any:
+    """Run each request as the call the gateway made of it: ``shoal.current_function_call_id()`` in a handler
+    is that call, and what the handler calls hangs under it in ``FunctionCall.get_call_graph()``."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        call_id = next((v for k, v in scope.get("headers", []) if k == b"x-shoal-call-id"), None)
+        token = set_current_input(call_id.decode() if call_id else None, 0)
+        try:
+            await app(scope, receive, send)
+        finally:
+            _current_input.reset(token)
+
+    return wrapped
 
 
 def _await_port(port: int, timeout: float) -> int:

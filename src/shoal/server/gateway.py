@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from .._ids import new_id
 from ..protocol.specs import FunctionSpec
 from .auth import Denied
 from .lifecycle import FATAL_STARTUP_FAILURES
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.gateway")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
+CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -59,6 +61,7 @@ class Gateway:
         self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
         self.upstream = Upstream()
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
+        self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
         self.touched: dict[str, float] = {}  # container -> when its last_active was last written
         self._flusher: asyncio.Task[None] | None = None
 
@@ -147,7 +150,8 @@ class Gateway:
         if spec.web is not None and spec.web.requires_proxy_auth and not self._authorized(scope):
             await _answer(send, 401, "This endpoint requires proxy auth: send `Authorization: Bearer <Shoal token>`.")
             return
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
+        call_id = new_id("call")  # the request is a call: what the handler calls hangs under it (get_call_graph)
         try:
             container_id, port = await self._acquire(found.id, spec)
         except NoCapacity as exc:
@@ -155,7 +159,7 @@ class Gateway:
             return
         status = 502
         try:
-            status = await asyncio.wait_for(self._proxy(port, scope, receive, send), spec.timeout)
+            status = await asyncio.wait_for(self._proxy(port, scope, receive, send, call_id), spec.timeout)
         except asyncio.TimeoutError:
             status = 504
             await _answer(send, 504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
@@ -166,6 +170,7 @@ class Gateway:
             took = (time.monotonic() - started) * 1000
             line = f"{scope['method']} {scope.get('path', '/')} -> {status} in {took:.0f} ms"
             self.request_logs[(found.app_id, container_id)].append(line)
+            self.requests.append((call_id, found.id, found.app_id, started_at, time.time(), status >= 500))
 
     async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
@@ -242,18 +247,23 @@ class Gateway:
             self.flush_logs()
 
     def flush_logs(self) -> None:
-        """Request lines into the app logs: one write per container every half second, not one per request."""
+        """Request lines into the app logs, and requests as calls: a few writes every half second, not per request."""
+        if self.requests:
+            rows, self.requests = self.requests, []
+            self.plane.store.record_requests(rows)
         pending, self.request_logs = self.request_logs, defaultdict(list)
         for (app_id, container_id), lines in pending.items():
             self.plane.system_log(app_id, container_id, "\n".join(lines))
 
-    async def _proxy(self, port: int, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _proxy(self, port: int, scope: Scope, receive: Receive, send: Send, call_id: str) -> int:
         """Forward one request to the container and stream its answer back; returns the status."""
         headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
         host = next((v for k, v in headers if k == b"host"), b"")
         length = next((int(v) for k, v in headers if k == b"content-length"), None)
         client = scope.get("client") or ("", 0)
-        forwarded = [(k, v) for k, v in headers if k not in HOP_BY_HOP and not k.startswith(b"x-forwarded")]
+        kept = [(k, v) for k, v in headers if k not in HOP_BY_HOP]
+        forwarded = [(k, v) for k, v in kept if not k.startswith((b"x-forwarded", b"x-shoal-"))]
+        forwarded.append((CALL_HEADER, call_id.encode()))
         scheme = scope.get("scheme", "http").encode()
         forwarded += [(b"host", host), (b"x-forwarded-for", client[0].encode()), (b"x-forwarded-proto", scheme),
                       (b"x-forwarded-host", host)]  # fmt: skip

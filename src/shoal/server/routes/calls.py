@@ -130,6 +130,9 @@ def add_routes(r: Router) -> None:
 def call_summary(plane: ControlPlane, call_id: str) -> CallSummary:
     """A call's status and counters (404 for an unknown id)."""
     info = plane.store.call(call_id)
+    if info is None and plane.gateway.requests:  # a web request that finished in the last half second
+        plane.gateway.flush_logs()
+        info = plane.store.call(call_id)
     if info is None:
         raise NotFound(f"no function call {call_id!r}: check the id (it starts with 'fc-')")
     return CallSummary(

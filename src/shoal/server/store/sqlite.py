@@ -151,6 +151,15 @@ class SQLiteStore:
             if inputs or close:
                 self._add_inputs(db, call_id, 0, inputs, close)
 
+    def record_requests(self, rows: Sequence[tuple[str, str, str, float, float, bool]]) -> None:
+        """Finished web requests as calls of one input each: (call, function, app, started, finished, failed)."""
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO calls (id, function_id, app_id, kind, created_at, num_inputs, submitted, done, "
+                "failed, finished_at) VALUES (?, ?, ?, 'web', ?, 1, 1, 1, ?, ?)",
+                [(c, f, a, started, int(failed), finished) for c, f, a, started, finished, failed in rows],
+            )
+
     def add_inputs(self, call_id: str, start: int, payloads: Sequence[bytes], close: bool) -> int:
         """Commit inputs ``start..start+len-1`` of a call (idempotent per index); returns how many are new."""
         with self._tx() as db:
