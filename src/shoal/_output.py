@@ -92,6 +92,9 @@ class LogPrinter:
     def __init__(self) -> None:
         self.containers: set[str] = set()
         self.at_line_start: dict[str, bool] = {}
+        # An unfinished line waits for its end, so that other containers' lines never land inside it (a line can
+        # reach the server in two pieces when the container shipped its logs between a print's text and newline).
+        self.partial: dict[tuple[str, str], str] = {}
 
     def write(self, rows: list[list[Any]]) -> None:
         for _seq, stream, text, container in rows:
@@ -99,12 +102,29 @@ class LogPrinter:
                 if output_enabled():
                     sys.stderr.write(f"  {text}")
                 continue
-            container = container or ""
-            self.containers.add(container)
-            target = sys.stderr if stream == "stderr" else sys.stdout
-            target.write(self._prefixed(container, text) if len(self.containers) > 1 else text)
+            key = (container or "", stream)
+            self.containers.add(key[0])
+            whole, _, rest = (self.partial.pop(key, "") + text).rpartition("\n")
+            if rest:
+                self.partial[key] = rest
+            if whole or _:
+                self._emit(key, whole + "\n")
         sys.stdout.flush()
         sys.stderr.flush()
+
+    def finish(self) -> None:
+        """Write what is left of unfinished lines (the run ended)."""
+        for key, text in self.partial.items():
+            self._emit(key, text)
+        self.partial.clear()
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    def _emit(self, key: tuple[str, str], text: str) -> None:
+        container, stream = key
+        self.containers.add(container)
+        target = sys.stderr if stream == "stderr" else sys.stdout
+        target.write(self._prefixed(container, text) if len(self.containers) > 1 else text)
 
     def _prefixed(self, container: str, text: str) -> str:
         prefix = f"[{container[:11]}] "

@@ -399,6 +399,7 @@ class App:
                 self._print_logs(resp["logs"])
                 if not resp["logs"]:
                     break
+        self._log_printer.finish()
         if detach and output_enabled():
             follow = f"follow it with `shoal app logs {app_id} -f`, stop it with `shoal app stop {app_id}`"
             print(f"✓ App {app_id} goes on without this process (detached) until its calls finish: {follow}.",
