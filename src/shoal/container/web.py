@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .._context import _current_input, set_current_input
+from .._context import _current_input, calls_made, set_current_input
 from ..exception import InvalidError
 
 try:
@@ -106,9 +106,18 @@ def as_calls(app: Any) -> Any:
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         call_id = next((v for k, v in scope.get("headers", []) if k == b"x-shoal-call-id"), None)
         token = set_current_input(call_id.decode() if call_id else None, 0)
+        flag = [False]
+        flag_token = calls_made.set(flag)
+
+        async def send_marked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and flag[0]:  # the gateway keeps such a request as a call
+                message = {**message, "headers": [*message.get("headers", []), (b"x-shoal-calls", b"1")]}
+            await send(message)
+
         try:
-            await app(scope, receive, send)
+            await app(scope, receive, send_marked)
         finally:
+            calls_made.reset(flag_token)
             _current_input.reset(token)
 
     return wrapped

@@ -34,6 +34,7 @@ log = logging.getLogger("shoal.gateway")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
 CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
+CALLS_HEADER = b"x-shoal-calls"  # the container's answer: its handler called functions (keep the request as a call)
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
@@ -62,6 +63,7 @@ class Gateway:
         self.upstream = Upstream()
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
         self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
+        self.calling: set[str] = set()  # requests whose handlers called functions (the container said so)
         self.touched: dict[str, float] = {}  # container -> when its last_active was last written
         self._flusher: asyncio.Task[None] | None = None
 
@@ -170,7 +172,9 @@ class Gateway:
             took = (time.monotonic() - started) * 1000
             line = f"{scope['method']} {scope.get('path', '/')} -> {status} in {took:.0f} ms"
             self.request_logs[(found.app_id, container_id)].append(line)
-            self.requests.append((call_id, found.id, found.app_id, started_at, time.time(), status >= 500))
+            if call_id in self.calling:  # its handler called functions: keep it as a call, the root of their graph
+                self.calling.discard(call_id)
+                self.requests.append((call_id, found.id, found.app_id, started_at, time.time(), status >= 500))
 
     async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
@@ -274,6 +278,9 @@ class Gateway:
         response = await self.upstream.request(port, scope["method"], target.decode("latin-1"), forwarded,
                                                _body(receive), length, streamed)  # fmt: skip
         out = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or k == b"content-length"]
+        if (CALLS_HEADER, b"1") in out:
+            out.remove((CALLS_HEADER, b"1"))
+            self.calling.add(call_id)
         await send({"type": "http.response.start", "status": response.status, "headers": out})
         async for chunk in response.body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
