@@ -246,6 +246,7 @@ class ControlPlane:
         if found is None:
             raise NotFound(container_id)
         self.store.set_web_port(container_id, port)
+        self.gateway.containers_changed(found[0])
         self.notifier.notify("web:" + found[0])
 
     def bind(self, function_id: str, params_blob: str) -> str:
@@ -435,6 +436,7 @@ class ControlPlane:
         for action in decide(event, facts):
             touched |= self._apply(found, action)
         self._notify_calls(touched)
+        self.gateway.containers_changed(found.function_id)
         self.notifier.notify("web:" + found.function_id)  # requests waiting for a container look again
         if not isinstance(event, StartReported):
             self.notifier.notify("fn:" + found.function_id)
@@ -471,6 +473,7 @@ class ControlPlane:
     def _notify_container_function(self, container_id: str) -> None:
         found = self.store.container_state(container_id)
         if found:
+            self.gateway.containers_changed(found[0])  # a draining container takes no more requests
             self.notifier.notify("fn:" + found[0])
 
     # ---- scheduler loop -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from .._ids import new_id
 from ..protocol.specs import FunctionSpec
 from .auth import Denied
 from .lifecycle import FATAL_STARTUP_FAILURES
+from .records import FunctionRecord
 from .upstream import Upstream, UpstreamError
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("shoal.gateway")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
+LOOKUP_TTL = 0.5  # seconds a request may act on what the store said of its endpoint (a stopped app: 404 after)
 CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
 CALLS_HEADER = b"x-shoal-calls"  # the container's answer: its handler called functions (keep the request as a call)
 Scope = dict[str, Any]
@@ -64,6 +66,8 @@ class Gateway:
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
         self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
         self.calling: set[str] = set()  # requests whose handlers called functions (the container said so)
+        self.lookups: dict[str, tuple[float, FunctionRecord | None]] = {}  # label -> (when, what serves it)
+        self.containers: dict[str, tuple[float, list[tuple[str, int]]]] = {}  # function -> (when, serving ones)
         self.touched: dict[str, float] = {}  # container -> when its last_active was last written
         self._flusher: asyncio.Task[None] | None = None
 
@@ -79,11 +83,13 @@ class Gateway:
         if sock is not None:
             port = sock.getsockname()[1]
             listener = _Listener(uvicorn.Config(self._app(label), log_level="warning", lifespan="off",
-                                                access_log=False, timeout_graceful_shutdown=2))  # fmt: skip
+                                                access_log=False, timeout_graceful_shutdown=2, proxy_headers=False,
+                                                server_header=False, date_header=False))  # fmt: skip
             self.listeners[label] = (listener, asyncio.create_task(listener.serve(sockets=[sock])))
         assert port is not None
         self.plane.store.bind_endpoint(label, app_id, function_id, port)
         self.functions[label] = function_id
+        self.lookups.pop(label, None)
         return self.url(port)
 
     def url(self, port: int) -> str:
@@ -142,10 +148,22 @@ class Gateway:
 
         return app
 
-    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+    def _endpoint(self, label: str) -> FunctionRecord | None:
+        """The function serving ``label`` while its app runs (looked up at most every LOOKUP_TTL seconds)."""
+        now = time.monotonic()
+        cached = self.lookups.get(label)
+        if cached is not None and now - cached[0] < LOOKUP_TTL:
+            return cached[1]
         function_id = self.functions.get(label)
         found = self.plane.store.function(function_id) if function_id else None
-        if found is None or self.plane.store.app_state(found.app_id) != "RUNNING":
+        if found is not None and self.plane.store.app_state(found.app_id) != "RUNNING":
+            found = None
+        self.lookups[label] = (now, found)
+        return found
+
+    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self._endpoint(label)
+        if found is None:
             await _answer(send, 404, f"No running app serves the endpoint {label!r}.")
             return
         spec = found.spec
@@ -161,7 +179,8 @@ class Gateway:
             return
         status = 502
         try:
-            status = await asyncio.wait_for(self._proxy(port, scope, receive, send, call_id), spec.timeout)
+            async with _timeout(spec.timeout):
+                status = await self._proxy(port, scope, receive, send, call_id)
         except asyncio.TimeoutError:
             status = 504
             await _answer(send, 504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
@@ -178,10 +197,9 @@ class Gateway:
 
     async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
-        function_id = self.functions.get(label)
-        found = self.plane.store.function(function_id) if function_id else None
+        found = self._endpoint(label)
         refused = {"type": "websocket.close", "code": 1008}
-        if found is None or self.plane.store.app_state(found.app_id) != "RUNNING":
+        if found is None:
             await send(refused)
             return
         if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(scope):
@@ -215,7 +233,7 @@ class Gateway:
         self.plane.wake_scheduler()
         try:
             while True:
-                for container_id, port in self.plane.store.web_containers(function_id):
+                for container_id, port in self._web_containers(function_id):
                     if self.inflight[container_id] < capacity:
                         self.inflight[container_id] += 1
                         self._touch(container_id)
@@ -230,6 +248,18 @@ class Gateway:
                 await self.plane.notifier.wait("web:" + function_id, remaining)
         finally:
             self.waiting[function_id] -= 1
+
+    def _web_containers(self, function_id: str) -> list[tuple[str, int]]:
+        """The function's serving containers: looked up again when one came or went, or every LOOKUP_TTL s."""
+        now = time.monotonic()
+        cached = self.containers.get(function_id)
+        if cached is None or now - cached[0] >= LOOKUP_TTL:
+            cached = self.containers[function_id] = (now, self.plane.store.web_containers(function_id))
+        return cached[1]
+
+    def containers_changed(self, function_id: str) -> None:
+        """A container of the function became ready, or stopped: look again."""
+        self.containers.pop(function_id, None)
 
     def _release(self, container_id: str, function_id: str) -> None:
         self.inflight[container_id] -= 1
@@ -327,6 +357,39 @@ async def _relay(port: int, scope: Scope, receive: Receive, send: Send) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await upstream.close()
+
+
+def _timeout(seconds: float) -> Any:
+    """``asyncio.timeout`` (no task per request) where there is one (Python 3.11+)."""
+    if hasattr(asyncio, "timeout"):
+        return asyncio.timeout(seconds)
+    return _WaitFor(seconds)
+
+
+class _WaitFor:
+    """Python 3.10: cancel the current task after ``seconds`` (raising TimeoutError), as asyncio.timeout does."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.handle: asyncio.TimerHandle | None = None
+        self.fired = False
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def fire() -> None:
+            self.fired = True
+            task.cancel()
+
+        self.handle = asyncio.get_running_loop().call_later(self.seconds, fire)
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        assert self.handle is not None
+        self.handle.cancel()
+        if self.fired and kind is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False
 
 
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
