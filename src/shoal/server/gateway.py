@@ -25,6 +25,7 @@ from .._ids import new_id
 from ..protocol.specs import FunctionSpec
 from .auth import Denied
 from .lifecycle import FATAL_STARTUP_FAILURES
+from .listen import bind
 from .records import FunctionRecord
 from .upstream import Upstream, UpstreamError
 
@@ -62,6 +63,7 @@ class Gateway:
         self.listeners: dict[str, tuple[_Listener, asyncio.Task[None]]] = {}
         self.waiting: dict[str, int] = defaultdict(int)  # function id -> requests waiting for a container
         self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
+        self.serving_function: dict[str, str] = {}  # container id -> its function, while it serves requests
         self.upstream = Upstream()
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
         self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
@@ -97,19 +99,13 @@ class Gateway:
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
 
     def _bind(self, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted connections inherit it: no Nagle
+        """The endpoint's port again, or any free one when another program took it meanwhile."""
         try:
-            sock.bind((self.host, port))
+            return bind(self.host, port)
         except OSError:
             if not port:
                 raise
-            sock.bind((self.host, 0))
-        sock.listen(128)
-        sock.setblocking(False)
-        return sock
+            return bind(self.host, 0)
 
     async def start(self) -> None:
         """Listen again for the endpoints of running apps (after a restart)."""
@@ -132,9 +128,8 @@ class Gateway:
         """Requests per function, waiting or being served: the scheduler's backlog for web functions."""
         out = dict(self.waiting)
         for container_id, n in self.inflight.items():
-            found = self.plane.store.container_state(container_id)
-            if found is not None and n:
-                out[found[0]] = out.get(found[0], 0) + n
+            function_id = self.serving_function[container_id]
+            out[function_id] = out.get(function_id, 0) + n
         return {fid: n for fid, n in out.items() if n}
 
     # ---- requests ---------------------------------------------------------------------------------
@@ -161,15 +156,21 @@ class Gateway:
         self.lookups[label] = (now, found)
         return found
 
-    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+    def _admit(self, label: str, scope: Scope) -> tuple[FunctionRecord | None, int, str]:
+        """(the function serving the request, or None with the status and reason to refuse it)."""
         found = self._endpoint(label)
         if found is None:
-            await _answer(send, 404, f"No running app serves the endpoint {label!r}.")
+            return None, 404, f"No running app serves the endpoint {label!r}."
+        if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(scope):
+            return None, 401, "This endpoint requires proxy auth: send `Authorization: Bearer <Shoal token>`."
+        return found, 200, ""
+
+    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
+        found, refusal, reason = self._admit(label, scope)
+        if found is None:
+            await _answer(send, refusal, reason)
             return
         spec = found.spec
-        if spec.web is not None and spec.web.requires_proxy_auth and not self._authorized(scope):
-            await _answer(send, 401, "This endpoint requires proxy auth: send `Authorization: Bearer <Shoal token>`.")
-            return
         started, started_at = time.monotonic(), time.time()
         call_id = new_id("call")  # the request is a call: what the handler calls hangs under it (get_call_graph)
         try:
@@ -197,13 +198,9 @@ class Gateway:
 
     async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
         """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
-        found = self._endpoint(label)
-        refused = {"type": "websocket.close", "code": 1008}
+        found, _, _ = self._admit(label, scope)
         if found is None:
-            await send(refused)
-            return
-        if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(scope):
-            await send(refused)
+            await send({"type": "websocket.close", "code": 1008})
             return
         try:
             container_id, port = await self._acquire(found.id, found.spec)
@@ -236,6 +233,7 @@ class Gateway:
                 for container_id, port in self._web_containers(function_id):
                     if self.inflight[container_id] < capacity:
                         self.inflight[container_id] += 1
+                        self.serving_function[container_id] = function_id
                         self._touch(container_id)
                         return container_id, port
                 failures, error = self.plane.store.startup_error(function_id)
@@ -265,6 +263,7 @@ class Gateway:
         self.inflight[container_id] -= 1
         if self.inflight[container_id] <= 0:
             del self.inflight[container_id]
+            del self.serving_function[container_id]
         self._touch(container_id)
         self.plane.notifier.notify("web:" + function_id)
 
