@@ -314,7 +314,7 @@ class App:
                 code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id}
             spec = fn.options.spec(default_max).replace(
                 secrets=secrets, image=await self._image_for(client, fn), volumes=volumes,
-                is_async=asyncio.iscoroutinefunction(raw), is_generator=fn.is_generator,
+                is_generator=fn.is_generator,
                 modal_alias=_modal_alias.installed(),  # its containers then read `import modal` as Shoal too
                 **code,
             )  # fmt: skip

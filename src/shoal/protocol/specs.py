@@ -100,7 +100,6 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     module: str | None = None  # None: the function travels pickled
     qualname: str = ""
     bundle: str | None = None  # blob id of the source bundle
-    is_async: bool = False
     is_generator: bool = False
     modal_alias: bool = False  # containers read `import modal` as Shoal
     kind: Literal["function", "class"] = "function"
@@ -161,7 +160,13 @@ def decode_spec(wire: Any) -> FunctionSpec:
 
 
 def _upgrade_v0(wire: dict[str, Any]) -> dict[str, Any]:
-    """Version 0 (unversioned) kept the resources flat."""
+    """A spec stored by Shoal before specs were versioned: flat resources, volumes with the server's directory,
+    an ``is_async`` nobody read, and an image the client had built (not a recipe the server can build again)."""
     wire = dict(wire)
+    if wire.get("image") is not None:
+        raise InvalidSpec("this function was registered by an older Shoal with an image= that cannot be rebuilt "
+                          "from what it stored: deploy (or run) its app again")  # fmt: skip
+    wire.pop("is_async", None)
+    wire["volumes"] = [{k: v for k, v in m.items() if k != "dir"} for m in wire.get("volumes") or []]
     resources = {k: wire.pop(k) for k in ("cpu", "memory", "memory_limit", "gpu") if k in wire}
     return {**wire, "v": SPEC_VERSION, "resources": {k: v for k, v in resources.items() if v is not None}}

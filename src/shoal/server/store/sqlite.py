@@ -10,6 +10,7 @@ public method is one transaction.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 import msgspec
 
 from ...protocol.messages import InputRef, LogEntry, Release
-from ...protocol.specs import FunctionSpec, decode_spec
+from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
 from ..errors import Invalid, NotFound
 from ..records import (
@@ -45,6 +46,8 @@ from .secrets import SecretRows
 from .streams import ItemStreams
 from .tokens import TokenRows
 
+log = logging.getLogger("shoal.store")
+
 
 class SQLiteStore:
     """SQLite-backed state of one control plane."""
@@ -65,6 +68,7 @@ class SQLiteStore:
         self.secrets = SecretRows(self)
         self.tokens = TokenRows(self)
         self._specs: dict[str, FunctionSpec] = {}
+        self._unusable: set[str] = set()  # functions whose stored spec cannot be read (logged once)
 
     def close(self) -> None:
         self.db.close()
@@ -592,7 +596,13 @@ class SQLiteStore:
             row = self.db.execute(
                 "SELECT app_id, spec, startup_failures, last_startup_failure FROM functions WHERE id=?", (fid,)
             ).fetchone()
-            spec = self._spec(fid, row[1])
+            try:
+                spec = self._spec(fid, row[1])
+            except InvalidSpec as exc:  # stored by an older Shoal and not upgradable: it cannot run, others can
+                if fid not in self._unusable:
+                    self._unusable.add(fid)
+                    log.warning("function %s cannot be scheduled: %s", fid, exc)
+                continue
             loads.append(
                 FunctionLoad(
                     fid, row[0], ready, waiting, leased, spec.min_containers, spec.max_containers,
