@@ -32,18 +32,6 @@ def set_current_input(call_id: str | None, index: int = 0) -> contextvars.Token[
     return _current_input.set((call_id, index) if call_id else None)
 
 
-# A web request's flag, raised when its handler calls a function (the request is then kept as a call).
-calls_made: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("shoal_calls_made", default=None)
-
-
-def parent_input_id() -> str | None:
-    """The input a new call is made from (``current_input_id``), noting it for a web request."""
-    flag = calls_made.get()
-    if flag is not None:
-        flag[0] = True
-    return current_input_id()
-
-
 _detached_apps: set[str] = set()
 
 

@@ -16,6 +16,11 @@ def input_id(call_id: str, index: int) -> str:
     return f"in-{call_id.split('-', 1)[1]}-{index}"
 
 
+def call_of_input(input_id: str) -> str:
+    """The call an input (``in-<call hex>-<index>``) belongs to (``fc-<call hex>``)."""
+    return f"{PREFIXES['call']}-{input_id.split('-')[1]}"
+
+
 def kind_of(object_id: str) -> str | None:
     prefix = object_id.split("-", 1)[0]
     return next((kind for kind, p in PREFIXES.items() if p == prefix), None)

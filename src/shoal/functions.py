@@ -227,7 +227,7 @@ class Function:
         payload = await to_payload(client, data)
         resp = await client.request(
             "POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id),
-            {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.parent_input_id()},
+            {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()},
             packed=True,
         )  # fmt: skip
         return str(resp["call_id"])
@@ -260,7 +260,7 @@ class Function:
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
-            parent_input=_context.parent_input_id(), on_call=_on_call or (lambda _: None),
+            parent_input=_context.current_input_id(), on_call=_on_call or (lambda _: None),
             detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             yield batch
@@ -275,7 +275,7 @@ class Function:
         client, function_id = await self._resolve_for("starmap")
         async for batch in run_map(
             client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
-            order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.parent_input_id(),
+            order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
             on_call=_on_call or (lambda _: None), detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             yield batch
@@ -289,7 +289,7 @@ class Function:
         async for _ in run_map(
             client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
             order_outputs=False,
-            return_exceptions=ignore_exceptions, parent_input=_context.parent_input_id(),
+            return_exceptions=ignore_exceptions, parent_input=_context.current_input_id(),
             detached=_context.is_detached(self._app_id),
         ):  # fmt: skip
             pass
@@ -304,7 +304,7 @@ class Function:
         client, function_id = await self._resolve_for("spawn_map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(
-            client, function_id, self.tag, items, _context.parent_input_id(), _context.is_detached(self._app_id)
+            client, function_id, self.tag, items, _context.current_input_id(), _context.is_detached(self._app_id)
         )
         return FunctionCall(call_id, self._url)
 

@@ -7,13 +7,13 @@ for the app; ``web_server`` calls it to start a server of its own and waits for 
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
 from typing import Any
 
-from .._context import _current_input, calls_made, set_current_input
+from .. import _loop
+from .._context import _current_input, set_current_input
 from ..exception import InvalidError
 
 try:
@@ -60,7 +60,7 @@ class WebServer:
     def _run(self, sock: socket.socket) -> None:
         assert self.server is not None
         try:
-            asyncio.run(self.server.serve(sockets=[sock]))
+            _loop.run(self.server.serve(sockets=[sock]))
         finally:
             self.done.set()
 
@@ -101,23 +101,15 @@ def build_app(code: UserCode, web: WebConfig, target: Any) -> Any:
 
 def as_calls(app: Any) -> Any:
     """Run each request as the call the gateway made of it: ``shoal.current_function_call_id()`` in a handler
-    is that call, and what the handler calls hangs under it in ``FunctionCall.get_call_graph()``."""
+    is that call, and what the handler calls hangs under it in ``FunctionCall.get_call_graph()`` (the control
+    plane sees those calls made from the request's input, and keeps the request as a call)."""
 
     async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
         call_id = next((v for k, v in scope.get("headers", []) if k == b"x-shoal-call-id"), None)
         token = set_current_input(call_id.decode() if call_id else None, 0)
-        flag = [False]
-        flag_token = calls_made.set(flag)
-
-        async def send_marked(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start" and flag[0]:  # the gateway keeps such a request as a call
-                message = {**message, "headers": [*message.get("headers", []), (b"x-shoal-calls", b"1")]}
-            await send(message)
-
         try:
-            await app(scope, receive, send_marked)
+            await app(scope, receive, send)
         finally:
-            calls_made.reset(flag_token)
             _current_input.reset(token)
 
     return wrapped

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._ids import new_id
+from .._ids import call_of_input, new_id
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
 from ..protocol.messages import (
@@ -279,6 +279,8 @@ class ControlPlane:
             raise Conflict(f"the app of function {found.tag} is stopped; start it again to call it")
         call_id = new_id("call")
         self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close)
+        if parent_input is not None:  # made by a web request's handler? then that request is kept as a call
+            self.gateway.called_from(call_of_input(parent_input))
         if inputs:
             self._inputs_added(function_id, call_id, close)
         return call_id

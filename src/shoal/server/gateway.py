@@ -11,23 +11,22 @@ The gateway never runs user code: containers serve the app on their own loopback
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import socket
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
-
-import uvicorn
 
 from .._ids import new_id
 from ..protocol.specs import FunctionSpec
+from . import listener
 from .auth import Denied
 from .lifecycle import FATAL_STARTUP_FAILURES
 from .listen import bind
+from .listener import Headers, Reply, Request
 from .records import FunctionRecord
-from .upstream import Upstream, UpstreamError
+from .upstream import CHUNK, Response, Upstream, UpstreamError
 
 if TYPE_CHECKING:
     from .control import ControlPlane
@@ -37,22 +36,10 @@ HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-autho
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
 LOOKUP_TTL = 0.5  # seconds a request may act on what the store said of its endpoint (a stopped app: 404 after)
 CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
-CALLS_HEADER = b"x-shoal-calls"  # the container's answer: its handler called functions (keep the request as a call)
-Scope = dict[str, Any]
-Receive = Callable[[], Any]
-Send = Callable[[dict[str, Any]], Any]
 
 
 class NoCapacity(Exception):
     """No container took the request in time."""
-
-
-class _Listener(uvicorn.Server):
-    """A uvicorn server for one endpoint inside the control plane's loop: it leaves signals to the main server."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
 
 
 class Gateway:
@@ -60,14 +47,15 @@ class Gateway:
         self.plane = plane
         self.host = host
         self.functions: dict[str, str] = {}  # label -> function id serving it now
-        self.listeners: dict[str, tuple[_Listener, asyncio.Task[None]]] = {}
+        self.listeners: dict[str, tuple[asyncio.AbstractServer, set[listener.Connection]]] = {}
         self.waiting: dict[str, int] = defaultdict(int)  # function id -> requests waiting for a container
         self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
         self.serving_function: dict[str, str] = {}  # container id -> its function, while it serves requests
         self.upstream = Upstream()
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
         self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
-        self.calling: set[str] = set()  # requests whose handlers called functions (the container said so)
+        self.open: set[str] = set()  # the calls of requests in flight
+        self.calling: set[str] = set()  # requests whose handlers called functions (kept as calls when done)
         self.lookups: dict[str, tuple[float, FunctionRecord | None]] = {}  # label -> (when, what serves it)
         self.containers: dict[str, tuple[float, list[tuple[str, int]]]] = {}  # function -> (when, serving ones)
         self.touched: dict[str, float] = {}  # container -> when its last_active was last written
@@ -84,10 +72,7 @@ class Gateway:
             log.warning("endpoint %s could not get its port %s back; it moved to %s", label, port, moved)
         if sock is not None:
             port = sock.getsockname()[1]
-            listener = _Listener(uvicorn.Config(self._app(label), log_level="warning", lifespan="off",
-                                                access_log=False, timeout_graceful_shutdown=2, proxy_headers=False,
-                                                server_header=False, date_header=False))  # fmt: skip
-            self.listeners[label] = (listener, asyncio.create_task(listener.serve(sockets=[sock])))
+            self.listeners[label] = await listener.serve(functools.partial(self._serve, label), sock)
         assert port is not None
         self.plane.store.bind_endpoint(label, app_id, function_id, port)
         self.functions[label] = function_id
@@ -114,9 +99,7 @@ class Gateway:
         self._flusher = asyncio.create_task(self._flush_logs())
 
     async def close(self) -> None:
-        for listener, _ in self.listeners.values():
-            listener.should_exit = True
-        await asyncio.gather(*(task for _, task in self.listeners.values()), return_exceptions=True)
+        await asyncio.gather(*(listener.close(*served, grace=2.0) for served in self.listeners.values()))
         if self._flusher is not None:
             self._flusher.cancel()
         self.flush_logs()
@@ -134,15 +117,6 @@ class Gateway:
 
     # ---- requests ---------------------------------------------------------------------------------
 
-    def _app(self, label: str) -> Callable[[Scope, Receive, Send], Any]:
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                await self._serve(label, scope, receive, send)
-            elif scope["type"] == "websocket":
-                await self._serve_websocket(label, scope, receive, send)
-
-        return app
-
     def _endpoint(self, label: str) -> FunctionRecord | None:
         """The function serving ``label`` while its app runs (looked up at most every LOOKUP_TTL seconds)."""
         now = time.monotonic()
@@ -156,68 +130,57 @@ class Gateway:
         self.lookups[label] = (now, found)
         return found
 
-    def _admit(self, label: str, scope: Scope) -> tuple[FunctionRecord | None, int, str]:
+    def _admit(self, label: str, request: Request) -> tuple[FunctionRecord | None, int, str]:
         """(the function serving the request, or None with the status and reason to refuse it)."""
         found = self._endpoint(label)
         if found is None:
             return None, 404, f"No running app serves the endpoint {label!r}."
-        if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(scope):
+        if found.spec.web is not None and found.spec.web.requires_proxy_auth and not self._authorized(request):
             return None, 401, "This endpoint requires proxy auth: send `Authorization: Bearer <Shoal token>`."
         return found, 200, ""
 
-    async def _serve(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
-        found, refusal, reason = self._admit(label, scope)
+    async def _serve(self, label: str, request: Request, reply: Reply) -> None:
+        found, refusal, reason = self._admit(label, request)
         if found is None:
-            await _answer(send, refusal, reason)
+            reply.answer(refusal, reason)
             return
         spec = found.spec
         started, started_at = time.monotonic(), time.time()
         call_id = new_id("call")  # the request is a call: what the handler calls hangs under it (get_call_graph)
+        self.open.add(call_id)
         try:
             container_id, port = await self._acquire(found.id, spec)
         except NoCapacity as exc:
-            await _answer(send, 503, str(exc))
+            self.open.discard(call_id)
+            reply.answer(503, str(exc))
             return
         status = 502
         try:
-            async with _timeout(spec.timeout):
-                status = await self._proxy(port, scope, receive, send, call_id)
+            if request.upgrade:  # a websocket: no timeout, it lasts as long as both ends keep it
+                status = await self._tunnel(port, request, reply, call_id)
+            else:
+                async with _timeout(spec.timeout):
+                    status = await self._proxy(port, request, reply, call_id)
         except asyncio.TimeoutError:
             status = 504
-            await _answer(send, 504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
+            reply.answer(504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
         except UpstreamError as exc:
-            await _answer(send, 502, f"The container serving this endpoint failed mid-request ({type(exc).__name__}).")
+            reply.answer(502, f"The container serving this endpoint failed mid-request ({type(exc).__name__}).")
         finally:
+            self.open.discard(call_id)
             self._release(container_id, found.id)
             took = (time.monotonic() - started) * 1000
-            line = f"{scope['method']} {scope.get('path', '/')} -> {status} in {took:.0f} ms"
-            self.request_logs[(found.app_id, container_id)].append(line)
+            self.request_logs[(found.app_id, container_id)].append(
+                f"{request.method} {request.path} -> {status} in {took:.0f} ms"
+            )
             if call_id in self.calling:  # its handler called functions: keep it as a call, the root of their graph
                 self.calling.discard(call_id)
                 self.requests.append((call_id, found.id, found.app_id, started_at, time.time(), status >= 500))
 
-    async def _serve_websocket(self, label: str, scope: Scope, receive: Receive, send: Send) -> None:
-        """Relay a websocket both ways between the client and a container's app, for as long as both keep it."""
-        found, _, _ = self._admit(label, scope)
-        if found is None:
-            await send({"type": "websocket.close", "code": 1008})
-            return
+    def _authorized(self, request: Request) -> bool:
+        presented = (request.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip()
         try:
-            container_id, port = await self._acquire(found.id, found.spec)
-        except NoCapacity:
-            await send({"type": "websocket.close", "code": 1013})  # try again later
-            return
-        try:
-            await _relay(port, scope, receive, send)
-        finally:
-            self._release(container_id, found.id)
-
-    def _authorized(self, scope: Scope) -> bool:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        presented = headers.get("authorization", "").removeprefix("Bearer ").strip()
-        client = scope.get("client") or ("?", 0)
-        try:
-            self.plane.authorizer.identify("client", presented, client[0])
+            self.plane.authorizer.identify("client", presented, request.client or "?")
         except Denied:
             return False
         return bool(presented)
@@ -225,17 +188,17 @@ class Gateway:
     async def _acquire(self, function_id: str, spec: FunctionSpec) -> tuple[str, int]:
         """A container of the function with a free slot (starting one if needed), waiting up to its startup time."""
         capacity = spec.concurrency.max_inputs if spec.concurrency else 1
+        free = self._free_slot(function_id, capacity)
+        if free is not None:  # the common case under load: no waiting, nothing for the scheduler to do
+            return free
         deadline = time.monotonic() + spec.startup_timeout + (spec.web.startup_timeout if spec.web else 0.0)
         self.waiting[function_id] += 1
         self.plane.wake_scheduler()
         try:
             while True:
-                for container_id, port in self._web_containers(function_id):
-                    if self.inflight[container_id] < capacity:
-                        self.inflight[container_id] += 1
-                        self.serving_function[container_id] = function_id
-                        self._touch(container_id)
-                        return container_id, port
+                free = self._free_slot(function_id, capacity)
+                if free is not None:
+                    return free
                 failures, error = self.plane.store.startup_error(function_id)
                 if failures >= FATAL_STARTUP_FAILURES:  # it cannot start: say why now rather than at the deadline
                     raise NoCapacity(f"The endpoint's containers fail to start:\n{error}")
@@ -247,6 +210,16 @@ class Gateway:
         finally:
             self.waiting[function_id] -= 1
 
+    def _free_slot(self, function_id: str, capacity: int) -> tuple[str, int] | None:
+        """Take a slot of a serving container of the function that has one free."""
+        for container_id, port in self._web_containers(function_id):
+            if self.inflight[container_id] < capacity:
+                self.inflight[container_id] += 1
+                self.serving_function[container_id] = function_id
+                self._touch(container_id)
+                return container_id, port
+        return None
+
     def _web_containers(self, function_id: str) -> list[tuple[str, int]]:
         """The function's serving containers: looked up again when one came or went, or every LOOKUP_TTL s."""
         now = time.monotonic()
@@ -254,6 +227,11 @@ class Gateway:
         if cached is None or now - cached[0] >= LOOKUP_TTL:
             cached = self.containers[function_id] = (now, self.plane.store.web_containers(function_id))
         return cached[1]
+
+    def called_from(self, call_id: str) -> None:
+        """A new call was made from ``call_id``'s input: if that is a request in flight, keep it as a call."""
+        if call_id in self.open:
+            self.calling.add(call_id)
 
     def containers_changed(self, function_id: str) -> None:
         """A container of the function became ready, or stopped: look again."""
@@ -265,7 +243,8 @@ class Gateway:
             del self.inflight[container_id]
             del self.serving_function[container_id]
         self._touch(container_id)
-        self.plane.notifier.notify("web:" + function_id)
+        if self.waiting.get(function_id):
+            self.plane.notifier.notify("web:" + function_id)
 
     def _touch(self, container_id: str) -> None:
         """Mark the container active (not idle), writing to the store at most once a second per container."""
@@ -288,74 +267,66 @@ class Gateway:
         for (app_id, container_id), lines in pending.items():
             self.plane.system_log(app_id, container_id, "\n".join(lines))
 
-    async def _proxy(self, port: int, scope: Scope, receive: Receive, send: Send, call_id: str) -> int:
+    def _forwarded(self, request: Request, call_id: str) -> Headers:
+        """The request's headers as the app gets them: hop-by-hop ones dropped, forwarding ones set by the gateway."""
+        host = request.header(b"host") or b""
+        kept = [
+            (k, v)
+            for k, v in request.headers
+            if k not in HOP_BY_HOP and not k.startswith((b"x-forwarded", b"x-shoal-"))
+        ]
+        kept += [(CALL_HEADER, call_id.encode()), (b"host", host), (b"x-forwarded-for", request.client.encode()),
+                 (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", host)]  # fmt: skip
+        return kept
+
+    async def _proxy(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
         """Forward one request to the container and stream its answer back; returns the status."""
-        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
-        host = next((v for k, v in headers if k == b"host"), b"")
-        length = next((int(v) for k, v in headers if k == b"content-length"), None)
-        client = scope.get("client") or ("", 0)
-        kept = [(k, v) for k, v in headers if k not in HOP_BY_HOP]
-        forwarded = [(k, v) for k, v in kept if not k.startswith((b"x-forwarded", b"x-shoal-"))]
-        forwarded.append((CALL_HEADER, call_id.encode()))
-        scheme = scope.get("scheme", "http").encode()
-        forwarded += [(b"host", host), (b"x-forwarded-for", client[0].encode()), (b"x-forwarded-proto", scheme),
-                      (b"x-forwarded-host", host)]  # fmt: skip
-        target = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        streamed = any(k == b"transfer-encoding" for k, _ in headers)
-        response = await self.upstream.request(port, scope["method"], target.decode("latin-1"), forwarded,
-                                               _body(receive), length, streamed)  # fmt: skip
-        out = [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or k == b"content-length"]
-        if (CALLS_HEADER, b"1") in out:
-            out.remove((CALLS_HEADER, b"1"))
-            self.calling.add(call_id)
-        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        response = await self.upstream.request(port, request.method, request.target.decode("latin-1"),
+                                               self._forwarded(request, call_id), request.body(), request.length,
+                                               request.chunked)  # fmt: skip
+        reply.start(response.status, [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or
+                                      k == b"content-length"])  # fmt: skip
         async for chunk in response.body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await reply.send(chunk)
+        reply.end()
         return response.status
 
+    async def _tunnel(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
+        """An upgrade (a websocket): once the app agrees (101), bytes pass both ways until either end closes."""
+        upgrade = request.header(b"upgrade") or b"websocket"
+        response = await self.upstream.request(port, request.method, request.target.decode("latin-1"),
+                                               self._forwarded(request, call_id), request.body(), request.length,
+                                               request.chunked, upgrade=upgrade)  # fmt: skip
+        if response.upgraded is None:  # the app refused: its answer goes to the client, and the connection ends
+            request.keep_alive = False
+            reply._close = True
+            return await self._answer_whole(response, reply)
+        reader, writer = response.upgraded
+        head = [b"HTTP/1.1 101 Switching Protocols", *(k + b": " + v for k, v in response.headers)]
+        reply.connection.write(b"\r\n".join(head) + b"\r\n\r\n")
+        reply.started = True
+        connection = reply.connection
+        connection.take_over(writer.write)
+        try:
+            while chunk := await reader.read(CHUNK):
+                connection.write(chunk)
+                await connection.drain()
+                if connection.closed:
+                    break
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            connection.close()
+        return 101
 
-async def _relay(port: int, scope: Scope, receive: Receive, send: Send) -> None:
-    """One websocket: connect to the app first (its answer decides the client's), then pass messages both ways."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
-    first = await receive()  # websocket.connect
-    assert first["type"] == "websocket.connect"
-    target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-    if scope.get("query_string"):
-        target += "?" + scope["query_string"].decode("latin-1")
-    try:
-        upstream = await connect(f"ws://127.0.0.1:{port}{target}", subprotocols=scope.get("subprotocols") or None,
-                                 max_size=None, open_timeout=10)  # fmt: skip
-    except (OSError, InvalidHandshake, asyncio.TimeoutError):
-        await send({"type": "websocket.close", "code": 1011})
-        return
-    await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
-
-    async def to_app() -> None:
-        while (message := await receive())["type"] == "websocket.receive":
-            await upstream.send(message["bytes"] if message.get("bytes") is not None else message["text"])
-        await upstream.close()
-
-    async def to_client() -> None:
-        with contextlib.suppress(ConnectionClosed):
-            async for data in upstream:
-                key = "bytes" if isinstance(data, bytes) else "text"
-                await send({"type": "websocket.send", key: data})
-        with contextlib.suppress(Exception):  # the client may be gone already
-            await send({"type": "websocket.close", "code": upstream.close_code or 1000})
-
-    tasks = [asyncio.create_task(to_app()), asyncio.create_task(to_client())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await upstream.close()
+    async def _answer_whole(self, response: Response, reply: Reply) -> int:
+        reply.start(response.status, [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or
+                                      k == b"content-length"])  # fmt: skip
+        async for chunk in response.body:
+            await reply.send(chunk)
+        reply.end()
+        return response.status
 
 
 def _timeout(seconds: float) -> Any:
@@ -389,24 +360,3 @@ class _WaitFor:
         if self.fired and kind is asyncio.CancelledError:
             raise asyncio.TimeoutError
         return False
-
-
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    """The request body as it arrives (never buffered whole)."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
-
-
-async def _answer(send: Send, status: int, text: str) -> None:
-    body = (text + "\n").encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    with contextlib.suppress(Exception):  # the response may have started already (a 504 mid-stream)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .. import _servers
+from .. import _loop, _servers
 from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
@@ -99,7 +99,7 @@ def serve(
             watcher.cancel()
 
     try:
-        asyncio.run(main())
+        _loop.run(main())
     finally:
         record.unlink(missing_ok=True)
 

@@ -22,6 +22,7 @@ class UpstreamError(Exception):
 class Response:
     def __init__(self, status: int, headers: Headers, body: AsyncIterator[bytes]) -> None:
         self.status, self.headers, self.body = status, headers, body
+        self.upgraded: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None  # a 101: the raw connection
 
 
 class Upstream:
@@ -37,6 +38,7 @@ class Upstream:
         body: AsyncIterator[bytes],
         length: int | None,
         streamed: bool = False,
+        upgrade: bytes | None = None,
     ) -> Response:
         """Send one request to the app on ``port``; its response body is read as the caller iterates it. A kept
         connection the app closed meanwhile is replaced, unless part of the body went out on it already."""
@@ -44,6 +46,8 @@ class Upstream:
             framing = [(b"content-length", str(length).encode())]
         else:  # a body of unknown length (the client sent one chunked), or none at all
             framing = [(b"transfer-encoding", b"chunked")] if streamed else []
+        if upgrade is not None:  # a websocket: the app answers 101 and the connection becomes a tunnel
+            framing += [(b"connection", b"upgrade"), (b"upgrade", upgrade)]
         head = b"\r\n".join([f"{method} {target} HTTP/1.1".encode(), *(k + b": " + v for k, v in headers + framing)])
         while True:
             reused = bool(self.idle[port])
@@ -60,11 +64,15 @@ class Upstream:
                     writer.write(b"0\r\n\r\n")
                 await writer.drain()
                 status, response_headers = await _head(reader)
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
                 writer.close()
                 if reused and not sent:
                     continue
                 raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
+            if status == 101:
+                response = Response(status, response_headers, _nothing())
+                response.upgraded = (reader, writer)
+                return response
             body_stream = self._body(port, reader, writer, method, status, response_headers)
             return Response(status, response_headers, body_stream)
 
@@ -80,6 +88,9 @@ class Upstream:
                 pass
             elif b"content-length" in fields:
                 left = int(fields[b"content-length"])
+                if 0 < left <= CHUNK:  # most answers: one read
+                    yield await reader.readexactly(left)
+                    left = 0
                 while left:
                     chunk = await reader.read(min(left, CHUNK))
                     if not chunk:
@@ -97,7 +108,7 @@ class Upstream:
                 while chunk := await reader.read(CHUNK):
                     yield chunk
             complete = True
-        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             reusable = False
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         finally:
@@ -113,6 +124,11 @@ class Upstream:
         self.idle.clear()
 
 
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
         return await asyncio.open_connection("127.0.0.1", port, limit=2**20)
@@ -121,10 +137,11 @@ async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
 
 
 async def _head(reader: asyncio.StreamReader) -> tuple[int, Headers]:
-    status_line = await reader.readuntil(b"\r\n")
-    status = int(status_line.split(b" ", 2)[1])
+    """The status and headers (names lowercased) of a response, read in one go."""
+    lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
     headers: Headers = []
-    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+    for line in lines[1:-2]:
         name, _, value = line.partition(b":")
         headers.append((name.strip().lower(), value.strip()))
     return status, headers

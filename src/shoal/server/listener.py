@@ -1,0 +1,333 @@
+"""The gateway's HTTP/1.1 front: an asyncio protocol per client connection, parsed by httptools.
+
+A general ASGI server (uvicorn) spent about a third of the gateway's time turning each request into ASGI messages
+and back, and wrote every answer in two sends. This front hands the gateway a ``Request`` (its head parsed, its
+body streamed as it arrives, with back-pressure) and a ``Reply`` that writes the answer's head together with its
+first body chunk. An ``Upgrade`` request (a websocket) gets the raw connection: the gateway tunnels its bytes.
+Requests on one connection are answered in order; a client that goes away cancels the request it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httptools
+
+Headers = list[tuple[bytes, bytes]]
+BUFFERED = 1 << 20  # bytes of request body held before the client is paused
+KEEP_ALIVE = 75.0  # seconds an idle client connection stays open (longer than common clients' pools keep one)
+REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 502: b"Bad Gateway",
+           503: b"Service Unavailable", 504: b"Gateway Timeout"}  # fmt: skip
+
+
+class Request:
+    """One parsed request: its head now, its body as the handler reads it."""
+
+    def __init__(self, connection: Connection, method: bytes, target: bytes, headers: Headers, version: str) -> None:
+        self.connection = connection
+        self.method = method.decode("latin-1")
+        self.target = target  # the path and query, as the client sent them
+        self.headers = headers  # names lowercased
+        self.version = version
+        self.client = connection.peer
+        self.keep_alive = True
+        self.upgrade = False
+        self.length: int | None = None
+        self.chunked = False
+        for name, value in headers:
+            if name == b"content-length":
+                self.length = int(value)
+            elif name == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._complete = False
+        self._arrived: asyncio.Event | None = None
+
+    @property
+    def path(self) -> str:
+        return self.target.partition(b"?")[0].decode("latin-1")
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k == name), None)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (never buffered whole); it ends early when the client goes away."""
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._buffered < BUFFERED:
+                    self.connection.resume()
+                yield chunk
+            if self._complete or self.connection.closed:
+                return
+            self._arrived = asyncio.Event()
+            await self._arrived.wait()
+
+    def _feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= BUFFERED:
+            self.connection.pause()
+        self._wake()
+
+    def _finish(self) -> None:
+        self._complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
+
+
+class Reply:
+    """The answer to one request: ``start`` keeps the head, the first ``send`` (or ``end``) writes it with the body."""
+
+    def __init__(self, connection: Connection, request: Request) -> None:
+        self.connection = connection
+        self.request = request
+        self.started = False
+        self._head: bytes | None = None
+        self._chunked = False
+        self._close = not request.keep_alive
+
+    def start(self, status: int, headers: Headers) -> None:
+        """Keep the head of the answer; ``headers`` carry its framing (content-length) when it is known."""
+        self.started = True
+        lines = [b"HTTP/1.1 %d %s" % (status, REASONS.get(status, b""))]
+        framed = any(k == b"content-length" for k, _ in headers)
+        bodiless = self.request.method == "HEAD" or status in (204, 304) or status < 200
+        if not framed and not bodiless:
+            if self.request.version == "1.1":
+                self._chunked = True
+                lines.append(b"transfer-encoding: chunked")
+            else:
+                self._close = True  # an HTTP/1.0 client reads to the connection's end
+        if self._close:
+            lines.append(b"connection: close")
+        lines += (k + b": " + v for k, v in headers)
+        self._head = b"\r\n".join(lines) + b"\r\n\r\n"
+
+    async def send(self, chunk: bytes) -> None:
+        """One piece of the body (written at once; waits while the client reads slower than the app writes)."""
+        if not chunk:
+            return
+        data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk
+        self.connection.write(self._take_head() + data)
+        await self.connection.drain()
+
+    def end(self, last: bytes = b"") -> None:
+        """The end of the answer (with its last piece of body, if any); the connection serves its next request."""
+        data = self._take_head()
+        if last:
+            data += b"%x\r\n%s\r\n" % (len(last), last) if self._chunked else last
+        if self._chunked:
+            data += b"0\r\n\r\n"
+        if data:
+            self.connection.write(data)
+        if self._close:
+            self.connection.close()
+
+    def answer(self, status: int, text: str) -> None:
+        """A whole plain-text answer, unless one has started (then the connection is closed: it cannot be told)."""
+        if self.started:
+            self.connection.close()
+            return
+        body = (text + "\n").encode()
+        self.start(status, [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))])
+        self.end(body)
+
+    def _take_head(self) -> bytes:
+        head, self._head = self._head or b"", None
+        return head
+
+
+Handler = Callable[[Request, Reply], Awaitable[None]]
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: requests parsed as they arrive, answered one at a time by ``handler``."""
+
+    def __init__(self, handler: Handler, connections: set[Connection]) -> None:
+        self.handler = handler
+        self.connections = connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer = ""
+        self.closed = False
+        self.queue: collections.deque[Request] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
+        self.tunnel: Callable[[bytes], None] | None = None  # an upgraded connection: where its bytes go
+        self.early = b""  # bytes after an upgrade request's head, before the tunnel is made
+        self._paused = False
+        self._idle: asyncio.TimerHandle | None = None
+        self._writable: asyncio.Event | None = None
+        self._url = b""
+        self._headers: Headers = []
+        self._parsing: Request | None = None
+
+    # ---- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's TCP transport is no asyncio.Transport
+        self.connections.add(self)
+        self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else ""
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.tunnel is not None:
+            self.tunnel(data)
+            return
+        if self._parsing is not None and self._parsing.upgrade:
+            self.early += data
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.early = data[upgrade.args[0] :] if upgrade.args else b""
+        except httptools.HttpParserError:
+            self.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        for request in self.queue:
+            request._wake()
+        if self.task is not None:
+            self.task.cancel()  # nobody waits for its answer: free the container's slot
+        if self._writable is not None:
+            self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None:
+            self._writable.set()
+            self._writable = None
+
+    # ---- httptools callbacks ------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url, self._headers = b"", []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        request = Request(self, self.parser.get_method(), self._url, self._headers, self.parser.get_http_version())
+        request.keep_alive = self.parser.should_keep_alive()
+        request.upgrade = self.parser.should_upgrade()
+        self._parsing = request
+        self.queue.append(request)
+        if self.task is None:
+            self._next()
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None:
+            self._parsing._feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None:
+            self._parsing._finish()
+            if not self._parsing.upgrade:
+                self._parsing = None
+        if len(self.queue) > 1:
+            self.pause()  # a pipelining client waits until the answers before its next request were written
+
+    # ---- serving ------------------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        request = self.queue[0]
+        self.task = asyncio.get_running_loop().create_task(self._serve(request))
+
+    async def _serve(self, request: Request) -> None:
+        reply = Reply(self, request)
+        try:
+            await self.handler(request, reply)
+        except asyncio.CancelledError:
+            return
+        except Exception:  # a bug of the gateway's: the client gets a 502 rather than a hung connection
+            import logging
+
+            logging.getLogger("shoal.gateway").exception("request %s %s failed", request.method, request.path)
+            reply.answer(502, "The gateway failed to forward the request.")
+        self.queue.popleft()
+        self.task = None
+        if self.closed:
+            return
+        if not request._complete and not request.upgrade:  # the app answered before reading the whole body
+            self.close()
+        elif self.queue:
+            self._next()
+        else:
+            self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
+        self.resume()
+
+    # ---- transport ----------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._writable is not None and not self.closed:
+            await self._writable.wait()
+
+    def pause(self) -> None:
+        if not self._paused and self.transport is not None and not self.closed:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def take_over(self, sink: Callable[[bytes], None]) -> None:
+        """An upgraded connection: its bytes (those that came already, then each arrival) go to ``sink``."""
+        self.tunnel = sink
+        early, self.early = self.early, b""
+        if early:
+            sink(early)
+
+
+async def serve(handler: Handler, sock: socket.socket) -> tuple[asyncio.AbstractServer, set[Connection]]:
+    """Listen on ``sock`` (bound already) with ``handler`` answering every request; returns the server and its
+    open connections (to close them with it)."""
+    connections: set[Connection] = set()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Connection(handler, connections), sock=sock)
+    return server, connections
+
+
+async def close(server: asyncio.AbstractServer, connections: set[Connection], grace: float) -> None:
+    """Stop listening; let requests in flight finish for up to ``grace`` seconds, then close every connection."""
+    server.close()
+    busy = [c.task for c in connections if c.task is not None]
+    if busy:
+        await asyncio.wait(busy, timeout=grace)
+    for connection in list(connections):
+        connection.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.wait_closed(), grace)
