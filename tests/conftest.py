@@ -36,12 +36,15 @@ REPO = Path(__file__).resolve().parent.parent
 class ServerProcess:
     """A ``python -m shoal.server`` child process on a free loopback port."""
 
-    def __init__(self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0, args: tuple[str, ...] = ()
+    ) -> None:
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
+        self.configured_token = (env or {}).get("SHOAL_TOKEN")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shoal.server", "--port", str(port), "--state-dir", str(state_dir)],
+                [sys.executable, "-m", "shoal.server", "--port", str(port), "--state-dir", str(state_dir), *args],
                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})},
             )  # fmt: skip
         assert self.proc.stdout is not None
@@ -54,7 +57,7 @@ class ServerProcess:
         """The local token this server published for its home (what SDK clients of the home present)."""
         from shoal import _servers
 
-        return _servers.token_for(self.url)
+        return self.configured_token or _servers.token_for(self.url)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -62,7 +65,7 @@ class ServerProcess:
 
     def container_pids(self) -> list[int]:
         out = []
-        for child in psutil.Process(self.proc.pid).children():
+        for child in psutil.Process(self.proc.pid).children() if not self.configured_token else _ray_containers():
             try:
                 if "shoal.container" in " ".join(child.cmdline()):
                     out.append(child.pid)
@@ -121,6 +124,84 @@ def server() -> Iterator[ServerProcess]:
     os.environ.pop("SHOAL_SERVER_URL", None)
 
     srv.stop()
+
+
+def _ray_containers() -> list[psutil.Process]:
+    """Container processes under Ray actors (children of Ray's workers, not of the server)."""
+    return [p for p in psutil.process_iter(["cmdline"]) if "shoal.container" in " ".join(p.info["cmdline"] or [])]
+
+
+RAY_TOKEN = "shoal-ray-tests-token"
+
+
+class RayCluster:
+    """A Ray cluster of three processes' nodes on 127.0.0.1: a 1-CPU head, a 1-CPU worker, and a 1-CPU worker
+    with one (pretend) T4 GPU."""
+
+    def __init__(self) -> None:
+        from ray.cluster_utils import Cluster
+
+        # Ray takes the loopback address as the node IP with this set: nothing listens on or dials the machine's
+        # external address.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        small = {"object_store_memory": 80 * 2**20}
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                                       **small})  # fmt: skip
+        self.cpu_node = self.cluster.add_node(num_cpus=1, **small)
+        self.gpu_node = self.cluster.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:T4": 1}, **small)
+        self.cluster.wait_for_nodes()
+        self.address = self.cluster.address
+
+    def add_cpu_node(self) -> None:
+        self.cpu_node = self.cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+        self.cluster.wait_for_nodes()
+
+    def shutdown(self) -> None:
+        self.cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Skipped where Ray is not installed, failed in CI (which installs it)."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("Ray is required in CI (the test extra installs it)")
+        pytest.skip("Ray is not installed (pip install -e '.[test]')")
+    cluster = RayCluster()
+    yield cluster
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_server(ray_cluster: RayCluster) -> Iterator[ServerProcess]:
+    """A server whose containers are Ray actors on ``ray_cluster`` (the Ray backend needs a token)."""
+    state = Path(_HOME) / "ray-server"
+    state.mkdir(parents=True, exist_ok=True)
+    srv = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN},
+                        args=("--backend", "ray", "--ray-address", ray_cluster.address))  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(params=["local", pytest.param("ray", marks=pytest.mark.ray)])
+def backend(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The server of one backend (the core end-to-end tests run on each, same assertions): SHOAL_SERVER_URL and
+    SHOAL_TOKEN point the SDK at it for the test."""
+    srv: ServerProcess = request.getfixturevalue("server" if request.param == "local" else "ray_server")
+    saved = {k: os.environ.get(k) for k in ("SHOAL_SERVER_URL", "SHOAL_TOKEN")}
+    os.environ["SHOAL_SERVER_URL"] = srv.url
+    if srv.configured_token:
+        os.environ["SHOAL_TOKEN"] = srv.configured_token
+    try:
+        yield srv
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture

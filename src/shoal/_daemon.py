@@ -55,7 +55,10 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def start(host: str = "127.0.0.1", port: int | None = None, token: str | None = None) -> DaemonStatus:
+def start(
+    host: str = "127.0.0.1", port: int | None = None, token: str | None = None, backend: str = "local",
+    ray_address: str = "auto",
+) -> DaemonStatus:  # fmt: skip
     """Start this home's standing server unless it runs; returns once it is healthy.
 
     Raises:
@@ -71,6 +74,7 @@ def start(host: str = "127.0.0.1", port: int | None = None, token: str | None = 
            "--state-dir", str(settings().home / "server")]  # fmt: skip
     if token:
         cmd += ["--token", token]
+    cmd += ["--backend", backend, "--ray-address", ray_address]
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT

@@ -67,6 +67,7 @@ class App:
         self.registered_functions: dict[str, Function] = {}
         self.registered_classes: dict[str, Cls] = {}
         self._images: dict[str, ImageSpec] = {}
+        self._server_gpus: dict[str, int] = {}  # server URL -> GPUs its backend offers (for gpu= warnings)
         self.local_entrypoints: dict[str, Callable[..., Any]] = {}
         self._app_id: str | None = None
         self._server_url: str | None = None  # the server it runs on, while it runs
@@ -339,7 +340,10 @@ class App:
     async def _image_for(self, client: Client, fn: Function) -> ImageSpec | None:
         """The function's image, prepared by the server's backend (once per content hash), its build log shown."""
         if fn.options.gpu:
-            warn_if_no_gpu(fn.tag, fn.options.gpu)
+            if client.url not in self._server_gpus:
+                self._server_gpus[client.url] = int((await client.request("GET", routes.SERVER)).get("gpus", 0))
+            if not self._server_gpus[client.url]:  # a cluster with GPUs places it; the server says so
+                warn_if_no_gpu(fn.tag, fn.options.gpu)
         image = fn.options.image
         if image is None:
             return None

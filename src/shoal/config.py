@@ -38,6 +38,8 @@ VARIABLES = (
     Variable("SHOAL_RATE_LIMIT", "5000", "client requests per second per token (0: unlimited)"),
     Variable("SHOAL_MAX_TOTAL_CONTAINERS", "max(32, 8 x CPUs)", "containers on this machine, all functions together"),
     Variable("SHOAL_EXPIRY_INTERVAL", "60", "seconds between sweeps for expired results"),
+    Variable("SHOAL_BACKEND", "local", "where containers run: local (this machine) or ray (a Ray cluster)"),
+    Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
     Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
     Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
     Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
@@ -51,6 +53,7 @@ VARIABLES = (
     Variable("SHOAL_MEMORY_LIMIT_MIB", "", "set in containers: the memory limit to apply", "container"),
     Variable("SHOAL_BUNDLE_DIR", "", "set in sandboxed containers: where to unpack code", "container"),
     Variable("SHOAL_IMAGE_HASH", "", "set in containers: the image they run in", "container"),
+    Variable("SHOAL_NODE", "", "set in containers of the Ray backend: the node it runs on", "container"),
 )
 
 
@@ -83,6 +86,8 @@ class Settings:
     strict_gpu: bool = False
     debug: bool = False
     audit_unpickle: str | None = None
+    backend: str = "local"
+    ray_address: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,6 +110,8 @@ class Settings:
             strict_gpu=_get("SHOAL_STRICT_GPU") == "1",
             debug=_get("SHOAL_DEBUG") == "1",
             audit_unpickle=_get("SHOAL_AUDIT_UNPICKLE"),
+            backend=(_get("SHOAL_BACKEND") or "local").lower(),
+            ray_address=_get("SHOAL_RAY_ADDRESS") or "auto",
         )
 
     @property

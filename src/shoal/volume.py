@@ -46,6 +46,7 @@ class Volume:
         self._create = create_if_missing
         self._read_only = read_only
         self._url: str | None = None
+        self._ensured = False  # created (or found) on the server at _url
 
     def __repr__(self) -> str:
         return f"Volume({self.name!r}{', read_only' if self._read_only else ''})"
@@ -84,17 +85,18 @@ class Volume:
         return Volume(self.name, self._create, True)
 
     async def _ready(self) -> Client:
-        if self._url is None:
-            self._url = await server_url()
-        client = client_for(self._url)
-        if self.name is None or self._create:
+        url = await server_url()
+        if url != self._url:  # first use, or the process now talks to another server: make sure it exists there
+            self._url, self._ensured = url, False
+        client = client_for(url)
+        if not self._ensured and (self.name is None or self._create):
             try:
                 resp = await client.request(
                     "POST", routes.VOLUMES, {"name": self.name, "create_if_missing": self._create}
                 )
             except NotFoundError as exc:
                 raise NotFoundError(f"Volume {self.name!r} does not exist: pass create_if_missing=True") from exc
-            self.name, self._create = resp["name"], False
+            self.name, self._ensured = resp["name"], True
         return client
 
     def mount_spec(self, path: str) -> dict[str, Any]:

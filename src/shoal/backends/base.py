@@ -10,6 +10,7 @@ from ..exception import ImageBuildError
 from ..protocol.specs import ImageSpec, MountSpec, PreparedImage, Resources
 
 ExitCallback = Callable[[str, "int | None"], None]
+PlacedCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Backend(abc.ABC):
 
     def __init__(self) -> None:
         self.on_exit: ExitCallback = lambda container_id, code: None
+        self.on_placed: PlacedCallback = lambda container_id, node: None  # where a container runs, once known
 
     @abc.abstractmethod
     async def launch(self, spec: ContainerSpec) -> None:
@@ -74,6 +76,19 @@ class Backend(abc.ABC):
             ImageBuildError: what the backend cannot provide, or a failed build step.
         """
         raise ImageBuildError(f"The {type(self).__name__} backend cannot build images; use no image= here.")
+
+    def check_resources(self, resources: Resources) -> None:
+        """Refuse at registration what this backend could never place (a GPU type no node has).
+
+        Raises:
+            Invalid: what cannot be placed, and what the backend offers instead.
+        """
+        return None
+
+    def waiting(self) -> dict[str, float]:
+        """Containers asked for but not yet placed for lack of capacity, with seconds waited (none, by default).
+        No startup timeout runs while a container waits."""
+        return {}
 
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         """The last lines a container wrote to its own stdout/stderr (put in errors about its death), or ''."""

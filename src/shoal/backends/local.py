@@ -8,6 +8,7 @@ import functools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,14 +24,16 @@ from . import sandbox
 from .base import Backend, Capabilities, ContainerSpec
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
+HOST = socket.gethostname()  # the node of every local container
 
 
 class LocalBackend(Backend):
     """Runs containers as ``python -m shoal.container`` processes; their raw output goes to one log file each."""
 
-    def __init__(self, log_dir: Path, volumes: VolumeStore) -> None:
+    def __init__(self, log_dir: Path, volumes: VolumeStore, hidden: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.log_dir = log_dir
+        self.hidden = hidden  # more directories the sandbox covers (a Ray node's: the server's state directory)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.volumes = volumes  # a volume is a directory of this machine, bound into the sandbox
         self._procs: dict[str, asyncio.subprocess.Process] = {}
@@ -75,7 +78,9 @@ class LocalBackend(Backend):
             return ""
         return "\n".join(data.splitlines()[-lines:])
 
-    async def launch(self, spec: ContainerSpec) -> None:
+    def command(self, spec: ContainerSpec) -> tuple[list[str], dict[str, str], str | None, bool]:
+        """How to start the container's process here: (argv, environment, cwd, sandboxed). The Ray backend's
+        actors start theirs the same way on their node."""
         env = dict(os.environ)
         env.update(spec.env)
         env.update(
@@ -98,15 +103,18 @@ class LocalBackend(Backend):
             env["PYTHONPATH"] = os.pathsep.join([*image.pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         command = [image.python or sys.executable, "-m", "shoal.container"]
         cwd = image.workdir
-        if sandbox.bwrap():
-            env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
-            # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
-            env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles")
-            hidden = [str(settings().home), str(self.log_dir.parent)]
-            command = sandbox.wrap(
-                command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden
-            )
-            cwd = None
+        if not sandbox.bwrap():
+            return command, env, cwd, False
+        env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
+        # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
+        env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles")
+        hidden = [str(settings().home), str(self.log_dir.parent), *self.hidden]
+        command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden)
+        return command, env, None, True
+
+    async def launch(self, spec: ContainerSpec) -> None:
+        command, env, cwd, sandboxed = self.command(spec)
+        if sandboxed:
             self._sandboxed.add(spec.container_id)
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
@@ -114,6 +122,7 @@ class LocalBackend(Backend):
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._procs[spec.container_id] = proc
+        self.on_placed(spec.container_id, HOST)
         task = asyncio.create_task(self._wait(spec.container_id, proc))
         self._waiters.add(task)
         task.add_done_callback(self._waiters.discard)

@@ -92,9 +92,15 @@ def server(ctx: click.Context, host: str, port: int | None, state_dir: Path | No
 @click.option("--host", default=None, help="Address (non-loopback needs a token).")
 @click.option("--port", default=None, type=int, help=f"Default: {DEFAULT_PORT}, or any free port when it is taken.")
 @click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), envvar="SHOAL_BACKEND", default="local",
+              show_default=True, help="Where containers run: here, or on a Ray cluster (needs a token).")  # fmt: skip
+@click.option("--ray-address", envvar="SHOAL_RAY_ADDRESS", default="auto", show_default=True,
+              help="The Ray backend's cluster: auto (the one this machine is part of) or HOST:PORT.")  # fmt: skip
 @click.pass_context
 @friendly_errors
-def server_start(ctx: click.Context, host: str | None, port: int | None, token: str | None) -> None:
+def server_start(
+    ctx: click.Context, host: str | None, port: int | None, token: str | None, backend: str, ray_address: str
+) -> None:
     """Start this home's standing server in the background (no-op when it runs)."""
     from .. import _daemon
     from ..server.main import is_loopback
@@ -103,7 +109,9 @@ def server_start(ctx: click.Context, host: str | None, port: int | None, token: 
 
     if not is_loopback(ctx.obj["host"]) and not ctx.obj["token"]:
         raise click.UsageError(f"Refusing to serve {ctx.obj['host']} without a token: set SHOAL_TOKEN.")
-    status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"])
+    if backend == "ray" and not ctx.obj["token"]:
+        raise click.UsageError("The Ray backend needs a token (its containers run on other machines): set SHOAL_TOKEN.")
+    status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"], backend, ray_address)
     click.echo(f"✓ Shoal server of {_home()} running at {status.url} (pid {status.pid}, log {status.log_file})")
 
 
@@ -131,6 +139,8 @@ def server_status(ctx: click.Context) -> None:
             f"backend: {info['backend']} (sandbox: {yes[info['sandbox']]}, volumes: {yes[info['mounts']]}, "
             f"GPUs: {info['gpus']}, CPUs: {info['cpus']:g}, memory: {info['memory_mib'] / 1024:.1f} GiB)"
         )
+        demand = ", ".join(f"{n} {fn}" for fn, n in sorted(info.get("demand", {}).items())) or "none"
+        click.echo(f"pending demand: {demand}; containers waiting for capacity: {info.get('waiting_for_capacity', 0)}")
     else:
         click.echo(f"not running (no standing server of {_home()})")
         sys.exit(1)
@@ -341,9 +351,14 @@ def container_list(include_stopped: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = [[c["container_id"], c["app_name"], c["function"], c["state"], c["running_inputs"], _when(c["created_at"]),
-              c["stop_reason"] or ""] for c in rows]  # fmt: skip
-    _table("Containers", ["id", "app", "function", "state", "inputs", "started", "stop reason"], table)
+    table = [[c["container_id"], c["app_name"], c["function"], _container_state(c), c["running_inputs"],
+              c.get("node") or "-", _when(c["created_at"]), c["stop_reason"] or ""] for c in rows]  # fmt: skip
+    _table("Containers", ["id", "app", "function", "state", "inputs", "node", "started", "stop reason"], table)
+
+
+def _container_state(row: dict[str, Any]) -> str:
+    waited = row.get("waiting_for_capacity_s")
+    return f"waiting for capacity ({waited:.0f}s)" if waited is not None else str(row["state"])
 
 
 @container.command("logs")

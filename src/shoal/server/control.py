@@ -112,6 +112,7 @@ class ControlPlane:
         self.items = self.store.items
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
+        self.backend.on_placed = self.store.set_container_node
         self.notifier = Notifier()
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
@@ -161,6 +162,16 @@ class ControlPlane:
             self.store.fail_container_inputs(c.id, "the server restarted while it ran", charge=False)
             self.store.set_container_state(c.id, ContainerState.STOPPED, "server restarted")
         self.catalog.clients_seen_now()
+
+    def demand(self) -> dict[str, int]:
+        """Inputs (and web requests) waiting for a container, per function (``app.function``): what more
+        capacity would serve."""
+        out: dict[str, int] = {}
+        for load in self.store.function_loads(self.gateway.demand()):
+            if load.ready:
+                found = self.store.function(load.function_id)
+                out[found.tag if found else load.function_id] = load.ready
+        return out
 
     def wake_scheduler(self) -> None:
         self._wake.set()
@@ -213,6 +224,7 @@ class ControlPlane:
         if spec.schedule is not None:
             check_schedule(spec.schedule)
         self._check_mounts(spec)
+        self.backend.check_resources(spec.resources)
         spec = spec.replace(secrets=secret_ids)
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
@@ -497,7 +509,9 @@ class ControlPlane:
     async def _tick(self, limits: Limits) -> None:
         now = time.time()
         serving = self.gateway.inflight  # web requests a container serves keep it busy, as leased inputs do
-        containers = [replace(c, leased=c.leased + serving.get(c.id, 0)) for c in self.store.live_containers()]
+        waiting = self.backend.waiting()  # not placed yet for lack of capacity: its startup time has not begun
+        containers = [replace(c, leased=c.leased + serving.get(c.id, 0), created_at=now if c.id in waiting else
+                              c.created_at) for c in self.store.live_containers()]  # fmt: skip
         for action in plan(self.store.function_loads(self.gateway.demand()), containers, now, limits):
             if isinstance(action, Launch):
                 for _ in range(action.count):

@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 
 from .. import _loop, _servers
+from ..backends.base import Backend
 from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
@@ -44,6 +45,8 @@ def serve(
     parent_pid: int | None = None,
     announce: bool = True,
     kind: str = "process",
+    backend: str | None = None,
+    ray_address: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until ``parent_pid`` exits, for an embedded server).
 
@@ -51,11 +54,23 @@ def serve(
     ``embedded``; ``process``: only through SHOAL_SERVER_URL). Its record in ``$SHOAL_HOME/servers`` carries the
     local token clients present when no ``token`` is set.
 
+    ``backend`` is where containers run: ``local`` (this machine) or ``ray`` (the Ray cluster at
+    ``ray_address``); both default to the settings (SHOAL_BACKEND, SHOAL_RAY_ADDRESS).
+
     Raises:
-        InvalidError: a non-loopback ``host`` without a token, or a second standing server for this home.
+        InvalidError: a non-loopback ``host`` without a token, the Ray backend without a token, or a second
+            standing server for this home.
     """
     cfg = settings()
     token = token or cfg.token
+    backend = backend or cfg.backend
+    if backend not in ("local", "ray"):
+        raise InvalidError(f"Unknown backend {backend!r}: use local or ray.")
+    if backend == "ray" and not token:
+        raise InvalidError(
+            "The Ray backend serves containers on other machines, so it needs a token: set SHOAL_TOKEN (or pass "
+            "--token), and --host to an address the cluster's nodes reach."
+        )
     if not is_loopback(host) and not token:
         raise InvalidError(
             f"Refusing to listen on {host}: only loopback addresses are served without a token. "
@@ -78,7 +93,7 @@ def serve(
         expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
     parts = Parts.in_dir(state_dir)
-    plane = ControlPlane(config, LocalBackend(state_dir / "containers", parts.volumes), parts)
+    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts), parts)
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
@@ -102,6 +117,14 @@ def serve(
         _loop.run(main())
     finally:
         record.unlink(missing_ok=True)
+
+
+def _backend(kind: str, ray_address: str, state_dir: Path, parts: Parts) -> Backend:
+    if kind == "ray":
+        from ..backends.ray_backend import RayBackend
+
+        return RayBackend(ray_address, state_dir, parts.volumes.root)
+    return LocalBackend(state_dir / "containers", parts.volumes)
 
 
 def _local_token(state_dir: Path) -> str:
@@ -186,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None)
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
+    parser.add_argument("--backend", choices=["local", "ray"], default=None, help="Default: SHOAL_BACKEND or local.")
+    parser.add_argument("--ray-address", default=None, help="The Ray backend's cluster: auto or HOST:PORT.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     audit = settings().audit_unpickle
@@ -193,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         install_unpickle_audit(audit)
     try:
         serve(args.host, args.port, args.state_dir, args.token, args.parent_pid,
-              kind="standing" if args.standing else "process")  # fmt: skip
+              kind="standing" if args.standing else "process", backend=args.backend,
+              ray_address=args.ray_address)  # fmt: skip
     except InvalidError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)

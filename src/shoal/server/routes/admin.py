@@ -20,7 +20,8 @@ def add_routes(r: Router) -> None:
     @r.route(routes.SERVER, ["GET"], "client")
     async def server_info(request: Request) -> Response:
         backend = plane.backend
-        info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities())}
+        info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities()),
+                "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand()}  # fmt: skip
         return JSONResponse(info)
 
     @r.route(routes.IMAGES, ["POST"], "client")

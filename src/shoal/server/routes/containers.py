@@ -27,8 +27,10 @@ def add_routes(r: Router) -> None:
     async def list_containers(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "0") == "1"
         rows = plane.catalog.list_containers(include_stopped)
+        waiting = plane.backend.waiting()
         for row in rows:  # web requests being served count as running inputs
             row["running_inputs"] += plane.gateway.inflight.get(row["container_id"], 0)
+            row["waiting_for_capacity_s"] = waiting.get(row["container_id"])
         return JSONResponse({"containers": rows})
 
     @r.route(routes.CONTAINER_STOP, ["POST"], "client")

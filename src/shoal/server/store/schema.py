@@ -105,4 +105,5 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("containers", "kill_status", "TEXT"),
     ("containers", "kill_charge", "INTEGER"),
     ("containers", "web_port", "INTEGER"),  # where a web function's container serves its app (its loopback)
+    ("containers", "node", "TEXT"),  # where it runs: this machine's name, or a Ray node
 ]

@@ -480,6 +480,11 @@ class SQLiteStore:
         found = row.fetchone()
         return (int(found[0]), found[1]) if found else (0, None)
 
+    def set_container_node(self, container_id: str, node: str) -> None:
+        """Where the container runs (the backend says once it placed it)."""
+        with self._tx() as db:
+            db.execute("UPDATE containers SET node=? WHERE id=?", (node, container_id))
+
     def set_web_port(self, container_id: str, port: int) -> None:
         with self._tx() as db:
             db.execute("UPDATE containers SET web_port=? WHERE id=?", (port, container_id))

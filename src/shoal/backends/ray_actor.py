@@ -1,0 +1,84 @@
+"""What runs inside a Ray actor on a cluster node: one Shoal container, as the local backend would start it.
+
+The actor is only a placement and a process parent: the container inside it is the normal
+``python -m shoal.container`` (sandboxed where the node has bubblewrap) and talks to the control plane over HTTP
+exactly as a local one does. Ray's object store is never on the data path. The actor is threaded so that
+``terminate`` and ``tail`` can be asked while ``wait`` blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..server.volumes import VolumeStore
+from .base import ContainerSpec
+from .local import LocalBackend
+
+
+class ContainerHost:
+    """One container on this node (a Ray actor class: ``ray.remote`` is applied by the Ray backend)."""
+
+    def __init__(self, volumes_dir: str, hidden: tuple[str, ...]) -> None:
+        node_dir = Path(tempfile.gettempdir()) / "shoal-ray" / str(os.getuid())
+        node_dir.mkdir(parents=True, exist_ok=True)
+        # the server's volumes directory: a node sees it when it shares the server's filesystem (one machine, NFS)
+        self.local = LocalBackend(node_dir / "containers", VolumeStore(Path(volumes_dir)), hidden=hidden)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.container_id = ""
+        self.sandboxed = False
+
+    def start(self, spec: ContainerSpec) -> dict[str, str]:
+        """Start the container's process; returns where it runs (the node)."""
+        command, env, cwd, self.sandboxed = self.local.command(spec)  # unsandboxed, it dies with this actor
+        node = _node_name()
+        env["SHOAL_NODE"] = node
+        self.container_id = spec.container_id
+        with open(self.local.log_path(spec.container_id), "ab") as log:
+            self.proc = subprocess.Popen(command, env=env, cwd=cwd,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)  # fmt: skip
+        return {"node": node, "pid": str(self.proc.pid)}
+
+    def wait(self) -> int:
+        """Until the container's process exits; its exit code (negative: the signal that killed it)."""
+        assert self.proc is not None
+        code = self.proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # no orphans of the user's code
+        return code
+
+    def terminate(self, grace: float) -> None:
+        """SIGTERM (unsandboxed: the sandbox dies at once; a sandboxed container learns it from its next heartbeat),
+        then SIGKILL after ``grace`` seconds."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        if grace > 0:
+            if not self.sandboxed:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def tail(self, lines: int = 20) -> str:
+        return self.local.output_tail(self.container_id, lines)
+
+
+def _node_name() -> str:
+    """The node, as ``shoal container list`` shows it: its Ray node id (short) and host."""
+    try:
+        import ray
+
+        node_id = ray.get_runtime_context().get_node_id()[:8]
+    except Exception:  # noqa: BLE001 - outside Ray (unit tests)
+        node_id = "?"
+    return f"{node_id}@{socket.gethostname()}"

@@ -1,0 +1,202 @@
+"""The Ray backend: each container is one Ray actor on a cluster node, running the normal container process.
+
+Ray only places and runs container processes; the control plane stays the source of truth for inputs, retries,
+timeouts, results and schedules, and containers pull their inputs from it over HTTP as local ones do.
+
+- A container is a detached actor named after the container id (``max_restarts=0``) in a namespace of this
+  control plane's own, sized from the function's spec: ``cpu`` -> ``num_cpus`` (Modal's default request, 0.125,
+  when unset), ``memory`` -> ``memory``, ``gpu="A100:2"`` -> ``num_gpus=2`` and Ray's ``accelerator_type:A100``.
+- Actors are created asynchronously: ``launch`` returns at once, and a container whose actor Ray has not placed
+  yet is *waiting for capacity* (shown by ``shoal container list``; no startup timeout runs while it waits).
+- A dead actor (its node lost, killed, out of memory) is a dead container: its inputs are retried or isolated as
+  for a killed local container. Actors left by a previous life of the control plane are found by name and killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._image_build import materialise
+from ..exception import InvalidError
+from ..protocol.specs import ImageSpec, PreparedImage, Resources
+from ..server.errors import Invalid
+from . import sandbox
+from .base import Backend, Capabilities, ContainerSpec
+
+log = logging.getLogger("shoal.ray")
+DEFAULT_CPU = 0.125  # Modal's default CPU request for a container
+ACTOR_PREFIX = "ta-"  # container ids: the actors' names
+
+
+class RayBackend(Backend):
+    """Containers as Ray actors on the cluster at ``address`` (``auto``: the one this machine belongs to)."""
+
+    def __init__(self, address: str, state_dir: Path, volumes_dir: Path) -> None:
+        super().__init__()
+        try:
+            import ray
+        except ImportError:
+            raise InvalidError("The Ray backend needs Ray: pip install 'shoal[ray]'") from None
+        self.ray: Any = ray  # untyped: Ray's stubs are partial
+        self.namespace = "shoal-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+        if not ray.is_initialized():
+            ray.init(address=address, namespace=self.namespace, log_to_driver=False, logging_level=logging.WARNING)
+        self.volumes_dir = str(volumes_dir)
+        self.hidden = (str(state_dir),)  # the sandbox covers the server's state on a node that shares its disk
+        self.host_class = self.ray.remote(max_concurrency=4)(_actor_class())
+        self.handles: dict[str, Any] = {}  # container id -> its actor
+        self.placed: dict[str, str] = {}  # container id -> its node, once the actor runs
+        self.waiting_since: dict[str, float] = {}  # container id -> when it was asked for, until placed
+        self.tails: dict[str, str] = {}  # container id -> its last output lines, read before the actor went
+        self._watchers: set[asyncio.Task[None]] = set()
+        self.reconcile()
+
+    # ---- the cluster ----------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Kill the actors of a previous life of this control plane (its containers are dead to the store)."""
+        for name in self.ray.util.list_named_actors(all_namespaces=False):
+            if name.startswith(ACTOR_PREFIX) and name not in self.handles:
+                with contextlib.suppress(Exception):
+                    self.ray.kill(self.ray.get_actor(name, namespace=self.namespace), no_restart=True)
+                    log.warning("killed actor %s, left by a previous run of this control plane", name)
+
+    def capabilities(self) -> Capabilities:
+        total = self.ray.cluster_resources()
+        memory = int(total.get("memory", 0) // 2**20)
+        isolated = sandbox.bwrap() is not None  # the nodes are assumed to be set up as this machine is
+        return Capabilities(isolated, isolated, int(total.get("GPU", 0)), float(total.get("CPU", 0)), memory)
+
+    def accelerators(self) -> dict[str, float]:
+        """GPU types the cluster's nodes offer (Ray's ``accelerator_type:*`` resources), with their counts."""
+        total = self.ray.cluster_resources()
+        return {k.split(":", 1)[1]: v for k, v in total.items() if k.startswith("accelerator_type:")}
+
+    def check_resources(self, resources: Resources) -> None:
+        """Refuse at registration what no node of the cluster could ever place."""
+        if not resources.gpu:
+            return
+        kind, count = parse_gpu(resources.gpu)
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        offered = self.accelerators()
+        if not gpus or count > gpus:
+            raise Invalid(f"gpu={resources.gpu!r}: the Ray cluster has {gpus:g} GPUs in all "
+                               f"({_describe(offered)}). Add GPU nodes, or ask for fewer.")  # fmt: skip
+        if kind is not None and kind not in offered:
+            raise Invalid(f"gpu={resources.gpu!r}: no node of the Ray cluster offers a {kind} "
+                               f"(it has {_describe(offered)}); ask for one of those, or gpu='any'.")  # fmt: skip
+
+    def actor_options(self, resources: Resources) -> dict[str, Any]:
+        """Ray's placement of one container: its resources, spread over the nodes (one node lost takes few)."""
+        options: dict[str, Any] = {"num_cpus": resources.cpu if resources.cpu is not None else DEFAULT_CPU,
+                                   "scheduling_strategy": "SPREAD"}  # fmt: skip
+        if resources.memory:
+            options["memory"] = resources.memory * 2**20
+        if resources.gpu:
+            kind, count = parse_gpu(resources.gpu)
+            options["num_gpus"] = count
+            if kind is not None:
+                options["resources"] = {f"accelerator_type:{kind}": 0.001}
+        return options
+
+    # ---- containers -----------------------------------------------------------------------------------
+
+    def prepare_image(
+        self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
+    ) -> PreparedImage:
+        # Built on the control plane's machine: nodes that share its disk (a cluster on one machine, or a
+        # shared $SHOAL_HOME) run it; per-node builds are not done yet.
+        return materialise(image, log, fetch)
+
+    async def launch(self, spec: ContainerSpec) -> None:
+        options = self.actor_options(spec.resources)
+        handle = self.host_class.options(name=spec.container_id, namespace=self.namespace, lifetime="detached",
+                                         max_restarts=0, **options).remote(self.volumes_dir, self.hidden)  # fmt: skip
+        self.handles[spec.container_id] = handle
+        self.waiting_since[spec.container_id] = time.monotonic()
+        task = asyncio.create_task(self._run(spec, handle))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _run(self, spec: ContainerSpec, handle: Any) -> None:
+        """Start the container in its actor once Ray placed it, then report its exit (None: the actor died)."""
+        container_id = spec.container_id
+        code: int | None = None
+        try:
+            where = await handle.start.remote(spec)
+            self.placed[container_id] = where["node"]
+            self.waiting_since.pop(container_id, None)
+            self.on_placed(container_id, where["node"])
+            code = await handle.wait.remote()
+            with contextlib.suppress(Exception):
+                self.tails[container_id] = await asyncio.wait_for(_awaitable(handle.tail.remote()), 5)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the actor (or its node) died: the container is lost
+            log.warning("container %s: its Ray actor died (%s)", container_id, type(exc).__name__)
+        finally:
+            with contextlib.suppress(Exception):
+                self.ray.kill(handle, no_restart=True)
+            self.handles.pop(container_id, None)
+            self.placed.pop(container_id, None)
+            self.waiting_since.pop(container_id, None)
+        self.on_exit(container_id, code)
+
+    async def terminate(self, container_id: str, grace: float) -> None:
+        handle = self.handles.get(container_id)
+        if handle is None:
+            return
+        if container_id in self.placed and grace > 0:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_awaitable(handle.terminate.remote(grace)), grace + 5)
+        with contextlib.suppress(Exception):
+            self.ray.kill(handle, no_restart=True)
+
+    def waiting(self) -> dict[str, float]:
+        """Containers whose actors wait for the cluster's capacity, with how long (seconds) each has waited."""
+        now = time.monotonic()
+        return {cid: now - since for cid, since in self.waiting_since.items()}
+
+    def node(self, container_id: str) -> str | None:
+        return self.placed.get(container_id)
+
+    def output_tail(self, container_id: str, lines: int = 20) -> str:
+        return "\n".join(self.tails.pop(container_id, "").splitlines()[-lines:])
+
+    def list(self) -> list[str]:
+        return list(self.handles)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self.handles)), return_exceptions=True)
+        if self._watchers:
+            await asyncio.wait(self._watchers, timeout=5)
+
+
+def parse_gpu(gpu: str) -> tuple[str | None, int]:
+    """Modal's ``gpu=`` syntax: ``"T4"``, ``"A100:2"``, ``"any"`` -> (type or None for any, count)."""
+    kind, _, count = gpu.partition(":")
+    kind = kind.strip()
+    if kind.lower() == "any":
+        return None, int(count or 1)
+    return kind.upper().replace("A100-80GB", "A100-80G"), int(count or 1)
+
+
+def _describe(offered: dict[str, float]) -> str:
+    return ", ".join(f"{n:g} x {k}" for k, n in sorted(offered.items())) or "no typed GPUs"
+
+
+async def _awaitable(ref: Any) -> Any:
+    return await ref
+
+
+def _actor_class() -> type:
+    from .ray_actor import ContainerHost
+
+    return ContainerHost

@@ -1,0 +1,108 @@
+"""Functions of the core end-to-end tests that run on every backend (tests/e2e/test_backends.py), and of the
+Ray backend's own tests (tests/e2e/test_ray_backend.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import shoal
+
+app = shoal.App("tests-backends")
+volume = shoal.Volume.from_name("tests-backends-volume", create_if_missing=True)
+image = shoal.Image.debian_slim().env({"BACKEND_IMAGE": "set by the image"})
+
+
+@app.function(max_containers=3)
+def square(x: int) -> int:
+    return x * x
+
+
+@app.function(max_containers=2)
+def fail_on_odd(x: int) -> int:
+    if x % 2:
+        raise ValueError(f"odd input {x}")
+    return x
+
+
+@app.function(max_containers=1, retries=shoal.Retries(max_retries=3, initial_delay=0.0, backoff_coefficient=1.0))
+def flaky(marker_dir: str, x: int) -> int:
+    """Fails its first two attempts (counted in files the test can read), then succeeds."""
+    attempts = len(list(Path(marker_dir).glob(f"{x}-*")))
+    Path(marker_dir, f"{x}-{attempts}").touch()
+    if attempts < 2:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return x
+
+
+@app.function(max_containers=1, timeout=1)
+def oversleep(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+@app.function(max_containers=4)
+def where(x: int) -> tuple[int, str, int]:
+    """(the input, the node the container runs on, its pid)."""
+    time.sleep(0.001)
+    return x, os.environ.get("SHOAL_NODE", "local"), os.getpid()
+
+
+@app.cls(max_containers=1)
+class Greeter:
+    @shoal.enter()
+    def prepare(self) -> None:
+        self.greeting = "hello"
+        self.entered = os.getpid()
+
+    @shoal.method()
+    def greet(self, name: str) -> tuple[str, int]:
+        return f"{self.greeting} {name}", self.entered
+
+
+@app.function(max_containers=1)
+@shoal.batched(max_batch_size=8, wait_ms=50)
+def batch_size(xs: list[int]) -> list[int]:
+    return [len(xs)] * len(xs)
+
+
+@app.function(max_containers=1)
+@shoal.concurrent(max_inputs=10)
+async def overlap(seconds: float) -> float:
+    started = time.time()
+    await asyncio.sleep(seconds)
+    return started
+
+
+@app.function(max_containers=1, secrets=[shoal.Secret.from_dict({"BACKEND_SECRET": "s3cret"})], image=image)
+def shared(d: shoal.Dict, q: shoal.Queue, x: int) -> dict[str, str | int | None]:
+    d[f"key-{x}"] = x * 10
+    q.put(x)
+    return {"secret": os.environ.get("BACKEND_SECRET"), "image": os.environ.get("BACKEND_IMAGE"), "dict": d[f"key-{x}"]}
+
+
+@app.function(max_containers=1, volumes={"/data": volume})
+def write_file(name: str, text: str) -> list[str]:
+    Path("/data", name).write_text(text)
+    volume.commit()
+    return sorted(os.listdir("/data"))
+
+
+gpu_app = shoal.App("tests-backends-gpu")
+
+
+@gpu_app.function(gpu="T4", max_containers=2, scaledown_window=2)
+def on_gpu(seconds: float) -> tuple[str, str]:
+    """(the node, the GPUs Ray gave the container); sleeps ``seconds`` holding the GPU."""
+    time.sleep(seconds)
+    return os.environ.get("SHOAL_NODE", ""), os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+a100_app = shoal.App("tests-backends-a100")
+
+
+@a100_app.function(gpu="A100")
+def on_a100() -> None:
+    pass
