@@ -18,6 +18,9 @@ os.environ["SHOAL_HOME"] = _HOME
 os.environ.setdefault("SHOAL_HEARTBEAT_INTERVAL", "0.5")
 os.environ.setdefault("SHOAL_HEARTBEAT_TIMEOUT", "6")
 os.environ.pop("SHOAL_SERVER_URL", None)
+# Ray (read when it is imported) takes the loopback address as the node IP with this set: the Ray clusters the
+# tests start neither listen on nor dial the machine's external address.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Containers run sandboxed with a private /tmp: tests share files with them through this directory only.
 SHARED = tempfile.mkdtemp(prefix="shoal-test-shared-")
 os.environ["SHOAL_SANDBOX_BINDS"] = SHARED
@@ -141,9 +144,6 @@ class RayCluster:
     def __init__(self) -> None:
         from ray.cluster_utils import Cluster
 
-        # Ray takes the loopback address as the node IP with this set: nothing listens on or dials the machine's
-        # external address.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         small = {"object_store_memory": 80 * 2**20}
         self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                                        **small})  # fmt: skip
@@ -152,9 +152,18 @@ class RayCluster:
         self.cluster.wait_for_nodes()
         self.address = self.cluster.address
 
-    def add_cpu_node(self) -> None:
-        self.cpu_node = self.cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20)
-        self.cluster.wait_for_nodes()
+    def workers(self) -> list[Any]:
+        return [self.cpu_node, self.gpu_node]
+
+    def replace(self, node: Any) -> None:
+        """Kill ``node`` without warning (as a lost machine), and add a fresh node of the same kind."""
+        self.cluster.remove_node(node, allow_graceful=False)
+        small = {"object_store_memory": 80 * 2**20}
+        if node is self.gpu_node:
+            self.gpu_node = self.cluster.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:T4": 1},
+                                                  **small)  # fmt: skip
+        else:
+            self.cpu_node = self.cluster.add_node(num_cpus=1, **small)
 
     def shutdown(self) -> None:
         self.cluster.shutdown()
@@ -249,3 +258,8 @@ def run_script(
     return subprocess.run(
         [sys.executable, *args], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the Ray cluster run last: its processes then share the machine with no timing-sensitive test."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)

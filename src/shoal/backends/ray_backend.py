@@ -45,7 +45,7 @@ class RayBackend(Backend):
         except ImportError:
             raise InvalidError("The Ray backend needs Ray: pip install 'shoal[ray]'") from None
         self.ray: Any = ray  # untyped: Ray's stubs are partial
-        self.namespace = "shoal-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
+        self.namespace = self.namespace_for(state_dir)
         if not ray.is_initialized():
             ray.init(address=address, namespace=self.namespace, log_to_driver=False, logging_level=logging.WARNING)
         self.volumes_dir = str(volumes_dir)
@@ -57,6 +57,11 @@ class RayBackend(Backend):
         self.tails: dict[str, str] = {}  # container id -> its last output lines, read before the actor went
         self._watchers: set[asyncio.Task[None]] = set()
         self.reconcile()
+
+    @staticmethod
+    def namespace_for(state_dir: Path) -> str:
+        """The Ray namespace of the control plane keeping its state in ``state_dir``: its actors' names live there."""
+        return "shoal-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
 
     # ---- the cluster ----------------------------------------------------------------------------------
 

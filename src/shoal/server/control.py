@@ -112,7 +112,8 @@ class ControlPlane:
         self.items = self.store.items
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
-        self.backend.on_placed = self.store.set_container_node
+        self.backend.on_placed = self._on_placed
+        self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
@@ -434,7 +435,12 @@ class ControlPlane:
         fn = self.store.function(found[0])
         return fn.app_id if fn else None
 
+    def _on_placed(self, container_id: str, node: str) -> None:
+        self._placed_at[container_id] = time.time()
+        self.store.set_container_node(container_id, node)
+
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
+        self._placed_at.pop(container_id, None)
         tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
         self._handle(container_id, ContainerExited(self.backend.describe_exit(code), tail))
 
@@ -510,8 +516,9 @@ class ControlPlane:
         now = time.time()
         serving = self.gateway.inflight  # web requests a container serves keep it busy, as leased inputs do
         waiting = self.backend.waiting()  # not placed yet for lack of capacity: its startup time has not begun
-        containers = [replace(c, leased=c.leased + serving.get(c.id, 0), created_at=now if c.id in waiting else
-                              c.created_at) for c in self.store.live_containers()]  # fmt: skip
+        containers = [replace(c, leased=c.leased + serving.get(c.id, 0), waiting=c.id in waiting,
+                              created_at=self._placed_at.get(c.id, c.created_at))
+                      for c in self.store.live_containers()]  # fmt: skip
         for action in plan(self.store.function_loads(self.gateway.demand()), containers, now, limits):
             if isinstance(action, Launch):
                 for _ in range(action.count):

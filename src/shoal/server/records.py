@@ -62,6 +62,7 @@ class ContainerRow:
     last_active: float
     leased: int
     oldest_lease: float | None = None  # when its oldest leased input was leased
+    waiting: bool = False  # asked of the backend, not placed yet for lack of capacity (no startup clock runs)
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,12 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
                 actions.append(Launch(load.function_id, load.app_id, count))
                 total += count
         elif len(active) > desired:
+            surplus = len(active) - desired
+            unplaced = [c for c in active if c.waiting][:surplus]  # never ran: nothing to keep them for
+            actions.extend(Drain(c.id) for c in unplaced)
             idle = sorted((c for c in active if c.state == ContainerState.RUNNING and c.leased == 0),
                           key=lambda c: c.last_active)  # fmt: skip
-            idle = idle[: len(active) - desired]
+            idle = idle[: surplus - len(unplaced)]
             expired = [c for c in idle if now - c.last_active >= load.scaledown_window]
             actions.extend(Drain(c.id) for c in expired)
             spare.extend(c for c in idle if c not in expired)
@@ -99,6 +102,8 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
 
 def _health_actions(c: ContainerRow, now: float, limits: Limits, loads: list[FunctionLoad]) -> list[Action]:
     if c.state == ContainerState.STARTING:
+        if c.waiting:  # its startup time begins when the backend places it
+            return []
         startup_timeout = next((f.startup_timeout for f in loads if f.function_id == c.function_id), 300.0)
         if now - c.created_at > startup_timeout:
             return [Kill(c.id, f"it did not start within startup_timeout={startup_timeout:g}s")]

@@ -1,0 +1,144 @@
+"""The Ray backend on a three-node Ray cluster on 127.0.0.1 (a 1-CPU head, a 1-CPU worker, a 1-CPU worker with
+a T4): maps spread over nodes, a node lost mid-map, GPU placement and waiting for capacity, refusals at deploy,
+actors of a previous control plane, and Ray kept on loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+import shoal
+from tests.apps import backends as b
+from tests.conftest import RAY_TOKEN, REPO
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture
+def on_ray(ray_server, request):  # noqa: ANN001, ANN201
+    """The SDK pointed at the Ray backend's server for one test."""
+    saved = {k: os.environ.get(k) for k in ("SHOAL_SERVER_URL", "SHOAL_TOKEN")}
+    os.environ.update(SHOAL_SERVER_URL=ray_server.url, SHOAL_TOKEN=RAY_TOKEN)
+    yield ray_server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _containers(server: Any) -> list[dict[str, Any]]:
+    return httpx.get(f"{server.url}/containers", headers=server.auth, timeout=30).json()["containers"]
+
+
+def _wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return found
+
+
+def test_a_10000_input_map_runs_on_several_nodes_and_a_node_lost_mid_map_loses_and_repeats_nothing(on_ray, ray_cluster):
+    with b.app.run(show_logs=False):
+        results = list(b.where.map(range(10_000)))
+        assert [x for x, _, _ in results] == list(range(10_000))
+        assert len({node for _, node, _ in results}) >= 2, Counter(node for _, node, _ in results)
+
+        # Now lose a worker node while a map runs on it: every input ends in exactly one result.
+        got: list[tuple[int, str, int]] = []
+        for item in b.where.map(range(3000)):
+            got.append(item)
+            if len(got) == 300:
+                busy = {c["node"][:8] for c in _containers(on_ray) if c["function"] == "where" and c["node"]}
+                victim = next(n for n in ray_cluster.workers() if n.node_id[:8] in busy)
+                ray_cluster.replace(victim)  # killed at once; a fresh node of the same kind joins
+        assert sorted(x for x, _, _ in got) == list(range(3000))  # none lost, none twice
+        assert [x for x, _, _ in got] == list(range(3000))  # and in order
+
+
+def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_is_taken(on_ray, ray_cluster):
+    gpu_node = ray_cluster.gpu_node.node_id[:8]
+    with b.gpu_app.run(show_logs=False):
+        first = b.on_gpu.spawn(4.0)  # holds the only GPU for a while
+        waiting = b.on_gpu.spawn(0.0)  # needs a second container: Ray cannot place it until the first is done
+        rows = _wait_for(lambda: [c for c in _containers(on_ray) if c["waiting_for_capacity_s"] is not None])
+        assert rows[0]["function"] == "on_gpu"
+        listing = subprocess.run([sys.executable, "-m", "shoal", "container", "list"], capture_output=True,
+                                 text=True, cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
+        assert "waiting for capacity" in listing.stdout, listing.stdout + listing.stderr
+        node, devices = first.get(timeout=60)
+        assert node.startswith(gpu_node) and devices == "0"
+        node, _ = waiting.get(timeout=60)
+        assert node.startswith(gpu_node)
+
+
+def test_a_gpu_the_cluster_does_not_have_is_refused_at_deploy_saying_what_it_has(on_ray):
+    with pytest.raises(shoal.exception.Error) as refused:
+        with b.a100_app.run(show_logs=False):
+            pass
+    assert "A100" in str(refused.value) and "T4" in str(refused.value)
+
+
+def test_the_server_status_shows_the_ray_backend_and_cluster_capacity(on_ray):
+    info = httpx.get(f"{on_ray.url}/server", headers=on_ray.auth, timeout=30).json()
+    assert info["backend"] == "RayBackend" and info["cpus"] >= 3 and info["gpus"] == 1
+
+
+def test_actors_of_a_previous_control_plane_are_killed_when_it_starts_again(ray_cluster, tmp_path):
+    import ray
+
+    from tests.conftest import ServerProcess
+
+    state = tmp_path / "restarted"
+    args = ("--backend", "ray", "--ray-address", ray_cluster.address)
+    first = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN}, args=args)
+    first.proc.kill()  # no chance to clean up: its actors (none yet) would be left
+    first.stop()
+    # leave an actor the way a dead control plane would: detached, named like a container, in its namespace
+    from shoal.backends.ray_backend import RayBackend
+
+    namespace = RayBackend.namespace_for(state)
+    script = (
+        "import ray, time\n"
+        f"ray.init(address={ray_cluster.address!r}, namespace={namespace!r})\n"
+        "@ray.remote(num_cpus=0, resources={'node:__internal_head__': 0.001})\n"  # not on a node being replaced
+        "class Left:\n"
+        "    def ping(self): return 1\n"
+        "a = Left.options(name='ta-left00000000000000', lifetime='detached').remote()\n"
+        "ray.get(a.ping.remote())\n"
+    )
+    left = subprocess.run([sys.executable, "-c", script], timeout=120, capture_output=True, text=True)
+    assert left.returncode == 0, left.stderr[-3000:]
+    ray.init(address=ray_cluster.address, namespace=namespace)
+    try:
+        assert "ta-left00000000000000" in ray.util.list_named_actors()
+        second = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN}, args=args)
+        try:
+            _wait_for(lambda: "ta-left00000000000000" not in ray.util.list_named_actors(), 30)
+        finally:
+            second.stop()
+    finally:
+        ray.shutdown()
+
+
+def test_every_ray_process_the_tests_started_listens_on_loopback_only(ray_cluster, ray_server):
+    def is_ray(process: psutil.Process) -> bool:
+        with_ray = "ray" in " ".join(process.info["cmdline"] or []).lower()
+        return with_ray or process.pid == ray_server.proc.pid  # the server is a Ray driver too
+
+    pids = {p.pid for p in psutil.process_iter(["cmdline"]) if is_ray(p)}
+    listening = [c for c in psutil.net_connections("inet") if c.status == psutil.CONN_LISTEN and c.pid in pids]
+    assert len({c.pid for c in listening}) >= 4  # GCS, three raylets, workers, ...
+    for conn in listening:
+        assert ipaddress.ip_address(conn.laddr.ip.removeprefix("::ffff:")).is_loopback, conn
