@@ -31,7 +31,7 @@ from report import render  # noqa: E402
 from systems import TITLES  # noqa: E402
 from workloads import calibrate_spin  # noqa: E402
 
-NEEDS = {"ray": "ray", "raypool": "ray", "dask": "distributed", "celery": "celery"}
+NEEDS = {"ray": "ray", "raypool": "ray", "shoal-ray": "ray", "dask": "distributed", "celery": "celery"}
 W2_SYSTEMS = {"shoal", "pool", "raypool"}  # the others would take 15 min to hours for a million inputs
 CHILD_TIMEOUT = 1800
 

@@ -33,6 +33,7 @@ class System(Protocol):
 
 ADAPTERS = {
     "shoal": ("systems.shoal_system", "ShoalSystem"),
+    "shoal-ray": ("systems.shoal_ray_system", "ShoalRaySystem"),
     "pool": ("systems.pool_system", "PoolSystem"),
     "ray": ("systems.ray_system", "RayTasks"),
     "raypool": ("systems.ray_system", "RayPool"),
@@ -41,6 +42,7 @@ ADAPTERS = {
 }
 TITLES = {
     "shoal": "Shoal (embedded server)",
+    "shoal-ray": "Shoal on its Ray backend (1 node, 2 CPUs)",
     "pool": "multiprocessing.Pool (chunked imap)",
     "ray": "Ray, one task per input",
     "raypool": "Ray Pool (chunked imap)",

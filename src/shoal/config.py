@@ -36,7 +36,11 @@ VARIABLES = (
     Variable("SHOAL_CLIENT_TIMEOUT", "20", "seconds without a client heartbeat before an ephemeral app stops"),
     Variable("SHOAL_MAX_PAYLOAD_BYTES", "536870912", "the largest argument or result accepted"),
     Variable("SHOAL_RATE_LIMIT", "5000", "client requests per second per token (0: unlimited)"),
-    Variable("SHOAL_MAX_TOTAL_CONTAINERS", "max(32, 8 x CPUs)", "containers on this machine, all functions together"),
+    Variable(
+        "SHOAL_MAX_TOTAL_CONTAINERS",
+        "max(32, 8 x CPUs)",
+        "containers in all functions together (ray backend: 10,000)",
+    ),
     Variable("SHOAL_EXPIRY_INTERVAL", "60", "seconds between sweeps for expired results"),
     Variable("SHOAL_BACKEND", "local", "where containers run: local (this machine) or ray (a Ray cluster)"),
     Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
@@ -117,6 +121,11 @@ class Settings:
     @property
     def default_url(self) -> str:
         return f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def use_home(path: Path) -> None:
+    """Make ``path`` this process's ``SHOAL_HOME`` from now on (a Ray node's actor: the node's own home)."""
+    os.environ["SHOAL_HOME"] = str(path)
 
 
 def settings() -> Settings:

@@ -90,6 +90,18 @@ def write_file(name: str, text: str) -> list[str]:
     return sorted(os.listdir("/data"))
 
 
+built_app = shoal.App("tests-backends-built")
+built = shoal.Image.debian_slim().run_commands("echo built > $VIRTUAL_ENV/marker.txt")
+
+
+@built_app.function(image=built)
+def built_where() -> tuple[str, str]:
+    """(the interpreter the container runs, what the image's build step wrote next to it)."""
+    import sys
+
+    return sys.executable, Path(sys.prefix, "marker.txt").read_text().strip()
+
+
 gpu_app = shoal.App("tests-backends-gpu")
 
 

@@ -83,6 +83,13 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
         assert node.startswith(gpu_node)
 
 
+def test_an_image_is_built_on_the_node_that_runs_the_container(on_ray, sandbox):
+    with b.built_app.run(show_logs=False):
+        python, marker = b.built_where.remote()
+    assert marker == "built"
+    assert "/shoal-ray/" in python  # the node's own build, not the server's (which is under SHOAL_HOME)
+
+
 def test_a_gpu_the_cluster_does_not_have_is_refused_at_deploy_saying_what_it_has(on_ray):
     with pytest.raises(shoal.exception.Error) as refused:
         with b.a100_app.run(show_logs=False):

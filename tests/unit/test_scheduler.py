@@ -69,6 +69,14 @@ def test_a_container_that_never_starts_is_killed_after_startup_timeout():
     assert actions[0] == Kill("ta-1", "it did not start within startup_timeout=30s")
 
 
+def test_a_container_waiting_for_capacity_has_no_startup_clock_and_goes_when_no_longer_needed():
+    waiting = ContainerRow("ta-1", "fu-1", ContainerState.STARTING, 0.0, 0.0, 0.0, 0, waiting=True)
+    assert plan([load(ready=1, max_containers=1)], [waiting], 1000.0, LIMITS) == []  # waited long: not killed
+    assert plan([load(ready=0)], [waiting], 1000.0, LIMITS) == [Drain("ta-1")]  # no backlog: dropped at once
+    running = container("ta-2", seen=999.0, active=999.0)  # idle in its scaledown window: kept; the unplaced goes
+    assert plan([load(ready=1, max_containers=1)], [waiting, running], 1000.0, LIMITS) == [Drain("ta-1")]
+
+
 def test_startup_failures_back_off_then_probe_with_one_container():
     assert plan([load(ready=10, failures=3, last_failure=99.0)], [], 100.0, LIMITS) == []
     assert startup_backoff(3) == 2.0

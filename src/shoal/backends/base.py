@@ -25,6 +25,7 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     resources: Resources = Resources()
     image: PreparedImage | None = None  # as this backend prepared it (prepare_image)
+    image_spec: ImageSpec | None = None  # the recipe, for backends that build it again where the container runs
     volumes: list[MountSpec] = field(default_factory=list)  # volumes by name: the backend attaches them
 
 

@@ -14,19 +14,28 @@ import signal
 import socket
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from .._image_build import materialise
+from ..config import use_home
+from ..protocol.specs import PreparedImage
 from ..server.volumes import VolumeStore
 from .base import ContainerSpec
 from .local import LocalBackend
 
 
 class ContainerHost:
-    """One container on this node (a Ray actor class: ``ray.remote`` is applied by the Ray backend)."""
+    """One container on this node (a Ray actor class: ``ray.remote`` is applied by the Ray backend).
+
+    Its node keeps a Shoal home of its own (images built here, cached per content hash, one build at a time):
+    the control plane's home is on another machine.
+    """
 
     def __init__(self, volumes_dir: str, hidden: tuple[str, ...]) -> None:
         node_dir = Path(tempfile.gettempdir()) / "shoal-ray" / str(os.getuid())
         node_dir.mkdir(parents=True, exist_ok=True)
+        use_home(node_dir / "home")  # this actor's process only: it hosts one container
         # the server's volumes directory: a node sees it when it shares the server's filesystem (one machine, NFS)
         self.local = LocalBackend(node_dir / "containers", VolumeStore(Path(volumes_dir)), hidden=hidden)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -34,16 +43,39 @@ class ContainerHost:
         self.sandboxed = False
 
     def start(self, spec: ContainerSpec) -> dict[str, str]:
-        """Start the container's process; returns where it runs (the node)."""
+        """Build the container's image on this node if needed, then start its process; returns where it runs."""
+        self.container_id = spec.container_id
+        if spec.image_spec is not None and spec.image is not None:
+            spec = replace(spec, image=self._image(spec))
         command, env, cwd, self.sandboxed = self.local.command(spec)  # unsandboxed, it dies with this actor
         node = _node_name()
         env["SHOAL_NODE"] = node
-        self.container_id = spec.container_id
         with open(self.local.log_path(spec.container_id), "ab") as log:
             self.proc = subprocess.Popen(command, env=env, cwd=cwd,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
         return {"node": node, "pid": str(self.proc.pid)}
+
+    def _image(self, spec: ContainerSpec) -> PreparedImage:
+        """The image as built on this node (its build steps' output goes to the container's log here)."""
+        from ..client import CONTAINER, SyncClient
+
+        assert spec.image_spec is not None
+        client = SyncClient(spec.server_url, spec.container_token, CONTAINER)
+
+        def fetch(blob_id: str) -> bytes:
+            return client.run(client.client.get_blob(blob_id))
+
+        with open(self.local.log_path(spec.container_id), "a") as log:
+
+            def write(line: str) -> None:
+                log.write(line + "\n")
+                log.flush()
+
+            try:
+                return materialise(spec.image_spec, write, fetch)
+            finally:
+                client.close()
 
     def wait(self) -> int:
         """Until the container's process exits; its exit code (negative: the signal that killed it)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .._image_build import materialise
+from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import ImageSpec, PreparedImage, Resources
 from ..server.errors import Invalid
@@ -49,7 +50,8 @@ class RayBackend(Backend):
         if not ray.is_initialized():
             ray.init(address=address, namespace=self.namespace, log_to_driver=False, logging_level=logging.WARNING)
         self.volumes_dir = str(volumes_dir)
-        self.hidden = (str(state_dir),)  # the sandbox covers the server's state on a node that shares its disk
+        # the sandbox covers the server's state and home on a node that shares its disk
+        self.hidden = (str(state_dir), str(settings().home))
         self.host_class = self.ray.remote(max_concurrency=4)(_actor_class())
         self.handles: dict[str, Any] = {}  # container id -> its actor
         self.placed: dict[str, str] = {}  # container id -> its node, once the actor runs
@@ -116,8 +118,8 @@ class RayBackend(Backend):
     def prepare_image(
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
     ) -> PreparedImage:
-        # Built on the control plane's machine: nodes that share its disk (a cluster on one machine, or a
-        # shared $SHOAL_HOME) run it; per-node builds are not done yet.
+        """Built here first, so that the caller sees the build log and its errors at deploy; each node builds it
+        again for its containers (``ContainerHost``), once per node, from the same recipe."""
         return materialise(image, log, fetch)
 
     async def launch(self, spec: ContainerSpec) -> None:

@@ -552,7 +552,7 @@ class ControlPlane:
             cspec = ContainerSpec(
                 container_id, function_id, app_id, self.config.url, self.container_token,
                 env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=image,
-                volumes=spec.volumes,
+                volumes=spec.volumes, image_spec=spec.image,
             )  # fmt: skip
             await self.backend.launch(cspec)
             self.system_log(app_id, container_id, f"Container {container_id} started for {found.tag}")
@@ -568,6 +568,12 @@ def web_label(app: dict[str, Any] | None, tag: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", raw)).strip("-")[:63].strip("-") or "endpoint"
 
 
-def default_max_total_containers() -> int:
+RAY_MAX_TOTAL_CONTAINERS = 10_000  # a cluster grows (Ray's autoscaler adds nodes for pending actors): no tight cap
+
+
+def default_max_total_containers(backend: str = "local") -> int:
+    """SHOAL_MAX_TOTAL_CONTAINERS, else max(32, 8 x CPUs) on this machine, or 10,000 on a Ray cluster."""
     configured = settings().max_total_containers
-    return configured if configured is not None else max(32, 8 * (os.cpu_count() or 1))
+    if configured is not None:
+        return configured
+    return RAY_MAX_TOTAL_CONTAINERS if backend == "ray" else max(32, 8 * (os.cpu_count() or 1))

@@ -87,7 +87,7 @@ def serve(
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     config = ServerConfig(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
-        result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(),
+        result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(backend),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval,

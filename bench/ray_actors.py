@@ -1,0 +1,105 @@
+"""How fast containers start: time to 100 running containers on the Ray backend (one actor each) and locally.
+
+Run:  python bench/ray_actors.py [--containers 100]
+A function asking for 0.01 CPU and ``max_containers=N`` gets N inputs that each hold their container; the
+clock runs from the spawns to the moment N containers report RUNNING (polled every 50 ms). On the Ray backend
+the actors are created in parallel on a one-node Ray cluster of 2 CPUs on 127.0.0.1; locally, the same app on
+the embedded server. Prints one JSON line: seconds to N running, containers/s, and (Ray) seconds until Ray had
+placed every actor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import shoal
+
+app = shoal.App("bench-container-starts")
+TOKEN = "shoal-bench-ray-token"
+
+
+@app.function(cpu=0.01, max_containers=100, timeout=600)
+def hold(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def time_to_running(url: str, headers: dict[str, str], count: int) -> dict[str, float]:
+    with app.run(show_logs=False):
+        started = time.perf_counter()
+        calls = [hold.spawn(120.0) for _ in range(count)]
+        placed_at = None
+        while True:
+            rows = httpx.get(f"{url}/containers", headers=headers, timeout=30).json()["containers"]
+            mine = [r for r in rows if r["function"] == "hold"]
+            if placed_at is None and sum(1 for r in mine if r.get("node")) >= count:
+                placed_at = time.perf_counter() - started
+            if sum(1 for r in mine if r["state"] == "RUNNING") >= count:
+                seconds = time.perf_counter() - started
+                break
+            if time.perf_counter() - started > 600:
+                raise RuntimeError(f"only {len(mine)} containers after 600 s")
+            time.sleep(0.05)
+        for call in calls:
+            call.cancel(terminate_containers=True)
+    return {"seconds_to_running": round(seconds, 2), "containers_per_s": round(count / seconds, 1),
+            "seconds_to_placed": round(placed_at or seconds, 2)}  # fmt: skip
+
+
+def on_ray(count: int) -> dict[str, float]:
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False,
+                                                              "object_store_memory": 100 * 2**20})  # fmt: skip
+    state = Path(tempfile.mkdtemp(prefix="shoal-bench-actors-"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(state), "--backend", "ray",
+         "--ray-address", cluster.address], stdout=subprocess.PIPE, env={**os.environ, "SHOAL_TOKEN": TOKEN},
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().decode().strip().split("=", 1)[1]
+        saved = {k: os.environ.get(k) for k in ("SHOAL_SERVER_URL", "SHOAL_TOKEN")}
+        os.environ.update(SHOAL_SERVER_URL=url, SHOAL_TOKEN=TOKEN)
+        try:
+            return time_to_running(url, {"authorization": f"Bearer {TOKEN}"}, count)
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    finally:
+        server.terminate()
+        server.wait(30)
+        cluster.shutdown()
+
+
+def local(count: int) -> dict[str, Any]:
+    from shoal import _servers
+
+    with app.run(show_logs=False):  # start the embedded server, to learn its URL and token
+        url = next(iter(_servers.live())).url
+    token = _servers.token_for(url)
+    return time_to_running(url, {"authorization": f"Bearer {token}"}, count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--containers", type=int, default=100)
+    args = parser.parse_args()
+    os.environ["SHOAL_MAX_TOTAL_CONTAINERS"] = str(args.containers + 10)  # the local default caps at 8 x CPUs
+    print(json.dumps({"containers": args.containers, "ray_backend": on_ray(args.containers),
+                      "local_backend": local(args.containers)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
