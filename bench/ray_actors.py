@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -34,8 +33,13 @@ def hold(seconds: float) -> int:
     return os.getpid()
 
 
-def time_to_running(url: str, headers: dict[str, str], count: int) -> dict[str, float]:
+def time_to_running(count: int, url: str | None = None, headers: dict[str, str] | None = None) -> dict[str, float]:
     with app.run(show_logs=False):
+        if url is None:  # the embedded server this run started
+            from shoal import _servers
+
+            record = max(_servers.live(), key=lambda r: r.pid)
+            url, headers = record.url, {"authorization": f"Bearer {_servers.token_for(record.url)}"}
         started = time.perf_counter()
         calls = [hold.spawn(120.0) for _ in range(count)]
         placed_at = None
@@ -73,7 +77,7 @@ def on_ray(count: int) -> dict[str, float]:
         saved = {k: os.environ.get(k) for k in ("SHOAL_SERVER_URL", "SHOAL_TOKEN")}
         os.environ.update(SHOAL_SERVER_URL=url, SHOAL_TOKEN=TOKEN)
         try:
-            return time_to_running(url, {"authorization": f"Bearer {TOKEN}"}, count)
+            return time_to_running(count, url, {"authorization": f"Bearer {TOKEN}"})
         finally:
             for key, value in saved.items():
                 os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
@@ -83,22 +87,14 @@ def on_ray(count: int) -> dict[str, float]:
         cluster.shutdown()
 
 
-def local(count: int) -> dict[str, Any]:
-    from shoal import _servers
-
-    with app.run(show_logs=False):  # start the embedded server, to learn its URL and token
-        url = next(iter(_servers.live())).url
-    token = _servers.token_for(url)
-    return time_to_running(url, {"authorization": f"Bearer {token}"}, count)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--containers", type=int, default=100)
     args = parser.parse_args()
     os.environ["SHOAL_MAX_TOTAL_CONTAINERS"] = str(args.containers + 10)  # the local default caps at 8 x CPUs
-    print(json.dumps({"containers": args.containers, "ray_backend": on_ray(args.containers),
-                      "local_backend": local(args.containers)}))  # fmt: skip
+    ray = on_ray(args.containers)
+    print(json.dumps({"containers": args.containers, "ray_backend": ray,
+                      "local_backend": time_to_running(args.containers)}))  # fmt: skip
 
 
 if __name__ == "__main__":
