@@ -8,9 +8,11 @@ tests and subprocesses can change the environment. The README's configuration ta
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PORT = 7811
 INLINE_PAYLOAD_LIMIT = 256 * 1024  # larger payloads travel as blobs (files), not through SQLite
@@ -58,6 +60,7 @@ VARIABLES = (
     Variable("SHOAL_BUNDLE_DIR", "", "set in sandboxed containers: where to unpack code", "container"),
     Variable("SHOAL_IMAGE_HASH", "", "set in containers: the image they run in", "container"),
     Variable("SHOAL_NODE", "", "set in containers of the Ray backend: the node it runs on", "container"),
+    Variable("SHOAL_SYNCED_VOLUMES", "", "set in containers of the Ray backend: volumes copied in (JSON)", "container"),
 )
 
 
@@ -121,6 +124,12 @@ class Settings:
     @property
     def default_url(self) -> str:
         return f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
+def synced_volumes() -> list[dict[str, Any]]:
+    """In a container of the Ray backend: its volume mounts that are copies, synced on commit and reload."""
+    raw = _get("SHOAL_SYNCED_VOLUMES")
+    return list(json.loads(raw)) if raw else []
 
 
 def use_home(path: Path) -> None:

@@ -24,6 +24,7 @@ from ._aio import aio_gen_method, aio_method
 from ._kv import server_url
 from ._sync import run_sync
 from .client import Client, client_for
+from .config import in_container
 from .exception import InvalidError, NotFoundError
 from .protocol import routes
 
@@ -108,13 +109,21 @@ class Volume:
 
     @aio_method
     async def commit(self) -> None:
-        """Make this container's writes visible to others (immediate on the local backend)."""
-        await self._ready()
+        """Make this container's writes visible to others (immediate on the local backend; on the Ray backend,
+        the container's copy pushes its changes: the last writer wins per file)."""
+        client = await self._ready()
+        synced = _synced(self.name)
+        if synced is not None:
+            await synced.push(client)
 
     @aio_method
     async def reload(self) -> None:
-        """See other containers' committed writes (immediate on the local backend)."""
-        await self._ready()
+        """See other containers' committed writes (immediate on the local backend; on the Ray backend, the
+        container's copy pulls what was committed since)."""
+        client = await self._ready()
+        synced = _synced(self.name)
+        if synced is not None:
+            await synced.pull(client)
 
     @aio_method
     async def listdir(self, path: str = "/", *, recursive: bool = False) -> list[FileEntry]:
@@ -186,6 +195,15 @@ class _Upload:
             await client.send_raw(
                 "PUT", routes.path(routes.VOLUME_FILE, name=self.volume.name) + f"?path={_quote(remote)}", data
             )
+
+
+def _synced(name: str | None) -> Any:
+    """The container's own copy of volume ``name`` where it has one (the Ray backend), else None."""
+    if not in_container():
+        return None
+    from .container import volume_sync
+
+    return volume_sync.mounted(name)
 
 
 def _quote(path: str) -> str:

@@ -90,6 +90,25 @@ def write_file(name: str, text: str) -> list[str]:
     return sorted(os.listdir("/data"))
 
 
+@app.function(max_containers=1, volumes={"/data": volume})
+def write_uncommitted(name: str) -> bool:
+    Path("/data", name).write_text("never committed")
+    return Path("/data", name).exists()
+
+
+@app.function(max_containers=1, volumes={"/data": volume})
+def probe_reload(name: str, marker_dir: str) -> tuple[bool, bool, bool]:
+    """(the file exists at start, after another container committed it, after reload())."""
+    before = Path("/data", name).exists()
+    Path(marker_dir, "ready").touch()
+    deadline = time.time() + 60
+    while not Path(marker_dir, "committed").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    unreloaded = Path("/data", name).exists()
+    volume.reload()
+    return before, unreloaded, Path("/data", name).exists()
+
+
 built_app = shoal.App("tests-backends-built")
 built = shoal.Image.debian_slim().run_commands("echo built > $VIRTUAL_ENV/marker.txt")
 

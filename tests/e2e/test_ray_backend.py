@@ -19,7 +19,7 @@ import pytest
 
 import shoal
 from tests.apps import backends as b
-from tests.conftest import RAY_TOKEN, REPO
+from tests.conftest import RAY_TOKEN, REPO, shared_dir
 
 pytestmark = pytest.mark.ray
 
@@ -81,6 +81,21 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
         assert node.startswith(gpu_node) and devices == "0"
         node, _ = waiting.get(timeout=60)
         assert node.startswith(gpu_node)
+
+
+def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray, sandbox):
+    markers = shared_dir()
+    name = f"synced-{time.time_ns()}.txt"
+    with b.app.run(show_logs=False):
+        assert b.write_uncommitted.remote("uncommitted-" + name)  # written in the container's copy only
+        assert "uncommitted-" + name not in [e.path for e in b.volume.listdir("/")]
+        probe = b.probe_reload.spawn(name, markers)
+        _wait_for(lambda: os.path.exists(os.path.join(markers, "ready")))
+        assert name in b.write_file.remote(name, "first")  # another container writes and commits it
+        open(os.path.join(markers, "committed"), "w").close()
+        assert probe.get(timeout=60) == (False, False, True)  # unseen until reload(), then seen
+        b.write_file.remote(name, "second")  # the last writer wins
+        assert b"".join(b.volume.read_file(name)) == b"second"
 
 
 def test_an_image_is_built_on_the_node_that_runs_the_container(on_ray, sandbox):

@@ -9,6 +9,7 @@ exactly as a local one does. Ray's object store is never on the data path. The a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -32,12 +33,12 @@ class ContainerHost:
     the control plane's home is on another machine.
     """
 
-    def __init__(self, volumes_dir: str, hidden: tuple[str, ...]) -> None:
+    def __init__(self, hidden: tuple[str, ...]) -> None:
         node_dir = Path(tempfile.gettempdir()) / "shoal-ray" / str(os.getuid())
         node_dir.mkdir(parents=True, exist_ok=True)
         use_home(node_dir / "home")  # this actor's process only: it hosts one container
-        # the server's volumes directory: a node sees it when it shares the server's filesystem (one machine, NFS)
-        self.local = LocalBackend(node_dir / "containers", VolumeStore(Path(volumes_dir)), hidden=hidden)
+        self.node_dir, self.hidden = node_dir, hidden
+        self.local = LocalBackend(node_dir / "containers", VolumeStore(node_dir / "volumes" / "none"), hidden=hidden)
         self.proc: subprocess.Popen[bytes] | None = None
         self.container_id = ""
         self.sandboxed = False
@@ -47,7 +48,10 @@ class ContainerHost:
         self.container_id = spec.container_id
         if spec.image_spec is not None and spec.image is not None:
             spec = replace(spec, image=self._image(spec))
+        synced = self._volumes(spec) if spec.volumes else ""
         command, env, cwd, self.sandboxed = self.local.command(spec)  # unsandboxed, it dies with this actor
+        if synced:
+            env["SHOAL_SYNCED_VOLUMES"] = synced
         node = _node_name()
         env["SHOAL_NODE"] = node
         with open(self.local.log_path(spec.container_id), "ab") as log:
@@ -55,6 +59,28 @@ class ContainerHost:
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
         return {"node": node, "pid": str(self.proc.pid)}
+
+    def _volumes(self, spec: ContainerSpec) -> str:
+        """Each volume as a copy of the container's own on this node (the server's disk is elsewhere): empty for
+        read-write mounts (the container pulls them before the user's code loads, and commits and reloads them
+        itself), pulled here for read-only ones; returns the container's SHOAL_SYNCED_VOLUMES."""
+        from ..client import CONTAINER, SyncClient
+        from ..container.volume_sync import SyncedVolume
+
+        root = self.node_dir / "volumes" / spec.container_id
+        for mount in spec.volumes:
+            (root / mount.volume).mkdir(parents=True, exist_ok=True)
+        self.local = LocalBackend(self.node_dir / "containers", VolumeStore(root), hidden=self.hidden)
+        read_only = [m for m in spec.volumes if m.read_only]
+        if read_only:
+            client = SyncClient(spec.server_url, spec.container_token, CONTAINER)
+            try:
+                for mount in read_only:
+                    client.run(SyncedVolume(mount.volume, root / mount.volume).pull(client.client))
+            finally:
+                client.close()
+        mounts = [{"volume": m.volume, "path": m.path, "read_only": m.read_only} for m in spec.volumes]
+        return json.dumps(mounts)
 
     def _image(self, spec: ContainerSpec) -> PreparedImage:
         """The image as built on this node (its build steps' output goes to the container's log here)."""

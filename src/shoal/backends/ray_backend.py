@@ -39,7 +39,7 @@ ACTOR_PREFIX = "ta-"  # container ids: the actors' names
 class RayBackend(Backend):
     """Containers as Ray actors on the cluster at ``address`` (``auto``: the one this machine belongs to)."""
 
-    def __init__(self, address: str, state_dir: Path, volumes_dir: Path) -> None:
+    def __init__(self, address: str, state_dir: Path) -> None:
         super().__init__()
         try:
             import ray
@@ -49,7 +49,6 @@ class RayBackend(Backend):
         self.namespace = self.namespace_for(state_dir)
         if not ray.is_initialized():
             ray.init(address=address, namespace=self.namespace, log_to_driver=False, logging_level=logging.WARNING)
-        self.volumes_dir = str(volumes_dir)
         # the sandbox covers the server's state and home on a node that shares its disk
         self.hidden = (str(state_dir), str(settings().home))
         self.host_class = self.ray.remote(max_concurrency=4)(_actor_class())
@@ -125,7 +124,7 @@ class RayBackend(Backend):
     async def launch(self, spec: ContainerSpec) -> None:
         options = self.actor_options(spec.resources)
         handle = self.host_class.options(name=spec.container_id, namespace=self.namespace, lifetime="detached",
-                                         max_restarts=0, **options).remote(self.volumes_dir, self.hidden)  # fmt: skip
+                                         max_restarts=0, **options).remote(self.hidden)  # fmt: skip
         self.handles[spec.container_id] = handle
         self.waiting_since[spec.container_id] = time.monotonic()
         task = asyncio.create_task(self._run(spec, handle))

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import serialization
 from .._context import set_current_input
-from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings
+from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings, synced_volumes
 from ..exception import InputCancellation, InvalidError, SerializationError
 from ..protocol.messages import (
     ExchangeReply,
@@ -47,6 +47,7 @@ from ..protocol.messages import (
     WebReady,
 )
 from ..protocol.specs import FunctionSpec
+from . import volume_sync
 from .api import ContainerAPI
 from .capture import LogBuffer, Redactor, install
 from .usercode import UserCode
@@ -115,6 +116,8 @@ class ContainerRuntime:
             _modal_alias.install()
         stage = "load"
         try:
+            if mounts := synced_volumes():  # the Ray backend: this container's copies of its volumes, pulled now
+                self.api.sync.run(volume_sync.pull_all(self.api.sync.client, mounts))
             self.code = UserCode(self.spec, info.pickled, self.api.blob)
             stage = "enter"
             self.code.enter()

@@ -123,7 +123,7 @@ def _backend(kind: str, ray_address: str, state_dir: Path, parts: Parts) -> Back
     if kind == "ray":
         from ..backends.ray_backend import RayBackend
 
-        return RayBackend(ray_address, state_dir, parts.volumes.root)
+        return RayBackend(ray_address, state_dir)
     return LocalBackend(state_dir / "containers", parts.volumes)
 
 
