@@ -13,6 +13,9 @@ import shoal
 app = shoal.App("tests-backends")
 volume = shoal.Volume.from_name("tests-backends-volume", create_if_missing=True)
 image = shoal.Image.debian_slim().env({"BACKEND_IMAGE": "set by the image"})
+CONTENT = Path(__file__).parent / "local_content"
+with_content = (shoal.Image.debian_slim().add_local_dir(CONTENT / "nested", "/srv/content")
+                .add_local_file(CONTENT / "single.txt", "/srv/single.txt"))  # fmt: skip
 
 
 @app.function(max_containers=3)
@@ -88,6 +91,13 @@ def write_file(name: str, text: str) -> list[str]:
     Path("/data", name).write_text(text)
     volume.commit()
     return sorted(os.listdir("/data"))
+
+
+@app.function(max_containers=1, image=with_content)
+def local_content() -> tuple[str, str, str]:
+    """(the dir's file, the single file, where the dir's mount comes from in this container's mount table)."""
+    source = next(line.split()[3] for line in open("/proc/self/mountinfo") if line.split()[4] == "/srv/content")
+    return Path("/srv/content/hello.txt").read_text(), Path("/srv/single.txt").read_text(), source
 
 
 @app.function(max_containers=1, volumes={"/data": volume})

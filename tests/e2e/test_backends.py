@@ -60,3 +60,11 @@ def test_dict_queue_secret_image_and_volume(backend, sandbox):
         name = f"hello-{time.time_ns()}.txt"
         assert name in b.write_file.remote(name, "from a container")
         assert b"".join(b.volume.read_file(name)) == b"from a container"
+
+
+def test_add_local_dir_and_file_appear_read_only_in_containers(backend, sandbox):
+    with b.app.run(show_logs=False):
+        folder, single, source = b.local_content.remote()
+    assert (folder, single) == ("hello from a local dir\n", "one local file\n")
+    # locally the server's folder is bound in; on Ray the content came as a blob, unpacked on the node
+    assert ("/shoal-ray/" in source) == (backend.configured_token is not None), source

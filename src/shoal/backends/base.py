@@ -46,6 +46,7 @@ class Backend(abc.ABC):
     def __init__(self) -> None:
         self.on_exit: ExitCallback = lambda container_id, code: None
         self.on_placed: PlacedCallback = lambda container_id, node: None  # where a container runs, once known
+        self.put_blob: Callable[[str, bytes], None] = lambda blob_id, data: None  # the control plane's blob store
 
     @abc.abstractmethod
     async def launch(self, spec: ContainerSpec) -> None:

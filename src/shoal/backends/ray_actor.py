@@ -9,21 +9,28 @@ exactly as a local one does. Ray's object store is never on the data path. The a
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from msgspec.structs import replace as replace_struct
+
 from .._image_build import materialise
 from ..config import use_home
-from ..protocol.specs import PreparedImage
+from ..protocol.specs import FileMount, PreparedImage
 from ..server.volumes import VolumeStore
 from .base import ContainerSpec
 from .local import LocalBackend
+from .ray_backend import BLOB_PREFIX
 
 
 class ContainerHost:
@@ -42,6 +49,10 @@ class ContainerHost:
         self.proc: subprocess.Popen[bytes] | None = None
         self.container_id = ""
         self.sandboxed = False
+
+    def where(self) -> str:
+        """The node this actor runs on (answered as soon as Ray placed it)."""
+        return _node_name()
 
     def start(self, spec: ContainerSpec) -> dict[str, str]:
         """Build the container's image on this node if needed, then start its process; returns where it runs."""
@@ -86,7 +97,7 @@ class ContainerHost:
         """The image as built on this node (its build steps' output goes to the container's log here)."""
         from ..client import CONTAINER, SyncClient
 
-        assert spec.image_spec is not None
+        assert spec.image_spec is not None and spec.image is not None
         client = SyncClient(spec.server_url, spec.container_token, CONTAINER)
 
         def fetch(blob_id: str) -> bytes:
@@ -99,9 +110,27 @@ class ContainerHost:
                 log.flush()
 
             try:
-                return materialise(spec.image_spec, write, fetch)
+                prepared = materialise(spec.image_spec, write, fetch)
+                mounts = [FileMount(self._unpack(m.local, fetch), m.remote) for m in spec.image.mounts]
+                return replace_struct(prepared, mounts=mounts)
             finally:
                 client.close()
+
+    def _unpack(self, local: str, fetch: Callable[[str], bytes]) -> str:
+        """Where a mount's content is on this node: a blob unpacked once into the node's cache (by content)."""
+        if not local.startswith(BLOB_PREFIX):
+            return local
+        blob_id, _, file_name = local.removeprefix(BLOB_PREFIX).partition("/")  # a file's blob names it
+        target = self.node_dir / "mounts" / blob_id
+        if not target.exists():
+            staging = target.with_name(f".{blob_id}.{os.getpid()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            with tarfile.open(fileobj=io.BytesIO(fetch(blob_id))) as tar:
+                tar.extractall(staging, filter="data")
+            with contextlib.suppress(OSError):  # another container of this node unpacked it meanwhile
+                staging.rename(target)
+            shutil.rmtree(staging, ignore_errors=True)
+        return str(target / file_name if file_name else target)
 
     def wait(self) -> int:
         """Until the container's process exits; its exit code (negative: the signal that killed it)."""
@@ -109,6 +138,7 @@ class ContainerHost:
         code = self.proc.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # no orphans of the user's code
+        shutil.rmtree(self.node_dir / "volumes" / self.container_id, ignore_errors=True)  # its copies: committed or not
         return code
 
     def terminate(self, grace: float) -> None:

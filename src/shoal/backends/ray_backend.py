@@ -17,21 +17,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .._image_build import materialise
 from ..config import settings
 from ..exception import InvalidError
-from ..protocol.specs import ImageSpec, PreparedImage, Resources
+from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
 from ..server.errors import Invalid
 from . import sandbox
 from .base import Backend, Capabilities, ContainerSpec
 
 log = logging.getLogger("shoal.ray")
+BLOB_PREFIX = "blob:"  # a mount whose content is a blob (a tar), not a path of the node
 DEFAULT_CPU = 0.125  # Modal's default CPU request for a container
 ACTOR_PREFIX = "ta-"  # container ids: the actors' names
 
@@ -118,8 +123,20 @@ class RayBackend(Backend):
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
     ) -> PreparedImage:
         """Built here first, so that the caller sees the build log and its errors at deploy; each node builds it
-        again for its containers (``ContainerHost``), once per node, from the same recipe."""
-        return materialise(image, log, fetch)
+        again for its containers (``ContainerHost``), once per node, from the same recipe. ``add_local_*``
+        content travels as blobs of the control plane (a tar each, content-addressed), unpacked on the node."""
+        prepared = materialise(image, log, fetch)
+        mounts = [FileMount(self._pack(m.local), m.remote) for m in prepared.mounts]
+        return msgspec.structs.replace(prepared, mounts=mounts)
+
+    def _pack(self, local: str) -> str:
+        """``blob:<id>`` of a tar of folder ``local`` (``blob:<id>/<name>`` of a file), stored in the control
+        plane's blob store."""
+        path = Path(local)
+        data = pack(path)
+        blob_id = hashlib.sha256(data).hexdigest()
+        self.put_blob(blob_id, data)
+        return BLOB_PREFIX + blob_id + (f"/{path.name}" if path.is_file() else "")
 
     async def launch(self, spec: ContainerSpec) -> None:
         options = self.actor_options(spec.resources)
@@ -136,10 +153,11 @@ class RayBackend(Backend):
         container_id = spec.container_id
         code: int | None = None
         try:
-            where = await handle.start.remote(spec)
-            self.placed[container_id] = where["node"]
+            node = await handle.where.remote()  # answers once Ray placed the actor and its worker runs
+            self.placed[container_id] = node
             self.waiting_since.pop(container_id, None)
-            self.on_placed(container_id, where["node"])
+            self.on_placed(container_id, node)
+            await handle.start.remote(spec)  # the image built on the node if needed, then the process started
             code = await handle.wait.remote()
             with contextlib.suppress(Exception):
                 self.tails[container_id] = await asyncio.wait_for(_awaitable(handle.tail.remote()), 5)
@@ -183,6 +201,26 @@ class RayBackend(Backend):
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self.handles)), return_exceptions=True)
         if self._watchers:
             await asyncio.wait(self._watchers, timeout=5)
+
+
+def pack(path: Path) -> bytes:
+    """A tar of ``path`` (a file: one member named after it; a folder: its contents), reproducible: sorted
+    members, no owners or times, so the same content gives the same blob."""
+    out = io.BytesIO()
+
+    def clean(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        if path.is_file():
+            tar.add(path, arcname=path.name, filter=clean)
+        else:
+            for item in sorted(path.rglob("*")):
+                tar.add(item, arcname=str(item.relative_to(path)), recursive=False, filter=clean)
+    return out.getvalue()
 
 
 def parse_gpu(gpu: str) -> tuple[str | None, int]:

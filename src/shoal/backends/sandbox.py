@@ -61,6 +61,25 @@ def _in_tmp(path: str) -> bool:
     return path == "/tmp" or path.startswith("/tmp/")
 
 
+def _mount_points_parent(target: str) -> str | None:
+    """The host folder a bind at ``target`` needs a mount point in, when the sandbox shows it read-only."""
+    path = Path(target)
+    if path.exists() or _in_tmp(target):
+        return None
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    return None if parent == Path("/") or _in_tmp(str(parent)) else str(parent)
+
+
+def _mount_point_parents(targets: list[str], covered: list[str]) -> list[str]:
+    """Existing host folders (bound read-only) in which a bind target does not exist yet (``/root/src`` of
+    ``add_local_dir``): each becomes a tmpfs with its own entries bound back in, so that the mount point can be
+    made. Folders under a covered (tmpfs) one need nothing."""
+    found = {p for p in map(_mount_points_parent, targets) if p is not None}
+    return sorted(p for p in found if not any(p == c or p.startswith(c + "/") for c in covered))
+
+
 def wrap(
     command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
     hidden: Sequence[str] = (),
@@ -87,6 +106,12 @@ def wrap(
     covered = [p for p in covered if not any(p.startswith(q + "/") for q in covered)]  # the outermost ones
     for path in covered:  # under /tmp is private already
         args += ["--tmpfs", path]
+    for folder in _mount_point_parents([t for _, t in ro + rw], covered):
+        args += ["--tmpfs", folder]  # writable until the binds are made; its own entries bound back in
+        for entry in sorted(Path(folder).iterdir()):
+            args += ["--symlink", os.readlink(entry), str(entry)] if entry.is_symlink() else ["--ro-bind", str(entry),
+                                                                                               str(entry)]  # fmt: skip
+        covered.append(folder)
     for source, target in ro:
         args += ["--ro-bind", source, target]
     for source, target in rw:

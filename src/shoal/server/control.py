@@ -113,6 +113,7 @@ class ControlPlane:
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.backend.on_placed = self._on_placed
+        self.backend.put_blob = self.blobs.put
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
