@@ -120,7 +120,9 @@ def probe_reload(name: str, marker_dir: str) -> tuple[bool, bool, bool]:
 
 
 built_app = shoal.App("tests-backends-built")
-built = shoal.Image.debian_slim().run_commands("echo built > $VIRTUAL_ENV/marker.txt")
+# unique per test session (the env step is part of the image's hash): every session's nodes build it afresh
+SESSION = os.environ.setdefault("SHOAL_TESTS_SESSION", str(time.time_ns()))
+built = shoal.Image.debian_slim().env({"SESSION": SESSION}).run_commands("echo built > $VIRTUAL_ENV/marker.txt")
 
 
 @built_app.function(image=built)

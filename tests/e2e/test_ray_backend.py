@@ -98,11 +98,21 @@ def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray
         assert b"".join(b.volume.read_file(name)) == b"second"
 
 
-def test_an_image_is_built_on_the_node_that_runs_the_container(on_ray, sandbox):
+def test_an_image_is_built_on_the_node_that_runs_the_container_and_its_log_reaches_the_caller(on_ray, sandbox):
     with b.built_app.run(show_logs=False):
         python, marker = b.built_where.remote()
+        deadline = time.monotonic() + 30
+        while not any("[node " in line and "Built image" in line for line in _app_log("tests-backends-built")):
+            assert time.monotonic() < deadline, "the node's build log never reached the app's log"
+            time.sleep(0.2)
     assert marker == "built"
     assert "/shoal-ray/" in python  # the node's own build, not the server's (which is under SHOAL_HOME)
+
+
+def _app_log(app: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", "shoal", "app", "logs", app], capture_output=True, text=True,
+                          cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
+    return done.stdout.splitlines()
 
 
 def test_a_gpu_the_cluster_does_not_have_is_refused_at_deploy_saying_what_it_has(on_ray):

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from msgspec.structs import replace as replace_struct
 
 from .._image_build import materialise
 from ..config import use_home
+from ..protocol.messages import HeartbeatRequest, LogEntry
 from ..protocol.specs import FileMount, PreparedImage
 from ..server.volumes import VolumeStore
 from .base import ContainerSpec
@@ -94,27 +96,38 @@ class ContainerHost:
         return json.dumps(mounts)
 
     def _image(self, spec: ContainerSpec) -> PreparedImage:
-        """The image as built on this node (its build steps' output goes to the container's log here)."""
-        from ..client import CONTAINER, SyncClient
+        """The image as built on this node; the build's output goes to the container's log here and, as the
+        container's own output, to the app's log (``app.run`` shows it as it comes)."""
+        from ..container.api import ContainerAPI
 
         assert spec.image_spec is not None and spec.image is not None
-        client = SyncClient(spec.server_url, spec.container_token, CONTAINER)
+        api = ContainerAPI(spec.server_url, spec.container_id, spec.container_token)
+        pending: list[LogEntry] = []
+        shipped = [time.monotonic()]
 
-        def fetch(blob_id: str) -> bytes:
-            return client.run(client.client.get_blob(blob_id))
+        def ship() -> None:
+            if pending:
+                with contextlib.suppress(Exception):  # the build goes on without its log
+                    api.heartbeat(HeartbeatRequest(logs=list(pending)))
+                pending.clear()
+            shipped[0] = time.monotonic()
 
         with open(self.local.log_path(spec.container_id), "a") as log:
 
             def write(line: str) -> None:
                 log.write(line + "\n")
                 log.flush()
+                pending.append(LogEntry(None, None, "stdout", f"[node {_node_name()}] {line}\n", time.time()))
+                if len(pending) >= 50 or time.monotonic() - shipped[0] > 0.5:
+                    ship()
 
             try:
-                prepared = materialise(spec.image_spec, write, fetch)
-                mounts = [FileMount(self._unpack(m.local, fetch), m.remote) for m in spec.image.mounts]
+                prepared = materialise(spec.image_spec, write, api.blob)
+                mounts = [FileMount(self._unpack(m.local, api.blob), m.remote) for m in spec.image.mounts]
                 return replace_struct(prepared, mounts=mounts)
             finally:
-                client.close()
+                ship()
+                api.sync.close()
 
     def _unpack(self, local: str, fetch: Callable[[str], bytes]) -> str:
         """Where a mount's content is on this node: a blob unpacked once into the node's cache (by content)."""

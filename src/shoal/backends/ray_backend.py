@@ -188,9 +188,6 @@ class RayBackend(Backend):
         now = time.monotonic()
         return {cid: now - since for cid, since in self.waiting_since.items()}
 
-    def node(self, container_id: str) -> str | None:
-        return self.placed.get(container_id)
-
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         return "\n".join(self.tails.pop(container_id, "").splitlines()[-lines:])
 

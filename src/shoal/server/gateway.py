@@ -279,28 +279,21 @@ class Gateway:
                  (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", host)]  # fmt: skip
         return kept
 
+    async def _send_upstream(self, port: int, request: Request, call_id: str, upgrade: bytes | None = None) -> Response:
+        return await self.upstream.request(port, request.method, request.target.decode("latin-1"),
+                                           self._forwarded(request, call_id), request.body(), request.length,
+                                           request.chunked, upgrade=upgrade)  # fmt: skip
+
     async def _proxy(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
         """Forward one request to the container and stream its answer back; returns the status."""
-        response = await self.upstream.request(port, request.method, request.target.decode("latin-1"),
-                                               self._forwarded(request, call_id), request.body(), request.length,
-                                               request.chunked)  # fmt: skip
-        reply.start(response.status, [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or
-                                      k == b"content-length"])  # fmt: skip
-        async for chunk in response.body:
-            await reply.send(chunk)
-        reply.end()
-        return response.status
+        return await self._relay_answer(await self._send_upstream(port, request, call_id), reply)
 
     async def _tunnel(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
         """An upgrade (a websocket): once the app agrees (101), bytes pass both ways until either end closes."""
-        upgrade = request.header(b"upgrade") or b"websocket"
-        response = await self.upstream.request(port, request.method, request.target.decode("latin-1"),
-                                               self._forwarded(request, call_id), request.body(), request.length,
-                                               request.chunked, upgrade=upgrade)  # fmt: skip
+        response = await self._send_upstream(port, request, call_id, request.header(b"upgrade") or b"websocket")
         if response.upgraded is None:  # the app refused: its answer goes to the client, and the connection ends
-            request.keep_alive = False
-            reply._close = True
-            return await self._answer_whole(response, reply)
+            reply.close_after()
+            return await self._relay_answer(response, reply)
         reader, writer = response.upgraded
         head = [b"HTTP/1.1 101 Switching Protocols", *(k + b": " + v for k, v in response.headers)]
         reply.connection.write(b"\r\n".join(head) + b"\r\n\r\n")
@@ -320,7 +313,8 @@ class Gateway:
             connection.close()
         return 101
 
-    async def _answer_whole(self, response: Response, reply: Reply) -> int:
+    async def _relay_answer(self, response: Response, reply: Reply) -> int:
+        """The app's answer to the client, streamed as it comes; returns its status."""
         reply.start(response.status, [(k, v) for k, v in response.headers if k not in HOP_BY_HOP or
                                       k == b"content-length"])  # fmt: skip
         async for chunk in response.body:

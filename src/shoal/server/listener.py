@@ -134,6 +134,11 @@ class Reply:
         if self._close:
             self.connection.close()
 
+    def close_after(self) -> None:
+        """Close the connection once this answer is written (it cannot serve another request)."""
+        self.request.keep_alive = False
+        self._close = True
+
     def answer(self, status: int, text: str) -> None:
         """A whole plain-text answer, unless one has started (then the connection is closed: it cannot be told)."""
         if self.started:

@@ -125,8 +125,10 @@ class Upstream:
 
 
 async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""
+    """No body (a 101's connection is the caller's to use)."""
+    empty: tuple[bytes, ...] = ()
+    for chunk in empty:
+        yield chunk
 
 
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
