@@ -31,38 +31,46 @@ class SyncedVolume:
         self.pulled = False
 
     async def pull(self, client: Client) -> None:
-        """Bring the copy up to what the server has: changed and new files fetched, deleted ones removed."""
+        """Bring the copy up to what the server has: files changed there since the last sync fetched, files
+        deleted there removed. The copy's own uncommitted changes to other files stay (and stay uncommitted)."""
         if self.read_only and self.pulled:
             raise InvalidError(f"Volume {self.name!r} is mounted read-only here: it is the snapshot the container "
                                "started with, and cannot reload.")  # fmt: skip
-        listed = await client.request("POST", routes.path(routes.VOLUME_LS, name=self.name), {"recursive": True})
-        remote = {e["path"]: (int(e["size"]), float(e["mtime"])) for e in listed["entries"] if e["type"] == "file"}
+        remote = await self._listing(client)
         for path, meta in remote.items():
             if self.remote.get(path) != meta:
-                data = await client.request("GET", _file_route(self.name, path))
                 target = self.root / path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                target.write_bytes(await client.request("GET", _file_route(self.name, path)))
+                self.local[path] = _meta(target)
         for path in set(self.remote) - set(remote):
             (self.root / path).unlink(missing_ok=True)
+            self.local.pop(path, None)
         self.remote = remote
-        self.local = _scan(self.root)
         self.pulled = True
 
     async def push(self, client: Client) -> None:
-        """Publish the copy's changes since the last sync: new and changed files, and deletions."""
+        """Publish the copy's changes since the last sync: new and changed files, and deletions. What others
+        committed meanwhile is not fetched (that is ``pull``'s business)."""
         if self.read_only:
             raise InvalidError(f"Volume {self.name!r} is mounted read-only: there is nothing to commit.")
         now = _scan(self.root)
-        for path, meta in now.items():
-            if self.local.get(path) != meta:
-                await client.send_raw("PUT", _file_route(self.name, path), (self.root / path).read_bytes())
-        for path in set(self.local) - set(now):
+        changed = [path for path, meta in now.items() if self.local.get(path) != meta]
+        deleted = set(self.local) - set(now)
+        for path in changed:
+            await client.send_raw("PUT", _file_route(self.name, path), (self.root / path).read_bytes())
+        for path in deleted:
             await client.request("POST", routes.path(routes.VOLUME_RM, name=self.name), {"path": path})
         self.local = now
+        if changed or deleted:  # what the server now has of our files: ours, not news to pull later
+            remote = await self._listing(client)
+            self.remote.update({path: remote[path] for path in changed if path in remote})
+            for path in deleted:
+                self.remote.pop(path, None)
+
+    async def _listing(self, client: Client) -> Seen:
         listed = await client.request("POST", routes.path(routes.VOLUME_LS, name=self.name), {"recursive": True})
-        self.remote = {e["path"]: (int(e["size"]), float(e["mtime"])) for e in listed["entries"]
-                       if e["type"] == "file"}  # fmt: skip
+        return {e["path"]: (int(e["size"]), float(e["mtime"])) for e in listed["entries"] if e["type"] == "file"}
 
 
 _mounted: dict[str, SyncedVolume] = {}
@@ -89,9 +97,13 @@ def _scan(root: Path) -> Seen:
     for folder, _, files in os.walk(root):
         for name in files:
             path = Path(folder, name)
-            stat = path.stat()
-            seen[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime)
+            seen[str(path.relative_to(root))] = _meta(path)
     return seen
+
+
+def _meta(path: Path) -> tuple[int, float]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime
 
 
 def _file_route(name: str, path: str) -> str:
