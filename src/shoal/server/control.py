@@ -166,13 +166,14 @@ class ControlPlane:
         self.catalog.clients_seen_now()
 
     def demand(self) -> dict[str, int]:
-        """Inputs (and web requests) waiting for a container, per function (``app.function``): what more
-        capacity would serve."""
+        """Inputs (and web requests) waiting for a container, per function tag (summed over apps that share a
+        tag): what more capacity would serve."""
         out: dict[str, int] = {}
         for load in self.store.function_loads(self.gateway.demand()):
             if load.ready:
                 found = self.store.function(load.function_id)
-                out[found.tag if found else load.function_id] = load.ready
+                tag = found.tag if found else load.function_id
+                out[tag] = out.get(tag, 0) + load.ready
         return out
 
     def wake_scheduler(self) -> None:
