@@ -69,6 +69,24 @@ def serialize_failure(exc: BaseException, redact: Any = None) -> bytes:
     return dumps({"exc": pickled, "type": type(exc).__name__, "repr": repr(exc), "traceback": tb_text})
 
 
+MAX_FAILURE_TEXT = 20_000  # characters of a traceback kept for people; the caller's exception is whole
+
+
+def describe_failure(exc: BaseException, redact: Any = None) -> tuple[str, str, str]:
+    """(type, message, traceback) of an exception as text, for people (secrets redacted by ``redact``)."""
+    kind = type(exc).__qualname__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        kind = f"{module}.{kind}"
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    message = str(exc)
+    if redact is not None:
+        tb_text, message = redact(tb_text), redact(message)
+    if len(tb_text) > MAX_FAILURE_TEXT:
+        tb_text = "...\n" + tb_text[-MAX_FAILURE_TEXT:]
+    return kind, message[:2000], tb_text
+
+
 def rebuild_failure(data: bytes) -> BaseException:
     """Turn a failure payload back into the exception the caller should see."""
     record = loads(data)

@@ -10,6 +10,8 @@ from shoal.protocol.specs import FunctionSpec
 from shoal.schedule import Period
 from shoal.server.records import ContainerState
 from shoal.server.store import SQLiteStore, Store
+from shoal.server.store.base import InsightsPart
+from shoal.server.store.insights import Insights
 
 
 @pytest.fixture
@@ -25,14 +27,10 @@ def test_the_interface_names_every_public_method_of_the_implementation():
     def public(cls: type) -> set[str]:
         return {n for n, v in vars(cls).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
 
-    assert public(SQLiteStore) - {"catalog", "kv", "items", "schedules", "secrets", "tokens"} == public(Store) - {
-        "catalog",
-        "kv",
-        "items",
-        "schedules",
-        "secrets",
-        "tokens",
-    }
+    parts = {"catalog", "insights", "kv", "items", "schedules", "secrets", "tokens"}
+    assert public(SQLiteStore) - parts == public(Store) - parts
+    # and each part's interface names every public method of its implementation
+    assert public(Insights) == public(InsightsPart)
 
 
 def test_a_function_comes_back_with_its_typed_spec_and_autoscaler_changes_persist(store, make_store):

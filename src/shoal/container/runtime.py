@@ -36,6 +36,7 @@ from ..exception import InputCancellation, InvalidError, SerializationError
 from ..protocol.messages import (
     ExchangeReply,
     ExchangeRequest,
+    FailureInfo,
     HeartbeatRequest,
     ItemReport,
     LeasedInput,
@@ -61,6 +62,9 @@ IDLE_POLL = 10.0
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
 
 Key = tuple[str, int]
+
+
+Outcome = tuple[OutputStatus, bytes, "FailureInfo | None"]  # how an input ended, its data, its failure as text
 
 
 @dataclass
@@ -206,12 +210,13 @@ class ContainerRuntime:
                 return lease
         return None
 
-    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes) -> None:
+    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> None:
         with self.state.lock:
-            self.state.running.pop(lease.key, None)
-            self.state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data))
+            running = self.state.running.pop(lease.key, None)
+            took = time.monotonic() - running.started if running else 0.0
+            self.state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error))
 
-    def _run_one(self, lease: LeasedInput, thread: int) -> tuple[OutputStatus, bytes]:
+    def _run_one(self, lease: LeasedInput, thread: int) -> Outcome:
         assert self.code is not None
         set_current_input(lease.call_id, lease.index)
         try:
@@ -221,7 +226,7 @@ class ContainerRuntime:
                 self._stream(lease, result)  # a generator function: its items go to the caller as they come
                 result = None
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
-            return OutputStatus.FAILURE, self._failure(exc)
+            return (OutputStatus.FAILURE, *self._failure(exc))
         finally:
             sys.stdout.flush()
             set_current_input(None)
@@ -255,12 +260,12 @@ class ContainerRuntime:
         if cancelled:
             future.cancel()
 
-    def _success(self, result: Any) -> tuple[OutputStatus, bytes]:
+    def _success(self, result: Any) -> Outcome:
         try:
-            return OutputStatus.SUCCESS, self._pack(serialization.dumps(result))
+            return OutputStatus.SUCCESS, self._pack(serialization.dumps(result)), None
         except Exception as exc:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
-            return OutputStatus.FAILURE, self._failure(err)
+            return (OutputStatus.FAILURE, *self._failure(err))
 
     def _exchange(self, want: int, wait: float) -> ExchangeReply:
         with self.state.lock:
@@ -279,8 +284,10 @@ class ContainerRuntime:
                 self.state.reports = reports + self.state.reports
             raise
 
-    def _failure(self, exc: BaseException) -> bytes:
-        return self._pack(serialization.serialize_failure(exc, self.logs.redact))
+    def _failure(self, exc: BaseException) -> tuple[bytes, FailureInfo]:
+        """The failure as the caller gets it (packed), and as text for people (the dashboard)."""
+        described = serialization.describe_failure(exc, self.logs.redact)
+        return self._pack(serialization.serialize_failure(exc, self.logs.redact)), FailureInfo(*described)
 
     def _pack(self, data: bytes) -> bytes:
         if len(data) <= INLINE_PAYLOAD_LIMIT:
@@ -322,7 +329,7 @@ class ContainerRuntime:
                 args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
                 decoded.append((lease, args, kwargs))
             except BaseException as exc:  # noqa: BLE001
-                self._report(lease, OutputStatus.FAILURE, self._failure(exc))
+                self._report(lease, OutputStatus.FAILURE, *self._failure(exc))
         if not decoded:
             return
         try:
@@ -338,7 +345,7 @@ class ContainerRuntime:
         except BaseException as exc:  # noqa: BLE001 - the whole batch fails together
             failure = self._failure(exc)
             for lease, _, _ in decoded:
-                self._report(lease, OutputStatus.FAILURE, failure)
+                self._report(lease, OutputStatus.FAILURE, *failure)
             return
         for (lease, _, _), result in zip(decoded, results):
             self._report(lease, *self._success(result))

@@ -65,6 +65,15 @@ class Release(msgspec.Struct, frozen=True, array_like=True):
     lease: int
 
 
+class FailureInfo(msgspec.Struct, frozen=True, array_like=True):
+    """A user exception as text (secrets redacted), for people: the dashboard groups failures by type and message
+    and shows the traceback. The pickled exception in the output's data is what the caller gets."""
+
+    type: str
+    message: str
+    traceback: str
+
+
 class ReportedOutput(msgspec.Struct, frozen=True, array_like=True):
     """What a container reports for one input it leased."""
 
@@ -73,6 +82,8 @@ class ReportedOutput(msgspec.Struct, frozen=True, array_like=True):
     lease: int
     status: OutputStatus
     data: bytes
+    duration: float = 0.0  # seconds the input ran in the container
+    error: FailureInfo | None = None  # for status FAILURE
 
 
 class Output(msgspec.Struct, frozen=True, array_like=True):

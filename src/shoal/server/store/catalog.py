@@ -153,13 +153,13 @@ class Catalog:
         where = "" if include_stopped else "WHERE c.state!='STOPPED'"
         rows = self.db.execute(
             "SELECT c.id, c.app_id, a.name, f.tag, c.state, c.pid, c.created_at, c.last_seen, c.stop_reason, c.node, "
-            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED'), c.started_at, c.served "
             f"FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id {where} "
             "ORDER BY c.created_at DESC LIMIT ?",
             (limit,),
         ).fetchall()
         keys = ["container_id", "app_id", "app_name", "function", "state", "pid", "created_at", "last_seen",
-                "stop_reason", "node", "running_inputs"]  # fmt: skip
+                "stop_reason", "node", "running_inputs", "started_at", "served"]  # fmt: skip
         return [dict(zip(keys, r)) for r in rows]
 
     def count_logs(self, app_id: str, after: int, before: int) -> int:

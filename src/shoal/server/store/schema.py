@@ -84,6 +84,19 @@ CREATE TABLE IF NOT EXISTS endpoints (
 -- inputs a container must interrupt (a cancelled call), told with its next heartbeat
 CREATE TABLE IF NOT EXISTS interrupts (container_id TEXT NOT NULL, call_id TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS interrupts_container ON interrupts(container_id);
+-- attempts of an input that ended without its result (a retried failure, a crash): its last attempt is its output
+CREATE TABLE IF NOT EXISTS attempts (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, lease INTEGER NOT NULL, container_id TEXT, status TEXT NOT NULL,
+    duration REAL, error_type TEXT, error_message TEXT, ended_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_input ON attempts(call_id, idx);
+-- per-function histograms (server/metrics.py): execution time, queue wait, cold start; kept across restarts
+CREATE TABLE IF NOT EXISTS function_metrics (
+    function_id TEXT NOT NULL, metric TEXT NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (function_id, metric, bucket)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS logs_call ON logs(call_id, input_idx, seq);
+CREATE INDEX IF NOT EXISTS calls_function ON calls(function_id, finished_at);
 CREATE TABLE IF NOT EXISTS schedules (
     function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
     next_fire REAL NOT NULL, last_fire REAL, last_call TEXT
@@ -97,6 +110,7 @@ def create(db: sqlite3.Connection) -> None:
     for table, column, kind in ADDED_COLUMNS:
         if column not in [r[1] for r in db.execute(f"PRAGMA table_info({table})")]:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    db.executescript(ON_ADDED_COLUMNS)
 
 
 ADDED_COLUMNS = [  # (table, column, type) added since a store was first written; old stores get them on open
@@ -106,4 +120,16 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("containers", "kill_charge", "INTEGER"),
     ("containers", "web_port", "INTEGER"),  # where a web function's container serves its app (its loopback)
     ("containers", "node", "TEXT"),  # where it runs: this machine's name, or a Ray node
+    ("containers", "started_at", "REAL"),  # when its function was loaded (ready to take inputs)
+    ("containers", "served", "INTEGER NOT NULL DEFAULT 0"),  # inputs it reported
+    ("inputs", "queued_at", "REAL NOT NULL DEFAULT 0"),  # when it became ready to lease (its queue wait's start)
+    ("outputs", "container_id", "TEXT"),  # what the dashboard shows of an input's last attempt
+    ("outputs", "duration", "REAL"),
+    ("outputs", "error_type", "TEXT"),
+    ("outputs", "error_message", "TEXT"),
+    ("outputs", "traceback", "TEXT"),
 ]
+
+ON_ADDED_COLUMNS = """
+CREATE INDEX IF NOT EXISTS outputs_failed ON outputs(call_id, error_type, error_message) WHERE status!='SUCCESS';
+"""

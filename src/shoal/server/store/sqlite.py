@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
-from ...protocol.messages import InputRef, LogEntry, Release
+from ...protocol.messages import FailureInfo, InputRef, LogEntry, Release
 from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
+from .. import metrics
 from ..errors import Invalid, NotFound
 from ..records import (
     RETRYABLE,
@@ -40,6 +41,7 @@ from ..records import (
 )
 from . import schema
 from .catalog import Catalog
+from .insights import Insights
 from .kv import KVTables
 from .schedules import ScheduleBook
 from .secrets import SecretRows
@@ -47,6 +49,33 @@ from .streams import ItemStreams
 from .tokens import TokenRows
 
 log = logging.getLogger("shoal.store")
+
+# what the caller raises for an input that ended without running to an answer (the dashboard's grouping key)
+ERROR_TYPES = {"TIMEOUT": "FunctionTimeoutError", "CANCELLED": "InputCancellation"}
+
+
+class Ending(NamedTuple):
+    """An input leaving the queue with its output, and what people see of its last attempt."""
+
+    rowid: int
+    call_id: str
+    index: int
+    status: str
+    data: bytes
+    lease: int
+    container_id: str | None = None
+    duration: float | None = None
+    error: FailureInfo | None = None
+
+    def described(self) -> FailureInfo | None:
+        """The failure as text: the container's account of a user exception, else the server's message."""
+        if self.status == OutputStatus.SUCCESS.value:
+            return None
+        if self.error is not None:
+            return self.error
+        if self.status == OutputStatus.FAILURE.value:
+            return FailureInfo("Exception", "(no description was reported)", "")
+        return FailureInfo(ERROR_TYPES.get(self.status, "ExecutionError"), self.data.decode(errors="replace"), "")
 
 
 class SQLiteStore:
@@ -62,6 +91,7 @@ class SQLiteStore:
         self.db.execute("PRAGMA busy_timeout=5000")
         schema.create(self.db)
         self.catalog = Catalog(self)
+        self.insights = Insights(self)
         self.kv = KVTables(self)
         self.items = ItemStreams(self)
         self.schedules = ScheduleBook(self)
@@ -175,6 +205,7 @@ class SQLiteStore:
         if row is None:
             raise NotFound(call_id)
         function_id, num_inputs, cancelled = row
+        now = self.clock()
         if num_inputs is not None:
             if start + len(payloads) <= num_inputs:
                 return 0  # a client retrying a batch it already sent (its response was lost)
@@ -183,8 +214,9 @@ class SQLiteStore:
             raise Invalid(f"call {call_id} was cancelled")
         before = db.total_changes
         db.executemany(
-            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload) VALUES (?, ?, ?, 'PENDING', ?)",
-            [(call_id, start + i, function_id, p) for i, p in enumerate(payloads)],
+            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload, queued_at) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?)",
+            [(call_id, start + i, function_id, p, now) for i, p in enumerate(payloads)],
         )
         added = db.total_changes - before
         db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
@@ -198,7 +230,7 @@ class SQLiteStore:
         now = self.clock()
         with self._tx() as db:
             rows = db.execute(
-                "SELECT rowid, call_id, idx, payload, leases, isolate FROM inputs "
+                "SELECT rowid, call_id, idx, payload, leases, isolate, queued_at FROM inputs "
                 "WHERE function_id=? AND state='PENDING' AND not_before<=? ORDER BY rowid LIMIT ?",
                 (function_id, now, max_inputs),
             ).fetchall()
@@ -215,7 +247,16 @@ class SQLiteStore:
                     (container_id, now, *chunk),
                 )
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
+            self._observe(db, function_id, metrics.WAIT, [now - r[6] for r in rows if r[6]])
         return [LeasedInput(r[1], r[2], r[4] + 1, r[3]) for r in rows]
+
+    def _observe(self, db: sqlite3.Connection, function_id: str, metric: str, durations: Sequence[float]) -> None:
+        """Add durations to a function's histogram (one upsert per bucket touched)."""
+        db.executemany(
+            "INSERT INTO function_metrics VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (function_id, metric, bucket) DO UPDATE SET n = n + excluded.n",
+            [(function_id, metric, b, n) for b, n in metrics.counts(durations).items()],
+        )
 
     def next_retry_at(self, function_id: str) -> float | None:
         """When the function's earliest input in its retry backoff becomes ready (None: none is waiting)."""
@@ -235,7 +276,8 @@ class SQLiteStore:
         """
         now = self.clock()
         accepted = 0
-        finished: list[tuple[int, str, int, str, bytes, int]] = []  # rowid, call, index, status, data, lease
+        finished: list[Ending] = []
+        ran: dict[str, list[float]] = {}  # function -> durations of the accepted reports
         with self._tx() as db:
             held = {
                 (call_id, idx, leases): (rowid, failures, function_id)
@@ -250,32 +292,56 @@ class SQLiteStore:
                 if row is None:  # not (or no longer) this container's lease
                     continue
                 accepted += 1
-                if r.status in RETRYABLE and self._retry(db, row[0], row[2], row[1], now):
+                if r.duration > 0:
+                    ran.setdefault(row[2], []).append(r.duration)
+                ending = Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
+                                r.duration or None, r.error)  # fmt: skip
+                if r.status in RETRYABLE and self._retry(db, row[2], row[1], ending, now):
                     continue
-                finished.append((row[0], r.call_id, r.index, r.status.value, r.data, r.lease))
+                finished.append(ending)
             self._finish(db, finished, now)
-            db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
-        return accepted, {f[1] for f in finished}
+            db.execute(
+                "UPDATE containers SET last_active=?, last_seen=?, served=served+? WHERE id=?",
+                (now, now, accepted, container_id),
+            )
+            for function_id, durations in ran.items():
+                self._observe(db, function_id, metrics.EXEC, durations)
+        return accepted, {f.call_id for f in finished}
 
-    def _retry(self, db: sqlite3.Connection, rowid: int, function_id: str, failures: int, now: float) -> bool:
-        """Put a failed input back in the queue after its backoff; False when its retries are spent."""
+    def _retry(self, db: sqlite3.Connection, function_id: str, failures: int, attempt: Ending, now: float) -> bool:
+        """Put a failed input back in the queue after its backoff, keeping the attempt for people; False when its
+        retries are spent."""
         delay = self._policy(function_id).delay_before_retry(failures + 1)
         if delay is None:
             return False
         db.execute(
-            "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=? WHERE rowid=?",
-            (now + delay, rowid),
+            "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=?, queued_at=? "
+            "WHERE rowid=?",
+            (now + delay, now + delay, attempt.rowid),
         )
+        self._record_attempts(db, [attempt], now)
         return True
 
-    def _finish(self, db: sqlite3.Connection, rows: Sequence[tuple[int, str, int, str, bytes, int]],
-                now: float) -> None:  # fmt: skip
-        """End inputs: (rowid, call, index, status, data, lease) rows become outputs (the first result of an input
-        wins), counted on their calls, and leave the queue. One statement per step, whatever the batch size."""
+    def _record_attempts(self, db: sqlite3.Connection, attempts: Sequence[Ending], now: float) -> None:
+        rows = []
+        for a in attempts:
+            error = a.described()
+            rows.append((a.call_id, a.index, a.lease, a.container_id, a.status, a.duration,
+                         error.type if error else None, error.message if error else None, now))  # fmt: skip
+        db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _finish(self, db: sqlite3.Connection, rows: Sequence[Ending], now: float) -> None:
+        """End inputs: they become outputs (the first result of an input wins), counted on their calls, and leave
+        the queue. One statement per step, whatever the batch size."""
         insert = (
-            "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at, container_id, duration, "
+            "error_type, error_message, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
-        values = [(c, i, st, d, lease, now) for _, c, i, st, d, lease in rows]
+        values = []
+        for r in rows:
+            e = r.described()
+            values.append((r.call_id, r.index, r.status, r.data, r.lease, now, r.container_id, r.duration,
+                           e and e.type, e and e.message, e and e.traceback))  # fmt: skip
         db.execute("SAVEPOINT outputs")
         before = db.total_changes
         db.executemany(insert, values)
@@ -305,14 +371,11 @@ class SQLiteStore:
                 [(r.call_id, r.index, r.lease, container_id) for r in leases],
             )
 
-    def _settle(
-        self, db: sqlite3.Connection, rowid: int, function_id: str, call_id: str, index: int, lease: int,
-        failures: int, status: OutputStatus, data: bytes, now: float,
-    ) -> bool:  # fmt: skip
+    def _settle(self, db: sqlite3.Connection, function_id: str, failures: int, ending: Ending, now: float) -> bool:
         """Finish or retry one leased input; True when an output was written."""
-        if status in RETRYABLE and self._retry(db, rowid, function_id, failures, now):
+        if ending.status in {s.value for s in RETRYABLE} and self._retry(db, function_id, failures, ending, now):
             return False
-        self._finish(db, [(rowid, call_id, index, status.value, data, lease)], now)
+        self._finish(db, [ending], now)
         return True
 
     def _maybe_finish(self, db: sqlite3.Connection, call_id: str) -> None:
@@ -339,15 +402,17 @@ class SQLiteStore:
                 "WHERE container_id=? AND state='LEASED'",
                 (container_id,),
             ).fetchall()
+            endings = [Ending(r[0], r[1], r[2], status.value, message.encode(), r[3], container_id) for r in rows]
             if len(rows) > 1 or not charge:
                 db.executemany(
-                    "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=? WHERE rowid=?",
-                    [(int(charge), r[0]) for r in rows],
+                    "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=?, queued_at=? WHERE rowid=?",
+                    [(int(charge), now, r[0]) for r in rows],
                 )
+                self._record_attempts(db, endings, now)
                 return touched
-            for rowid, call_id, idx, lease, failures, function_id in rows:
-                if self._settle(db, rowid, function_id, call_id, idx, lease, failures, status, message.encode(), now):
-                    touched.add(call_id)
+            for ending, (*_, failures, function_id) in zip(endings, rows):
+                if self._settle(db, function_id, failures, ending, now):
+                    touched.add(ending.call_id)
         return touched
 
     def fail_pending(self, function_id: str, status: OutputStatus, message: str) -> set[str]:
@@ -359,9 +424,8 @@ class SQLiteStore:
                 (function_id,),
             ).fetchall()
             data = message.encode()
-            self._finish(
-                db, [(rowid, call_id, idx, status.value, data, lease) for rowid, call_id, idx, lease in rows], now
-            )
+            self._finish(db, [Ending(rowid, call_id, idx, status.value, data, lease)
+                              for rowid, call_id, idx, lease in rows], now)  # fmt: skip
         return {r[1] for r in rows}
 
     def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
@@ -372,7 +436,8 @@ class SQLiteStore:
                 "SELECT rowid, idx, leases, container_id, state FROM inputs WHERE call_id=?", (call_id,)
             ).fetchall()
             data, cancelled = message.encode(), OutputStatus.CANCELLED.value
-            self._finish(db, [(rowid, call_id, idx, cancelled, data, lease) for rowid, idx, lease, _, _ in rows], now)
+            endings = [Ending(rowid, call_id, idx, cancelled, data, lease, cid) for rowid, idx, lease, cid, _ in rows]
+            self._finish(db, endings, now)
             db.execute(
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
             )
@@ -530,10 +595,13 @@ class SQLiteStore:
     def mark_started(self, container_id: str) -> None:
         now = self.clock()
         with self._tx() as db:
-            db.execute(
-                "UPDATE containers SET state='RUNNING', last_seen=?, last_active=? WHERE id=? AND state='STARTING'",
-                (now, now, container_id),
-            )
+            started = db.execute(
+                "UPDATE containers SET state='RUNNING', last_seen=?, last_active=?, started_at=? "
+                "WHERE id=? AND state='STARTING' RETURNING function_id, created_at",
+                (now, now, now, container_id),
+            ).fetchall()
+            for function_id, created_at in started:
+                self._observe(db, function_id, metrics.COLD, [now - created_at])
             db.execute(
                 "UPDATE functions SET startup_failures=0 WHERE id=(SELECT function_id FROM containers WHERE id=?)",
                 (container_id,),

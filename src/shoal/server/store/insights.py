@@ -1,0 +1,234 @@
+"""What the dashboard reads: per-function counters and latencies, a call's progress and grouped failures, one
+input's attempts, and logs filtered every way.
+
+No query here grows with the number of a call's inputs where a counter can answer: progress comes from the
+calls' counters, running inputs from the leased rows only (bounded by containers), failures from a partial
+index that holds failed outputs only, latencies from histograms (``server/metrics.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import metrics
+
+if TYPE_CHECKING:
+    from .sqlite import SQLiteStore
+
+
+@dataclass(frozen=True)
+class FunctionInsight:
+    """One function of an app (its newest version) as the app page shows it."""
+
+    function_id: str
+    tag: str
+    backlog: int
+    running: int
+    containers: int
+    succeeded: int
+    failed: int
+    latency: dict[str, dict[str, float | None]]  # metric -> {"p50": s, "p95": s}
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed inputs of a call that raised the same exception type with the same message."""
+
+    error_type: str
+    message: str
+    count: int
+    traceback: str
+    indexes: list[int]  # the first ones, ascending
+
+
+@dataclass(frozen=True)
+class Attempt:
+    lease: int  # attempt number
+    container_id: str | None
+    status: str
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class InputDetail:
+    """One input of a call: where it is now, each attempt, its output, its log lines."""
+
+    call_id: str
+    index: int
+    state: str  # PENDING, LEASED, or the output's status
+    attempts: list[Attempt]
+    traceback: str | None
+    logs: list[LogLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    ts: float
+    stream: str
+    text: str
+    app_id: str
+    call_id: str | None
+    input_idx: int | None
+    container_id: str | None
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which log lines to show; every field narrows (None: any)."""
+
+    app_id: str | None = None
+    function_id: str | None = None
+    call_id: str | None = None
+    container_id: str | None = None
+    input_idx: int | None = None
+    text: str | None = None  # a substring, case-insensitive
+
+
+FAILURE_INDEXES = 50  # input indexes listed per failure group
+LOG_COLUMNS = "seq, ts, stream, data, app_id, call_id, input_idx, container_id"
+
+
+class Insights:
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.db = store.db
+
+    # ---- functions ------------------------------------------------------------------------------
+
+    def functions(self, app_id: str) -> list[FunctionInsight]:
+        """Every function of an app (newest version per tag), with live counters and latency percentiles."""
+        return [self.function(fid, tag) for tag, fid in sorted(self.store.catalog.functions_of(app_id).items())]
+
+    def function(self, function_id: str, tag: str) -> FunctionInsight:
+        unfinished, succeeded, failed = self.db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN finished_at IS NULL THEN submitted-done END), 0), "
+            "COALESCE(SUM(done-failed), 0), COALESCE(SUM(failed), 0) FROM calls WHERE function_id=?",
+            (function_id,),
+        ).fetchone()
+        running = self.db.execute(
+            "SELECT COUNT(*) FROM inputs WHERE function_id=? AND state='LEASED'", (function_id,)
+        ).fetchone()[0]
+        containers = self.db.execute(
+            "SELECT COUNT(*) FROM containers WHERE function_id=? AND state!='STOPPED'", (function_id,)
+        ).fetchone()[0]
+        latency = {m: self.percentiles(function_id, m) for m in metrics.METRICS}
+        return FunctionInsight(
+            function_id, tag, max(0, unfinished - running), running, containers, succeeded, failed, latency
+        )
+
+    def histogram(self, function_id: str, metric: str) -> dict[int, int]:
+        rows = self.db.execute(
+            "SELECT bucket, n FROM function_metrics WHERE function_id=? AND metric=?", (function_id, metric)
+        ).fetchall()
+        return dict(rows)
+
+    def percentiles(self, function_id: str, metric: str) -> dict[str, float | None]:
+        h = self.histogram(function_id, metric)
+        return {"p50": metrics.percentile(h, 50), "p95": metrics.percentile(h, 95), "n": float(sum(h.values()))}
+
+    # ---- calls ----------------------------------------------------------------------------------
+
+    def calls_of_app(self, app_id: str, limit: int = 50) -> list[str]:
+        rows = self.db.execute(
+            "SELECT id FROM calls WHERE app_id=? ORDER BY created_at DESC LIMIT ?", (app_id, limit)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def running_inputs(self, call_id: str, function_id: str) -> int:
+        """Inputs of a call being run now (the function's leased rows only, however large the call)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM inputs WHERE function_id=? AND state='LEASED' AND call_id=?", (function_id, call_id)
+        ).fetchone()
+        return int(row[0])
+
+    def failure_groups(self, call_id: str, limit: int = 20) -> list[FailureGroup]:
+        """A call's failed inputs grouped by exception type and message, the largest group first."""
+        groups = self.db.execute(
+            "SELECT error_type, error_message, COUNT(*) FROM outputs WHERE call_id=? AND status!='SUCCESS' "
+            "GROUP BY error_type, error_message ORDER BY COUNT(*) DESC LIMIT ?",
+            (call_id, limit),
+        ).fetchall()
+        out = []
+        for error_type, message, count in groups:
+            rows = self.db.execute(
+                "SELECT idx, traceback FROM outputs WHERE call_id=? AND status!='SUCCESS' AND error_type IS ? "
+                "AND error_message IS ? ORDER BY idx LIMIT ?",
+                (call_id, error_type, message, FAILURE_INDEXES),
+            ).fetchall()
+            traceback = next((tb for _, tb in rows if tb), "")
+            out.append(FailureGroup(error_type or "?", message or "", count, traceback, [r[0] for r in rows]))
+        return out
+
+    def input_detail(self, call_id: str, index: int) -> InputDetail | None:
+        attempts = [
+            Attempt(*r)
+            for r in self.db.execute(
+                "SELECT lease, container_id, status, duration, error_type, error_message, ended_at FROM attempts "
+                "WHERE call_id=? AND idx=? ORDER BY ended_at, lease",
+                (call_id, index),
+            )
+        ]
+        traceback: str | None = None
+        output = self.db.execute(
+            "SELECT lease, container_id, status, duration, error_type, error_message, created_at, traceback "
+            "FROM outputs WHERE call_id=? AND idx=?",
+            (call_id, index),
+        ).fetchone()
+        if output is not None:
+            attempts.append(Attempt(*output[:7]))
+            state, traceback = output[2], output[7]
+        else:
+            row = self.db.execute(
+                "SELECT state, leases, container_id, leased_at FROM inputs WHERE call_id=? AND idx=?", (call_id, index)
+            ).fetchone()
+            if row is None:
+                return None
+            state = row[0]
+            if state == "LEASED":
+                attempts.append(Attempt(row[1], row[2], "RUNNING", None, None, None, None))
+        logs = self.logs(LogFilter(call_id=call_id, input_idx=index), limit=500)
+        return InputDetail(call_id, index, state, attempts, traceback, logs)
+
+    # ---- logs -----------------------------------------------------------------------------------
+
+    def logs(self, where: LogFilter, limit: int = 300, before: int | None = None) -> list[LogLine]:
+        """The last ``limit`` lines that pass the filter (before seq ``before``), oldest first."""
+        clauses, params = [], []  # type: ignore[var-annotated]
+        for column, value in (("app_id", where.app_id), ("call_id", where.call_id),
+                              ("container_id", where.container_id), ("input_idx", where.input_idx)):  # fmt: skip
+            if value is not None:
+                clauses.append(f"{column}=?")
+                params.append(value)
+        if where.function_id is not None:
+            clauses.append("container_id IN (SELECT id FROM containers WHERE function_id=?)")
+            params.append(where.function_id)
+        if where.text:
+            clauses.append("instr(lower(data), lower(?)) > 0")
+            params.append(where.text)
+        if before is not None:
+            clauses.append("seq<?")
+            params.append(before)
+        sql = f"SELECT {LOG_COLUMNS} FROM logs {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
+        rows = self.db.execute(sql + "ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
+        return [LogLine(*r) for r in reversed(rows)]
+
+    # ---- containers -----------------------------------------------------------------------------
+
+    def container(self, container_id: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT c.id, c.app_id, a.name, f.tag, c.function_id, c.state, c.pid, c.created_at, c.started_at, "
+            "c.last_seen, c.stop_reason, c.node, c.served, "
+            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            "FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id WHERE c.id=?",
+            (container_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        keys = ["container_id", "app_id", "app_name", "function", "function_id", "state", "pid", "created_at",
+                "started_at", "last_seen", "stop_reason", "node", "served", "running_inputs"]  # fmt: skip
+        return dict(zip(keys, row))
