@@ -28,6 +28,7 @@ from .functions import Function
 from .image import Image
 from .protocol import routes
 from .protocol.messages import ImageBuildReply, ImageBuildRequest
+from .protocol.routes import dashboard_url
 from .protocol.specs import ImageSpec, MountSpec
 from .retries import Retries
 from .schedule import Schedule
@@ -237,6 +238,7 @@ class App:
             _context.set_detached(self._app_id or "", detach)
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
+                print(f"  View run at {dashboard_url(url, 'apps', self._app_id or '')}", file=sys.stderr)
                 for tag, fn in sorted(self.registered_functions.items()):
                     if fn._web_url:
                         print(f"  ├─ web endpoint {tag} => {fn._web_url}", file=sys.stderr)
@@ -420,6 +422,11 @@ class DeployResult:
     url: str
     functions: dict[str, str]
     web_urls: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> URL of each web endpoint
+
+    @property
+    def dashboard_url(self) -> str:
+        """The app's page on the server's dashboard."""
+        return dashboard_url(self.url, "apps", self.app_id)
 
 
 async def _secret_ref(client: Client, secret: Secret) -> str:

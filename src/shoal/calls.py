@@ -16,6 +16,7 @@ from ._payloads import decode_output
 from .client import Client, client_for, lookup_urls
 from .exception import InvalidError, NotFoundError, OutputExpiredError
 from .protocol import routes
+from .protocol.routes import dashboard_url
 
 MAX_WAIT = 25.0
 
@@ -79,6 +80,18 @@ class FunctionCall:
     async def _info(self) -> dict[str, Any]:
         client = await self._client()
         return await client.request("GET", routes.path(routes.CALL, call_id=self.object_id))  # type: ignore[no-any-return]
+
+    @aio_method
+    async def get_dashboard_url(self) -> str:
+        """The call's page on its server's dashboard: live progress, failures grouped with their tracebacks, each
+        input's attempts and logs.
+
+        Raises:
+            NotFoundError: no running server knows this call.
+        """
+        await self._client()
+        assert self._url is not None
+        return dashboard_url(self._url, "calls", self.object_id)
 
     @aio_method
     async def num_inputs(self) -> int:

@@ -6,6 +6,7 @@ The server never calls anything here that unpickles: it treats payloads as opaqu
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import traceback
 from typing import Any
@@ -69,6 +70,7 @@ def serialize_failure(exc: BaseException, redact: Any = None) -> bytes:
     return dumps({"exc": pickled, "type": type(exc).__name__, "repr": repr(exc), "traceback": tb_text})
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 MAX_FAILURE_TEXT = 20_000  # characters of a traceback kept for people; the caller's exception is whole
 
 
@@ -78,7 +80,10 @@ def describe_failure(exc: BaseException, redact: Any = None) -> tuple[str, str, 
     module = type(exc).__module__
     if module not in ("builtins", "__main__"):
         kind = f"{module}.{kind}"
-    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = exc.__traceback__  # from the user's first frame: the container's own frames say nothing to people
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    tb_text = "".join(traceback.format_exception(type(exc), exc, tb))
     message = str(exc)
     if redact is not None:
         tb_text, message = redact(tb_text), redact(message)

@@ -212,6 +212,7 @@ def deploy(target: str, as_module: bool, name: str | None) -> None:
     for tag in sorted(result.functions):
         web = f" => {result.web_urls[tag]}" if tag in result.web_urls else ""
         click.echo(f"  ├─ {tag}{web}")
+    click.echo(f"View deployment at {result.dashboard_url}")
 
 
 @cli.command(

@@ -103,7 +103,7 @@ def server_start(
 ) -> None:
     """Start this home's standing server in the background (no-op when it runs)."""
     from .. import _daemon
-    from ..server.main import is_loopback
+    from ..server.listen import is_loopback
 
     ctx.obj.update({k: v for k, v in {"host": host, "port": port, "token": token}.items() if v is not None})
 

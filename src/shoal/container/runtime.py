@@ -214,7 +214,9 @@ class ContainerRuntime:
         with self.state.lock:
             running = self.state.running.pop(lease.key, None)
             took = time.monotonic() - running.started if running else 0.0
-            self.state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error))
+            self.state.reports.append(
+                ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error)
+            )
 
     def _run_one(self, lease: LeasedInput, thread: int) -> Outcome:
         assert self.code is not None

@@ -74,3 +74,11 @@ VOLUME_CP = "/volumes/{name}/cp"
 def path(template: str, **params: object) -> str:
     """``template`` with its parameters filled in (each quoted as one path segment)."""
     return template.format(**{k: quote(str(v), safe="") for k, v in params.items()})
+
+
+DASHBOARD = "/dashboard"  # the dashboard's pages (server/dashboard), for people in a browser
+
+
+def dashboard_url(server_url: str, kind: str, object_id: str) -> str:
+    """The dashboard page of an object (``kind``: apps, calls, containers) on the server at ``server_url``."""
+    return f"{server_url.rstrip('/')}{DASHBOARD}/{kind}/{quote(object_id, safe='')}"

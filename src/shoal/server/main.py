@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
-import ipaddress
 import logging
 import os
 import secrets
@@ -22,19 +21,10 @@ from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
 from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
-from .listen import bind
+from .listen import bind, is_loopback
 from .routes import create_app
 
 log = logging.getLogger("shoal.server")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(

@@ -31,7 +31,7 @@ def bucket_value(bucket: int) -> float:
     """A bucket's representative duration: the geometric middle of its bounds."""
     if bucket <= 0:
         return _FLOOR
-    return _FLOOR * _GROWTH ** (bucket - 0.5)
+    return float(_FLOOR * _GROWTH ** (bucket - 0.5))
 
 
 def counts(durations: Iterable[float]) -> Counter[int]:

@@ -1,4 +1,4 @@
-"""The control plane's HTTP API: one small router per noun, assembled into one Starlette app.
+"""The control plane's HTTP API (one small router per noun) and its dashboard, assembled into one Starlette app.
 
 Routes translate HTTP to calls on :class:`~shoal.server.control.ControlPlane`; admission and the translation of
 errors to answers live in ``http.py``, route templates in ``shoal.protocol.routes``.
@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 
 from ..control import ControlPlane
+from ..dashboard.routes import dashboard_routes
 from . import admin, apps, calls, containers, kv, volumes
 from .http import Router, merge_by_path
 
@@ -30,4 +31,4 @@ def create_app(plane: ControlPlane) -> Starlette:
         yield
         await plane.stop()
 
-    return Starlette(routes=merge_by_path(router.routes), lifespan=lifespan)
+    return Starlette(routes=merge_by_path(router.routes) + dashboard_routes(plane), lifespan=lifespan)

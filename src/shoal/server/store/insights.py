@@ -198,7 +198,8 @@ class Insights:
 
     def logs(self, where: LogFilter, limit: int = 300, before: int | None = None) -> list[LogLine]:
         """The last ``limit`` lines that pass the filter (before seq ``before``), oldest first."""
-        clauses, params = [], []  # type: ignore[var-annotated]
+        clauses: list[str] = []
+        params: list[Any] = []
         for column, value in (("app_id", where.app_id), ("call_id", where.call_id),
                               ("container_id", where.container_id), ("input_idx", where.input_idx)):  # fmt: skip
             if value is not None:

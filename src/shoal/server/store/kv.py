@@ -146,6 +146,25 @@ class KVTables:
             "SELECT COUNT(*) FROM queue_items WHERE queue_id=? AND partition=?", (queue_id, partition)
         ).fetchone()[0])  # fmt: skip
 
+    def peek(self, object_id: str, limit: int = 20) -> list[tuple[bytes | None, bytes]]:
+        """The first (key, value) items of a Dict, or (None, value) of a Queue (every partition, oldest first)."""
+        rows = self.db.execute(
+            "SELECT key, value FROM dict_items WHERE dict_id=? LIMIT ?", (object_id, limit)
+        ).fetchall()
+        if rows:
+            return [(k, v) for k, v in rows]
+        rows = self.db.execute(
+            "SELECT value FROM queue_items WHERE queue_id=? ORDER BY seq LIMIT ?", (object_id, limit)
+        ).fetchall()
+        return [(None, r[0]) for r in rows]
+
+    def size(self, object_id: str) -> int:
+        """How many items a Dict or Queue holds."""
+        return int(self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM dict_items WHERE dict_id=?) + "
+            "(SELECT COUNT(*) FROM queue_items WHERE queue_id=?)", (object_id, object_id)
+        ).fetchone()[0])  # fmt: skip
+
     def clear(self, queue_id: str, partition: str | None) -> None:
         with self.store._tx() as db:
             if partition is None:

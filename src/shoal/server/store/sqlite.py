@@ -59,7 +59,7 @@ class Ending(NamedTuple):
 
     rowid: int
     call_id: str
-    index: int
+    idx: int
     status: str
     data: bytes
     lease: int
@@ -326,7 +326,7 @@ class SQLiteStore:
         rows = []
         for a in attempts:
             error = a.described()
-            rows.append((a.call_id, a.index, a.lease, a.container_id, a.status, a.duration,
+            rows.append((a.call_id, a.idx, a.lease, a.container_id, a.status, a.duration,
                          error.type if error else None, error.message if error else None, now))  # fmt: skip
         db.executemany("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -340,7 +340,7 @@ class SQLiteStore:
         values = []
         for r in rows:
             e = r.described()
-            values.append((r.call_id, r.index, r.status, r.data, r.lease, now, r.container_id, r.duration,
+            values.append((r.call_id, r.idx, r.status, r.data, r.lease, now, r.container_id, r.duration,
                            e and e.type, e and e.message, e and e.traceback))  # fmt: skip
         db.execute("SAVEPOINT outputs")
         before = db.total_changes
