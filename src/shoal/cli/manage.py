@@ -141,6 +141,7 @@ def server_status(ctx: click.Context) -> None:
         )
         demand = ", ".join(f"{n} {fn}" for fn, n in sorted(info.get("demand", {}).items())) or "none"
         click.echo(f"pending demand: {demand}; containers waiting for capacity: {info.get('waiting_for_capacity', 0)}")
+        click.echo(f"dashboard: {status.url}{routes.DASHBOARD}/apps")
     else:
         click.echo(f"not running (no standing server of {_home()})")
         sys.exit(1)

@@ -55,11 +55,17 @@ class LogBuffer:
             entries, self._entries = self._entries, []
         return entries
 
+    def pending(self) -> bool:
+        """Whether lines wait to be shipped."""
+        with self._lock:
+            return bool(self._entries)
+
     @contextlib.contextmanager
-    def shipping(self) -> Iterator[list[list[Any]]]:
+    def shipping(self, wait: float = 0.0) -> Iterator[list[list[Any]]]:
         """The entries to send with one request. One request ships at a time, so entries reach the server in the
-        order they were written; a request that fails puts its entries back."""
-        if not self._ship.acquire(blocking=False):  # another thread's request carries the logs now
+        order they were written; a request that fails puts its entries back. ``wait``: how long to wait for
+        another thread's request that carries logs now (0: send none with this one)."""
+        if not self._ship.acquire(timeout=wait) if wait > 0 else not self._ship.acquire(blocking=False):
             yield []
             return
         entries = self.drain()

@@ -60,6 +60,7 @@ TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 256
 IDLE_POLL = 10.0
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
+SHIP_WAIT = 5.0  # seconds an exchange waits for the heartbeat's log shipment in flight (so lines keep their order)
 
 Key = tuple[str, int]
 
@@ -270,6 +271,10 @@ class ContainerRuntime:
             return (OutputStatus.FAILURE, *self._failure(err))
 
     def _exchange(self, want: int, wait: float) -> ExchangeReply:
+        if wait > 0 and self.logs.pending():  # an output must not reach the caller before the lines printed before it
+            reply = self._exchange(want, 0)
+            if reply.inputs or reply.stop:
+                return reply
         with self.state.lock:
             reports, self.state.reports = self.state.reports, []
             released = [x.release() for x in self.state.unstarted] if self.state.stopping else []
@@ -277,7 +282,7 @@ class ContainerRuntime:
                 self.state.unstarted = []
         try:  # a long poll carries no logs (it would hold them back): the heartbeat ships them meanwhile
             shipping: contextlib.AbstractContextManager[list[list[Any]]] = (
-                self.logs.shipping() if wait <= 0 else contextlib.nullcontext([])
+                self.logs.shipping(SHIP_WAIT) if wait <= 0 else contextlib.nullcontext([])
             )
             with shipping as logs:
                 return self.api.exchange(ExchangeRequest(reports, released, entries(logs), want, wait))

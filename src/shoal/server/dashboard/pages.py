@@ -46,6 +46,11 @@ class Progress:
 
 def progress(plane: ControlPlane, info: CallInfo, now: float) -> Progress:
     running = plane.store.insights.running_inputs(info.id, info.function_id) if info.finished_at is None else 0
+    return progress_of(info, running, now)
+
+
+def progress_of(info: CallInfo, running: int, now: float) -> Progress:
+    """A call's progress from its counters and its running inputs: the rate is over its whole life so far."""
     total = info.num_inputs if info.num_inputs is not None else info.submitted
     pending = max(0, total - info.done - running)
     elapsed = (info.finished_at or now) - info.created_at
