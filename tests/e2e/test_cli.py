@@ -123,6 +123,7 @@ def test_deploy_from_name_and_call_get_across_processes(server, tmp_path: Path):
     deployed = shoal_cli("deploy", str(app_file))
     assert deployed.returncode == 0, deployed.stderr
     assert "version 1" in deployed.stdout
+    assert f"View deployment at {server.url}/dashboard/apps/ap-" in deployed.stdout
     # a separate plain python process uses the deployed functions
     script = (
         "import shoal\n"

@@ -130,7 +130,7 @@ def test_a_live_map_is_followed_to_100_percent_without_reloading_the_page(server
         assert text_of(browser, "count-succeeded") == "30 succeeded"
 
 
-def test_a_call_is_cancelled_from_its_page(server, browser):
+def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, browser):
     gate = os.path.join(shared_dir(), "never")
     with dash.app.run(show_logs=False):
         call = dash.gated.spawn_map(range(3), kwargs={"gate": gate})
@@ -139,6 +139,14 @@ def test_a_call_is_cancelled_from_its_page(server, browser):
         WebDriverWait(browser, 30).until(lambda b: "CANCELLED" in text_of(b, "progress"))
         with pytest.raises(InputCancellation):
             call.get(index=0, timeout=30)
+
+        # and a container of that function stopped from its page
+        browser.get(f"{server.url}/dashboard/containers")
+        settled(lambda: browser.find_element(By.XPATH, "//tr[td[text()='gated']]//a").click())
+        assert browser.find_element(By.TAG_NAME, "h1").text.startswith("ta-")
+        settled(lambda: browser.find_element(By.ID, "stop").click())
+        WebDriverWait(browser, 30).until(lambda b: "STOPPED" in text_of(b, "container"))
+        assert "exit code 0" in text_of(browser, "container")  # it drained and exited cleanly
 
 
 def test_storage_shows_volumes_dicts_queues_and_secret_names_never_values(server, browser, shots):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,10 @@ def test_every_run_says_which_server_it_uses_in_its_first_line(server):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == f"✓ Using SHOAL_SERVER_URL at {server.url}"
+    # and where to watch it: the app's page on the dashboard
+    view = re.search(r"View run at (\S+/dashboard/apps/(ap-\w+))", result.stderr)
+    assert view and view.group(1).startswith(server.url), result.stderr
+    assert httpx.get(view.group(1)).status_code == 200
 
 
 def test_without_a_server_token_only_this_homes_clients_get_in_and_nobody_mints_tokens(server):
