@@ -86,3 +86,18 @@ def test_logs_filter_by_call_input_container_function_and_text(store):
     assert texts(function_id="fu-1", text="HELLO") == ["hello from 0\n", "Hello from 1\n"]
     assert texts(app_id="ap-other") == []
     assert [x.text for x in store.insights.logs(LogFilter(app_id="ap-1"), limit=1)] == ["started\n"]
+
+
+def test_child_calls_are_found_by_their_parent_inputs_prefix_and_attempts_expire_with_results(store):
+    store.create_call("fc-2", "fu-1", "ap-1", "spawn", "in-1-3")
+    store.create_call("fc-3", "fu-1", "ap-1", "spawn", "in-1-30")
+    store.create_call("fc-4", "fu-1", "ap-1", "spawn", "in-10-1")  # another call's input: not a child of fc-1
+    assert store.child_calls("in-1-") == ["fc-2", "fc-3"]
+    store.add_inputs("fc-1", 0, [b"a"], close=True)
+    (leased,) = store.lease_inputs("fu-1", "ta-1", 1)
+    store.complete("ta-1", [failed(leased, "once")])  # a retry left: an attempt
+    assert len(store.insights.input_detail("fc-1", 0).attempts) == 1
+    store.cancel_call("fc-1", "cancelled")
+    store.clock.now += 10
+    assert store.expire_results(retention=5) >= 1
+    assert store.insights.input_detail("fc-1", 0) is None  # output and attempts are gone

@@ -6,7 +6,8 @@
   issued token ends its sessions at once. A restart of the server ends every session.
 - Pages and actions need the ``client`` role, as the API's listings, cancel and stop do.
 - Actions are POSTs carrying a per-session form key, and a foreign ``Origin`` is refused (no cross-site requests).
-- The ``Host`` header must name this server or a loopback name, so a DNS-rebinding page cannot read it.
+- On a server without a token, the ``Host`` header must name this server or a loopback name, so a DNS-rebinding
+  page cannot read it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Access:
         self._key = secrets.token_bytes(32)
 
     def check_host(self, request: Request) -> bool:
+        """Whether the page was asked for under a name of this server. Only an open (loopback, no token) server
+        checks: a page of another site that rebinds its name to 127.0.0.1 could read it otherwise. With a token,
+        such a page has no session (the cookie belongs to the server's own name), and users may reach the
+        server under any name (a DNS name, a proxy)."""
+        if not self.open:
+            return True
         host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
         return host in self.hosts
 

@@ -113,12 +113,15 @@ class Dashboard:
     # ---- login ----------------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
-        if self.access.open:
+        if self.access.open:  # nothing to log in to: the pages are open to this machine's browsers
             return RedirectResponse(f"{PREFIX}/apps", 303)
         return self.render("login.html", None, next=_local_path(request.query_params.get("next")), error=None)
 
     async def login(self, request: Request) -> Response:
-        form = await _form(request)
+        try:
+            form = await _form(request)
+        except Denied as exc:
+            return self.render("error.html", None, exc.status, message=exc.message)
         target = _local_path(form.get("next", ""))
         address = request.client.host if request.client else ""
         if self.login_limiter.check("login:" + address) is not None:

@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS function_metrics (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS logs_call ON logs(call_id, input_idx, seq);
 CREATE INDEX IF NOT EXISTS calls_function ON calls(function_id, finished_at);
+CREATE INDEX IF NOT EXISTS calls_parent ON calls(parent_input) WHERE parent_input IS NOT NULL;
 CREATE TABLE IF NOT EXISTS schedules (
     function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
     next_fire REAL NOT NULL, last_fire REAL, last_call TEXT

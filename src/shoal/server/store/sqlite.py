@@ -456,8 +456,9 @@ class SQLiteStore:
         return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[call-arg]
 
     def child_calls(self, parent_input_prefix: str) -> list[str]:
-        rows = self.db.execute(
-            "SELECT id FROM calls WHERE parent_input LIKE ? ORDER BY created_at", (parent_input_prefix + "%",)
+        rows = self.db.execute(  # a range, not LIKE: the calls_parent index serves it
+            "SELECT id FROM calls WHERE parent_input >= ? AND parent_input < ? ORDER BY created_at",
+            (parent_input_prefix, parent_input_prefix + "\U0010ffff"),
         ).fetchall()
         return [r[0] for r in rows]
 
@@ -485,6 +486,7 @@ class SQLiteStore:
             ids = [r[0] for r in db.execute("SELECT id FROM calls WHERE finished_at<? AND expired=0", (cutoff,))]
             db.executemany("DELETE FROM outputs WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM gen_items WHERE call_id=?", [(i,) for i in ids])
+            db.executemany("DELETE FROM attempts WHERE call_id=?", [(i,) for i in ids])
             db.executemany("UPDATE calls SET expired=1 WHERE id=?", [(i,) for i in ids])
         return len(ids)
 
