@@ -14,6 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from shoal.protocol.messages import Release
 from shoal.protocol.specs import FunctionSpec
 from shoal.retries import RetryPolicy
 from shoal.server.records import OutputStatus, ReportedOutput
@@ -98,6 +99,28 @@ class InputLifecycle(RuleBasedStateMachine):
         assert accepted == 1
         self.stale.append((cid, key[0], key[1], lease))
 
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), with_reports=st.booleans())
+    def exchange_or_release(self, data: st.DataObject, with_reports: bool) -> None:
+        """A container's exchange (reports and a new lease in one transaction), or inputs given back unstarted."""
+        key = data.draw(st.sampled_from(sorted(self.held)))
+        cid, lease = self.held.pop(key)
+        if with_reports:
+            report = ReportedOutput(key[0], key[1], lease, OutputStatus.SUCCESS, b"I" + cid.encode())
+            accepted, _, leased = self.store.report_and_lease(cid, "fu-1", [report], 1)
+            assert accepted == 1
+            for x in leased:
+                self.held[(x.call_id, x.index)] = (cid, x.lease)
+        else:
+            self.store.release(cid, [Release(key[0], key[1], lease)])
+        self.stale.append((cid, key[0], key[1], lease))
+
+    @precondition(lambda self: self.calls)
+    @rule()
+    def fail_the_queue(self) -> None:
+        """The function's code cannot load: every queued (not leased) input fails."""
+        self.store.fail_pending("fu-1", OutputStatus.INIT_FAILED, "cannot import")
+
     @precondition(lambda self: self.stale)
     @rule(data=st.data())
     def stale_report(self, data: st.DataObject) -> None:
@@ -172,6 +195,13 @@ class InputLifecycle(RuleBasedStateMachine):
         leased = {(c, i): (cid, lease) for c, i, cid, lease in rows}
         assert leased == self.held
         assert {cid for cid, _ in leased.values()} <= self.alive
+
+    @invariant()
+    def the_queued_counters_match_the_table(self) -> None:
+        counted = dict(self.store.db.execute(
+            "SELECT function_id, COUNT(*) FROM inputs WHERE state='PENDING' GROUP BY function_id"
+        ).fetchall())  # fmt: skip
+        assert self.store.queued_counts() == counted
 
     @invariant()
     def attempts_stay_within_retries(self) -> None:

@@ -385,23 +385,21 @@ class ControlPlane:
         found = self.store.container_state(container_id)
         if found is None:
             raise NotFound(container_id)
-        function_id = found[0]
+        function_id, state = found
         self.record_logs(container_id, request.logs)
-        accepted = 0
-        if request.outputs:
-            accepted, touched = self.store.complete(container_id, request.outputs)
-            self._notify_calls(touched)
         if request.released:
             self.store.release(container_id, request.released)
             self.notifier.notify("fn:" + function_id)
-        self.store.touch_container(container_id)
+        stop = self._stopping or state in (ContainerState.DRAINING, ContainerState.STOPPED)
+        want = 0 if stop else request.want
+        # reports and the first lease in one transaction: one commit per exchange
+        accepted, touched, leased = self.store.report_and_lease(container_id, function_id, request.outputs, want)
+        if touched:
+            self._notify_calls(touched)
         deadline = time.monotonic() + min(request.wait, MAX_LONG_POLL)
-        want = request.want
         while True:
-            state = self.store.container_state(container_id)
-            if self._stopping or state is None or state[1] in (ContainerState.DRAINING, ContainerState.STOPPED):
+            if stop:
                 return ExchangeReply([], True, accepted)
-            leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 else []
             remaining = deadline - time.monotonic()
             if leased or remaining <= 0:
                 if leased:
@@ -411,6 +409,9 @@ class ControlPlane:
             if retry_at is not None:
                 remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
             await self.notifier.wait("fn:" + function_id, remaining)
+            found = self.store.container_state(container_id)
+            stop = self._stopping or found is None or found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+            leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 and not stop else []
 
     def heartbeat(self, container_id: str, logs: list[LogEntry]) -> HeartbeatReply:
         """Record liveness; the reply says whether the container should stop and which inputs it must interrupt."""

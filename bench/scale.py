@@ -1,0 +1,359 @@
+"""Control-plane scale: many simulated containers against one server holding a large queue.
+
+Run:  python bench/scale.py [--containers 1000] [--inputs 100000] [--functions 4] [--work-ms 50] [--procs 4]
+
+One real control plane (the server's own ASGI app on uvicorn, SQLite store) runs in this process with a backend
+whose "containers" are simulated: each launch goes to one of ``--procs`` simulator processes, where an asyncio
+task speaks the container protocol over real HTTP with its own connection (fetch its spec, report started, then
+exchange: report the last batch's outputs and lease the next; heartbeat every 5 s) and "runs" each input by
+sleeping ``--work-ms`` on average (uniformly 0.5x to 1.5x: real inputs do not finish in lockstep). No user code
+runs. The queue (``--inputs`` split over ``--functions`` functions, each
+allowed an equal share of the containers) is written to the store before the server starts.
+
+It reports: time until every container ran, throughput, the round trip of each exchange that asks for inputs
+without long-polling (the lease latency: p50, p99, max, as the simulated containers see it, their own event loops
+included) and the time the server spent on each (``server_exchange_*``), heartbeat latency, per-function first and last
+completion (starvation shows as a late first completion), and whether every input has exactly one result
+(outputs per call, reports the server rejected as stale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import random
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from shoal import _loop
+from shoal.backends.base import Backend, Capabilities, ContainerSpec
+from shoal.client import CONTAINER, Client
+from shoal.protocol import routes
+from shoal.protocol.messages import (
+    ContainerBoot,
+    ExchangeReply,
+    ExchangeRequest,
+    HeartbeatReply,
+    HeartbeatRequest,
+    OutputStatus,
+    ReportedOutput,
+    StartedReport,
+)
+from shoal.protocol.specs import FunctionSpec
+from shoal.server.control import ControlPlane, Parts, ServerConfig
+from shoal.server.listen import bind
+from shoal.server.routes import create_app
+from shoal.server.store import SQLiteStore
+
+TOKEN = "scale-bench-token"
+RESULT = b"\x00" + b"r" * 16  # an inline payload, as a container reports a small return value
+
+
+class SimBackend(Backend):
+    """Sends launches and terminations to the simulator processes; their exits come back via ``exits``."""
+
+    def __init__(self, inboxes: list[Any]) -> None:
+        super().__init__()
+        self.inboxes = inboxes
+        self.running: dict[str, int] = {}
+        self.launched = 0
+
+    async def launch(self, spec: ContainerSpec) -> None:
+        worker = self.launched % len(self.inboxes)
+        self.launched += 1
+        self.running[spec.container_id] = worker
+        self.inboxes[worker].put(("launch", spec.container_id, spec.container_token))
+
+    async def terminate(self, container_id: str, grace: float) -> None:
+        worker = self.running.get(container_id)
+        if worker is not None:
+            self.inboxes[worker].put(("terminate", container_id, ""))
+
+    def exited(self, container_id: str, code: int) -> None:
+        if self.running.pop(container_id, None) is not None:
+            self.on_exit(container_id, code)
+
+    def list(self) -> list[str]:
+        return list(self.running)
+
+    async def close(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put(("close", "", ""))
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(cpus=1_000_000.0, memory_mib=1 << 30)
+
+
+# ---- the simulator processes ----------------------------------------------------------------------
+
+
+def simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int) -> None:
+    _loop.run(_simulate(url, inbox, outbox, work_s, want))
+
+
+async def _simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int) -> None:
+    loop = asyncio.get_running_loop()
+    tasks: dict[str, asyncio.Task[None]] = {}
+    stats: dict[str, list[float]] = {"lease": [], "beat": [], "started_at": []}
+    counts = {"accepted": 0, "reported": 0, "errors": 0}
+    while True:
+        kind, cid, token = await loop.run_in_executor(None, inbox.get)
+        if kind == "launch":
+            tasks[cid] = asyncio.create_task(_container(cid, url, token, work_s, want, stats, counts, outbox))
+        elif kind == "terminate" and cid in tasks:
+            tasks[cid].cancel()
+        elif kind == "close":
+            break
+    for task in tasks.values():
+        task.cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
+    outbox.put(("stats", json.dumps({"stats": stats, "counts": counts})))
+
+
+async def _container(
+    cid: str, url: str, token: str, work_s: float, want: int, stats: dict[str, list[float]], counts: dict[str, int],
+    outbox: Any,
+) -> None:  # fmt: skip
+    client = Client(url, token, CONTAINER, timeout=120)
+    code = 0
+    beat = asyncio.create_task(_heartbeat(client, cid, stats))
+    try:
+        await client.call("GET", routes.path(routes.CONTAINER_BOOT, container_id=cid), None, ContainerBoot)
+        await client.call("POST", routes.path(routes.CONTAINER_STARTED, container_id=cid), StartedReport(), dict)
+        stats["started_at"].append(time.time())
+        exchange = routes.path(routes.CONTAINER_EXCHANGE, container_id=cid)
+        reports: list[ReportedOutput] = []
+        while True:
+            wait = 0.0
+            t = time.perf_counter()
+            reply = await client.call("POST", exchange, ExchangeRequest(reports, want=want, wait=wait), ExchangeReply)
+            stats["lease"].append(time.perf_counter() - t)
+            counts["accepted"] += reply.accepted
+            counts["reported"] += len(reports)
+            reports = []
+            if reply.stop:
+                return
+            if not reply.inputs:  # nothing queued now: long-poll, as a real container does (not timed)
+                reply = await client.call("POST", exchange, ExchangeRequest(want=want, wait=2.0), ExchangeReply)
+                if reply.stop:
+                    return
+            if reply.inputs:
+                await asyncio.sleep(work_s * len(reply.inputs) * random.uniform(0.5, 1.5))  # work, with jitter
+                reports = [ReportedOutput(x.call_id, x.index, x.lease, OutputStatus.SUCCESS, RESULT, work_s)
+                           for x in reply.inputs]  # fmt: skip
+    except asyncio.CancelledError:
+        code = -15
+    except Exception as exc:  # noqa: BLE001 - counted: the server refused or dropped us
+        counts["errors"] += 1
+        if counts["errors"] <= 3:
+            print(f"container {cid} failed: {type(exc).__name__}: {exc}", flush=True)
+        code = 1
+    finally:
+        beat.cancel()
+        with contextlib.suppress(BaseException):
+            await client.http.close()
+        outbox.put(("exit", f"{cid} {code}"))
+
+
+async def _heartbeat(client: Client, cid: str, stats: dict[str, list[float]]) -> None:
+    path = routes.path(routes.CONTAINER_HEARTBEAT, container_id=cid)
+    while True:
+        await asyncio.sleep(5.0)
+        t = time.perf_counter()
+        with contextlib.suppress(Exception):
+            await client.call("POST", path, HeartbeatRequest(), HeartbeatReply)
+            stats["beat"].append(time.perf_counter() - t)
+
+
+# ---- the server -----------------------------------------------------------------------------------
+
+
+def fill(state_dir: Path, functions: int, inputs: int, containers: int) -> list[str]:
+    """The queue, written before the server starts: ``functions`` functions sharing ``inputs`` inputs."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(state_dir / "state.db")
+    store.create_app("ap-scale", "scale", "deployed")
+    calls = []
+    for f in range(functions):
+        spec = FunctionSpec(max_containers=max(1, containers // functions))
+        store.create_function(f"fu-scale{f}", "ap-scale", f"f{f}", spec, None)
+        call_id = f"fc-scale{f}"
+        store.create_call(call_id, f"fu-scale{f}", "ap-scale", "map", None)
+        share = inputs // functions + (1 if f < inputs % functions else 0)
+        for start in range(0, share, 10_000):
+            n = min(10_000, share - start)
+            store.add_inputs(call_id, start, [b"\x00in"] * n, close=start + n >= share)
+        calls.append(call_id)
+    store.close()
+    return calls
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
+    calls = fill(tmp / "server", functions, inputs, containers)
+    sock = bind("127.0.0.1", 0, backlog=8192)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    ctx = mp.get_context("spawn")
+    inboxes = [ctx.Queue() for _ in range(procs)]
+    outbox = ctx.Queue()
+    workers = [ctx.Process(target=simulate, args=(url, inboxes[i], outbox, work_ms / 1000, want), daemon=True)
+               for i in range(procs)]  # fmt: skip
+    for w in workers:
+        w.start()
+    backend = SimBackend(inboxes)
+    config = ServerConfig(
+        state_dir=tmp / "server", url=url, client_token=TOKEN, heartbeat_timeout=60.0, result_retention=3600.0,
+        max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
+    )  # fmt: skip
+    plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server"))
+    served: list[float] = []  # seconds the server spent on each exchange, from its first byte to its answer
+    beats_served: list[float] = []
+    asgi = create_app(plane)
+
+    async def timed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith(("/exchange", "/heartbeat")):
+            return await asgi(scope, receive, send)
+        t = time.perf_counter()
+        await asgi(scope, receive, send)
+        (served if scope["path"].endswith("/exchange") else beats_served).append(time.perf_counter() - t)
+
+    server = uvicorn.Server(uvicorn.Config(timed, log_level="warning", lifespan="on", access_log=False,
+                                           backlog=8192, timeout_keep_alive=300))  # fmt: skip
+    results: dict[str, Any] = {"containers": containers, "inputs": inputs, "functions": functions,
+                               "work_ms": work_ms, "want": want, "procs": procs}  # fmt: skip
+    per_stats: list[dict[str, Any]] = []
+
+    lags: list[float] = []  # how late the server's event loop ran a 10 ms timer: what every request waits behind
+
+    async def probe() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        prober = asyncio.create_task(probe())
+
+        def drain_outbox() -> None:
+            while True:
+                try:
+                    kind, body = outbox.get(timeout=0.5)
+                except queue.Empty:
+                    if serving.done():
+                        return
+                    continue
+                if kind == "exit":
+                    cid, code = body.split()
+                    loop.call_soon_threadsafe(backend.exited, cid, int(code))
+                elif kind == "stats":
+                    per_stats.append(json.loads(body))
+                    if len(per_stats) == procs:
+                        return
+
+        reader = threading.Thread(target=drain_outbox, daemon=True)
+        reader.start()
+        started = time.perf_counter()
+        first_done: dict[str, float] = {}
+        last_done: dict[str, float] = {}
+        all_running_at = None
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.perf_counter() - started
+            done = 0
+            for call_id in calls:
+                info = plane.store.call(call_id)
+                assert info is not None
+                done += info.done
+                if info.done and call_id not in first_done:
+                    first_done[call_id] = now
+                if info.finished_at and call_id not in last_done:
+                    last_done[call_id] = now
+            if all_running_at is None and sum(1 for c in plane.store.live_containers()
+                                              if c.state.value == "RUNNING") >= containers:  # fmt: skip
+                all_running_at = now
+            if done >= inputs:
+                break
+            if now > 1800:
+                raise TimeoutError(f"only {done} of {inputs} inputs done after 30 minutes")
+        elapsed = time.perf_counter() - started
+        results.update(
+            seconds=round(elapsed, 2), inputs_per_s=round(inputs / elapsed),
+            all_containers_running_s=all_running_at, launched=backend.launched,
+            first_completion_s={c: round(t, 2) for c, t in first_done.items()},
+            finished_s={c: round(t, 2) for c, t in last_done.items()},
+        )  # fmt: skip
+        outputs = {c: len(plane.store.outputs(c, 0, inputs + 1)) for c in calls}
+        results["outputs_per_call"] = outputs
+        results["succeeded"] = sum(
+            1 for c in calls for o in plane.store.outputs(c, 0, inputs + 1) if o.status == OutputStatus.SUCCESS.value
+        )
+        results["exactly_once"] = results["succeeded"] == sum(outputs.values()) == inputs and all(
+            len({o.index for o in plane.store.outputs(c, 0, inputs + 1)}) == n for c, n in outputs.items()
+        )
+        prober.cancel()
+        await plane.stop()  # ends the containers: the simulators report their stats
+        server.should_exit = True
+        await serving
+        await loop.run_in_executor(None, reader.join, 60)
+
+    _loop.run(main())
+    for w in workers:
+        w.join(30)
+    lease = [x for s in per_stats for x in s["stats"]["lease"]]
+    results.update(loop_lag_p50_ms=round(statistics.median(lags) * 1000, 2), loop_lag_p99_ms=round(
+        percentile(lags, 99) * 1000, 2), loop_lag_max_ms=round(max(lags) * 1000, 1))  # fmt: skip
+    quick = sorted(served)[: len(lease)]  # the long polls (timed by the server only) are the slowest: left out
+    results.update(
+        server_heartbeat_p99_ms=round(percentile(beats_served, 99) * 1000, 2),
+        server_heartbeat_max_ms=round(max(beats_served, default=0) * 1000, 1),
+    )
+    results.update(server_exchange_p50_ms=round(statistics.median(quick) * 1000, 2) if quick else None,
+                   server_exchange_p99_ms=round(percentile(quick, 99) * 1000, 2))  # fmt: skip
+    beat = [x for s in per_stats for x in s["stats"]["beat"]]
+    results.update(
+        exchanges=len(lease), lease_p50_ms=round(statistics.median(lease) * 1000, 2) if lease else None,
+        lease_p99_ms=round(percentile(lease, 99) * 1000, 2), lease_max_ms=round(max(lease, default=0) * 1000, 1),
+        heartbeat_p99_ms=round(percentile(beat, 99) * 1000, 2), heartbeats=len(beat),
+        reports_accepted=sum(s["counts"]["accepted"] for s in per_stats),
+        reports_sent=sum(s["counts"]["reported"] for s in per_stats),
+        container_errors=sum(s["counts"]["errors"] for s in per_stats),
+    )  # fmt: skip
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=1000)
+    parser.add_argument("--inputs", type=int, default=100_000)
+    parser.add_argument("--functions", type=int, default=4)
+    parser.add_argument("--work-ms", type=float, default=50.0)
+    parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument("--want", type=int, default=1, help="inputs a container leases at once")
+    args = parser.parse_args()
+    os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
+    out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
