@@ -176,7 +176,34 @@ class FunctionCall:
 
 
 async def _gather(calls: Sequence[FunctionCall]) -> list[Any]:
-    return list(await asyncio.gather(*(c.get._core(c) for c in calls)))
+    """Every call's result, in order: one long poll for all the calls a server has (not one per call)."""
+    clients = [await c._client() for c in calls]
+    rows: dict[int, list[Any]] = {}
+    by_server: dict[str, list[int]] = {}
+    for i, client in enumerate(clients):
+        by_server.setdefault(client.url, []).append(i)
+    for positions in by_server.values():
+        client = clients[positions[0]]
+        waiting = {calls[i].object_id: i for i in positions}
+        while waiting:
+            resp = await client.request(
+                "POST", routes.CALLS_FIRST_OUTPUTS, {"call_ids": list(waiting), "wait": MAX_WAIT}, packed=True
+            )
+            for call_id, row in resp["outputs"].items():
+                rows[waiting.pop(call_id)] = row
+            for call_id, info in resp["calls"].items():
+                if info["status"] == "EXPIRED":
+                    raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")
+    return [await output_value(client, rows[i]) for i, client in enumerate(clients)]
+
+
+async def output_value(client: Client, row: list[Any]) -> Any:
+    """The value of an output row ``[seq, index, status, data]``, or raise the failure it holds."""
+    _, _, status, data = row
+    ok, value = await decode_output(client, status, data)
+    if ok:
+        return value
+    raise value
 
 
 async def _gather_aio(*function_calls: FunctionCall) -> list[Any]:
@@ -199,11 +226,7 @@ async def wait_result(client: Client, call_id: str, index: int, timeout: float |
             "POST", routes.path(routes.CALL_OUTPUT, call_id=call_id), {"index": index, "wait": wait}, packed=True
         )
         if resp["output"] is not None:
-            _, _, status, data = resp["output"]
-            ok, value = await decode_output(client, status, data)
-            if ok:
-                return value
-            raise value
+            return await output_value(client, resp["output"])
         call = resp["call"]
         if call["status"] == "EXPIRED":
             raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")

@@ -12,7 +12,7 @@ from . import _context
 from ._aio import aio_gen_method, aio_method
 from ._map import abandon_call, run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
-from .calls import FunctionCall, stream_items, wait_result
+from .calls import MAX_WAIT, FunctionCall, output_value, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError
 from .partial import BatchConfig, ConcurrencyConfig, WebConfig
@@ -220,30 +220,35 @@ class Function:
         return self.raw_f(*args, **kwargs)
 
     async def _submit_one(
-        self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str
-    ) -> str:
+        self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
+        wait: float = 0.0,
+    ) -> tuple[str, list[Any] | None]:  # fmt: skip
+        """Submit one input; with ``wait``, the same request waits up to that long for its output."""
         data = serialize_args(self._call_args(args), kwargs, self.tag)
         check_size(data, self.tag)
         payload = await to_payload(client, data)
+        body = {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()}
+        if wait > 0:
+            body["wait"] = wait
         resp = await client.request(
-            "POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id),
-            {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()},
-            packed=True,
-        )  # fmt: skip
-        return str(resp["call_id"])
+            "POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id), body, packed=True
+        )
+        return str(resp["call_id"]), resp.get("output")
 
     @aio_method
     async def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run in a container and return the result (raising what the function raised)."""
         client, function_id = await self._resolve_for("remote")
-        call_id = await self._submit_one(client, function_id, args, kwargs, "remote")
+        call_id, output = await self._submit_one(client, function_id, args, kwargs, "remote", wait=MAX_WAIT)
+        if output is not None:  # it came back within the submitting request: one round trip
+            return await output_value(client, output)
         return await wait_result(client, call_id, 0, None)
 
     @aio_method
     async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
         """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
         client, function_id = await self._resolve_for("spawn")
-        call_id = await self._submit_one(client, function_id, args, kwargs, "spawn")
+        call_id, _ = await self._submit_one(client, function_id, args, kwargs, "spawn")
         return FunctionCall(call_id, self._url)
 
     @aio_gen_method
@@ -321,7 +326,7 @@ class Function:
         client, function_id = await self._resolve()
         if not self._generator():
             raise InvalidError(f"{self.tag} is not a generator function: call it with `.remote(...)`.")
-        call_id = await self._submit_one(client, function_id, args, kwargs, "generator")
+        call_id, _ = await self._submit_one(client, function_id, args, kwargs, "generator")
         finished = False
         try:
             async for batch in stream_items(client, call_id):

@@ -142,6 +142,18 @@ def test_function_call_gather():
     assert list(shoal.FunctionCall.gather(*calls)) == [0, 1, 4, 9]
 
 
+def test_gather_waits_for_many_calls_in_one_long_poll_and_raises_the_first_failure_in_order():
+    # Given 200 spawned calls, some slower than others (gather asks for all of them in one request at a time)
+    calls = [basic.square.spawn(i) for i in range(200)] + [basic.slow_identity.spawn(7, 0.5)]
+    assert list(shoal.FunctionCall.gather(*calls)) == [i * i for i in range(200)] + [7]
+    assert asyncio.run(shoal.FunctionCall.gather.aio(*calls[:3])) == [0, 1, 4]
+    # and a failed call raises its own exception, with the results before it fetched
+    failing = [basic.square.spawn(2), basic.fail_on_odd.spawn(3), basic.square.spawn(3)]
+    with pytest.raises(CustomError, match="odd input 3"):
+        shoal.FunctionCall.gather(*failing)
+    assert shoal.FunctionCall.gather() == []
+
+
 def test_get_with_zero_timeout_polls_once():
     call = basic.slow_identity.spawn(1, 2.0)
     started = time.monotonic()

@@ -35,6 +35,7 @@ CALL_OUTPUT = "/calls/{call_id}/output"
 CALL_ITEMS = "/calls/{call_id}/items"
 CALL_CANCEL = "/calls/{call_id}/cancel"
 CALL_GRAPH = "/calls/{call_id}/graph"
+CALLS_FIRST_OUTPUTS = "/first-outputs"  # of many calls at once (FunctionCall.gather)
 BLOB = "/blobs/{blob_id}"
 IMAGES = "/images"
 # containers: the client's view

@@ -38,7 +38,7 @@ from .gateway import Gateway
 from .images import ImageBuilds
 from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
-from .records import ContainerRecord, ContainerState, Intent, OutputStatus
+from .records import ContainerRecord, ContainerState, Intent, Output, OutputStatus
 from .scheduler import Drain, Kill, Launch, Limits, plan
 from .secrets import SecretStore
 from .store import SQLiteStore, Store
@@ -342,6 +342,23 @@ class ControlPlane:
         return await self.notifier.poll(
             "call:" + call_id, wait, lambda: self.store.output_at(call_id, index), lambda o: o is not None
         )
+
+    async def wait_first_outputs(self, call_ids: list[str], wait: float) -> dict[str, Output]:
+        """The output of input 0 of each call that has one; when none has, wait up to ``wait`` s for one."""
+
+        def found() -> dict[str, Output]:
+            return {c: o for c in call_ids if (o := self.store.output_at(c, 0)) is not None}
+
+        outputs = found()
+        if outputs or wait <= 0 or not call_ids:
+            return outputs
+        waits = [asyncio.ensure_future(self.notifier.wait("call:" + c, wait)) for c in call_ids[:1000]]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED, timeout=wait)
+        finally:
+            for w in waits:
+                w.cancel()
+        return found()
 
     async def cancel_call(self, call_id: str, terminate_containers: bool, message: str) -> None:
         running = self.store.cancel_call(call_id, message)

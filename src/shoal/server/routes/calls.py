@@ -13,7 +13,9 @@ from ...protocol.messages import CallSummary, OutputReply, OutputsReply
 from ...protocol.specs import AUTOSCALER_FIELDS
 from ..control import ControlPlane
 from ..errors import NotFound
-from .http import ApiError, Router, field, message, packed
+from .http import MSGPACK, ApiError, Router, field, message, packed
+
+MAX_WAIT = 30.0  # seconds a request may wait for outputs
 
 
 def add_routes(r: Router) -> None:
@@ -39,7 +41,12 @@ def add_routes(r: Router) -> None:
             request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None), inputs,
             bool(b.get("close")),
         )  # fmt: skip
-        return JSONResponse({"call_id": call_id})
+        wait = field(b, "wait", (int, float), 0)
+        if not wait > 0 or not request.headers.get("content-type", "").startswith(MSGPACK):  # (NaN included)
+            return JSONResponse({"call_id": call_id})  # an output is bytes: only a msgpack request waits for it
+        # submit and wait in one request: a .remote() costs one round trip when its result comes within ``wait``
+        out = await plane.wait_output_at(call_id, 0, min(float(wait), MAX_WAIT))
+        return packed({"call_id": call_id, "output": [out.seq, out.index, out.status, out.data] if out else None})
 
     @r.route(routes.FUNCTION_STATS, ["GET"], "caller")
     async def function_stats(request: Request) -> Response:
@@ -107,6 +114,21 @@ def add_routes(r: Router) -> None:
         items, out = await plane.wait_items(call_id, field(b, "since", int, -1), field(b, "wait", (int, float), 0))
         row = [out.seq, out.index, out.status, out.data] if out else None
         return packed({"items": items, "output": row})
+
+    @r.route(routes.CALLS_FIRST_OUTPUTS, ["POST"], "caller")
+    async def first_outputs(request: Request) -> Response:
+        """The output of input 0 of each of many calls (FunctionCall.gather): those there now, or once the first
+        of them lands within ``wait``."""
+        b = await r.body(request)
+        call_ids = field(b, "call_ids", list)
+        if not all(isinstance(c, str) for c in call_ids) or len(call_ids) > 10_000:
+            raise ApiError(400, "InvalidError", "call_ids must be a list of at most 10,000 call ids")
+        for call_id in call_ids:
+            summary(call_id)
+        wait = field(b, "wait", (int, float), 0)
+        found = await plane.wait_first_outputs(call_ids, min(float(wait), MAX_WAIT) if wait > 0 else 0.0)
+        return packed({"outputs": {c: [o.seq, o.index, o.status, o.data] for c, o in found.items()},
+                       "calls": {c: msgspec.to_builtins(summary(c)) for c in call_ids if c not in found}})  # fmt: skip
 
     @r.route(routes.CALL_CANCEL, ["POST"], "caller")
     async def cancel_call(request: Request) -> Response:
