@@ -253,6 +253,9 @@ def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int
         loop = asyncio.get_running_loop()
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         prober = asyncio.create_task(probe())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        _loop.settle_gc()  # as the real server does once started (server/main.py)
 
         def drain_outbox() -> None:
             while True:

@@ -145,6 +145,10 @@ class _Server(uvicorn.Server):
         self.plane = plane
         self.record: Path | None = None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        _loop.settle_gc()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record, asyncio.get_running_loop()))
         deadline.daemon = True
