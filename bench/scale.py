@@ -224,16 +224,32 @@ def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int
         max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
     )  # fmt: skip
     plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server"))
+    ticks: list[float] = []  # seconds each scheduler tick took
+    original_tick = plane._tick
+
+    async def timed_tick(limits: Any) -> None:
+        t = time.perf_counter()
+        await original_tick(limits)
+        ticks.append(time.perf_counter() - t)
+
+    plane._tick = timed_tick  # type: ignore[method-assign]
     served: list[float] = []  # seconds the server spent on each exchange, from its first byte to its answer
     beats_served: list[float] = []
+    slowest: dict[str, float] = {}  # route -> its slowest answer (long polls included)
     asgi = create_app(plane)
 
     async def timed(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith(("/exchange", "/heartbeat")):
+        if scope["type"] != "http":
             return await asgi(scope, receive, send)
         t = time.perf_counter()
         await asgi(scope, receive, send)
-        (served if scope["path"].endswith("/exchange") else beats_served).append(time.perf_counter() - t)
+        took = time.perf_counter() - t
+        route = scope["path"].rsplit("/", 1)[-1]
+        slowest[route] = max(slowest.get(route, 0.0), took)
+        if route == "exchange":
+            served.append(took)
+        elif route == "heartbeat":
+            beats_served.append(took)
 
     server = uvicorn.Server(uvicorn.Config(timed, log_level="warning", lifespan="on", access_log=False,
                                            backlog=8192, timeout_keep_alive=300))  # fmt: skip
@@ -325,6 +341,13 @@ def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int
     lease = [x for s in per_stats for x in s["stats"]["lease"]]
     results.update(loop_lag_p50_ms=round(statistics.median(lags) * 1000, 2), loop_lag_p99_ms=round(
         percentile(lags, 99) * 1000, 2), loop_lag_max_ms=round(max(lags) * 1000, 1))  # fmt: skip
+    results.update(
+        scheduler_ticks=len(ticks),
+        tick_p50_ms=round(statistics.median(ticks) * 1000, 2),
+        tick_p99_ms=round(percentile(ticks, 99) * 1000, 2),
+        tick_max_ms=round(max(ticks) * 1000, 1),
+    )
+    results["server_slowest_ms"] = {k: round(v * 1000, 1) for k, v in sorted(slowest.items())}
     quick = sorted(served)[: len(lease)]  # the long polls (timed by the server only) are the slowest: left out
     results.update(
         server_heartbeat_p99_ms=round(percentile(beats_served, 99) * 1000, 2),

@@ -63,6 +63,7 @@ def check_name(name: str) -> None:
 MAX_LONG_POLL = 30.0
 DRAIN_GRACE = 5.0
 TICK_INTERVAL = 0.1
+LAUNCHES_PER_TURN = 20
 
 
 @dataclass(frozen=True)
@@ -536,13 +537,18 @@ class ControlPlane:
         now = time.time()
         serving = self.gateway.inflight  # web requests a container serves keep it busy, as leased inputs do
         waiting = self.backend.waiting()  # not placed yet for lack of capacity: its startup time has not begun
-        containers = [replace(c, leased=c.leased + serving.get(c.id, 0), waiting=c.id in waiting,
-                              created_at=self._placed_at.get(c.id, c.created_at))
-                      for c in self.store.live_containers()]  # fmt: skip
+        containers = []
+        for c in self.store.live_containers():  # (a copy only for the few that differ: 1,000 copies cost 5 ms)
+            extra, placed = serving.get(c.id, 0), self._placed_at.get(c.id)
+            if extra or placed is not None or c.id in waiting:
+                c = replace(c, leased=c.leased + extra, waiting=c.id in waiting, created_at=placed or c.created_at)
+            containers.append(c)
         for action in plan(self.store.function_loads(self.gateway.demand()), containers, now, limits):
             if isinstance(action, Launch):
-                for _ in range(action.count):
+                for n in range(action.count):
                     await self._launch(action.function_id, action.app_id)
+                    if n % LAUNCHES_PER_TURN == LAUNCHES_PER_TURN - 1:
+                        await asyncio.sleep(0)  # a burst of launches lets requests in between (1,000 at once: 0.3 s)
             elif isinstance(action, Drain):
                 self.store.set_container_state(action.container_id, ContainerState.DRAINING, "scaled down")
                 self._notify_container_function(action.container_id)

@@ -51,6 +51,7 @@ from .streams import ItemStreams
 from .tokens import TokenRows
 
 log = logging.getLogger("shoal.store")
+_STATES = {s.value: s for s in ContainerState}  # a dict lookup instead of an Enum call per row
 RECOUNT_EVERY = 300.0  # seconds between checks of the queued-input counters against the table
 
 # what the caller raises for an input that ended without running to an answer (the dashboard's grouping key)
@@ -709,7 +710,7 @@ class SQLiteStore:
         rows = self.db.execute(
             "SELECT id, function_id, state, created_at, last_seen, last_active FROM containers WHERE state!='STOPPED'"
         ).fetchall()
-        return [ContainerRow(r[0], r[1], ContainerState(r[2]), r[3], r[4], r[5], *held.get(r[0], (0, None)))
+        return [ContainerRow(r[0], r[1], _STATES[r[2]], r[3], r[4], r[5], *held.get(r[0], (0, None)))
                 for r in rows]  # fmt: skip
 
     def containers_of_app(self, app_id: str) -> list[str]:
