@@ -39,8 +39,10 @@ import uvicorn
 from shoal import _loop
 from shoal.backends.base import Backend, Capabilities, ContainerSpec
 from shoal.client import CONTAINER, Client
+from shoal.exception import ConnectionError
 from shoal.protocol import routes
 from shoal.protocol.messages import (
+    EXIT_UNREACHABLE,
     ContainerBoot,
     ExchangeReply,
     ExchangeRequest,
@@ -158,7 +160,7 @@ async def _container(
         counts["errors"] += 1
         if counts["errors"] <= 3:
             print(f"container {cid} failed: {type(exc).__name__}: {exc}", flush=True)
-        code = 1
+        code = EXIT_UNREACHABLE if isinstance(exc, ConnectionError) else 1  # as the real container runtime does
     finally:
         beat.cancel()
         with contextlib.suppress(BaseException):

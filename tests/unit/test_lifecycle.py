@@ -70,6 +70,19 @@ def test_dying_before_ready_counts_a_failed_start_and_the_third_in_a_row_fails_t
     assert queued.status == OutputStatus.INIT_FAILED and "exited before it was ready" in queued.message
 
 
+def test_a_start_that_could_not_reach_the_control_plane_is_not_counted_against_the_function():
+    # Given two failed starts already: a third that died for lack of the server (a start storm, a restart)
+    actions = decide(
+        ContainerExited("exit code 75", unreachable=True), Facts(ContainerState.STARTING, startup_failures=2)
+    )
+    # Then it is not a failed start of the function, and its queue is left alone
+    assert not any(isinstance(a, (CountStartFailure, FailQueued)) for a in actions)
+    assert MarkStopped("exit code 75") in actions
+    # while the same exit of a container that had started is an ordinary crash for its inputs
+    crashed = decide(ContainerExited("exit code 75", unreachable=True), Facts(ContainerState.RUNNING))
+    assert [type(a) for a in crashed][:1] == [FailInputs]
+
+
 def test_a_reported_start_marks_it_started_and_an_import_error_fails_the_queue_at_once():
     assert decide(StartReported(), Facts(ContainerState.STARTING)) == [MarkStarted()]
     flaky = decide(StartReported("enter hook failed", fatal=False), Facts(ContainerState.STARTING))

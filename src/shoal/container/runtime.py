@@ -29,11 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .. import serialization
+from .. import exception, serialization
 from .._context import set_current_input
 from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings, synced_volumes
 from ..exception import InputCancellation, InvalidError, SerializationError
 from ..protocol.messages import (
+    EXIT_UNREACHABLE,
     ExchangeReply,
     ExchangeRequest,
     FailureInfo,
@@ -565,6 +566,9 @@ def main() -> None:
             code = 1
     except SystemExit:
         pass
+    except exception.ConnectionError as exc:  # the control plane cannot be reached (see EXIT_UNREACHABLE)
+        sys.stderr.write(f"{exc}\n")
+        code = EXIT_UNREACHABLE
     except Exception:
         traceback.print_exc()
         code = 1

@@ -30,6 +30,10 @@ class OutputStatus(str, enum.Enum):
 
 RETRYABLE = {OutputStatus.FAILURE, OutputStatus.TIMEOUT, OutputStatus.CRASHED}
 
+# a container's exit code when it could not reach the control plane (EX_TEMPFAIL): the server's trouble (a restart,
+# a storm of starts), not the function's, so a start that ends this way does not count towards a crash loop
+EXIT_UNREACHABLE = 75
+
 
 class ContainerState(str, enum.Enum):
     STARTING = "STARTING"

@@ -21,6 +21,7 @@ from .._ids import call_of_input, new_id
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
 from ..protocol.messages import (
+    EXIT_UNREACHABLE,
     ExchangeReply,
     ExchangeRequest,
     HeartbeatReply,
@@ -463,7 +464,8 @@ class ControlPlane:
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
         self._placed_at.pop(container_id, None)
         tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
-        self._handle(container_id, ContainerExited(self.backend.describe_exit(code), tail))
+        unreachable = code == EXIT_UNREACHABLE
+        self._handle(container_id, ContainerExited(self.backend.describe_exit(code), tail, unreachable))
 
     def _handle(self, container_id: str, event: lifecycle.Event) -> bool:
         """Apply what the lifecycle decides for ``event``; False when the container is unknown.

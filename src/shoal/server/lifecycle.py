@@ -42,6 +42,7 @@ class ContainerExited:
 
     description: str  # the backend's words for how (exit code, signal)
     output_tail: str = ""  # the last lines it wrote, for the error its inputs get
+    unreachable: bool = False  # it exited because it could not reach the control plane (EXIT_UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,12 @@ def _exited(event: ContainerExited, facts: Facts) -> list[Action]:
         message = f"The container running this input exited unexpectedly: {intent.reason}{log_hint}"
     charge = intent.charge and facts.state != ContainerState.DRAINING  # stopped on purpose: not its inputs' fault
     actions: list[Action] = [FailInputs(status, message, charge)]
+    if facts.state == ContainerState.STARTING and event.unreachable:  # the server's trouble: another start will do
+        return [
+            *actions,
+            MarkStopped(intent.reason),
+            Log(f"stopped: {intent.reason} (it could not reach the control plane; not counted as a failed start)"),
+        ]
     if facts.state == ContainerState.STARTING:
         error = f"The container for this function exited before it was ready ({intent.reason}){log_hint}"
         actions += _start_failed(error, facts, fatal=False)
