@@ -52,6 +52,15 @@ def settled(read: Callable[[], T]) -> T:
     return read()
 
 
+def follow(browser: Any, by: str, value: str, lands: Callable[[str], bool]) -> None:
+    """Click a link or button and wait until the page it leads to (``lands(url)``) is loaded: a click returns
+    before the browser has navigated, and the old page's elements go stale under the reader."""
+    settled(lambda: browser.find_element(by, value).click())
+    WebDriverWait(browser, 30).until(
+        lambda b: lands(b.current_url) and b.execute_script("return document.readyState") == "complete"
+    )
+
+
 def text_of(browser: Any, element_id: str) -> str:
     return settled(lambda: str(browser.find_element(By.ID, element_id).text))
 
@@ -80,7 +89,7 @@ def test_a_map_with_failures_its_grouped_tracebacks_an_input_its_containers_and_
         shoot(browser, shots, "call")
 
         # one input: its attempt, its container, its log line
-        settled(lambda: browser.find_element(By.LINK_TEXT, "#17").click())
+        follow(browser, By.LINK_TEXT, "#17", lambda url: url.endswith("/inputs/17"))
         assert browser.find_element(By.TAG_NAME, "h1").text == "Input #17"
         attempts = settled(lambda: browser.find_element(By.CSS_SELECTOR, "#input table").text)
         assert "FAILURE" in attempts and "ValueError: the input ends in 7" in attempts
@@ -142,7 +151,7 @@ def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, br
 
         # and a container of that function stopped from its page
         browser.get(f"{server.url}/dashboard/containers")
-        settled(lambda: browser.find_element(By.XPATH, "//tr[td[text()='gated']]//a").click())
+        follow(browser, By.XPATH, "//tr[td[text()='gated']]//a", lambda url: "/dashboard/containers/ta-" in url)
         assert browser.find_element(By.TAG_NAME, "h1").text.startswith("ta-")
         settled(lambda: browser.find_element(By.ID, "stop").click())
         WebDriverWait(browser, 30).until(lambda b: "STOPPED" in text_of(b, "container"))
@@ -167,14 +176,14 @@ def test_storage_shows_volumes_dicts_queues_and_secret_names_never_values(server
     assert "dash-secret" in page and "dash-dict" in page and "dash-queue" in page and "dash-volume" in page
     assert secret_value not in browser.page_source
     shoot(browser, shots, "storage")
-    settled(lambda: browser.find_element(By.LINK_TEXT, "dash-dict").click())
+    follow(browser, By.LINK_TEXT, "dash-dict", lambda url: "/storage/dict/" in url)
     assert "'colour'" in browser.page_source and "['teal', 7]" in text_of(browser, "kv")
     browser.get(f"{server.url}/dashboard/storage")
-    settled(lambda: browser.find_element(By.LINK_TEXT, "dash-queue").click())
+    follow(browser, By.LINK_TEXT, "dash-queue", lambda url: "/storage/queue/" in url)
     assert "{'job': 1}" in text_of(browser, "kv")
     browser.get(f"{server.url}/dashboard/volumes/dash-volume")
-    browser.find_element(By.LINK_TEXT, "notes/").click()
-    browser.find_element(By.LINK_TEXT, "readme.txt").click()
+    follow(browser, By.LINK_TEXT, "notes/", lambda url: url.endswith("path=notes"))
+    follow(browser, By.LINK_TEXT, "readme.txt", lambda url: "readme.txt" in url)
     assert browser.find_element(By.CSS_SELECTOR, "pre.file").text == "hello from the volume"
 
 
@@ -203,13 +212,13 @@ def test_with_a_token_the_dashboard_asks_for_it_and_checks_it_on_every_request(t
         assert "/dashboard/login" in browser.current_url
         shoot(browser, shots, "login")
         browser.find_element(By.ID, "token").send_keys(token)
-        browser.find_element(By.ID, "login").click()
+        follow(browser, By.ID, "login", lambda url: url.endswith("/dashboard/storage"))
         assert browser.current_url.endswith("/dashboard/storage")
         assert browser.find_element(By.TAG_NAME, "h1").text == "Storage"
         cookie = browser.get_cookie("shoal_session")
         assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert token not in cookie["value"]
-        browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+        follow(browser, By.CSS_SELECTOR, "form.logout button", lambda url: url.endswith("/dashboard/login"))
         browser.get(f"{srv.url}/dashboard/apps")
         assert "/dashboard/login" in browser.current_url
     finally:
