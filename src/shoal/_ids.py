@@ -13,7 +13,17 @@ def new_id(kind: str) -> str:
 
 def input_id(call_id: str, index: int) -> str:
     """The id of one input of a call (``in-<call hex>-<index>``)."""
-    return f"in-{call_id.split('-', 1)[1]}-{index}"
+    return f"{inputs_prefix(call_id)}{index}"
+
+
+def inputs_prefix(call_id: str) -> str:
+    """What the ids of every input of a call start with (``in-<call hex>-``)."""
+    return f"{PREFIXES['input']}-{call_id.split('-', 1)[1]}-"
+
+
+def index_of_input(input_id: str) -> int:
+    """The index of an input within its call."""
+    return int(input_id.rsplit("-", 1)[1])
 
 
 def call_of_input(input_id: str) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from shoal.protocol.specs import FunctionSpec
+from shoal.retries import RetryPolicy
 from shoal.server.store import SQLiteStore, Store
 
 
@@ -40,3 +42,17 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     yield make
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[[], Store]) -> Store:
+    """A store with app ap-1, function fu-1 (one retry, 2 s apart), map call fc-1 and containers ta-1 and ta-2
+    (a module may define its own ``store``)."""
+    s = make_store()
+    s.create_app("ap-1", "app")
+    retries = RetryPolicy(max_retries=1, backoff_coefficient=1.0, initial_delay=2.0, max_delay=60.0)
+    s.create_function("fu-1", "ap-1", "f", FunctionSpec(retries=retries), None)
+    s.create_call("fc-1", "fu-1", "ap-1", "map", None)
+    for cid in ("ta-1", "ta-2"):
+        s.add_container(cid, "fu-1", "ap-1")
+    return s

@@ -4,21 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.protocol.specs import FunctionSpec
-from shoal.retries import RetryPolicy
 from shoal.server.records import OutputStatus, ReportedOutput
-
-
-@pytest.fixture
-def store(make_store):  # noqa: ANN001, ANN201
-    s = make_store()
-    s.create_app("ap-1", "app")
-    retries = RetryPolicy(max_retries=1, backoff_coefficient=1.0, initial_delay=2.0, max_delay=60.0)
-    s.create_function("fu-1", "ap-1", "f", FunctionSpec(retries=retries), None)
-    s.create_call("fc-1", "fu-1", "ap-1", "map", None)
-    for cid in ("ta-1", "ta-2"):
-        s.add_container(cid, "fu-1", "ap-1")
-    return s
 
 
 def ok(lease, index=0, call="fc-1"):  # noqa: ANN001, ANN201

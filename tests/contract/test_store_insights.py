@@ -6,21 +6,8 @@ from __future__ import annotations
 import pytest
 
 from shoal.protocol.messages import FailureInfo, LogEntry
-from shoal.protocol.specs import FunctionSpec
-from shoal.retries import RetryPolicy
 from shoal.server.records import OutputStatus, ReportedOutput
 from shoal.server.store.insights import LogFilter
-
-
-@pytest.fixture
-def store(make_store):  # noqa: ANN001, ANN201
-    s = make_store()
-    s.create_app("ap-1", "app")
-    retries = RetryPolicy(max_retries=1, backoff_coefficient=1.0, initial_delay=2.0, max_delay=60.0)
-    s.create_function("fu-1", "ap-1", "f", FunctionSpec(retries=retries), None)
-    s.create_call("fc-1", "fu-1", "ap-1", "map", None)
-    s.add_container("ta-1", "fu-1", "ap-1")
-    return s
 
 
 def failed(leased, message: str, took: float = 0.5) -> ReportedOutput:  # noqa: ANN001
@@ -75,7 +62,6 @@ def test_a_crash_and_a_cancel_are_grouped_with_the_error_the_caller_sees(store):
 
 
 def test_logs_filter_by_call_input_container_function_and_text(store):
-    store.add_container("ta-2", "fu-1", "ap-1")
     store.append_logs("ap-1", "ta-1", [LogEntry("fc-1", 0, "stdout", "hello from 0\n", 1.0)])
     store.append_logs("ap-1", "ta-2", [LogEntry("fc-1", 1, "stderr", "Hello from 1\n", 2.0)])
     store.append_logs("ap-1", "ta-2", [LogEntry(None, None, "system", "started\n", 3.0)])

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..._ids import call_of_input, input_id
+from ..._ids import call_of_input, index_of_input, inputs_prefix
 from ...protocol.messages import ContainerState
 from ..control import ControlPlane
 from ..errors import NotFound
@@ -102,10 +102,10 @@ def call(plane: ControlPlane, call_id: str) -> Context:
         parent = plane.store.call(call_of_input(parent_input))
         if parent is None:
             break
-        parents.append((parent, int(parent_input.rsplit("-", 1)[1])))
+        parents.append((parent, index_of_input(parent_input)))
         parent_input = parent.parent_input
-    prefix = input_id(call_id, 0)[: -len("0")]
-    children = [c for c in (plane.store.call(i) for i in plane.store.child_calls(prefix)[:CHILDREN_SHOWN]) if c]
+    child_ids = plane.store.child_calls(inputs_prefix(call_id))[:CHILDREN_SHOWN]
+    children = [c for c in (plane.store.call(i) for i in child_ids) if c]
     retention = plane.config.result_retention
     return {
         "call": info,

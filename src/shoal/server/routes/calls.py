@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..._ids import inputs_prefix
 from ...protocol import routes
 from ...protocol.messages import CallSummary, OutputReply, OutputsReply
 from ...protocol.specs import AUTOSCALER_FIELDS
@@ -142,8 +143,9 @@ def add_routes(r: Router) -> None:
     async def call_graph(request: Request) -> Response:
         def node(call_id: str, depth: int) -> dict[str, Any]:
             this = msgspec.to_builtins(summary(call_id))
-            prefix = "in-" + call_id.split("-", 1)[1] + "-"
-            children = [node(c, depth + 1) for c in plane.store.child_calls(prefix)] if depth < 20 else []
+            children = (
+                [node(c, depth + 1) for c in plane.store.child_calls(inputs_prefix(call_id))] if depth < 20 else []
+            )
             return {**this, "children": children}
 
         return JSONResponse(node(request.path_params["call_id"], 0))

@@ -419,7 +419,12 @@ class SQLiteStore:
             db.execute("UPDATE calls SET done=done+?, failed=failed+? WHERE id=?", (done, failed, call_id))
             self._maybe_finish(db, call_id)
         for chunk in _chunks([r[0] for r in rows]):
-            db.execute(f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))})", chunk)
+            deleted = db.execute(
+                f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))}) RETURNING function_id, state", chunk
+            ).fetchall()
+            for function_id, state in deleted:  # the queued count follows every row that leaves the queue
+                if state == "PENDING":
+                    self._queued_delta[function_id] -= 1
 
     def release(self, container_id: str, leases: Sequence[Release]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
@@ -436,7 +441,7 @@ class SQLiteStore:
 
     def _settle(self, db: sqlite3.Connection, function_id: str, failures: int, ending: Ending, now: float) -> bool:
         """Finish or retry one leased input; True when an output was written."""
-        if ending.status in {s.value for s in RETRYABLE} and self._retry(db, function_id, failures, ending, now):
+        if ending.status in RETRYABLE and self._retry(db, function_id, failures, ending, now):
             return False
         self._finish(db, [ending], now)
         return True
@@ -491,7 +496,6 @@ class SQLiteStore:
             data = message.encode()
             self._finish(db, [Ending(rowid, call_id, idx, status.value, data, lease)
                               for rowid, call_id, idx, lease in rows], now)  # fmt: skip
-            self._queued_delta[function_id] -= len(rows)
         return {r[1] for r in rows}
 
     def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
@@ -504,9 +508,6 @@ class SQLiteStore:
             data, cancelled = message.encode(), OutputStatus.CANCELLED.value
             endings = [Ending(rowid, call_id, idx, cancelled, data, lease, cid) for rowid, idx, lease, cid, _ in rows]
             self._finish(db, endings, now)
-            function_id = db.execute("SELECT function_id FROM calls WHERE id=?", (call_id,)).fetchone()
-            if function_id is not None:
-                self._queued_delta[function_id[0]] -= sum(1 for r in rows if r[4] == "PENDING")
             db.execute(
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
             )
