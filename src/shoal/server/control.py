@@ -167,6 +167,16 @@ class ControlPlane:
             self.store.set_container_state(c.id, ContainerState.STOPPED, "server restarted")
         self.catalog.clients_seen_now()
 
+    def list_containers(self, include_stopped: bool, limit: int = 200) -> list[dict[str, Any]]:
+        """Containers as people see them: the web requests each serves count as running inputs, and one the
+        backend has not placed yet says for how long it has waited for capacity."""
+        rows = self.catalog.list_containers(include_stopped, limit)
+        waiting = self.backend.waiting()
+        for row in rows:
+            row["running_inputs"] += self.gateway.inflight.get(row["container_id"], 0)
+            row["waiting_for_capacity_s"] = waiting.get(row["container_id"])
+        return rows
+
     def demand(self) -> dict[str, int]:
         """Inputs (and web requests) waiting for a container, per function tag (summed over apps that share a
         tag): what more capacity would serve."""

@@ -129,12 +129,7 @@ def input_page(plane: ControlPlane, call_id: str, index: int) -> Context:
 
 
 def containers(plane: ControlPlane, include_stopped: bool) -> Context:
-    rows = plane.catalog.list_containers(include_stopped, limit=300)
-    waiting = plane.backend.waiting()
-    for row in rows:
-        row["running_inputs"] += plane.gateway.inflight.get(row["container_id"], 0)
-        row["waiting_for_capacity_s"] = waiting.get(row["container_id"])
-    return {"containers": rows, "include_stopped": include_stopped}
+    return {"containers": plane.list_containers(include_stopped, limit=300), "include_stopped": include_stopped}
 
 
 def container(plane: ControlPlane, container_id: str) -> Context:

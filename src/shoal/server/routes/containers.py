@@ -26,12 +26,7 @@ def add_routes(r: Router) -> None:
     @r.route(routes.CONTAINERS, ["GET"], "client")
     async def list_containers(request: Request) -> Response:
         include_stopped = request.query_params.get("all", "0") == "1"
-        rows = plane.catalog.list_containers(include_stopped)
-        waiting = plane.backend.waiting()
-        for row in rows:  # web requests being served count as running inputs
-            row["running_inputs"] += plane.gateway.inflight.get(row["container_id"], 0)
-            row["waiting_for_capacity_s"] = waiting.get(row["container_id"])
-        return JSONResponse({"containers": rows})
+        return JSONResponse({"containers": plane.list_containers(include_stopped)})
 
     @r.route(routes.CONTAINER_STOP, ["POST"], "client")
     async def stop_container(request: Request) -> Response:
