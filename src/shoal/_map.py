@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._output import MapProgress
-from ._payloads import check_size, decode_output, to_payload
+from ._payloads import check_size, decode_output, inline_value, to_payloads
 from .client import Client
 from .config import settings
 from .protocol import routes
@@ -65,9 +65,6 @@ class InputPump:
         self.stopped.set()
         if self.slots is not None:
             self.slots.release()  # unblock a pump waiting for a slot
-
-    def done_one(self) -> None:
-        self.done(1)
 
     def done(self, count: int) -> None:
         if self.slots is not None and count > 0:
@@ -140,7 +137,7 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
             item = pump.get_nowait()
         if batch or end is not None:
             start = batch[0][0] if batch else end.count  # type: ignore[union-attr]
-            payloads = [await to_payload(client, data) for _, data in batch]
+            payloads = await to_payloads(client, [data for _, data in batch])
             body = {"start": start, "inputs": payloads, "close": end is not None}
             await client.request("POST", routes.path(routes.CALL_INPUTS, call_id=call_id), body, packed=True)
             on_submitted(len(batch))
@@ -150,7 +147,7 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
 
 async def collect_outputs(
     client: Client, call_id: str, *, order_outputs: bool, return_exceptions: bool, start: int = 0,
-    end: Callable[[], int | None], on_delivered: Callable[[], None] = lambda: None,
+    end: Callable[[], int | None], on_delivered: Callable[[int], None] = lambda _: None,
     progress: MapProgress | None = None,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
     """Yield batches of results (values, or exceptions when ``return_exceptions``) until ``end()`` are delivered.
@@ -181,7 +178,8 @@ async def collect_outputs(
             since = max(since, seq)
             if index < start or (stop is not None and index >= stop):
                 continue
-            ok, value = await decode_output(client, status, data)
+            found = inline_value(status, data)  # most outputs: no await per input
+            ok, value = found if found is not None else await decode_output(client, status, data)
             n_ok, n_failed = n_ok + ok, n_failed + (not ok)
             if order_outputs:
                 buffer[index] = (ok, value)
@@ -192,16 +190,14 @@ async def collect_outputs(
                         break
                     batch.append(value_next)
                     next_index += 1
-                    delivered += 1
-                    on_delivered()
             elif not ok and not return_exceptions:
                 failure = value
             else:
                 batch.append(value)
-                delivered += 1
-                on_delivered()
             if failure is not None:
                 break
+        delivered += len(batch)
+        on_delivered(len(batch))
         if progress is not None:
             progress.completed(n_ok, n_failed)
         if batch:
@@ -249,7 +245,7 @@ async def run_map(
     try:
         outputs = collect_outputs(
             client, call_id, order_outputs=order_outputs, return_exceptions=return_exceptions,
-            end=lambda: total[0] if total else None, on_delivered=pump.done_one, progress=progress,
+            end=lambda: total[0] if total else None, on_delivered=pump.done, progress=progress,
         )  # fmt: skip
         while True:
             next_batch = asyncio.ensure_future(outputs.__anext__())

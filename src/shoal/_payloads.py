@@ -23,6 +23,22 @@ def check_size(data: bytes, function_name: str, limit: int | None = None) -> Non
         )
 
 
+def inline_value(status: str, data: bytes) -> tuple[bool, Any] | None:
+    """(True, value) for an inline success, decoded here and now; None for anything that needs more."""
+    if status == "SUCCESS" and data[:1] == serialization.INLINE_TAG:
+        return True, serialization.loads(memoryview(data)[1:])
+    return None
+
+
+async def to_payloads(client: Client, items: list[bytes]) -> list[bytes]:
+    """:func:`to_payload` for a batch (no await per input when all are inline)."""
+    limit = INLINE_PAYLOAD_LIMIT
+    if all(len(data) <= limit for data in items):
+        tag = serialization.INLINE_TAG
+        return [tag + data for data in items]
+    return [await to_payload(client, data) for data in items]
+
+
 async def to_payload(client: Client, data: bytes) -> bytes:
     """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
     if len(data) <= INLINE_PAYLOAD_LIMIT:
@@ -36,6 +52,8 @@ async def to_payload(client: Client, data: bytes) -> bytes:
 
 async def decode_output(client: Client, status: str, data: bytes) -> tuple[bool, Any]:
     """(ok, value): the return value, or the exception the caller should see for a failed input."""
+    if (found := inline_value(status, data)) is not None:
+        return found
     if status in ("SUCCESS", "FAILURE"):
         ref = serialization.blob_ref(data)
         raw = await client.get_blob(ref) if ref is not None else data[1:]

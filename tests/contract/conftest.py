@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from shoal.container.ledger import ChunkLedger
+from shoal.protocol.messages import LeasedInput
 from shoal.protocol.specs import FunctionSpec
 from shoal.retries import RetryPolicy
 from shoal.server.store import SQLiteStore, Store
@@ -56,3 +58,8 @@ def store(make_store: Callable[[], Store]) -> Store:
     for cid in ("ta-1", "ta-2"):
         s.add_container(cid, "fu-1", "ap-1")
     return s
+
+
+def inputs_of(leased: Sequence[LeasedInput]) -> list[LeasedInput]:
+    """Leased rows input by input (a chunk row holds several), as a container runs them."""
+    return ChunkLedger().expand(leased)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.server.records import OutputStatus, ReportedOutput
+from tests.contract.conftest import inputs_of
 
 
 def ok(lease, index=0, call="fc-1"):  # noqa: ANN001, ANN201
@@ -13,11 +14,11 @@ def ok(lease, index=0, call="fc-1"):  # noqa: ANN001, ANN201
 
 def test_inputs_are_leased_oldest_first_and_only_once(store):
     store.add_inputs("fc-1", 0, [b"a", b"b", b"c"], close=True)
-    first = store.lease_inputs("fu-1", "ta-1", 2)
-    second = store.lease_inputs("fu-1", "ta-2", 5)
+    first = inputs_of(store.lease_inputs("fu-1", "ta-1", 2))
+    second = inputs_of(store.lease_inputs("fu-1", "ta-2", 5))
     assert [x.index for x in first] == [0, 1]
     assert [x.index for x in second] == [2]
-    assert store.lease_inputs("fu-1", "ta-2", 5) == []
+    assert inputs_of(store.lease_inputs("fu-1", "ta-2", 5)) == []
 
 
 def test_adding_the_same_input_batch_twice_is_idempotent(store):
@@ -28,7 +29,7 @@ def test_adding_the_same_input_batch_twice_is_idempotent(store):
 
 def test_a_completed_input_has_exactly_one_output_and_the_call_finishes(store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (leased,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (leased,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     assert store.complete("ta-1", [ok(leased)]) == (1, {"fc-1"})
     assert store.complete("ta-1", [ok(leased)]) == (0, set())  # a duplicate report is ignored
     assert [o.index for o in store.outputs("fc-1", 0, 10)] == [0]
@@ -37,9 +38,9 @@ def test_a_completed_input_has_exactly_one_output_and_the_call_finishes(store):
 
 def test_a_report_from_a_stale_lease_is_rejected(store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (old,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (old,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.fail_container_inputs("ta-1", "crashed", charge=False)  # requeued: ta-1 is now a zombie
-    (new,) = store.lease_inputs("fu-1", "ta-2", 1)
+    (new,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 1))
     assert new.lease == old.lease + 1
     assert store.complete("ta-1", [ok(old)]) == (0, set())
     assert store.complete("ta-2", [ok(new)]) == (1, {"fc-1"})
@@ -47,11 +48,11 @@ def test_a_report_from_a_stale_lease_is_rejected(store):
 
 def test_a_failure_is_retried_after_its_backoff_then_ends(store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (x,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (x,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.complete("ta-1", [ReportedOutput("fc-1", 0, x.lease, OutputStatus.FAILURE, b"Ierr")])
-    assert store.lease_inputs("fu-1", "ta-1", 1) == []  # still in its 2 s backoff
+    assert inputs_of(store.lease_inputs("fu-1", "ta-1", 1)) == []  # still in its 2 s backoff
     store.clock_.now += 2.0
-    (y,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (y,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.complete("ta-1", [ReportedOutput("fc-1", 0, y.lease, OutputStatus.FAILURE, b"Ierr")])
     (out,) = store.outputs("fc-1", 0, 10)
     assert out.status == "FAILURE"
@@ -60,18 +61,18 @@ def test_a_failure_is_retried_after_its_backoff_then_ends(store):
 
 def test_a_crash_holding_several_inputs_isolates_them_without_charging(store):
     store.add_inputs("fc-1", 0, [b"a", b"b", b"c"], close=True)
-    store.lease_inputs("fu-1", "ta-1", 3)
+    inputs_of(store.lease_inputs("fu-1", "ta-1", 3))
     store.fail_container_inputs("ta-1", "killed")
     assert store.outputs("fc-1", 0, 10) == []
     # isolated inputs are leased one at a time, so the next crash is attributed to exactly one input
-    assert len(store.lease_inputs("fu-1", "ta-2", 3)) == 1
+    assert len(inputs_of(store.lease_inputs("fu-1", "ta-2", 3))) == 1
 
 
 def test_a_crash_holding_one_input_charges_it_until_retries_are_spent(store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
     for _ in range(2):  # max_retries=1: two attempts
         store.clock_.now += 10
-        assert store.lease_inputs("fu-1", "ta-1", 1)
+        assert inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
         store.fail_container_inputs("ta-1", "exit code 1")
     (out,) = store.outputs("fc-1", 0, 10)
     assert out.status == "CRASHED"
@@ -80,7 +81,7 @@ def test_a_crash_holding_one_input_charges_it_until_retries_are_spent(store):
 
 def test_cancel_ends_every_unfinished_input(store):
     store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
-    store.lease_inputs("fu-1", "ta-1", 1)
+    inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     assert store.cancel_call("fc-1", "cancelled") == [("ta-1", 0)]
     assert {o.status for o in store.outputs("fc-1", 0, 10)} == {"CANCELLED"}
     assert store.call("fc-1").status == "CANCELLED"
@@ -88,7 +89,7 @@ def test_cancel_ends_every_unfinished_input(store):
 
 def test_results_expire_after_the_retention_window(store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (x,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (x,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.complete("ta-1", [ok(x)])
     assert store.expire_results(retention=60) == 0
     store.clock_.now += 61
@@ -105,7 +106,7 @@ def test_a_closed_call_takes_no_more_inputs(store):
 
 def test_state_survives_reopening_the_store(store, make_store):
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (x,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (x,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.complete("ta-1", [ok(x)])
     reopened = make_store()
     assert [o.index for o in reopened.outputs("fc-1", 0, 10)] == [0]

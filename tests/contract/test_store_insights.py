@@ -8,6 +8,7 @@ import pytest
 from shoal.protocol.messages import FailureInfo, LogEntry
 from shoal.server.records import OutputStatus, ReportedOutput
 from shoal.server.store.insights import LogFilter
+from tests.contract.conftest import inputs_of
 
 
 def failed(leased, message: str, took: float = 0.5) -> ReportedOutput:  # noqa: ANN001
@@ -20,14 +21,14 @@ def test_counters_latencies_and_grouped_failures_of_a_call(store, make_store):
     store.mark_started("ta-1")  # a cold start of 1 s
     store.add_inputs("fc-1", 0, [b"a", b"b", b"c", b"d"], close=True)
     store.clock.now += 0.25  # every input waited 0.25 s
-    leased = store.lease_inputs("fu-1", "ta-1", 4)
+    leased = inputs_of(store.lease_inputs("fu-1", "ta-1", 4))
     assert store.insights.running_inputs("fc-1", "fu-1") == 4
     ok = [ReportedOutput("fc-1", x.index, x.lease, OutputStatus.SUCCESS, b"Iok", 0.1) for x in leased[:2]]
     store.complete("ta-1", [*ok, failed(leased[2], "bad 2"), failed(leased[3], "bad 3")])
     # both failures have a retry left: they are attempts now, not outputs
     assert store.insights.failure_groups("fc-1") == []
     store.clock.now += 2
-    again = store.lease_inputs("fu-1", "ta-1", 4)
+    again = inputs_of(store.lease_inputs("fu-1", "ta-1", 4))
     store.complete("ta-1", [failed(x, "bad") for x in again])
 
     (group,) = store.insights.failure_groups("fc-1")
@@ -53,7 +54,7 @@ def test_counters_latencies_and_grouped_failures_of_a_call(store, make_store):
 
 def test_a_crash_and_a_cancel_are_grouped_with_the_error_the_caller_sees(store):
     store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
-    store.lease_inputs("fu-1", "ta-1", 1)
+    inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.fail_container_inputs("ta-1", "the container exited with code 9")  # one retry left: an attempt
     assert store.insights.input_detail("fc-1", 0).attempts[0].error_type == "ExecutionError"
     store.cancel_call("fc-1", "the call was cancelled")
@@ -80,7 +81,7 @@ def test_child_calls_are_found_by_their_parent_inputs_prefix_and_attempts_expire
     store.create_call("fc-4", "fu-1", "ap-1", "spawn", "in-10-1")  # another call's input: not a child of fc-1
     assert store.child_calls("in-1-") == ["fc-2", "fc-3"]
     store.add_inputs("fc-1", 0, [b"a"], close=True)
-    (leased,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (leased,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     store.complete("ta-1", [failed(leased, "once")])  # a retry left: an attempt
     assert len(store.insights.input_detail("fc-1", 0).attempts) == 1
     store.cancel_call("fc-1", "cancelled")

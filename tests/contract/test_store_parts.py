@@ -12,6 +12,7 @@ from shoal.server.records import ContainerState
 from shoal.server.store import SQLiteStore, Store
 from shoal.server.store.base import InsightsPart
 from shoal.server.store.insights import Insights
+from tests.contract.conftest import inputs_of
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_dicts_and_queues_keep_opaque_bytes(store):
 def test_generator_items_are_kept_only_under_the_current_lease(store):
     store.create_call("fc-1", "fu-1", "ap-1", "gen", None, [b"x"], close=True)
     store.add_container("ta-1", "fu-1", "ap-1")
-    (leased,) = store.lease_inputs("fu-1", "ta-1", 1)
+    (leased,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
     assert store.items.add("ta-1", "fc-1", 0, leased.lease, 0, b"i0")
     assert not store.items.add("ta-1", "fc-1", 0, leased.lease + 1, 1, b"stale")
     assert store.items.after("fc-1", 0, -1) == [[0, b"i0"]]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ..client import CONTAINER, SyncClient
 from ..exception import AuthError, NotFoundError
 from ..protocol import routes
@@ -18,16 +20,18 @@ from ..protocol.messages import (
     StartedReport,
     WebReady,
 )
+from .ledger import ChunkLedger
 
 
 class ContainerAPI:
     """The requests of one container. A server that no longer knows it (restarted, or it was stopped) ends it:
     ``SystemExit(0)``, as there is nothing left to do."""
 
-    def __init__(self, url: str, container_id: str, token: str) -> None:
+    def __init__(self, url: str, container_id: str, token: str, ledger: ChunkLedger | None = None) -> None:
         self.url = url
         self.container_id = container_id
         self.sync = SyncClient(url, token, CONTAINER)
+        self.ledger = ledger or ChunkLedger()  # shared by a container's APIs (one per thread)
 
     def _call(self, template: str, message: Any, reply: type[Any], method: str = "POST") -> Any:
         try:
@@ -42,7 +46,14 @@ class ContainerAPI:
         self._call(routes.CONTAINER_STARTED, report, dict)
 
     def exchange(self, request: ExchangeRequest) -> ExchangeReply:
-        return self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)  # type: ignore[no-any-return]
+        """Report and lease; leased chunks come back as their inputs, and a chunk that succeeded goes as one."""
+        if request.outputs or request.released:
+            outputs, released = self.ledger.merge(request.outputs), self.ledger.merge_released(request.released)
+            request = msgspec.structs.replace(request, outputs=outputs, released=released)
+        reply: ExchangeReply = self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)
+        if any(x.count > 1 for x in reply.inputs):
+            reply = msgspec.structs.replace(reply, inputs=self.ledger.expand(reply.inputs))
+        return reply
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatReply:
         return self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply)  # type: ignore[no-any-return]

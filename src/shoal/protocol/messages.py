@@ -47,6 +47,7 @@ class LeasedInput(msgspec.Struct, frozen=True, array_like=True):
     index: int
     lease: int  # fencing token: the lease counter when this container took it
     payload: bytes
+    count: int = 1  # a chunk: inputs index .. index+count-1, their payloads in one frame (protocol/chunks.py)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -67,6 +68,7 @@ class Release(msgspec.Struct, frozen=True, array_like=True):
     call_id: str
     index: int
     lease: int
+    count: int = 1  # a whole leased chunk
 
 
 class FailureInfo(msgspec.Struct, frozen=True, array_like=True):
@@ -88,6 +90,7 @@ class ReportedOutput(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
     duration: float = 0.0  # seconds the input ran in the container
     error: FailureInfo | None = None  # for status FAILURE
+    count: int = 1  # a whole leased chunk that succeeded: its results in one frame, duration their sum
 
 
 class Output(msgspec.Struct, frozen=True, array_like=True):

@@ -77,7 +77,7 @@ class Catalog:
     def function_stats(self, function_id: str) -> dict[str, int]:
         """Modal's ``FunctionStats``: inputs waiting, inputs running, and live containers of a function."""
         counts = dict(self.db.execute(
-            "SELECT state, COUNT(*) FROM inputs WHERE function_id=? GROUP BY state", (function_id,)
+            "SELECT state, SUM(count) FROM inputs WHERE function_id=? GROUP BY state", (function_id,)
         ).fetchall())  # fmt: skip
         runners = self.db.execute(
             "SELECT COUNT(*) FROM containers WHERE function_id=? AND state!='STOPPED'", (function_id,)
@@ -153,7 +153,8 @@ class Catalog:
         where = "" if include_stopped else "WHERE c.state!='STOPPED'"
         rows = self.db.execute(
             "SELECT c.id, c.app_id, a.name, f.tag, c.state, c.pid, c.created_at, c.last_seen, c.stop_reason, c.node, "
-            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED'), c.started_at, c.served "
+            "(SELECT COALESCE(SUM(count), 0) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED'), "
+            "c.started_at, c.served "
             f"FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id {where} "
             "ORDER BY c.created_at DESC LIMIT ?",
             (limit,),

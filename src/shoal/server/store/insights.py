@@ -111,7 +111,7 @@ class Insights:
             (function_id,),
         ).fetchone()
         running = self.db.execute(
-            "SELECT COUNT(*) FROM inputs WHERE function_id=? AND state='LEASED'", (function_id,)
+            "SELECT COALESCE(SUM(count), 0) FROM inputs WHERE function_id=? AND state='LEASED'", (function_id,)
         ).fetchone()[0]
         containers = self.db.execute(
             "SELECT COUNT(*) FROM containers WHERE function_id=? AND state!='STOPPED'", (function_id,)
@@ -142,7 +142,8 @@ class Insights:
     def running_inputs(self, call_id: str, function_id: str) -> int:
         """Inputs of a call being run now (the function's leased rows only, however large the call)."""
         row = self.db.execute(
-            "SELECT COUNT(*) FROM inputs WHERE function_id=? AND state='LEASED' AND call_id=?", (function_id, call_id)
+            "SELECT COALESCE(SUM(count), 0) FROM inputs WHERE function_id=? AND state='LEASED' AND call_id=?",
+            (function_id, call_id),
         ).fetchone()
         return int(row[0])
 
@@ -174,19 +175,25 @@ class Insights:
             )
         ]
         traceback: str | None = None
-        output = self.db.execute(
-            "SELECT lease, container_id, status, duration, error_type, error_message, created_at, traceback "
-            "FROM outputs WHERE call_id=? AND idx=?",
+        output = self.db.execute(  # its own row, or the chunk that holds it
+            "SELECT lease, container_id, status, duration, error_type, error_message, created_at, traceback, idx, "
+            "count FROM outputs WHERE call_id=? AND idx<=? ORDER BY idx DESC LIMIT 1",
             (call_id, index),
         ).fetchone()
+        if output is not None and output[8] + output[9] <= index:
+            output = None
+        elif output is not None and output[9] > 1:  # a chunk reports its inputs' total time
+            output = (*output[:3], output[3] and output[3] / output[9], *output[4:])
         if output is not None:
             attempts.append(Attempt(*output[:7]))
             state, traceback = output[2], output[7]
         else:
             row = self.db.execute(
-                "SELECT state, leases, container_id, leased_at FROM inputs WHERE call_id=? AND idx=?", (call_id, index)
+                "SELECT state, leases, container_id, leased_at, idx, count FROM inputs WHERE call_id=? AND idx<=? "
+                "ORDER BY idx DESC LIMIT 1",
+                (call_id, index),
             ).fetchone()
-            if row is None:
+            if row is None or row[4] + row[5] <= index:
                 return None
             state = row[0]
             if state == "LEASED":
@@ -224,7 +231,7 @@ class Insights:
         row = self.db.execute(
             "SELECT c.id, c.app_id, a.name, f.tag, c.function_id, c.state, c.pid, c.created_at, c.started_at, "
             "c.last_seen, c.stop_reason, c.node, c.served, "
-            "(SELECT COUNT(*) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
+            "(SELECT COALESCE(SUM(count), 0) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED') "
             "FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id WHERE c.id=?",
             (container_id,),
         ).fetchone()

@@ -129,6 +129,10 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("outputs", "error_type", "TEXT"),
     ("outputs", "error_message", "TEXT"),
     ("outputs", "traceback", "TEXT"),
+    # chunk-level rows: a row of ``count`` > 1 holds inputs (or successful outputs) idx .. idx+count-1, its payload
+    # (data) a frame of theirs (protocol/chunks.py); a row of one keeps its payload as it is
+    ("inputs", "count", "INTEGER NOT NULL DEFAULT 1"),
+    ("outputs", "count", "INTEGER NOT NULL DEFAULT 1"),
 ]
 
 ON_ADDED_COLUMNS = """

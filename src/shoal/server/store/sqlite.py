@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from ...protocol import chunks
 from ...protocol.messages import FailureInfo, InputRef, LogEntry, Release
 from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
@@ -70,6 +71,7 @@ class Ending(NamedTuple):
     container_id: str | None = None
     duration: float | None = None
     error: FailureInfo | None = None
+    span: int = 1  # a chunk's successes: idx .. idx+span-1, data a frame of their results
 
     def described(self) -> FailureInfo | None:
         """The failure as text: the container's account of a user exception, else the server's message."""
@@ -138,7 +140,7 @@ class SQLiteStore:
     def _recount(self) -> None:
         """Count the PENDING inputs of every function from the table (at open, and as a periodic check)."""
         counted = Counter(dict(self.db.execute(
-            "SELECT function_id, COUNT(*) FROM inputs WHERE state='PENDING' GROUP BY function_id"
+            "SELECT function_id, SUM(count) FROM inputs WHERE state='PENDING' GROUP BY function_id"
         ).fetchall()))  # fmt: skip
         kept = +self._queued
         if self._recounted and kept != counted:
@@ -248,18 +250,35 @@ class SQLiteStore:
             raise Invalid(f"call {call_id} is closed: it takes no more inputs")
         if cancelled:
             raise Invalid(f"call {call_id} was cancelled")
-        before = db.total_changes
-        db.executemany(
-            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload, queued_at) "
-            "VALUES (?, ?, ?, 'PENDING', ?, ?)",
-            [(call_id, start + i, function_id, p, now) for i, p in enumerate(payloads)],
-        )
-        added = db.total_changes - before
+        submitted = db.execute("SELECT submitted FROM calls WHERE id=?", (call_id,)).fetchone()[0]
+        if start < submitted:  # inputs the call already has (a client resending a batch whose answer it lost)
+            skip = min(submitted - start, len(payloads))
+            start, payloads = start + skip, payloads[skip:]
+        rows = [(call_id, start + offset, function_id, chunks.frame_or_item(group), len(group), now)
+                for offset, group in _groups(payloads)]  # fmt: skip
+        added = self._insert_inputs(db, rows)
         self._queued_delta[function_id] += added
         db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
         if close:
             db.execute("UPDATE calls SET num_inputs = submitted WHERE id=?", (call_id,))
             self._maybe_finish(db, call_id)
+        return added
+
+    def _insert_inputs(self, db: sqlite3.Connection, rows: Sequence[tuple[str, int, str, bytes, int, float]]) -> int:
+        """Insert PENDING rows (call, idx, function, payload, count, queued_at); returns the inputs that are new."""
+        insert = (
+            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload, count, queued_at) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?)"
+        )
+        db.execute("SAVEPOINT inputs")
+        before = db.total_changes
+        db.executemany(insert, rows)
+        if db.total_changes - before == len(rows):  # the usual case: every row is new
+            added = sum(r[4] for r in rows)
+        else:
+            db.execute("ROLLBACK TO inputs")
+            added = sum(r[4] for r in rows if db.execute(insert, r).rowcount)
+        db.execute("RELEASE inputs")
         return added
 
     def lease_inputs(self, function_id: str, container_id: str, max_inputs: int) -> list[LeasedInput]:
@@ -283,7 +302,7 @@ class SQLiteStore:
         self, db: sqlite3.Connection, function_id: str, container_id: str, max_inputs: int, now: float
     ) -> list[LeasedInput]:
         rows = db.execute(
-            "SELECT rowid, call_id, idx, payload, leases, isolate, queued_at FROM inputs "
+            "SELECT rowid, call_id, idx, payload, leases, isolate, queued_at, count FROM inputs "
             "WHERE function_id=? AND state='PENDING' AND not_before<=? ORDER BY rowid LIMIT ?",
             (function_id, now, max_inputs),
         ).fetchall()
@@ -293,16 +312,60 @@ class SQLiteStore:
             rows = rows[:1]
         else:
             rows = [r for r in rows if not r[5]]
-        self._queued_delta[function_id] -= len(rows)
-        for chunk in _chunks([r[0] for r in rows]):
+        taken, items, cut = [], 0, None
+        for r in rows:  # whole rows up to max_inputs inputs; a chunk that would pass it is cut there
+            if items + r[7] > max_inputs:
+                cut = r if items < max_inputs else None
+                break
+            taken.append(r)
+            items += r[7]
+        leased = [LeasedInput(r[1], r[2], r[4] + 1, r[3], r[7]) for r in taken]
+        for chunk in _chunks([r[0] for r in taken]):
             db.execute(
                 "UPDATE inputs SET state='LEASED', container_id=?, leases=leases+1, leased_at=? "
                 f"WHERE rowid IN ({','.join('?' * len(chunk))})",
                 (container_id, now, *chunk),
             )
+        if cut is not None:
+            leased.append(self._lease_head(db, cut, max_inputs - items, container_id, now))
+            taken.append(cut)
+        self._queued_delta[function_id] -= sum(x.count for x in leased)
         db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
-        self._observe(db, function_id, metrics.WAIT, [now - r[6] for r in rows if r[6]])
-        return [LeasedInput(r[1], r[2], r[4] + 1, r[3]) for r in rows]
+        waits = [now - r[6] for r, x in zip(taken, leased) if r[6] for _ in range(x.count)]
+        self._observe(db, function_id, metrics.WAIT, waits)
+        return leased
+
+    def _lease_head(self, db: sqlite3.Connection, row: Any, k: int, container_id: str, now: float) -> LeasedInput:
+        """Lease the first ``k`` inputs of a queued chunk: they become a row of their own, the rest stays queued in
+        the chunk's place."""
+        rowid, call_id, idx, payload, leases, _, queued_at, count = row
+        head, tail = chunks.split(payload, k)
+        db.execute("UPDATE inputs SET idx=?, count=?, payload=? WHERE rowid=?", (idx + k, count - k, tail, rowid))
+        db.execute(
+            "INSERT INTO inputs (call_id, idx, function_id, state, payload, count, leases, container_id, leased_at, "
+            "queued_at) SELECT call_id, ?, function_id, 'LEASED', ?, ?, ?, ?, ?, queued_at FROM inputs WHERE rowid=?",
+            (idx, head, k, leases + 1, container_id, now, rowid),
+        )
+        return LeasedInput(call_id, idx, leases + 1, head, k)
+
+    def _explode(self, db: sqlite3.Connection, where: str, params: Sequence[Any]) -> None:
+        """Turn the chunks (rows of several inputs) that ``where`` selects into rows of one input each, in the same
+        state: what happens to inputs one by one (a failure, a crash, a cancel) then happens to rows."""
+        rows = db.execute(
+            "SELECT rowid, call_id, idx, function_id, state, payload, count, leases, failures, isolate, container_id, "
+            f"leased_at, not_before, queued_at FROM inputs WHERE count>1 AND ({where})",
+            params,
+        ).fetchall()
+        for rowid, call_id, idx, *rest in rows:
+            function_id, state, payload, count, *kept = rest
+            db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+            singles = [(rowid if i == 0 else None, call_id, idx + i, function_id, state, item, *kept)
+                       for i, item in enumerate(chunks.unpack(payload))]  # fmt: skip
+            db.executemany(
+                "INSERT INTO inputs (rowid, call_id, idx, function_id, state, payload, leases, failures, isolate, "
+                "container_id, leased_at, not_before, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                singles,
+            )
 
     def _observe(self, db: sqlite3.Connection, function_id: str, metric: str, durations: Sequence[float]) -> None:
         """Add durations to a function's histogram (one upsert per bucket touched)."""
@@ -337,23 +400,19 @@ class SQLiteStore:
         accepted = 0
         finished: list[Ending] = []
         ran: dict[str, list[float]] = {}  # function -> durations of the accepted reports
-        held = {
-            (call_id, idx, leases): (rowid, failures, function_id)
-            for rowid, call_id, idx, leases, failures, function_id in db.execute(
-                "SELECT rowid, call_id, idx, leases, failures, function_id FROM inputs "
-                "WHERE container_id=? AND state='LEASED'",
-                (container_id,),
-            )
-        }
+        held = self._held(db, container_id)
+        if any(held.get((r.call_id, r.index, r.lease), (0, 0, "", 0))[3] != r.count for r in reports):
+            reports = self._per_input(db, container_id, reports, held)
+            held = self._held(db, container_id)
         for r in reports:
             row = held.pop((r.call_id, r.index, r.lease), None)
-            if row is None:  # not (or no longer) this container's lease
+            if row is None or row[3] != r.count:  # not (or no longer) this container's lease
                 continue
-            accepted += 1
+            accepted += r.count
             if r.duration > 0:
-                ran.setdefault(row[2], []).append(r.duration)
+                ran.setdefault(row[2], []).extend([r.duration / r.count] * r.count)
             ending = Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
-                            r.duration or None, r.error)  # fmt: skip
+                            r.duration or None, r.error, r.count)  # fmt: skip
             if r.status in RETRYABLE and self._retry(db, row[2], row[1], ending, now):
                 continue
             finished.append(ending)
@@ -365,6 +424,51 @@ class SQLiteStore:
         for function_id, durations in ran.items():
             self._observe(db, function_id, metrics.EXEC, durations)
         return accepted, {f.call_id for f in finished}
+
+    @staticmethod
+    def _held(db: sqlite3.Connection, container_id: str) -> dict[tuple[str, int, int], tuple[int, int, str, int]]:
+        """A container's leased rows: (call, idx, lease) -> (rowid, failures, function, count)."""
+        return {
+            (call_id, idx, leases): (rowid, failures, function_id, count)
+            for rowid, call_id, idx, leases, failures, function_id, count in db.execute(
+                "SELECT rowid, call_id, idx, leases, failures, function_id, count FROM inputs "
+                "WHERE container_id=? AND state='LEASED'",
+                (container_id,),
+            )
+        }
+
+    def _per_input(
+        self, db: sqlite3.Connection, container_id: str, reports: Sequence[ReportedOutput],
+        held: dict[tuple[str, int, int], tuple[int, int, str, int]],
+    ) -> list[ReportedOutput]:  # fmt: skip
+        """Reports that do not match a leased row one to one, made to: the chunks they report inputs of become rows
+        of one input each, and a report of a whole chunk that is no longer one becomes a report per input."""
+        spans: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
+        for (call_id, idx, lease), (rowid, _, _, count) in held.items():
+            if count > 1:
+                spans.setdefault((call_id, lease), []).append((idx, count, rowid))
+        split: set[int] = set()
+        out: list[ReportedOutput] = []
+        for r in reports:
+            row = held.get((r.call_id, r.index, r.lease))
+            if row is not None and row[3] == r.count:
+                out.append(r)
+                continue
+            if r.count > 1:  # a chunk's results, for inputs that are now rows of their own
+                if r.status != OutputStatus.SUCCESS:
+                    continue  # not something a container sends: ignored like a stale report
+                per = r.duration / r.count
+                out += [msgspec.structs.replace(r, index=r.index + i, data=d, duration=per, count=1)
+                        for i, d in enumerate(chunks.unpack(r.data))]  # fmt: skip
+            else:
+                out.append(r)
+            for idx, count, rowid in spans.get((r.call_id, r.lease), ()):
+                if idx <= r.index < idx + count:
+                    split.add(rowid)
+        if split:
+            rowids = sorted(split)
+            self._explode(db, f"rowid IN ({','.join('?' * len(rowids))})", rowids)
+        return out
 
     def _retry(self, db: sqlite3.Connection, function_id: str, failures: int, attempt: Ending, now: float) -> bool:
         """Put a failed input back in the queue after its backoff, keeping the attempt for people; False when its
@@ -394,13 +498,13 @@ class SQLiteStore:
         the queue. One statement per step, whatever the batch size."""
         insert = (
             "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at, container_id, duration, "
-            "error_type, error_message, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "error_type, error_message, traceback, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )
         values = []
         for r in rows:
             e = r.described()
             values.append((r.call_id, r.idx, r.status, r.data, r.lease, now, r.container_id, r.duration,
-                           e and e.type, e and e.message, e and e.traceback))  # fmt: skip
+                           e and e.type, e and e.message, e and e.traceback, r.span))  # fmt: skip
         db.execute("SAVEPOINT outputs")
         before = db.total_changes
         db.executemany(insert, values)
@@ -411,33 +515,39 @@ class SQLiteStore:
             new = [v for v in values if db.execute(insert, v).rowcount]
         db.execute("RELEASE outputs")
         counts: dict[str, list[int]] = {}
-        for call_id, _, status, *_ in new:
+        for call_id, _, status, *_, count in new:
             c = counts.setdefault(call_id, [0, 0])
-            c[0] += 1
-            c[1] += status != OutputStatus.SUCCESS.value
+            c[0] += count
+            c[1] += count if status != OutputStatus.SUCCESS.value else 0
         for call_id, (done, failed) in counts.items():
             db.execute("UPDATE calls SET done=done+?, failed=failed+? WHERE id=?", (done, failed, call_id))
             self._maybe_finish(db, call_id)
         for chunk in _chunks([r[0] for r in rows]):
             deleted = db.execute(
-                f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))}) RETURNING function_id, state", chunk
+                f"DELETE FROM inputs WHERE rowid IN ({','.join('?' * len(chunk))}) RETURNING function_id, state, count",
+                chunk,
             ).fetchall()
-            for function_id, state in deleted:  # the queued count follows every row that leaves the queue
+            for function_id, state, count in deleted:  # the queued count follows every row that leaves the queue
                 if state == "PENDING":
-                    self._queued_delta[function_id] -= 1
+                    self._queued_delta[function_id] -= count
 
     def release(self, container_id: str, leases: Sequence[Release]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
         with self._tx() as db:
-            before = db.total_changes
-            db.executemany(
-                "UPDATE inputs SET state='PENDING', container_id=NULL "
-                "WHERE call_id=? AND idx=? AND leases=? AND container_id=? AND state='LEASED'",
-                [(r.call_id, r.index, r.lease, container_id) for r in leases],
-            )
-            found = db.execute("SELECT function_id FROM containers WHERE id=?", (container_id,)).fetchone()
-            if found is not None:
-                self._queued_delta[found[0]] += db.total_changes - before
+            held = self._held(db, container_id)
+            items: list[Release] = []
+            for r in leases:  # a whole leased row, or its inputs one by one
+                row = held.get((r.call_id, r.index, r.lease))
+                whole = row is not None and row[3] == r.count
+                items += [r] if whole else [Release(r.call_id, r.index + i, r.lease) for i in range(r.count)]
+            if any(held.get((r.call_id, r.index, r.lease), (0, 0, "", 0))[3] != r.count for r in items):
+                self._per_input(db, container_id, [_as_report(r) for r in items], held)
+                held = self._held(db, container_id)
+            for r in items:
+                if (row := held.pop((r.call_id, r.index, r.lease), None)) is None or row[3] != r.count:
+                    continue  # no longer this container's
+                db.execute("UPDATE inputs SET state='PENDING', container_id=NULL WHERE rowid=?", (row[0],))
+                self._queued_delta[row[2]] += row[3]
 
     def _settle(self, db: sqlite3.Connection, function_id: str, failures: int, ending: Ending, now: float) -> bool:
         """Finish or retry one leased input; True when an output was written."""
@@ -465,6 +575,7 @@ class SQLiteStore:
         now = self.clock()
         touched: set[str] = set()
         with self._tx() as db:
+            self._explode(db, "container_id=? AND state='LEASED'", (container_id,))
             rows = db.execute(
                 "SELECT rowid, call_id, idx, leases, failures, function_id FROM inputs "
                 "WHERE container_id=? AND state='LEASED'",
@@ -489,6 +600,7 @@ class SQLiteStore:
         """End every queued (not leased) input of a function with ``status`` (e.g. its module cannot load)."""
         now = self.clock()
         with self._tx() as db:
+            self._explode(db, "function_id=? AND state='PENDING'", (function_id,))
             rows = db.execute(
                 "SELECT rowid, call_id, idx, leases FROM inputs WHERE function_id=? AND state='PENDING'",
                 (function_id,),
@@ -502,6 +614,7 @@ class SQLiteStore:
         """Cancel every unfinished input of a call; returns (container, index) of the ones being run."""
         now = self.clock()
         with self._tx() as db:
+            self._explode(db, "call_id=?", (call_id,))
             rows = db.execute(
                 "SELECT rowid, idx, leases, container_id, state FROM inputs WHERE call_id=?", (call_id,)
             ).fetchall()
@@ -537,17 +650,30 @@ class SQLiteStore:
         return [r[0] for r in rows]
 
     def outputs(self, call_id: str, since_seq: int, limit: int) -> list[Output]:
+        """Outputs after ``since_seq``, one per input (a chunk's whole, even past ``limit``), in commit order."""
         rows = self.db.execute(
-            "SELECT seq, idx, status, data FROM outputs WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
+            "SELECT seq, idx, status, data, count FROM outputs WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
             (call_id, since_seq, limit),
         ).fetchall()
-        return [Output(*r) for r in rows]
+        found: list[Output] = []
+        for seq, idx, status, data, count in rows:
+            if len(found) >= limit:
+                break
+            if count == 1:
+                found.append(Output(seq, idx, status, data))
+            else:
+                found += [Output(seq, idx + i, status, d) for i, d in enumerate(chunks.unpack(data))]
+        return found
 
     def output_at(self, call_id: str, index: int) -> Output | None:
-        row = self.db.execute(
-            "SELECT seq, idx, status, data FROM outputs WHERE call_id=? AND idx=?", (call_id, index)
+        row = self.db.execute(  # the row holding the index: its own, or the chunk it is in
+            "SELECT seq, idx, status, data, count FROM outputs WHERE call_id=? AND idx<=? ORDER BY idx DESC LIMIT 1",
+            (call_id, index),
         ).fetchone()
-        return Output(*row) if row else None
+        if row is None or row[1] + row[4] <= index:
+            return None
+        seq, idx, status, data, count = row
+        return Output(seq, index, status, data if count == 1 else chunks.item(data, index - idx))
 
     def expire_results(self, retention: float) -> int:
         """Delete the outputs of calls finished more than ``retention`` seconds ago."""
@@ -704,7 +830,7 @@ class SQLiteStore:
         held = {  # one pass over the leased rows (the only ones with a container) instead of two per container
             cid: (n, oldest)
             for cid, n, oldest in self.db.execute(
-                "SELECT container_id, COUNT(*), MIN(leased_at) FROM inputs "
+                "SELECT container_id, SUM(count), MIN(leased_at) FROM inputs "
                 "WHERE container_id IS NOT NULL AND state='LEASED' GROUP BY container_id"
             )
         }
@@ -730,7 +856,7 @@ class SQLiteStore:
         for fid, n in self.queued_counts().items():
             counts.setdefault(fid, [0, 0, 0])[0] += n
         for fid, n in self.db.execute(  # leased rows only (the only ones with a container): bounded by containers
-            "SELECT function_id, COUNT(*) FROM inputs INDEXED BY inputs_container "
+            "SELECT function_id, SUM(count) FROM inputs INDEXED BY inputs_container "
             "WHERE container_id IS NOT NULL AND state='LEASED' GROUP BY 1"
         ):
             counts.setdefault(fid, [0, 0, 0])[2] += n
@@ -794,6 +920,27 @@ class SQLiteStore:
                 "UPDATE apps SET state='STOPPED', stopped_at=?, stop_reason=? WHERE id=?",
                 (self.clock(), reason, app_id),
             )
+
+
+def _as_report(release: Release) -> ReportedOutput:
+    """A release, matched to leased rows the way a report is."""
+    return ReportedOutput(release.call_id, release.index, release.lease, OutputStatus.SUCCESS, b"", count=release.count)
+
+
+CHUNK_INPUTS = 1024  # inputs per chunk row at most
+CHUNK_BYTES = 1 << 20  # and bytes (a lease that takes part of a chunk copies the rest)
+
+
+def _groups(payloads: Sequence[bytes]) -> Iterator[tuple[int, Sequence[bytes]]]:
+    """Consecutive payloads grouped into chunks: (offset of the first, the group)."""
+    start, size = 0, 0
+    for i, p in enumerate(payloads):
+        if i > start and (i - start >= CHUNK_INPUTS or size + len(p) > CHUNK_BYTES):
+            yield start, payloads[start:i]
+            start, size = i, 0
+        size += len(p)
+    if start < len(payloads):
+        yield start, payloads[start:]
 
 
 def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:

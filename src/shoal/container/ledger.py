@@ -1,0 +1,98 @@
+"""The chunks a container leased, so that it runs their inputs one by one but reports a chunk as one.
+
+The control plane leases a map's inputs in chunks (one row for many inputs, ``protocol/chunks.py``). The runtime
+never sees them: :meth:`ChunkLedger.expand` turns a leased chunk into its inputs, and :meth:`ChunkLedger.merge`
+turns the reports of a chunk's inputs back into one report when every one of them succeeded and they go in the
+same request. Anything else (a failure, a cancel, a part of a chunk reported early, inputs given back) goes input
+by input, and the control plane splits the chunk's row to match.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from ..protocol import chunks
+from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutput
+
+ChunkKey = tuple[str, int]  # (call, lease)
+
+
+class ChunkLedger:
+    """Open chunks of one container (shared by its threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[ChunkKey, dict[int, int]] = {}  # (call, lease) -> {first index: count}
+
+    def expand(self, leased: Sequence[LeasedInput]) -> list[LeasedInput]:
+        """The inputs of what was leased, a chunk's one by one."""
+        out: list[LeasedInput] = []
+        for lease in leased:
+            if lease.count == 1:
+                out.append(lease)
+                continue
+            with self._lock:
+                self._open.setdefault((lease.call_id, lease.lease), {})[lease.index] = lease.count
+            items = chunks.unpack(lease.payload)
+            out += [LeasedInput(lease.call_id, lease.index + i, lease.lease, p) for i, p in enumerate(items)]
+        return out
+
+    def _chunk_of(self, call_id: str, index: int, lease: int) -> tuple[int, int] | None:
+        for first, count in self._open.get((call_id, lease), {}).items():
+            if first <= index < first + count:
+                return first, count
+        return None
+
+    def _close(self, call_id: str, lease: int, first: int) -> None:
+        spans = self._open.get((call_id, lease))
+        if spans is not None:
+            spans.pop(first, None)
+            if not spans:
+                del self._open[(call_id, lease)]
+
+    def merge(self, reports: Sequence[ReportedOutput]) -> list[ReportedOutput]:
+        """The reports to send: a chunk whose inputs all succeeded, all here, as one; the rest as they are."""
+        with self._lock:
+            if not self._open:
+                return list(reports)
+            out: list[ReportedOutput] = []
+            parts: dict[tuple[str, int, int], list[ReportedOutput]] = {}
+            for r in reports:
+                found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
+                if found is None:
+                    out.append(r)
+                else:
+                    parts.setdefault((r.call_id, r.lease, found[0]), []).append(r)
+            for (call_id, lease, first), got in parts.items():
+                count = self._open[(call_id, lease)][first]
+                self._close(call_id, lease, first)  # reported now, whole or in part: either way it is done here
+                got.sort(key=lambda r: r.index)
+                whole = len(got) == count and all(r.status == OutputStatus.SUCCESS for r in got)
+                if not whole or any(r.index != first + i for i, r in enumerate(got)):
+                    out += got
+                    continue
+                data = chunks.pack([r.data for r in got])
+                duration = sum(r.duration for r in got)
+                out.append(ReportedOutput(call_id, first, lease, OutputStatus.SUCCESS, data, duration, count=count))
+            return out
+
+    def merge_released(self, released: Sequence[Release]) -> list[Release]:
+        """Inputs given back: a whole chunk as one, the rest as they are."""
+        with self._lock:
+            if not self._open:
+                return list(released)
+            out: list[Release] = []
+            parts: dict[tuple[str, int, int], list[Release]] = {}
+            for r in released:
+                found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
+                if found is None:
+                    out.append(r)
+                else:
+                    parts.setdefault((r.call_id, r.lease, found[0]), []).append(r)
+            for (call_id, lease, first), got in parts.items():
+                count = self._open[(call_id, lease)][first]
+                self._close(call_id, lease, first)
+                whole = sorted(r.index for r in got) == list(range(first, first + count))
+                out += [Release(call_id, first, lease, count)] if whole else got
+            return out
