@@ -40,6 +40,29 @@ class _IteratorFailed:
     error: BaseException
 
 
+class Window:
+    """How many more inputs the pump may read: taken in handfuls (a lock per input would cost more than pickling
+    it), given back as results are handed over."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._changed = threading.Condition()
+
+    def take(self, most: int) -> int:
+        """Wait for room, then take up to ``most`` slots."""
+        with self._changed:
+            while self._free <= 0:
+                self._changed.wait()
+            n = min(most, self._free)
+            self._free -= n
+            return n
+
+    def give(self, n: int) -> None:
+        with self._changed:
+            self._free += n
+            self._changed.notify()
+
+
 class InputPump:
     """Reads ``(args, kwargs)`` items in a thread, pickles them, and hands them to the submitter.
 
@@ -50,7 +73,7 @@ class InputPump:
     def __init__(self, items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], function_name: str, window: int | None):
         self.items = items
         self.function_name = function_name
-        self.slots = threading.Semaphore(window) if window else None
+        self.slots = Window(window) if window else None
         self.ready: collections.deque[tuple[int, bytes] | _End | _IteratorFailed] = collections.deque()
         self.stopped = threading.Event()
         self._loop = asyncio.get_running_loop()
@@ -64,11 +87,11 @@ class InputPump:
     def stop(self) -> None:
         self.stopped.set()
         if self.slots is not None:
-            self.slots.release()  # unblock a pump waiting for a slot
+            self.slots.give(1)  # unblock a pump waiting for a slot
 
     def done(self, count: int) -> None:
         if self.slots is not None and count > 0:
-            self.slots.release(count)
+            self.slots.give(count)
 
     async def get(self) -> tuple[int, bytes] | _End | _IteratorFailed:
         """The next item, waiting for the pump thread when none is ready."""
@@ -92,10 +115,12 @@ class InputPump:
 
     def _run(self) -> None:
         index = 0
+        room = 0  # slots taken and not used yet
         try:
             while True:
-                if self.slots is not None:
-                    self.slots.acquire()
+                if self.slots is not None and room == 0:
+                    room = self.slots.take(256)
+                room -= 1
                 if self.stopped.is_set():
                     return
                 try:

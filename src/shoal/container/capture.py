@@ -36,12 +36,14 @@ class LogBuffer:
         self._ship = threading.Lock()
         self._entries: list[list[Any]] = []
         self.redact = redact or Redactor()
+        self.written = False  # anything written since the streams were last flushed (see TeeStream.flush)
 
     def add(self, stream: str, text: str) -> None:
         """Record a write; one that continues an unfinished line of the same stream and input joins its entry
         (``print`` writes the text and its newline separately: one entry per line, not two)."""
         current = _current_input.get()
         call_id, index = current if current else (None, None)
+        self.written = True
         with self._lock:
             last = self._entries[-1] if self._entries else None
             if (last is not None and last[0] == call_id and last[1] == index and last[2] == stream
@@ -100,6 +102,7 @@ class TeeStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        self._buffer.written = False
         self._original.flush()
 
     def isatty(self) -> bool:

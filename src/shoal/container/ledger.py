@@ -58,18 +58,23 @@ class ChunkLedger:
                 return list(reports)
             out: list[ReportedOutput] = []
             parts: dict[tuple[str, int, int], list[ReportedOutput]] = {}
+            last: tuple[str, int, int, int] | None = None  # (call, lease, first, end) of the chunk found last
             for r in reports:
-                found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
-                if found is None:
-                    out.append(r)
-                else:
-                    parts.setdefault((r.call_id, r.lease, found[0]), []).append(r)
+                if last is None or not (r.call_id == last[0] and r.lease == last[1] and last[2] <= r.index < last[3]):
+                    found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
+                    if found is None:
+                        out.append(r)
+                        continue
+                    last = (r.call_id, r.lease, found[0], found[0] + found[1])
+                parts.setdefault((last[0], last[1], last[2]), []).append(r)
             for (call_id, lease, first), got in parts.items():
                 count = self._open[(call_id, lease)][first]
                 self._close(call_id, lease, first)  # reported now, whole or in part: either way it is done here
-                got.sort(key=lambda r: r.index)
                 whole = len(got) == count and all(r.status == OutputStatus.SUCCESS for r in got)
-                if not whole or any(r.index != first + i for i, r in enumerate(got)):
+                if whole and any(r.index != first + i for i, r in enumerate(got)):
+                    got.sort(key=lambda r: r.index)
+                    whole = all(r.index == first + i for i, r in enumerate(got))
+                if not whole:
                     out += got
                     continue
                 data = chunks.pack([r.data for r in got])

@@ -52,7 +52,7 @@ from ..protocol.specs import FunctionSpec
 from . import volume_sync
 from .api import ContainerAPI
 from .capture import LogBuffer, Redactor, install
-from .usercode import UserCode
+from .usercode import PLAIN_TYPES, UserCode
 
 if TYPE_CHECKING:
     from .web import WebServer
@@ -226,13 +226,14 @@ class ContainerRuntime:
         try:
             args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
             result = self.code.call(args, kwargs, on_future=lambda f: self._attach_future(lease.key, f))
-            if inspect.isgenerator(result) or inspect.isasyncgen(result):
+            if type(result) not in PLAIN_TYPES and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
                 self._stream(lease, result)  # a generator function: its items go to the caller as they come
                 result = None
         except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit included
             return (OutputStatus.FAILURE, *self._failure(exc))
         finally:
-            sys.stdout.flush()
+            if self.logs.written:  # what the input printed reaches the log file before its output is reported
+                sys.stdout.flush()
             set_current_input(None)
         return self._success(result)
 

@@ -12,6 +12,8 @@ from .. import serialization
 from ..protocol.specs import FunctionSpec
 from .loader import load_function
 
+PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict})  # never awaitable or generators
+
 
 class UserCode:
     """Loads the target once, runs enter/exit hooks, and invokes it for an input's arguments."""
@@ -54,7 +56,7 @@ class UserCode:
 
     def resolve(self, value: Any, on_future: Callable[[Any], None] | None = None) -> Any:
         """Wait for ``value`` if user code returned an awaitable (``on_future`` gets the future, to cancel it)."""
-        if not inspect.isawaitable(value):
+        if type(value) in PLAIN_TYPES or not inspect.isawaitable(value):
             return value
         future = asyncio.run_coroutine_threadsafe(_await(value), self.loop)
         if on_future is not None:

@@ -39,6 +39,15 @@ def counts(durations: Iterable[float]) -> Counter[int]:
     return Counter(bucket_of(d) for d in durations if d >= 0)
 
 
+def weighted_counts(durations: Iterable[tuple[float, int]]) -> Counter[int]:
+    """Bucket counts of (duration, how many inputs took it): a chunk's inputs are counted at their mean."""
+    found: Counter[int] = Counter()
+    for seconds, n in durations:
+        if seconds >= 0:
+            found[bucket_of(seconds)] += n
+    return found
+
+
 def percentile(histogram: Mapping[int, int], q: float) -> float | None:
     """The ``q``-th percentile (0-100) of a histogram, or None when it is empty."""
     total = sum(histogram.values())

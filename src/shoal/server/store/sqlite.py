@@ -331,8 +331,7 @@ class SQLiteStore:
             taken.append(cut)
         self._queued_delta[function_id] -= sum(x.count for x in leased)
         db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
-        waits = [now - r[6] for r, x in zip(taken, leased) if r[6] for _ in range(x.count)]
-        self._observe(db, function_id, metrics.WAIT, waits)
+        self._observe(db, function_id, metrics.WAIT, [(now - r[6], x.count) for r, x in zip(taken, leased) if r[6]])
         return leased
 
     def _lease_head(self, db: sqlite3.Connection, row: Any, k: int, container_id: str, now: float) -> LeasedInput:
@@ -367,12 +366,14 @@ class SQLiteStore:
                 singles,
             )
 
-    def _observe(self, db: sqlite3.Connection, function_id: str, metric: str, durations: Sequence[float]) -> None:
-        """Add durations to a function's histogram (one upsert per bucket touched)."""
+    def _observe(
+        self, db: sqlite3.Connection, function_id: str, metric: str, durations: Sequence[tuple[float, int]]
+    ) -> None:
+        """Add (duration, inputs) to a function's histogram (one upsert per bucket touched)."""
         db.executemany(
             "INSERT INTO function_metrics VALUES (?, ?, ?, ?) "
             "ON CONFLICT (function_id, metric, bucket) DO UPDATE SET n = n + excluded.n",
-            [(function_id, metric, b, n) for b, n in metrics.counts(durations).items()],
+            [(function_id, metric, b, n) for b, n in metrics.weighted_counts(durations).items()],
         )
 
     def next_retry_at(self, function_id: str) -> float | None:
@@ -399,7 +400,7 @@ class SQLiteStore:
     ) -> tuple[int, set[str]]:
         accepted = 0
         finished: list[Ending] = []
-        ran: dict[str, list[float]] = {}  # function -> durations of the accepted reports
+        ran: dict[str, list[tuple[float, int]]] = {}  # function -> (duration, inputs) of the accepted reports
         held = self._held(db, container_id)
         if any(held.get((r.call_id, r.index, r.lease), (0, 0, "", 0))[3] != r.count for r in reports):
             reports = self._per_input(db, container_id, reports, held)
@@ -410,7 +411,7 @@ class SQLiteStore:
                 continue
             accepted += r.count
             if r.duration > 0:
-                ran.setdefault(row[2], []).extend([r.duration / r.count] * r.count)
+                ran.setdefault(row[2], []).append((r.duration / r.count, r.count))
             ending = Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
                             r.duration or None, r.error, r.count)  # fmt: skip
             if r.status in RETRYABLE and self._retry(db, row[2], row[1], ending, now):
@@ -799,7 +800,7 @@ class SQLiteStore:
                 (now, now, now, container_id),
             ).fetchall()
             for function_id, created_at in started:
-                self._observe(db, function_id, metrics.COLD, [now - created_at])
+                self._observe(db, function_id, metrics.COLD, [(now - created_at, 1)])
             db.execute(
                 "UPDATE functions SET startup_failures=0 WHERE id=(SELECT function_id FROM containers WHERE id=?)",
                 (container_id,),
