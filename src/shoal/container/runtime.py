@@ -15,6 +15,7 @@ and ends the process (the backend then kills the process group). Cancelled input
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import hashlib
@@ -83,7 +84,7 @@ class State:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     reports: list[ReportedOutput] = field(default_factory=list)  # finished, not yet sent
-    unstarted: list[LeasedInput] = field(default_factory=list)
+    unstarted: collections.deque[LeasedInput] = field(default_factory=collections.deque)
     running: dict[Key, Running] = field(default_factory=dict)
     cancelled: set[Key] = field(default_factory=set)
     stopping: bool = False
@@ -187,13 +188,9 @@ class ContainerRuntime:
             batch = resp.inputs
             last = len(batch)
             with self.state.lock:
-                self.state.unstarted = list(batch)
-            last_flush = batch_started = time.monotonic()
-            while (lease := self._next_unstarted()) is not None:
-                self._report(lease, *self._run_one(lease, threading.get_ident()))
-                if time.monotonic() - last_flush > FLUSH_EVERY and self.state.unstarted:
-                    self._exchange(0, 0)
-                    last_flush = time.monotonic()
+                self.state.unstarted = collections.deque(batch)
+            batch_started = time.monotonic()
+            self._run_unstarted()
             if single_use and batch:
                 return
             if batch:
@@ -201,15 +198,34 @@ class ContainerRuntime:
                 per_input = elapsed if per_input is None else 0.7 * per_input + 0.3 * elapsed
                 want = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(per_input, 1e-6))))
 
-    def _next_unstarted(self) -> LeasedInput | None:
-        with self.state.lock:
-            while self.state.unstarted and not self.state.stopping:
-                lease = self.state.unstarted.pop(0)
-                if lease.key in self.state.cancelled:
-                    continue
-                # no wake-up for the watchdog: it never sleeps past a timeout's length, so it sees this in time
-                self.state.running[lease.key] = Running(lease.lease, time.monotonic(), threading.get_ident())
-                return lease
+    def _run_unstarted(self) -> None:
+        """Run the leased inputs one after the other in this thread, reporting each as it ends (one lock a turn)."""
+        state, thread = self.state, threading.get_ident()
+        last_flush = time.monotonic()
+        with state.lock:
+            lease = self._take_unstarted(thread, last_flush)
+        while lease is not None:
+            status, data, error = self._run_one(lease, thread)
+            now = time.monotonic()
+            with state.lock:
+                running = state.running.pop(lease.key, None)
+                took = now - running.started if running else 0.0
+                state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error))
+                lease = self._take_unstarted(thread, now)
+            if lease is not None and now - last_flush > FLUSH_EVERY:  # a long batch: deliver what is done so far
+                self._exchange(0, 0)
+                last_flush = time.monotonic()
+
+    def _take_unstarted(self, thread: int, now: float) -> LeasedInput | None:
+        """The next input to run, marked running (the caller holds the lock)."""
+        unstarted = self.state.unstarted
+        while unstarted and not self.state.stopping:
+            lease = unstarted.popleft()
+            if lease.key in self.state.cancelled:
+                continue
+            # no wake-up for the watchdog: it never sleeps past a timeout's length, so it sees this in time
+            self.state.running[lease.key] = Running(lease.lease, now, thread)
+            return lease
         return None
 
     def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> None:
@@ -267,7 +283,9 @@ class ContainerRuntime:
 
     def _success(self, result: Any) -> Outcome:
         try:
-            return OutputStatus.SUCCESS, self._pack(serialization.dumps(result)), None
+            data = serialization.dumps(result)
+            packed = serialization.INLINE_TAG + data if len(data) <= INLINE_PAYLOAD_LIMIT else self._pack(data)
+            return OutputStatus.SUCCESS, packed, None
         except Exception as exc:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
             return (OutputStatus.FAILURE, *self._failure(err))
@@ -281,7 +299,7 @@ class ContainerRuntime:
             reports, self.state.reports = self.state.reports, []
             released = [x.release() for x in self.state.unstarted] if self.state.stopping else []
             if self.state.stopping:
-                self.state.unstarted = []
+                self.state.unstarted = collections.deque()
         try:  # a long poll carries no logs (it would hold them back): the heartbeat ships them meanwhile
             shipping: contextlib.AbstractContextManager[list[list[Any]]] = (
                 self.logs.shipping(SHIP_WAIT) if wait <= 0 else contextlib.nullcontext([])
