@@ -21,7 +21,7 @@ from ._output import MapProgress
 from ._payloads import check_size, decode_output, inline_value, to_payloads
 from .client import Client
 from .config import settings
-from .protocol import routes
+from .protocol import chunks, routes
 from .serialization import serialize_args
 
 DEFAULT_WINDOW = 5_000
@@ -192,14 +192,14 @@ async def collect_outputs(
         resp = await client.request(
             "POST",
             routes.path(routes.CALL_OUTPUTS, call_id=call_id),
-            {"since": since, "wait": POLL_WAIT, "limit": 5_000},
+            {"since": since, "wait": POLL_WAIT, "limit": 5_000, "chunks": True},
             packed=True,
         )
         batch: list[Any] = []
         failure: BaseException | None = None
         n_ok = n_failed = 0
         stop = end()
-        for seq, index, status, data in resp["outputs"]:
+        for seq, index, status, data in _per_input(resp["outputs"]):
             since = max(since, seq)
             if index < start or (stop is not None and index >= stop):
                 continue
@@ -233,6 +233,17 @@ async def collect_outputs(
             from .exception import OutputExpiredError
 
             raise OutputExpiredError(f"The results of {call_id} have expired (past the retention window).")
+
+
+def _per_input(rows: list[list[Any]]) -> Iterator[tuple[int, int, str, bytes]]:
+    """Output rows input by input: a chunk's (five fields: its count last) split into its inputs' outputs."""
+    for row in rows:
+        seq, index, status, data, count = row
+        if count == 1:
+            yield seq, index, status, data
+        else:
+            for i, item in enumerate(chunks.unpack(data)):
+                yield seq, index + i, status, item
 
 
 async def run_map(

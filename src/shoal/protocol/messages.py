@@ -100,6 +100,16 @@ class Output(msgspec.Struct, frozen=True, array_like=True):
     data: bytes
 
 
+class OutputRow(msgspec.Struct, frozen=True, array_like=True):
+    """An output row as stored: one input's, or a chunk's (``count`` > 1, ``data`` a frame of their results)."""
+
+    seq: int
+    index: int
+    status: str
+    data: bytes
+    count: int
+
+
 class LogEntry(msgspec.Struct, frozen=True, array_like=True):
     call_id: str | None
     index: int | None
@@ -195,6 +205,13 @@ class CallSummary(msgspec.Struct, frozen=True):
 
 class OutputsReply(msgspec.Struct, frozen=True):
     outputs: list[Output]
+    call: CallSummary
+
+
+class OutputRowsReply(msgspec.Struct, frozen=True):
+    """Outputs as rows (a client that asked for ``chunks`` splits chunks itself: less work for the server)."""
+
+    outputs: list[OutputRow]
     call: CallSummary
 
 

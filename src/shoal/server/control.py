@@ -326,13 +326,16 @@ class ControlPlane:
             self.notifier.notify("call:" + call_id)
         self.wake_scheduler()
 
-    async def wait_outputs(self, call_id: str, since: int, limit: int, wait: float) -> list[Any]:
+    async def wait_outputs(self, call_id: str, since: int, limit: int, wait: float, rows: bool = False) -> list[Any]:
+        """Outputs after ``since`` (as stored rows when ``rows``: a chunk as one), long-polling up to ``wait`` s."""
+
         def finished() -> bool:
             info = self.store.call(call_id)
             return info is None or info.finished_at is not None
 
+        read = self.store.output_rows if rows else self.store.outputs
         return await self.notifier.poll(
-            "call:" + call_id, wait, lambda: self.store.outputs(call_id, since, limit), lambda o: bool(o) or finished()
+            "call:" + call_id, wait, lambda: read(call_id, since, limit), lambda o: bool(o) or finished()
         )
 
     def add_item(self, container_id: str, item: ItemReport) -> bool:

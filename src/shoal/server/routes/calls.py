@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..._ids import inputs_prefix
 from ...protocol import routes
-from ...protocol.messages import CallSummary, OutputReply, OutputsReply
+from ...protocol.messages import CallSummary, OutputReply, OutputRowsReply, OutputsReply
 from ...protocol.specs import AUTOSCALER_FIELDS
 from ..control import ControlPlane
 from ..errors import NotFound
@@ -91,13 +91,15 @@ def add_routes(r: Router) -> None:
         call_id = request.path_params["call_id"]
         summary(call_id)
         b = await r.body(request)
+        rows = bool(b.get("chunks"))
         outs = await plane.wait_outputs(
             call_id,
             field(b, "since", int, 0),
             min(field(b, "limit", int, 10000), 50000),
             field(b, "wait", (int, float), 0),
+            rows,
         )
-        return message(OutputsReply(outs, summary(call_id)))
+        return message(OutputRowsReply(outs, summary(call_id)) if rows else OutputsReply(outs, summary(call_id)))
 
     @r.route(routes.CALL_OUTPUT, ["POST"], "caller")
     async def call_output_at(request: Request) -> Response:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from ...protocol import chunks
-from ...protocol.messages import FailureInfo, InputRef, LogEntry, Release
+from ...protocol.messages import FailureInfo, InputRef, LogEntry, OutputRow, Release
 from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
 from .. import metrics
@@ -652,18 +652,27 @@ class SQLiteStore:
 
     def outputs(self, call_id: str, since_seq: int, limit: int) -> list[Output]:
         """Outputs after ``since_seq``, one per input (a chunk's whole, even past ``limit``), in commit order."""
+        found: list[Output] = []
+        for r in self.output_rows(call_id, since_seq, limit):
+            if r.count == 1:
+                found.append(Output(r.seq, r.index, r.status, r.data))
+            else:
+                found += [Output(r.seq, r.index + i, r.status, d) for i, d in enumerate(chunks.unpack(r.data))]
+        return found
+
+    def output_rows(self, call_id: str, since_seq: int, limit: int) -> list[OutputRow]:
+        """Output rows after ``since_seq`` as stored (a chunk as one), up to about ``limit`` inputs."""
         rows = self.db.execute(
             "SELECT seq, idx, status, data, count FROM outputs WHERE call_id=? AND seq>? ORDER BY seq LIMIT ?",
             (call_id, since_seq, limit),
         ).fetchall()
-        found: list[Output] = []
-        for seq, idx, status, data, count in rows:
-            if len(found) >= limit:
+        found: list[OutputRow] = []
+        inputs = 0
+        for row in rows:
+            if inputs >= limit:
                 break
-            if count == 1:
-                found.append(Output(seq, idx, status, data))
-            else:
-                found += [Output(seq, idx + i, status, d) for i, d in enumerate(chunks.unpack(data))]
+            found.append(OutputRow(*row))
+            inputs += row[4]
         return found
 
     def output_at(self, call_id: str, index: int) -> Output | None:
