@@ -40,7 +40,7 @@ from shoal import _loop
 from shoal.backends.base import Backend, Capabilities, ContainerSpec
 from shoal.client import CONTAINER, Client
 from shoal.exception import ConnectionError
-from shoal.protocol import routes
+from shoal.protocol import chunks, routes
 from shoal.protocol.messages import (
     EXIT_UNREACHABLE,
     ContainerBoot,
@@ -151,8 +151,11 @@ async def _container(
                 if reply.stop:
                     return
             if reply.inputs:
-                await asyncio.sleep(work_s * len(reply.inputs) * random.uniform(0.5, 1.5))  # work, with jitter
-                reports = [ReportedOutput(x.call_id, x.index, x.lease, OutputStatus.SUCCESS, RESULT, work_s)
+                n = sum(x.count for x in reply.inputs)
+                await asyncio.sleep(work_s * n * random.uniform(0.5, 1.5))  # work, with jitter
+                reports = [ReportedOutput(x.call_id, x.index, x.lease, OutputStatus.SUCCESS,  # a chunk: one report
+                                          RESULT if x.count == 1 else chunks.pack([RESULT] * x.count),
+                                          work_s * x.count, count=x.count)
                            for x in reply.inputs]  # fmt: skip
     except asyncio.CancelledError:
         code = -15

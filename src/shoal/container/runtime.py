@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 2048  # inputs a lease asks for at most (fast inputs: fewer exchanges; chunk rows make a large lease cheap)
 IDLE_POLL = 10.0
+PREFETCH_BELOW = 0.25  # seconds per input: faster inputs lease their next batch while the last input runs
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
 SHIP_WAIT = 5.0  # seconds an exchange waits for the heartbeat's log shipment in flight (so lines keep their order)
 
@@ -104,6 +105,8 @@ class ContainerRuntime:
         self.report_ready = threading.Event()
         self.cancel_target: Key | None = None
         self.web: WebServer | None = None  # a web function's app, served for the gateway
+        self._prefetch_pool: ThreadPoolExecutor | None = None  # leases the next batch while the last input runs
+        self._prefetch_api: ContainerAPI | None = None
 
     # ---- start and stop -------------------------------------------------------------------------
 
@@ -182,39 +185,70 @@ class ContainerRuntime:
             # slow start: at most twice the last batch, so one container does not take a small queue that its
             # siblings could share (the per-input estimate may come from earlier, cheaper inputs)
             ask = 1 if one_at_a_time else min(want, max(1, 2 * last))
-            resp = self._exchange(ask, IDLE_POLL)
-            if resp.stop:
-                return
-            batch = resp.inputs
-            last = len(batch)
             with self.state.lock:
-                self.state.unstarted = collections.deque(batch)
+                batch = list(self.state.unstarted)  # what a lease ahead brought, if one did
+            if not batch:
+                resp = self._exchange(ask, IDLE_POLL)
+                if resp.stop:
+                    return
+                batch = resp.inputs
+                with self.state.lock:
+                    self.state.unstarted = collections.deque(batch)
+            last = len(batch)
             batch_started = time.monotonic()
-            self._run_unstarted()
-            if single_use and batch:
+            # fast inputs: lease the next batch while the last input of this one runs (a round trip less per batch)
+            fast = per_input is not None and per_input < PREFETCH_BELOW and len(batch) > 1 and not one_at_a_time
+            ran, stop = self._run_unstarted(len(batch), ask if fast else 0)
+            if stop or (single_use and batch):
                 return
-            if batch:
-                elapsed = (time.monotonic() - batch_started) / len(batch)
+            if ran:
+                elapsed = (time.monotonic() - batch_started) / ran
                 per_input = elapsed if per_input is None else 0.7 * per_input + 0.3 * elapsed
                 want = max(1, min(MAX_BATCH, int(TARGET_BATCH_SECONDS / max(per_input, 1e-6))))
 
-    def _run_unstarted(self) -> None:
-        """Run the leased inputs one after the other in this thread, reporting each as it ends (one lock a turn)."""
+    def _run_unstarted(self, count: int, prefetch: int = 0) -> tuple[int, bool]:
+        """Run ``count`` leased inputs one after the other in this thread, reporting each as it ends (one lock a
+        turn).
+
+        With ``prefetch`` > 0, the next ``prefetch`` inputs are leased (by another thread) while the last one runs:
+        they are left unstarted for the next batch. Returns how many inputs ran, and whether the control plane said
+        to stop."""
         state, thread = self.state, threading.get_ident()
         last_flush = time.monotonic()
+        ran, stop = 0, False
+        pending: Future[bool] | None = None
         with state.lock:
             lease = self._take_unstarted(thread, last_flush)
         while lease is not None:
+            if prefetch and pending is None and ran == count - 1:
+                pending = self._prefetcher().submit(self._prefetch, prefetch)
             status, data, error = self._run_one(lease, thread)
+            ran += 1
             now = time.monotonic()
             with state.lock:
                 running = state.running.pop(lease.key, None)
                 took = now - running.started if running else 0.0
                 state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error))
-                lease = self._take_unstarted(thread, now)
+                lease = self._take_unstarted(thread, now) if ran < count else None
+            if lease is None and pending is not None:  # the lease ahead: its inputs are the next batch
+                stop = pending.result()
             if lease is not None and now - last_flush > FLUSH_EVERY:  # a long batch: deliver what is done so far
                 self._exchange(0, 0)
                 last_flush = time.monotonic()
+        return ran, stop
+
+    def _prefetcher(self) -> ThreadPoolExecutor:
+        if self._prefetch_pool is None:
+            self._prefetch_api = self._side_api()
+            self._prefetch_pool = ThreadPoolExecutor(1, thread_name_prefix="shoal-prefetch")
+        return self._prefetch_pool
+
+    def _prefetch(self, want: int) -> bool:
+        """Report what is done and lease ``want`` more, queued behind the inputs being run; True: told to stop."""
+        reply = self._exchange(want, 0, self._prefetch_api)
+        with self.state.lock:
+            self.state.unstarted.extend(reply.inputs)
+        return reply.stop
 
     def _take_unstarted(self, thread: int, now: float) -> LeasedInput | None:
         """The next input to run, marked running (the caller holds the lock)."""
@@ -290,7 +324,7 @@ class ContainerRuntime:
             err = SerializationError(f"The return value ({type(result).__name__}) cannot be pickled: {exc}")
             return (OutputStatus.FAILURE, *self._failure(err))
 
-    def _exchange(self, want: int, wait: float) -> ExchangeReply:
+    def _exchange(self, want: int, wait: float, api: ContainerAPI | None = None) -> ExchangeReply:
         if wait > 0 and self.logs.pending():  # an output must not reach the caller before the lines printed before it
             reply = self._exchange(want, 0)
             if reply.inputs or reply.stop:
@@ -305,7 +339,7 @@ class ContainerRuntime:
                 self.logs.shipping(SHIP_WAIT) if wait <= 0 else contextlib.nullcontext([])
             )
             with shipping as logs:
-                return self.api.exchange(ExchangeRequest(reports, released, entries(logs), want, wait))
+                return (api or self.api).exchange(ExchangeRequest(reports, released, entries(logs), want, wait))
         except BaseException:
             with self.state.lock:  # not delivered: keep them for the next try
                 self.state.reports = reports + self.state.reports
