@@ -44,6 +44,8 @@ def _head(method: str, path: str, host: str, body: bytes, headers: dict[str, str
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+SLICE = 1 << 20  # bytes of a request body handed to the transport at a time
+
 _pools: weakref.WeakSet[AsyncHTTP] = weakref.WeakSet()
 
 
@@ -106,7 +108,14 @@ class AsyncHTTP:
         self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes, body: bytes, no_body: bool
     ) -> Response:
         reader, writer = conn
-        writer.writelines([head, body] if len(body) > 65536 else [head + body])
+        if len(body) <= SLICE:
+            writer.write(head + body)
+        else:  # a large body goes in slices, each sent before the next: no copy of it in the transport's buffer
+            writer.write(head)
+            view = memoryview(body)
+            for start in range(0, len(body), SLICE):
+                writer.write(view[start : start + SLICE])
+                await writer.drain()
         await writer.drain()
         status_line = await reader.readuntil(b"\r\n")
         status = int(status_line.split(b" ", 2)[1])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -20,14 +21,25 @@ from typing import Any
 from ._output import MapProgress
 from ._payloads import check_size, decode_output, inline_value, to_payloads
 from .client import Client
-from .config import settings
+from .config import INLINE_PAYLOAD_LIMIT, settings
 from .protocol import chunks, routes
 from .serialization import serialize_args
 
 DEFAULT_WINDOW = 5_000
 SUBMIT_BATCH = 2_000
 SUBMIT_BATCH_BYTES = 8 * 1024 * 1024
+BIG_INPUT = 64 * 1024  # pickled bytes: inputs above it count towards READY_BYTES
+READY_BYTES = 64 * 1024 * 1024  # large inputs read ahead of the submitter at most (memory bounded by bytes too)
 POLL_WAIT = 25.0
+
+
+@dataclass
+class Pumped:
+    """An input read and pickled by the pump (with its blob id when it goes to the blob store)."""
+
+    index: int
+    data: bytes
+    digest: str | None
 
 
 @dataclass
@@ -74,7 +86,9 @@ class InputPump:
         self.items = items
         self.function_name = function_name
         self.slots = Window(window) if window else None
-        self.ready: collections.deque[tuple[int, bytes] | _End | _IteratorFailed] = collections.deque()
+        self.ready: collections.deque[Pumped | _End | _IteratorFailed] = collections.deque()
+        self._ready_bytes = 0  # pickled bytes waiting in ``ready``: the pump waits above READY_BYTES
+        self._drained = threading.Condition()
         self.stopped = threading.Event()
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
@@ -86,6 +100,8 @@ class InputPump:
 
     def stop(self) -> None:
         self.stopped.set()
+        with self._drained:
+            self._drained.notify_all()
         if self.slots is not None:
             self.slots.give(1)  # unblock a pump waiting for a slot
 
@@ -93,7 +109,7 @@ class InputPump:
         if self.slots is not None and count > 0:
             self.slots.give(count)
 
-    async def get(self) -> tuple[int, bytes] | _End | _IteratorFailed:
+    async def get(self) -> Pumped | _End | _IteratorFailed:
         """The next item, waiting for the pump thread when none is ready."""
         while not self.ready:
             self._wakeup.clear()
@@ -102,12 +118,24 @@ class InputPump:
                 break
             await self._wakeup.wait()
         self._waiting = False
-        return self.ready.popleft()
+        return self._taken(self.ready.popleft())
 
-    def get_nowait(self) -> tuple[int, bytes] | _End | _IteratorFailed | None:
-        return self.ready.popleft() if self.ready else None
+    def get_nowait(self) -> Pumped | _End | _IteratorFailed | None:
+        return self._taken(self.ready.popleft()) if self.ready else None
 
-    def _put(self, item: tuple[int, bytes] | _End | _IteratorFailed) -> None:
+    def _taken(self, item: Pumped | _End | _IteratorFailed) -> Pumped | _End | _IteratorFailed:
+        if isinstance(item, Pumped) and len(item.data) > BIG_INPUT:
+            with self._drained:
+                self._ready_bytes -= len(item.data)
+                self._drained.notify()
+        return item
+
+    def _put(self, item: Pumped | _End | _IteratorFailed) -> None:
+        if isinstance(item, Pumped) and len(item.data) > BIG_INPUT:  # large inputs: bound the bytes read ahead
+            with self._drained:
+                while self._ready_bytes > READY_BYTES and not self.stopped.is_set():
+                    self._drained.wait(0.5)
+                self._ready_bytes += len(item.data)
         self.ready.append(item)
         if self._waiting:
             self._waiting = False
@@ -129,7 +157,9 @@ class InputPump:
                     break
                 data = serialize_args(args, kwargs, self.function_name)
                 check_size(data, self.function_name, self._limit)
-                self._put((index, data))
+                # a blob's id is hashed here, on the pump's thread (hashing releases the GIL): not on the loop
+                digest = hashlib.sha256(data).hexdigest() if len(data) > INLINE_PAYLOAD_LIMIT else None
+                self._put(Pumped(index, data, digest))
                 index += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, whatever it is
             self._put(_IteratorFailed(exc))
@@ -141,7 +171,7 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
     """Send the pump's inputs in batches; close the call at the end. Returns the number of inputs."""
     while True:
         item: Any = await pump.get()
-        batch: list[tuple[int, bytes]] = []
+        batch: list[Pumped] = []
         end: _End | None = None
         size = 0
         for attempt in range(2):
@@ -152,7 +182,7 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
                     end = item
                     break
                 batch.append(item)
-                size += len(item[1])
+                size += len(item.data)
                 if len(batch) >= SUBMIT_BATCH or size >= SUBMIT_BATCH_BYTES:
                     break
                 item = pump.get_nowait()
@@ -161,8 +191,8 @@ async def submit_inputs(client: Client, call_id: str, pump: InputPump, on_submit
             await asyncio.sleep(0)  # take what arrives within a blink: fewer, fuller requests
             item = pump.get_nowait()
         if batch or end is not None:
-            start = batch[0][0] if batch else end.count  # type: ignore[union-attr]
-            payloads = await to_payloads(client, [data for _, data in batch])
+            start = batch[0].index if batch else end.count  # type: ignore[union-attr]
+            payloads = await to_payloads(client, [x.data for x in batch], [x.digest for x in batch])
             body = {"start": start, "inputs": payloads, "close": end is not None}
             await client.request("POST", routes.path(routes.CALL_INPUTS, call_id=call_id), body, packed=True)
             on_submitted(len(batch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -11,6 +12,8 @@ from .config import INLINE_PAYLOAD_LIMIT, settings
 from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
 
 ASK_BEFORE_UPLOAD = 8 * 1024 * 1024
+PARALLEL_UPLOADS = 4  # blob uploads of one batch in flight at once
+HASH_ON_THREAD = 4 * 1024 * 1024
 
 
 def check_size(data: bytes, function_name: str, limit: int | None = None) -> None:
@@ -30,24 +33,40 @@ def inline_value(status: str, data: bytes) -> tuple[bool, Any] | None:
     return None
 
 
-async def to_payloads(client: Client, items: list[bytes]) -> list[bytes]:
-    """:func:`to_payload` for a batch (no await per input when all are inline)."""
+async def to_payloads(client: Client, items: list[bytes], digests: list[str | None] | None = None) -> list[bytes]:
+    """:func:`to_payload` for a batch: no await per input when all are inline; large ones uploaded a few at a time
+    (``digests``: their sha256, when the caller has it already)."""
     limit = INLINE_PAYLOAD_LIMIT
+    tag = serialization.INLINE_TAG
     if all(len(data) <= limit for data in items):
-        tag = serialization.INLINE_TAG
         return [tag + data for data in items]
-    return [await to_payload(client, data) for data in items]
+    uploads = asyncio.Semaphore(PARALLEL_UPLOADS)
+
+    async def one(data: bytes, digest: str | None) -> bytes:
+        if len(data) <= limit:
+            return tag + data
+        async with uploads:
+            return await to_payload(client, data, digest)
+
+    return list(await asyncio.gather(*(one(d, digests[i] if digests else None) for i, d in enumerate(items))))
 
 
-async def to_payload(client: Client, data: bytes) -> bytes:
+async def to_payload(client: Client, data: bytes, digest: str | None = None) -> bytes:
     """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
     if len(data) <= INLINE_PAYLOAD_LIMIT:
         return serialization.inline_payload(data)
-    blob_id = hashlib.sha256(data).hexdigest()
+    blob_id = digest or await blob_digest(data)
     # asking first saves sending a big blob twice; for a few MiB over loopback the question costs more
     if len(data) < ASK_BEFORE_UPLOAD or not await client.has_blob(blob_id):
         await client.put_blob(blob_id, data)
     return serialization.blob_payload(blob_id)
+
+
+async def blob_digest(data: bytes) -> str:
+    """The sha256 of a payload that goes to the blob store (on a thread when large: hashing releases the GIL)."""
+    if len(data) < HASH_ON_THREAD:
+        return hashlib.sha256(data).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
 
 
 async def decode_output(client: Client, status: str, data: bytes) -> tuple[bool, Any]:

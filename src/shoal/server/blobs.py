@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -46,3 +47,43 @@ class BlobStore:
 
     def get(self, blob_id: str) -> bytes:
         return self.path(blob_id).read_bytes()
+
+    def size(self, blob_id: str) -> int:
+        return self.path(blob_id).stat().st_size
+
+    def writer(self, blob_id: str) -> BlobWriter:
+        """A blob written piece by piece (a request body as it arrives), checked against its id at the end."""
+        return BlobWriter(self.path(blob_id))
+
+
+class BlobWriter:
+    """Writes a blob's pieces to a temporary file while hashing them; ``finish`` checks the hash and publishes it
+    atomically. Pieces are plain writes: callers run them on a thread (hashing and writing release the GIL)."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        fd, self._tmp = tempfile.mkstemp(dir=target.parent)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+
+    def write(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._hash.update(piece)
+            self._file.write(piece)
+
+    def finish(self, pieces: list[bytes]) -> None:
+        """Write the last pieces, then publish the blob; raises :class:`Invalid` when the content is not its id."""
+        try:
+            self.write(pieces)
+            self._file.close()
+            if self._hash.hexdigest() != self.target.name:
+                raise Invalid("blob content does not match its sha256 id")
+            os.replace(self._tmp, self.target)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)

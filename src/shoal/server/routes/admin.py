@@ -2,16 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 
 from ... import __version__
 from ...protocol import routes
 from ...protocol.messages import ImageBuildReply, ImageBuildRequest
+from ..blobs import BlobWriter
 from ..openapi import schema as openapi_schema
 from .http import ApiError, Router, field, message
+
+SEND_WHOLE = 8 * 1024 * 1024  # bytes: a larger blob is streamed to and from its file
+WRITE_EVERY = 4 * 1024 * 1024  # bytes of a blob's body received before they go to its file (on a thread)
+
+
+async def receive_blob(request: Request, writer: BlobWriter, limit: int) -> None:
+    """Write a request's body to a blob as it arrives (hashing and writing on a thread, not the event loop)."""
+    pieces: list[bytes] = []
+    pending = total = 0
+    if int(request.headers.get("content-length") or 0) <= SEND_WHOLE:  # small: one read, one thread hop
+        try:
+            body = await request.body()
+        except BaseException:
+            writer.abort()
+            raise
+        await asyncio.to_thread(writer.finish, [body])
+        return
+    try:
+        async for piece in request.stream():
+            pieces.append(piece)
+            pending += len(piece)
+            total += len(piece)
+            if total > limit:
+                raise ApiError(413, "RequestSizeError", f"blob over the limit of {limit} bytes")
+            if pending >= WRITE_EVERY:
+                await asyncio.to_thread(writer.write, pieces)
+                pieces, pending = [], 0
+    except BaseException:
+        writer.abort()
+        raise
+    await asyncio.to_thread(writer.finish, pieces)
 
 
 def add_routes(r: Router) -> None:
@@ -46,7 +79,7 @@ def add_routes(r: Router) -> None:
         length = int(request.headers.get("content-length") or 0)
         if length > r.max_body:
             raise ApiError(413, "RequestSizeError", f"blob of {length} bytes is over the limit of {r.max_body}")
-        plane.blobs.put(blob_id, await request.body())
+        await receive_blob(request, plane.blobs.writer(blob_id), r.max_body)
         return JSONResponse({})
 
     @r.route(routes.BLOB, ["GET", "HEAD"], "caller")
@@ -56,7 +89,10 @@ def add_routes(r: Router) -> None:
             raise ApiError(404, "NotFoundError", f"no blob {blob_id!r}")
         if request.method == "HEAD":
             return Response(b"")
-        return Response(plane.blobs.get(blob_id), media_type="application/octet-stream")
+        if plane.blobs.size(blob_id) > SEND_WHOLE:  # streamed from its file: the server never holds it whole
+            return FileResponse(plane.blobs.path(blob_id), media_type="application/octet-stream")
+        data = await asyncio.to_thread(plane.blobs.get, blob_id)  # read off the event loop
+        return Response(data, media_type="application/octet-stream")
 
     @r.route(routes.SECRETS, ["POST"], "client")
     async def create_secret(request: Request) -> Response:
