@@ -4,6 +4,9 @@ container process, socket or sleep (the test plays the containers' part through 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import time
 from pathlib import Path
 
 from shoal.backends.fake import FakeBackend
@@ -76,3 +79,49 @@ def test_a_container_the_scheduler_finds_silent_is_killed_with_its_reason_on_rec
         await plane.stop()
 
     asyncio.run(scenario())
+
+
+def test_payload_blobs_go_when_nothing_uses_them_and_a_shared_one_stays(tmp_path):
+    """Inputs' blobs go when their (ephemeral) app stops, results' blobs when the results expire, and a blob that
+    another app's input names stays."""
+
+    async def scenario() -> None:
+        config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20, blob_grace=0)
+        plane = ControlPlane(config, FakeBackend(), Parts.in_dir(config.state_dir))
+        blobs = {name: put_blob(plane, name) for name in (b"argument", b"shared", b"result")}
+        app_id = plane.create_app("blobs")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(), None)
+        call_id = plane.create_call(function_id, "map", None, [b"B" + blobs[b"argument"].encode()], close=False)
+        plane.add_inputs(call_id, 1, [b"B" + blobs[b"shared"].encode()], close=True)
+        other_app = plane.create_app("other")
+        other_fn = plane.create_function(other_app, "g", FunctionSpec(), None)
+        plane.create_call(other_fn, "map", None, [b"B" + blobs[b"shared"].encode()], close=True)
+        container_id = "ta-1"
+        plane.store.add_container(container_id, function_id, app_id)
+        plane.store.mark_started(container_id)
+        leased = (await plane.exchange(container_id, ExchangeRequest(want=1))).inputs
+        report = ReportedOutput(call_id, 0, leased[0].lease, OutputStatus.SUCCESS, b"B" + blobs[b"result"].encode())
+        await plane.exchange(container_id, ExchangeRequest([report], want=0))
+        assert await plane.remove_unused_blobs() == 0  # every blob is in use
+
+        await plane.stop_app(app_id, "the client left")
+        assert await plane.remove_unused_blobs() == 1
+        assert not plane.blobs.exists(blobs[b"argument"])
+        assert plane.blobs.exists(blobs[b"shared"])  # the other app's input names it
+        assert plane.blobs.exists(blobs[b"result"])  # the results can still be fetched
+
+        plane.store.clock = lambda: time.time() + 7200  # past the retention window
+        plane.store.expire_results(3600.0)
+        assert await plane.remove_unused_blobs() == 1
+        assert not plane.blobs.exists(blobs[b"result"])
+        assert plane.blobs.exists(blobs[b"shared"])
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+def put_blob(plane: ControlPlane, data: bytes) -> str:
+    blob_id = hashlib.sha256(data).hexdigest()
+    plane.blobs.writer(blob_id).finish([data])
+    os.utime(plane.blobs.path(blob_id), (time.time() - 10, time.time() - 10))  # written a while ago
+    return blob_id

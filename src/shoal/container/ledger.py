@@ -16,6 +16,8 @@ from ..protocol import chunks
 from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutput
 
 ChunkKey = tuple[str, int]  # (call, lease)
+INLINE = b"I"  # an inline result (serialization.INLINE_TAG)
+SUCCESS = OutputStatus.SUCCESS
 
 
 class ChunkLedger:
@@ -70,7 +72,10 @@ class ChunkLedger:
             for (call_id, lease, first), got in parts.items():
                 count = self._open[(call_id, lease)][first]
                 self._close(call_id, lease, first)  # reported now, whole or in part: either way it is done here
-                whole = len(got) == count and all(r.status == OutputStatus.SUCCESS for r in got)
+                # a result that went to the blob store goes alone: the server keeps track of which blobs are used
+                whole = len(got) == count and all(
+                    r.status == OutputStatus.SUCCESS and r.data[:1] == INLINE for r in got
+                )
                 if whole and any(r.index != first + i for i, r in enumerate(got)):
                     got.sort(key=lambda r: r.index)
                     whole = all(r.index == first + i for i, r in enumerate(got))

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import Invalid
@@ -47,6 +48,23 @@ class BlobStore:
 
     def get(self, blob_id: str) -> bytes:
         return self.path(blob_id).read_bytes()
+
+    def touch(self, blob_id: str) -> None:
+        """Mark a blob as wanted now (a client asked whether it is here: it is about to use it)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path(blob_id))
+
+    def remove_unused(self, blob_ids: list[str], grace: float) -> int:
+        """Delete those of ``blob_ids`` not written or asked for in the last ``grace`` seconds; returns how many."""
+        removed = 0
+        cutoff = time.time() - grace
+        for blob_id in blob_ids:
+            path = self.path(blob_id)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def size(self, blob_id: str) -> int:
         return self.path(blob_id).stat().st_size

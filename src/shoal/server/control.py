@@ -64,6 +64,7 @@ def check_name(name: str) -> None:
 MAX_LONG_POLL = 30.0
 DRAIN_GRACE = 5.0
 TICK_INTERVAL = 0.1
+BLOB_SWEEP_EVERY = 5.0  # seconds between looks for payload blobs no call uses
 LAUNCHES_PER_TURN = 20
 
 
@@ -81,6 +82,7 @@ class ServerConfig:
     local_token: str | None = None  # without client_token: what this home's clients present (see auth.py)
     client_timeout: float = 20.0  # an ephemeral app whose client is silent this long is stopped
     expiry_interval: float = 60.0  # seconds between sweeps for expired results
+    blob_grace: float = 30.0  # seconds a payload blob stays on disk after its last use ended (store/blob_refs.py)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class ControlPlane:
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
+        self._last_blob_sweep = 0.0
         self._stopping = False
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -388,6 +391,7 @@ class ControlPlane:
         self.store.stop_app(app_id, reason)
         for call_id in self.store.unfinished_calls(app_id):
             await self.cancel_call(call_id, False, f"the app was stopped ({reason}) before this input finished")
+        self.store.blob_refs.release_inputs_of_app(app_id)  # no input of it runs again: its blobs can go
         cids = self.store.containers_of_app(app_id)
         for cid in cids:
             self.store.set_container_state(cid, ContainerState.DRAINING, "app stopped")
@@ -580,6 +584,15 @@ class ControlPlane:
         if now - self._last_expiry > self.config.expiry_interval:
             self._last_expiry = now
             self.store.expire_results(self.config.result_retention)
+        if now - self._last_blob_sweep > BLOB_SWEEP_EVERY:
+            self._last_blob_sweep = now
+            await self.remove_unused_blobs()
+
+    async def remove_unused_blobs(self) -> int:
+        """Delete the payload blobs no call has used for the grace period (and nobody uploaded or asked for since:
+        a client may be about to submit inputs that name one). Returns how many files were removed."""
+        due = self.store.blob_refs.orphans_due(self.config.blob_grace)
+        return await asyncio.to_thread(self.blobs.remove_unused, due, self.config.blob_grace) if due else 0
 
     async def _launch(self, function_id: str, app_id: str) -> None:
         found = self.store.function(function_id)

@@ -88,6 +88,7 @@ def add_routes(r: Router) -> None:
         if not plane.blobs.valid_id(blob_id) or not plane.blobs.exists(blob_id):
             raise ApiError(404, "NotFoundError", f"no blob {blob_id!r}")
         if request.method == "HEAD":
+            plane.blobs.touch(blob_id)  # asked for: a client is about to name it in an input (blobs.remove_unused)
             return Response(b"")
         if plane.blobs.size(blob_id) > SEND_WHOLE:  # streamed from its file: the server never holds it whole
             return FileResponse(plane.blobs.path(blob_id), media_type="application/octet-stream")

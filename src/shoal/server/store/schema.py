@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS function_metrics (
 CREATE INDEX IF NOT EXISTS logs_call ON logs(call_id, input_idx, seq);
 CREATE INDEX IF NOT EXISTS calls_function ON calls(function_id, finished_at);
 CREATE INDEX IF NOT EXISTS calls_parent ON calls(parent_input) WHERE parent_input IS NOT NULL;
+-- payload blobs in use: by a call's inputs ('in') or its results and generator items ('out') (store/blob_refs.py)
+CREATE TABLE IF NOT EXISTS blob_refs (
+    blob_id TEXT NOT NULL, call_id TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (blob_id, call_id, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blob_refs_call ON blob_refs(call_id, kind);
+CREATE TABLE IF NOT EXISTS blob_orphans (blob_id TEXT PRIMARY KEY, since REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS schedules (
     function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
     next_fire REAL NOT NULL, last_fire REAL, last_call TEXT

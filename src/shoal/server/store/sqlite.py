@@ -42,6 +42,7 @@ from ..records import (
     ReportedOutput,
 )
 from . import schema
+from .blob_refs import BLOB_PAYLOAD_LEN, BlobRefs
 from .catalog import Catalog
 from .checkpoints import Checkpointer
 from .insights import Insights
@@ -53,6 +54,7 @@ from .tokens import TokenRows
 
 log = logging.getLogger("shoal.store")
 _STATES = {s.value: s for s in ContainerState}  # a dict lookup instead of an Enum call per row
+PAYLOAD_STATUSES = {OutputStatus.SUCCESS.value, OutputStatus.FAILURE.value}  # outputs whose data is a payload
 RECOUNT_EVERY = 300.0  # seconds between checks of the queued-input counters against the table
 
 # what the caller raises for an input that ended without running to an answer (the dashboard's grouping key)
@@ -102,6 +104,7 @@ class SQLiteStore:
         self.insights = Insights(self)
         self.kv = KVTables(self)
         self.items = ItemStreams(self)
+        self.blob_refs = BlobRefs(self)
         self.schedules = ScheduleBook(self)
         self.secrets = SecretRows(self)
         self.tokens = TokenRows(self)
@@ -257,6 +260,7 @@ class SQLiteStore:
         rows = [(call_id, start + offset, function_id, chunks.frame_or_item(group), len(group), now)
                 for offset, group in _groups(payloads)]  # fmt: skip
         added = self._insert_inputs(db, rows)
+        BlobRefs.record(db, call_id, "in", payloads)
         self._queued_delta[function_id] += added
         db.execute("UPDATE calls SET submitted = MAX(submitted, ?) WHERE id=?", (start + len(payloads), call_id))
         if close:
@@ -516,7 +520,9 @@ class SQLiteStore:
             new = [v for v in values if db.execute(insert, v).rowcount]
         db.execute("RELEASE outputs")
         counts: dict[str, list[int]] = {}
-        for call_id, _, status, *_, count in new:
+        for call_id, _, status, data, *_, count in new:
+            if len(data) == BLOB_PAYLOAD_LEN and count == 1 and status in PAYLOAD_STATUSES:  # it may name a blob
+                BlobRefs.record(db, call_id, "out", (data,))
             c = counts.setdefault(call_id, [0, 0])
             c[0] += count
             c[1] += count if status != OutputStatus.SUCCESS.value else 0
@@ -693,6 +699,7 @@ class SQLiteStore:
             db.executemany("DELETE FROM outputs WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM gen_items WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM attempts WHERE call_id=?", [(i,) for i in ids])
+            self.blob_refs.release_calls(db, ids)
             db.executemany("UPDATE calls SET expired=1 WHERE id=?", [(i,) for i in ids])
         return len(ids)
 

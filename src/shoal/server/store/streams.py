@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .blob_refs import BlobRefs
+
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
@@ -31,6 +33,7 @@ class ItemStreams:
             if current is None:
                 return False
             db.execute("INSERT OR IGNORE INTO gen_items VALUES (?, ?, ?, ?)", (call_id, index, seq, data))
+            BlobRefs.record(db, call_id, "out", (data,))
         return True
 
     def after(self, call_id: str, index: int, since: int) -> list[list[Any]]:
