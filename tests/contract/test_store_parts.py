@@ -28,7 +28,7 @@ def test_the_interface_names_every_public_method_of_the_implementation():
     def public(cls: type) -> set[str]:
         return {n for n, v in vars(cls).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
 
-    parts = {"catalog", "insights", "kv", "items", "schedules", "secrets", "tokens"}
+    parts = {"catalog", "insights", "kv", "items", "blob_refs", "schedules", "secrets", "tokens"}
     assert public(SQLiteStore) - parts == public(Store) - parts
     # and each part's interface names every public method of its implementation
     assert public(Insights) == public(InsightsPart)
