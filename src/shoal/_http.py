@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import socket
-import ssl
 import weakref
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -87,9 +86,14 @@ class AsyncHTTP:
                 raise
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        tls = None
+        if self.tls:
+            import ssl  # https only: most connections are plain loopback ones (and ssl takes ~8 ms to import)
+
+            tls = ssl.create_default_context()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=ssl.create_default_context() if self.tls else None,
+                asyncio.open_connection(self.host, self.port, ssl=tls,
                                         limit=2**20),
                 10.0,
             )  # fmt: skip

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import psutil
 
-from .._image_build import materialise
 from ..config import settings
 from ..protocol.specs import ImageSpec, PreparedImage
 from ..server.volumes import VolumeStore
@@ -63,6 +62,8 @@ class LocalBackend(Backend):
     def prepare_image(
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
     ) -> PreparedImage:
+        from .._image_build import materialise  # only for functions with an image: not on every server's start
+
         return materialise(image, log, fetch)
 
     def log_path(self, container_id: str) -> Path:

@@ -9,10 +9,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
-import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -25,12 +24,17 @@ from . import pages
 from .access import COOKIE, Access, NeedsLogin, Visitor
 
 log = logging.getLogger("shoal.server")
+if TYPE_CHECKING:
+    import jinja2
+
 PREFIX = DASHBOARD
 STATIC = {"dashboard.js": "text/javascript", "style.css": "text/css"}
 PageHandler = Callable[[Request, Visitor], Awaitable[Response]]
 
 
 def _environment() -> jinja2.Environment:
+    import jinja2  # on the first page: a server that nobody browses does not import it (start-up time)
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("shoal.server.dashboard", "templates"),
         autoescape=True,
@@ -80,11 +84,13 @@ class Dashboard:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self.access = Access(plane.authorizer, plane.config.client_token, plane.config.url)
-        self.templates = _environment()
+        self._templates: jinja2.Environment | None = None
         self.login_limiter = RateLimiter(1.0)  # a token guessed at most about once a second per address
 
     def render(self, template: str, visitor: Visitor | None, status: int = 200, **context: Any) -> HTMLResponse:
-        html = self.templates.get_template(template).render(visitor=visitor, logged_in=not self.access.open, **context)
+        if self._templates is None:
+            self._templates = _environment()
+        html = self._templates.get_template(template).render(visitor=visitor, logged_in=not self.access.open, **context)
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
     def page(self, handler: PageHandler, action: bool = False) -> Callable[[Request], Awaitable[Response]]:
