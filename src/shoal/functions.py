@@ -87,6 +87,7 @@ class Function:
         self.app_name = app_name
         self._object_id: str | None = None
         self._url: str | None = None
+        self._client: Client | None = None  # the server's client, found once per hydration (not once per call)
         self._web_url: str | None = None  # a web endpoint's URL, once registered (or looked up)
         self._web_method: str | None = None  # a web endpoint on a method of an @app.cls class: that method
         self.__doc__ = getattr(raw_f, "__doc__", None)
@@ -136,6 +137,7 @@ class Function:
 
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url
+        self._client = None
 
     def get_web_url(self) -> str | None:
         """The URL of a web endpoint (``fastapi_endpoint``, ``asgi_app``, ...): set once the app runs or, for
@@ -184,7 +186,9 @@ class Function:
                 f"Function {self.tag} is not running: call it inside `with app.run():` (or `shoal run`), "
                 "or use .local() to run it in this process."
             )
-        return client_for(self._url), self._object_id
+        if self._client is None:
+            self._client = client_for(self._url)
+        return self._client, self._object_id
 
     async def _resolve_deployed(self, app_name: str) -> None:
         from .client import configured_url
