@@ -944,8 +944,10 @@ def _as_report(release: Release) -> ReportedOutput:
     return ReportedOutput(release.call_id, release.index, release.lease, OutputStatus.SUCCESS, b"", count=release.count)
 
 
-CHUNK_INPUTS = 1024  # inputs per chunk row at most
-CHUNK_BYTES = 1 << 20  # and bytes (a lease that takes part of a chunk copies the rest)
+CHUNK_INPUTS = 256  # inputs per chunk row at most
+# and bytes: a lease that takes the first inputs of a chunk rewrites the rest of it (a container leasing one input
+# at a time out of a large chunk would write the chunk again and again)
+CHUNK_BYTES = 64 * 1024
 
 
 def _groups(payloads: Sequence[bytes]) -> Iterator[tuple[int, Sequence[bytes]]]:
