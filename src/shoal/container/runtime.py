@@ -154,6 +154,8 @@ class ContainerRuntime:
             self.state.stopping = True
         if self.web is not None:
             self.web.stop()
+        if self._prefetch_pool is not None:  # a lease ahead in flight: its inputs are given back with the rest
+            self._prefetch_pool.shutdown(wait=True)
         try:
             self._exchange(0, 0)
         except BaseException:  # noqa: BLE001 - best effort on the way out
