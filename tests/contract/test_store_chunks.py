@@ -46,14 +46,24 @@ def test_a_lease_cuts_a_chunk_at_its_size_and_the_rest_keeps_its_place(store):
     assert [(x.index, x.count) for x in first] == [(0, 2)]
     assert store.queued_counts() == {"fu-1": 5}
     second = store.lease_inputs("fu-1", "ta-2", 4)
-    # the rest of the first batch (in its place in the queue), then one input cut from the next: unframed
-    assert [(x.index, x.count) for x in second] == [(2, 3), (5, 1)]
-    assert second[1].payload == b"I0"
+    # the first batch was cut into pieces of two, in its place in the queue: its rest comes first, then one input
+    # cut from the next batch (a part of one input: unframed)
+    assert [(x.index, x.count) for x in second] == [(2, 2), (4, 1), (5, 1)]
+    assert [inputs_of([x])[0].payload for x in second] == [b"I2", b"I4", b"I0"]
     (third,) = store.lease_inputs("fu-1", "ta-2", 5)
     assert (third.index, third.count, third.payload) == (6, 1, b"I1")
-    for container, leased in (("ta-1", first[0]), ("ta-2", second[0])):
-        store.complete(container, [chunk_report(leased, [b"Iok"] * leased.count)])
-    assert store.call("fc-1").done == 5
+    reports = {"ta-1": first, "ta-2": [*second, third]}
+    for container, leased in reports.items():
+        store.complete(container, [report_of(x) for x in leased])
+    assert store.call("fc-1").done == 7
+    assert [o.index for o in store.outputs("fc-1", 0, 10)] == list(range(7))
+
+
+def report_of(leased):  # noqa: ANN001, ANN201
+    """A container's report of a leased row: a chunk's as one, an input's as itself."""
+    if leased.count > 1:
+        return chunk_report(leased, [b"Iok"] * leased.count)
+    return ReportedOutput(leased.call_id, leased.index, leased.lease, OutputStatus.SUCCESS, b"Iok")
 
 
 def test_a_failure_in_a_chunk_is_retried_alone_and_the_others_succeed(store):
@@ -121,3 +131,10 @@ def test_a_resent_batch_adds_nothing(store):
     assert store.add_inputs("fc-1", 2, payloads(3), close=True) == 2  # overlapping: only the new ones
     assert store.queued_counts() == {"fu-1": 2}
     assert store.call("fc-1").num_inputs == 5
+
+
+def test_pieces_of_a_cut_chunk_keep_its_place_before_later_calls(store):
+    store.add_inputs("fc-1", 0, payloads(4), close=True)
+    store.create_call("fc-2", "fu-1", "ap-1", "map", None, payloads(2), close=True)
+    order = [(x.call_id, x.index) for _ in range(6) for x in store.lease_inputs("fu-1", "ta-1", 1)]
+    assert order == [("fc-1", 0), ("fc-1", 1), ("fc-1", 2), ("fc-1", 3), ("fc-2", 0), ("fc-2", 1)]

@@ -269,21 +269,36 @@ class SQLiteStore:
         return added
 
     def _insert_inputs(self, db: sqlite3.Connection, rows: Sequence[tuple[str, int, str, bytes, int, float]]) -> int:
-        """Insert PENDING rows (call, idx, function, payload, count, queued_at); returns the inputs that are new."""
+        """Insert PENDING rows (call, idx, function, payload, count, queued_at); returns the inputs that are new.
+
+        Each row's id is a multiple of ``ROW_SPACING`` above every row's now: the queue's order, with room after each
+        chunk for the pieces it may be cut into (see :meth:`_cut`), which then keep its place."""
+        top = db.execute("SELECT MAX(rowid) FROM inputs").fetchone()[0] or 0
+        first = (top // ROW_SPACING + 1) * ROW_SPACING
+        spaced = [(first + j * ROW_SPACING, *r) for j, r in enumerate(rows)]
         insert = (
-            "INSERT OR IGNORE INTO inputs (call_id, idx, function_id, state, payload, count, queued_at) "
-            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?)"
+            "INSERT OR IGNORE INTO inputs (rowid, call_id, idx, function_id, state, payload, count, queued_at) "
+            "VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?)"
         )
         db.execute("SAVEPOINT inputs")
         before = db.total_changes
-        db.executemany(insert, rows)
-        if db.total_changes - before == len(rows):  # the usual case: every row is new
+        db.executemany(insert, spaced)
+        if db.total_changes - before == len(spaced):  # the usual case: every row is new
             added = sum(r[4] for r in rows)
         else:
             db.execute("ROLLBACK TO inputs")
-            added = sum(r[4] for r in rows if db.execute(insert, r).rowcount)
+            added = sum(r[5] for r in spaced if db.execute(insert, r).rowcount)
         db.execute("RELEASE inputs")
         return added
+
+    @staticmethod
+    def _room_after(db: sqlite3.Connection, rowid: int, n: int) -> bool:
+        """Whether row ids ``rowid+1 .. rowid+n-1`` are free (a chunk's pieces can take them, in its place)."""
+        return (
+            n <= ROW_SPACING
+            and db.execute("SELECT 1 FROM inputs WHERE rowid>? AND rowid<? LIMIT 1", (rowid, rowid + n)).fetchone()
+            is None
+        )
 
     def lease_inputs(self, function_id: str, container_id: str, max_inputs: int) -> list[LeasedInput]:
         """Lease up to ``max_inputs`` ready inputs, oldest first; an isolated input is always leased alone."""
@@ -331,12 +346,39 @@ class SQLiteStore:
                 (container_id, now, *chunk),
             )
         if cut is not None:
-            leased.append(self._lease_head(db, cut, max_inputs - items, container_id, now))
+            leased.append(self._cut(db, function_id, cut, max_inputs - items, container_id, now))
             taken.append(cut)
         self._queued_delta[function_id] -= sum(x.count for x in leased)
         db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
         self._observe(db, function_id, metrics.WAIT, [(now - r[6], x.count) for r, x in zip(taken, leased) if r[6]])
         return leased
+
+    def _cut(
+        self, db: sqlite3.Connection, function_id: str, row: Any, k: int, container_id: str, now: float
+    ) -> LeasedInput:
+        """Lease the first ``k`` inputs of a queued chunk.
+
+        The chunk is cut into pieces of ``k`` inputs, in its place in the queue (row ids after its own), and the
+        first is leased: a container that keeps asking for ``k`` (one at a time, for slow inputs) then takes a piece
+        whole, one small write per lease as for a row of one input, instead of rewriting the rest of the chunk each
+        time. Where its row ids are taken, the first ``k`` become a row of their own and the rest stays."""
+        rowid, call_id, idx, payload, leases, _, queued_at, count = row
+        pieces = -(-count // k)
+        if not self._room_after(db, rowid, pieces):
+            return self._lease_head(db, row, k, container_id, now)
+        items = chunks.unpack(payload)
+        db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
+        parts = [items[start : start + k] for start in range(0, count, k)]
+        db.executemany(
+            "INSERT INTO inputs (rowid, call_id, idx, function_id, state, payload, count, leases, container_id, "
+            "leased_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(rowid + p, call_id, idx + p * k, function_id, "PENDING", chunks.frame_or_item(part), len(part), leases,
+              None, None, queued_at) if p else
+             (rowid, call_id, idx, function_id, "LEASED", chunks.frame_or_item(part), len(part), leases + 1,
+              container_id, now, queued_at)
+             for p, part in enumerate(parts)],
+        )  # fmt: skip
+        return LeasedInput(call_id, idx, leases + 1, chunks.frame_or_item(parts[0]), len(parts[0]))
 
     def _lease_head(self, db: sqlite3.Connection, row: Any, k: int, container_id: str, now: float) -> LeasedInput:
         """Lease the first ``k`` inputs of a queued chunk: they become a row of their own, the rest stays queued in
@@ -362,7 +404,8 @@ class SQLiteStore:
         for rowid, call_id, idx, *rest in rows:
             function_id, state, payload, count, *kept = rest
             db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
-            singles = [(rowid if i == 0 else None, call_id, idx + i, function_id, state, item, *kept)
+            room = self._room_after(db, rowid, count)  # the singles keep the chunk's place in the queue if they can
+            singles = [(rowid + i if room or i == 0 else None, call_id, idx + i, function_id, state, item, *kept)
                        for i, item in enumerate(chunks.unpack(payload))]  # fmt: skip
             db.executemany(
                 "INSERT INTO inputs (rowid, call_id, idx, function_id, state, payload, leases, failures, isolate, "
@@ -945,6 +988,7 @@ def _as_report(release: Release) -> ReportedOutput:
 
 
 CHUNK_INPUTS = 256  # inputs per chunk row at most
+ROW_SPACING = CHUNK_INPUTS  # ids between two chunk rows: room for the pieces of a cut (SQLiteStore._cut)
 # and bytes: a lease that takes the first inputs of a chunk rewrites the rest of it (a container leasing one input
 # at a time out of a large chunk would write the chunk again and again)
 CHUNK_BYTES = 64 * 1024
