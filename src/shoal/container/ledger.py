@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import TypeVar
 
 from ..protocol import chunks
 from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutput
 
 ChunkKey = tuple[str, int]  # (call, lease)
+T = TypeVar("T", ReportedOutput, Release)
 INLINE = b"I"  # an inline result (serialization.INLINE_TAG)
 SUCCESS = OutputStatus.SUCCESS
 
@@ -53,29 +55,35 @@ class ChunkLedger:
             if not spans:
                 del self._open[(call_id, lease)]
 
+    def _by_chunk(self, items: Sequence[T]) -> tuple[list[T], dict[tuple[str, int, int, int], list[T]]]:
+        """``items`` (reports or releases) that belong to no open chunk, and the others by chunk: (call, lease,
+        first index, count). The chunks found are closed: reported, whole or in part, they are done here."""
+        alone: list[T] = []
+        parts: dict[tuple[str, int, int, int], list[T]] = {}
+        last: tuple[str, int, int, int] | None = None  # the chunk found last (a report's neighbours share it)
+        for r in items:
+            if last is None or not (
+                r.call_id == last[0] and r.lease == last[1] and last[2] <= r.index < last[2] + last[3]
+            ):
+                found: tuple[int, int] | None = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
+                if found is None:
+                    alone.append(r)
+                    continue
+                last = (r.call_id, r.lease, found[0], found[1])
+            parts.setdefault(last, []).append(r)
+        for call_id, lease, first, _ in parts:
+            self._close(call_id, lease, first)
+        return alone, parts
+
     def merge(self, reports: Sequence[ReportedOutput]) -> list[ReportedOutput]:
         """The reports to send: a chunk whose inputs all succeeded, all here, as one; the rest as they are."""
         with self._lock:
             if not self._open:
                 return list(reports)
-            out: list[ReportedOutput] = []
-            parts: dict[tuple[str, int, int], list[ReportedOutput]] = {}
-            last: tuple[str, int, int, int] | None = None  # (call, lease, first, end) of the chunk found last
-            for r in reports:
-                if last is None or not (r.call_id == last[0] and r.lease == last[1] and last[2] <= r.index < last[3]):
-                    found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
-                    if found is None:
-                        out.append(r)
-                        continue
-                    last = (r.call_id, r.lease, found[0], found[0] + found[1])
-                parts.setdefault((last[0], last[1], last[2]), []).append(r)
-            for (call_id, lease, first), got in parts.items():
-                count = self._open[(call_id, lease)][first]
-                self._close(call_id, lease, first)  # reported now, whole or in part: either way it is done here
+            out, parts = self._by_chunk(reports)
+            for (call_id, lease, first, count), got in parts.items():
                 # a result that went to the blob store goes alone: the server keeps track of which blobs are used
-                whole = len(got) == count and all(
-                    r.status == OutputStatus.SUCCESS and r.data[:1] == INLINE for r in got
-                )
+                whole = len(got) == count and all(r.status == SUCCESS and r.data[:1] == INLINE for r in got)
                 if whole and any(r.index != first + i for i, r in enumerate(got)):
                     got.sort(key=lambda r: r.index)
                     whole = all(r.index == first + i for i, r in enumerate(got))
@@ -84,7 +92,7 @@ class ChunkLedger:
                     continue
                 data = chunks.pack([r.data for r in got])
                 duration = sum(r.duration for r in got)
-                out.append(ReportedOutput(call_id, first, lease, OutputStatus.SUCCESS, data, duration, count=count))
+                out.append(ReportedOutput(call_id, first, lease, SUCCESS, data, duration, count=count))
             return out
 
     def merge_released(self, released: Sequence[Release]) -> list[Release]:
@@ -92,17 +100,8 @@ class ChunkLedger:
         with self._lock:
             if not self._open:
                 return list(released)
-            out: list[Release] = []
-            parts: dict[tuple[str, int, int], list[Release]] = {}
-            for r in released:
-                found = self._chunk_of(r.call_id, r.index, r.lease) if r.count == 1 else None
-                if found is None:
-                    out.append(r)
-                else:
-                    parts.setdefault((r.call_id, r.lease, found[0]), []).append(r)
-            for (call_id, lease, first), got in parts.items():
-                count = self._open[(call_id, lease)][first]
-                self._close(call_id, lease, first)
+            out, parts = self._by_chunk(released)
+            for (call_id, lease, first, count), got in parts.items():
                 whole = sorted(r.index for r in got) == list(range(first, first + count))
                 out += [Release(call_id, first, lease, count)] if whole else got
             return out
