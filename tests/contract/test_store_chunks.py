@@ -138,3 +138,17 @@ def test_pieces_of_a_cut_chunk_keep_its_place_before_later_calls(store):
     store.create_call("fc-2", "fu-1", "ap-1", "map", None, payloads(2), close=True)
     order = [(x.call_id, x.index) for _ in range(6) for x in store.lease_inputs("fu-1", "ta-1", 1)]
     assert order == [("fc-1", 0), ("fc-1", 1), ("fc-1", 2), ("fc-1", 3), ("fc-2", 0), ("fc-2", 1)]
+
+
+def test_failing_the_queue_ends_each_queued_input_of_a_chunk_and_counts_them(store):
+    store.add_inputs("fc-1", 0, payloads(4), close=True)
+    (leased,) = store.lease_inputs("fu-1", "ta-1", 1)  # one is running: it is not queued
+    assert store.fail_pending("fu-1", OutputStatus.INIT_FAILED, "cannot import") == {"fc-1"}
+    outputs = store.outputs("fc-1", 0, 10)
+    assert [(o.index, o.status, o.data) for o in outputs] == [(i, "INIT_FAILED", b"cannot import") for i in (1, 2, 3)]
+    assert store.output_at("fc-1", 2).data == b"cannot import"
+    assert (store.call("fc-1").done, store.call("fc-1").failed) == (3, 3)
+    (group,) = store.insights.failure_groups("fc-1")
+    assert (group.count, group.message) == (3, "cannot import")
+    assert store.complete("ta-1", [report_of(leased)])[0] == 1
+    assert store.call("fc-1").status == "FAILED"

@@ -150,8 +150,8 @@ class Insights:
     def failure_groups(self, call_id: str, limit: int = 20) -> list[FailureGroup]:
         """A call's failed inputs grouped by exception type and message, the largest group first."""
         groups = self.db.execute(
-            "SELECT error_type, error_message, COUNT(*) FROM outputs WHERE call_id=? AND status!='SUCCESS' "
-            "GROUP BY error_type, error_message ORDER BY COUNT(*) DESC LIMIT ?",
+            "SELECT error_type, error_message, SUM(count) FROM outputs WHERE call_id=? AND status!='SUCCESS' "
+            "GROUP BY error_type, error_message ORDER BY SUM(count) DESC LIMIT ?",
             (call_id, limit),
         ).fetchall()
         out = []

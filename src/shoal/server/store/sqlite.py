@@ -83,7 +83,8 @@ class Ending(NamedTuple):
             return self.error
         if self.status == OutputStatus.FAILURE.value:
             return FailureInfo("Exception", "(no description was reported)", "")
-        return FailureInfo(ERROR_TYPES.get(self.status, "ExecutionError"), self.data.decode(errors="replace"), "")
+        message = chunks.item(self.data, 0) if self.span > 1 else self.data  # a chunk's: the same for each input
+        return FailureInfo(ERROR_TYPES.get(self.status, "ExecutionError"), message.decode(errors="replace"), "")
 
 
 class SQLiteStore:
@@ -650,26 +651,26 @@ class SQLiteStore:
         """End every queued (not leased) input of a function with ``status`` (e.g. its module cannot load)."""
         now = self.clock()
         with self._tx() as db:
-            self._explode(db, "function_id=? AND state='PENDING'", (function_id,))
             rows = db.execute(
-                "SELECT rowid, call_id, idx, leases FROM inputs WHERE function_id=? AND state='PENDING'",
+                "SELECT rowid, call_id, idx, leases, count FROM inputs WHERE function_id=? AND state='PENDING'",
                 (function_id,),
             ).fetchall()
             data = message.encode()
-            self._finish(db, [Ending(rowid, call_id, idx, status.value, data, lease)
-                              for rowid, call_id, idx, lease in rows], now)  # fmt: skip
+            self._finish(db, [Ending(rowid, call_id, idx, status.value, _each(data, count), lease, span=count)
+                              for rowid, call_id, idx, lease, count in rows], now)  # fmt: skip
         return {r[1] for r in rows}
 
     def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
         """Cancel every unfinished input of a call; returns (container, index) of the ones being run."""
         now = self.clock()
         with self._tx() as db:
-            self._explode(db, "call_id=?", (call_id,))
+            self._explode(db, "call_id=? AND state='LEASED'", (call_id,))  # running inputs are interrupted one by one
             rows = db.execute(
-                "SELECT rowid, idx, leases, container_id, state FROM inputs WHERE call_id=?", (call_id,)
+                "SELECT rowid, idx, leases, container_id, state, count FROM inputs WHERE call_id=?", (call_id,)
             ).fetchall()
             data, cancelled = message.encode(), OutputStatus.CANCELLED.value
-            endings = [Ending(rowid, call_id, idx, cancelled, data, lease, cid) for rowid, idx, lease, cid, _ in rows]
+            endings = [Ending(rowid, call_id, idx, cancelled, _each(data, count), lease, cid, span=count)
+                       for rowid, idx, lease, cid, _, count in rows]  # fmt: skip
             self._finish(db, endings, now)
             db.execute(
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
@@ -980,6 +981,11 @@ class SQLiteStore:
                 "UPDATE apps SET state='STOPPED', stopped_at=?, stop_reason=? WHERE id=?",
                 (self.clock(), reason, app_id),
             )
+
+
+def _each(message: bytes, count: int) -> bytes:
+    """The data of an output row that ends ``count`` queued inputs the same way (a cancel): a frame for a chunk."""
+    return message if count == 1 else chunks.pack([message] * count)
 
 
 def _as_report(release: Release) -> ReportedOutput:
