@@ -15,10 +15,10 @@ from typing import TypeVar
 
 from ..protocol import chunks
 from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutput
+from ..serialization import INLINE_TAG
 
 ChunkKey = tuple[str, int]  # (call, lease)
 T = TypeVar("T", ReportedOutput, Release)
-INLINE = b"I"  # an inline result (serialization.INLINE_TAG)
 SUCCESS = OutputStatus.SUCCESS
 
 
@@ -83,7 +83,7 @@ class ChunkLedger:
             out, parts = self._by_chunk(reports)
             for (call_id, lease, first, count), got in parts.items():
                 # a result that went to the blob store goes alone: the server keeps track of which blobs are used
-                whole = len(got) == count and all(r.status == SUCCESS and r.data[:1] == INLINE for r in got)
+                whole = len(got) == count and all(r.status == SUCCESS and r.data[:1] == INLINE_TAG for r in got)
                 if whole and any(r.index != first + i for i, r in enumerate(got)):
                     got.sort(key=lambda r: r.index)
                     whole = all(r.index == first + i for i, r in enumerate(got))

@@ -14,16 +14,17 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from ...serialization import BLOB_TAG
+
 if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
-BLOB_TAG = 66  # b"B": a payload that names a blob (serialization.blob_payload)
-BLOB_PAYLOAD_LEN = 65  # the tag and a sha256 in hex
+BLOB_PAYLOAD_LEN = 65  # a payload naming a blob: the tag and a sha256 in hex (serialization.blob_payload)
 
 
 def blob_ids(payloads: Iterable[bytes]) -> list[str]:
     """The blobs some payloads name (inline payloads name none)."""
-    return [p[1:].decode() for p in payloads if len(p) == BLOB_PAYLOAD_LEN and p[0] == BLOB_TAG]
+    return [p[1:].decode() for p in payloads if len(p) == BLOB_PAYLOAD_LEN and p[:1] == BLOB_TAG]
 
 
 class BlobRefs:

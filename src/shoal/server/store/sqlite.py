@@ -54,6 +54,7 @@ from .tokens import TokenRows
 
 log = logging.getLogger("shoal.store")
 _STATES = {s.value: s for s in ContainerState}  # a dict lookup instead of an Enum call per row
+_NO_ROW = (0, 0, "", 0)  # what _held has for a report that matches no leased row
 PAYLOAD_STATUSES = {OutputStatus.SUCCESS.value, OutputStatus.FAILURE.value}  # outputs whose data is a payload
 RECOUNT_EVERY = 300.0  # seconds between checks of the queued-input counters against the table
 
@@ -449,10 +450,7 @@ class SQLiteStore:
         accepted = 0
         finished: list[Ending] = []
         ran: dict[str, list[tuple[float, int]]] = {}  # function -> (duration, inputs) of the accepted reports
-        held = self._held(db, container_id)
-        if any(held.get((r.call_id, r.index, r.lease), (0, 0, "", 0))[3] != r.count for r in reports):
-            reports = self._per_input(db, container_id, reports, held)
-            held = self._held(db, container_id)
+        reports, held = self._matched(db, container_id, reports)
         for r in reports:
             row = held.pop((r.call_id, r.index, r.lease), None)
             if row is None or row[3] != r.count:  # not (or no longer) this container's lease
@@ -486,12 +484,23 @@ class SQLiteStore:
             )
         }
 
+    def _matched(
+        self, db: sqlite3.Connection, container_id: str, reports: Sequence[ReportedOutput]
+    ) -> tuple[Sequence[ReportedOutput], dict[tuple[str, int, int], tuple[int, int, str, int]]]:
+        """A container's reports (or releases, as reports) and its leased rows, made to match one to one: the usual
+        case as they are; else through :meth:`_per_input`, then the rows again."""
+        held = self._held(db, container_id)
+        if all(held.get((r.call_id, r.index, r.lease), _NO_ROW)[3] == r.count for r in reports):
+            return reports, held
+        return self._per_input(db, reports, held), self._held(db, container_id)
+
     def _per_input(
-        self, db: sqlite3.Connection, container_id: str, reports: Sequence[ReportedOutput],
+        self, db: sqlite3.Connection, reports: Sequence[ReportedOutput],
         held: dict[tuple[str, int, int], tuple[int, int, str, int]],
     ) -> list[ReportedOutput]:  # fmt: skip
         """Reports that do not match a leased row one to one, made to: the chunks they report inputs of become rows
-        of one input each, and a report of a whole chunk that is no longer one becomes a report per input."""
+        of one input each, and a report of a whole chunk that is no longer one becomes a report per input (a
+        release, which has no data, becomes a release per input)."""
         spans: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
         for (call_id, idx, lease), (rowid, _, _, count) in held.items():
             if count > 1:
@@ -507,12 +516,13 @@ class SQLiteStore:
                 if r.status != OutputStatus.SUCCESS:
                     continue  # not something a container sends: ignored like a stale report
                 per = r.duration / r.count
+                data = chunks.unpack(r.data) if r.data else [b""] * r.count
                 out += [msgspec.structs.replace(r, index=r.index + i, data=d, duration=per, count=1)
-                        for i, d in enumerate(chunks.unpack(r.data))]  # fmt: skip
+                        for i, d in enumerate(data)]  # fmt: skip
             else:
                 out.append(r)
             for idx, count, rowid in spans.get((r.call_id, r.lease), ()):
-                if idx <= r.index < idx + count:
+                if idx < r.index + r.count and r.index < idx + count:  # a chunk holding any input it reports
                     split.add(rowid)
         if split:
             rowids = sorted(split)
@@ -585,15 +595,9 @@ class SQLiteStore:
     def release(self, container_id: str, leases: Sequence[Release]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
         with self._tx() as db:
-            held = self._held(db, container_id)
-            items: list[Release] = []
-            for r in leases:  # a whole leased row, or its inputs one by one
-                row = held.get((r.call_id, r.index, r.lease))
-                whole = row is not None and row[3] == r.count
-                items += [r] if whole else [Release(r.call_id, r.index + i, r.lease) for i in range(r.count)]
-            if any(held.get((r.call_id, r.index, r.lease), (0, 0, "", 0))[3] != r.count for r in items):
-                self._per_input(db, container_id, [_as_report(r) for r in items], held)
-                held = self._held(db, container_id)
+            as_reports = [ReportedOutput(r.call_id, r.index, r.lease, OutputStatus.SUCCESS, b"", count=r.count)
+                          for r in leases]  # fmt: skip
+            items, held = self._matched(db, container_id, as_reports)
             for r in items:
                 if (row := held.pop((r.call_id, r.index, r.lease), None)) is None or row[3] != r.count:
                     continue  # no longer this container's
@@ -986,11 +990,6 @@ class SQLiteStore:
 def _each(message: bytes, count: int) -> bytes:
     """The data of an output row that ends ``count`` queued inputs the same way (a cancel): a frame for a chunk."""
     return message if count == 1 else chunks.pack([message] * count)
-
-
-def _as_report(release: Release) -> ReportedOutput:
-    """A release, matched to leased rows the way a report is."""
-    return ReportedOutput(release.call_id, release.index, release.lease, OutputStatus.SUCCESS, b"", count=release.count)
 
 
 CHUNK_INPUTS = 256  # inputs per chunk row at most
