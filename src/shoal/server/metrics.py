@@ -36,7 +36,7 @@ def bucket_value(bucket: int) -> float:
 
 def counts(durations: Iterable[float]) -> Counter[int]:
     """Bucket counts of some durations (what one batch adds to a histogram)."""
-    return Counter(bucket_of(d) for d in durations if d >= 0)
+    return weighted_counts((d, 1) for d in durations)
 
 
 def weighted_counts(durations: Iterable[tuple[float, int]]) -> Counter[int]:

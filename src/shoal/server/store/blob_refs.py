@@ -68,6 +68,3 @@ class BlobRefs:
             due = [r[0] for r in db.execute("SELECT blob_id FROM blob_orphans WHERE since<=?", (cutoff,))]
             db.executemany("DELETE FROM blob_orphans WHERE blob_id=?", [(b,) for b in due])
         return due
-
-    def referenced(self, blob_id: str) -> bool:
-        return self.store.db.execute("SELECT 1 FROM blob_refs WHERE blob_id=?", (blob_id,)).fetchone() is not None
