@@ -20,31 +20,33 @@ WRITE_EVERY = 4 * 1024 * 1024  # bytes of a blob's body received before they go 
 
 
 async def receive_blob(request: Request, writer: BlobWriter, limit: int) -> None:
-    """Write a request's body to a blob as it arrives (hashing and writing on a thread, not the event loop)."""
-    pieces: list[bytes] = []
-    pending = total = 0
-    if int(request.headers.get("content-length") or 0) <= SEND_WHOLE:  # small: one read, one thread hop
-        try:
-            body = await request.body()
-        except BaseException:
-            writer.abort()
-            raise
-        await asyncio.to_thread(writer.finish, [body])
-        return
+    """Write a request's body to a blob (hashing and writing on a thread, not the event loop): a small one whole,
+    a large one as it arrives, so the server never holds it all."""
     try:
-        async for piece in request.stream():
-            pieces.append(piece)
-            pending += len(piece)
-            total += len(piece)
-            if total > limit:
-                raise ApiError(413, "RequestSizeError", f"blob over the limit of {limit} bytes")
-            if pending >= WRITE_EVERY:
-                await asyncio.to_thread(writer.write, pieces)
-                pieces, pending = [], 0
+        if int(request.headers.get("content-length") or 0) <= SEND_WHOLE:
+            last = [await request.body()]
+        else:
+            last = await _write_as_it_comes(request, writer, limit)
     except BaseException:
         writer.abort()
         raise
-    await asyncio.to_thread(writer.finish, pieces)
+    await asyncio.to_thread(writer.finish, last)
+
+
+async def _write_as_it_comes(request: Request, writer: BlobWriter, limit: int) -> list[bytes]:
+    """Hand the body to ``writer`` every ``WRITE_EVERY`` bytes; returns the pieces received since the last."""
+    pieces: list[bytes] = []
+    pending = total = 0
+    async for piece in request.stream():
+        pieces.append(piece)
+        pending += len(piece)
+        total += len(piece)
+        if total > limit:
+            raise ApiError(413, "RequestSizeError", f"blob over the limit of {limit} bytes")
+        if pending >= WRITE_EVERY:
+            await asyncio.to_thread(writer.write, pieces)
+            pieces, pending = [], 0
+    return pieces
 
 
 def add_routes(r: Router) -> None:
