@@ -370,17 +370,17 @@ class SQLiteStore:
             return self._lease_head(db, row, k, container_id, now)
         items = chunks.unpack(payload)
         db.execute("DELETE FROM inputs WHERE rowid=?", (rowid,))
-        parts = [items[start : start + k] for start in range(0, count, k)]
+        parts = [
+            (chunks.frame_or_item(items[start : start + k]), min(k, count - start)) for start in range(0, count, k)
+        ]
         db.executemany(
             "INSERT INTO inputs (rowid, call_id, idx, function_id, state, payload, count, leases, container_id, "
             "leased_at, queued_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(rowid + p, call_id, idx + p * k, function_id, "PENDING", chunks.frame_or_item(part), len(part), leases,
-              None, None, queued_at) if p else
-             (rowid, call_id, idx, function_id, "LEASED", chunks.frame_or_item(part), len(part), leases + 1,
-              container_id, now, queued_at)
-             for p, part in enumerate(parts)],
+            [(rowid + p, call_id, idx + p * k, function_id, "PENDING", part, n, leases, None, None, queued_at) if p else
+             (rowid, call_id, idx, function_id, "LEASED", part, n, leases + 1, container_id, now, queued_at)
+             for p, (part, n) in enumerate(parts)],
         )  # fmt: skip
-        return LeasedInput(call_id, idx, leases + 1, chunks.frame_or_item(parts[0]), len(parts[0]))
+        return LeasedInput(call_id, idx, leases + 1, *parts[0])
 
     def _lease_head(self, db: sqlite3.Connection, row: Any, k: int, container_id: str, now: float) -> LeasedInput:
         """Lease the first ``k`` inputs of a queued chunk: they become a row of their own, the rest stays queued in
