@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -42,13 +42,20 @@ def shoot(browser: Any, folder: Path, name: str) -> None:
     assert browser.save_screenshot(str(folder / f"{name}.png"))
 
 
+def replaced(error: WebDriverException) -> bool:
+    """Whether ``error`` says the element was replaced under the reader. Chromium reports this either as a stale
+    element or, when the node goes between finding and reading it, as an inspector error naming the document."""
+    return isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error.msg)
+
+
 def settled(read: Callable[[], T]) -> T:
     """``read()`` again when a live refresh replaced the elements it was reading (the page updates itself)."""
     for _ in range(20):
         try:
             return read()
-        except StaleElementReferenceException:
-            continue
+        except WebDriverException as error:
+            if not replaced(error):
+                raise
     return read()
 
 
