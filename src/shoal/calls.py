@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import itertools
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +16,14 @@ from ._aio import aio_gen_method, aio_method
 from ._map import collect_outputs
 from ._payloads import decode_output
 from .client import Client, client_for, lookup_urls
-from .exception import InvalidError, NotFoundError, OutputExpiredError
+from .exception import Error, InvalidError, NotFoundError, OutputExpiredError
 from .protocol import routes
 from .protocol.routes import dashboard_url
 
 MAX_WAIT = 25.0
+PREFETCH_CALLS = 1024  # sibling spawns a get() asks about in the same request
+PREFETCH_BYTES = 16 * 1024 * 1024  # at most this much of their results fetched ahead of their own get()
+PREFETCH_QUIET = 0.5  # s without asking about siblings after an ask that found none of them finished
 
 
 @dataclass
@@ -41,6 +46,14 @@ class FunctionCall:
     def __init__(self, object_id: str, url: str | None = None) -> None:
         self.object_id = object_id
         self._url = url
+        self._row: list[Any] | None = None  # input 0's output row, when fetched along with a sibling's
+
+    @classmethod
+    def _spawned(cls, object_id: str, url: str) -> FunctionCall:
+        """The handle ``spawn`` returns: its result may be fetched ahead, along with a sibling's (:class:`Spawned`)."""
+        call = cls(object_id, url)
+        Spawned.on(url).add(call)
+        return call
 
     def __repr__(self) -> str:
         return f"FunctionCall({self.object_id!r})"
@@ -109,6 +122,11 @@ class FunctionCall:
             Exception: whatever the function raised, with the remote traceback as ``__cause__``.
         """
         client = await self._client()
+        if index == 0 and self._row is None:
+            await Spawned.on(client.url).fetch_with(client, self)
+        if index == 0 and self._row is not None:
+            row, self._row = self._row, None
+            return await output_value(client, row)
         return await wait_result(client, self.object_id, index, timeout)
 
     @aio_gen_method
@@ -175,13 +193,61 @@ class FunctionCall:
         return run_sync(_gather(function_calls))
 
 
+class Spawned:
+    """The handles this process spawned on one server whose results no ``get()`` has fetched yet.
+
+    A ``get()`` that has to ask the server asks, in the same request, for the results of up to
+    ``PREFETCH_CALLS`` of its siblings (up to ``PREFETCH_BYTES`` of them) and keeps them on their handles; so the
+    common loop ``[h.get() for h in handles]`` over thousands of spawns costs a few round trips, not one each.
+    Handles are held weakly: a handle dropped unread takes its fetched result with it. Only the SDK's loop thread
+    touches this.
+    """
+
+    _servers: dict[str, Spawned] = {}
+
+    def __init__(self) -> None:
+        self.handles: weakref.WeakValueDictionary[str, FunctionCall] = weakref.WeakValueDictionary()
+        self.quiet_until = 0.0
+
+    @classmethod
+    def on(cls, url: str) -> Spawned:
+        return cls._servers.setdefault(url, cls())
+
+    def add(self, call: FunctionCall) -> None:
+        self.handles[call.object_id] = call
+
+    async def fetch_with(self, client: Client, call: FunctionCall) -> None:
+        """Fetch ``call``'s result if it is there, and those of finished siblings; nothing when it has none (the
+        caller then waits for it alone), and nothing more for a while after an ask that found no sibling done."""
+        self.handles.pop(call.object_id, None)
+        if not self.handles or time.monotonic() < self.quiet_until:
+            return
+        ids = [call.object_id, *itertools.islice(self.handles.keys(), PREFETCH_CALLS - 1)]
+        try:
+            resp = await client.request(
+                "POST", routes.CALLS_FIRST_OUTPUTS, {"call_ids": ids, "wait": 0, "max_bytes": PREFETCH_BYTES},
+                packed=True,
+            )  # fmt: skip
+        except Error:  # e.g. a sibling's call expired and is gone: this get() asks for its own result alone
+            self.quiet_until = time.monotonic() + PREFETCH_QUIET
+            return
+        rows: dict[str, list[Any]] = resp["outputs"]
+        for call_id, row in rows.items():
+            handle = call if call_id == call.object_id else self.handles.pop(call_id, None)
+            if handle is not None:
+                handle._row = row
+        if len(rows) == (call.object_id in rows):
+            self.quiet_until = time.monotonic() + PREFETCH_QUIET
+
+
 async def _gather(calls: Sequence[FunctionCall]) -> list[Any]:
     """Every call's result, in order: one long poll for all the calls a server has (not one per call)."""
     clients = [await c._client() for c in calls]
-    rows: dict[int, list[Any]] = {}
+    rows = {i: c._row for i, c in enumerate(calls) if c._row is not None}  # fetched along with a sibling's get()
     by_server: dict[str, list[int]] = {}
     for i, client in enumerate(clients):
-        by_server.setdefault(client.url, []).append(i)
+        if i not in rows:
+            by_server.setdefault(client.url, []).append(i)
     for positions in by_server.values():
         client = clients[positions[0]]
         waiting = {calls[i].object_id: i for i in positions}

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 import pytest
 
 import shoal
+from shoal._sync import run_sync
+from shoal.calls import Spawned
+from shoal.client import Client, client_for
 from shoal.exception import ExecutionError, NotFoundError, SerializationError
+from shoal.protocol import routes
 from tests.apps import basic
 from tests.apps.basic import CustomError, Unpicklable
 from tests.conftest import run_script
@@ -152,6 +157,38 @@ def test_gather_waits_for_many_calls_in_one_long_poll_and_raises_the_first_failu
     with pytest.raises(CustomError, match="odd input 3"):
         shoal.FunctionCall.gather(*failing)
     assert shoal.FunctionCall.gather() == []
+
+
+def test_a_get_fetches_the_finished_results_of_its_sibling_spawns_in_the_same_request(monkeypatch):
+    # Given 300 spawned calls and a failing one, all finished
+    calls = [basic.square.spawn(i) for i in range(300)]
+    failing = basic.fail_on_odd.spawn(3)
+    assert list(shoal.FunctionCall.gather(*calls)) == [i * i for i in range(300)]
+    with pytest.raises(CustomError):
+        shoal.FunctionCall.gather(failing)
+    sent: list[str] = []
+    request = Client.request
+
+    async def counted(self: Client, method: str, path: str, body: Any = None, *, packed: bool = False) -> Any:
+        sent.append(path)
+        return await request(self, method, path, body, packed=packed)
+
+    monkeypatch.setattr(Client, "request", counted)
+    monkeypatch.setattr(Spawned.on(calls[0]._url or ""), "quiet_until", 0.0)  # whatever earlier tests' gets found
+    # When each is fetched with get() in turn, then the first get() fetched every result: one request in all
+    assert [c.get() for c in calls] == [i * i for i in range(300)]
+    with pytest.raises(CustomError, match="odd input 3"):
+        failing.get()
+    assert sent == [routes.CALLS_FIRST_OUTPUTS]
+    # and a result is kept only until its get(): asking again asks the server
+    assert calls[7].get() == 49
+    assert len(sent) == 2
+    # and the server bounds the bytes of the results after the first
+    ids = [c.object_id for c in calls[:5]]
+    resp = run_sync(client_for(calls[0]._url or "").request(
+        "POST", routes.CALLS_FIRST_OUTPUTS, {"call_ids": ids, "max_bytes": 1}, packed=True
+    ))  # fmt: skip
+    assert list(resp["outputs"]) == ids[:1]
 
 
 def test_get_with_zero_timeout_polls_once():

@@ -361,11 +361,22 @@ class ControlPlane:
             "call:" + call_id, wait, lambda: self.store.output_at(call_id, index), lambda o: o is not None
         )
 
-    async def wait_first_outputs(self, call_ids: list[str], wait: float) -> dict[str, Output]:
-        """The output of input 0 of each call that has one; when none has, wait up to ``wait`` s for one."""
+    async def wait_first_outputs(
+        self, call_ids: list[str], wait: float, max_bytes: int | None = None
+    ) -> dict[str, Output]:
+        """The output of input 0 of each call that has one; when none has, wait up to ``wait`` s for one. With
+        ``max_bytes``, outputs after the first stop once their payloads add up to that much."""
 
         def found() -> dict[str, Output]:
-            return {c: o for c in call_ids if (o := self.store.output_at(c, 0)) is not None}
+            outputs: dict[str, Output] = {}
+            size = 0
+            for c in call_ids:
+                if (o := self.store.output_at(c, 0)) is not None:
+                    size += len(o.data)
+                    if outputs and max_bytes is not None and size > max_bytes:
+                        break
+                    outputs[c] = o
+            return outputs
 
         outputs = found()
         if outputs or wait <= 0 or not call_ids:

@@ -120,8 +120,9 @@ def add_routes(r: Router) -> None:
 
     @r.route(routes.CALLS_FIRST_OUTPUTS, ["POST"], "caller")
     async def first_outputs(request: Request) -> Response:
-        """The output of input 0 of each of many calls (FunctionCall.gather): those there now, or once the first
-        of them lands within ``wait``."""
+        """The output of input 0 of each of many calls (FunctionCall.gather, and the sibling spawns a ``get``
+        fetches ahead): those there now, or once the first of them lands within ``wait``; ``max_bytes`` bounds the
+        payloads after the first."""
         b = await r.body(request)
         call_ids = field(b, "call_ids", list)
         if not all(isinstance(c, str) for c in call_ids) or len(call_ids) > 10_000:
@@ -129,7 +130,8 @@ def add_routes(r: Router) -> None:
         for call_id in call_ids:
             summary(call_id)
         wait = field(b, "wait", (int, float), 0)
-        found = await plane.wait_first_outputs(call_ids, min(float(wait), MAX_WAIT) if wait > 0 else 0.0)
+        max_bytes = field(b, "max_bytes", int, None)
+        found = await plane.wait_first_outputs(call_ids, min(float(wait), MAX_WAIT) if wait > 0 else 0.0, max_bytes)
         return packed({"outputs": {c: [o.seq, o.index, o.status, o.data] for c, o in found.items()},
                        "calls": {c: msgspec.to_builtins(summary(c)) for c in call_ids if c not in found}})  # fmt: skip
 
