@@ -6,7 +6,8 @@ Three ways to run inputs, chosen by the function's spec:
   at a time in the main thread; finished outputs ride on the next lease request (one round trip per batch).
 * batched (``@batched``): up to ``max_batch_size`` inputs, waiting at most ``wait_ms`` after the first, go to
   one call of the function as lists.
-* concurrent (``@concurrent``): up to ``max_inputs`` at once, sync ones on threads, async ones as tasks.
+* concurrent (``@concurrent``): up to ``max_inputs`` at once, sync ones on threads, async ones as tasks; fast
+  inputs are leased a queue ahead, so a slot that finishes one starts the next at once (:class:`Slots`).
 
 A watchdog thread enforces the per-attempt timeout: it reports the timed-out input, gives back the others
 and ends the process (the backend then kills the process group). Cancelled inputs get ``InputCancellation``
@@ -89,6 +90,32 @@ class State:
     running: dict[Key, Running] = field(default_factory=dict)
     cancelled: set[Key] = field(default_factory=set)
     stopping: bool = False
+
+
+class Slots:
+    """The ``@concurrent`` runtime's slots: how many are idle, how long inputs take, and when to lease (fields
+    guarded by the runtime's state lock; ``wake`` tells the main thread to look again)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.idle = size
+        self.per_input: float | None = None  # seconds, a moving average
+        self.wake = threading.Event()
+
+    def ran(self, took: float) -> None:
+        self.per_input = took if self.per_input is None else 0.8 * self.per_input + 0.2 * took
+
+    def fast(self) -> bool:
+        return self.per_input is not None and self.per_input < PREFETCH_BELOW
+
+    def wanted(self, queued: int) -> int:
+        """How many inputs to lease: one per idle slot, and for fast inputs a queue refilled to one per slot once
+        it is half empty."""
+        ahead = self.size - queued if self.fast() and self.low(queued) else 0
+        return max(0, self.idle - queued) + ahead
+
+    def low(self, queued: int) -> bool:
+        return queued <= self.size // 2
 
 
 class ContainerRuntime:
@@ -264,13 +291,15 @@ class ContainerRuntime:
             return lease
         return None
 
-    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> None:
+    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> float:
+        """Queue the input's report; returns how long it ran (s)."""
         with self.state.lock:
             running = self.state.running.pop(lease.key, None)
             took = time.monotonic() - running.started if running else 0.0
             self.state.reports.append(
                 ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error)
             )
+        return took
 
     def _run_one(self, lease: LeasedInput, thread: int) -> Outcome:
         assert self.code is not None
@@ -414,41 +443,54 @@ class ContainerRuntime:
     # ---- concurrent -----------------------------------------------------------------------------
 
     def _serve_concurrent(self, max_inputs: int) -> None:
-        free = threading.Semaphore(max_inputs)
+        """Keep ``max_inputs`` slots busy. Each slot runs queued inputs one after another; the main thread leases
+        for the slots that ran out, and, when inputs are fast, up to ``max_inputs`` more ahead of need, so a slot
+        that ends an input starts the next without waiting for a round trip."""
         pool = ThreadPoolExecutor(max_inputs, thread_name_prefix="shoal-input")
         reporter = threading.Thread(target=self._report_loop, name="shoal-reporter", daemon=True)
         reporter.start()
+        slots = Slots(max_inputs)
         while not self.state.stopping:
-            free.acquire()
-            slots = 1
-            while slots < max_inputs and free.acquire(blocking=False):
-                slots += 1
+            slots.wake.clear()
             with self.state.lock:
-                reports, self.state.reports = self.state.reports, []
-            resp = self.api.exchange(ExchangeRequest(reports, want=slots, wait=IDLE_POLL))
-            leases = resp.inputs
-            if slots > len(leases):
-                free.release(slots - len(leases))
-            for lease in leases:
-                pool.submit(self._run_concurrent, lease, free)
-            if resp.stop:
+                want = slots.wanted(len(self.state.unstarted))
+                reports, self.state.reports = (self.state.reports, []) if want else ([], self.state.reports)
+            if want == 0:  # (the reporter thread delivers what finishes meanwhile)
+                slots.wake.wait(IDLE_POLL)
+                continue
+            resp = self.api.exchange(ExchangeRequest(reports, want=want, wait=IDLE_POLL))
+            with self.state.lock:
+                self.state.unstarted.extend(resp.inputs)
+                starting = min(slots.idle, len(resp.inputs))
+                slots.idle -= starting
+            for _ in range(starting):
+                pool.submit(self._run_slot, slots)
+            if resp.stop:  # the running inputs finish; the queued ones are given back on the way out
+                with self.state.lock:
+                    self.state.stopping = True
                 break
         pool.shutdown(wait=True)
         self.changed.set()
 
-    def _run_concurrent(self, lease: LeasedInput, free: threading.Semaphore) -> None:
-        with self.state.lock:
-            skip = lease.key in self.state.cancelled
-            self.state.running[lease.key] = Running(lease.lease, time.monotonic(), threading.get_ident())
-        self.changed.set()
-        try:
-            if not skip:
-                self._report(lease, *self._run_one(lease, threading.get_ident()))
-        finally:
-            with self.state.lock:
-                self.state.running.pop(lease.key, None)
-            free.release()
+    def _run_slot(self, slots: Slots) -> None:
+        """One slot: run queued inputs until none is left, then hand the slot back to the main thread."""
+        state, thread = self.state, threading.get_ident()
+        with state.lock:
+            lease = self._take_unstarted(thread, time.monotonic())
+            if lease is None:
+                slots.idle += 1
+        self.changed.set()  # the watchdog: an input started
+        while lease is not None:
+            took = self._report(lease, *self._run_one(lease, thread))
             self.report_ready.set()
+            with state.lock:
+                slots.ran(took)
+                lease = self._take_unstarted(thread, time.monotonic())
+                if lease is None:
+                    slots.idle += 1
+                low = slots.low(len(state.unstarted))
+            if lease is None or low:
+                slots.wake.set()
 
     def _report_loop(self) -> None:
         api = self._side_api()
