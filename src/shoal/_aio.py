@@ -12,13 +12,19 @@ from ._sync import iter_aio, iter_sync, run_aio, run_sync
 T = TypeVar("T")
 
 
+Now = Callable[..., "tuple[Any] | None"]  # an answer at hand, in a 1-tuple; None: ask the core
+
+
 class _BoundCall:
-    def __init__(self, core: Callable[..., Coroutine[Any, Any, Any]], obj: Any) -> None:
+    def __init__(self, core: Callable[..., Coroutine[Any, Any, Any]], obj: Any, now: Now | None = None) -> None:
         self._core = core
         self._obj = obj
+        self._now = now
         functools.update_wrapper(self, core)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._now is not None and (answer := self._now(self._obj, *args, **kwargs)) is not None:
+            return answer[0]  # known already: no hop to the SDK's loop thread and back
         return run_sync(self._core(self._obj, *args, **kwargs))
 
     async def aio(self, *args: Any, **kwargs: Any) -> Any:
@@ -81,12 +87,19 @@ class _BoundGen:
 class aio_method(Generic[T]):  # noqa: N801 - used as a decorator
     """``obj.m(...)`` runs the core and blocks; ``await obj.m.aio(...)`` runs it from async code."""
 
-    def __init__(self, core: Callable[..., Coroutine[Any, Any, T]]) -> None:
+    def __init__(self, core: Callable[..., Coroutine[Any, Any, T]], now: Now | None = None) -> None:
         self.core = core
+        self.now = now
         functools.update_wrapper(self, core)  # type: ignore[arg-type]
 
+    @classmethod
+    def answering(cls, now: Now) -> Callable[[Callable[..., Coroutine[Any, Any, T]]], aio_method[T]]:
+        """Like ``@aio_method``, with ``now(obj, *args, **kwargs)`` asked first by the blocking face: an answer it
+        has at hand (in a 1-tuple) is returned as it is, in the caller's thread."""
+        return lambda core: cls(core, now)
+
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        return _BoundCall(self.core, obj)
+        return _BoundCall(self.core, obj, self.now)
 
 
 class aio_gen_method:  # noqa: N801 - used as a decorator

@@ -14,7 +14,7 @@ from typing import Any
 
 from ._aio import aio_gen_method, aio_method
 from ._map import collect_outputs
-from ._payloads import decode_output
+from ._payloads import decode_output, inline_value
 from .client import Client, client_for, lookup_urls
 from .exception import Error, InvalidError, NotFoundError, OutputExpiredError
 from .protocol import routes
@@ -47,13 +47,27 @@ class FunctionCall:
         self.object_id = object_id
         self._url = url
         self._row: list[Any] | None = None  # input 0's output row, when fetched along with a sibling's
+        self._known: Client | None = None  # the client of its server, once found
 
     @classmethod
-    def _spawned(cls, object_id: str, url: str) -> FunctionCall:
+    def _spawned(cls, object_id: str, client: Client) -> FunctionCall:
         """The handle ``spawn`` returns: its result may be fetched ahead, along with a sibling's (:class:`Spawned`)."""
-        call = cls(object_id, url)
-        Spawned.on(url).add(call)
+        call = cls(object_id, client.url)
+        call._known = client
+        Spawned.on(client.url).add(call)
         return call
+
+    def _fetched(self, timeout: float | None = None, *, index: int = 0) -> tuple[Any] | None:
+        """``get()``'s answer when a sibling's get() fetched it and it is an inline success: decoded in the
+        caller's thread, without a hop to the SDK's loop."""
+        row = self._row
+        if index != 0 or row is None or (timeout is not None and timeout < 0):
+            return None
+        found = inline_value(row[2], row[3])
+        if found is None:
+            return None
+        self._row = None
+        return (found[1],)
 
     def __repr__(self) -> str:
         return f"FunctionCall({self.object_id!r})"
@@ -73,6 +87,8 @@ class FunctionCall:
         return cls(function_call_id)
 
     async def _client(self) -> Client:
+        if self._known is not None:
+            return self._known
         if self._url is None:
             for url in await asyncio.to_thread(lookup_urls):
                 client = client_for(url)
@@ -88,7 +104,8 @@ class FunctionCall:
                     "that has ended (its embedded server stopped with it), or to a server that is not running: "
                     "start it with `shoal server`, or set SHOAL_SERVER_URL."
                 )
-        return client_for(self._url)
+        self._known = client_for(self._url)
+        return self._known
 
     async def _info(self) -> dict[str, Any]:
         client = await self._client()
@@ -112,7 +129,7 @@ class FunctionCall:
         info = await self._info()
         return int(info["num_inputs"] if info["num_inputs"] is not None else info["submitted"])
 
-    @aio_method
+    @aio_method.answering(_fetched)
     async def get(self, timeout: float | None = None, *, index: int = 0) -> Any:
         """The result of input ``index`` (0 for ``spawn``), waiting up to ``timeout`` seconds (None: forever).
 

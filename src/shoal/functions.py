@@ -253,7 +253,7 @@ class Function:
         """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
         client, function_id = await self._resolve_for("spawn")
         call_id, _ = await self._submit_one(client, function_id, args, kwargs, "spawn")
-        return FunctionCall._spawned(call_id, client.url)
+        return FunctionCall._spawned(call_id, client)
 
     @aio_gen_method
     async def map(
