@@ -304,8 +304,15 @@ class SQLiteStore:
 
     def lease_inputs(self, function_id: str, container_id: str, max_inputs: int) -> list[LeasedInput]:
         """Lease up to ``max_inputs`` ready inputs, oldest first; an isolated input is always leased alone."""
+        if not self._has_pending(function_id):  # e.g. a container woken by an input its sibling took first
+            return []
         with self._tx() as db:
             return self._lease(db, function_id, container_id, max_inputs, self.clock())
+
+    def _has_pending(self, function_id: str) -> bool:
+        """Whether the function has PENDING inputs, by the counters kept with each commit (this transaction's
+        changes included): without one, a lease would find nothing, so it need not ask the table."""
+        return self._queued[function_id] + self._queued_delta[function_id] > 0
 
     def report_and_lease(
         self, container_id: str, function_id: str, reports: Sequence[ReportedOutput], max_inputs: int
@@ -314,7 +321,8 @@ class SQLiteStore:
         now = self.clock()
         with self._tx() as db:
             accepted, touched = self._complete(db, container_id, reports, now) if reports else (0, set())
-            leased = self._lease(db, function_id, container_id, max_inputs, now) if max_inputs > 0 else []
+            wanted = max_inputs > 0 and self._has_pending(function_id)
+            leased = self._lease(db, function_id, container_id, max_inputs, now) if wanted else []
             if not reports and not leased:  # nothing above marked it seen
                 db.execute("UPDATE containers SET last_seen=? WHERE id=?", (now, container_id))
         return accepted, touched, leased
