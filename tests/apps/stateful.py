@@ -89,6 +89,21 @@ async def cancellable(marker_dir: str, tag: str, seconds: float) -> str:
 
 
 @app.function(max_containers=1)
+@shoal.concurrent(max_inputs=4)
+def threaded_sleeper(marker_dir: str, tag: str, seconds: float) -> str:
+    """Sync code under @concurrent: its inputs run on worker threads, where a cancel arrives as an exception."""
+    _touch(marker_dir, f"start-{tag}")
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+    except shoal.exception.InputCancellation:
+        _touch(marker_dir, f"cancelled-{tag}")
+        raise
+    return tag
+
+
+@app.function(max_containers=1)
 def sequential_sleeper(marker_dir: str, tag: str, seconds: float) -> str:
     _touch(marker_dir, f"start-{tag}")
     try:

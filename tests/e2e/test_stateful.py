@@ -142,6 +142,22 @@ def test_cancelling_one_async_input_leaves_the_others_running():
     assert not (marker / "cancelled-other").exists()
 
 
+def test_cancelling_a_sync_input_on_a_worker_thread_cancels_that_input_alone():
+    # Given a @concurrent sync function running a long input and a stream of short ones beside it
+    marker = Path(shared_dir())
+    victim = stateful.threaded_sleeper.spawn(str(marker), "victim", 30.0)
+    wait_for_file(marker / "start-victim")
+    tags = [f"short-{i}" for i in range(200)]
+    others = stateful.threaded_sleeper.spawn_map([""] * len(tags), tags, [0.002] * len(tags))
+    # When the long one is cancelled while the short ones come and go on the other threads
+    victim.cancel()
+    # Then it ends with InputCancellation raised in its own code, and every other input succeeds
+    wait_for_file(marker / "cancelled-victim")
+    with pytest.raises(InputCancellation):
+        victim.get(timeout=30)
+    assert list(others.iter()) == tags
+
+
 def test_cancelling_a_running_sync_input_raises_input_cancellation_in_it():
     marker = Path(shared_dir())
     victim = stateful.sequential_sleeper.spawn(str(marker), "victim", 30.0)

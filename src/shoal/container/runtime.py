@@ -291,14 +291,17 @@ class ContainerRuntime:
             return lease
         return None
 
-    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> float:
-        """Queue the input's report; returns how long it ran (s)."""
+    def _report(self, lease: LeasedInput, status: OutputStatus, data: bytes, error: FailureInfo | None) -> None:
         with self.state.lock:
-            running = self.state.running.pop(lease.key, None)
-            took = time.monotonic() - running.started if running else 0.0
-            self.state.reports.append(
-                ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error)
-            )
+            self._record(lease, (status, data, error))
+
+    def _record(self, lease: LeasedInput, outcome: Outcome) -> float:
+        """Queue the input's report (the caller holds the lock); returns how long it ran (s)."""
+        running = self.state.running.pop(lease.key, None)
+        took = time.monotonic() - running.started if running else 0.0
+        self.state.reports.append(
+            ReportedOutput(lease.call_id, lease.index, lease.lease, *outcome[:2], took, outcome[2])
+        )
         return took
 
     def _run_one(self, lease: LeasedInput, thread: int) -> Outcome:
@@ -474,23 +477,37 @@ class ContainerRuntime:
 
     def _run_slot(self, slots: Slots) -> None:
         """One slot: run queued inputs until none is left, then hand the slot back to the main thread."""
-        state, thread = self.state, threading.get_ident()
-        with state.lock:
+        thread = threading.get_ident()
+        with self.state.lock:
             lease = self._take_unstarted(thread, time.monotonic())
             if lease is None:
                 slots.idle += 1
         self.changed.set()  # the watchdog: an input started
         while lease is not None:
-            took = self._report(lease, *self._run_one(lease, thread))
-            self.report_ready.set()
-            with state.lock:
-                slots.ran(took)
-                lease = self._take_unstarted(thread, time.monotonic())
-                if lease is None:
-                    slots.idle += 1
-                low = slots.low(len(state.unstarted))
-            if lease is None or low:
-                slots.wake.set()
+            lease = self._run_in_slot(slots, lease, thread)
+
+    def _run_in_slot(self, slots: Slots, lease: LeasedInput, thread: int) -> LeasedInput | None:
+        """Run ``lease`` on this slot's thread and report it; returns the next queued input, or None when the slot
+        went back to the main thread.
+
+        A cancel reaches a worker thread as an asynchronous exception, set under the state lock while its input
+        runs (:meth:`cancel`). One that lands after the input's own code returned still cancels that input, and
+        one not yet raised is dropped here, under the same lock, before the thread takes the next input."""
+        try:
+            outcome = self._run_one(lease, thread)
+        except InputCancellation as exc:
+            outcome = (OutputStatus.FAILURE, *self._failure(exc))
+        with self.state.lock:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
+            slots.ran(self._record(lease, outcome))
+            following = self._take_unstarted(thread, time.monotonic())
+            if following is None:
+                slots.idle += 1
+            low = slots.low(len(self.state.unstarted))
+        self.report_ready.set()
+        if following is None or low:
+            slots.wake.set()
+        return following
 
     def _report_loop(self) -> None:
         api = self._side_api()
@@ -535,16 +552,18 @@ class ContainerRuntime:
         with self.state.lock:
             self.state.cancelled.add(key)
             running = self.state.running.get(key)
-        if running is None:
+            on_worker = running is not None and running.future is None and running.thread not in (0, self.main_thread)
+            if on_worker and running is not None:  # sync code on a worker thread: raised at its next instruction;
+                # set under the lock, so the thread is still on this input (see _run_in_slot)
+                exc = ctypes.py_object(InputCancellation)
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(running.thread), exc)
+        if running is None or on_worker:
             return
         if running.thread == self.main_thread:
             self.cancel_target = key  # the signal handler raises InputCancellation in the main thread
             os.kill(os.getpid(), signal.SIGUSR2)
         elif running.future is not None:  # async code: the task gets CancelledError
             running.future.cancel()
-        elif running.thread:  # sync code on a worker thread: raised at its next Python instruction
-            exc = ctypes.py_object(InputCancellation)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(running.thread), exc)
 
     def _watchdog_loop(self) -> None:
         api = self._side_api()
