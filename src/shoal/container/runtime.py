@@ -297,11 +297,10 @@ class ContainerRuntime:
 
     def _record(self, lease: LeasedInput, outcome: Outcome) -> float:
         """Queue the input's report (the caller holds the lock); returns how long it ran (s)."""
+        status, data, error = outcome
         running = self.state.running.pop(lease.key, None)
         took = time.monotonic() - running.started if running else 0.0
-        self.state.reports.append(
-            ReportedOutput(lease.call_id, lease.index, lease.lease, *outcome[:2], took, outcome[2])
-        )
+        self.state.reports.append(ReportedOutput(lease.call_id, lease.index, lease.lease, status, data, took, error))
         return took
 
     def _run_one(self, lease: LeasedInput, thread: int) -> Outcome:
@@ -552,13 +551,14 @@ class ContainerRuntime:
         with self.state.lock:
             self.state.cancelled.add(key)
             running = self.state.running.get(key)
-            on_worker = running is not None and running.future is None and running.thread not in (0, self.main_thread)
-            if on_worker and running is not None:  # sync code on a worker thread: raised at its next instruction;
-                # set under the lock, so the thread is still on this input (see _run_in_slot)
+            if running is None:
+                return
+            if running.future is None and running.thread not in (0, self.main_thread):
+                # sync code on a worker thread: raised at its next Python instruction; set under the lock, so the
+                # thread is still on this input (see _run_in_slot)
                 exc = ctypes.py_object(InputCancellation)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(running.thread), exc)
-        if running is None or on_worker:
-            return
+                return
         if running.thread == self.main_thread:
             self.cancel_target = key  # the signal handler raises InputCancellation in the main thread
             os.kill(os.getpid(), signal.SIGUSR2)
