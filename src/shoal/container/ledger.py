@@ -10,7 +10,7 @@ by input, and the control plane splits the chunk's row to match.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..protocol import chunks
@@ -18,6 +18,7 @@ from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutp
 from ..serialization import INLINE_TAG
 
 ChunkKey = tuple[str, int]  # (call, lease)
+ChunkSpan = tuple[str, int, int, int]  # (call, lease, first index, count)
 T = TypeVar("T", ReportedOutput, Release)
 SUCCESS = OutputStatus.SUCCESS
 
@@ -55,12 +56,12 @@ class ChunkLedger:
             if not spans:
                 del self._open[(call_id, lease)]
 
-    def _by_chunk(self, items: Sequence[T]) -> tuple[list[T], dict[tuple[str, int, int, int], list[T]]]:
+    def _by_chunk(self, items: Sequence[T]) -> tuple[list[T], dict[ChunkSpan, list[T]]]:
         """``items`` (reports or releases) that belong to no open chunk, and the others by chunk: (call, lease,
         first index, count). The chunks found are closed: reported, whole or in part, they are done here."""
         alone: list[T] = []
-        parts: dict[tuple[str, int, int, int], list[T]] = {}
-        last: tuple[str, int, int, int] | None = None  # the chunk found last (a report's neighbours share it)
+        parts: dict[ChunkSpan, list[T]] = {}
+        last: ChunkSpan | None = None  # the chunk found last (a report's neighbours share it)
         for r in items:
             if last is None or not (
                 r.call_id == last[0] and r.lease == last[1] and last[2] <= r.index < last[2] + last[3]
@@ -77,31 +78,39 @@ class ChunkLedger:
 
     def merge(self, reports: Sequence[ReportedOutput]) -> list[ReportedOutput]:
         """The reports to send: a chunk whose inputs all succeeded, all here, as one; the rest as they are."""
-        with self._lock:
-            if not self._open:
-                return list(reports)
-            out, parts = self._by_chunk(reports)
-            for (call_id, lease, first, count), got in parts.items():
-                # a result that went to the blob store goes alone: the server keeps track of which blobs are used
-                whole = len(got) == count and all(r.status == SUCCESS and r.data[:1] == INLINE_TAG for r in got)
-                if whole and any(r.index != first + i for i, r in enumerate(got)):
-                    got.sort(key=lambda r: r.index)
-                    whole = all(r.index == first + i for i, r in enumerate(got))
-                if not whole:
-                    out += got
-                    continue
-                data = chunks.pack([r.data for r in got])
-                duration = sum(r.duration for r in got)
-                out.append(ReportedOutput(call_id, first, lease, SUCCESS, data, duration, count=count))
-            return out
+        return self._regroup(reports, _joined_report)
 
     def merge_released(self, released: Sequence[Release]) -> list[Release]:
         """Inputs given back: a whole chunk as one, the rest as they are."""
+        return self._regroup(released, _joined_release)
+
+    def _regroup(self, items: Sequence[T], join: Callable[[ChunkSpan, list[T]], list[T]]) -> list[T]:
+        """``items`` of no open chunk as they are, and each chunk's as ``join`` makes them."""
         with self._lock:
             if not self._open:
-                return list(released)
-            out, parts = self._by_chunk(released)
-            for (call_id, lease, first, count), got in parts.items():
-                whole = sorted(r.index for r in got) == list(range(first, first + count))
-                out += [Release(call_id, first, lease, count)] if whole else got
+                return list(items)
+            out, parts = self._by_chunk(items)
+            for span, got in parts.items():
+                out += join(span, got)
             return out
+
+
+def _joined_report(span: ChunkSpan, got: list[ReportedOutput]) -> list[ReportedOutput]:
+    """One report for a chunk whose inputs all succeeded inline (a result that went to the blob store goes alone:
+    the server keeps track of which blobs are used); otherwise the reports as they are."""
+    call_id, lease, first, count = span
+    whole = len(got) == count and all(r.status == SUCCESS and r.data[:1] == INLINE_TAG for r in got)
+    if whole and any(r.index != first + i for i, r in enumerate(got)):
+        got.sort(key=lambda r: r.index)
+        whole = all(r.index == first + i for i, r in enumerate(got))
+    if not whole:
+        return got
+    data = chunks.pack([r.data for r in got])
+    return [ReportedOutput(call_id, first, lease, SUCCESS, data, sum(r.duration for r in got), count=count)]
+
+
+def _joined_release(span: ChunkSpan, got: list[Release]) -> list[Release]:
+    """One release for a whole chunk given back; otherwise the releases as they are."""
+    call_id, lease, first, count = span
+    whole = sorted(r.index for r in got) == list(range(first, first + count))
+    return [Release(call_id, first, lease, count)] if whole else got
