@@ -79,6 +79,22 @@ def test_a_crash_holding_one_input_charges_it_until_retries_are_spent(store):
     assert b"exit code 1" in out.data
 
 
+def test_a_lost_container_holding_one_input_requeues_it_uncharged_once_then_charges_it_isolated(store):
+    # A container the backend lost with its node: nothing says the input it held caused that
+    store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
+    inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
+    store.fail_container_inputs("ta-1", "it was lost", lost=True)
+    assert store.outputs("fc-1", 0, 10) == []
+    # but it is isolated, so a poison input that takes nodes down still spends its attempts (max_retries=1)
+    for _ in range(2):
+        store.clock_.now += 10
+        (leased,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 2))
+        assert leased.index == 0
+        store.fail_container_inputs("ta-2", "it was lost", lost=True)
+    (out,) = store.outputs("fc-1", 0, 10)
+    assert out.index == 0 and out.status == "CRASHED"
+
+
 def test_cancel_ends_every_unfinished_input(store):
     store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
     inputs_of(store.lease_inputs("fu-1", "ta-1", 1))

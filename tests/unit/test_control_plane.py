@@ -81,6 +81,32 @@ def test_a_container_the_scheduler_finds_silent_is_killed_with_its_reason_on_rec
     asyncio.run(scenario())
 
 
+def test_a_container_lost_with_its_node_costs_its_lone_input_no_attempt(tmp_path):
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
+        # Given a function without retries, and a container holding its one input
+        app_id = plane.create_app("unit")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
+        call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
+        await plane._tick(limits)
+        (first,) = backend.launched
+        plane.container_started(first.container_id, None, False)
+        assert [x.index for x in (await plane.exchange(first.container_id, ExchangeRequest(want=1))).inputs] == [0]
+        # When the backend loses it (a Ray node gone: no exit code of its own)
+        backend.exit(first.container_id, None)
+        # Then the input is queued again, not failed, and another container runs it
+        assert plane.store.outputs(call_id, 0, 10) == []
+        await plane._tick(limits)
+        second = backend.launched[-1]
+        plane.container_started(second.container_id, None, False)
+        (leased,) = (await plane.exchange(second.container_id, ExchangeRequest(want=1))).inputs
+        assert leased.index == 0
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
 def test_payload_blobs_go_when_nothing_uses_them_and_a_shared_one_stays(tmp_path):
     """Inputs' blobs go when their (ephemeral) app stops, results' blobs when the results expire, and a blob that
     another app's input names stays."""

@@ -52,6 +52,15 @@ def test_a_container_terminated_by_a_cancel_or_stopped_on_purpose_charges_nobody
     assert not decide(ContainerExited("exit code 0"), Facts(ContainerState.DRAINING))[0].charge  # type: ignore[union-attr]
 
 
+def test_a_container_lost_on_its_own_is_marked_lost_but_one_the_control_plane_killed_is_not():
+    (fail, *_) = decide(ContainerExited("it was lost", lost=True), RUNNING)
+    assert fail == FailInputs(OutputStatus.CRASHED, "The container running this input exited unexpectedly: "
+                              "it was lost", charge=True, lost=True)  # fmt: skip
+    timeout = Intent("Function timed out after 2s (timeout=2)", OutputStatus.TIMEOUT)
+    (killed, *_) = decide(ContainerExited("it was lost", lost=True), Facts(ContainerState.RUNNING, timeout))
+    assert killed == FailInputs(OutputStatus.TIMEOUT, timeout.reason, True, lost=False)
+
+
 def test_a_kill_of_a_container_already_gone_is_handled_as_its_exit():
     intent = Intent("it did not start within startup_timeout=5s")
     actions = decide(KillDecided(intent), Facts(ContainerState.STARTING, alive=False))

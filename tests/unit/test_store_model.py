@@ -164,10 +164,10 @@ class InputLifecycle(RuleBasedStateMachine):
         self.store.touch_container(data.draw(st.sampled_from(sorted(self.alive))))
 
     @precondition(lambda self: self.alive)
-    @rule(data=st.data())
-    def crash(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), lost=st.booleans())
+    def crash(self, data: st.DataObject, lost: bool) -> None:
         cid = data.draw(st.sampled_from(sorted(self.alive)))
-        self.store.fail_container_inputs(cid, "killed")
+        self.store.fail_container_inputs(cid, "killed", lost=lost)  # lost: with its node, no exit of its own
         self.alive.discard(cid)
         for key, (holder, lease) in list(self.held.items()):
             if holder == cid:

@@ -493,7 +493,8 @@ class ControlPlane:
         self._placed_at.pop(container_id, None)
         tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
         unreachable = code == EXIT_UNREACHABLE
-        self._handle(container_id, ContainerExited(self.backend.describe_exit(code), tail, unreachable))
+        exited = ContainerExited(self.backend.describe_exit(code), tail, unreachable, lost=code is None)
+        self._handle(container_id, exited)
 
     def _handle(self, container_id: str, event: lifecycle.Event) -> bool:
         """Apply what the lifecycle decides for ``event``; False when the container is unknown.
@@ -524,7 +525,7 @@ class ControlPlane:
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
         elif isinstance(action, lifecycle.FailInputs):
-            return self.store.fail_container_inputs(cid, action.message, action.status, action.charge)
+            return self.store.fail_container_inputs(cid, action.message, action.status, action.charge, action.lost)
         elif isinstance(action, lifecycle.CountStartFailure):
             self.store.record_startup_failure(cid, action.error)
         elif isinstance(action, lifecycle.FailQueued):

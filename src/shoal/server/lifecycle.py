@@ -43,6 +43,7 @@ class ContainerExited:
     description: str  # the backend's words for how (exit code, signal)
     output_tail: str = ""  # the last lines it wrote, for the error its inputs get
     unreachable: bool = False  # it exited because it could not reach the control plane (EXIT_UNREACHABLE)
+    lost: bool = False  # the backend lost it with no exit of its own (its Ray actor or node gone)
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,13 @@ class Terminate:
 
 @dataclass(frozen=True)
 class FailInputs:
-    """End or re-queue the inputs it held (``charge``: each loses an attempt)."""
+    """End or re-queue the inputs it held (``charge``: each loses an attempt; ``lost``: a lone input is not to blame
+    unless already isolated)."""
 
     status: OutputStatus
     message: str
     charge: bool
+    lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,8 @@ def _exited(event: ContainerExited, facts: Facts) -> list[Action]:
         status = OutputStatus.CRASHED
         message = f"The container running this input exited unexpectedly: {intent.reason}{log_hint}"
     charge = intent.charge and facts.state != ContainerState.DRAINING  # stopped on purpose: not its inputs' fault
-    actions: list[Action] = [FailInputs(status, message, charge)]
+    lost = event.lost and facts.intent is None  # lost on its own, not by a kill of the control plane's
+    actions: list[Action] = [FailInputs(status, message, charge, lost)]
     if facts.state == ContainerState.STARTING and event.unreachable:  # the server's trouble: another start will do
         return [
             *actions,

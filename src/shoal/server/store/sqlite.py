@@ -627,25 +627,33 @@ class SQLiteStore:
         )
 
     def fail_container_inputs(
-        self, container_id: str, message: str, status: OutputStatus = OutputStatus.CRASHED, charge: bool = True
+        self,
+        container_id: str,
+        message: str,
+        status: OutputStatus = OutputStatus.CRASHED,
+        charge: bool = True,
+        lost: bool = False,
     ) -> set[str]:
         """A container died: re-queue its leased inputs.
 
         When it held one input (or inputs already isolated), that input caused or suffered the crash and is
         charged an attempt. When it held several, none is charged, but each is isolated (leased alone from now
-        on), so a poison input is found after at most one uncharged crash and every budget still ends.
+        on), so a poison input is found after at most one uncharged crash and every budget still ends. A ``lost``
+        container (the backend lost it with its node: nothing says an input caused it) is treated as one that held
+        several even when it held one: only an input already isolated is charged.
         """
         now = self.clock()
         touched: set[str] = set()
         with self._tx() as db:
             self._explode(db, "container_id=? AND state='LEASED'", (container_id,))
             rows = db.execute(
-                "SELECT rowid, call_id, idx, leases, failures, function_id FROM inputs "
+                "SELECT rowid, call_id, idx, leases, failures, function_id, isolate FROM inputs "
                 "WHERE container_id=? AND state='LEASED'",
                 (container_id,),
             ).fetchall()
             endings = [Ending(r[0], r[1], r[2], status.value, message.encode(), r[3], container_id) for r in rows]
-            if len(rows) > 1 or not charge:
+            blamed = len(rows) == 1 and (not lost or bool(rows[0][6]))
+            if not (charge and blamed):
                 db.executemany(
                     "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=?, queued_at=? WHERE rowid=?",
                     [(int(charge), now, r[0]) for r in rows],
@@ -654,7 +662,7 @@ class SQLiteStore:
                     self._queued_delta[r[5]] += 1
                 self._record_attempts(db, endings, now)
                 return touched
-            for ending, (*_, failures, function_id) in zip(endings, rows):
+            for ending, (*_, failures, function_id, _isolate) in zip(endings, rows):
                 if self._settle(db, function_id, failures, ending, now):
                     touched.add(ending.call_id)
         return touched
