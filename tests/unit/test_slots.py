@@ -42,3 +42,19 @@ def test_the_estimate_follows_the_inputs_as_they_change():
     for _ in range(30):
         slots.ran(PREFETCH_BELOW * 2)
     assert not slots.fast()
+
+
+def test_inputs_that_starting_slots_are_about_to_take_are_not_a_queue():
+    # Given fast inputs, and a lease of 17 inputs that 17 idle slots of 32 are started for
+    slots = Slots(32)
+    slots.ran(0.02)
+    slots.start(17)
+    # Then, before those slots took them, the 15 idle slots and a queue ahead are asked for at once
+    assert slots.wanted(queued=17) == 15 + 32
+    # and once they took them, the same
+    for _ in range(17):
+        slots.started()
+    assert slots.wanted(queued=0) == 15 + 32
+    # Running slots that took a starting slot's input first leave nothing queued, not less than nothing
+    slots.start(5)
+    assert slots.wanted(queued=2) == 10 + 32

@@ -93,14 +93,24 @@ class State:
 
 
 class Slots:
-    """The ``@concurrent`` runtime's slots: how many are idle, how long inputs take, and when to lease (fields
-    guarded by the runtime's state lock; ``wake`` tells the main thread to look again)."""
+    """The ``@concurrent`` runtime's slots: how many are idle, how many are starting, how long inputs take, and when
+    to lease (fields guarded by the runtime's state lock; ``wake`` tells the main thread to look again)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.idle = size
+        self.starting = 0  # slots handed to the pool that have not taken their first input yet
         self.per_input: float | None = None  # seconds, a moving average
         self.wake = threading.Event()
+
+    def start(self, count: int) -> None:
+        """``count`` idle slots are handed to the pool, each to take one of the queued inputs."""
+        self.idle -= count
+        self.starting += count
+
+    def started(self) -> None:
+        """A starting slot took its first input (or found none)."""
+        self.starting -= 1
 
     def ran(self, took: float) -> None:
         self.per_input = took if self.per_input is None else 0.8 * self.per_input + 0.2 * took
@@ -110,12 +120,18 @@ class Slots:
 
     def wanted(self, queued: int) -> int:
         """How many inputs to lease: one per idle slot, and for fast inputs a queue refilled to one per slot once
-        it is half empty."""
-        ahead = self.size - queued if self.fast() and self.low(queued) else 0
-        return max(0, self.idle - queued) + ahead
+        it is half empty. ``queued`` is the runtime's unstarted inputs; those that starting slots are about to take
+        are not a queue (counting them made a map's first lease wait for an input to end before asking again)."""
+        waiting = self._waiting(queued)
+        ahead = self.size - waiting if self.fast() and self.low(queued) else 0
+        return max(0, self.idle - waiting) + ahead
 
     def low(self, queued: int) -> bool:
-        return queued <= self.size // 2
+        return self._waiting(queued) <= self.size // 2
+
+    def _waiting(self, queued: int) -> int:
+        """Queued inputs no starting slot will take (running slots may have taken some of theirs first)."""
+        return max(0, queued - self.starting)
 
 
 class ContainerRuntime:
@@ -464,7 +480,7 @@ class ContainerRuntime:
             with self.state.lock:
                 self.state.unstarted.extend(resp.inputs)
                 starting = min(slots.idle, len(resp.inputs))
-                slots.idle -= starting
+                slots.start(starting)
             for _ in range(starting):
                 pool.submit(self._run_slot, slots)
             if resp.stop:  # the running inputs finish; the queued ones are given back on the way out
@@ -478,6 +494,7 @@ class ContainerRuntime:
         """One slot: run queued inputs until none is left, then hand the slot back to the main thread."""
         thread = threading.get_ident()
         with self.state.lock:
+            slots.started()
             lease = self._take_unstarted(thread, time.monotonic())
             if lease is None:
                 slots.idle += 1
