@@ -58,7 +58,7 @@ async def to_payload(client: Client, data: bytes, digest: str | None = None) -> 
     blob_id = digest or await blob_digest(data)
     # asking first saves sending a big blob twice; for a few MiB over loopback the question costs more
     if len(data) < ASK_BEFORE_UPLOAD or not await client.has_blob(blob_id):
-        await client.put_blob(blob_id, data)
+        await client.put_blob(blob_id, data, payload=True)
     return serialization.blob_payload(blob_id)
 
 

@@ -118,8 +118,10 @@ class Client:
         """Send raw bytes (a file's content) and decode the answer."""
         return self._decode(await self._send(method, path, data))
 
-    async def put_blob(self, blob_id: str, data: bytes) -> None:
-        await self.send_raw("PUT", routes.path(routes.BLOB, blob_id=blob_id), data)
+    async def put_blob(self, blob_id: str, data: bytes, *, payload: bool = False) -> None:
+        """Upload a blob; ``payload``: it is an input's or a result's, removed if no call ever names it."""
+        path = routes.path(routes.BLOB, blob_id=blob_id)
+        await self.send_raw("PUT", path + "?payload=1" if payload else path, data)
 
     async def has_blob(self, blob_id: str) -> bool:
         return (await self._send("HEAD", routes.path(routes.BLOB, blob_id=blob_id), b"")).status == 200

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import itertools
+import sqlite3
 import time
 from typing import Any
 
@@ -226,9 +229,17 @@ def test_unpicklable_return_value_is_a_clear_error():
         basic.returns_unpicklable.remote(1)
 
 
-def test_large_payloads_go_through_the_blob_store():
+def test_large_payloads_go_through_the_blob_store_and_are_removed_if_never_named(server):  # noqa: ANN001
     data = b"x" * (3 * 1024 * 1024)
     assert basic.echo_bytes.remote(data) == len(data)
+    # An upload as a payload is removed unless an input or result names it within the upload grace (a client
+    # that dies between uploading and submitting); the server marks it so, and a reference forgets the mark.
+    blob = b"never named " * 10_000
+    blob_id = hashlib.sha256(blob).hexdigest()
+    run_sync(client_for(server.url).put_blob(blob_id, blob, payload=True))
+    with contextlib.closing(sqlite3.connect(f"file:{server.state_dir / 'state.db'}?mode=ro", uri=True)) as db:
+        (since,) = db.execute("SELECT since FROM blob_orphans WHERE blob_id=?", (blob_id,)).fetchone()
+    assert since > time.time() + 600  # an orphan from well after now (the grace, 1 hour by default)
 
 
 def test_map_over_an_infinite_generator_stops_at_the_shortest():

@@ -146,6 +146,42 @@ def test_payload_blobs_go_when_nothing_uses_them_and_a_shared_one_stays(tmp_path
     asyncio.run(scenario())
 
 
+def test_an_uploaded_payload_no_call_names_goes_after_the_upload_grace_and_other_blobs_stay(tmp_path):
+    """A client that died between uploading an input's blob and submitting the input leaves a blob nobody will
+    name: it goes once the upload grace is over. A blob uploaded as something else (a source bundle) stays, and
+    one asked for just before its removal is looked at again later instead of forgotten."""
+
+    async def scenario() -> None:
+        config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20,
+                              blob_grace=5, upload_grace=60)  # fmt: skip
+        plane = ControlPlane(config, FakeBackend(), Parts.in_dir(config.state_dir))
+        blobs = {name: put_blob(plane, name) for name in (b"abandoned", b"named", b"bundle")}
+        for name in (b"abandoned", b"named"):
+            plane.payload_uploaded(blobs[name])
+        app_id = plane.create_app("blobs")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(), None)
+        plane.create_call(function_id, "map", None, [b"B" + blobs[b"named"].encode()], close=True)
+        assert await plane.remove_unused_blobs() == 0  # within the upload grace
+        plane.store.clock = lambda: time.time() + 120  # past it
+        assert await plane.remove_unused_blobs() == 1
+        assert not plane.blobs.exists(blobs[b"abandoned"])
+        assert plane.blobs.exists(blobs[b"named"]) and plane.blobs.exists(blobs[b"bundle"])
+
+        # an orphan a client asked for (HEAD) just before the sweep is kept, and removed at a later sweep
+        again = put_blob(plane, b"asked for")
+        plane.payload_uploaded(again)
+        plane.blobs.touch(again)
+        plane.store.clock = lambda: time.time() + 240
+        assert await plane.remove_unused_blobs() == 0
+        os.utime(plane.blobs.path(again), (time.time() - 10, time.time() - 10))
+        plane.store.clock = lambda: time.time() + 300
+        assert await plane.remove_unused_blobs() == 1
+        assert not plane.blobs.exists(again)
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
 def put_blob(plane: ControlPlane, data: bytes) -> str:
     blob_id = hashlib.sha256(data).hexdigest()
     plane.blobs.writer(blob_id).finish([data])

@@ -68,4 +68,4 @@ class ContainerAPI:
         return self.sync.run(self.sync.client.get_blob(blob_id))
 
     def put_blob(self, blob_id: str, data: bytes) -> None:
-        self.sync.run(self.sync.client.put_blob(blob_id, data))
+        self.sync.run(self.sync.client.put_blob(blob_id, data, payload=True))  # a result's or an item's

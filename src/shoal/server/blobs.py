@@ -47,9 +47,10 @@ class BlobStore:
         with contextlib.suppress(FileNotFoundError):
             os.utime(self.path(blob_id))
 
-    def remove_unused(self, blob_ids: list[str], grace: float) -> int:
-        """Delete those of ``blob_ids`` not written or asked for in the last ``grace`` seconds; returns how many."""
-        removed = 0
+    def remove_unused(self, blob_ids: list[str], grace: float) -> tuple[int, list[str]]:
+        """Delete those of ``blob_ids`` not written or asked for in the last ``grace`` seconds; returns how many
+        were removed, and the ids of those kept for being written or asked for meanwhile."""
+        removed, kept = 0, []
         cutoff = time.time() - grace
         for blob_id in blob_ids:
             path = self.path(blob_id)
@@ -57,7 +58,9 @@ class BlobStore:
                 if path.stat().st_mtime <= cutoff:
                     path.unlink()
                     removed += 1
-        return removed
+                else:
+                    kept.append(blob_id)
+        return removed, kept
 
     def size(self, blob_id: str) -> int:
         return self.path(blob_id).stat().st_size

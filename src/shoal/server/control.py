@@ -83,6 +83,7 @@ class ServerConfig:
     client_timeout: float = 20.0  # an ephemeral app whose client is silent this long is stopped
     expiry_interval: float = 60.0  # seconds between sweeps for expired results
     blob_grace: float = 30.0  # seconds a payload blob stays on disk after its last use ended (store/blob_refs.py)
+    upload_grace: float = 3600.0  # seconds an uploaded payload blob that no input or result names yet stays
 
 
 @dataclass(frozen=True)
@@ -602,9 +603,19 @@ class ControlPlane:
 
     async def remove_unused_blobs(self) -> int:
         """Delete the payload blobs no call has used for the grace period (and nobody uploaded or asked for since:
-        a client may be about to submit inputs that name one). Returns how many files were removed."""
+        a client may be about to submit inputs that name one; those are looked at again later). Returns how many
+        files were removed."""
         due = self.store.blob_refs.orphans_due(self.config.blob_grace)
-        return await asyncio.to_thread(self.blobs.remove_unused, due, self.config.blob_grace) if due else 0
+        if not due:
+            return 0
+        removed, kept = await asyncio.to_thread(self.blobs.remove_unused, due, self.config.blob_grace)
+        self.store.blob_refs.unused(kept, 0.0)
+        return removed
+
+    def payload_uploaded(self, blob_id: str) -> None:
+        """A client or a container uploaded an input's or a result's blob: unless an input, result or item names it
+        within ``upload_grace`` (a client that died between uploading and submitting never will), it is removed."""
+        self.store.blob_refs.unused([blob_id], self.config.upload_grace - self.config.blob_grace)
 
     async def _launch(self, function_id: str, app_id: str) -> None:
         found = self.store.function(function_id)

@@ -82,6 +82,8 @@ def add_routes(r: Router) -> None:
         if length > r.max_body:
             raise ApiError(413, "RequestSizeError", f"blob of {length} bytes is over the limit of {r.max_body}")
         await receive_blob(request, plane.blobs.writer(blob_id), r.max_body)
+        if request.query_params.get("payload") == "1":
+            plane.payload_uploaded(blob_id)
         return JSONResponse({})
 
     @r.route(routes.BLOB, ["GET", "HEAD"], "caller")

@@ -5,7 +5,9 @@ An input or a result over the inline limit travels as a blob (``server/blobs.py`
 generator items) in the transaction that stores the payload. A call's ``in`` references go when its ephemeral app
 stops (no input of it can run again), all of them when its results expire. A blob that loses its last reference
 becomes an orphan; :meth:`BlobRefs.orphans_due` hands it out for deletion after a grace period, unless something
-referenced it again meanwhile (blobs are shared by content: another call may upload the same bytes).
+referenced it again meanwhile (blobs are shared by content: another call may upload the same bytes). An uploaded
+payload (``PUT /blobs/{id}?payload=1``) is an orphan from the start, due once the control plane's upload grace is
+over, unless an input, result or item names it first (a client that died between uploading and submitting).
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ class BlobRefs:
                    is None]  # fmt: skip
         db.executemany("INSERT OR REPLACE INTO blob_orphans VALUES (?, ?)", orphans)
         return len(gone)
+
+    def unused(self, blob_ids: Sequence[str], after: float) -> None:
+        """These blobs are not needed as far as anyone knows: orphans ``after`` seconds from now (an uploaded payload
+        not named yet, or one asked for just before its removal). A reference meanwhile forgets them again."""
+        if blob_ids:
+            since = self.store.clock() + after
+            with self.store._tx() as db:
+                db.executemany("INSERT OR REPLACE INTO blob_orphans VALUES (?, ?)", [(b, since) for b in blob_ids])
 
     def orphans_due(self, grace: float) -> list[str]:
         """Blobs without a reference for ``grace`` seconds (those referenced again are forgotten here)."""
