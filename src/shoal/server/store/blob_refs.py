@@ -64,11 +64,16 @@ class BlobRefs:
 
     def unused(self, blob_ids: Sequence[str], after: float) -> None:
         """These blobs are not needed as far as anyone knows: orphans ``after`` seconds from now (an uploaded payload
-        not named yet, or one asked for just before its removal). A reference meanwhile forgets them again."""
+        not named yet, or one asked for just before its removal), never sooner than they already were. A reference
+        meanwhile forgets them again."""
         if blob_ids:
             since = self.store.clock() + after
             with self.store._tx() as db:
-                db.executemany("INSERT OR REPLACE INTO blob_orphans VALUES (?, ?)", [(b, since) for b in blob_ids])
+                db.executemany(
+                    "INSERT INTO blob_orphans VALUES (?, ?) "
+                    "ON CONFLICT(blob_id) DO UPDATE SET since=max(since, excluded.since)",
+                    [(b, since) for b in blob_ids],
+                )
 
     def orphans_due(self, grace: float) -> list[str]:
         """Blobs without a reference for ``grace`` seconds (those referenced again are forgotten here)."""
