@@ -87,6 +87,17 @@ def test_containers_move_through_their_states(store):
     assert store.live_containers() == []
 
 
+def test_a_drained_container_keeps_why_it_was_stopped_and_adds_how_it_ended(store):
+    store.add_container("ta-1", "fu-1", "ap-1")
+    store.mark_started("ta-1")
+    store.set_container_state("ta-1", ContainerState.DRAINING, "stopped by the user")
+    store.set_container_state("ta-1", ContainerState.STOPPED, "exit code 0")
+    assert store.insights.container("ta-1")["stop_reason"] == "stopped by the user (exit code 0)"
+    store.add_container("ta-2", "fu-1", "ap-1")  # a crash is its own reason
+    store.set_container_state("ta-2", ContainerState.STOPPED, "killed by SIGKILL")
+    assert store.insights.container("ta-2")["stop_reason"] == "killed by SIGKILL"
+
+
 def test_dicts_and_queues_keep_opaque_bytes(store):
     d = store.kv.open("dict", "d", create_if_missing=True)
     assert store.kv.open("dict", "d", create_if_missing=False) == d

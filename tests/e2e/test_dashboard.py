@@ -162,7 +162,7 @@ def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, br
         assert browser.find_element(By.TAG_NAME, "h1").text.startswith("ta-")
         settled(lambda: browser.find_element(By.ID, "stop").click())
         WebDriverWait(browser, 30).until(lambda b: "STOPPED" in text_of(b, "container"))
-        assert "exit code 0" in text_of(browser, "container")  # it drained and exited cleanly
+        assert "stopped by the user (exit code 0)" in text_of(browser, "container")  # why, then how it ended
 
 
 def test_storage_shows_volumes_dicts_queues_and_secret_names_never_values(server, browser, shots):

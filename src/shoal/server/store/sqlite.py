@@ -901,9 +901,16 @@ class SQLiteStore:
         self.db.execute("UPDATE containers SET last_seen=? WHERE id=?", (self.clock(), container_id))
 
     def set_container_state(self, container_id: str, state: ContainerState, reason: str | None = None) -> None:
+        """Move a container on (never out of STOPPED). A draining container keeps why it was stopped when it exits,
+        with how its process ended after it: ``stopped by the user (exit code 0)``."""
         with self._tx() as db:
+            row = db.execute("SELECT state, stop_reason FROM containers WHERE id=?", (container_id,)).fetchone()
+            if row is None or row[0] == ContainerState.STOPPED.value:
+                return
+            if state == ContainerState.STOPPED and row[0] == ContainerState.DRAINING.value and row[1] and reason:
+                reason = f"{row[1]} ({reason})"
             db.execute(
-                "UPDATE containers SET state=?, stop_reason=COALESCE(?, stop_reason) WHERE id=? AND state!='STOPPED'",
+                "UPDATE containers SET state=?, stop_reason=COALESCE(?, stop_reason) WHERE id=?",
                 (state.value, reason, container_id),
             )
 
