@@ -127,13 +127,16 @@ def add_routes(r: Router) -> None:
         call_ids = field(b, "call_ids", list)
         if not all(isinstance(c, str) for c in call_ids) or len(call_ids) > 10_000:
             raise ApiError(400, "InvalidError", "call_ids must be a list of at most 10,000 call ids")
-        for call_id in call_ids:
-            summary(call_id)
+        summaries = {call_id: summary(call_id) for call_id in call_ids}  # each exists (NotFound otherwise)
         wait = field(b, "wait", (int, float), 0)
         max_bytes = field(b, "max_bytes", int, None)
         found = await plane.wait_first_outputs(call_ids, min(float(wait), MAX_WAIT) if wait > 0 else 0.0, max_bytes)
-        return packed({"outputs": {c: [o.seq, o.index, o.status, o.data] for c, o in found.items()},
-                       "calls": {c: msgspec.to_builtins(summary(c)) for c in call_ids if c not in found}})  # fmt: skip
+        if wait > 0:  # a long poll: what is said of the others is as of its end
+            summaries = {c: summary(c) for c in call_ids if c not in found}
+        outputs = {c: [o.seq, o.index, o.status, o.data] for c, o in found.items()}
+        return packed(
+            {"outputs": outputs, "calls": {c: msgspec.to_builtins(summaries[c]) for c in summaries if c not in found}}
+        )
 
     @r.route(routes.CALL_CANCEL, ["POST"], "caller")
     async def cancel_call(request: Request) -> Response:
