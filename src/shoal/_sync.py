@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from ._loop import new_event_loop
+
 T = TypeVar("T")
 
 CLOSE_TIMEOUT = 2.0  # seconds to wait for an interrupted generator or task to unwind
@@ -26,7 +28,7 @@ def loop() -> asyncio.AbstractEventLoop:
     global _loop
     with _lock:
         if _loop is None or _loop.is_closed():
-            new_loop = asyncio.new_event_loop()
+            new_loop = new_event_loop()
             ready = threading.Event()
 
             def run() -> None:

@@ -22,6 +22,7 @@ import msgpack
 
 from . import _servers, exception
 from ._http import AsyncHTTP, Response, TransportError
+from ._loop import new_event_loop
 from .config import container_env, settings
 from .protocol import messages, routes
 
@@ -137,7 +138,7 @@ class SyncClient:
     """The blocking face of :class:`Client` for one thread: the same requests, run on the thread's own loop."""
 
     def __init__(self, url: str, token: str | None, patience: Patience = CALLER, timeout: float = 90.0) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()
         self.client = Client(url, token, patience, timeout)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
