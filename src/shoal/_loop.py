@@ -1,8 +1,9 @@
-"""Run a server's event loop on uvloop where it is installed (``uvicorn[standard]`` brings it on Linux).
+"""Event loops on uvloop where it is installed (``uvicorn[standard]`` brings it on Linux).
 
-uvloop's socket I/O costs about half of the stdlib loop's; the control plane (API and gateway) and a web
-container's app server are I/O-bound, so they run on it. Without uvloop (another platform, a slim image)
-the stdlib loop runs the same code.
+uvloop's socket I/O costs about half of the stdlib loop's; the control plane (API and gateway), a web
+container's app server, the SDK's background loop and a container's client are I/O-bound, so they run on it.
+User code's own async functions keep the stdlib loop. Without uvloop (another platform, a slim image) the stdlib
+loop runs the same code.
 """
 
 from __future__ import annotations
