@@ -514,7 +514,8 @@ class ContainerRuntime:
         except InputCancellation as exc:
             outcome = (OutputStatus.FAILURE, *self._failure(exc))
         with self.state.lock:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
+            if lease.key in self.state.cancelled:  # only a cancel of this input can have left one pending
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
             slots.ran(self._record(lease, outcome))
             following = self._take_unstarted(thread, time.monotonic())
             if following is None:

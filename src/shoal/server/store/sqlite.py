@@ -662,8 +662,8 @@ class SQLiteStore:
                     self._queued_delta[r[5]] += 1
                 self._record_attempts(db, endings, now)
                 return touched
-            for ending, (*_, failures, function_id, _isolate) in zip(endings, rows):
-                if self._settle(db, function_id, failures, ending, now):
+            for ending, r in zip(endings, rows):
+                if self._settle(db, r[5], r[4], ending, now):  # (function, failures)
                     touched.add(ending.call_id)
         return touched
 
