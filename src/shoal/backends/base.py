@@ -109,7 +109,7 @@ class Backend(abc.ABC):
                 name = f"signal {-code}"
             hint = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
             return f"killed by {name}{hint}"
-        if 128 < code < 128 + 64:  # a shell or the sandbox reports a child's death by signal N as 128 + N
+        if killed_by_signal(code):  # a shell or the sandbox reports a child's death by signal N as 128 + N
             import signal
 
             try:
@@ -117,3 +117,8 @@ class Backend(abc.ABC):
             except ValueError:
                 pass
         return f"exit code {code}"
+
+
+def killed_by_signal(code: int | None) -> bool:
+    """Whether an exit code says the process died of a signal (negative, or 128 + N from a shell or the sandbox)."""
+    return code is not None and (code < 0 or 128 < code < 128 + 64)

@@ -33,11 +33,12 @@ from ..exception import InvalidError
 from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
 from ..server.errors import Invalid
 from . import sandbox
-from .base import Backend, Capabilities, ContainerSpec
+from .base import Backend, Capabilities, ContainerSpec, killed_by_signal
 
 log = logging.getLogger("shoal.ray")
 BLOB_PREFIX = "blob:"  # a mount whose content is a blob (a tar), not a path of the node
 DEFAULT_CPU = 0.125  # Modal's default CPU request for a container
+NODE_LOSS_SETTLE = 1.0  # seconds after a container's death by signal before its actor is asked whether it lives
 ACTOR_PREFIX = "ta-"  # container ids: the actors' names
 
 
@@ -60,6 +61,7 @@ class RayBackend(Backend):
         self.handles: dict[str, Any] = {}  # container id -> its actor
         self.placed: dict[str, str] = {}  # container id -> its node, once the actor runs
         self.waiting_since: dict[str, float] = {}  # container id -> when it was asked for, until placed
+        self.terminating: set[str] = set()  # containers the control plane is stopping (their deaths are no loss)
         self.tails: dict[str, str] = {}  # container id -> its last output lines, read before the actor went
         self._watchers: set[asyncio.Task[None]] = set()
         self.reconcile()
@@ -159,8 +161,7 @@ class RayBackend(Backend):
             self.on_placed(container_id, node)
             await handle.start.remote(spec)  # the image built on the node if needed, then the process started
             code = await handle.wait.remote()
-            with contextlib.suppress(Exception):
-                self.tails[container_id] = await asyncio.wait_for(_awaitable(handle.tail.remote()), 5)
+            code = await self._exit_of(container_id, handle, code)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the actor (or its node) died: the container is lost
@@ -169,14 +170,32 @@ class RayBackend(Backend):
             with contextlib.suppress(Exception):
                 self.ray.kill(handle, no_restart=True)
             self.handles.pop(container_id, None)
+            self.terminating.discard(container_id)
             self.placed.pop(container_id, None)
             self.waiting_since.pop(container_id, None)
         self.on_exit(container_id, code)
+
+    async def _exit_of(self, container_id: str, handle: Any, code: int) -> int | None:
+        """The container's exit code, or None when its actor went down with it: a node lost kills the container's
+        process a moment before its actor, which may still report the signal. So after a death by signal the actor
+        is asked for the process's last lines, a moment later; an actor that cannot answer was lost with its node
+        (its inputs are not to blame), one that answers saw its process killed alone (out of memory, a kill)."""
+        suspect = killed_by_signal(code) and container_id not in self.terminating
+        if suspect:
+            await asyncio.sleep(NODE_LOSS_SETTLE)
+        try:
+            self.tails[container_id] = await asyncio.wait_for(_awaitable(handle.tail.remote()), 5)
+        except Exception:  # noqa: BLE001 - the actor is gone or does not answer
+            if suspect:
+                log.warning("container %s: killed, and its Ray actor is gone too: its node was lost", container_id)
+                return None
+        return code
 
     async def terminate(self, container_id: str, grace: float) -> None:
         handle = self.handles.get(container_id)
         if handle is None:
             return
+        self.terminating.add(container_id)
         if container_id in self.placed and grace > 0:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_awaitable(handle.terminate.remote(grace)), grace + 5)
