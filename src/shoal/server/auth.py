@@ -6,14 +6,20 @@ Roles of a route:
   client     the admin token or an issued client token: deploy, create and stop apps, everything else
   caller     a client token, or a container token: what code running in a container may do (call functions,
              read results and blobs), but not deploy, create or stop apps
-  container  the container token the server gave its containers
+  container  a container's own token, on the routes of that container only (``/containers/{its id}/...``)
+
+Each container gets its own token, ``shc-<container id>.<mac>``: an HMAC of its id under a key the server makes at
+each start (``ContainerKeys``). A container's token names the container it was minted for, so container routes
+admit it for that container only: a container can read only its own spec (and secrets), lease and report only its
+own inputs. Nothing is stored per container; a server restart (which stops every container) ends every token.
 
 With no token configured the server serves loopback only and makes a *local token* at each start, published in
 ``$SHOAL_HOME/servers/`` (readable by this user only, invisible to sandboxed containers): clients of this home
 present it as they would a configured token. Issuing tokens needs a configured token: an issued token is bound to
 the admin token it was issued under, so it stops working when the server runs with another token (or none).
-Container routes always need the container token. Client routes are rate-limited per token (or per address
-when open): a token bucket of ``rate`` requests/s with a burst of ``2 * rate``; over it: 429 + Retry-After.
+Container routes always need the token of the container in the path. Client routes are rate-limited per token
+(or per address when open): a token bucket of ``rate`` requests/s with a burst of ``2 * rate``; over it: 429 +
+Retry-After.
 """
 
 from __future__ import annotations
@@ -26,6 +32,36 @@ from dataclasses import dataclass
 
 from .errors import Conflict, Invalid
 from .store.base import TokensPart
+
+CONTAINER_PREFIX = "shc-"
+
+
+class ContainerKeys:
+    """Mints and checks per-container tokens (see the module's docstring)."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def _mac(self, container_id: str) -> str:
+        return hmac.new(self._key, container_id.encode(), "sha256").hexdigest()[:40]
+
+    def mint(self, container_id: str) -> str:
+        """The token of ``container_id``."""
+        return f"{CONTAINER_PREFIX}{container_id}.{self._mac(container_id)}"
+
+    def holder(self, presented: str) -> str | None:
+        """The container a presented token was minted for, or None when it is not a valid container token."""
+        if not presented.startswith(CONTAINER_PREFIX):
+            return None
+        container_id, _, mac = presented[len(CONTAINER_PREFIX) :].rpartition(".")
+        if not container_id or not hmac.compare_digest(mac, self._mac(container_id)):
+            return None
+        return container_id
+
+
+def container_of(identity: str) -> str | None:
+    """The container an identity of :meth:`Authorizer.identify` acts for, or None for people and clients."""
+    return identity.removeprefix("container:") if identity.startswith("container:") else None
 
 
 class Denied(Exception):
@@ -93,22 +129,28 @@ class RateLimiter:
 
 
 class Authorizer:
-    def __init__(self, admin_token: str | None, container_token: str, registry: TokenRegistry) -> None:
+    def __init__(self, admin_token: str | None, containers: ContainerKeys, registry: TokenRegistry) -> None:
         self.admin_token = admin_token
-        self.container_token = container_token
+        self.containers = containers
         self.registry = registry
 
-    def identify(self, role: str, presented: str, address: str) -> str:
-        """The identity a request acts as under ``role``; raises Denied."""
+    def identify(self, role: str, presented: str, address: str, container_id: str | None = None) -> str:
+        """The identity a request acts as under ``role`` (``container:<id>`` for a container); raises Denied.
+
+        ``container_id`` is the container a container route is about: only that container's token is admitted.
+        """
         if role == "public":
             return "public"
-        is_container = bool(presented) and hmac.compare_digest(presented, self.container_token)
+        holder = self.containers.holder(presented) if presented else None
+        is_container = holder is not None
         if role == "container":
-            if not is_container:
-                raise Denied(401, "this route needs the container token the server gave its containers")
-            return "container"
+            if holder is None:
+                raise Denied(401, "this route needs the token the server gave this container")
+            if container_id is not None and holder != container_id:
+                raise Denied(403, "a container may act only for itself: this token belongs to another container")
+            return f"container:{holder}"
         if role == "caller" and is_container:
-            return "container"
+            return f"container:{holder}"
         if not self.admin_token:
             if is_container:
                 raise Denied(403, "a container token may call functions, not deploy, create or stop apps")

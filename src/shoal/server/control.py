@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..protocol.messages import (
 from ..protocol.specs import FunctionSpec
 from ..schedule import next_fire
 from . import lifecycle
-from .auth import Authorizer, TokenRegistry
+from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
 from .errors import Conflict, Invalid, NotFound
 from .gateway import Gateway
@@ -77,7 +76,7 @@ class ServerConfig:
     result_retention: float
     max_total_containers: int
     max_payload_bytes: int
-    container_token: str = ""
+    container_key: bytes = b""  # signs each container's token (auth.ContainerKeys); random at each start when empty
     rate_limit: float = 0.0  # client requests per second per token (0: unlimited)
     local_token: str | None = None  # without client_token: what this home's clients present (see auth.py)
     client_timeout: float = 20.0  # an ephemeral app whose client is silent this long is stopped
@@ -110,7 +109,7 @@ class ControlPlane:
 
     def __init__(self, config: ServerConfig, backend: Backend, parts: Parts) -> None:
         self.config = config
-        self.container_token = config.container_token or secrets.token_urlsafe(24)
+        self.container_keys = ContainerKeys(config.container_key or None)
         self.store, self.blobs, self.volumes, self.secrets = parts.store, parts.blobs, parts.volumes, parts.secrets
         self.catalog = self.store.catalog
         self.schedules = self.store.schedules
@@ -123,7 +122,7 @@ class ControlPlane:
         self.notifier = Notifier()
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
-        self.authorizer = Authorizer(config.client_token or config.local_token, self.container_token, registry)
+        self.authorizer = Authorizer(config.client_token or config.local_token, self.container_keys, registry)
         self.gateway = Gateway(self, urlsplit(config.url).hostname or "127.0.0.1")
         self._wake = asyncio.Event()
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
@@ -627,7 +626,7 @@ class ControlPlane:
         try:
             image = await self.images.prepared(spec.image) if spec.image else None
             cspec = ContainerSpec(
-                container_id, function_id, app_id, self.config.url, self.container_token,
+                container_id, function_id, app_id, self.config.url, self.container_keys.mint(container_id),
                 env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=image,
                 volumes=spec.volumes, image_spec=spec.image,
             )  # fmt: skip

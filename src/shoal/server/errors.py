@@ -39,3 +39,9 @@ class TooLarge(RequestError, OverflowError):
     """Raised when a body, value or file is over its limit."""
 
     status, kind = 413, "RequestSizeError"
+
+
+class Forbidden(RequestError, PermissionError):
+    """Raised when a valid credential reaches for what it may not: a container for another app's volume."""
+
+    status, kind = 403, "AuthError"

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ...protocol.messages import MalformedBody, decode, encode
 from ...protocol.specs import InvalidSpec
-from ..auth import Denied, RateLimiter
+from ..auth import Denied, RateLimiter, container_of
 from ..control import ControlPlane
 from ..errors import NotFound, RequestError
 
@@ -111,13 +111,15 @@ class Router:
         self.routes: list[Route] = []
 
     def admit(self, request: Request, who: str) -> None:
+        """Admit the request under role ``who`` (raises ApiError); its identity is kept in ``request.state``."""
         presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         address = request.client.host if request.client else "?"
         try:
-            identity = self.authorizer.identify(who, presented, address)
+            identity = self.authorizer.identify(who, presented, address, request.path_params.get("container_id"))
         except Denied as exc:
             raise ApiError(exc.status, "AuthError", exc.message) from exc
-        if identity not in ("container", "public"):
+        request.state.identity = identity
+        if identity != "public" and container_of(identity) is None:
             wait = self.limiter.check(identity)
             if wait is not None:
                 raise ApiError(429, "ResourceExhaustedError", f"rate limit exceeded; retry in {wait:.2f}s",

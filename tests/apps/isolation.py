@@ -1,0 +1,59 @@
+"""Two apps for the isolation tests: a victim with a secret and a volume, and an attacker whose code probes, from
+inside its own container, what of the victim it can reach (imported without the test fixtures)."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import shoal
+
+victim = shoal.App("tests-victim")
+attacker = shoal.App("tests-attacker")
+VICTIM_SECRET = "victim-card-4111-1111"
+
+
+@victim.function(secrets=[shoal.Secret.from_dict({"VICTIM_KEY": VICTIM_SECRET})])
+def victim_fn(x: int) -> int:
+    return x + 1
+
+
+def _request(method: str, path: str, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(os.environ["SHOAL_SERVER_URL"] + path, data=body, method=method)
+    request.add_header("content-type", "application/msgpack")
+    request.add_header("authorization", f"Bearer {token or os.environ['SHOAL_CONTAINER_TOKEN']}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@attacker.function()
+def reach_other_container(victim_id: str) -> dict[str, int]:
+    """Runs in a container: the status of each container route about another container, with its own token."""
+    import msgpack
+
+    own = os.environ["SHOAL_CONTAINER_ID"]
+    out = {"own spec": _request("GET", f"/containers/{own}/spec")[0]}
+    out["spec"], body = _request("GET", f"/containers/{victim_id}/spec")
+    assert VICTIM_SECRET.encode() not in body
+    exchange = msgpack.packb({"want": 1, "reports": [], "releases": [], "wait": 0.0})
+    out["exchange"] = _request("POST", f"/containers/{victim_id}/exchange", exchange)[0]
+    out["heartbeat"] = _request("POST", f"/containers/{victim_id}/heartbeat", msgpack.packb({"logs": []}))[0]
+    out["started"] = _request("POST", f"/containers/{victim_id}/started", msgpack.packb({"error": None}))[0]
+    forged = os.environ["SHOAL_CONTAINER_TOKEN"].replace(own, victim_id)
+    out["forged token"] = _request("GET", f"/containers/{victim_id}/spec", token=forged)[0]
+    return out
+
+
+@attacker.function()
+def reach_volume(name: str) -> dict[str, int]:
+    """Runs in a container: the status of each volume route on a volume its function does not mount."""
+    out = {"ls": _request("POST", f"/volumes/{name}/ls", json.dumps({"path": "/"}).encode())[0]}
+    out["read"] = _request("GET", f"/volumes/{name}/file?path=data.txt")[0]
+    out["write"] = _request("PUT", f"/volumes/{name}/file?path=planted.txt", b"x")[0]
+    out["rm"] = _request("POST", f"/volumes/{name}/rm", json.dumps({"path": "/", "recursive": True}).encode())[0]
+    return out
