@@ -22,13 +22,17 @@ os.environ.pop("SHOAL_SERVER_URL", None)
 # tests start neither listen on nor dial the machine's external address.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # Containers run sandboxed with a private /tmp: tests share files with them through this directory only.
+# Run by root, containers run as nobody: the directory is open to them.
 SHARED = tempfile.mkdtemp(prefix="shoal-test-shared-")
+os.chmod(SHARED, 0o1777)
 os.environ["SHOAL_SANDBOX_BINDS"] = SHARED
 
 
 def shared_dir() -> str:
-    """A fresh directory that the test and its containers both see."""
-    return tempfile.mkdtemp(dir=SHARED)
+    """A fresh directory that the test and its containers both see (and write)."""
+    path = tempfile.mkdtemp(dir=SHARED)
+    os.chmod(path, 0o777)
+    return path
 
 
 os.environ.pop("SHOAL_TOKEN", None)

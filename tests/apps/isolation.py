@@ -57,3 +57,64 @@ def reach_volume(name: str) -> dict[str, int]:
     out["write"] = _request("PUT", f"/volumes/{name}/file?path=planted.txt", b"x")[0]
     out["rm"] = _request("POST", f"/volumes/{name}/rm", json.dumps({"path": "/", "recursive": True}).encode())[0]
     return out
+
+
+@attacker.function()
+def reach_host(server_pid: int) -> dict[str, object]:
+    """Runs in a container: who it is, what of the host's processes it sees, whether it can trace the server."""
+    import ctypes
+    import stat
+
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    environ_readable = []
+    for pid in pids + [server_pid]:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if b"SHOAL_CONTAINER_TOKEN" in f.read() and pid != os.getpid():
+                    environ_readable.append(pid)
+        except OSError:
+            pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    traced = libc.ptrace(16, server_pid, None, None) == 0  # PTRACE_ATTACH
+    try:
+        server_root = os.listdir(f"/proc/{server_pid}/root/")
+    except OSError:
+        server_root = []
+    tmp = os.statvfs("/tmp")
+    return {
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "cap_eff": int(status["CapEff"].strip(), 16),
+        "cap_bnd": int(status["CapBnd"].strip(), 16),
+        "pids": pids,
+        "server visible": os.path.exists(f"/proc/{server_pid}"),
+        "environ of others": environ_readable,
+        "traced": traced,
+        "server root": server_root,
+        "tmp_bytes": tmp.f_blocks * tmp.f_frsize,
+        "tmp sticky": bool(os.stat("/tmp").st_mode & stat.S_ISVTX),
+        "home": os.environ.get("HOME"),
+        "env": sorted(os.environ),
+    }
+
+
+@attacker.function()
+def escape(marker: str) -> int:
+    """Runs in a container: a grandchild that double-forks into its own session and keeps writing its pid."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, time\n"
+        "if os.fork(): os._exit(0)\n"
+        "os.setsid()\n"
+        "if os.fork(): os._exit(0)\n"
+        f"open({marker!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.replace({marker!r} + '.tmp', {marker!r})\n"
+        "while True: time.sleep(0.2)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    while not os.path.exists(marker):
+        pass
+    return int(open(marker).read() or 0)

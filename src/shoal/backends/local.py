@@ -11,7 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -24,6 +25,33 @@ from .base import Backend, Capabilities, ContainerSpec
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 HOST = socket.gethostname()  # the node of every local container
+# What a container keeps of the server's environment: the interpreter's and the locale's settings, Shoal's own
+# (never the client token) and the GPU runtime's. Everything else comes from the function's spec and image.
+KEPT_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "TERM"}
+KEPT_PREFIXES = ("LC_", "SHOAL_", "CUDA_", "NVIDIA_")
+SERVER_ONLY = {"SHOAL_TOKEN", "SHOAL_SANDBOX_BINDS", "SHOAL_STORE"}
+
+
+def container_environment(server: Mapping[str, str]) -> dict[str, str]:
+    """The part of the server's environment a container starts with (Modal's containers start clean too)."""
+    return {k: v for k, v in server.items() if (k in KEPT_VARIABLES or k.startswith(KEPT_PREFIXES))
+            and k not in SERVER_ONLY}  # fmt: skip
+
+
+def default_tmp_mib() -> int:
+    """A container's private /tmp without ``memory=``: a quarter of the machine's memory (with it: the limit)."""
+    return max(256, int(psutil.virtual_memory().total) // 2**20 // 4)
+
+
+@dataclass(frozen=True)
+class ContainerProcess:
+    """How to start one container's process: its command line, environment, working directory, and whether it is
+    sandboxed."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    sandboxed: bool
 
 
 class LocalBackend(Backend):
@@ -40,9 +68,18 @@ class LocalBackend(Backend):
         self._waiters: set[asyncio.Task[None]] = set()
 
     def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
-        binds = [(str(self.volumes.dir(v.volume)), v.path) for v in spec.volumes if not v.read_only]
+        binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]
         binds += [(p, p) for p in settings().sandbox_binds]
         return binds
+
+    @staticmethod
+    def _writable(folder: Path) -> Path:
+        """A volume's folder, owned by the sandbox's user where that is not the server's (root): its code writes
+        there."""
+        owner = sandbox.user()
+        if owner is not None and folder.stat().st_uid != owner[0]:
+            os.chown(folder, *owner)
+        return folder
 
     def _ro_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = []
@@ -79,10 +116,10 @@ class LocalBackend(Backend):
             return ""
         return "\n".join(data.splitlines()[-lines:])
 
-    def command(self, spec: ContainerSpec) -> tuple[list[str], dict[str, str], str | None, bool]:
-        """How to start the container's process here: (argv, environment, cwd, sandboxed). The Ray backend's
-        actors start theirs the same way on their node."""
-        env = dict(os.environ)
+    def command(self, spec: ContainerSpec) -> ContainerProcess:
+        """How to start the container's process here. The Ray backend's actors start theirs the same way on their
+        node."""
+        env = container_environment(os.environ)
         env.update(spec.env)
         env.update(
             SHOAL_SERVER_URL=spec.server_url,
@@ -92,7 +129,6 @@ class LocalBackend(Backend):
             SHOAL_APP_ID=spec.app_id,
             PYTHONUNBUFFERED="1",
         )
-        env.pop("SHOAL_TOKEN", None)  # a container acts with its container token only, never a client's
         # The container applies these itself, first thing: no preexec_fn (unsafe in a threaded parent).
         env["SHOAL_PARENT_PID"] = str(os.getpid())
         if spec.resources.memory_limit:
@@ -105,21 +141,23 @@ class LocalBackend(Backend):
         command = [image.python or sys.executable, "-m", "shoal.container"]
         cwd = image.workdir
         if not sandbox.bwrap():
-            return command, env, cwd, False
+            return ContainerProcess(command, env, cwd, False)
         env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
         # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
-        env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles")
+        env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles", HOME="/tmp")
         hidden = [str(settings().home), str(self.log_dir.parent), *self.hidden]
-        command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden)
-        return command, env, None, True
+        tmp_mib = int(spec.resources.memory_limit or default_tmp_mib())
+        command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden,
+                               tmp_mib=tmp_mib)  # fmt: skip
+        return ContainerProcess(command, env, None, True)
 
     async def launch(self, spec: ContainerSpec) -> None:
-        command, env, cwd, sandboxed = self.command(spec)
-        if sandboxed:
+        started = self.command(spec)
+        if started.sandboxed:
             self._sandboxed.add(spec.container_id)
         with open(self.log_path(spec.container_id), "ab") as log:
             proc = await asyncio.create_subprocess_exec(
-                *command, env=env, stdin=asyncio.subprocess.DEVNULL, cwd=cwd,
+                *started.argv, env=started.env, stdin=asyncio.subprocess.DEVNULL, cwd=started.cwd,
                 stdout=log, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self._procs[spec.container_id] = proc

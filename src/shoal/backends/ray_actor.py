@@ -62,13 +62,15 @@ class ContainerHost:
         if spec.image_spec is not None and spec.image is not None:
             spec = replace(spec, image=self._image(spec))
         synced = self._volumes(spec) if spec.volumes else ""
-        command, env, cwd, self.sandboxed = self.local.command(spec)  # unsandboxed, it dies with this actor
+        started = self.local.command(spec)  # unsandboxed, it dies with this actor
+        self.sandboxed = started.sandboxed
+        env = started.env
         if synced:
             env["SHOAL_SYNCED_VOLUMES"] = synced
         node = _node_name()
         env["SHOAL_NODE"] = node
         with open(self.local.log_path(spec.container_id), "ab") as log:
-            self.proc = subprocess.Popen(command, env=env, cwd=cwd,
+            self.proc = subprocess.Popen(started.argv, env=env, cwd=started.cwd,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
         return {"node": node, "pid": str(self.proc.pid)}

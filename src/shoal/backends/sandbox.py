@@ -1,9 +1,16 @@
-"""The local sandbox: each container in its own mount namespace via bubblewrap (``bwrap``).
+"""The local sandbox: each container in its own mount, pid and IPC namespaces via bubblewrap (``bwrap``).
 
 Inside: the host's filesystem read-only except the server's state (``$SHOAL_HOME`` and the state directory,
-covered by an empty tmpfs), a private ``/tmp`` (where the container unpacks its code), its image, volumes mounted
-read-write at the paths the user wrote, ``add_local_dir``/``add_local_file`` mounts read-only. The network and
-process ids are shared with the host (containers reach the server on loopback; pids stay meaningful).
+covered by an empty tmpfs), a private, size-bounded ``/tmp`` (where the container unpacks its code), its image,
+volumes mounted read-write at the paths the user wrote, ``add_local_dir``/``add_local_file`` mounts read-only.
+
+Who the container is (docs/security.md):
+- no capabilities (``--cap-drop ALL``), in a user namespace;
+- an unprivileged user: the server's own user when it runs as one, and ``nobody`` when the server runs as root
+  (so files of root's stay out of reach even where the sandbox shows them; see :func:`_namespaces`);
+- its own pid namespace and ``/proc``: it sees its own processes only (not the server's, nor other containers'),
+  and every process it starts, double-forked or not, ends with it (the namespace's first process dies with bwrap).
+The network is shared with the host (containers reach the server on loopback).
 Without bwrap (or with ``SHOAL_SANDBOX=off``), containers are plain processes, with one warning; features that
 need the sandbox (volumes, mounts) are then refused with a clear error.
 """
@@ -13,7 +20,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +43,8 @@ def bwrap() -> str | None:
         log.warning("bubblewrap (bwrap) is not installed: containers run as plain processes, without a private "
                     "/tmp, and volumes cannot be mounted. Install it: apt-get install bubblewrap")  # fmt: skip
         return None
-    probe = subprocess.run([path, "--ro-bind", "/", "/", "--dev", "/dev", "true"], capture_output=True, text=True)
+    probe = subprocess.run([path, "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev",
+                            "--proc", "/proc", "true"], capture_output=True, text=True)  # fmt: skip
     if probe.returncode != 0:
         log.warning("bubblewrap cannot create namespaces here (%s): containers run as plain processes",
                     probe.stderr.strip())  # fmt: skip
@@ -42,8 +52,54 @@ def bwrap() -> str | None:
     return path
 
 
-def _runtime_paths() -> list[str]:
-    """Directories under /tmp that the container's interpreter needs: its prefix, site-packages, Shoal's code."""
+@functools.lru_cache(maxsize=1)
+def user() -> tuple[int, int] | None:
+    """The (uid, gid) a sandboxed container runs as when the server is root (``nobody``), else None: the
+    server's own (unprivileged) user, mapped into a user namespace by bwrap."""
+    if os.geteuid() != 0 or bwrap() is None:
+        return None
+    try:
+        entry = pwd.getpwnam("nobody")
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        return 65534, 65534
+
+
+def _namespaces() -> list[str]:
+    """bwrap's options for the container's identity. Run by an ordinary user, bwrap maps that user into a user
+    namespace and drops every capability. Run by root, a user namespace would map the container to root outside
+    (the owner of root's files): bwrap keeps only what it takes to switch users, and :func:`_as_user` drops to
+    ``nobody`` inside, with no capabilities left and no way back (no_new_privs: no setuid binary helps)."""
+    common = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--cap-drop", "ALL"]
+    if user() is None:
+        return [*common, "--unshare-user"]
+    return [*common, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+
+
+def _as_user(command: list[str]) -> list[str]:
+    """``command`` run as the sandbox's user, from inside the sandbox (util-linux's ``setpriv``)."""
+    found = user()
+    if found is None:
+        return command
+    setpriv = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return [setpriv, f"--reuid={found[0]}", f"--regid={found[1]}", "--clear-groups", "--no-new-privs",
+            "--inh-caps=-all", "--bounding-set=-all", "--", *command]  # fmt: skip
+
+
+def _traversable(path: str) -> bool:
+    """Whether ``nobody`` could enter ``path`` (every folder on the way executable by others)."""
+    current = Path(path)
+    for folder in [current, *current.parents]:
+        try:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _runtime_candidates() -> list[str]:
+    """Directories the container's interpreter needs: its prefix, site-packages, Shoal's code, ``sys.path``."""
     import site
     import sys
 
@@ -52,9 +108,42 @@ def _runtime_paths() -> list[str]:
     candidates = {sys.prefix, sys.base_prefix, str(Path(shoal.__file__).resolve().parent.parent)}
     candidates.update(site.getsitepackages())
     candidates.update(p for p in sys.path if p)
-    paths = sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists())
-    under_tmp = [p for p in paths if p.startswith("/tmp/")]  # never /tmp itself: it stays private and writable
-    return [p for p in under_tmp if not any(p != q and p.startswith(q + "/") for q in under_tmp)]
+    return sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists())
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    return [p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths)]
+
+
+def _runtime_paths() -> list[str]:
+    """Runtime directories under /tmp (never /tmp itself: it stays private and writable)."""
+    return _outermost([p for p in _runtime_candidates() if p.startswith("/tmp/")])
+
+
+def _closed_folder(path: str) -> str | None:
+    """The outermost folder above ``path`` that others may not enter (``/root`` of a pyenv Python), if any."""
+    closed = None
+    for folder in reversed([Path(path), *Path(path).parents]):
+        try:
+            if not folder.stat().st_mode & stat.S_IXOTH:
+                closed = str(folder)
+                break
+        except OSError:
+            break
+    return closed
+
+
+def _reopened() -> dict[str, list[str]]:
+    """Runtime directories that the sandbox's own user could not enter, by the closed folder above them: each
+    folder becomes an empty tmpfs with just those directories bound back in (run by root only)."""
+    if user() is None:
+        return {}
+    found: dict[str, list[str]] = {}
+    for path in _outermost([p for p in _runtime_candidates() if not p.startswith("/tmp/")]):
+        closed = _closed_folder(path)
+        if closed is not None and closed != path:
+            found.setdefault(closed, []).append(path)
+    return found
 
 
 def _in_tmp(path: str) -> bool:
@@ -82,16 +171,17 @@ def _mount_point_parents(targets: list[str], covered: list[str]) -> list[str]:
 
 def wrap(
     command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
-    hidden: Sequence[str] = (),
+    hidden: Sequence[str] = (), tmp_mib: int = 1024,
 ) -> list[str]:  # fmt: skip
     """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path).
 
     ``hidden`` directories (the server's state) are covered by an empty tmpfs: nothing under them can be read
-    or written from inside, except what a later bind (an image, a volume) exposes on purpose.
+    or written from inside, except what a later bind (an image, a volume) exposes on purpose. The private
+    ``/tmp`` holds at most ``tmp_mib`` MiB. Run by root, the command runs as ``nobody`` (:func:`user`).
     """
     binary = bwrap()
     assert binary is not None
-    args = [binary, "--die-with-parent"]
+    args = [binary, *_namespaces()]
     for entry in sorted(Path("/").iterdir()):
         if entry.name in HIDDEN:
             continue
@@ -99,13 +189,23 @@ def wrap(
             args += ["--symlink", os.readlink(entry), str(entry)]
         else:
             args += ["--ro-bind", str(entry), str(entry)]
-    args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys", "--tmpfs", "/tmp"]
+    args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys"]
+    args += ["--perms", "1777", "--size", str(tmp_mib * 2**20), "--tmpfs", "/tmp"]
     for path in _runtime_paths():  # Python and Shoal itself may live under the hidden /tmp (a venv, a checkout)
         args += ["--ro-bind", path, path]
+    reopened = _reopened()
+    for folder, paths in reopened.items():  # say /root: nobody may enter it, but the interpreter lives under it
+        args += ["--perms", "0755", "--tmpfs", folder]
+        for path in paths:
+            between = [p for p in reversed(Path(path).parents) if str(p).startswith(folder + "/")]
+            for step in between:  # made 0755, not after the umask: nobody walks through them
+                args += ["--perms", "0755", "--dir", str(step)]
+            args += ["--ro-bind", path, path]
     covered = [p for p in sorted({str(Path(h).resolve()) for h in hidden}) if Path(p).is_dir() and not _in_tmp(p)]
     covered = [p for p in covered if not any(p.startswith(q + "/") for q in covered)]  # the outermost ones
     for path in covered:  # under /tmp is private already
         args += ["--tmpfs", path]
+    covered += list(reopened)
     for folder in _mount_point_parents([t for _, t in ro + rw], covered):
         args += ["--tmpfs", folder]  # writable until the binds are made; its own entries bound back in
         for entry in sorted(Path(folder).iterdir()):
@@ -121,4 +221,6 @@ def wrap(
     cwd = workdir or os.getcwd()
     if cwd.startswith("/tmp") and not any(cwd.startswith(t) for _, t in rw + ro):
         cwd = "/"  # the host's /tmp is not visible inside
-    return args + ["--chdir", cwd, "--"] + command
+    elif user() is not None and not _traversable(cwd) and not any(cwd.startswith(t) for _, t in rw + ro):
+        cwd = "/"  # the sandbox's user may not enter the server's working directory (say /root)
+    return args + ["--chdir", cwd, "--"] + _as_user(command)
