@@ -118,3 +118,16 @@ def escape(marker: str) -> int:
     while not os.path.exists(marker):
         pass
     return int(open(marker).read() or 0)
+
+
+links_volume = shoal.Volume.from_name("tests-isolation-links", create_if_missing=True)
+
+
+@attacker.function(volumes={"/data": links_volume})
+def plant_links(target: str) -> list[str]:
+    """Runs in a container: links to the server's files, planted in its own volume."""
+    os.makedirs("/data/dir", exist_ok=True)
+    for name, points_to in {"token-link": target, "state-link": os.path.dirname(target)}.items():
+        if not os.path.lexists(f"/data/dir/{name}"):
+            os.symlink(points_to, f"/data/dir/{name}")
+    return sorted(os.listdir("/data/dir"))

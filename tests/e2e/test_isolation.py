@@ -4,6 +4,8 @@ secrets or volumes, from inside a real (sandboxed) container."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -95,3 +97,27 @@ def _processes_naming(marker: str) -> list[int]:
         ):
             found.append(proc.pid)
     return found
+
+
+def test_volume_commands_never_follow_a_link_a_container_planted(server: ServerProcess, sandbox, tmp_path: Path):
+    token_file = server.state_dir / "local.token"
+    # Given links to the server's token and state, planted by a container in its volume
+    with isolation.attacker.run(show_logs=False):
+        assert isolation.plant_links.remote(str(token_file)) == ["state-link", "token-link"]
+    # When a user copies the folder and reads and lists what was copied, through the CLI
+    cli = [sys.executable, "-m", "shoal", "volume"]
+    env = {**os.environ, "SHOAL_SERVER_URL": server.url}
+    copied = subprocess.run([*cli, "cp", "tests-isolation-links", "dir", "copied"], capture_output=True, text=True,
+                            env=env, timeout=60)  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    got = subprocess.run([*cli, "get", "tests-isolation-links", "copied/token-link", str(tmp_path / "out")],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    planted = subprocess.run([*cli, "put", "tests-isolation-links", str(token_file), "copied/state-link/evil"],
+                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    # Then the links were copied as links, and nothing of the server's was read or written through them
+    root = server.state_dir / "volumes" / "tests-isolation-links"
+    assert (root / "copied" / "token-link").is_symlink() and (root / "copied" / "state-link").is_symlink()
+    assert got.returncode != 0 and "not a file" in got.stderr + got.stdout
+    assert not (tmp_path / "out").exists()
+    assert planted.returncode != 0 and not (server.state_dir / "evil").exists()
+    assert token_file.read_text() == server.token

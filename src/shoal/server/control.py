@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._ids import call_of_input, new_id
+from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec
 from ..config import settings
 from ..protocol.messages import (
@@ -101,7 +102,8 @@ class Parts:
         state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
         store = SQLiteStore(state_dir / "state.db")
         secret_store = SecretStore(store.secrets, state_dir / "secret.key")
-        return cls(store, BlobStore(state_dir / "blobs"), VolumeStore(state_dir / "volumes"), secret_store)
+        volumes = VolumeStore(state_dir / "volumes", owner=sandbox.user())  # containers write in them
+        return cls(store, BlobStore(state_dir / "blobs"), volumes, secret_store)
 
 
 class ControlPlane:

@@ -63,7 +63,17 @@ def add_routes(r: Router) -> None:
             return Response(volumes.read(name, path), media_type="application/octet-stream")
         if int(request.headers.get("content-length") or 0) > max_body:
             raise TooLarge(f"a file over {max_body} bytes: upload it in parts or copy it onto the server's disk")
-        volumes.write(name, path, await request.body())
+        upload, size = volumes.upload(name, path), 0
+        try:
+            async for chunk in request.stream():  # to disk as it comes: memory stays flat
+                size += len(chunk)
+                if size > max_body:
+                    raise TooLarge(f"a file over {max_body} bytes: upload it in parts")
+                upload.write(chunk)
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
         return JSONResponse({})
 
     @route(routes.VOLUME_RM, ["POST"], "caller")
