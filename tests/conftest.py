@@ -40,6 +40,46 @@ os.environ.pop("SHOAL_TOKEN", None)
 REPO = Path(__file__).resolve().parent.parent
 
 
+def host_pids(container_ids: set[str]) -> list[int]:
+    """Every process on this machine that belongs to one of these containers (its sandbox, its interpreter and
+    what that started), by the container id in its environment: code in a container sees pids of its own pid
+    namespace only, so the apps report their container's id (``tests.apps.me``) and tests find pids here."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ids = [item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")]
+        if ids and ids[0] in container_ids:
+            found.append(proc.pid)
+    return found
+
+
+def wait_until_gone(container_ids: set[str], timeout: float = 30) -> list[int]:
+    """Wait (bounded) for every process of these containers to end; returns those still alive (zombies aside)."""
+    procs = []
+    for pid in host_pids(container_ids):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p.pid for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def interpreter_pid(container_id: str) -> int:
+    """The pid of a container's Python process (inside its sandbox), as this machine sees it."""
+    for pid in host_pids({container_id}):
+        try:
+            cmdline = psutil.Process(pid).cmdline()
+        except psutil.Error:
+            continue
+        if cmdline and "python" in Path(cmdline[0]).name and "shoal.container" in cmdline:
+            return pid
+    raise AssertionError(f"no process of container {container_id}")
+
+
 class ServerProcess:
     """A ``python -m shoal.server`` child process on a free loopback port."""
 

@@ -182,6 +182,10 @@ class Build:
         env.update(VIRTUAL_ENV=str(self.target), PATH=f"{self.target / 'bin'}:{os.environ.get('PATH', '')}",
                    PIP_CACHE_DIR=str(self.cache / "pip"), UV_CACHE_DIR=str(self.cache / "uv"))  # fmt: skip
         if sandbox.bwrap() is not None:
+            owner = sandbox.user()
+            if owner is not None:  # the steps run as the sandbox's user: the image and its cache are theirs
+                for folder in (self.target, self.cache):
+                    os.chown(folder, *owner)
             rw = [(str(self.target), str(self.target)), (str(self.cache), str(self.cache))]
             ro = [(p, p) for p in self.readable]
             command = sandbox.wrap(command, rw=rw, ro=ro, workdir=None, hidden=[str(settings().home)])

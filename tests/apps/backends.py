@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-backends")
 volume = shoal.Volume.from_name("tests-backends-volume", create_if_missing=True)
@@ -50,7 +51,7 @@ def oversleep(seconds: float) -> str:
 def where(x: int) -> tuple[int, str, int]:
     """(the input, the node the container runs on, its pid)."""
     time.sleep(0.001)
-    return x, os.environ.get("SHOAL_NODE", "local"), os.getpid()
+    return x, os.environ.get("SHOAL_NODE", "local"), me()
 
 
 @app.cls(max_containers=1)
@@ -58,7 +59,7 @@ class Greeter:
     @shoal.enter()
     def prepare(self) -> None:
         self.greeting = "hello"
-        self.entered = os.getpid()
+        self.entered = me()
 
     @shoal.method()
     def greet(self, name: str) -> tuple[str, int]:

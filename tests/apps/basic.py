@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-basic")
 
@@ -53,7 +53,7 @@ def whoami(x: int) -> dict:
         "input_id": shoal.current_input_id(),
         "call_id": shoal.current_function_call_id(),
         "is_local": shoal.is_local(),
-        "pid": os.getpid(),
+        "pid": me(),
     }
 
 

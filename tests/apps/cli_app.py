@@ -8,6 +8,7 @@ import time
 from typing import Literal, Optional
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("cli-app")
 
@@ -22,7 +23,7 @@ def double(x: int) -> int:
 def touch(directory: str, i: int) -> int:
     time.sleep(0.05)
     with open(os.path.join(directory, f"{i}.done"), "w") as f:
-        f.write(str(os.getpid()))
+        f.write(str(me()))
     return i
 
 

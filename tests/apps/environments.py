@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-environments")
 image = shoal.Image.debian_slim().pip_install("pyjokes==0.8.3").env({"GREETING": "hello from the image"})
@@ -31,14 +32,14 @@ def embed(i: int) -> int:
     with open(f"/data/{i}.out", "w") as f:
         f.write(f"embedding {i}")
     results.commit()
-    return os.getpid()
+    return me()
 
 
 @app.function(volumes={"/data": results.read_only()})
 def read_back(i: int) -> tuple[str, int]:
     results.reload()
     with open(f"/data/{i}.out") as f:
-        return f.read(), os.getpid()
+        return f.read(), me()
 
 
 @app.function()

@@ -6,6 +6,7 @@ import os
 import time
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-faults")
 
@@ -28,13 +29,13 @@ def exit_on_13(x: int) -> int:
     timeout=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0), max_containers=1
 )
 def spin_forever(marker_dir: str) -> int:
-    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    open(os.path.join(marker_dir, f"pid-{me()}"), "w").close()
     while True:
         pass
 
 
 @app.function(max_containers=2, retries=shoal.Retries(max_retries=1, initial_delay=0.0, backoff_coefficient=1.0))
 def report_pid_then_sleep(marker_dir: str, seconds: float) -> int:
-    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    open(os.path.join(marker_dir, f"pid-{me()}"), "w").close()
     time.sleep(seconds)
-    return os.getpid()
+    return me()

@@ -8,6 +8,7 @@ import re
 import time
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-reliability")
 NO_DELAY = shoal.Retries(max_retries=3, initial_delay=0.0, backoff_coefficient=1.0)
@@ -33,23 +34,23 @@ def poison(x: int) -> int:
 
 @app.function(timeout=2, retries=NO_DELAY, max_containers=1)
 def python_loop(marker_dir: str) -> None:
-    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    open(os.path.join(marker_dir, f"pid-{me()}"), "w").close()
     while True:
         pass
 
 
 @app.function(timeout=2, retries=NO_DELAY, max_containers=1)
 def native_loop(marker_dir: str) -> None:
-    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    open(os.path.join(marker_dir, f"pid-{me()}"), "w").close()
     # catastrophic backtracking: the regex engine spins in C, holding the GIL (no watchdog, no heartbeat)
     re.match(r"(a+)+$", "a" * 64 + "b")
 
 
 @app.function(max_containers=1, retries=shoal.Retries(max_retries=1, initial_delay=0.0))
 def slow_pid(marker_dir: str, seconds: float) -> int:
-    open(os.path.join(marker_dir, f"pid-{os.getpid()}"), "w").close()
+    open(os.path.join(marker_dir, f"pid-{me()}"), "w").close()
     time.sleep(seconds)
-    return os.getpid()
+    return me()
 
 
 class LoadsBadly:

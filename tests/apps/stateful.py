@@ -8,6 +8,7 @@ import time
 import uuid
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-stateful")
 
@@ -15,7 +16,7 @@ app = shoal.App("tests-stateful")
 def _touch(directory: str, name: str) -> None:
     if directory:
         with open(os.path.join(directory, name), "w") as f:
-            f.write(str(os.getpid()))
+            f.write(str(me()))
 
 
 @app.cls(max_containers=2, scaledown_window=1)
@@ -26,7 +27,7 @@ class Counter:
     @shoal.enter()
     def first(self) -> None:
         self.order = ["first"]
-        _touch(self.marker_dir, f"enter-{os.getpid()}-{uuid.uuid4().hex}")
+        _touch(self.marker_dir, f"enter-{me()}-{uuid.uuid4().hex}")
 
     @shoal.enter()
     def second(self) -> None:
@@ -34,7 +35,7 @@ class Counter:
 
     @shoal.method()
     def hit(self, x: int) -> dict:
-        return {"pid": os.getpid(), "order": self.order, "label": self.label, "x": x}
+        return {"pid": me(), "order": self.order, "label": self.label, "x": x}
 
     @shoal.method()
     async def hit_async(self, x: int) -> int:
@@ -43,7 +44,7 @@ class Counter:
 
     @shoal.exit()
     def bye(self) -> None:
-        _touch(self.marker_dir, f"exit-{os.getpid()}")
+        _touch(self.marker_dir, f"exit-{me()}")
 
 
 @app.cls()
@@ -73,7 +74,7 @@ def batch_wrong_length(xs: list[int]) -> list[int]:
 @shoal.concurrent(max_inputs=20)
 async def nap(x: int) -> int:
     await asyncio.sleep(0.5)
-    return os.getpid()
+    return me()
 
 
 @app.function(max_containers=1)

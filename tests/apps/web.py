@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import shoal
+from tests.apps import me
 
 app = shoal.App("tests-web")
 
@@ -191,9 +192,8 @@ class Greeter:
 
     @shoal.fastapi_endpoint()
     def greet(self, name: str = "world") -> dict[str, Any]:
-        import os
 
-        return {"greeting": f"{self.greeting}, {name}", "entered": type(self).entered, "pid": os.getpid()}
+        return {"greeting": f"{self.greeting}, {name}", "entered": type(self).entered, "pid": me()}
 
     @shoal.method()
     def shout(self, text: str) -> str:

@@ -17,7 +17,7 @@ import shoal
 from shoal import serialization
 from shoal.exception import DeserializationError, ExecutionError, FunctionTimeoutError, RequestSizeError
 from tests.apps import reliability
-from tests.conftest import shared_dir
+from tests.conftest import host_pids, interpreter_pid, shared_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,12 +26,12 @@ def running(server):  # noqa: ANN001, ANN201
         yield
 
 
-def wait_for_pid(marker: Path, exclude: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def wait_for_container(marker: Path, exclude: set[str] = frozenset()) -> str:  # type: ignore[assignment]
     deadline = time.monotonic() + 60
-    while True:  # the container writes its pid when the input starts; bounded
-        pids = {int(n.split("-")[1]) for n in os.listdir(marker)} - set(exclude)
-        if pids:
-            return pids.pop()
+    while True:  # the container writes its id when the input starts; bounded
+        ids = {n.split("-", 1)[1] for n in os.listdir(marker)} - set(exclude)
+        if ids:
+            return ids.pop()
         assert time.monotonic() < deadline
         time.sleep(0.02)
 
@@ -45,10 +45,11 @@ def test_a_zombie_containers_late_result_is_rejected():
     # Given an input running in container A
     marker = Path(shared_dir())
     call = reliability.slow_pid.spawn(str(marker), 2.0)
-    zombie = wait_for_pid(marker)
-    env = container_env(zombie)
+    zombie = wait_for_container(marker)
+    zombie_pid = interpreter_pid(zombie)
+    env = container_env(zombie_pid)
     # When A freezes past its heartbeat timeout, the input is re-run elsewhere and completes
-    os.kill(zombie, signal.SIGSTOP)
+    os.kill(zombie_pid, signal.SIGSTOP)
     assert call.get(timeout=60) != zombie
     # Then A's late report, sent exactly as A would send it, is rejected as a stale attempt
     late = [call.object_id, 0, 1, "SUCCESS", serialization.inline_payload(serialization.dumps(-1))]
@@ -70,10 +71,10 @@ def test_infinite_loops_time_out_on_every_attempt_and_leave_no_orphans(function:
     with pytest.raises(FunctionTimeoutError, match="timed out after 2s"):
         function.remote(str(marker))
     elapsed = time.monotonic() - started
-    pids = [int(n.split("-")[1]) for n in os.listdir(marker)]
-    assert len(pids) == 4  # timeout=2, retries=3: four attempts, each in its own container
+    containers = {n.split("-", 1)[1] for n in os.listdir(marker)}
+    assert len(containers) == 4  # timeout=2, retries=3: four attempts, each in its own container
     assert 7.5 < elapsed < 60, elapsed
-    procs = [psutil.Process(p) for p in pids if psutil.pid_exists(p)]
+    procs = [psutil.Process(p) for p in host_pids(containers) if psutil.pid_exists(p)]
     _, alive = psutil.wait_procs(procs, timeout=10)
     assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
 

@@ -13,7 +13,7 @@ import pytest
 
 from shoal.exception import ExecutionError, FunctionTimeoutError
 from tests.apps import faults
-from tests.conftest import shared_dir
+from tests.conftest import host_pids, interpreter_pid, shared_dir
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,10 +66,10 @@ def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
     elapsed = time.monotonic() - started
     # two attempts of 2 s each, plus container starts
     assert 3.5 < elapsed < 20, elapsed
-    pids = [int(name.split("-")[1]) for name in os.listdir(marker)]
-    assert len(pids) == 2
+    containers = {name.split("-", 1)[1] for name in os.listdir(marker)}
+    assert len(containers) == 2
     procs = []
-    for pid in pids:
+    for pid in host_pids(containers):
         try:
             procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:
@@ -84,10 +84,10 @@ def test_a_container_that_stops_heartbeating_is_killed_and_its_input_rerun():
     call = faults.report_pid_then_sleep.spawn(marker, 1.0)
     while not os.listdir(marker):  # bounded by the pytest timeout; the input writes its pid first
         time.sleep(0.05)
-    (stopped_pid,) = [int(n.split("-")[1]) for n in os.listdir(marker)]
+    (stopped,) = [n.split("-", 1)[1] for n in os.listdir(marker)]
+    stopped_pid = interpreter_pid(stopped)
     # When the container is frozen (no heartbeats, as if hung)
     os.kill(stopped_pid, signal.SIGSTOP)
     # Then the server kills it after the heartbeat timeout and the input runs again elsewhere
-    result_pid = call.get(timeout=60)
-    assert result_pid != stopped_pid
+    assert call.get(timeout=60) != stopped
     assert not psutil.pid_exists(stopped_pid) or psutil.Process(stopped_pid).status() == psutil.STATUS_ZOMBIE

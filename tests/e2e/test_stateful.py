@@ -6,13 +6,12 @@ import os
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 import shoal
 from shoal.exception import ExecutionError, InputCancellation, InvalidError
 from tests.apps import stateful
-from tests.conftest import shared_dir
+from tests.conftest import shared_dir, wait_until_gone
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,7 +33,7 @@ def test_enter_runs_once_per_container_across_many_inputs():
     assert [r["x"] for r in results] == list(range(1000))
     pids = {r["pid"] for r in results}
     assert 1 <= len(pids) <= 2
-    enter_pids = [int(n.split("-")[1]) for n in os.listdir(marker) if n.startswith("enter-")]
+    enter_pids = [n.removeprefix("enter-").rsplit("-", 1)[0] for n in os.listdir(marker) if n.startswith("enter-")]
     assert len(enter_pids) == len(set(enter_pids)) <= 2  # once per container (one may get no input), not per input
     assert pids <= set(enter_pids)
     assert all(r["order"] == ["first", "second"] for r in results)  # several enter hooks, in definition order
@@ -64,9 +63,9 @@ def test_async_methods_and_aio():
 
 def test_exit_runs_on_scale_down():
     marker = shared_dir()
-    pid = stateful.Counter(marker_dir=marker, label="scaledown").hit.remote(0)["pid"]
-    psutil.Process(pid).wait(timeout=30)  # scaledown_window=1: the idle container is stopped
-    assert (Path(marker) / f"exit-{pid}").exists()
+    container = stateful.Counter(marker_dir=marker, label="scaledown").hit.remote(0)["pid"]
+    assert wait_until_gone({container}) == []  # scaledown_window=1: the idle container is stopped
+    assert (Path(marker) / f"exit-{container}").exists()
 
 
 def test_exit_runs_on_app_stop(server):
@@ -74,14 +73,14 @@ def test_exit_runs_on_app_stop(server):
     app = shoal.App("exit-on-stop")
     cls = app.cls()(stateful.Counter.user_cls)  # the same class, in an app this test stops
     with app.run(show_logs=False):
-        pid = cls(marker_dir=marker).hit.remote(0)["pid"]
-    psutil.Process(pid).wait(timeout=30) if psutil.pid_exists(pid) else None
-    assert (Path(marker) / f"exit-{pid}").exists()
+        container = cls(marker_dir=marker).hit.remote(0)["pid"]
+    assert wait_until_gone({container}) == []
+    assert (Path(marker) / f"exit-{container}").exists()
 
 
 def test_local_runs_enter_hooks_in_this_process():
     result = stateful.Counter(label="local").hit.local(5)
-    assert result == {"pid": os.getpid(), "order": ["first", "second"], "label": "local", "x": 5}
+    assert result == {"pid": f"local-{os.getpid()}", "order": ["first", "second"], "label": "local", "x": 5}
 
 
 def test_with_options_gets_its_own_pool():

@@ -133,13 +133,17 @@ def _closed_folder(path: str) -> str | None:
     return closed
 
 
-def _reopened() -> dict[str, list[str]]:
+def _reopened(program: str) -> dict[str, list[str]]:
     """Runtime directories that the sandbox's own user could not enter, by the closed folder above them: each
-    folder becomes an empty tmpfs with just those directories bound back in (run by root only)."""
+    folder becomes an empty tmpfs with just those directories bound back in (run by root only). ``program`` is
+    the command's executable: its installation (an image's Python, a pyenv one under /root) is one of them."""
     if user() is None:
         return {}
+    candidates = _runtime_candidates()
+    if os.path.isabs(program) and os.path.exists(program):
+        candidates.append(str(Path(program).resolve().parent.parent))
     found: dict[str, list[str]] = {}
-    for path in _outermost([p for p in _runtime_candidates() if not p.startswith("/tmp/")]):
+    for path in _outermost(sorted({p for p in candidates if not p.startswith("/tmp/")})):
         closed = _closed_folder(path)
         if closed is not None and closed != path:
             found.setdefault(closed, []).append(path)
@@ -169,6 +173,19 @@ def _mount_point_parents(targets: list[str], covered: list[str]) -> list[str]:
     return sorted(p for p in found if not any(p == c or p.startswith(c + "/") for c in covered))
 
 
+def _bind(flag: str, source: str, target: str, fresh: list[str]) -> list[str]:
+    """A bind, after the folders on the way to its mount point inside a ``fresh`` (empty) folder are made 0755:
+    bwrap would make them 0700, which a container running as ``nobody`` could not walk through."""
+    args: list[str] = []
+    for root in fresh:
+        if target.startswith(root + "/"):
+            between = [p for p in reversed(Path(target).parents) if str(p).startswith(root + "/")]
+            for step in between:
+                args += ["--perms", "0755", "--dir", str(step)]
+            break
+    return [*args, flag, source, target]
+
+
 def wrap(
     command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
     hidden: Sequence[str] = (), tmp_mib: int = 1024,
@@ -191,31 +208,32 @@ def wrap(
             args += ["--ro-bind", str(entry), str(entry)]
     args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys"]
     args += ["--perms", "1777", "--size", str(tmp_mib * 2**20), "--tmpfs", "/tmp"]
+    fresh = ["/tmp"]  # folders that start empty in the sandbox: mount points in them are made here
     for path in _runtime_paths():  # Python and Shoal itself may live under the hidden /tmp (a venv, a checkout)
-        args += ["--ro-bind", path, path]
-    reopened = _reopened()
+        args += _bind("--ro-bind", path, path, fresh)
+    reopened = _reopened(command[0])
     for folder, paths in reopened.items():  # say /root: nobody may enter it, but the interpreter lives under it
         args += ["--perms", "0755", "--tmpfs", folder]
+        fresh.append(folder)
         for path in paths:
-            between = [p for p in reversed(Path(path).parents) if str(p).startswith(folder + "/")]
-            for step in between:  # made 0755, not after the umask: nobody walks through them
-                args += ["--perms", "0755", "--dir", str(step)]
-            args += ["--ro-bind", path, path]
+            args += _bind("--ro-bind", path, path, fresh)
     covered = [p for p in sorted({str(Path(h).resolve()) for h in hidden}) if Path(p).is_dir() and not _in_tmp(p)]
     covered = [p for p in covered if not any(p.startswith(q + "/") for q in covered)]  # the outermost ones
     for path in covered:  # under /tmp is private already
         args += ["--tmpfs", path]
     covered += list(reopened)
+    fresh += covered
     for folder in _mount_point_parents([t for _, t in ro + rw], covered):
         args += ["--tmpfs", folder]  # writable until the binds are made; its own entries bound back in
         for entry in sorted(Path(folder).iterdir()):
             args += ["--symlink", os.readlink(entry), str(entry)] if entry.is_symlink() else ["--ro-bind", str(entry),
                                                                                                str(entry)]  # fmt: skip
         covered.append(folder)
+        fresh.append(folder)
     for source, target in ro:
-        args += ["--ro-bind", source, target]
+        args += _bind("--ro-bind", source, target, fresh)
     for source, target in rw:
-        args += ["--bind", source, target]
+        args += _bind("--bind", source, target, fresh)
     for path in covered:  # read-only once the binds under it (an image, a volume) have their mount points
         args += ["--remount-ro", path]
     cwd = workdir or os.getcwd()
