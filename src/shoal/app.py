@@ -20,7 +20,7 @@ from ._daemon import standing_url
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import loop, run_sync
-from .client import Client, acquire_server, client_for, release_server, server_kind
+from .client import Client, acquire_server, client_for, dashboard_link, release_server, server_kind
 from .cls import Cls, class_methods, class_options
 from .config import settings
 from .exception import ImageBuildError, InvalidError
@@ -28,7 +28,6 @@ from .functions import Function
 from .image import Image
 from .protocol import routes
 from .protocol.messages import ImageBuildReply, ImageBuildRequest
-from .protocol.routes import dashboard_url
 from .protocol.specs import ImageSpec, MountSpec
 from .retries import Retries
 from .schedule import Schedule
@@ -238,7 +237,7 @@ class App:
             _context.set_detached(self._app_id or "", detach)
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
-                print(f"  View run at {dashboard_url(url, 'apps', self._app_id or '')}", file=sys.stderr)
+                print(f"  View run at {dashboard_link(url, 'apps', self._app_id or '')}", file=sys.stderr)
                 for tag, fn in sorted(self.registered_functions.items()):
                     if fn._web_url:
                         print(f"  ├─ web endpoint {tag} => {fn._web_url}", file=sys.stderr)
@@ -426,7 +425,7 @@ class DeployResult:
     @property
     def dashboard_url(self) -> str:
         """The app's page on the server's dashboard."""
-        return dashboard_url(self.url, "apps", self.app_id)
+        return dashboard_link(self.url, "apps", self.app_id)
 
 
 async def _secret_ref(client: Client, secret: Secret) -> str:

@@ -15,10 +15,9 @@ from typing import Any
 from ._aio import aio_gen_method, aio_method
 from ._map import collect_outputs
 from ._payloads import decode_output, inline_value
-from .client import Client, client_for, lookup_urls
+from .client import Client, client_for, dashboard_link, lookup_urls
 from .exception import Error, InvalidError, NotFoundError, OutputExpiredError
 from .protocol import routes
-from .protocol.routes import dashboard_url
 
 MAX_WAIT = 25.0
 PREFETCH_CALLS = 1024  # sibling spawns a get() asks about in the same request
@@ -121,7 +120,7 @@ class FunctionCall:
         """
         await self._client()
         assert self._url is not None
-        return dashboard_url(self._url, "calls", self.object_id)
+        return dashboard_link(self._url, "calls", self.object_id)
 
     @aio_method
     async def num_inputs(self) -> int:

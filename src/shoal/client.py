@@ -185,6 +185,15 @@ def _token(url: str) -> str | None:
     return settings().token or (container.container_token if container else None) or _servers.token_for(url)
 
 
+def dashboard_link(url: str, kind: str, object_id: str) -> str:
+    """The dashboard page of an object, as this process prints it: on a server without a token (loopback only),
+    with the home's local token, which logs the browser in (the dashboard asks every visitor for a token: the
+    containers share the loopback)."""
+    link = routes.dashboard_url(url, kind, object_id)
+    local = None if settings().token or container_env() else _servers.token_for(url)
+    return f"{link}?token={local}" if local and local.startswith("shl-") else link
+
+
 class EmbeddedServer:
     """A control plane in a child process, for the life of this process's ``app.run()``."""
 

@@ -131,3 +131,15 @@ def plant_links(target: str) -> list[str]:
         if not os.path.lexists(f"/data/dir/{name}"):
             os.symlink(points_to, f"/data/dir/{name}")
     return sorted(os.listdir("/data/dir"))
+
+
+@attacker.function()
+def reach_dashboard(victim_container: str) -> dict[str, object]:
+    """Runs in a container: what the dashboard shows and does for it, with no token and with its own."""
+    out: dict[str, object] = {}
+    for label, suffix in (("no token", ""), ("own token", f"?token={os.environ['SHOAL_CONTAINER_TOKEN']}")):
+        status, body = _request("GET", f"/dashboard/containers{suffix}", token="-")
+        out[label] = [status, victim_container.encode() in body, b"Log in" in body]
+    status, _ = _request("POST", f"/dashboard/containers/{victim_container}/stop", b"form_key=x", token="-")
+    out["stop"] = status
+    return out

@@ -68,17 +68,24 @@ def follow(browser: Any, by: str, value: str, lands: Callable[[str], bool]) -> N
     )
 
 
+def log_in(browser: Any, server: Any) -> None:
+    """Follow a link as the SDK prints it on a server without a token: it carries the local token."""
+    browser.get(f"{server.url}/dashboard/login?token={server.token}")
+    assert "Log in" not in browser.title, browser.page_source[:300]
+
+
 def text_of(browser: Any, element_id: str) -> str:
     return settled(lambda: str(browser.find_element(By.ID, element_id).text))
 
 
 def test_a_map_with_failures_its_grouped_tracebacks_an_input_its_containers_and_logs(server, browser, shots):
+    log_in(browser, server)
     with dash.app.run(show_logs=False):
         call = dash.flaky.spawn_map(range(40))
         results = list(call.iter(return_exceptions=True))
         assert sum(isinstance(r, Exception) for r in results) == 5
         url = call.get_dashboard_url()
-        assert url == f"{server.url}/dashboard/calls/{call.object_id}"
+        assert url == f"{server.url}/dashboard/calls/{call.object_id}?token={server.token}"
 
         # the call: counts, and failures grouped by type and message with the user's traceback and input indexes
         browser.get(url)
@@ -134,6 +141,7 @@ def test_a_map_with_failures_its_grouped_tracebacks_an_input_its_containers_and_
 
 
 def test_a_live_map_is_followed_to_100_percent_without_reloading_the_page(server, browser, shots):
+    log_in(browser, server)
     gate = os.path.join(shared_dir(), "open")
     with dash.app.run(show_logs=False):
         call = dash.gated.spawn_map(range(30), kwargs={"gate": gate})
@@ -147,6 +155,7 @@ def test_a_live_map_is_followed_to_100_percent_without_reloading_the_page(server
 
 
 def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, browser):
+    log_in(browser, server)
     gate = os.path.join(shared_dir(), "never")
     with dash.app.run(show_logs=False):
         call = dash.gated.spawn_map(range(3), kwargs={"gate": gate})
@@ -166,6 +175,7 @@ def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, br
 
 
 def test_storage_shows_volumes_dicts_queues_and_secret_names_never_values(server, browser, shots):
+    log_in(browser, server)
     secret_value = "s3cr3t-dashboard-value"
     created = httpx.post(f"{server.url}/secrets", headers=server.auth,
                          json={"name": "dash-secret", "values": {"API_KEY": secret_value}})  # fmt: skip
@@ -197,14 +207,20 @@ def test_storage_shows_volumes_dicts_queues_and_secret_names_never_values(server
 def test_without_a_token_only_the_servers_own_host_names_and_same_page_forms_are_served(server):
     # a page asked for under another host name (DNS rebinding) is refused
     assert httpx.get(f"{server.url}/dashboard/apps", headers={"host": "evil.example"}).status_code == 421
-    assert httpx.get(f"{server.url}/dashboard/apps").status_code == 200
+    # without the local token (a container shares the loopback): the login page, never a listing
+    page = httpx.get(f"{server.url}/dashboard/apps", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/dashboard/login")
     assert httpx.get(f"{server.url}/", follow_redirects=False).headers["location"] == "/dashboard/apps"
+    # a printed link logs in once: the session cookie, and the token dropped from the address
+    browser = httpx.Client(base_url=server.url)
+    landed = browser.get(f"/dashboard/apps?token={server.token}", follow_redirects=False)
+    assert landed.status_code == 303 and landed.headers["location"] == "/dashboard/apps"
+    assert browser.get("/dashboard/apps").status_code == 200
     # an action without the page's form key, or from another site, is refused
-    stop = f"{server.url}/dashboard/containers/ta-nothing/stop"
-    assert httpx.post(stop, data={"form_key": "guess"}).status_code == 403
-    html = httpx.get(f"{server.url}/dashboard/apps").text
-    assert "form_key" not in html  # no action on that page, so no key to steal either way
-    assert httpx.get(f"{server.url}/dashboard/calls/fc-unknown").status_code == 404
+    stop = "/dashboard/containers/ta-nothing/stop"
+    assert browser.post(stop, data={"form_key": "guess"}).status_code == 403
+    assert httpx.post(f"{server.url}{stop}", data={"form_key": "guess"}).status_code == 401
+    assert browser.get("/dashboard/calls/fc-unknown").status_code == 404
 
 
 def test_with_a_token_the_dashboard_asks_for_it_and_checks_it_on_every_request(tmp_path, browser, shots):

@@ -121,3 +121,16 @@ def test_volume_commands_never_follow_a_link_a_container_planted(server: ServerP
     assert not (tmp_path / "out").exists()
     assert planted.returncode != 0 and not (server.state_dir / "evil").exists()
     assert token_file.read_text() == server.token
+
+
+def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(server: ServerProcess, sandbox):
+    with isolation.victim.run(show_logs=False):
+        assert isolation.victim_fn.remote(1) == 2
+    victim_id = _containers_of(server, "victim_fn")[-1]
+    with isolation.attacker.run(show_logs=False):
+        seen = isolation.reach_dashboard.remote(victim_id)
+    # the login page, never a listing; a container's token logs nobody in; no action without a session
+    assert seen["no token"] == [200, False, True] and seen["own token"] == [401, False, True]
+    assert seen["stop"] == 401
+    rows = httpx.get(f"{server.url}/containers?all=1", headers=server.auth, timeout=30).json()["containers"]
+    assert [r["stop_reason"] for r in rows if r["container_id"] == victim_id] != ["stopped by the user"]

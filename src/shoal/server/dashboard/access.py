@@ -1,6 +1,8 @@
 """Who may see the dashboard and act from it: the API's rules, for a browser.
 
-- A server without a configured token serves loopback only: the dashboard is open to loopback browsers there.
+- A server without a configured token serves loopback only, and asks for its local token: containers share the
+  machine's loopback, so an address says nothing of who asks. The links the SDK and CLI print carry it
+  (``?token=``, as Jupyter's do), and a browser that follows one gets a session and is sent on without it.
 - A server with a token asks for it once (the login page). The browser then holds a session cookie (HttpOnly,
   SameSite=Strict); the token stays in the server's memory, checked again on every request, so revoking an
   issued token ends its sessions at once. A restart of the server ends every session.
@@ -39,7 +41,7 @@ class Visitor:
 class Access:
     def __init__(self, authorizer: Authorizer, configured_token: str | None, server_url: str) -> None:
         self.authorizer = authorizer
-        self.open = configured_token is None  # loopback-only server: no login
+        self.open = configured_token is None  # loopback-only server: its local token logs in
         self.hosts = LOOPBACK_NAMES | {urlsplit(server_url).hostname or ""}
         self.sessions: dict[str, str] = {}  # session id -> the token it logged in with
         self._key = secrets.token_bytes(32)
@@ -57,10 +59,8 @@ class Access:
     def visitor(self, request: Request) -> Visitor:
         """Who is asking (raises NeedsLogin, or Denied for a browser that may not see the dashboard at all)."""
         address = request.client.host if request.client else ""
-        if self.open:
-            if not is_loopback(address):
-                raise Denied(403, "this server serves loopback only")
-            return Visitor(f"address:{address}", self._form_key("open"))
+        if self.open and not is_loopback(address):
+            raise Denied(403, "this server serves loopback only")
         session = request.cookies.get(COOKIE, "")
         token = self.sessions.get(session)
         if token is None:

@@ -90,7 +90,9 @@ class Dashboard:
     def render(self, template: str, visitor: Visitor | None, status: int = 200, **context: Any) -> HTMLResponse:
         if self._templates is None:
             self._templates = _environment()
-        html = self._templates.get_template(template).render(visitor=visitor, logged_in=not self.access.open, **context)
+        html = self._templates.get_template(template).render(
+            visitor=visitor, logged_in=True, open_server=self.access.open, **context
+        )
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 
     def page(self, handler: PageHandler, action: bool = False) -> Callable[[Request], Awaitable[Response]]:
@@ -108,6 +110,8 @@ class Dashboard:
             except NeedsLogin:
                 if action:
                     return Response("log in first", 401)
+                if "token" in request.query_params:  # a link the SDK or CLI printed: log in, and drop the token
+                    return self._login_and_go(request, request.query_params["token"], request.url.path)
                 return RedirectResponse(f"{PREFIX}/login?next={quote(request.url.path)}", 303)
             except Denied as exc:
                 return self.render("error.html", None, exc.status, message=exc.message)
@@ -119,8 +123,9 @@ class Dashboard:
     # ---- login ----------------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
-        if self.access.open:  # nothing to log in to: the pages are open to this machine's browsers
-            return RedirectResponse(f"{PREFIX}/apps", 303)
+        target = _local_path(request.query_params.get("next"))
+        if "token" in request.query_params:
+            return self._login_and_go(request, request.query_params["token"], target)
         return self.render("login.html", None, next=_local_path(request.query_params.get("next")), error=None)
 
     async def login(self, request: Request) -> Response:
@@ -129,11 +134,15 @@ class Dashboard:
         except Denied as exc:
             return self.render("error.html", None, exc.status, message=exc.message)
         target = _local_path(form.get("next", ""))
+        return self._login_and_go(request, form.get("token", ""), target)
+
+    def _login_and_go(self, request: Request, token: str, target: str) -> Response:
+        """A session for a valid token, and on to ``target``; the login page again otherwise."""
         address = request.client.host if request.client else ""
         if self.login_limiter.check("login:" + address) is not None:
             return self.render("login.html", None, 429, next=target, error="Too many attempts: wait a second.")
         try:
-            session = self.access.login(form.get("token", ""), address)
+            session = self.access.login(token, address)
         except Denied:
             return self.render("login.html", None, 401, next=target, error="That token is not valid here.")
         answer = RedirectResponse(target, 303)
