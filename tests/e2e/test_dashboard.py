@@ -212,15 +212,15 @@ def test_without_a_token_only_the_servers_own_host_names_and_same_page_forms_are
     assert page.status_code == 303 and page.headers["location"].startswith("/dashboard/login")
     assert httpx.get(f"{server.url}/", follow_redirects=False).headers["location"] == "/dashboard/apps"
     # a printed link logs in once: the session cookie, and the token dropped from the address
-    browser = httpx.Client(base_url=server.url)
-    landed = browser.get(f"/dashboard/apps?token={server.token}", follow_redirects=False)
-    assert landed.status_code == 303 and landed.headers["location"] == "/dashboard/apps"
-    assert browser.get("/dashboard/apps").status_code == 200
-    # an action without the page's form key, or from another site, is refused
-    stop = "/dashboard/containers/ta-nothing/stop"
-    assert browser.post(stop, data={"form_key": "guess"}).status_code == 403
-    assert httpx.post(f"{server.url}{stop}", data={"form_key": "guess"}).status_code == 401
-    assert browser.get("/dashboard/calls/fc-unknown").status_code == 404
+    with httpx.Client(base_url=server.url) as browser:
+        landed = browser.get(f"/dashboard/apps?token={server.token}", follow_redirects=False)
+        assert landed.status_code == 303 and landed.headers["location"] == "/dashboard/apps"
+        assert browser.get("/dashboard/apps").status_code == 200
+        # an action without the page's form key, or from another site, is refused
+        stop = "/dashboard/containers/ta-nothing/stop"
+        assert browser.post(stop, data={"form_key": "guess"}).status_code == 403
+        assert httpx.post(f"{server.url}{stop}", data={"form_key": "guess"}).status_code == 401
+        assert browser.get("/dashboard/calls/fc-unknown").status_code == 404
 
 
 def test_with_a_token_the_dashboard_asks_for_it_and_checks_it_on_every_request(tmp_path, browser, shots):
