@@ -72,11 +72,13 @@ def start(
     chosen = port if port is not None else (DEFAULT_PORT if _port_free(host, DEFAULT_PORT) else 0)
     cmd = [sys.executable, "-m", "shoal.server", "--standing", "--host", host, "--port", str(chosen),
            "--state-dir", str(settings().home / "server")]  # fmt: skip
-    if token:
-        cmd += ["--token", token]
     cmd += ["--backend", backend, "--ray-address", ray_address]
+    env = {k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"}
+    if token:  # through the environment: a command line is anyone's to read (ps, /proc/PID/cmdline)
+        env["SHOAL_TOKEN"] = token
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=env)  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

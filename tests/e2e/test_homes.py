@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.apps import probes
@@ -68,6 +69,20 @@ def test_server_start_on_a_chosen_port_is_found_by_status_and_stop():
         assert time.monotonic() - started < 8  # a graceful stop, not the SIGKILL fallback
     finally:
         shoal_in(home, "server", "stop")
+
+
+def test_a_token_given_to_server_start_is_on_no_command_line():
+    home = Path(tempfile.mkdtemp())
+    token = "never-on-a-command-line-7d1c"
+    try:
+        started = shoal_in(home, "server", "start", "--token", token, "--port", "0")
+        assert started.returncode == 0, started.stderr
+        pid = int(started.stdout.split("(pid ")[1].split(",")[0])
+        assert token not in " ".join(psutil.Process(pid).cmdline())
+        status = shoal_in(home, "server", "status", env={"SHOAL_TOKEN": token})
+        assert status.returncode == 0  # the server does require it
+    finally:
+        shoal_in(home, "server", "stop", env={"SHOAL_TOKEN": token})
 
 
 def test_an_unreachable_server_url_fails_within_five_seconds_with_a_clear_message():

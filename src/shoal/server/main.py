@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--state-dir", type=Path, default=None)
-    parser.add_argument("--token", default=None)
+    parser.add_argument("--token", default=None, help="Prefer SHOAL_TOKEN: a command line is visible to `ps`.")
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
     parser.add_argument("--backend", choices=["local", "ray"], default=None, help="Default: SHOAL_BACKEND or local.")
