@@ -35,6 +35,9 @@ class Schedule:
         raise NotImplementedError
 
 
+MIN_PERIOD = 0.001  # seconds: a shorter period has no step on the clock's microseconds
+
+
 @dataclass(frozen=True, init=False)
 class Period(Schedule):
     """Run every given interval, counted from the deploy (or from the start of an ephemeral app).
@@ -63,6 +66,9 @@ class Period(Schedule):
         object.__setattr__(self, "seconds", seconds)
         if not any(whole.values()) and seconds <= 0:
             raise InvalidError("Period() needs a positive interval, e.g. Period(hours=1).")
+        fixed = weeks * 604800 + days * 86400 + hours * 3600 + minutes * 60 + seconds
+        if not years and not months and fixed < MIN_PERIOD:
+            raise InvalidError(f"Period(seconds={seconds!r}) is shorter than a millisecond: nothing fires that often.")
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "period", "years": self.years, "months": self.months, "weeks": self.weeks,

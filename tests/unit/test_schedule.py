@@ -71,3 +71,22 @@ def test_float_seconds_periods_are_exact():
 def test_bad_schedules_are_clear_errors(make, message: str):  # noqa: ANN001
     with pytest.raises(InvalidError, match=message):
         make()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"seconds": -5}, "seconds=-5"),
+        ({"hours": -1}, "hours=-1"),
+        ({"seconds": 1e-9}, "shorter than a millisecond"),
+        ({"seconds": float("nan")}, "seconds=nan"),
+    ],
+)
+def test_a_bad_period_sent_by_hand_is_refused_by_the_server_at_once(spec: dict, message: str):  # noqa: ANN001
+    from shoal.server.control import check_schedule
+    from shoal.server.errors import Invalid
+
+    full = {"kind": "period", "years": 0, "months": 0, "weeks": 0, "days": 0, "hours": 0, "minutes": 0, "seconds": 0}
+    with pytest.raises(Invalid, match=message):
+        check_schedule({**full, **spec})

@@ -30,7 +30,7 @@ from ..protocol.messages import (
     LogEntry,
 )
 from ..protocol.specs import FunctionSpec
-from ..schedule import next_fire
+from ..schedule import from_spec, next_fire
 from . import lifecycle
 from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
@@ -51,6 +51,8 @@ log = logging.getLogger("shoal.server")
 def check_schedule(schedule: Any) -> None:
     """A schedule spec the server can compute fire times for (the SDK builds them from Period/Cron)."""
     try:
+        if schedule.get("kind") == "period":
+            from_spec(schedule)  # Period's own checks: no negative part, at least a millisecond long
         next_fire(schedule, 0.0, 0.0)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is the caller's input
         raise Invalid(f"invalid schedule {schedule!r}: {exc}") from None
