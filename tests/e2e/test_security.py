@@ -16,7 +16,7 @@ import pytest
 import shoal
 from shoal.exception import AuthError
 from tests.apps import basic, reliability
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, interpreter_pid
 
 SECRET = "sk-live-7f3a9c1e5b"
 
@@ -73,7 +73,7 @@ def test_a_container_token_can_call_functions_but_not_deploy(guarded, monkeypatc
     monkeypatch.setenv("SHOAL_TOKEN", "admin-secret")
     with basic.app.run(show_logs=False):
         info = basic.whoami.remote(0)  # a container: read its token from its environment
-        environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{interpreter_pid(info['pid'])}/environ").read_bytes().split(b"\0")
         env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
         container_token = env["SHOAL_CONTAINER_TOKEN"]
         assert container_token != "admin-secret"
@@ -150,3 +150,20 @@ def test_rate_limits_answer_429_and_health_stays_responsive(tmp_path: Path):
         assert max(health_latencies) < 1.0
     finally:
         srv.stop()
+
+
+def test_the_api_refuses_a_huge_request_head_with_431_and_keeps_answering(server):
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(b"GET /apps HTTP/1.1\r\nhost: h\r\nx-flood: ")
+        try:
+            for _ in range(64):  # 4 MiB of one header line, with no credentials
+                sock.sendall(b"a" * 65536)
+        except OSError:
+            pass  # the server may close before all of it is sent
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200

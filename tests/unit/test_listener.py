@@ -85,3 +85,63 @@ def test_a_client_that_leaves_cancels_the_request_it_waited_for() -> None:
         await listener.close(server, connections, grace=1.0)
 
     asyncio.run(scenario())
+
+
+async def _send_slowly(pieces: list[bytes], budget: object | None = None) -> bytes:
+    """Send ``pieces`` one by one (a client that trickles), and read until the server closes the connection."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server, connections = await listener.serve(_echo, sock, budget)  # type: ignore[arg-type]
+    reader, writer = await asyncio.open_connection(*sock.getsockname())
+    try:
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    except ConnectionError:
+        return b"reset"
+    finally:
+        writer.close()
+        await listener.close(server, connections, grace=1.0)
+
+
+def test_a_head_over_64_kib_or_100_headers_gets_431_before_it_is_held_whole() -> None:
+    head = b"GET / HTTP/1.1\r\nhost: h\r\nx-big: "
+    answer = asyncio.run(_send_slowly([head] + [b"a" * 65536] * 4))  # an endless header line
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    many = b"GET / HTTP/1.1\r\n" + b"".join(b"x-%d: 1\r\n" % i for i in range(150)) + b"\r\n"
+    assert asyncio.run(_send_slowly([many])).startswith(b"HTTP/1.1 431 ")
+    normal = b"GET / HTTP/1.1\r\nhost: h\r\nx-ok: " + b"a" * 8000 + b"\r\nconnection: close\r\n\r\n"
+    assert asyncio.run(_send_slowly([normal])).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_head_or_body_that_trickles_past_its_time_gets_408(monkeypatch) -> None:  # noqa: ANN001
+    from shoal.server import http_limits
+
+    monkeypatch.setattr(http_limits, "HEAD_TIMEOUT", 0.3)
+    monkeypatch.setattr(http_limits, "BODY_IDLE_TIMEOUT", 0.3)
+    assert asyncio.run(_send_slowly([b"GET / HTTP/1.1\r\nhost"])).startswith(b"HTTP/1.1 408 ")
+    stalled = b"POST / HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\nabc"
+    assert asyncio.run(_send_slowly([stalled])).startswith(b"HTTP/1.1 408 ")
+
+
+def test_endpoint_ports_share_a_connection_budget() -> None:
+    from shoal.server.http_limits import ConnectionBudget
+
+    async def main() -> list[bytes]:
+        budget = ConnectionBudget(limit=2)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server, connections = await listener.serve(_echo, sock, budget)
+        held = [await asyncio.open_connection(*sock.getsockname()) for _ in range(2)]
+        reader, writer = await asyncio.open_connection(*sock.getsockname())  # over the budget: closed at once
+        writer.write(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n")
+        refused = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        for _, w in held:
+            w.close()
+        await listener.close(server, connections, grace=1.0)
+        return [refused, str(budget.open).encode()]
+
+    refused, _ = asyncio.run(main())
+    assert refused == b""

@@ -22,6 +22,7 @@ from .._ids import new_id
 from ..protocol.specs import FunctionSpec
 from . import listener
 from .auth import Denied
+from .http_limits import ConnectionBudget
 from .lifecycle import FATAL_STARTUP_FAILURES
 from .listen import bind
 from .listener import Headers, Reply, Request
@@ -52,6 +53,7 @@ class Gateway:
         self.inflight: dict[str, int] = defaultdict(int)  # container id -> requests it is serving
         self.serving_function: dict[str, str] = {}  # container id -> its function, while it serves requests
         self.upstream = Upstream()
+        self.budget = ConnectionBudget()  # the endpoint ports' connections together (http_limits.py)
         self.request_logs: dict[tuple[str, str], list[str]] = defaultdict(list)  # (app, container) -> lines
         self.requests: list[tuple[str, str, str, float, float, bool]] = []  # finished requests, as calls to record
         self.open: set[str] = set()  # the calls of requests in flight
@@ -72,7 +74,7 @@ class Gateway:
             log.warning("endpoint %s could not get its port %s back; it moved to %s", label, port, moved)
         if sock is not None:
             port = sock.getsockname()[1]
-            self.listeners[label] = await listener.serve(functools.partial(self._serve, label), sock)
+            self.listeners[label] = await listener.serve(functools.partial(self._serve, label), sock, self.budget)
         assert port is not None
         self.plane.store.bind_endpoint(label, app_id, function_id, port)
         self.functions[label] = function_id

@@ -5,6 +5,8 @@ and back, and wrote every answer in two sends. This front hands the gateway a ``
 body streamed as it arrives, with back-pressure) and a ``Reply`` that writes the answer's head together with its
 first body chunk. An ``Upgrade`` request (a websocket) gets the raw connection: the gateway tunnels its bytes.
 Requests on one connection are answered in order; a client that goes away cancels the request it was waiting for.
+Heads are bounded in size and time, bodies may not stall, and all endpoint ports share one connection budget
+(``http_limits.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httptools
+
+from .http_limits import ConnectionBudget, HeadGuard, refuse_and_linger
 
 Headers = list[tuple[bytes, bytes]]
 BUFFERED = 1 << 20  # bytes of request body held before the client is paused
@@ -159,9 +163,12 @@ Handler = Callable[[Request, Reply], Awaitable[None]]
 class Connection(asyncio.Protocol):
     """One client connection: requests parsed as they arrive, answered one at a time by ``handler``."""
 
-    def __init__(self, handler: Handler, connections: set[Connection]) -> None:
+    def __init__(self, handler: Handler, connections: set[Connection], budget: ConnectionBudget) -> None:
         self.handler = handler
         self.connections = connections
+        self.budget = budget
+        self.counted = False
+        self.guard = HeadGuard(self._refuse)
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
@@ -181,6 +188,10 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's TCP transport is no asyncio.Transport
+        if not self.budget.take():  # every endpoint port's connections together: never the API's descriptors
+            transport.close()
+            return
+        self.counted = True
         self.connections.add(self)
         self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
         peer = transport.get_extra_info("peername")
@@ -196,6 +207,9 @@ class Connection(asyncio.Protocol):
         if self._parsing is not None and self._parsing.upgrade:
             self.early += data
             return
+        if self.guard.refused:
+            return
+        self.guard.received(len(data))
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -203,9 +217,23 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserError:
             self.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
             self.close()
+            return
+        if not self.guard.refused:
+            self.guard.parsed()
+
+    def _refuse(self, answer: bytes) -> None:
+        """A limit was passed (``http_limits.py``): answer, and close the connection."""
+        if self.task is not None:  # a request is being answered: its answer would be cut short anyway
+            self.task.cancel()
+        if self.transport is not None and not self.closed:
+            refuse_and_linger(self.transport, answer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.guard.stop()
+        if self.counted:
+            self.counted = False
+            self.budget.give_back()
         self.connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
@@ -233,9 +261,13 @@ class Connection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.guard.header()
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.guard.head_done(len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers))
+        if self.guard.refused:
+            return
         request = Request(self, self.parser.get_method(), self._url, self._headers, self.parser.get_http_version())
         request.keep_alive = self.parser.should_keep_alive()
         request.upgrade = self.parser.should_upgrade()
@@ -249,6 +281,7 @@ class Connection(asyncio.Protocol):
             self._parsing._feed(body)
 
     def on_message_complete(self) -> None:
+        self.guard.message_done()
         if self._parsing is not None:
             self._parsing._finish()
             if not self._parsing.upgrade:
@@ -299,11 +332,13 @@ class Connection(asyncio.Protocol):
         if not self._paused and self.transport is not None and not self.closed:
             self._paused = True
             self.transport.pause_reading()
+            self.guard.stop()  # a body we stopped reading is not stalling
 
     def resume(self) -> None:
         if self._paused and self.transport is not None and not self.closed:
             self._paused = False
             self.transport.resume_reading()
+            self.guard.resumed()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -317,12 +352,15 @@ class Connection(asyncio.Protocol):
             sink(early)
 
 
-async def serve(handler: Handler, sock: socket.socket) -> tuple[asyncio.AbstractServer, set[Connection]]:
-    """Listen on ``sock`` (bound already) with ``handler`` answering every request; returns the server and its
-    open connections (to close them with it)."""
+async def serve(
+    handler: Handler, sock: socket.socket, budget: ConnectionBudget | None = None
+) -> tuple[asyncio.AbstractServer, set[Connection]]:
+    """Listen on ``sock`` (bound already) with ``handler`` answering every request, within ``budget`` (shared by
+    all endpoint ports); returns the server and its open connections (to close them with it)."""
     connections: set[Connection] = set()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Connection(handler, connections), sock=sock)
+    shared = budget or ConnectionBudget()
+    server = await loop.create_server(lambda: Connection(handler, connections, shared), sock=sock)
     return server, connections
 
 

@@ -21,6 +21,7 @@ from ..backends.local import LocalBackend
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
 from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
+from .http_limits import BoundedHttpTools
 from .listen import bind, is_loopback
 from .routes import create_app
 
@@ -87,6 +88,7 @@ def serve(
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
+            http=BoundedHttpTools,  # bounded request heads, no slow-loris (http_limits.py)
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
         ),
         plane,
