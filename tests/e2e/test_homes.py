@@ -105,9 +105,11 @@ def test_every_run_says_which_server_it_uses_in_its_first_line(server):
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines()[0] == f"✓ Using SHOAL_SERVER_URL at {server.url}"
     # and where to watch it: the app's page on the dashboard
-    view = re.search(r"View run at (\S+/dashboard/apps/(ap-\w+))", result.stderr)
+    view = re.search(r"View run at (\S+/dashboard/apps/(ap-\w+)\S*)", result.stderr)
     assert view and view.group(1).startswith(server.url), result.stderr
-    assert httpx.get(view.group(1)).status_code == 200
+    with httpx.Client(follow_redirects=True) as browser:  # the link logs the browser in (a server without a token)
+        page = browser.get(view.group(1))
+    assert page.status_code == 200 and view.group(2) in page.text
 
 
 def test_without_a_server_token_only_this_homes_clients_get_in_and_nobody_mints_tokens(server):
