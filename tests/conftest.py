@@ -232,7 +232,7 @@ def ray_server(ray_cluster: RayCluster) -> Iterator[ServerProcess]:
     """A server whose containers are Ray actors on ``ray_cluster`` (the Ray backend needs a token)."""
     state = Path(_HOME) / "ray-server"
     state.mkdir(parents=True, exist_ok=True)
-    srv = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN},
+    srv = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN, "SHOAL_MOUNT_ROOTS": str(REPO)},
                         args=("--backend", "ray", "--ray-address", ray_cluster.address))  # fmt: skip
     yield srv
     srv.stop()

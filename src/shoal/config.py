@@ -48,6 +48,12 @@ VARIABLES = (
     Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
     Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
     Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
+    Variable(
+        "SHOAL_MOUNT_ROOTS",
+        "",
+        "on a server with a token: the folders (':'-separated) add_local_dir and "
+        "add_local_file may name (none: such mounts are refused)",
+    ),
     Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
     Variable("SHOAL_DEBUG", "", "1: errors show Shoal's own stack"),
     Variable("SHOAL_AUDIT_UNPICKLE", "", "a file the server logs every unpickling to (the security tests)", "test"),
@@ -90,6 +96,7 @@ class Settings:
     max_total_containers: int | None = None  # None: max(32, 8 x CPUs)
     sandbox_off: bool = False
     sandbox_binds: tuple[str, ...] = ()
+    mount_roots: tuple[str, ...] = ()
     strict_gpu: bool = False
     debug: bool = False
     audit_unpickle: str | None = None
@@ -114,6 +121,7 @@ class Settings:
             max_total_containers=int(max_total) if max_total else None,
             sandbox_off=(_get("SHOAL_SANDBOX") or "auto").lower() in ("off", "0", "false"),
             sandbox_binds=binds,
+            mount_roots=tuple(p for p in (_get("SHOAL_MOUNT_ROOTS") or "").split(os.pathsep) if p),
             strict_gpu=_get("SHOAL_STRICT_GPU") == "1",
             debug=_get("SHOAL_DEBUG") == "1",
             audit_unpickle=_get("SHOAL_AUDIT_UNPICKLE"),

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 import shoal
 from tests.apps import isolation
-from tests.conftest import ServerProcess, shared_dir
+from tests.conftest import REPO, ServerProcess, shared_dir
 
 
 def _containers_of(srv: ServerProcess, function: str) -> list[str]:
@@ -134,3 +135,34 @@ def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(serv
     assert seen["stop"] == 401
     rows = httpx.get(f"{server.url}/containers?all=1", headers=server.auth, timeout=30).json()["containers"]
     assert [r["stop_reason"] for r in rows if r["container_id"] == victim_id] != ["stopped by the user"]
+
+
+def test_a_local_mount_of_the_servers_state_is_refused(server: ServerProcess, sandbox):
+    app = shoal.App("tests-mount-state")
+    image = shoal.Image.debian_slim().add_local_dir(server.state_dir, "/stolen")
+    app.function(image=image, serialized=True)(lambda: os.listdir("/stolen"))
+    with pytest.raises(shoal.exception.InvalidError, match="server's own state"):
+        with app.run(show_logs=False):
+            pass
+
+
+def test_a_server_with_a_token_mounts_only_paths_under_its_mount_roots(tmp_path: Path, sandbox, monkeypatch):
+    srv = ServerProcess(tmp_path / "state", env={"SHOAL_TOKEN": "mount-roots-token", "SHOAL_MOUNT_ROOTS": str(REPO)})
+    monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
+    monkeypatch.setenv("SHOAL_TOKEN", "mount-roots-token")
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        for folder, allowed in ((elsewhere, False), (REPO / "tests" / "apps" / "local_content", True)):
+            app = shoal.App("tests-mount-roots")
+            image = shoal.Image.debian_slim().add_local_dir(folder, "/mounted")
+            fn = app.function(image=image, serialized=True)(lambda: sorted(os.listdir("/mounted")))
+            if allowed:
+                with app.run(show_logs=False):
+                    assert fn.remote() == sorted(os.listdir(folder))
+            else:
+                with pytest.raises(shoal.exception.InvalidError, match="SHOAL_MOUNT_ROOTS"):
+                    with app.run(show_logs=False):
+                        pass
+    finally:
+        srv.stop()

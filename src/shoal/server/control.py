@@ -261,10 +261,27 @@ class ControlPlane:
                 "install bubblewrap (apt-get install bubblewrap) on the server's machine, and do not set "
                 "SHOAL_SANDBOX=off."
             )
+        for mount in spec.image.mounts if spec.image else []:
+            self._check_local_path(mount.local)
         for v in spec.volumes:
             if not self.volumes.exists(v.volume):
                 raise NotFound(f"Volume {v.volume!r} not found: create it with Volume.from_name(..., "
                                "create_if_missing=True) or `shoal volume create`")  # fmt: skip
+
+    def _check_local_path(self, local: str) -> None:
+        """What ``add_local_dir``/``add_local_file`` may show a container: never the server's own state; on a
+        server with a token (its clients may be other machines' users), only paths under SHOAL_MOUNT_ROOTS."""
+        path = Path(local).resolve()
+        private = [self.config.state_dir.resolve(), settings().home.resolve()]
+        if any(path == p or p in path.parents or path in p.parents for p in private):
+            raise Invalid(f"add_local_dir/add_local_file of {local}: that is (or holds) the Shoal server's own state, "
+                          "which containers never see")  # fmt: skip
+        if self.config.client_token:
+            roots = [Path(r).resolve() for r in settings().mount_roots]
+            if not any(path == r or r in path.parents for r in roots):
+                raise Invalid(f"add_local_dir/add_local_file of {local}: a server with a token shows containers "
+                              "only paths under SHOAL_MOUNT_ROOTS (set on the server; now "
+                              f"{':'.join(map(str, roots)) or 'none'})")  # fmt: skip
 
     async def expose(self, function_id: str) -> str | None:
         """The URL of a web function (served from now on by the gateway), or None for other functions."""
