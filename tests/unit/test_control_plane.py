@@ -187,3 +187,53 @@ def put_blob(plane: ControlPlane, data: bytes) -> str:
     plane.blobs.writer(blob_id).finish([data])
     os.utime(plane.blobs.path(blob_id), (time.time() - 10, time.time() - 10))  # written a while ago
     return blob_id
+
+
+def test_a_wall_clock_step_expires_no_lease_and_kills_no_container(tmp_path, monkeypatch):
+
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        app_id = plane.create_app("unit")
+        spec = FunctionSpec(max_containers=1, timeout=60)
+        function_id = plane.create_function(app_id, "f", spec, None)
+        call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
+        limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
+        await plane._tick(limits)
+        (container,) = backend.launched
+        plane.container_started(container.container_id, None, False)
+        (leased,) = (await plane.exchange(container.container_id, ExchangeRequest(want=1))).inputs
+        # When the machine's clock jumps an hour ahead, then back two hours, while the input runs
+        for step in (3600.0, -7200.0):
+            wall = time.time() + step
+            monkeypatch.setattr(time, "time", lambda wall=wall: wall)
+            await plane._tick(limits)
+            await asyncio.sleep(0)
+            # Then nothing was killed for silence or timed out, and the lease still holds
+            assert backend.terminated == []
+            assert plane.store.outputs(call_id, 0, 10) == []
+        report = ReportedOutput(call_id, 0, leased.lease, OutputStatus.SUCCESS, b"result")
+        await plane.exchange(container.container_id, ExchangeRequest([report], want=0))
+        assert [o.status for o in plane.store.outputs(call_id, 0, 10)] == ["SUCCESS"]
+        await plane.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_period_schedule_keeps_its_pace_when_the_wall_clock_steps_back(tmp_path, monkeypatch):
+    from shoal.schedule import Period
+
+    async def scenario() -> None:
+        plane, _ = plane_at(tmp_path)
+        app_id = plane.create_app("unit")
+        spec = FunctionSpec(schedule=Period(seconds=0.2).spec())
+        plane.create_function(app_id, "f", spec, None)
+        # When the machine's clock goes back an hour right after the schedule was registered
+        wall = time.time() - 3600
+        monkeypatch.setattr(time, "time", lambda: wall)
+        await asyncio.sleep(0.3)  # the period itself: what the test waits for is time passing
+        await plane._tick(Limits(heartbeat_timeout=10.0, max_total_containers=4))
+        # Then it fired on time (the plane's clock kept its pace), not an hour later
+        assert len(plane.catalog.calls_of_function(app_id, "f")) == 1
+        await plane.stop()
+
+    asyncio.run(scenario())

@@ -31,7 +31,7 @@ from ..protocol.messages import (
 )
 from ..protocol.specs import FunctionSpec
 from ..schedule import from_spec, next_fire
-from . import lifecycle
+from . import clock, lifecycle
 from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
 from .errors import Conflict, Invalid, NotFound
@@ -232,7 +232,7 @@ class ControlPlane:
 
     def system_log(self, app_id: str, container_id: str | None, text: str) -> None:
         """A lifecycle line (container started/stopped) in the app's log stream."""
-        self.store.append_logs(app_id, container_id or "", [LogEntry(None, None, "system", text + "\n", time.time())])
+        self.store.append_logs(app_id, container_id or "", [LogEntry(None, None, "system", text + "\n", clock.now())])
         self.notifier.notify("logs:" + app_id)
 
     def create_function(self, app_id: str, tag: str, spec: FunctionSpec, pickled: bytes | None) -> str:
@@ -507,7 +507,7 @@ class ControlPlane:
         return fn.app_id if fn else None
 
     def _on_placed(self, container_id: str, node: str) -> None:
-        self._placed_at[container_id] = time.time()
+        self._placed_at[container_id] = clock.now()
         self.store.set_container_node(container_id, node)
 
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
@@ -586,7 +586,7 @@ class ControlPlane:
             await asyncio.sleep(TICK_INTERVAL)  # coalesce bursts of wake-ups (a tick counts every queued input)
 
     async def _tick(self, limits: Limits) -> None:
-        now = time.time()
+        now = clock.now()
         serving = self.gateway.inflight  # web requests a container serves keep it busy, as leased inputs do
         waiting = self.backend.waiting()  # not placed yet for lack of capacity: its startup time has not begun
         containers = []

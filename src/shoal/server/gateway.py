@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._ids import new_id
 from ..protocol.specs import FunctionSpec
-from . import listener
+from . import clock, listener
 from .auth import Denied
 from .http_limits import ConnectionBudget
 from .lifecycle import FATAL_STARTUP_FAILURES
@@ -147,7 +147,7 @@ class Gateway:
             reply.answer(refusal, reason)
             return
         spec = found.spec
-        started, started_at = time.monotonic(), time.time()
+        started, started_at = time.monotonic(), clock.now()
         call_id = new_id("call")  # the request is a call: what the handler calls hangs under it (get_call_graph)
         self.open.add(call_id)
         try:
@@ -177,7 +177,7 @@ class Gateway:
             )
             if call_id in self.calling:  # its handler called functions: keep it as a call, the root of their graph
                 self.calling.discard(call_id)
-                self.requests.append((call_id, found.id, found.app_id, started_at, time.time(), status >= 500))
+                self.requests.append((call_id, found.id, found.app_id, started_at, clock.now(), status >= 500))
 
     def _authorized(self, request: Request) -> bool:
         presented = (request.header(b"authorization") or b"").decode("latin-1").removeprefix("Bearer ").strip()

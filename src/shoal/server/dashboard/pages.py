@@ -6,12 +6,12 @@ counter can answer (see ``store/insights.py``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..._ids import call_of_input, index_of_input, inputs_prefix
 from ...protocol.messages import ContainerState
+from .. import clock
 from ..control import ControlPlane
 from ..errors import NotFound
 from ..records import CallInfo
@@ -80,7 +80,7 @@ def apps(plane: ControlPlane) -> Context:
 
 def app(plane: ControlPlane, app_id: str) -> Context:
     found = _app(plane, app_id)
-    now = time.time()
+    now = clock.now()
     bound = plane.store.endpoints_of_app(found["app_id"])
     endpoints = {tag: plane.gateway.url(port) for tag, (_, port) in bound.items()}
     calls = [_call(plane, c) for c in plane.store.insights.calls_of_app(found["app_id"], 30)]
@@ -95,7 +95,7 @@ def app(plane: ControlPlane, app_id: str) -> Context:
 
 def call(plane: ControlPlane, call_id: str) -> Context:
     info = _call(plane, call_id)
-    now = time.time()
+    now = clock.now()
     parents: list[tuple[CallInfo, int]] = []
     parent_input = info.parent_input
     while parent_input and len(parents) < 10:  # the chain up to the call that started it all

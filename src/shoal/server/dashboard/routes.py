@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ...protocol.routes import DASHBOARD
+from .. import clock
 from ..auth import Denied, RateLimiter
 from ..control import ControlPlane
 from ..errors import RequestError
@@ -56,7 +56,7 @@ def _when(ts: float | None) -> str:
 def _ago(ts: float | None) -> str:
     if not ts:
         return "—"
-    return _secs(max(0.0, time.time() - ts), coarse=True) + " ago"
+    return _secs(max(0.0, clock.now() - ts), coarse=True) + " ago"
 
 
 def _secs(value: float | None, coarse: bool = False) -> str:

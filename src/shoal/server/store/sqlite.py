@@ -26,6 +26,7 @@ from ...protocol.messages import FailureInfo, InputRef, LogEntry, OutputRow, Rel
 from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
 from .. import metrics
+from ..clock import now as clock_now
 from ..errors import Invalid, NotFound
 from ..records import (
     RETRYABLE,
@@ -91,7 +92,7 @@ class Ending(NamedTuple):
 class SQLiteStore:
     """SQLite-backed state of one control plane."""
 
-    def __init__(self, path: Path | str, clock: Any = time.time) -> None:
+    def __init__(self, path: Path | str, clock: Any = clock_now) -> None:
         self.path = str(path)
         self.clock = clock
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
