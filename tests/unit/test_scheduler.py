@@ -104,3 +104,32 @@ def test_busy_or_needed_containers_never_give_way():
     busy = ContainerRow("ta-busy", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 99.0, 1)
     kept = ContainerRow("ta-min", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 99.0, 0)
     assert plan([a, b], [busy, kept], 100.0, limits) == []
+
+
+def test_fair_shares_are_max_min_fair_and_never_exceed_the_capacity_or_a_want():
+    from shoal.server.scheduler import fair_shares
+
+    assert fair_shares({"a": 10, "b": 10, "c": 10}, 6) == {"a": 2, "b": 2, "c": 2}
+    assert fair_shares({"a": 1, "b": 10, "c": 10}, 7) == {"a": 1, "b": 3, "c": 3}  # a's leftover shared
+    assert fair_shares({"a": 3, "b": 2}, 10) == {"a": 3, "b": 2}  # room for all: each its want
+    assert fair_shares({"a": 5, "b": 5, "c": 5}, 4) == {"a": 2, "b": 1, "c": 1}  # the remainder in id order
+    assert fair_shares({"a": 0, "b": 4}, 2) == {"a": 0, "b": 2}
+
+
+def test_a_function_over_its_share_yields_busy_containers_to_a_newcomer_with_a_backlog():
+    from shoal.server.scheduler import Yield
+
+    limits = Limits(heartbeat_timeout=10.0, max_total_containers=6)
+    hog = FunctionLoad("fu-a", "ap-1", 100, 0, 6, 0, 6, 0, 60.0, 30.0, 300.0, 0, 0.0)
+    newcomer = FunctionLoad("fu-b", "ap-2", 10, 0, 0, 0, 6, 0, 60.0, 30.0, 300.0, 0, 0.0)
+    busy = [ContainerRow(f"ta-{i}", "fu-a", ContainerState.RUNNING, 0.0, 100.0, 99.0 - i, 1) for i in range(6)]
+    # When every container is busy with the first function's backlog and a second function asks for room
+    actions = plan([hog, newcomer], busy, 100.0, limits)
+    # Then three busy containers of the first function yield (finish their input, take no more), none is killed
+    assert sorted(a.container_id for a in actions if isinstance(a, Yield)) == ["ta-3", "ta-4", "ta-5"]
+    assert [a for a in actions if not isinstance(a, Yield)] == []
+    # and once they are draining, the newcomer gets its share as they exit, and nothing more yields
+    draining = [c if c.id not in ("ta-3", "ta-4", "ta-5") else ContainerRow(c.id, c.function_id,
+                ContainerState.DRAINING, 0.0, 100.0, 99.0, 1) for c in busy]  # fmt: skip
+    assert plan([hog, newcomer], draining, 100.0, limits) == []
+    assert plan([hog, newcomer], draining[:3], 100.0, limits) == [Launch("fu-b", "ap-2", 3)]

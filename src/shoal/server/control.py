@@ -40,7 +40,7 @@ from .images import ImageBuilds
 from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
 from .records import ContainerRecord, ContainerState, Intent, Output, OutputStatus
-from .scheduler import Drain, Kill, Launch, Limits, plan
+from .scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .secrets import SecretStore
 from .store import SQLiteStore, Store
 from .volumes import VolumeStore
@@ -605,6 +605,10 @@ class ControlPlane:
                 self.store.set_container_state(action.container_id, ContainerState.DRAINING, "scaled down")
                 self._notify_container_function(action.container_id)
                 asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
+            elif isinstance(action, Yield):  # no terminate: it exits by itself once its running inputs end
+                self.store.set_container_state(action.container_id, ContainerState.DRAINING,
+                                               "gave way to other functions (fair share)")  # fmt: skip
+                self._notify_container_function(action.container_id)
             elif isinstance(action, Kill):
                 status = OutputStatus.TIMEOUT if action.timed_out else OutputStatus.CRASHED
                 self._handle(action.container_id, KillDecided(Intent(action.reason, status)))

@@ -2,8 +2,13 @@
 
 Autoscaling per function: desired = clamp(backlog + buffer, min_containers, max_containers) while there is a
 backlog (each container runs one input at a time), else min_containers; a container idle for longer than
-``scaledown_window`` above that number is drained. When the machine-wide cap keeps a function with a backlog
-from getting containers, idle containers above other functions' need are drained at once to make room. A
+``scaledown_window`` above that number is drained.
+
+When the machine-wide cap cannot hold every function's desire, capacity is shared max-min fairly
+(:func:`fair_shares`): each function is owed an equal part, and what one needs less of goes to the others. A
+function below its share gets room: first from idle containers above other functions' need (drained at once),
+then from functions above their share, whose busy containers *yield*: they take no new input, finish the ones they
+run and exit (no work is lost). So a new function's first input waits for one input of another, not its backlog. A
 function whose containers keep failing to start backs off exponentially before the next launch. Containers that
 stop heartbeating or never finish starting are killed.
 """
@@ -42,7 +47,14 @@ class Kill:
     timed_out: bool = False  # its input ran past the function's timeout
 
 
-Action = Launch | Drain | Kill
+@dataclass(frozen=True)
+class Yield:
+    """A busy container of a function above its fair share takes no new input and exits once its inputs end."""
+
+    container_id: str
+
+
+Action = Launch | Drain | Kill | Yield
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,34 @@ def desired_containers(load: FunctionLoad) -> int:
     backlog = load.ready + load.leased
     want = -(-backlog // max(1, load.capacity)) + load.buffer_containers if backlog else 0
     return max(load.min_containers, min(want, load.max_containers))
+
+
+def fair_shares(wants: dict[str, int], capacity: int) -> dict[str, int]:
+    """Max-min fair containers per function: an equal part of ``capacity`` each, never more than a function
+    wants; what some leave is shared by the rest. Remainders go to functions in id order (deterministic)."""
+    shares = dict.fromkeys(wants, 0)
+    open_ = sorted((f for f in wants if wants[f] > 0), key=lambda f: (wants[f], f))
+    left = max(0, capacity)
+    while open_ and left > 0:
+        part = left // len(open_)
+        if part == 0:
+            for f in sorted(open_)[:left]:
+                shares[f] += 1
+            break
+        for f in list(open_):
+            give = min(part, wants[f] - shares[f])
+            shares[f] += give
+            left -= give
+            if shares[f] == wants[f]:
+                open_.remove(f)
+    return shares
+
+
+def _shares(loads: list[FunctionLoad], wants: dict[str, int], capacity: int) -> dict[str, int]:
+    """Each function's ``min_containers`` first (a reservation), then the rest of ``capacity`` shared fairly."""
+    reserved = {f.function_id: min(f.min_containers, wants[f.function_id]) for f in loads}
+    extra = fair_shares({f: wants[f] - reserved[f] for f in wants}, capacity - sum(reserved.values()))
+    return {f: reserved[f] + extra[f] for f in wants}
 
 
 def startup_backoff(failures: int) -> float:
@@ -72,13 +112,19 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
     total = sum(1 for c in containers if c.id not in killed)
     blocked = 0  # containers functions with a backlog want but the machine-wide cap refuses
     spare: list[ContainerRow] = []  # idle containers above their function's need: drained early when blocked
+    over: list[ContainerRow] = []  # containers of functions above their fair share: they give way when blocked
+    wants = {load.function_id: desired_containers(load) for load in loads}
+    shares = _shares(loads, wants, limits.max_total_containers)
     for load in sorted(loads, key=lambda f: f.function_id):
         active = [c for c in by_function[load.function_id] if c.id not in killed and c.state != ContainerState.DRAINING]
-        desired = desired_containers(load)
-        if len(active) < desired:
+        desired, share = wants[load.function_id], shares[load.function_id]
+        if len(active) > share:  # a container still starting is left to start: it holds nothing yet
+            settled = [c for c in active if c.state == ContainerState.RUNNING or c.waiting]
+            over.extend(sorted(settled, key=lambda c: (c.leased, c.last_active))[: len(active) - share])  # idle first
+        if len(active) < share:
             if now - load.last_startup_failure < startup_backoff(load.startup_failures):
                 continue
-            wanted = 1 if load.startup_failures else desired - len(active)  # probe while failing to start
+            wanted = 1 if load.startup_failures else share - len(active)  # probe while failing to start
             count = min(wanted, limits.max_total_containers - total)
             blocked += wanted - max(count, 0)
             if count > 0:
@@ -97,6 +143,11 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
     if blocked:  # idle containers of other functions give way now, not when their scaledown window ends
         spare.sort(key=lambda c: c.last_active)
         actions.extend(Drain(c.id) for c in spare[:blocked])
+        blocked -= len(spare[:blocked])
+        drained = {a.container_id for a in actions if isinstance(a, Drain)}
+        for c in [c for c in over if c.id not in drained][: max(0, blocked)]:  # then functions above their share
+            free = c.state == ContainerState.RUNNING and c.leased == 0
+            actions.append(Drain(c.id) if free or c.waiting else Yield(c.id))
     return actions
 
 
