@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import sys
 import time
 
 import shoal
@@ -74,3 +75,18 @@ def leaky(x: int) -> str:
     key = os.environ["API_KEY"]
     print(f"using key {key}")
     raise ValueError(f"the server rejected key {key}")
+
+
+@app.function(max_containers=1, secrets=[shoal.Secret.from_dict({"API_KEY": "sk-live-7f3a9c1e5b"})])
+def leaky_in_pieces(x: int) -> int:
+    """Writes the secret in pieces (one line, several writes), then below Python (fd 1) and crashes."""
+    key = os.environ["API_KEY"]
+    for char in key:
+        sys.stdout.write(char)
+    sys.stdout.write(" was the key\n")
+    print(key[:4], key[4:], sep="")
+    sys.stdout.flush()
+    if x:
+        os.write(1, f"raw {key}\n".encode())
+        os._exit(3)
+    return x

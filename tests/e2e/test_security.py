@@ -108,6 +108,22 @@ def test_secrets_stay_out_of_logs_errors_api_and_stored_records(guarded, monkeyp
     assert stored and not [p for p in stored if SECRET.encode() in p.read_bytes()]
 
 
+def test_a_secret_written_in_pieces_or_below_python_stays_out_of_logs_and_errors(guarded, monkeypatch):
+    srv, _ = guarded
+    monkeypatch.setenv("SHOAL_TOKEN", "admin-secret")
+    with reliability.app.run(show_logs=False):
+        assert reliability.leaky_in_pieces.remote(0) == 0
+        with pytest.raises(shoal.exception.ExecutionError) as crash:
+            reliability.leaky_in_pieces.remote(1)  # writes it to fd 1, then dies: its raw tail is in the error
+        app_id = reliability.app.app_id
+        logs = httpx.post(f"{srv.url}/apps/{app_id}/logs", json={"since": 0},
+                          headers={"authorization": "Bearer admin-secret"})  # fmt: skip
+        calls = call(srv.url, "GET", f"/apps/{app_id}/functions/leaky_in_pieces", "admin-secret").text
+    text = logs.content.decode(errors="replace")
+    assert "*** was the key" in text and "raw ***" in str(crash.value)
+    assert SECRET not in text and SECRET not in str(crash.value) and SECRET not in calls
+
+
 def test_the_server_never_unpickles_user_payloads(guarded, monkeypatch: pytest.MonkeyPatch):
     srv, audit = guarded
     monkeypatch.setenv("SHOAL_TOKEN", "admin-secret")

@@ -27,6 +27,16 @@ class Redactor:
                 text = text.replace(value, "***")
         return text
 
+    def safe_cut(self, text: str, cut: int) -> int:
+        """A place at or before ``cut`` where no secret value of ``text`` is split in two."""
+        for value in self.values:
+            start = text.find(value, max(0, cut - len(value) + 1))
+            while 0 <= start < cut:
+                if start + len(value) > cut:
+                    cut = start
+                start = text.find(value, start + 1)
+        return cut
+
 
 class LogBuffer:
     """Lines written by user code, tagged with the input that was running, waiting to be shipped."""
@@ -87,21 +97,39 @@ class LogBuffer:
 
 
 class TeeStream(io.TextIOBase):
-    """A text stream that writes through to the real one (the container's log file) and records the text."""
+    """A text stream that writes through to the real one (the container's log file) and records the text.
+
+    Text is redacted a whole line at a time: a secret written in two ``write()`` calls (``print(a, b, sep="")``,
+    a loop of characters) is still one line when it is redacted. An unfinished line waits for its end, a flush,
+    or ``MERGE_LIMIT`` characters (then it goes out in pieces cut where no secret value is split)."""
 
     def __init__(self, original: TextIO, name: str, buffer: LogBuffer) -> None:
         self._original = original
         self._name = name
         self._buffer = buffer
+        self._pending = ""
+        self._lock = threading.Lock()
 
     def write(self, text: str) -> int:
-        clean = self._buffer.redact(text)
-        self._original.write(clean)
-        if clean:
-            self._buffer.add(self._name, clean)
+        with self._lock:
+            pending = self._pending + text
+            end = pending.rfind("\n") + 1
+            if len(pending) - end > MERGE_LIMIT:
+                end = self._buffer.redact.safe_cut(pending, len(pending) - MERGE_LIMIT // 2)
+            self._pending = pending[end:]
+            self._emit(pending[:end])
         return len(text)
 
+    def _emit(self, text: str) -> None:
+        if text:
+            clean = self._buffer.redact(text)
+            self._original.write(clean)
+            self._buffer.add(self._name, clean)
+
     def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, ""
+            self._emit(pending)
         self._buffer.written = False
         self._original.flush()
 

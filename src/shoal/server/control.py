@@ -512,10 +512,23 @@ class ControlPlane:
 
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
         self._placed_at.pop(container_id, None)
-        tail = self.backend.output_tail(container_id)  # in the error itself: an embedded run's files go with it
+        tail = self._redacted(container_id, self.backend.output_tail(container_id))  # in the error itself: an
+        # embedded run's files go with it
         unreachable = code == EXIT_UNREACHABLE
         exited = ContainerExited(self.backend.describe_exit(code), tail, unreachable, lost=code is None)
         self._handle(container_id, exited)
+
+    def _redacted(self, container_id: str, text: str) -> str:
+        """``text`` of a container's raw output (fd writes, a subprocess's) with its function's secret values
+        hidden, as the container hides them in what it ships."""
+        found = self.store.container_state(container_id)
+        fn = self.store.function(found[0]) if found and text else None
+        if fn is None or not fn.spec.secrets:
+            return text
+        for value in sorted(self.secrets.env(fn.spec.secrets).values(), key=len, reverse=True):
+            if len(value) >= 3:
+                text = text.replace(value, "***")
+        return text
 
     def _handle(self, container_id: str, event: lifecycle.Event) -> bool:
         """Apply what the lifecycle decides for ``event``; False when the container is unknown.
