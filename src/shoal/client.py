@@ -202,10 +202,10 @@ class EmbeddedServer:
         self.state_dir = home / "embedded" / str(os.getpid())
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.state_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # a session of its own: the terminal's Ctrl-C is for the client, which stops it
             [sys.executable, "-m", "shoal.server", "--port", "0", "--state-dir", str(self.state_dir),
              "--parent-pid", str(os.getpid())],
-            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         log.close()
         assert self.proc.stdout is not None
@@ -247,9 +247,17 @@ def configured_url() -> str | None:
     if _embedded is not None:
         return _embedded.url
     record = _servers.standing()
-    if record is not None and _healthy(record.url, 0.5):
-        return record.url
-    return None
+    if record is None:
+        return None
+    if not _healthy(record.url, STANDING_PATIENCE):  # never a silent switch to an embedded server
+        raise exception.ConnectionError(
+            f"This home's standing Shoal server (pid {record.pid}, {record.url}) does not answer. Look at its log "
+            f"({settings().home / 'server.log'}); restart it with `shoal server stop && shoal server start`."
+        )
+    return record.url
+
+
+STANDING_PATIENCE = 5.0  # seconds a busy standing server has to answer /health before a run gives up on it
 
 
 def server_kind(url: str) -> str:

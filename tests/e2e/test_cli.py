@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import shoal
@@ -314,3 +315,24 @@ def test_the_readme_tour_app_runs_as_written(server):
     assert dry.returncode == 0 and "2026-11-01: would process 1000 items" in dry.stdout, dry.stderr
     one = shoal_cli("run", "examples/etl.py::process_item", "--item", '{"id": 3, "value": 5}')
     assert one.returncode == 0 and "{'id': 3, 'processed_value': 10}" in one.stdout, one.stderr
+
+
+def test_ctrl_c_of_a_run_on_an_embedded_server_exits_at_once_and_takes_the_server_with_it(tmp_path: Path):
+    # Given a run on an embedded server (a fresh home, no server anywhere), in its own terminal session
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_SERVER_URL": ""}
+    proc = subprocess.Popen([*SHOAL, "run", f"{APP}::map_and_wait", "--directory", shared_dir(), "--count", "4000"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    assert proc.stdout is not None
+    while not (line := proc.stdout.readline()).startswith("MAPPING"):
+        assert line, "the run exited before it mapped"
+    servers = [p for p in psutil.Process(proc.pid).children() if "shoal.server" in " ".join(p.cmdline())]
+    assert len(servers) == 1
+    # When the terminal's Ctrl-C reaches the whole foreground process group
+    started = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    # Then the run stops within two seconds, and its embedded server is gone with it
+    assert time.monotonic() - started < 2.0, stderr
+    assert proc.returncode == 130, stderr
+    assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE

@@ -1,0 +1,43 @@
+"""Finding this home's servers: a killed server's zombie is not a server, and a standing server that does not
+answer is reported, never silently replaced by an embedded one (issue 24, items 20 and 23)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shoal import _servers, client, exception
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _servers._alive(child.pid)
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, and left a zombie (not reaped)
+        assert not _servers._alive(child.pid)
+    finally:
+        child.wait()
+
+
+def test_a_standing_server_that_does_not_answer_is_reported_not_replaced(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SHOAL_HOME", str(tmp_path))
+    monkeypatch.delenv("SHOAL_SERVER_URL", raising=False)
+    monkeypatch.setattr(client, "STANDING_PATIENCE", 0.3)
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        folder = tmp_path / "servers"
+        folder.mkdir()
+        record = {"url": url, "pid": os.getpid(), "kind": "standing", "token": None, "state_dir": str(tmp_path)}
+        (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
+        with pytest.raises(exception.ConnectionError, match="does not answer"):
+            client.configured_url()
