@@ -12,6 +12,8 @@ import shoal
 from tests.apps import me
 
 app = shoal.App("tests-backends")
+# what needs the sandbox (volumes, local mounts) is an app of its own: without bubblewrap, only its tests skip
+mounting_app = shoal.App("tests-backends-mounts")
 volume = shoal.Volume.from_name("tests-backends-volume", create_if_missing=True)
 image = shoal.Image.debian_slim().env({"BACKEND_IMAGE": "set by the image"})
 CONTENT = Path(__file__).parent / "local_content"
@@ -87,27 +89,27 @@ def shared(d: shoal.Dict, q: shoal.Queue, x: int) -> dict[str, str | int | None]
     return {"secret": os.environ.get("BACKEND_SECRET"), "image": os.environ.get("BACKEND_IMAGE"), "dict": d[f"key-{x}"]}
 
 
-@app.function(max_containers=1, volumes={"/data": volume})
+@mounting_app.function(max_containers=1, volumes={"/data": volume})
 def write_file(name: str, text: str) -> list[str]:
     Path("/data", name).write_text(text)
     volume.commit()
     return sorted(os.listdir("/data"))
 
 
-@app.function(max_containers=1, image=with_content)
+@mounting_app.function(max_containers=1, image=with_content)
 def local_content() -> tuple[str, str, str]:
     """(the dir's file, the single file, where the dir's mount comes from in this container's mount table)."""
     source = next(line.split()[3] for line in open("/proc/self/mountinfo") if line.split()[4] == "/srv/content")
     return Path("/srv/content/hello.txt").read_text(), Path("/srv/single.txt").read_text(), source
 
 
-@app.function(max_containers=1, volumes={"/data": volume})
+@mounting_app.function(max_containers=1, volumes={"/data": volume})
 def write_uncommitted(name: str) -> bool:
     Path("/data", name).write_text("never committed")
     return Path("/data", name).exists()
 
 
-@app.function(max_containers=1, volumes={"/data": volume})
+@mounting_app.function(max_containers=1, volumes={"/data": volume})
 def probe_reload(name: str, marker_dir: str) -> tuple[bool, bool, bool]:
     """(the file exists at start, after another container committed it, after reload())."""
     before = Path("/data", name).exists()

@@ -57,13 +57,14 @@ def test_dict_queue_secret_image_and_volume(backend, sandbox):
             got = b.shared.remote(d, q, 4)
             assert got == {"secret": "s3cret", "image": "set by the image", "dict": 40}
             assert d["key-4"] == 40 and q.get(timeout=10) == 4
+    with b.mounting_app.run(show_logs=False):
         name = f"hello-{time.time_ns()}.txt"
         assert name in b.write_file.remote(name, "from a container")
         assert b"".join(b.volume.read_file(name)) == b"from a container"
 
 
 def test_add_local_dir_and_file_appear_read_only_in_containers(backend, sandbox):
-    with b.app.run(show_logs=False):
+    with b.mounting_app.run(show_logs=False):
         folder, single, source = b.local_content.remote()
     assert (folder, single) == ("hello from a local dir\n", "one local file\n")
     # locally the server's folder is bound in; on Ray the content came as a blob, unpacked on the node

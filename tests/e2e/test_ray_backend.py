@@ -86,7 +86,7 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
 def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray, sandbox):
     markers = shared_dir()
     name = f"synced-{time.time_ns()}.txt"
-    with b.app.run(show_logs=False):
+    with b.mounting_app.run(show_logs=False):
         assert b.write_uncommitted.remote("uncommitted-" + name)  # written in the container's copy only
         assert "uncommitted-" + name not in [e.path for e in b.volume.listdir("/")]
         probe = b.probe_reload.spawn(name, markers)
