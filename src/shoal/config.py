@@ -54,6 +54,11 @@ VARIABLES = (
         "on a server with a token: the folders (':'-separated) add_local_dir and "
         "add_local_file may name (none: such mounts are refused)",
     ),
+    Variable(
+        "SHOAL_LOG_BUDGET_MIB",
+        "100",
+        "MiB of output one container may write; past it, one line says so and the rest is dropped",
+    ),
     Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
     Variable("SHOAL_DEBUG", "", "1: errors show Shoal's own stack"),
     Variable("SHOAL_AUDIT_UNPICKLE", "", "a file the server logs every unpickling to (the security tests)", "test"),
@@ -97,6 +102,7 @@ class Settings:
     sandbox_off: bool = False
     sandbox_binds: tuple[str, ...] = ()
     mount_roots: tuple[str, ...] = ()
+    log_budget_mib: int = 100
     strict_gpu: bool = False
     debug: bool = False
     audit_unpickle: str | None = None
@@ -121,6 +127,7 @@ class Settings:
             max_total_containers=int(max_total) if max_total else None,
             sandbox_off=(_get("SHOAL_SANDBOX") or "auto").lower() in ("off", "0", "false"),
             sandbox_binds=binds,
+            log_budget_mib=int(_float("SHOAL_LOG_BUDGET_MIB", 100)),
             mount_roots=tuple(p for p in (_get("SHOAL_MOUNT_ROOTS") or "").split(os.pathsep) if p),
             strict_gpu=_get("SHOAL_STRICT_GPU") == "1",
             debug=_get("SHOAL_DEBUG") == "1",

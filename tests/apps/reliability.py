@@ -90,3 +90,12 @@ def leaky_in_pieces(x: int) -> int:
         os.write(1, f"raw {key}\n".encode())
         os._exit(3)
     return x
+
+
+@app.function(max_containers=1)
+def burst(mib: int) -> int:
+    """Prints ``mib`` MiB of output as fast as it can, in 1 KiB lines."""
+    line = "x" * 1023
+    for _ in range(mib * 1024):
+        print(line)
+    return mib

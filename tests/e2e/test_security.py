@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import msgpack
 import pytest
 
 import shoal
@@ -122,6 +123,40 @@ def test_a_secret_written_in_pieces_or_below_python_stays_out_of_logs_and_errors
     text = logs.content.decode(errors="replace")
     assert "*** was the key" in text and "raw ***" in str(crash.value)
     assert SECRET not in text and SECRET not in str(crash.value) and SECRET not in calls
+
+
+def test_a_burst_of_output_past_the_log_budget_is_cut_with_a_note_and_the_input_succeeds(tmp_path: Path, monkeypatch):
+    srv = ServerProcess(tmp_path / "state", env={"SHOAL_LOG_BUDGET_MIB": "4"})
+    monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
+    try:
+        with reliability.app.run(show_logs=False):
+            call = reliability.burst.spawn(12)  # 12 MiB of lines
+            slowest = 0.0
+            while True:  # /health answers promptly all along
+                started = time.monotonic()
+                assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+                slowest = max(slowest, time.monotonic() - started)
+                try:
+                    assert call.get(timeout=0.2) == 12
+                    break
+                except TimeoutError:
+                    continue
+            app_id = reliability.app.app_id
+            logs: list[str] = []
+            since, deadline = 0, time.monotonic() + 60
+            while not any("output truncated" in x for x in logs[-3:]) and time.monotonic() < deadline:
+                page = httpx.post(f"{srv.url}/apps/{app_id}/logs", json={"since": since, "wait": 5},
+                                  headers=srv.auth, timeout=30)  # fmt: skip
+                rows = msgpack.unpackb(page.content)["logs"]  # (seq, stream, data, container): shipped after the result
+                logs += [row[2] for row in rows]
+                since = rows[-1][0] if rows else since
+        text = "".join(logs)
+        assert "output truncated" in text and "SHOAL_LOG_BUDGET_MIB" in text
+        # everything below the budget (4 MiB of 1 KiB lines, newlines included), nothing past it
+        assert text.count("x") == (4 << 20) // 1024 * 1023
+        assert slowest < 2.0, slowest
+    finally:
+        srv.stop()
 
 
 def test_the_server_never_unpickles_user_payloads(guarded, monkeypatch: pytest.MonkeyPatch):

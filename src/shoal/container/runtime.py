@@ -138,7 +138,7 @@ class ContainerRuntime:
     def __init__(self, api: ContainerAPI, heartbeat_interval: float) -> None:
         self.api = api
         self.heartbeat_interval = heartbeat_interval
-        self.logs = LogBuffer()
+        self.logs = LogBuffer(budget=settings().log_budget_mib << 20)
         self.state = State()
         self.changed = threading.Event()
         self.timeout = 300.0
@@ -551,13 +551,17 @@ class ContainerRuntime:
     def _heartbeat_loop(self) -> None:
         api = self._side_api()
         while True:
-            time.sleep(self.heartbeat_interval)
+            if not self.logs.pending():  # a burst of output goes out request after request, as fast as taken
+                time.sleep(self.heartbeat_interval)
             try:
                 with self.logs.shipping() as logs:
                     resp = api.heartbeat(HeartbeatRequest(entries(logs)))
+                if not logs:  # another thread ships now: no busy loop beside it
+                    time.sleep(min(0.05, self.heartbeat_interval))
             except SystemExit:
                 os._exit(0)
             except Exception:  # noqa: BLE001 - the server may be restarting; keep beating
+                time.sleep(self.heartbeat_interval)
                 continue
             for ref in resp.cancel:
                 self.cancel((ref.call_id, ref.index))
