@@ -176,3 +176,22 @@ def test_call_get_finds_a_call_of_another_processs_embedded_server():
         assert got.returncode == 0 and got.stdout.strip() == "144", got.stderr
     finally:
         spawner.communicate("", timeout=60)
+
+
+def test_a_deploy_cut_off_midway_shows_as_deploying_and_a_cut_off_redeploy_keeps_the_last_version(server):
+    api = httpx.Client(base_url=server.url, headers=server.auth, timeout=30)
+    with api:
+        # Given a first deploy whose client died after it began (SIGKILL between begin and finish)
+        app_id = api.post("/deploy", json={"name": "tests-cut-off"}).json()["app_id"]
+        listed = {a["app_id"]: a for a in api.get("/apps").json()["apps"]}[app_id]
+        assert (listed["state"], listed["version"]) == ("DEPLOYING", 0)
+        assert "deploy it again" in api.get(f"/apps/{app_id}/functions/f").json()["error"]["message"]
+        # When the next deploy finishes (version 2), then a redeploy is cut off after it began
+        assert api.post("/deploy", json={"name": "tests-cut-off"}).json()["version"] == 2
+        api.post(f"/apps/{app_id}/deployed", json={"version": 2, "functions": {}})
+        assert api.post("/deploy", json={"name": "tests-cut-off"}).json()["version"] == 3
+        # Then the app shows the version that finished, as its history does
+        listed = {a["app_id"]: a for a in api.get("/apps").json()["apps"]}[app_id]
+        assert (listed["state"], listed["version"]) == ("RUNNING", 2)
+        assert [h["version"] for h in api.get(f"/apps/{app_id}/history").json()["history"]] == [2]
+        api.post(f"/apps/{app_id}/stop", json={})

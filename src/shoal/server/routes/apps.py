@@ -88,6 +88,9 @@ def add_routes(r: Router) -> None:
     async def function_by_tag(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         tag = request.path_params["tag"]
+        if app["state"] == "DEPLOYING":
+            raise ApiError(404, "NotFoundError", f"app {app['name']!r} has no finished deployment yet (one is under "
+                                                 "way, or was cut off): deploy it again")  # fmt: skip
         if app["state"] != "RUNNING":
             raise ApiError(404, "NotFoundError", f"app {app['name']!r} is stopped; deploy or run it again")
         version = request.query_params.get("version")

@@ -26,6 +26,11 @@ class Catalog:
 
     def _app_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
         app = dict(zip(["app_id", "name", "state", "mode", "created_at", "stopped_at", "version", "stop_reason"], row))
+        if app["mode"] == "deployed":  # what people see is the last deployment that finished, never one under way
+            done = self.db.execute("SELECT MAX(version) FROM deployments WHERE app_id=?", (row[0],)).fetchone()[0]
+            app["version"] = done or 0
+            if not done and app["state"] == "RUNNING":
+                app["state"] = "DEPLOYING"  # its first deploy is under way, or was cut off: deploy it again
         app["containers"] = self.db.execute(
             "SELECT COUNT(*) FROM containers WHERE app_id=? AND state!='STOPPED'", (row[0],)
         ).fetchone()[0]
