@@ -318,9 +318,13 @@ def test_the_readme_tour_app_runs_as_written(server):
 
 
 def test_ctrl_c_of_a_run_on_an_embedded_server_exits_at_once_and_takes_the_server_with_it(tmp_path: Path):
-    # Given a run on an embedded server (a fresh home, no server anywhere), in its own terminal session
+    # Given a run on an embedded server (a fresh home, no server anywhere), in its own terminal session, started
+    # with SIGINT ignored as a shell starts a background job (`shoal run app.py &`)
     env = {**os.environ, "PYTHONPATH": str(REPO), "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_SERVER_URL": ""}
-    proc = subprocess.Popen([*SHOAL, "run", f"{APP}::map_and_wait", "--directory", shared_dir(), "--count", "4000"],
+    ignoring = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "os.execv(sys.executable, [sys.executable, '-m', 'shoal', *sys.argv[1:]])")  # fmt: skip
+    args = ["run", f"{APP}::map_and_wait", "--directory", shared_dir(), "--count", "4000"]
+    proc = subprocess.Popen([sys.executable, "-c", ignoring, *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
     assert proc.stdout is not None
@@ -331,7 +335,11 @@ def test_ctrl_c_of_a_run_on_an_embedded_server_exits_at_once_and_takes_the_serve
     # When the terminal's Ctrl-C reaches the whole foreground process group
     started = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
     # Then the run stops within two seconds, and its embedded server is gone with it
     assert time.monotonic() - started < 2.0, stderr
     assert proc.returncode == 130, stderr

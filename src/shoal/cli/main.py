@@ -108,7 +108,7 @@ def run(
     module, ref = import_target(target, as_module)
     entry = find_entry(module, ref)
     args, kwargs = parse_entry_args(entry, ["--help"] if show_help else ctx.args)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM leaves like Ctrl-C: a detached app goes on, others stop
+    _catch_interrupts()
     try:
         with enable_output(show_progress=not quiet), entry.app.run(detach=detach):
             result = entry.func(*args, **kwargs)
@@ -149,7 +149,7 @@ def serve(target: str, as_module: bool) -> None:
     app = find_app(module)
     assert module.__file__ is not None
     folder = Path(module.__file__).resolve().parent
-    signal.signal(signal.SIGTERM, _interrupt)
+    _catch_interrupts()
     with enable_output(show_progress=False), app.run():
         click.echo(f"✓ Serving; watching {folder} for changes (Ctrl-C stops)", err=True)
         seen = _sources(folder)
@@ -188,6 +188,14 @@ def _sources(folder: Path) -> dict[Path, int]:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _catch_interrupts() -> None:
+    """SIGINT and SIGTERM leave like Ctrl-C (a detached app goes on, others stop). SIGINT is set explicitly: a
+    process started in the background by a shell (``shoal run app.py &``, a CI script) inherits it ignored, and
+    Python then never raises KeyboardInterrupt, so ``kill -INT`` would do nothing."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @cli.command()
