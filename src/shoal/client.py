@@ -91,6 +91,9 @@ class Client:
                 delay = min(delay * 2, 1.0)
                 continue
             self._reached = True
+            warning = resp.headers.get("x-shoal-warning")
+            if warning:
+                _warn_once_a_minute(warning)
             if resp.status in self.patience.busy and time.monotonic() < deadline:
                 await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
                 continue
@@ -165,6 +168,17 @@ JSON_HEADERS = {"content-type": "application/json"}
 
 
 # ---- finding a server -------------------------------------------------------------------------------
+
+
+_warned_at: dict[str, float] = {}
+
+
+def _warn_once_a_minute(text: str) -> None:
+    """A warning the server attaches to its answers (its disk is full), on the caller's terminal once a minute."""
+    now = time.monotonic()
+    if now - _warned_at.get(text, -60.0) >= 60.0:
+        _warned_at[text] = now
+        print(f"⚠ {text}", file=sys.stderr, flush=True)
 
 
 def _healthy(url: str, timeout: float = 0.5) -> bool:

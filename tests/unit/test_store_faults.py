@@ -151,3 +151,23 @@ def test_mounts_are_refused_when_the_backend_cannot_mount(plane: ControlPlane):
     resp = run(plane, steps)
     assert resp.status_code == 400
     assert "bubblewrap" in resp.json()["error"]["message"]
+
+
+def test_while_the_disk_is_full_every_answer_warns_and_the_sdk_says_so_once(plane: ControlPlane, capsys):
+    from shoal import client as sdk
+
+    async def steps(client: httpx.AsyncClient) -> None:
+        fid = await register_function(client)
+        call_id = (await client.post(f"/functions/{fid}/calls", json={"kind": "map"})).json()["call_id"]
+        assert "x-shoal-warning" not in (await client.get(f"/calls/{call_id}")).headers
+        pages = plane.store.db.execute("PRAGMA page_count").fetchone()[0]
+        plane.store.db.execute(f"PRAGMA max_page_count={pages + 2}")  # the disk is (nearly) full
+        assert (await add_inputs(client, call_id, 0, 200)).status_code == 507
+        # a caller waiting on results hears of it on its next answer, whatever it asked
+        warning = (await client.get(f"/calls/{call_id}")).headers["x-shoal-warning"]
+        assert "disk is full" in warning
+        for _ in range(3):
+            sdk._warn_once_a_minute(warning)
+        assert capsys.readouterr().err.count("disk is full") == 1
+
+    run(plane, steps)

@@ -134,6 +134,7 @@ class ControlPlane:
         self._last_expiry = 0.0
         self._last_blob_sweep = 0.0
         self._stopping = False
+        self.disk_full_at = float("-inf")  # when a write last failed for lack of space (answers warn a while)
 
     # ---- lifecycle ------------------------------------------------------------------------------
 

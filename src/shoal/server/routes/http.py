@@ -7,6 +7,7 @@ failures are translated by :func:`answer_error`; anything else is a 500 that nev
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -21,11 +22,25 @@ from starlette.routing import Route
 
 from ...protocol.messages import MalformedBody, decode, encode
 from ...protocol.specs import InvalidSpec
+from .. import clock
 from ..auth import Denied, RateLimiter, container_of
 from ..control import ControlPlane
 from ..errors import NotFound, RequestError
 
 log = logging.getLogger("shoal.server")
+WARNING_HEADER = "x-shoal-warning"
+DISK_FULL_WARNING = ("The Shoal server's disk is full: results and logs cannot be stored, so work waits. Free space "
+                     "where the server keeps its state; the work goes on by itself.")  # fmt: skip
+DISK_FULL_WARNING_FOR = 30.0  # seconds after the last failed write that answers carry the warning
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A store or file write refused for lack of space (SQLite's "full", or ENOSPC)."""
+    if isinstance(exc, sqlite3.Error):
+        return "full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 MSGPACK = "application/msgpack"
 T = TypeVar("T")
@@ -62,6 +77,10 @@ def answer_error(exc: Exception, path: str) -> Response:
         return error_response(400, "InvalidError", str(exc))
     if isinstance(exc, sqlite3.Error):  # the store failed: nothing was applied (transactions roll back)
         return storage_error(exc)
+    if is_disk_full(exc):  # a blob or volume file could not be written
+        log.error("disk is full: %s", exc)
+        return error_response(507, "ResourceExhaustedError", "The server's disk is full, so the request was not "
+                              "stored. Free space where the server keeps its state, then retry.")  # fmt: skip
     if isinstance(exc, ClientDisconnect):  # the client hung up mid-request (a cut-off heartbeat): nobody to answer
         return Response(status_code=499)
     log.exception("internal error on %s", path)  # never a traceback to the client
@@ -132,14 +151,24 @@ class Router:
             async def endpoint(request: Request) -> Response:
                 try:
                     self.admit(request, who)
-                    return await handler(request)
+                    answer = await handler(request)
                 except Exception as exc:  # noqa: BLE001 - every error gets an answer
-                    return answer_error(exc, path)
+                    if is_disk_full(exc):
+                        self.plane.disk_full_at = clock.now()
+                    answer = answer_error(exc, path)
+                return self._warned(answer)
 
             self.routes.append(Route(path, endpoint, methods=methods))
             return handler
 
         return wrap
+
+    def _warned(self, answer: Response) -> Response:
+        """Every answer says, while it lasts, that the server's disk is full: a client waiting on results that
+        cannot be stored would otherwise wait in silence (the SDK prints the warning)."""
+        if clock.now() - self.plane.disk_full_at < DISK_FULL_WARNING_FOR:
+            answer.headers[WARNING_HEADER] = DISK_FULL_WARNING
+        return answer
 
     async def body(self, request: Request) -> dict[str, Any]:
         """A JSON or msgpack object body."""
