@@ -44,16 +44,17 @@ def host_pids(container_ids: set[str]) -> list[int]:
     """Every process on this machine that belongs to one of these containers (its sandbox, its interpreter and
     what that started), by the container id in its environment: code in a container sees pids of its own pid
     namespace only, so the apps report their container's id (``tests.apps.me``) and tests find pids here."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ids = [item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")]
-        if ids and ids[0] in container_ids:
-            found.append(proc.pid)
-    return found
+    return [p.pid for p in psutil.process_iter() if _container_of(p.pid) in container_ids]
+
+
+def _container_of(pid: int) -> str | None:
+    """The container id in a process's environment (None: not a container's, or gone)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")),
+                None)  # fmt: skip
 
 
 def wait_until_gone(container_ids: set[str], timeout: float = 30) -> list[int]:
@@ -129,16 +130,7 @@ class ServerProcess:
         return self._pids_of(busy)
 
     def _pids_of(self, container_ids: set[str]) -> list[int]:
-        pids = []
-        for pid in self.container_pids():
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ids = [item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")]
-            if ids and ids[0] in container_ids:
-                pids.append(pid)
-        return pids
+        return [pid for pid in self.container_pids() if _container_of(pid) in container_ids]
 
     def busy_container_pids(self) -> list[int]:
         """Pids of containers that are running and hold inputs (not ones still starting: three starts killed in a

@@ -13,7 +13,7 @@ import pytest
 
 from shoal.exception import ExecutionError, FunctionTimeoutError
 from tests.apps import faults
-from tests.conftest import host_pids, interpreter_pid, shared_dir
+from tests.conftest import interpreter_pid, shared_dir, wait_until_gone
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -68,14 +68,7 @@ def test_an_infinite_loop_times_out_per_attempt_and_leaves_no_orphan():
     assert 3.5 < elapsed < 20, elapsed
     containers = {name.split("-", 1)[1] for name in os.listdir(marker)}
     assert len(containers) == 2
-    procs = []
-    for pid in host_pids(containers):
-        try:
-            procs.append(psutil.Process(pid))
-        except psutil.NoSuchProcess:
-            continue
-    _, alive = psutil.wait_procs(procs, timeout=5)
-    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert wait_until_gone(containers, timeout=5) == []
 
 
 def test_a_container_that_stops_heartbeating_is_killed_and_its_input_rerun():

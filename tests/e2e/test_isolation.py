@@ -24,11 +24,15 @@ def _containers_of(srv: ServerProcess, function: str) -> list[str]:
     return [r["container_id"] for r in rows if r["function"] == function]
 
 
-def test_a_container_token_admits_its_own_container_only(server: ServerProcess, sandbox):
-    # Given a container of another app that ran with a secret
+@pytest.fixture
+def victim_id(server: ServerProcess, sandbox: None) -> str:
+    """A container of another app that ran with a secret."""
     with isolation.victim.run(show_logs=False):
         assert isolation.victim_fn.remote(1) == 2
-    victim_id = _containers_of(server, "victim_fn")[-1]
+    return _containers_of(server, "victim_fn")[-1]
+
+
+def test_a_container_token_admits_its_own_container_only(victim_id: str):
     # When the attacker's code asks for the victim's spec, lease, beat and start, with its own token or a forged one
     with isolation.attacker.run(show_logs=False):
         seen = isolation.reach_other_container.remote(victim_id)
@@ -124,10 +128,7 @@ def test_volume_commands_never_follow_a_link_a_container_planted(server: ServerP
     assert token_file.read_text() == server.token
 
 
-def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(server: ServerProcess, sandbox):
-    with isolation.victim.run(show_logs=False):
-        assert isolation.victim_fn.remote(1) == 2
-    victim_id = _containers_of(server, "victim_fn")[-1]
+def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(server: ServerProcess, victim_id: str):
     with isolation.attacker.run(show_logs=False):
         seen = isolation.reach_dashboard.remote(victim_id)
     # the login page, never a listing; a container's token logs nobody in; no action without a session
