@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,14 +85,16 @@ class ServerProcess:
     """A ``python -m shoal.server`` child process on a free loopback port."""
 
     def __init__(
-        self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0, args: tuple[str, ...] = ()
-    ) -> None:
+        self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0, args: tuple[str, ...] = (),
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:  # fmt: skip
         self.state_dir = state_dir
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
         self.configured_token = (env or {}).get("SHOAL_TOKEN")
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "shoal.server", "--port", str(port), "--state-dir", str(state_dir), *args],
+                (wrap or list)([sys.executable, "-m", "shoal.server", "--port", str(port), "--state-dir",
+                                str(state_dir), *args]),
                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})},
             )  # fmt: skip
         assert self.proc.stdout is not None
@@ -110,6 +112,14 @@ class ServerProcess:
     @property
     def auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
+
+    @property
+    def server_pid(self) -> int:
+        """The pid of the control plane's own process (a child of the sandbox when started ``as_ordinary_user``)."""
+        for child in [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]:
+            if "shoal.server" in child.cmdline() and "bwrap" not in child.cmdline()[0]:
+                return child.pid
+        return self.proc.pid
 
     def container_pids(self) -> list[int]:
         out = []
@@ -258,6 +268,54 @@ def sandbox() -> None:
         if os.environ.get("CI"):
             pytest.fail("bubblewrap is required in CI (.ci/run installs it)")
         pytest.skip("bubblewrap (bwrap) is not installed")
+
+
+def as_ordinary_user(command: list[str]) -> list[str]:
+    """``command`` (a server) run as an ordinary user (``nobody``) from a test run by root: the host as it is, but
+    for folders ``nobody`` may not enter that hold the interpreter (pyenv's under /root), reopened for it; bwrap
+    sets that up as root, then ``setpriv`` drops to ``nobody``. The server's containers then take the sandbox's
+    unprivileged path (a user namespace). The host's /proc stays: a nested sandbox needs it whole to mount its own.
+    """
+    from shoal.backends import sandbox as sb
+
+    owner = sb.user()
+    assert owner is not None
+    args = ["bwrap", "--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/"]  # its pid namespace: all end with it
+    for folder, paths in sb._reopened(command[0]).items():
+        args += ["--perms", "0755", "--tmpfs", folder]
+        for path in paths:
+            args += sb._bind("--ro-bind", path, path, [folder])
+    drop = ["setpriv", f"--reuid={owner[0]}", f"--regid={owner[1]}", "--clear-groups", "--"]
+    return [*args, "--", *drop, *command]
+
+
+@pytest.fixture(params=["root", "ordinary user"])
+def any_server(
+    request: pytest.FixtureRequest, sandbox: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServerProcess]:
+    """The session's server (run by this test's user: root in CI), and a server run by an ordinary user in a home
+    of its own: SHOAL_SERVER_URL and SHOAL_HOME point the SDK at the one under test."""
+    if request.param == "root":
+        yield request.getfixturevalue("server")
+        return
+    if os.geteuid() != 0:
+        pytest.skip("the suite runs as an ordinary user already: the session's server is that case")
+    from shoal.backends import sandbox as sb
+
+    home = Path(tempfile.mkdtemp(prefix="shoal-ordinary-", dir="/var/tmp"))
+    owner = sb.user()
+    assert owner is not None
+    os.chown(home, *owner)
+    monkeypatch.setenv("SHOAL_HOME", str(home))
+    srv = ServerProcess(home / "server", env={"SHOAL_HOME": str(home)}, wrap=as_ordinary_user)
+    monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -71,8 +71,10 @@ def reach_host(server_pid: int) -> dict[str, object]:
     for pid in pids + [server_pid]:
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
-                if b"SHOAL_CONTAINER_TOKEN" in f.read() and pid != os.getpid():
-                    environ_readable.append(pid)
+                environ = f.read()
+            own = os.environ["SHOAL_CONTAINER_TOKEN"].encode()
+            if b"SHOAL_CONTAINER_TOKEN=" in environ and own not in environ:  # another's token, or the server's env
+                environ_readable.append(pid)
         except OSError:
             pass
     libc = ctypes.CDLL(None, use_errno=True)

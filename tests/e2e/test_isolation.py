@@ -25,11 +25,11 @@ def _containers_of(srv: ServerProcess, function: str) -> list[str]:
 
 
 @pytest.fixture
-def victim_id(server: ServerProcess, sandbox: None) -> str:
+def victim_id(any_server: ServerProcess) -> str:
     """A container of another app that ran with a secret."""
     with isolation.victim.run(show_logs=False):
         assert isolation.victim_fn.remote(1) == 2
-    return _containers_of(server, "victim_fn")[-1]
+    return _containers_of(any_server, "victim_fn")[-1]
 
 
 def test_a_container_token_admits_its_own_container_only(victim_id: str):
@@ -41,7 +41,7 @@ def test_a_container_token_admits_its_own_container_only(victim_id: str):
     assert seen == {"spec": 403, "exchange": 403, "heartbeat": 403, "started": 403, "forged token": 401}
 
 
-def test_a_container_reaches_only_the_volumes_its_function_mounts(server: ServerProcess, sandbox, tmp_path: Path):
+def test_a_container_reaches_only_the_volumes_its_function_mounts(any_server: ServerProcess, tmp_path: Path):
     # Given another app's volume with a file in it
     volume = shoal.Volume.from_name("tests-victim-volume", create_if_missing=True)
     source = tmp_path / "data.txt"
@@ -57,10 +57,10 @@ def test_a_container_reaches_only_the_volumes_its_function_mounts(server: Server
     assert [e.path for e in volume.listdir("/")] == ["data.txt"]
 
 
-def test_a_container_has_no_capabilities_no_host_processes_and_a_bounded_tmp(server: ServerProcess, sandbox):
-    # When a container looks at itself and the host's processes (the server runs as this test's user)
+def test_a_container_has_no_capabilities_no_host_processes_and_a_bounded_tmp(any_server: ServerProcess):
+    # When a container looks at itself and the host's processes
     with isolation.attacker.run(show_logs=False):
-        seen = isolation.reach_host.remote(server.proc.pid)
+        seen = isolation.reach_host.remote(any_server.server_pid)
     # Then it is an unprivileged user without capabilities, in its own pid namespace
     if os.geteuid() == 0:
         assert seen["uid"] != 0 and seen["euid"] != 0
@@ -80,7 +80,7 @@ def isolation_env_kept() -> set[str]:
     return set(container_environment(os.environ)) | {"HOME", "PYTHONUNBUFFERED", "PWD"}  # PWD: bwrap sets it
 
 
-def test_a_process_that_double_forks_into_its_own_session_ends_with_its_container(server: ServerProcess, sandbox):
+def test_a_process_that_double_forks_into_its_own_session_ends_with_its_container(any_server: ServerProcess):
     marker = os.path.join(shared_dir(), f"escaped-{uuid.uuid4().hex}")
     # Given a container whose code left a grandchild in a session of its own
     with isolation.attacker.run(show_logs=False):
@@ -104,7 +104,8 @@ def _processes_naming(marker: str) -> list[int]:
     return found
 
 
-def test_volume_commands_never_follow_a_link_a_container_planted(server: ServerProcess, sandbox, tmp_path: Path):
+def test_volume_commands_never_follow_a_link_a_container_planted(any_server: ServerProcess, tmp_path: Path):
+    server = any_server
     token_file = server.state_dir / "local.token"
     # Given links to the server's token and state, planted by a container in its volume
     with isolation.attacker.run(show_logs=False):
@@ -128,7 +129,10 @@ def test_volume_commands_never_follow_a_link_a_container_planted(server: ServerP
     assert token_file.read_text() == server.token
 
 
-def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(server: ServerProcess, victim_id: str):
+def test_the_dashboard_of_a_server_without_a_token_shows_containers_nothing(
+    any_server: ServerProcess, victim_id: str
+) -> None:
+    server = any_server
     with isolation.attacker.run(show_logs=False):
         seen = isolation.reach_dashboard.remote(victim_id)
     # the login page, never a listing; a container's token logs nobody in; no action without a session
