@@ -68,7 +68,7 @@ def test_a_container_has_no_capabilities_no_host_processes_and_a_bounded_tmp(any
     assert not seen["server visible"] and seen["server root"] == [] and not seen["traced"]
     assert seen["environ of others"] == [] and len(seen["pids"]) < 10, seen["pids"]
     # and its /tmp is bounded, its environment is its own
-    assert 0 < seen["tmp_bytes"] <= psutil.virtual_memory().total // 2
+    assert 0 < seen["tmp_bytes"] <= psutil.virtual_memory().total // 4 + 2**20  # a plain tmpfs takes half
     assert seen["home"] == "/tmp"
     leaked = [k for k in seen["env"] if k in os.environ and k not in isolation_env_kept()]
     assert leaked == [], leaked
