@@ -281,7 +281,7 @@ def as_ordinary_user(command: list[str]) -> list[str]:
     owner = sb.user()
     assert owner is not None
     args = ["bwrap", "--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/"]  # its pid namespace: all end with it
-    for folder, paths in sb._reopened(command[0]).items():
+    for folder, paths in sb._reopened(command[0], under_tmp=True).items():  # a CI venv sits in a 0700 mktemp
         args += ["--perms", "0755", "--tmpfs", folder]
         for path in paths:
             args += sb._bind("--ro-bind", path, path, [folder])

@@ -133,17 +133,18 @@ def _closed_folder(path: str) -> str | None:
     return closed
 
 
-def _reopened(program: str) -> dict[str, list[str]]:
+def _reopened(program: str, under_tmp: bool = False) -> dict[str, list[str]]:
     """Runtime directories that the sandbox's own user could not enter, by the closed folder above them: each
     folder becomes an empty tmpfs with just those directories bound back in (run by root only). ``program`` is
-    the command's executable: its installation (an image's Python, a pyenv one under /root) is one of them."""
+    the command's executable: its installation (an image's Python, a pyenv one under /root) is one of them.
+    ``under_tmp``: those under /tmp too (a container's /tmp is its own, so it has them bound apart)."""
     if user() is None:
         return {}
     candidates = _runtime_candidates()
     if os.path.isabs(program) and os.path.exists(program):
         candidates.append(str(Path(program).resolve().parent.parent))
     found: dict[str, list[str]] = {}
-    for path in _outermost(sorted({p for p in candidates if not p.startswith("/tmp/")})):
+    for path in _outermost(sorted({p for p in candidates if under_tmp or not p.startswith("/tmp/")})):
         closed = _closed_folder(path)
         if closed is not None and closed != path:
             found.setdefault(closed, []).append(path)
