@@ -145,3 +145,14 @@ def reach_dashboard(victim_container: str) -> dict[str, object]:
     status, _ = _request("POST", f"/dashboard/containers/{victim_container}/stop", b"form_key=x", token="-")
     out["stop"] = status
     return out
+
+
+@attacker.function(memory=(64, 256))
+def fill_memory_and_tmp(held_mib: int, written_mib: int) -> int:
+    """Runs in a container: ``held_mib`` MiB held in memory, ``written_mib`` MiB written to /tmp."""
+    held = bytearray(held_mib << 20)
+    held[:: 1 << 12] = b"x" * len(held[:: 1 << 12])  # touched: resident, not just reserved
+    with open("/tmp/filler", "wb") as f:
+        for _ in range(written_mib):
+            f.write(b"x" * (1 << 20))
+    return len(held) >> 20

@@ -171,3 +171,16 @@ def test_a_server_with_a_token_mounts_only_paths_under_its_mount_roots(tmp_path:
                         pass
     finally:
         srv.stop()
+
+
+def test_a_containers_tmp_counts_against_its_memory_limit(server: ServerProcess, sandbox):
+    from shoal.backends import memory_cgroup
+
+    if memory_cgroup.root() is None:
+        pytest.skip("no writable cgroup v1 memory controller here: /tmp is bounded by its size only")
+    with isolation.attacker.run(show_logs=False):
+        assert isolation.fill_memory_and_tmp.remote(20, 20) == 20  # well under the 256 MiB limit
+        # 100 MiB held and 200 MiB in /tmp: each under the limit, together over it
+        with pytest.raises(shoal.exception.ExecutionError) as killed:
+            isolation.fill_memory_and_tmp.remote(100, 200)
+    assert "SIGKILL" in str(killed.value)  # the kernel's OOM killer, within the container's cgroup

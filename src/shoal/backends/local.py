@@ -20,7 +20,7 @@ import psutil
 from ..config import settings
 from ..protocol.specs import ImageSpec, PreparedImage
 from ..server.volumes import VolumeStore
-from . import sandbox
+from . import memory_cgroup, sandbox
 from .base import Backend, Capabilities, ContainerSpec
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
@@ -149,6 +149,8 @@ class LocalBackend(Backend):
         tmp_mib = int(spec.resources.memory_limit or default_tmp_mib())
         command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden,
                                tmp_mib=tmp_mib)  # fmt: skip
+        # its processes and its /tmp count against one memory limit, where cgroups allow (memory_cgroup.py)
+        command = memory_cgroup.joined(spec.container_id, spec.resources.memory_limit, command)
         return ContainerProcess(command, env, None, True)
 
     async def launch(self, spec: ContainerSpec) -> None:
@@ -173,6 +175,7 @@ class LocalBackend(Backend):
             os.killpg(proc.pid, signal.SIGKILL)
         self._procs.pop(container_id, None)
         self._sandboxed.discard(container_id)
+        memory_cgroup.remove(container_id)
         self.on_exit(container_id, code)
 
     async def terminate(self, container_id: str, grace: float) -> None:
