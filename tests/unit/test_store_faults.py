@@ -171,3 +171,26 @@ def test_while_the_disk_is_full_every_answer_warns_and_the_sdk_says_so_once(plan
         assert capsys.readouterr().err.count("disk is full") == 1
 
     run(plane, steps)
+
+
+def test_a_bursts_wal_gives_its_disk_space_back(tmp_path: Path, monkeypatch):
+    import time as _time
+
+    from shoal.server.store import SQLiteStore, checkpoints
+
+    monkeypatch.setattr(checkpoints, "WAL_KEEP", 1 << 20)
+    monkeypatch.setattr(checkpoints, "INTERVAL", 0.05)
+    store = SQLiteStore(tmp_path / "state.db")
+    try:
+        wal = tmp_path / "state.db-wal"
+        store.db.execute("CREATE TABLE burst (data BLOB)")
+        for _ in range(40):  # 8 MiB through the WAL
+            store.db.execute("INSERT INTO burst VALUES (?)", (b"x" * (200 << 10),))
+        assert wal.stat().st_size > 4 << 20
+        deadline = _time.monotonic() + 20
+        while wal.stat().st_size > 1 << 20 and _time.monotonic() < deadline:  # the checkpoint thread's next rounds
+            _time.sleep(0.05)
+        assert wal.stat().st_size <= 1 << 20
+        assert store.db.execute("SELECT COUNT(*) FROM burst").fetchone()[0] == 40
+    finally:
+        store.close()

@@ -9,6 +9,7 @@ its own connection, in PASSIVE mode: it never blocks the writer, and it releases
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 
@@ -16,6 +17,8 @@ log = logging.getLogger("shoal.store")
 
 INTERVAL = 0.5  # seconds between checkpoints
 WAL_PAGES = 1000  # after a checkpoint that leaves this many pages behind (a reader held them), try again sooner
+WAL_KEEP = 64 << 20  # bytes of WAL file kept after a burst: past it a complete checkpoint truncates the file, so a
+# burst's WAL does not keep its disk space (on a full disk, space freed by hand is not eaten again at once)
 
 
 class Checkpointer:
@@ -31,11 +34,19 @@ class Checkpointer:
             db.execute("PRAGMA busy_timeout=1000")
             while not self._stop.wait(INTERVAL):
                 try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if not busy and frames == done and self._wal_size() > WAL_KEEP:
+                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # all copied: give the space back
                 except sqlite3.Error as exc:  # a busy or failing disk: the next round tries again
                     log.debug("checkpoint skipped: %s", exc)
         finally:
             db.close()
+
+    def _wal_size(self) -> int:
+        try:
+            return os.path.getsize(self.path + "-wal")
+        except OSError:
+            return 0
 
     def close(self) -> None:
         self._stop.set()
