@@ -100,3 +100,16 @@ def test_an_upload_is_published_whole_and_one_cut_off_is_gone_after_a_restart(tm
     VolumeStore(tmp_path / "volumes")
     assert list((tmp_path / "volumes" / ".uploads").iterdir()) == []
     assert [e["path"] for e in store.listdir("vol", "/", recursive=True)] == ["big.bin"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server hands volumes over (its containers run as nobody)")
+def test_volumes_of_an_older_server_become_the_sandbox_users_once(tmp_path: Path):
+    root = tmp_path / "volumes"
+    (root / "old" / "dir").mkdir(parents=True)
+    (root / "old" / "dir" / "file.txt").write_text("x")
+    os.symlink("/etc/passwd", root / "old" / "link")
+    owner = (65534, 65534)
+    VolumeStore(root, owner=owner)
+    for path in [root / "old", root / "old" / "dir", root / "old" / "dir" / "file.txt"]:
+        assert (path.stat().st_uid, path.stat().st_gid) == owner
+    assert os.lstat(root / "old" / "link").st_uid == 65534 and os.stat("/etc/passwd").st_uid == 0

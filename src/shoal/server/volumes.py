@@ -67,6 +67,19 @@ class VolumeStore:
         uploads = self.root / UPLOADS
         shutil.rmtree(uploads, ignore_errors=True)  # uploads of a server that died mid-way
         uploads.mkdir(exist_ok=True)
+        if owner is not None:
+            self._hand_over(owner)
+
+    def _hand_over(self, owner: tuple[int, int]) -> None:
+        """Volumes written before containers ran as ``owner`` (root's, from an older server) become theirs, once:
+        a volume whose folder ``owner`` already has is left alone."""
+        for folder in self.root.iterdir():
+            if not NAME.match(folder.name) or folder.is_symlink() or folder.stat().st_uid == owner[0]:
+                continue
+            for parent, dirs, files in os.walk(folder):  # never follows links; lchown changes a link itself
+                for name in dirs + files:
+                    os.lchown(os.path.join(parent, name), *owner)
+            os.lchown(folder, *owner)
 
     def dir(self, name: str) -> Path:
         if not NAME.match(name):
