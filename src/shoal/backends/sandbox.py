@@ -86,18 +86,6 @@ def _as_user(command: list[str]) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--", *command]  # fmt: skip
 
 
-def _traversable(path: str) -> bool:
-    """Whether ``nobody`` could enter ``path`` (every folder on the way executable by others)."""
-    current = Path(path)
-    for folder in [current, *current.parents]:
-        try:
-            if not folder.stat().st_mode & stat.S_IXOTH:
-                return False
-        except OSError:
-            return False
-    return True
-
-
 def _runtime_candidates() -> list[str]:
     """Directories the container's interpreter needs: its prefix, site-packages, Shoal's code, ``sys.path``."""
     import site
@@ -240,6 +228,6 @@ def wrap(
     cwd = workdir or os.getcwd()
     if cwd.startswith("/tmp") and not any(cwd.startswith(t) for _, t in rw + ro):
         cwd = "/"  # the host's /tmp is not visible inside
-    elif user() is not None and not _traversable(cwd) and not any(cwd.startswith(t) for _, t in rw + ro):
+    elif user() is not None and _closed_folder(cwd) is not None and not any(cwd.startswith(t) for _, t in rw + ro):
         cwd = "/"  # the sandbox's user may not enter the server's working directory (say /root)
     return args + ["--chdir", cwd, "--"] + _as_user(command)

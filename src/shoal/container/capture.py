@@ -13,38 +13,16 @@ import io
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from .._context import _current_input
+from ..redaction import Redactor
 
 MERGE_LIMIT = 64 * 1024  # characters: a longer unfinished line is shipped in pieces
 SHIP_BYTES = 1 << 20  # characters of output in one request at most
 MAX_PENDING = 16 << 20  # characters a writer may get ahead of shipping before it waits
 PENDING_WAIT = 5.0  # seconds a writer waits at most for shipping to catch up (then it goes on: never a deadlock)
-
-
-class Redactor:
-    """Replaces secret values with ``***`` (values shorter than 3 characters are left: they would mangle text)."""
-
-    def __init__(self, values: Iterable[str] = ()) -> None:
-        self.values = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self.values:
-            if value in text:
-                text = text.replace(value, "***")
-        return text
-
-    def safe_cut(self, text: str, cut: int) -> int:
-        """A place at or before ``cut`` where no secret value of ``text`` is split in two."""
-        for value in self.values:
-            start = text.find(value, max(0, cut - len(value) + 1))
-            while 0 <= start < cut:
-                if start + len(value) > cut:
-                    cut = start
-                start = text.find(value, start + 1)
-        return cut
 
 
 class LogBuffer:

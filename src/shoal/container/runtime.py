@@ -51,9 +51,10 @@ from ..protocol.messages import (
     WebReady,
 )
 from ..protocol.specs import FunctionSpec
+from ..redaction import Redactor
 from . import volume_sync
 from .api import ContainerAPI
-from .capture import LogBuffer, Redactor, install
+from .capture import LogBuffer, install
 from .usercode import PLAIN_TYPES, UserCode
 
 if TYPE_CHECKING:

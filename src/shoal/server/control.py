@@ -30,6 +30,7 @@ from ..protocol.messages import (
     LogEntry,
 )
 from ..protocol.specs import FunctionSpec
+from ..redaction import Redactor
 from ..schedule import from_spec, next_fire
 from . import clock, lifecycle
 from .auth import Authorizer, ContainerKeys, TokenRegistry
@@ -526,10 +527,7 @@ class ControlPlane:
         fn = self.store.function(found[0]) if found and text else None
         if fn is None or not fn.spec.secrets:
             return text
-        for value in sorted(self.secrets.env(fn.spec.secrets).values(), key=len, reverse=True):
-            if len(value) >= 3:
-                text = text.replace(value, "***")
-        return text
+        return Redactor(self.secrets.env(fn.spec.secrets).values())(text)
 
     def _handle(self, container_id: str, event: lifecycle.Event) -> bool:
         """Apply what the lifecycle decides for ``event``; False when the container is unknown.

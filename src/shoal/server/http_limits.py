@@ -63,11 +63,11 @@ class HeadGuard:
         if self.headers > MAX_HEADERS:
             self._refuse(TOO_LARGE)
 
-    def head_done(self, size: int) -> None:
-        """The head is complete (``size``: its request target and headers, in bytes); the body follows."""
+    def head_done(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The head is complete (its request target and headers); the body follows."""
         self.in_head, self.in_body = False, True
         self._arm(BODY_IDLE_TIMEOUT)
-        if size > MAX_HEAD:
+        if len(target) + sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEAD:
             self._refuse(TOO_LARGE)
 
     def message_done(self) -> None:
@@ -132,7 +132,7 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self.guard.head_done(len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers))
+        self.guard.head_done(self.url, self.headers)
         if not self.guard.refused:
             super().on_headers_complete()
 

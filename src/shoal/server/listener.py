@@ -265,7 +265,7 @@ class Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
-        self.guard.head_done(len(self._url) + sum(len(k) + len(v) + 4 for k, v in self._headers))
+        self.guard.head_done(self._url, self._headers)
         if self.guard.refused:
             return
         request = Request(self, self.parser.get_method(), self._url, self._headers, self.parser.get_http_version())
