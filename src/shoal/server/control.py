@@ -613,14 +613,12 @@ class ControlPlane:
                     await self._launch(action.function_id, action.app_id)
                     if n % LAUNCHES_PER_TURN == LAUNCHES_PER_TURN - 1:
                         await asyncio.sleep(0)  # a burst of launches lets requests in between (1,000 at once: 0.3 s)
-            elif isinstance(action, Drain):
-                self.store.set_container_state(action.container_id, ContainerState.DRAINING, "scaled down")
+            elif isinstance(action, (Drain, Yield)):  # it takes no new input from now on
+                reason = "scaled down" if isinstance(action, Drain) else "gave way to other functions (fair share)"
+                self.store.set_container_state(action.container_id, ContainerState.DRAINING, reason)
                 self._notify_container_function(action.container_id)
-                asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
-            elif isinstance(action, Yield):  # no terminate: it exits by itself once its running inputs end
-                self.store.set_container_state(action.container_id, ContainerState.DRAINING,
-                                               "gave way to other functions (fair share)")  # fmt: skip
-                self._notify_container_function(action.container_id)
+                if isinstance(action, Drain):  # an idle one goes now; one that yields exits when its inputs end
+                    asyncio.create_task(self.backend.terminate(action.container_id, DRAIN_GRACE))
             elif isinstance(action, Kill):
                 status = OutputStatus.TIMEOUT if action.timed_out else OutputStatus.CRASHED
                 self._handle(action.container_id, KillDecided(Intent(action.reason, status)))
