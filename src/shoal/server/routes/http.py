@@ -90,7 +90,7 @@ def answer_error(exc: Exception, path: str) -> Response:
 def storage_error(exc: sqlite3.Error) -> JSONResponse:
     """A clear answer for a store failure; the request was not applied and can be retried."""
     text = str(exc).lower()
-    if "full" in text:
+    if is_disk_full(exc):
         log.error("store is full: %s", exc)
         note = "The server's disk is full, so the request was not stored. Free space where the server keeps its "
         return error_response(507, "ResourceExhaustedError", note + "state (state.db), then retry.")
