@@ -23,7 +23,7 @@ import httpx
 
 from shoal.protocol.messages import FailureInfo, LogEntry
 from shoal.protocol.specs import FunctionSpec
-from shoal.server.records import OutputStatus, ReportedOutput
+from shoal.server.core.records import OutputStatus, ReportedOutput
 from shoal.server.store import SQLiteStore
 
 ERRORS = [("ValueError", "bad row"), ("KeyError", "'id'"), ("TimeoutError", "upstream slow")]

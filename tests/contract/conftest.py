@@ -1,4 +1,5 @@
-"""The store contract: every test here runs against each store implementation (SQLite now; add others to STORES)."""
+"""The store contract: every test here runs against each store implementation (SQLite, and PostgreSQL on a private
+server the tests start; add others to STORES)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from shoal.protocol.messages import LeasedInput
 from shoal.protocol.specs import FunctionSpec
 from shoal.retries import RetryPolicy
 from shoal.server.store import SQLiteStore, Store
+from tests import postgres
 
 
 class Clock:
@@ -24,9 +26,20 @@ class Clock:
         return self.now
 
 
-STORES: dict[str, Callable[[Path, Clock], Store]] = {
-    "sqlite": lambda tmp, clock: SQLiteStore(tmp / "state.db", clock=clock),
-}
+def sqlite_place(tmp: Path) -> Callable[[Clock], Store]:
+    """A new SQLite file: how to open (and reopen) a store on it."""
+    return lambda clock: SQLiteStore(tmp / "state.db", clock=clock)
+
+
+def postgres_place(tmp: Path) -> Callable[[Clock], Store]:
+    """A new database on the tests' PostgreSQL server: how to open (and reopen) a store on it."""
+    from shoal.server.store.postgres import PostgresStore
+
+    dsn = postgres.shared().new_database()
+    return lambda clock: PostgresStore(dsn, clock=clock)
+
+
+STORES: dict[str, Callable[[Path], Callable[[Clock], Store]]] = {"sqlite": sqlite_place, "postgresql": postgres_place}
 
 
 @pytest.fixture(params=sorted(STORES))
@@ -34,9 +47,10 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Calla
     """Opens the store under test (again, to check durability) at one place with one fake clock."""
     clock = Clock()
     opened: list[Store] = []
+    place = STORES[request.param](tmp_path)
 
     def make() -> Store:
-        store = STORES[request.param](tmp_path, clock)
+        store = place(clock)
         store.clock_ = clock  # type: ignore[attr-defined]
         opened.append(store)
         return store

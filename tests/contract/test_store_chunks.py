@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from shoal.protocol import chunks
 from shoal.protocol.messages import Release
-from shoal.server.records import OutputStatus, ReportedOutput
+from shoal.server.core.records import OutputStatus, ReportedOutput
 from tests.contract.conftest import inputs_of
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.server.records import OutputStatus, ReportedOutput
+from shoal.server.core.records import OutputStatus, ReportedOutput
 from tests.contract.conftest import inputs_of
 
 

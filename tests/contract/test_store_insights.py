@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.protocol.messages import FailureInfo, LogEntry
-from shoal.server.records import OutputStatus, ReportedOutput
-from shoal.server.store.insights import LogFilter
+from shoal.server.core.records import LogFilter, OutputStatus, ReportedOutput
 from tests.contract.conftest import inputs_of
 
 

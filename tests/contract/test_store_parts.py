@@ -8,8 +8,8 @@ import pytest
 from shoal.protocol.messages import LogEntry
 from shoal.protocol.specs import FunctionSpec
 from shoal.schedule import Period
-from shoal.server.records import ContainerState
-from shoal.server.store import SQLiteStore, Store
+from shoal.server.core.records import ContainerState
+from shoal.server.store import SQLStore, Store
 from shoal.server.store.base import InsightsPart
 from shoal.server.store.insights import Insights
 from tests.contract.conftest import inputs_of
@@ -29,7 +29,7 @@ def test_the_interface_names_every_public_method_of_the_implementation():
         return {n for n, v in vars(cls).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
 
     parts = {"catalog", "insights", "kv", "items", "blob_refs", "schedules", "secrets", "tokens"}
-    assert public(SQLiteStore) - parts == public(Store) - parts
+    assert public(SQLStore) - parts == public(Store) - parts
     # and each part's interface names every public method of its implementation
     assert public(Insights) == public(InsightsPart)
 

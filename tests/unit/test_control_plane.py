@@ -14,8 +14,8 @@ from shoal.protocol.messages import ExchangeRequest, OutputStatus, ReportedOutpu
 from shoal.protocol.specs import FunctionSpec
 from shoal.retries import RetryPolicy
 from shoal.server.control import ControlPlane, Parts, ServerConfig
-from shoal.server.records import ContainerState
-from shoal.server.scheduler import Limits
+from shoal.server.core.records import ContainerState
+from shoal.server.core.scheduler import Limits
 
 
 def plane_at(tmp_path: Path) -> tuple[ControlPlane, FakeBackend]:

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shoal.server import metrics
+from shoal.server.core.records import CallInfo
 from shoal.server.dashboard.pages import progress_of
 from shoal.server.dashboard.preview import preview
-from shoal.server.records import CallInfo
 
 
 @given(st.lists(st.floats(min_value=0.0002, max_value=3600.0), min_size=1, max_size=200), st.sampled_from([50, 95]))

@@ -126,8 +126,8 @@ class FailingConnection:
 def test_io_errors_are_answered_503_and_the_store_recovers(plane: ControlPlane):
     async def steps(client: httpx.AsyncClient) -> None:
         fid = await register_function(client)
-        faulty = FailingConnection(plane.store.db)
-        plane.store.db = faulty  # type: ignore[assignment]
+        faulty = FailingConnection(plane.store.db.conn)  # type: ignore[attr-defined]
+        plane.store.db.conn = faulty  # type: ignore[attr-defined]
         faulty.broken = True
         resp = await client.post(f"/functions/{fid}/calls", json={"kind": "map"})
         assert resp.status_code == 503

@@ -32,16 +32,17 @@ from ..protocol.messages import (
 from ..protocol.specs import FunctionSpec
 from ..redaction import Redactor
 from ..schedule import from_spec, next_fire
-from . import clock, lifecycle
+from . import clock
 from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
+from .core import lifecycle
+from .core.lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
+from .core.records import ContainerRecord, ContainerState, Intent, Output, OutputStatus
+from .core.scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .errors import Conflict, Invalid, NotFound
 from .gateway import Gateway
 from .images import ImageBuilds
-from .lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .notifier import Notifier
-from .records import ContainerRecord, ContainerState, Intent, Output, OutputStatus
-from .scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .secrets import SecretStore
 from .store import SQLiteStore, Store
 from .volumes import VolumeStore

@@ -22,11 +22,11 @@ from .._ids import new_id
 from ..protocol.specs import FunctionSpec
 from . import clock, listener
 from .auth import Denied
+from .core.lifecycle import FATAL_STARTUP_FAILURES
+from .core.records import FunctionRecord
 from .http_limits import ConnectionBudget
-from .lifecycle import FATAL_STARTUP_FAILURES
 from .listen import bind
 from .listener import Headers, Reply, Request
-from .records import FunctionRecord
 from .upstream import CHUNK, Response, Upstream, UpstreamError
 
 if TYPE_CHECKING:

@@ -13,9 +13,8 @@ from ..._ids import call_of_input, index_of_input, inputs_prefix
 from ...protocol.messages import ContainerState
 from .. import clock
 from ..control import ControlPlane
+from ..core.records import CallInfo, LogFilter
 from ..errors import NotFound
-from ..records import CallInfo
-from ..store.insights import LogFilter
 from .preview import preview
 
 Context = dict[str, Any]

@@ -15,8 +15,8 @@ from ...protocol.messages import (
     StartedReport,
     WebReady,
 )
+from ..core.records import ContainerState
 from ..errors import NotFound
-from ..records import ContainerState
 from .http import Router, field, message, packed
 
 

@@ -1,7 +1,7 @@
 """The store's interface: what the control plane, its routes and auth may ask of durable state.
 
 An implementation keeps every table and statement behind these methods and passes ``tests/contract``. Records
-come back as typed rows (``server/records.py``, ``shoal.protocol``); listings meant for people (apps,
+come back as typed rows (``server/core/records.py``, ``shoal.protocol``); listings meant for people (apps,
 containers, history) come back as plain dicts, as the API answers them. Methods raise ``KeyError`` for an
 unknown id, ``ValueError`` for a request the state forbids, ``PermissionError`` for a conflict.
 """
@@ -13,21 +13,25 @@ from typing import Any, Protocol
 
 from ...protocol.messages import InputRef, LogEntry, OutputRow, Release
 from ...protocol.specs import FunctionSpec
-from ..records import (
+from ..core.records import (
     CallInfo,
     ContainerRecord,
     ContainerRow,
     ContainerState,
+    DueSchedule,
+    FailureGroup,
+    FunctionInsight,
     FunctionLoad,
     FunctionRecord,
+    InputDetail,
     Intent,
     LeasedInput,
+    LogFilter,
+    LogLine,
     Output,
     OutputStatus,
     ReportedOutput,
 )
-from .insights import FailureGroup, FunctionInsight, InputDetail, LogFilter, LogLine
-from .schedules import DueSchedule
 
 LogRow = tuple[int, str, str, "str | None"]  # seq, stream, text, container id
 

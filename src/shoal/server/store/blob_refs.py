@@ -12,14 +12,10 @@ over, unless an input, result or item names it first (a client that died between
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
 
 from ...serialization import BLOB_TAG
-
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+from .database import Database
 
 BLOB_PAYLOAD_LEN = 65  # a payload naming a blob: the tag and a sha256 in hex (serialization.blob_payload)
 
@@ -32,21 +28,22 @@ def blob_ids(payloads: Iterable[bytes]) -> list[str]:
 class BlobRefs:
     """The ``blob_refs`` and ``blob_orphans`` tables."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock
 
     @staticmethod
-    def record(db: sqlite3.Connection, call_id: str, kind: str, payloads: Iterable[bytes]) -> None:
+    def record(db: Database, call_id: str, kind: str, payloads: Iterable[bytes]) -> None:
         """Inside the caller's transaction: ``call_id`` uses the blobs ``payloads`` name."""
         if ids := blob_ids(payloads):
             db.executemany("INSERT OR IGNORE INTO blob_refs VALUES (?, ?, ?)", [(b, call_id, kind) for b in ids])
 
     def release_inputs_of_app(self, app_id: str) -> int:
         """The inputs of a stopped ephemeral app's calls need their blobs no more; returns how many were released."""
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             return self._release(db, "kind='in' AND call_id IN (SELECT id FROM calls WHERE app_id=?)", (app_id,))
 
-    def release_calls(self, db: sqlite3.Connection, call_ids: Sequence[str]) -> int:
+    def release_calls(self, db: Database, call_ids: Sequence[str]) -> int:
         """Inside the caller's transaction: every reference of these calls (their results expired)."""
         released = 0
         for start in range(0, len(call_ids), 500):
@@ -54,12 +51,14 @@ class BlobRefs:
             released += self._release(db, f"call_id IN ({','.join('?' * len(part))})", part)
         return released
 
-    def _release(self, db: sqlite3.Connection, where: str, params: Sequence[str]) -> int:
+    def _release(self, db: Database, where: str, params: Sequence[str]) -> int:
         gone = {r[0] for r in db.execute(f"DELETE FROM blob_refs WHERE {where} RETURNING blob_id", params)}
-        now = self.store.clock()
+        now = self.clock()
         orphans = [(b, now) for b in gone if db.execute("SELECT 1 FROM blob_refs WHERE blob_id=?", (b,)).fetchone()
                    is None]  # fmt: skip
-        db.executemany("INSERT OR REPLACE INTO blob_orphans VALUES (?, ?)", orphans)
+        db.executemany(
+            "INSERT INTO blob_orphans VALUES (?, ?) ON CONFLICT (blob_id) DO UPDATE SET since=excluded.since", orphans
+        )
         return len(gone)
 
     def unused(self, blob_ids: Sequence[str], after: float) -> None:
@@ -67,18 +66,18 @@ class BlobRefs:
         not named yet, or one asked for just before its removal), never sooner than they already were. A reference
         meanwhile forgets them again."""
         if blob_ids:
-            since = self.store.clock() + after
-            with self.store._tx() as db:
+            since = self.clock() + after
+            with self.db.tx() as db:
                 db.executemany(
                     "INSERT INTO blob_orphans VALUES (?, ?) "
-                    "ON CONFLICT(blob_id) DO UPDATE SET since=max(since, excluded.since)",
+                    "ON CONFLICT(blob_id) DO UPDATE SET since=max(blob_orphans.since, excluded.since)",
                     [(b, since) for b in blob_ids],
                 )
 
     def orphans_due(self, grace: float) -> list[str]:
         """Blobs without a reference for ``grace`` seconds (those referenced again are forgotten here)."""
-        cutoff = self.store.clock() - grace
-        with self.store._tx() as db:
+        cutoff = self.clock() - grace
+        with self.db.tx() as db:
             db.execute("DELETE FROM blob_orphans WHERE blob_id IN (SELECT blob_id FROM blob_refs)")
             due = [r[0] for r in db.execute("SELECT blob_id FROM blob_orphans WHERE since<=?", (cutoff,))]
             db.executemany("DELETE FROM blob_orphans WHERE blob_id=?", [(b,) for b in due])

@@ -6,21 +6,26 @@ Kept apart from ``sqlite.py`` (the input lifecycle) so each stays small; both sh
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from ...protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
 from ..errors import Invalid
+from .database import Database
 
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+SpecChange = Callable[[FunctionSpec], FunctionSpec]
+
 
 APP_COLUMNS = "id, name, state, mode, created_at, stopped_at, version, stop_reason"
 
 
 class Catalog:
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        self.db = store.db
+    def __init__(
+        self, db: Database, clock: Callable[[], float], update_spec: Callable[[str, SpecChange], FunctionSpec]
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._update_spec = update_spec  # the store's: it keeps the decoded specs
 
     # ---- apps -----------------------------------------------------------------------------------
 
@@ -62,15 +67,16 @@ class Catalog:
         return row[0] if row else None
 
     def begin_deployment(self, app_id: str) -> int:
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             db.execute("UPDATE apps SET version=version+1 WHERE id=?", (app_id,))
             return int(db.execute("SELECT version FROM apps WHERE id=?", (app_id,)).fetchone()[0])
 
     def finish_deployment(self, app_id: str, version: int, functions: dict[str, str]) -> None:
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?)",
-                (app_id, version, self.store.clock(), json.dumps(functions)),
+                "INSERT INTO deployments VALUES (?, ?, ?, ?) ON CONFLICT (app_id, version) "
+                "DO UPDATE SET created_at=excluded.created_at, functions=excluded.functions",
+                (app_id, version, self.clock(), json.dumps(functions)),
             )
 
     def history(self, app_id: str) -> list[dict[str, Any]]:
@@ -100,7 +106,7 @@ class Catalog:
                                  f"max_containers={updated.max_containers}")  # fmt: skip
             return updated
 
-        spec = self.store.update_spec(function_id, change)
+        spec = self._update_spec(function_id, change)
         return {k: getattr(spec, k) for k in AUTOSCALER_FIELDS}
 
     def functions_of(self, app_id: str) -> dict[str, str]:
@@ -113,7 +119,7 @@ class Catalog:
         return out
 
     def touch_client(self, app_id: str) -> None:
-        self.db.execute("UPDATE apps SET client_seen=? WHERE id=?", (self.store.clock(), app_id))
+        self.db.execute("UPDATE apps SET client_seen=? WHERE id=?", (self.clock(), app_id))
 
     def forget_client(self, app_id: str) -> None:
         """The app's client left on purpose: reap it by its work alone, not its client's silence."""
@@ -124,13 +130,11 @@ class Catalog:
 
     def clients_seen_now(self) -> None:
         """Count every running app's client timeout from now (after a server restart)."""
-        self.db.execute(
-            "UPDATE apps SET client_seen=? WHERE state='RUNNING' AND mode='ephemeral'", (self.store.clock(),)
-        )
+        self.db.execute("UPDATE apps SET client_seen=? WHERE state='RUNNING' AND mode='ephemeral'", (self.clock(),))
 
     def apps_to_reap(self, client_timeout: float) -> list[tuple[str, str]]:
         """(app id, reason) of apps to stop: ephemeral ones whose client is gone, detached ones with nothing left."""
-        now = self.store.clock()
+        now = self.clock()
         out = []
         for (app_id,) in self.db.execute(
             "SELECT id FROM apps WHERE state='RUNNING' AND mode='ephemeral' AND client_seen<?", (now - client_timeout,)

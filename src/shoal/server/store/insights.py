@@ -8,101 +8,27 @@ index that holds failed outputs only, latencies from histograms (``server/metric
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import metrics
-
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
-
-
-@dataclass(frozen=True)
-class FunctionInsight:
-    """One function of an app (its newest version) as the app page shows it."""
-
-    function_id: str
-    tag: str
-    backlog: int
-    running: int
-    containers: int
-    succeeded: int
-    failed: int
-    latency: dict[str, dict[str, float | None]]  # metric -> {"p50": s, "p95": s}
-
-
-@dataclass(frozen=True)
-class FailureGroup:
-    """Failed inputs of a call that raised the same exception type with the same message."""
-
-    error_type: str
-    message: str
-    count: int
-    traceback: str
-    indexes: list[int]  # the first ones, ascending
-
-
-@dataclass(frozen=True)
-class Attempt:
-    lease: int  # attempt number
-    container_id: str | None
-    status: str
-    duration: float | None
-    error_type: str | None
-    error_message: str | None
-    ended_at: float | None
-
-
-@dataclass(frozen=True)
-class InputDetail:
-    """One input of a call: where it is now, each attempt, its output, its log lines."""
-
-    call_id: str
-    index: int
-    state: str  # PENDING, LEASED, or the output's status
-    attempts: list[Attempt]
-    traceback: str | None
-    logs: list[LogLine] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LogLine:
-    seq: int
-    ts: float
-    stream: str
-    text: str
-    app_id: str
-    call_id: str | None
-    input_idx: int | None
-    container_id: str | None
-
-
-@dataclass(frozen=True)
-class LogFilter:
-    """Which log lines to show; every field narrows (None: any)."""
-
-    app_id: str | None = None
-    function_id: str | None = None
-    call_id: str | None = None
-    container_id: str | None = None
-    input_idx: int | None = None
-    text: str | None = None  # a substring, case-insensitive
-
+from ..core.records import Attempt, FailureGroup, FunctionInsight, InputDetail, LogFilter, LogLine
+from .catalog import Catalog
+from .database import Database
 
 FAILURE_INDEXES = 50  # input indexes listed per failure group
 LOG_COLUMNS = "seq, ts, stream, data, app_id, call_id, input_idx, container_id"
 
 
 class Insights:
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        self.db = store.db
+    def __init__(self, db: Database, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
 
     # ---- functions ------------------------------------------------------------------------------
 
     def functions(self, app_id: str) -> list[FunctionInsight]:
         """Every function of an app (newest version per tag), with live counters and latency percentiles."""
-        return [self.function(fid, tag) for tag, fid in sorted(self.store.catalog.functions_of(app_id).items())]
+        return [self.function(fid, tag) for tag, fid in sorted(self.catalog.functions_of(app_id).items())]
 
     def function(self, function_id: str, tag: str) -> FunctionInsight:
         unfinished, succeeded, failed = self.db.execute(

@@ -3,18 +3,22 @@ the server compares keys as bytes and never unpickles them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from ..._ids import new_id
 from ..errors import Invalid, NotFound, TooLarge
-
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+from .database import Database
 
 QUEUE_PARTITION_ITEMS = 5_000
 QUEUE_ITEM_BYTES = 1024 * 1024
 QUEUE_PARTITION_KEY_BYTES = 64
 DICT_VALUE_BYTES = 64 * 1024 * 1024
+
+
+# a Dict's put: an existing key keeps its place in the Dict's order (as in a Python dict), with the new value
+PUT = "INSERT INTO dict_items VALUES (?, ?, ?) ON CONFLICT (dict_id, key) DO UPDATE SET value=excluded.value"
+PUT_IF_MISSING = "INSERT OR IGNORE INTO dict_items VALUES (?, ?, ?)"
 
 
 class Full(Exception):
@@ -24,9 +28,9 @@ class Full(Exception):
 class KVTables:
     """Dicts and Queues."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
-        self.db = store.db
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock
 
     # ---- objects --------------------------------------------------------------------------------
 
@@ -36,7 +40,7 @@ class KVTables:
             raise Invalid(f"unknown kind {kind!r}")
         if name is not None and not 1 <= len(name) <= 64:
             raise Invalid("a name is 1 to 64 characters")
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             if name is not None:
                 row = db.execute("SELECT id FROM kv_objects WHERE kind=? AND name=?", (kind, name)).fetchone()
                 if row:
@@ -44,7 +48,7 @@ class KVTables:
                 if not create_if_missing:
                     raise NotFound(f"{kind} {name!r}")
             object_id = new_id("app").replace("ap-", "di-" if kind == "dict" else "qu-")
-            db.execute("INSERT INTO kv_objects VALUES (?, ?, ?, ?)", (object_id, kind, name, self.store.clock()))
+            db.execute("INSERT INTO kv_objects VALUES (?, ?, ?, ?)", (object_id, kind, name, self.clock()))
             return object_id
 
     def exists(self, object_id: str, kind: str) -> bool:
@@ -52,7 +56,7 @@ class KVTables:
         return row is not None
 
     def delete(self, object_id: str) -> None:
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             db.execute("DELETE FROM dict_items WHERE dict_id=?", (object_id,))
             db.execute("DELETE FROM queue_items WHERE queue_id=?", (object_id,))
             if db.execute("DELETE FROM kv_objects WHERE id=?", (object_id,)).rowcount == 0:
@@ -82,16 +86,16 @@ class KVTables:
         if op in ("keys", "values", "items"):
             rows = db.execute("SELECT key, value FROM dict_items WHERE dict_id=? ORDER BY rowid", (dict_id,)).fetchall()
             return {"items": [list(r) for r in rows]}
-        with self.store._tx() as tx:
+        with self.db.tx() as tx:
             if op == "put":
                 _check_size(body["value"], DICT_VALUE_BYTES, "a Dict value")
-                verb = "INSERT OR IGNORE" if body.get("skip_if_exists") else "INSERT OR REPLACE"
-                cur = tx.execute(f"{verb} INTO dict_items VALUES (?, ?, ?)", (dict_id, body["key"], body["value"]))
+                sql = PUT_IF_MISSING if body.get("skip_if_exists") else PUT
+                cur = tx.execute(sql, (dict_id, body["key"], body["value"]))
                 return {"created": cur.rowcount > 0}
             if op == "update":
                 for _, value in body["items"]:
                     _check_size(value, DICT_VALUE_BYTES, "a Dict value")
-                tx.executemany("INSERT OR REPLACE INTO dict_items VALUES (?, ?, ?)",
+                tx.executemany(PUT,
                                [(dict_id, k, v) for k, v in body["items"]])  # fmt: skip
                 return {}
             if op == "pop":
@@ -112,7 +116,7 @@ class KVTables:
         _check_partition(partition)
         for v in values:
             _check_size(v, QUEUE_ITEM_BYTES, "a Queue item")
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             count = db.execute(
                 "SELECT COUNT(*) FROM queue_items WHERE queue_id=? AND partition=?", (queue_id, partition)
             ).fetchone()[0]
@@ -124,7 +128,7 @@ class KVTables:
     def take(self, queue_id: str, partition: str, n: int) -> list[bytes]:
         """Remove and return up to ``n`` values, oldest first (each value is given to exactly one taker)."""
         _check_partition(partition)
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             rows = db.execute(
                 "SELECT seq, value FROM queue_items WHERE queue_id=? AND partition=? ORDER BY seq LIMIT ?",
                 (queue_id, partition, n),
@@ -166,7 +170,7 @@ class KVTables:
         ).fetchone()[0])  # fmt: skip
 
     def clear(self, queue_id: str, partition: str | None) -> None:
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             if partition is None:
                 db.execute("DELETE FROM queue_items WHERE queue_id=?", (queue_id,))
             else:

@@ -13,37 +13,39 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from ...schedule import describe, next_fire
 from ...serialization import inline_payload
+from ..core.records import DueSchedule
+from .database import Database
 
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+
+class CreateCall(Protocol):
+    def __call__(
+        self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
+        inputs: Sequence[bytes] = (), close: bool = False,
+    ) -> None: ...  # fmt: skip
+
 
 NO_ARGUMENTS = inline_payload(pickle.dumps(((), {}), protocol=4))  # what a scheduled call passes: nothing
-
-
-@dataclass(frozen=True)
-class DueSchedule:
-    function_id: str
-    app_id: str
-    spec: dict[str, Any]
-    anchor: float
-    fire_at: float
 
 
 class ScheduleBook:
     """The ``schedules`` table."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
+    def __init__(
+        self, db: Database, clock: Callable[[], float], call: Callable[[str], object | None], create_call: CreateCall
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self._call, self._create_call = call, create_call  # the store's: a fired schedule is an ordinary call
 
     def register(self, function_id: str, app_id: str, tag: str, spec: dict[str, Any] | None) -> None:
         """The function ``tag`` of an app now has this schedule (or none): it replaces an earlier version's."""
-        now = self.store.clock()
-        with self.store._tx() as db:
+        now = self.clock()
+        with self.db.tx() as db:
             db.execute("DELETE FROM schedules WHERE app_id=? AND tag=?", (app_id, tag))
             if spec is not None:
                 db.execute(
@@ -54,14 +56,14 @@ class ScheduleBook:
 
     def keep_only(self, app_id: str, function_ids: set[str]) -> None:
         """After a deploy: schedules of functions the new version dropped stop."""
-        rows = self.store.db.execute("SELECT function_id FROM schedules WHERE app_id=?", (app_id,)).fetchall()
+        rows = self.db.execute("SELECT function_id FROM schedules WHERE app_id=?", (app_id,)).fetchall()
         stale = [r[0] for r in rows if r[0] not in function_ids]
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             db.executemany("DELETE FROM schedules WHERE function_id=?", [(f,) for f in stale])
 
     def due(self, now: float) -> list[DueSchedule]:
         """Schedules of running apps whose next fire time has come."""
-        rows = self.store.db.execute(
+        rows = self.db.execute(
             "SELECT s.function_id, s.app_id, s.spec, s.anchor, s.next_fire FROM schedules s JOIN apps a "
             "ON a.id=s.app_id WHERE a.state='RUNNING' AND s.next_fire<=?",
             (now,),
@@ -72,9 +74,9 @@ class ScheduleBook:
         """Create the tick's call and move the schedule on; returns its id (the same one for a tick that already
         fired, whose call is not created again)."""
         call_id = "fc-" + hashlib.sha256(f"{due.function_id}:{due.fire_at:.6f}".encode()).hexdigest()[:20]
-        if self.store.call(call_id) is None:
-            self.store.create_call(call_id, due.function_id, due.app_id, "schedule", None, [NO_ARGUMENTS], True)
-        with self.store._tx() as db:
+        if self._call(call_id) is None:
+            self._create_call(call_id, due.function_id, due.app_id, "schedule", None, [NO_ARGUMENTS], True)
+        with self.db.tx() as db:
             db.execute(
                 "UPDATE schedules SET last_fire=?, last_call=?, next_fire=? WHERE function_id=? AND next_fire=?",
                 (due.fire_at, call_id, next_fire(due.spec, due.anchor, now), due.function_id, due.fire_at),
@@ -83,7 +85,7 @@ class ScheduleBook:
 
     def of_app(self, app_id: str) -> list[dict[str, Any]]:
         """Each schedule of an app, for listings: function, schedule, last and next fire, last call."""
-        rows = self.store.db.execute(
+        rows = self.db.execute(
             "SELECT tag, spec, last_fire, next_fire, last_call FROM schedules WHERE app_id=? ORDER BY tag", (app_id,)
         ).fetchall()
         return [

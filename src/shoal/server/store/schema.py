@@ -1,8 +1,14 @@
-"""Every table of the SQLite store, created in one place (``CREATE ... IF NOT EXISTS``: opening is idempotent)."""
+"""Every table of the store, created in one place (``CREATE ... IF NOT EXISTS``: opening is idempotent).
+
+The tables are written in SQLite's types; :func:`create_postgres` creates the same ones in PostgreSQL's (64-bit
+integers, doubles, ``bytea``, text compared byte by byte as SQLite does) and gives each table without an integer
+key the ``rowid`` column SQLite gives it implicitly (the queue's order, insertion order)."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS apps (
@@ -111,7 +117,7 @@ CREATE TABLE IF NOT EXISTS schedules (
 """
 
 
-def create(db: sqlite3.Connection) -> None:
+def create_sqlite(db: sqlite3.Connection) -> None:
     """Create what is missing, and bring tables of older stores up to date."""
     db.executescript(SCHEMA)
     for table, column, kind in ADDED_COLUMNS:
@@ -144,3 +150,42 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
 ON_ADDED_COLUMNS = """
 CREATE INDEX IF NOT EXISTS outputs_failed ON outputs(call_id, error_type, error_message) WHERE status!='SUCCESS';
 """
+
+
+ROWID_LOOKUPS = {"inputs"}  # tables whose rowid is looked up (an index on it), not only ordered by
+
+
+def create_postgres(conn: Any) -> None:
+    """The same tables and indexes in a PostgreSQL database (``conn``: a psycopg connection, in a transaction)."""
+    added: dict[str, list[str]] = {}
+    for table, column, kind in ADDED_COLUMNS:
+        added.setdefault(table, []).append(f"{column} {kind}")
+    script = "\n".join(line for line in (SCHEMA + ON_ADDED_COLUMNS).splitlines() if not line.lstrip().startswith("--"))
+    for statement in (s.strip() for s in script.split(";")):
+        if statement.startswith("CREATE TABLE"):
+            statement = _postgres_table(statement, added)
+        if statement:
+            conn.execute(statement)
+    for table, column, kind in ADDED_COLUMNS:  # what a later version adds to a database an older one created
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {_postgres_types(kind)}")
+
+
+def _postgres_table(statement: str, added: dict[str, list[str]]) -> str:
+    name = statement.split("(", 1)[0].split()[-1]
+    without_rowid = statement.endswith("WITHOUT ROWID")
+    body = statement.removesuffix("WITHOUT ROWID").rstrip()
+    assert body.endswith(")"), statement
+    columns = [c for c in added.get(name, []) if f"{c.split()[0]} " not in body]  # some tables have them already
+    if not without_rowid and "INTEGER PRIMARY KEY" not in body:
+        columns.append("rowid BIGSERIAL" + (" UNIQUE" if name in ROWID_LOOKUPS else ""))
+    if columns:
+        body = body[:-1].rstrip() + ",\n    " + ", ".join(columns) + "\n)"
+    return _postgres_types(body)
+
+
+def _postgres_types(text: str) -> str:
+    text = re.sub(r"INTEGER PRIMARY KEY( AUTOINCREMENT)?", "BIGSERIAL PRIMARY KEY", text)
+    text = re.sub(r"\bINTEGER\b", "BIGINT", text)
+    text = re.sub(r"\bREAL\b", "DOUBLE PRECISION", text)
+    text = re.sub(r"\bBLOB\b", "BYTEA", text)
+    return re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', text)

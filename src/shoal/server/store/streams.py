@@ -7,12 +7,10 @@ mid-stream comes after the items before it). Items are kept with the call and ex
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .blob_refs import BlobRefs
-
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+from .database import Database
 
 PAGE = 1_000
 
@@ -20,12 +18,12 @@ PAGE = 1_000
 class ItemStreams:
     """Reads and writes of the ``gen_items`` table."""
 
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store  # the table is part of the store's schema (expired with the call's results)
+    def __init__(self, db: Database) -> None:
+        self.db = db  # the table is part of the store's schema (expired with the call's results)
 
     def add(self, container_id: str, call_id: str, index: int, lease: int, seq: int, data: bytes) -> bool:
         """Store one item of a running input; False when the lease is no longer current (the item is dropped)."""
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             current = db.execute(
                 "SELECT 1 FROM inputs WHERE call_id=? AND idx=? AND state='LEASED' AND container_id=? AND leases=?",
                 (call_id, index, container_id, lease),
@@ -38,7 +36,7 @@ class ItemStreams:
 
     def after(self, call_id: str, index: int, since: int) -> list[list[Any]]:
         """[seq, data] of the items after ``since``, in order (a page at most)."""
-        rows = self.store.db.execute(
+        rows = self.db.execute(
             "SELECT seq, data FROM gen_items WHERE call_id=? AND idx=? AND seq>? ORDER BY seq LIMIT ?",
             (call_id, index, since, PAGE),
         ).fetchall()

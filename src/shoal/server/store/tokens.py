@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from ..errors import Conflict, NotFound
-
-if TYPE_CHECKING:
-    from .sqlite import SQLiteStore
+from .database import Database
 
 
 class TokenRows:
-    def __init__(self, store: SQLiteStore) -> None:
-        self.store = store
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.clock = clock
 
     def add(self, name: str, token_hash: str, issuer: str) -> None:
-        with self.store._tx() as db:
+        with self.db.tx() as db:
             if db.execute("SELECT 1 FROM tokens WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"a token named {name!r} exists; pick another name")
-            db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL, ?)", (name, token_hash, self.store.clock(), issuer))
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, NULL, ?)", (name, token_hash, self.clock(), issuer))
 
     def revoke(self, name: str) -> None:
-        with self.store._tx() as db:
-            cur = db.execute(
-                "UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (self.store.clock(), name)
-            )
+        with self.db.tx() as db:
+            cur = db.execute("UPDATE tokens SET revoked_at=? WHERE name=? AND revoked_at IS NULL", (self.clock(), name))
             if cur.rowcount == 0:
                 raise NotFound(name)
 
     def list(self) -> list[dict[str, object]]:
-        rows = self.store.db.execute("SELECT name, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()
+        rows = self.db.execute("SELECT name, created_at, revoked_at FROM tokens ORDER BY created_at").fetchall()
         return [{"name": n, "created_at": c, "revoked_at": r} for n, c, r in rows]
 
     def valid(self, token_hash: str, issuer: str) -> str | None:
         """The name of the unrevoked token with this hash issued under ``issuer``."""
-        row = self.store.db.execute(
+        row = self.db.execute(
             "SELECT name FROM tokens WHERE hash=? AND revoked_at IS NULL AND issuer=?", (token_hash, issuer)
         ).fetchone()
         return str(row[0]) if row else None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from ..protocol.messages import (
+from ...protocol.messages import (
     RETRYABLE,
     ContainerState,
     LeasedInput,
@@ -12,11 +13,12 @@ from ..protocol.messages import (
     OutputStatus,
     ReportedOutput,
 )
-from ..protocol.specs import FunctionSpec
+from ...protocol.specs import FunctionSpec
 
 __all__ = [  # the store's records, with the wire's rows and states they include
-    "RETRYABLE", "CallInfo", "ContainerRecord", "ContainerRow", "ContainerState", "FunctionLoad", "FunctionRecord",
-    "Intent", "LeasedInput", "Output", "OutputStatus", "ReportedOutput",
+    "RETRYABLE", "Attempt", "CallInfo", "ContainerRecord", "ContainerRow", "ContainerState", "DueSchedule",
+    "FailureGroup", "FunctionInsight", "FunctionLoad", "FunctionRecord", "InputDetail", "Intent", "LeasedInput",
+    "LogFilter", "LogLine", "Output", "OutputStatus", "ReportedOutput",
 ]  # fmt: skip
 
 
@@ -111,3 +113,87 @@ class CallInfo:
         if self.num_inputs is not None and self.done >= self.num_inputs:
             return "FAILED" if self.failed else "SUCCEEDED"
         return "RUNNING"
+
+
+# ---- what the dashboard and the schedules read -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunctionInsight:
+    """One function of an app (its newest version) as the app page shows it."""
+
+    function_id: str
+    tag: str
+    backlog: int
+    running: int
+    containers: int
+    succeeded: int
+    failed: int
+    latency: dict[str, dict[str, float | None]]  # metric -> {"p50": s, "p95": s}
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed inputs of a call that raised the same exception type with the same message."""
+
+    error_type: str
+    message: str
+    count: int
+    traceback: str
+    indexes: list[int]  # the first ones, ascending
+
+
+@dataclass(frozen=True)
+class Attempt:
+    lease: int  # attempt number
+    container_id: str | None
+    status: str
+    duration: float | None
+    error_type: str | None
+    error_message: str | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class InputDetail:
+    """One input of a call: where it is now, each attempt, its output, its log lines."""
+
+    call_id: str
+    index: int
+    state: str  # PENDING, LEASED, or the output's status
+    attempts: list[Attempt]
+    traceback: str | None
+    logs: list[LogLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    seq: int
+    ts: float
+    stream: str
+    text: str
+    app_id: str
+    call_id: str | None
+    input_idx: int | None
+    container_id: str | None
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which log lines to show; every field narrows (None: any)."""
+
+    app_id: str | None = None
+    function_id: str | None = None
+    call_id: str | None = None
+    container_id: str | None = None
+    input_idx: int | None = None
+    text: str | None = None  # a substring, case-insensitive
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    function_id: str
+    app_id: str
+    spec: dict[str, Any]
+    anchor: float
+    fire_at: float

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shoal.server.lifecycle import (
+from shoal.server.core.lifecycle import (
     ContainerExited,
     CountStartFailure,
     Facts,
@@ -18,7 +18,7 @@ from shoal.server.lifecycle import (
     Terminate,
     decide,
 )
-from shoal.server.records import ContainerState, OutputStatus
+from shoal.server.core.records import ContainerState, OutputStatus
 
 RUNNING = Facts(ContainerState.RUNNING)
 

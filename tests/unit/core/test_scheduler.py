@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shoal.server.records import ContainerRow, ContainerState, FunctionLoad
-from shoal.server.scheduler import Drain, Kill, Launch, Limits, desired_containers, plan, startup_backoff
+from shoal.server.core.records import ContainerRow, ContainerState, FunctionLoad
+from shoal.server.core.scheduler import Drain, Kill, Launch, Limits, desired_containers, plan, startup_backoff
 
 LIMITS = Limits(heartbeat_timeout=10.0, max_total_containers=100)
 
@@ -107,7 +107,7 @@ def test_busy_or_needed_containers_never_give_way():
 
 
 def test_fair_shares_are_max_min_fair_and_never_exceed_the_capacity_or_a_want():
-    from shoal.server.scheduler import fair_shares
+    from shoal.server.core.scheduler import fair_shares
 
     assert fair_shares({"a": 10, "b": 10, "c": 10}, 6) == {"a": 2, "b": 2, "c": 2}
     assert fair_shares({"a": 1, "b": 10, "c": 10}, 7) == {"a": 1, "b": 3, "c": 3}  # a's leftover shared
@@ -117,7 +117,7 @@ def test_fair_shares_are_max_min_fair_and_never_exceed_the_capacity_or_a_want():
 
 
 def test_a_function_over_its_share_yields_busy_containers_to_a_newcomer_with_a_backlog():
-    from shoal.server.scheduler import Yield
+    from shoal.server.core.scheduler import Yield
 
     limits = Limits(heartbeat_timeout=10.0, max_total_containers=6)
     hog = FunctionLoad("fu-a", "ap-1", 100, 0, 6, 0, 6, 0, 60.0, 30.0, 300.0, 0, 0.0)

@@ -1,10 +1,10 @@
-"""Model-based test of the input lifecycle against the real SQLite store (hypothesis state machine).
+"""Model-based test of the input lifecycle against each real store (hypothesis state machine).
 
 Rules: submit, lease, heartbeat, complete, fail, report a whole leased chunk, report from a stale lease, crash,
 cancel, advance the clock, expire results, restart (reopen the database). Invariants: each input in exactly one
 state, never leased to a dead container, attempts within retries + 1, a written output never changes, call
 counters agree. The store keeps inputs in chunk rows (several inputs a row); the invariants read the tables input
-by input.
+by input, through the SQL both stores share.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from shoal.protocol import chunks
 from shoal.protocol.messages import Release
 from shoal.protocol.specs import FunctionSpec
 from shoal.retries import RetryPolicy
-from shoal.server.records import OutputStatus, ReportedOutput
-from shoal.server.store import SQLiteStore as Store
+from shoal.server.core.records import OutputStatus, ReportedOutput
+from shoal.server.store import Store
+
+from .conftest import postgres_place, sqlite_place
 
 MAX_RETRIES = 2
 
@@ -40,6 +42,7 @@ class InputLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp())
         self.clock = Clock()
+        self.open = self.place(self.dir)
         self.store = self._open()
         self.store.create_app("ap-1", "model")
         retries = RetryPolicy(max_retries=MAX_RETRIES, backoff_coefficient=1.0, initial_delay=1.0, max_delay=1.0)
@@ -54,8 +57,12 @@ class InputLifecycle(RuleBasedStateMachine):
         self.chunks: list[tuple[str, str, int, int, int]] = []  # leased chunks: (container, call, first, count, lease)
         self.expired: set[str] = set()
 
+    @staticmethod
+    def place(tmp: Path) -> Any:  # the store under test (a subclass per store)
+        raise NotImplementedError
+
     def _open(self) -> Store:
-        return Store(self.dir / "state.db", clock=self.clock)
+        return self.open(self.clock)  # type: ignore[no-any-return]
 
     def teardown(self) -> None:
         self.store.close()
@@ -206,10 +213,10 @@ class InputLifecycle(RuleBasedStateMachine):
         self.held.clear()
         self.alive.clear()
 
-    def _rows(self, table: str, columns: str, where: str = "1") -> dict[tuple[str, int], tuple[Any, ...]]:
+    def _rows(self, table: str, columns: str, where: str = "1=1") -> dict[tuple[str, int], tuple[Any, ...]]:
         """A table's rows input by input: (call, index) -> the other columns (each row once per input it holds)."""
         found: dict[tuple[str, int], tuple[Any, ...]] = {}
-        for call_id, idx, count, *rest in self.store.db.execute(
+        for call_id, idx, count, *rest in self.store.db.execute(  # type: ignore[attr-defined]
             f"SELECT call_id, idx, count, {columns} FROM {table} WHERE {where}"
         ):
             for i in range(count):
@@ -238,14 +245,15 @@ class InputLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def the_queued_counters_match_the_table(self) -> None:
-        counted = dict(self.store.db.execute(
+        counted = dict(self.store.db.execute(  # type: ignore[attr-defined]
             "SELECT function_id, SUM(count) FROM inputs WHERE state='PENDING' GROUP BY function_id"
         ).fetchall())  # fmt: skip
         assert self.store.queued_counts() == counted
 
     @invariant()
     def attempts_stay_within_retries(self) -> None:
-        worst = self.store.db.execute("SELECT MAX(failures) FROM inputs").fetchone()[0] or 0
+        db = self.store.db  # type: ignore[attr-defined]
+        worst = db.execute("SELECT MAX(failures) FROM inputs").fetchone()[0] or 0
         assert worst <= MAX_RETRIES
 
     @invariant()
@@ -256,5 +264,15 @@ class InputLifecycle(RuleBasedStateMachine):
             assert previous == (status, data)
 
 
-InputLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
-TestInputLifecycle = InputLifecycle.TestCase
+class SQLiteLifecycle(InputLifecycle):
+    place = staticmethod(sqlite_place)
+
+
+class PostgresLifecycle(InputLifecycle):
+    place = staticmethod(postgres_place)
+
+
+SQLiteLifecycle.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+PostgresLifecycle.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)
+TestInputLifecycleSQLite = SQLiteLifecycle.TestCase
+TestInputLifecyclePostgres = PostgresLifecycle.TestCase

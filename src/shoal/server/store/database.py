@@ -1,0 +1,254 @@
+"""One connection to the store's database, its transactions, and the queued-input counters kept with them.
+
+The store's statements are written once, in the SQL SQLite and PostgreSQL share; :class:`Database` runs them on
+either. :class:`SQLiteDatabase` runs them as written. :class:`PostgresDatabase` rewrites the few SQLite spellings
+left (``?`` parameters, ``INSERT OR IGNORE``, two-argument ``max``, ``INDEXED BY`` hints, ``IS ?``, ``instr``)
+once per statement, and creates the same tables with PostgreSQL's types (``store/schema.py``). What differs
+beyond spelling is a method here: how a transaction begins, how a lease skips rows another server is leasing,
+how a JSON field is read.
+
+Every part of the store takes the :class:`Database` (never the store), so no store module imports another's.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from . import schema
+
+log = logging.getLogger("shoal.store")
+
+
+class Cursor(Protocol):
+    """What a statement returns, on either database."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database:
+    """A connection (one per store) and its transactions."""
+
+    dialect = ""
+    skip_locked = ""  # appended to the lease's SELECT: rows another server's transaction is leasing are passed over
+
+    def __init__(self) -> None:
+        # PENDING inputs per function, kept with each commit so that a scheduler tick does not count the queue
+        # (a full scan: 20 ms at 100,000 inputs, 10 times a second); the store recounts them at open and now and then
+        self.queued: Counter[str] = Counter()
+        self.queued_delta: Counter[str] = Counter()  # this transaction's changes, applied when it commits
+        self.recounted = 0.0
+        self._lock = threading.RLock()  # one transaction at a time on the one connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        raise NotImplementedError
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run ``sql`` once per row; returns how many rows it changed in all."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _rollback(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def tx(self) -> Iterator[Database]:
+        """One transaction: committed when the block ends, rolled back (counters too) when it raises."""
+        with self._lock:
+            self._begin()
+            try:
+                yield self
+            except BaseException:
+                self.queued_delta.clear()
+                self._rollback()
+                raise
+            try:
+                self._commit()
+            except BaseException:
+                self.queued_delta.clear()
+                raise
+            if self.queued_delta:
+                self.queued.update(self.queued_delta)
+                self.queued_delta.clear()
+
+    def has_pending(self, function_id: str) -> bool:
+        """Whether the function has PENDING inputs, by the counters (this transaction's changes included)."""
+        return self.queued[function_id] + self.queued_delta[function_id] > 0
+
+    def recount(self) -> None:
+        """Count the PENDING inputs of every function from the table (at open, and as a periodic check)."""
+        counted = Counter({fid: int(n) for fid, n in self.execute(
+            "SELECT function_id, SUM(count) FROM inputs WHERE state='PENDING' GROUP BY function_id"
+        )})  # fmt: skip
+        kept = +self.queued
+        if self.recounted and kept != counted:
+            log.warning("queued-input counters drifted (kept %s, counted %s); corrected", dict(kept), dict(counted))
+        self.queued = counted
+        self.recounted = time.monotonic()
+
+    def serialize(self, name: str) -> None:
+        """Hold a lock named ``name`` until this transaction ends (one writer of the queue's row ids at a time)."""
+
+    def json_number(self, column: str, key: str) -> str:
+        """An expression: the number at ``key`` of the JSON object in ``column``."""
+        return f"json_extract({column}, '$.{key}')"
+
+
+class SQLiteDatabase(Database):
+    """A SQLite file in WAL mode; transactions take the write lock at once (``BEGIN IMMEDIATE``)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a crash of the process, not necessarily a power loss.
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on their own thread (checkpoints.py)
+        schema.create_sqlite(self.conn)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        before = self.conn.total_changes
+        self.conn.executemany(sql, rows)
+        return self.conn.total_changes - before
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:  # SQLite already rolled back on some errors (e.g. a full disk)
+            self.conn.execute("ROLLBACK")
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database (psycopg 3), shared by every server over it; statements rewritten once each."""
+
+    dialect = "postgresql"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__()
+        import psycopg  # the postgres extra: imported only by a server that uses PostgreSQL
+
+        self.dsn = dsn
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.adapters.register_loader("numeric", _numeric_loader())  # SUM() of integers: an int, not a Decimal
+        self._sql: dict[str, str] = {}
+        try:
+            with self.conn.transaction():
+                self.serialize("shoal.schema")  # two servers opening a fresh database create its tables once
+                schema.create_postgres(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _translate(self, sql: str) -> str:
+        found = self._sql.get(sql)
+        if found is None:
+            found = self._sql[sql] = to_postgres(sql)
+        return found
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self.conn.execute(self._translate(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        with self.conn.cursor() as cur:
+            cur.executemany(self._translate(sql), rows)
+            return max(cur.rowcount, 0)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN")
+
+    def _commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if not self.conn.closed:
+            self.conn.execute("ROLLBACK")
+
+    def serialize(self, name: str) -> None:
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))
+
+    def json_number(self, column: str, key: str) -> str:
+        return f"({column}::jsonb->>'{key}')::float8"
+
+
+def _numeric_loader() -> type:
+    """A loader of PostgreSQL's ``numeric`` (what ``SUM`` of integers returns) as an int, or a float if it has a
+    fraction, as SQLite returns them."""
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        def load(self, data: Any) -> int | float:
+            text = bytes(data).decode()
+            return float(text) if any(c in text for c in ".eEN") else int(text)
+
+    return NumericLoader
+
+
+# ---- SQLite's spellings in PostgreSQL's ---------------------------------------------------------------
+
+_REWRITES = [
+    (re.compile(r"\s+INDEXED BY \w+"), ""),  # SQLite's index hints: PostgreSQL's planner chooses for itself
+    (re.compile(r"\bmax\(([^(),]+),\s*([^(),]+)\)", re.IGNORECASE), r"GREATEST(\1, \2)"),  # the scalar max
+    (re.compile(r"\binstr\("), "strpos("),
+    (re.compile(r" IS \?"), " IS NOT DISTINCT FROM ?"),
+]
+
+
+def to_postgres(sql: str) -> str:
+    """A statement in SQLite's spelling, in PostgreSQL's."""
+    ignore = sql.lstrip().upper().startswith("INSERT OR IGNORE")
+    if ignore:
+        sql = re.sub(r"INSERT OR IGNORE", "INSERT", sql, count=1, flags=re.IGNORECASE)
+    for pattern, replacement in _REWRITES:
+        sql = pattern.sub(replacement, sql)
+    if ignore:
+        head, sep, tail = sql.partition(" RETURNING ")
+        sql = f"{head} ON CONFLICT DO NOTHING{sep}{tail}"
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a store raises when its database fails (nothing of the transaction was applied)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
