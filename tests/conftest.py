@@ -86,9 +86,12 @@ class ServerProcess:
 
     def __init__(
         self, state_dir: Path, env: dict[str, str] | None = None, port: int = 0, args: tuple[str, ...] = (),
-        wrap: Callable[[list[str]], list[str]] | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None, standby: bool = False,
     ) -> None:  # fmt: skip
+        """``standby``: return once the server says it stands by (another is active over its PostgreSQL store);
+        :meth:`wait_active` then waits until it serves."""
         self.state_dir = state_dir
+        self.port = port
         self.log_path = state_dir.parent / f"{state_dir.name}.log"
         self.configured_token = (env or {}).get("SHOAL_TOKEN")
         with open(self.log_path, "ab") as log:
@@ -97,10 +100,25 @@ class ServerProcess:
                                 str(state_dir), *args]),
                 stdout=subprocess.PIPE, stderr=log, env={**os.environ, **(env or {})},
             )  # fmt: skip
+        self.url = ""
+        self.standby = False
+        self.wait_active(until_standby=standby)
+
+    def wait_active(self, until_standby: bool = False) -> None:
+        """Read the server's announcements until it serves (or, ``until_standby``, until it stands by)."""
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode().strip()
-        assert line.startswith("SHOAL_SERVER_URL="), f"server did not start: {line!r}"
-        self.url = line.split("=", 1)[1]
+        while True:
+            line = self.proc.stdout.readline().decode().strip()
+            if line.startswith("Standby:"):
+                self.standby = True
+                if until_standby:
+                    return
+                continue
+            if line.startswith("Active:"):
+                continue
+            assert line.startswith("SHOAL_SERVER_URL="), f"server did not start: {line!r}"
+            self.url, self.standby = line.split("=", 1)[1], False
+            return
 
     @property
     def token(self) -> str | None:

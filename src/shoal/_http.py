@@ -56,10 +56,16 @@ def _close_idle_connections() -> None:
 
 
 class AsyncHTTP:
-    """A pool of keep-alive connections to one server, for one event loop."""
+    """A pool of keep-alive connections to one server, for one event loop.
+
+    ``url`` may name several servers, comma-separated (an active server and its standbys over one PostgreSQL
+    store): requests go to one of them; when it cannot be connected to, the next is tried on the next request.
+    """
 
     def __init__(self, url: str, headers: dict[str, str], timeout: float = 90.0, max_idle: int = 32) -> None:
-        self.host, self.port, self.tls = _split(url)
+        self.endpoints = [_split(u.strip()) for u in url.split(",") if u.strip()] or [_split(url)]
+        self._at = 0
+        self.host, self.port, self.tls = self.endpoints[0]
         self.headers = headers
         self.timeout = timeout
         self.max_idle = max_idle
@@ -98,7 +104,9 @@ class AsyncHTTP:
                 10.0,
             )  # fmt: skip
         except (OSError, asyncio.TimeoutError) as exc:
-            raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+            failed = f"{self.host}:{self.port}"
+            self._next_endpoint()
+            raise TransportError(f"cannot connect to {failed}: {exc}") from exc
         sock = writer.get_extra_info("socket")
         try:
             if sock is not None:
@@ -107,6 +115,13 @@ class AsyncHTTP:
             writer.close()
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         return reader, writer
+
+    def _next_endpoint(self) -> None:
+        """Of several servers, go on to the next (the one in use could not be reached)."""
+        if len(self.endpoints) > 1:
+            self._at = (self._at + 1) % len(self.endpoints)
+            self.host, self.port, self.tls = self.endpoints[self._at]
+            self.close_idle()
 
     async def _exchange(
         self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes, body: bytes, no_body: bool

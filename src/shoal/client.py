@@ -47,7 +47,7 @@ class Client:
     """Async client of one control plane: the SDK, the CLI and containers (through :class:`SyncClient`)."""
 
     def __init__(self, url: str, token: str | None, patience: Patience = CALLER, timeout: float = 90.0) -> None:
-        self.url = url.rstrip("/")
+        self.url = ",".join(u.strip().rstrip("/") for u in url.split(","))  # several: an active server, standbys
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.http = AsyncHTTP(self.url, headers, timeout)
         self.patience = patience

@@ -45,6 +45,18 @@ VARIABLES = (
     ),
     Variable("SHOAL_EXPIRY_INTERVAL", "60", "seconds between sweeps for expired results"),
     Variable("SHOAL_BACKEND", "local", "where containers run: local (this machine) or ray (a Ray cluster)"),
+    Variable(
+        "SHOAL_STORE",
+        "",
+        "the server's state: a postgresql:// URL (servers over one database: an active one and standbys), "
+        "else a SQLite file in the server's state directory",
+    ),
+    Variable(
+        "SHOAL_SHARED_DIR",
+        "",
+        "with a PostgreSQL store: a directory every server reaches (blobs, volumes, the secrets key); "
+        "default: the server's own state directory",
+    ),
     Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
     Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
     Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
@@ -108,6 +120,8 @@ class Settings:
     audit_unpickle: str | None = None
     backend: str = "local"
     ray_address: str = "auto"
+    store: str | None = None  # None: a SQLite file in the server's state directory
+    shared_dir: Path | None = None  # None: the server's state directory
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -134,6 +148,8 @@ class Settings:
             audit_unpickle=_get("SHOAL_AUDIT_UNPICKLE"),
             backend=(_get("SHOAL_BACKEND") or "local").lower(),
             ray_address=_get("SHOAL_RAY_ADDRESS") or "auto",
+            store=_get("SHOAL_STORE"),
+            shared_dir=Path(shared) if (shared := _get("SHOAL_SHARED_DIR")) else None,
         )
 
     @property

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import shoal
+from tests import postgres
 from tests.apps import reliability
 from tests.conftest import ServerProcess
 
@@ -76,11 +77,15 @@ def test_killing_busy_containers_during_a_10k_map(server, how: str):
         assert sum(c["state"] == "RUNNING" for c in mine) >= 1
 
 
-def test_killing_the_control_plane_20_times_during_map_and_spawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_killing_the_control_plane_20_times_during_map_and_spawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
+):
     state, port = tmp_path / "state", free_port()
+    env = {"SHOAL_STORE": postgres.shared().new_database()} if store == "postgresql" else {}
 
     def start() -> ServerProcess:
-        return ServerProcess(state, port=port)
+        return ServerProcess(state, port=port, env=env)
 
     srv = start()
     monkeypatch.setenv("SHOAL_SERVER_URL", srv.url)
@@ -107,10 +112,17 @@ def test_killing_the_control_plane_20_times_during_map_and_spawn(tmp_path: Path,
             assert [shoal.FunctionCall.from_id(c.object_id).get(timeout=60) for c in calls[:3]] == [0, 7, 14]
     finally:
         srv.stop()
-    db = sqlite3.connect(state / "state.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if store == "postgresql":
+        import psycopg
+
+        with psycopg.connect(env["SHOAL_STORE"]) as conn:
+            rows = conn.execute("SELECT call_id, idx, count FROM outputs ORDER BY call_id, idx").fetchall()
+    else:
+        db = sqlite3.connect(state / "state.db")
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = db.execute("SELECT call_id, idx, count FROM outputs ORDER BY call_id, idx").fetchall()
+        db.close()
     ends: dict[str, int] = {}  # no two output rows (chunks hold several inputs) cover the same input
-    for call_id, idx, count in db.execute("SELECT call_id, idx, count FROM outputs ORDER BY call_id, idx"):
+    for call_id, idx, count in rows:
         assert idx >= ends.get(call_id, 0), f"input {idx} of {call_id} has two outputs"
         ends[call_id] = idx + count
-    db.close()

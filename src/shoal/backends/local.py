@@ -29,7 +29,7 @@ HOST = socket.gethostname()  # the node of every local container
 # (never the client token) and the GPU runtime's. Everything else comes from the function's spec and image.
 KEPT_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "TERM"}
 KEPT_PREFIXES = ("LC_", "SHOAL_", "CUDA_", "NVIDIA_")
-SERVER_ONLY = {"SHOAL_TOKEN", "SHOAL_SANDBOX_BINDS", "SHOAL_MOUNT_ROOTS"}
+SERVER_ONLY = {"SHOAL_TOKEN", "SHOAL_SANDBOX_BINDS", "SHOAL_MOUNT_ROOTS", "SHOAL_STORE", "SHOAL_SHARED_DIR"}
 
 
 def container_environment(server: Mapping[str, str]) -> dict[str, str]:

@@ -81,5 +81,6 @@ DASHBOARD = "/dashboard"  # the dashboard's pages (server/dashboard), for people
 
 
 def dashboard_url(server_url: str, kind: str, object_id: str) -> str:
-    """The dashboard page of an object (``kind``: apps, calls, containers) on the server at ``server_url``."""
-    return f"{server_url.rstrip('/')}{DASHBOARD}/{kind}/{quote(object_id, safe='')}"
+    """The dashboard page of an object (``kind``: apps, calls, containers) on the server at ``server_url`` (of
+    several, comma-separated: the first)."""
+    return f"{server_url.split(',')[0].strip().rstrip('/')}{DASHBOARD}/{kind}/{quote(object_id, safe='')}"

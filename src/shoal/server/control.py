@@ -44,7 +44,7 @@ from .gateway import Gateway
 from .images import ImageBuilds
 from .notifier import Notifier
 from .secrets import SecretStore
-from .store import SQLiteStore, Store
+from .store import SQLiteStore, Store, open_store
 from .volumes import VolumeStore
 
 log = logging.getLogger("shoal.server")
@@ -100,14 +100,18 @@ class Parts:
     secrets: SecretStore
 
     @classmethod
-    def in_dir(cls, state_dir: Path) -> Parts:
-        """The default parts: a SQLite store, blobs, volumes and the secrets key under ``state_dir``."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        state_dir.chmod(0o700)  # the store, blobs and the secrets key are for the server alone
-        store = SQLiteStore(state_dir / "state.db")
-        secret_store = SecretStore(store.secrets, state_dir / "secret.key")
-        volumes = VolumeStore(state_dir / "volumes", owner=sandbox.user())  # containers write in them
-        return cls(store, BlobStore(state_dir / "blobs"), volumes, secret_store)
+    def in_dir(cls, state_dir: Path, store: str | None = None, shared_dir: Path | None = None) -> Parts:
+        """The parts of a server: its store (``store``: a ``postgresql://`` URL, else a SQLite file in
+        ``state_dir``), and blobs, volumes and the secrets key in ``shared_dir`` (the directory every server over
+        one PostgreSQL store reaches; default: ``state_dir``)."""
+        shared = shared_dir or state_dir
+        for folder in {state_dir, shared}:
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)  # the store, blobs and the secrets key are for the servers alone
+        opened = open_store(store) if store else SQLiteStore(state_dir / "state.db")
+        secret_store = SecretStore(opened.secrets, shared / "secret.key")
+        volumes = VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
+        return cls(opened, BlobStore(shared / "blobs"), volumes, secret_store)
 
 
 class ControlPlane:

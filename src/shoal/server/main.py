@@ -8,6 +8,7 @@ import faulthandler
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import threading
@@ -22,8 +23,10 @@ from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
 from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
 from .http_limits import BoundedHttpTools
+from .leadership import Leadership
 from .listen import bind, is_loopback
 from .routes import create_app
+from .store import is_shared, redact_dsn
 
 log = logging.getLogger("shoal.server")
 
@@ -38,8 +41,15 @@ def serve(
     kind: str = "process",
     backend: str | None = None,
     ray_address: str | None = None,
+    store: str | None = None,
+    shared_dir: Path | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until ``parent_pid`` exits, for an embedded server).
+
+    ``store`` is where the state lives: a ``postgresql://`` URL (then servers over the same database are one
+    active server and standbys: this one waits until it holds the active server's lock, see ``leadership.py``),
+    else a SQLite file in ``state_dir``; ``shared_dir`` is where blobs, volumes and the secrets key live (a
+    directory every server over the store reaches). Both default to the settings (SHOAL_STORE, SHOAL_SHARED_DIR).
 
     ``kind`` is how this home's clients find the server (``standing``: the home's one standing server;
     ``embedded``; ``process``: only through SHOAL_SERVER_URL). Its record in ``$SHOAL_HOME/servers`` carries the
@@ -73,6 +83,12 @@ def serve(
             "stop it with `shoal server stop`, or set SHOAL_HOME to another directory."
         )
     state_dir = state_dir or cfg.home / "server"
+    store = store or cfg.store
+    leadership = None
+    if store and is_shared(store):
+        leadership = _lead(store, host, port, state_dir)
+        if leadership is None:
+            return  # stopped while a standby
     sock = bind(host, port)
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
@@ -83,8 +99,9 @@ def serve(
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
-    parts = Parts.in_dir(state_dir)
-    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts), parts)
+    shared = shared_dir or cfg.shared_dir
+    parts = Parts.in_dir(state_dir, store, shared)
+    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts, shared), parts)
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
@@ -109,14 +126,47 @@ def serve(
         _loop.run(main())
     finally:
         record.unlink(missing_ok=True)
+        if leadership:
+            leadership.close()
 
 
-def _backend(kind: str, ray_address: str, state_dir: Path, parts: Parts) -> Backend:
+def _lead(store: str, host: str, port: int, state_dir: Path) -> Leadership | None:
+    """Wait until this server is the active one over a shared store (its lock), as a standby while another is;
+    None when stopped (SIGTERM, Ctrl-C) while waiting."""
+    leadership = Leadership(store)
+    stopped = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    url_host = f"[{host}]" if ":" in host else host
+    standby = _servers.ServerRecord(f"http://{url_host}:{port}", os.getpid(), "standby", None, str(state_dir))
+    paths: list[Path] = []
+
+    def announce() -> None:
+        print(f"Standby: another server is active over {redact_dsn(store)}; this one serves at {standby.url} "
+              "when it stops.", flush=True)  # fmt: skip
+        paths.append(_servers.write(standby))
+
+    try:
+        if not leadership.wait(stopped, announce):
+            leadership.close()
+            return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for path in paths:
+            path.unlink(missing_ok=True)
+    if paths:
+        print("Active: this server took over from the one that stopped.", flush=True)
+    leadership.watch()
+    return leadership
+
+
+def _backend(kind: str, ray_address: str, state_dir: Path, parts: Parts, shared: Path | None) -> Backend:
     if kind == "ray":
         from ..backends.ray_backend import RayBackend
 
         return RayBackend(ray_address, state_dir)
-    return LocalBackend(state_dir / "containers", parts.volumes)
+    hidden = (str(shared),) if shared else ()  # the blobs and the secrets key of every server: no container's
+    return LocalBackend(state_dir / "containers", parts.volumes, hidden)
 
 
 def _local_token(state_dir: Path) -> str:
@@ -207,6 +257,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
     parser.add_argument("--backend", choices=["local", "ray"], default=None, help="Default: SHOAL_BACKEND or local.")
     parser.add_argument("--ray-address", default=None, help="The Ray backend's cluster: auto or HOST:PORT.")
+    parser.add_argument("--store", default=None, help="postgresql://... (servers sharing it: active and standbys), "
+                        "else a SQLite file in the state directory. Default: SHOAL_STORE. Prefer the setting: a "
+                        "command line is visible to `ps`.")  # fmt: skip
+    parser.add_argument("--shared-dir", type=Path, default=None, help="Blobs, volumes and the secrets key: a "
+                        "directory every server over the store reaches. Default: SHOAL_SHARED_DIR, or the state "
+                        "directory.")  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     audit = settings().audit_unpickle
@@ -215,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         serve(args.host, args.port, args.state_dir, args.token, args.parent_pid,
               kind="standing" if args.standing else "process", backend=args.backend,
-              ray_address=args.ray_address)  # fmt: skip
+              ray_address=args.ray_address, store=args.store, shared_dir=args.shared_dir)  # fmt: skip
     except InvalidError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -8,16 +8,32 @@ transaction: ``catalog`` (apps, deployments, listings), ``kv`` (Dicts, Queues), 
 must pass.
 """
 
+from urllib.parse import urlsplit, urlunsplit
+
 from .base import Store
 from .sql import SQLStore
 from .sqlite import SQLiteStore
 
-__all__ = ["SQLStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["SQLStore", "SQLiteStore", "Store", "is_shared", "open_store", "redact_dsn"]
+
+
+def is_shared(location: str) -> bool:
+    """Whether a store location is a database several servers share (PostgreSQL), not a file of this machine."""
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+def redact_dsn(location: str) -> str:
+    """A store's location as people may see it (logs, messages): without a password."""
+    parts = urlsplit(location)
+    if parts.password is None:
+        return location
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def open_store(location: str) -> Store:
     """The store at ``location``: a ``postgresql://`` URL, or the path of a SQLite file (created on first use)."""
-    if location.startswith(("postgresql://", "postgres://")):
+    if is_shared(location):
         from .postgres import PostgresStore
 
         return PostgresStore(location)
