@@ -1,6 +1,7 @@
 """Control-plane scale: many simulated containers against one server holding a large queue.
 
 Run:  python bench/scale.py [--containers 1000] [--inputs 100000] [--functions 4] [--work-ms 50] [--procs 4]
+      [--store postgresql://...]
 
 One real control plane (the server's own ASGI app on uvicorn, SQLite store) runs in this process with a backend
 whose "containers" are simulated: each launch goes to one of ``--procs`` simulator processes, where an asyncio
@@ -56,7 +57,7 @@ from shoal.protocol.specs import FunctionSpec
 from shoal.server.control import ControlPlane, Parts, ServerConfig
 from shoal.server.listen import bind
 from shoal.server.routes import create_app
-from shoal.server.store import SQLiteStore
+from shoal.server.store import open_store
 
 TOKEN = "scale-bench-token"
 RESULT = b"\x00" + b"r" * 16  # an inline payload, as a container reports a small return value
@@ -184,10 +185,10 @@ async def _heartbeat(client: Client, cid: str, stats: dict[str, list[float]]) ->
 # ---- the server -----------------------------------------------------------------------------------
 
 
-def fill(state_dir: Path, functions: int, inputs: int, containers: int) -> list[str]:
+def fill(state_dir: Path, functions: int, inputs: int, containers: int, location: str | None) -> list[str]:
     """The queue, written before the server starts: ``functions`` functions sharing ``inputs`` inputs."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(state_dir / "state.db")
+    store = open_store(location or str(state_dir / "state.db"))
     store.create_app("ap-scale", "scale", "deployed")
     calls = []
     for f in range(functions):
@@ -211,9 +212,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
 
 
-def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int) -> dict[str, Any]:
+def run(
+    containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
-    calls = fill(tmp / "server", functions, inputs, containers)
+    calls = fill(tmp / "server", functions, inputs, containers, location)
     sock = bind("127.0.0.1", 0, backlog=8192)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     ctx = mp.get_context("spawn")
@@ -228,7 +231,7 @@ def run(containers: int, inputs: int, functions: int, work_ms: float, procs: int
         state_dir=tmp / "server", url=url, client_token=TOKEN, heartbeat_timeout=60.0, result_retention=3600.0,
         max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
     )  # fmt: skip
-    plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server"))
+    plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server", location))
     ticks: list[float] = []  # seconds each scheduler tick took
     original_tick = plane._tick
 
@@ -380,9 +383,10 @@ def main() -> None:
     parser.add_argument("--work-ms", type=float, default=50.0)
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--want", type=int, default=1, help="inputs a container leases at once")
+    parser.add_argument("--store", default=None, help="postgresql://... (an empty database); default: SQLite")
     args = parser.parse_args()
     os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
-    out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want)
+    out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store)
     print(json.dumps(out, indent=2))
 
 

@@ -32,6 +32,7 @@ class DaemonStatus:
     pid: int | None
     url: str | None
     log_file: Path
+    standby: bool = False  # waiting to take over from the active server over its PostgreSQL store
 
 
 def _log_file() -> Path:
@@ -42,6 +43,9 @@ def status() -> DaemonStatus:
     """The standing server of this home, as its record and a health check say."""
     record = _servers.standing()
     if record is None:
+        standby = _servers.standby()
+        if standby is not None:
+            return DaemonStatus(False, standby.pid, standby.url, _log_file(), standby=True)
         return DaemonStatus(False, None, None, _log_file())
     return DaemonStatus(_healthy(record.url), record.pid, record.url, _log_file())
 
@@ -57,15 +61,16 @@ def _port_free(host: str, port: int) -> bool:
 
 def start(
     host: str = "127.0.0.1", port: int | None = None, token: str | None = None, backend: str = "local",
-    ray_address: str = "auto",
+    ray_address: str = "auto", store: str | None = None, shared_dir: str | None = None,
 ) -> DaemonStatus:  # fmt: skip
-    """Start this home's standing server unless it runs; returns once it is healthy.
+    """Start this home's standing server unless it runs; returns once it is healthy, or once it stands by (another
+    server is active over its PostgreSQL ``store``).
 
     Raises:
         ConnectionError: it exited at start (e.g. ``port`` is taken) or did not answer in time.
     """
     current = status()
-    if current.running:
+    if current.running or current.standby:
         return current
     log_file = _log_file()
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +81,10 @@ def start(
     env = {k: v for k, v in os.environ.items() if k != "SHOAL_TOKEN"}
     if token:  # through the environment: a command line is anyone's to read (ps, /proc/PID/cmdline)
         env["SHOAL_TOKEN"] = token
+    if store:  # a database URL may hold a password: the environment too
+        env["SHOAL_STORE"] = store
+    if shared_dir:
+        env["SHOAL_SHARED_DIR"] = shared_dir
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                                 env=env)  # fmt: skip
@@ -87,6 +96,8 @@ def start(
                 + (f" (is port {port} taken? pick another with --port, or --port 0 for any)" if port else "")
             )
         record = next((r for r in _servers.live() if r.pid == proc.pid), None)
+        if record is not None and record.kind == "standby":
+            return DaemonStatus(False, proc.pid, record.url, log_file, standby=True)
         if record is not None and _healthy(record.url, 0.5):
             return DaemonStatus(True, proc.pid, record.url, log_file)
         time.sleep(0.05)
@@ -94,8 +105,9 @@ def start(
 
 
 def stop(timeout: float = STOP_TIMEOUT) -> bool:
-    """Stop this home's standing server (SIGTERM; it exits in about a second); False when none was running."""
-    record = _servers.standing()
+    """Stop this home's standing server, or the one standing by (SIGTERM; it exits in about a second); False when
+    none was running."""
+    record = _servers.standing() or _servers.standby()
     if record is None:
         return False
     os.kill(record.pid, signal.SIGTERM)

@@ -27,7 +27,7 @@ class ServerRecord:
 
     url: str
     pid: int
-    kind: str  # "standing" | "embedded" | "foreground"
+    kind: str  # "standing" | "embedded" | "foreground" | "process" | "standby" (not serving yet)
     token: str | None  # the local token clients present (None when the server has an operator-set token)
     state_dir: str
 
@@ -83,6 +83,11 @@ def live() -> list[ServerRecord]:
 def standing() -> ServerRecord | None:
     """The standing server of this home, if one is running."""
     return next((r for r in live() if r.kind == "standing"), None)
+
+
+def standby() -> ServerRecord | None:
+    """This home's server standing by (another is active over its PostgreSQL store), if one is waiting."""
+    return next((r for r in live() if r.kind == "standby"), None)
 
 
 _found: dict[tuple[str, str], ServerRecord] = {}

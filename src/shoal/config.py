@@ -48,8 +48,8 @@ VARIABLES = (
     Variable(
         "SHOAL_STORE",
         "",
-        "the server's state: a postgresql:// URL (servers over one database: an active one and standbys), "
-        "else a SQLite file in the server's state directory",
+        "a standing server's state: a postgresql:// URL (servers over one database: an active one and "
+        "standbys), else a SQLite file in its state directory (an embedded server's always is)",
     ),
     Variable(
         "SHOAL_SHARED_DIR",

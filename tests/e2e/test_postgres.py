@@ -98,6 +98,12 @@ class Cluster:
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
+    def shoal_status(self, env: dict[str, str]) -> str:
+        """``shoal server status`` (whatever its exit code: 1 while not running)."""
+        done = subprocess.run([sys.executable, "-m", "shoal", "server", "status"], env=env, capture_output=True,
+                              text=True, timeout=60, cwd=self.tmp)  # fmt: skip
+        return done.stdout + done.stderr
+
     def stop(self) -> None:
         for srv in self.servers:
             srv.stop()
@@ -155,3 +161,30 @@ def test_a_standby_takes_over_a_map_within_seconds_of_the_active_servers_sigkill
     assert results == [[str(i), str(3 * i)] for i in range(n)]
     print(f"the standby took over {took_over:.2f}s after the SIGKILL")
     assert took_over < 10, f"the standby took {took_over:.1f}s to take over"
+
+
+def test_shoal_server_start_stands_by_over_a_store_another_server_holds_and_takes_over_when_it_stops(cluster: Cluster):
+    # Given `shoal server start` in two homes over the same store
+    homes = {name: {**cluster.client_env(), **cluster.common, "SHOAL_HOME": str(cluster.tmp / name)}
+             for name in ("one", "two")}  # fmt: skip
+    for env in homes.values():
+        env.pop("SHOAL_SERVER_URL")
+    try:
+        first = cluster.shoal(homes["one"], "server", "start", "--port", "0")
+        second = cluster.shoal(homes["two"], "server", "start", "--port", "0")
+        # Then the first runs and the second says it stands by, in its start and its status
+        assert "running at" in first, first
+        assert "standing by" in second and "another server is active" in second, second
+        status = subprocess.run([sys.executable, "-m", "shoal", "server", "status"], env=homes["two"],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert status.returncode == 1 and "standing by" in status.stdout, status.stdout
+        assert "store: postgresql (shoal@127.0.0.1" in cluster.shoal(homes["one"], "server", "status")
+        # When the first stops, the second serves (the same store: it knows the first one's state)
+        cluster.shoal(homes["one"], "server", "stop")
+        deadline = time.monotonic() + 30
+        while "running at" not in (out := cluster.shoal_status(homes["two"])) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "running at" in out and "store: postgresql" in out, out
+    finally:
+        for env in homes.values():
+            subprocess.run([sys.executable, "-m", "shoal", "server", "stop"], env=env, capture_output=True, timeout=60)

@@ -96,11 +96,17 @@ def server(ctx: click.Context, host: str, port: int | None, state_dir: Path | No
               show_default=True, help="Where containers run: here, or on a Ray cluster (needs a token).")  # fmt: skip
 @click.option("--ray-address", envvar="SHOAL_RAY_ADDRESS", default="auto", show_default=True,
               help="The Ray backend's cluster: auto (the one this machine is part of) or HOST:PORT.")  # fmt: skip
+@click.option("--store", envvar="SHOAL_STORE", default=None, metavar="URL",
+              help="postgresql://... to keep the state in PostgreSQL, where other servers (standbys) can share it; "
+              "default: a SQLite file in this home. Prefer SHOAL_STORE for a URL with a password.")  # fmt: skip
+@click.option("--shared-dir", envvar="SHOAL_SHARED_DIR", default=None, metavar="DIR",
+              help="With --store: blobs, volumes and the secrets key, in a directory all servers reach.")  # fmt: skip
 @click.pass_context
 @friendly_errors
 def server_start(
-    ctx: click.Context, host: str | None, port: int | None, token: str | None, backend: str, ray_address: str
-) -> None:
+    ctx: click.Context, host: str | None, port: int | None, token: str | None, backend: str, ray_address: str,
+    store: str | None, shared_dir: str | None,
+) -> None:  # fmt: skip
     """Start this home's standing server in the background (no-op when it runs)."""
     from .. import _daemon
     from ..server.listen import is_loopback
@@ -111,7 +117,11 @@ def server_start(
         raise click.UsageError(f"Refusing to serve {ctx.obj['host']} without a token: set SHOAL_TOKEN.")
     if backend == "ray" and not ctx.obj["token"]:
         raise click.UsageError("The Ray backend needs a token (its containers run on other machines): set SHOAL_TOKEN.")
-    status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"], backend, ray_address)
+    status = _daemon.start(ctx.obj["host"], ctx.obj["port"], ctx.obj["token"], backend, ray_address, store, shared_dir)
+    if status.standby:
+        click.echo(f"✓ Shoal server of {_home()} standing by (pid {status.pid}, log {status.log_file}): another server "
+                   f"is active over its store; this one serves at {status.url} when that one stops.")  # fmt: skip
+        return
     click.echo(f"✓ Shoal server of {_home()} running at {status.url} (pid {status.pid}, log {status.log_file})")
 
 
@@ -141,7 +151,12 @@ def server_status(ctx: click.Context) -> None:
         )
         demand = ", ".join(f"{n} {fn}" for fn, n in sorted(info.get("demand", {}).items())) or "none"
         click.echo(f"pending demand: {demand}; containers waiting for capacity: {info.get('waiting_for_capacity', 0)}")
+        click.echo(f"store: {info.get('store', 'sqlite')}")
         click.echo(f"dashboard: {status.url}{routes.DASHBOARD}/apps")
+    elif status.standby:
+        click.echo(f"standing by (pid {status.pid}, log {status.log_file}) for {_home()}: another server is active "
+                   f"over its store; this one serves at {status.url} when that one stops")  # fmt: skip
+        sys.exit(1)
     else:
         click.echo(f"not running (no standing server of {_home()})")
         sys.exit(1)

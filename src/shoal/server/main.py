@@ -83,7 +83,9 @@ def serve(
             "stop it with `shoal server stop`, or set SHOAL_HOME to another directory."
         )
     state_dir = state_dir or cfg.home / "server"
-    store = store or cfg.store
+    embedded = parent_pid is not None  # an embedded server's state is its own (SQLite), whatever the settings say
+    store = store or (None if embedded else cfg.store)
+    shared_dir = shared_dir or (None if embedded else cfg.shared_dir)
     leadership = None
     if store and is_shared(store):
         leadership = _lead(store, host, port, state_dir)
@@ -99,9 +101,8 @@ def serve(
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
-    shared = shared_dir or cfg.shared_dir
-    parts = Parts.in_dir(state_dir, store, shared)
-    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts, shared), parts)
+    parts = Parts.in_dir(state_dir, store, shared_dir)
+    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts, shared_dir), parts)
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,

@@ -56,7 +56,8 @@ def add_routes(r: Router) -> None:
     async def server_info(request: Request) -> Response:
         backend = plane.backend
         info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities()),
-                "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand()}  # fmt: skip
+                "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand(),
+                "store": plane.store.describe()}  # fmt: skip
         return JSONResponse(info)
 
     @r.route(routes.IMAGES, ["POST"], "client")

@@ -105,6 +105,9 @@ class Database:
         self.queued = counted
         self.recounted = time.monotonic()
 
+    def describe(self) -> str:
+        raise NotImplementedError
+
     def serialize(self, name: str) -> None:
         """Hold a lock named ``name`` until this transaction ends (one writer of the queue's row ids at a time)."""
 
@@ -139,6 +142,9 @@ class SQLiteDatabase(Database):
 
     def close(self) -> None:
         self.conn.close()
+
+    def describe(self) -> str:
+        return f"sqlite ({self.path})"
 
     def _begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -201,6 +207,10 @@ class PostgresDatabase(Database):
     def _rollback(self) -> None:
         if not self.conn.closed:
             self.conn.execute("ROLLBACK")
+
+    def describe(self) -> str:
+        info = self.conn.info
+        return f"postgresql ({info.user}@{info.host}:{info.port}/{info.dbname})"  # never the password
 
     def serialize(self, name: str) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (name,))

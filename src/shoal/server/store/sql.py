@@ -84,6 +84,10 @@ class SQLStore:
     def close(self) -> None:
         self.db.close()
 
+    def describe(self) -> str:
+        """What the store is, for people: ``sqlite (PATH)``, ``postgresql (URL without its password)``."""
+        return self.db.describe()
+
     def queued_counts(self) -> dict[str, int]:
         """PENDING inputs per function (including those in a retry backoff), as the store keeps them."""
         return {fid: n for fid, n in self.db.queued.items() if n}
