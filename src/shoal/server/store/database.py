@@ -12,6 +12,7 @@ Every part of the store takes the :class:`Database` (never the store), so no sto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sqlite3
@@ -54,8 +55,13 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         raise NotImplementedError
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        """Run ``sql`` once per row; returns how many rows it changed in all."""
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row."""
+        raise NotImplementedError
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], key: tuple[int, int]) -> Sequence[Sequence[Any]]:
+        """Run an ``INSERT OR IGNORE`` of ``rows`` (its key: ``call_id, idx``, at positions ``key`` of a row);
+        returns the rows that were new."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -135,10 +141,20 @@ class SQLiteDatabase(Database):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self.conn.execute(sql, params)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], key: tuple[int, int]) -> Sequence[Sequence[Any]]:
+        self.conn.execute("SAVEPOINT insert_new")
         before = self.conn.total_changes
         self.conn.executemany(sql, rows)
-        return self.conn.total_changes - before
+        if self.conn.total_changes - before == len(rows):  # the usual case: every row is new, in one statement
+            new = rows
+        else:  # some were there: find which rows are new, one by one
+            self.conn.execute("ROLLBACK TO SAVEPOINT insert_new")
+            new = [r for r in rows if self.conn.execute(sql, r).rowcount > 0]
+        self.conn.execute("RELEASE SAVEPOINT insert_new")
+        return new
 
     def close(self) -> None:
         self.conn.close()
@@ -171,6 +187,8 @@ class PostgresDatabase(Database):
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.conn.adapters.register_loader("numeric", _numeric_loader())  # SUM() of integers: an int, not a Decimal
         self._sql: dict[str, str] = {}
+        self._pipeline: Any = None  # a transaction's pipeline (its context manager)
+        self._sync: Any = None
         try:
             with self.conn.transaction():
                 self.serialize("shoal.schema")  # two servers opening a fresh database create its tables once
@@ -188,25 +206,58 @@ class PostgresDatabase(Database):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self.conn.execute(self._translate(sql), params)
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
-        if not rows:
-            return 0
-        with self.conn.cursor() as cur:
-            cur.executemany(self._translate(sql), rows)
-            return max(cur.rowcount, 0)
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._translate(sql), rows)
+
+    def insert_new(self, sql: str, rows: Sequence[Sequence[Any]], key: tuple[int, int]) -> Sequence[Sequence[Any]]:
+        """One statement per 500 rows (``VALUES (...), (...) ... RETURNING call_id, idx``): one round trip."""
+        head, _, values = self._translate(sql).partition(" VALUES ")
+        tail = " ON CONFLICT DO NOTHING"
+        values = values.removesuffix(tail)
+        new: list[Sequence[Any]] = []
+        for start in range(0, len(rows), 500):
+            part = rows[start : start + 500]
+            statement = f"{head} VALUES {', '.join([values] * len(part))}{tail} RETURNING call_id, idx"
+            found = set(self.conn.execute(statement, [v for r in part for v in r]).fetchall())
+            new += [r for r in part if (r[key[0]], r[key[1]]) in found]
+        return new
 
     def close(self) -> None:
         self.conn.close()
 
     def _begin(self) -> None:
+        # pipeline mode: statements go out without waiting for each answer; a transaction waits on the network only
+        # where it reads a result (a lease's SELECT, a RETURNING) and at its commit
+        self._pipeline = self.conn.pipeline()
+        pipeline = self._pipeline.__enter__()
+        self._sync = pipeline.sync
         self.conn.execute("BEGIN")
 
     def _commit(self) -> None:
-        self.conn.execute("COMMIT")
+        pipeline, self._pipeline = self._pipeline, None
+        try:
+            self.conn.execute("COMMIT")
+            self._sync()  # an error of any statement of the transaction is raised here, before it counts as done
+        except BaseException as exc:
+            self._end_pipeline(pipeline, exc)
+            if not self.conn.closed and self.conn.info.transaction_status != 0:  # not IDLE: still in it
+                self.conn.execute("ROLLBACK")
+            raise
+        pipeline.__exit__(None, None, None)
 
     def _rollback(self) -> None:
-        if not self.conn.closed:
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            self._end_pipeline(pipeline, RuntimeError("rolled back"))
+        if not self.conn.closed and self.conn.info.transaction_status != 0:
             self.conn.execute("ROLLBACK")
+
+    @staticmethod
+    def _end_pipeline(pipeline: Any, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # the pipeline may be aborted already: the transaction is over anyway
+            pipeline.__exit__(type(exc), exc, exc.__traceback__)
 
     def describe(self) -> str:
         info = self.conn.info

@@ -87,19 +87,7 @@ def insert(db: Database, rows: Sequence[tuple[str, int, str, bytes, int, float]]
         "INSERT OR IGNORE INTO inputs (rowid, call_id, idx, function_id, state, payload, count, queued_at) "
         "VALUES (?, ?, ?, ?, 'PENDING', ?, ?, ?)"
     )
-    return sum(r[5] for r in insert_new(db, "inputs", sql, spaced))
-
-
-def insert_new(db: Database, name: str, sql: str, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
-    """Run an ``INSERT OR IGNORE`` for each row; returns the rows that were new (in one statement when all are)."""
-    db.execute(f"SAVEPOINT {name}")
-    if db.executemany(sql, rows) == len(rows):  # the usual case: every row is new
-        new = rows
-    else:  # some were there: find which rows are new, one by one
-        db.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        new = [r for r in rows if db.execute(sql, r).rowcount > 0]
-    db.execute(f"RELEASE SAVEPOINT {name}")
-    return new
+    return sum(r[5] for r in db.insert_new(sql, spaced, (1, 2)))
 
 
 def next_rowid(db: Database) -> int:
@@ -263,9 +251,10 @@ def _per_input(db: Database, reports: Sequence[ReportedOutput], rows: Held) -> l
     return out
 
 
-def finish(db: Database, rows: Sequence[Ending], now: float) -> set[str]:
+def finish(db: Database, rows: Sequence[Ending], now: float, leased: bool = False) -> set[str]:
     """End inputs: they become outputs (the first result of an input wins), counted on their calls, and leave the
-    queue. One statement per step, whatever the batch size. Returns the calls that got outputs."""
+    queue. One statement per step, whatever the batch size. Returns the calls that got outputs. ``leased``: the
+    caller knows every row is leased (reports), so none leaves the queued count and nothing need be read back."""
     sql = (
         "INSERT OR IGNORE INTO outputs (call_id, idx, status, data, lease, created_at, container_id, duration, "
         "error_type, error_message, traceback, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -276,16 +265,22 @@ def finish(db: Database, rows: Sequence[Ending], now: float) -> set[str]:
         values.append((r.call_id, r.idx, r.status, r.data, r.lease, now, r.container_id, r.duration,
                        e and e.type, e and e.message, e and e.traceback, r.span))  # fmt: skip
     counts: dict[str, list[int]] = {}
-    for call_id, _, status, data, *_, count in insert_new(db, "outputs", sql, values):
+    for call_id, _, status, data, *_, count in db.insert_new(sql, values, (0, 1)):
         if len(data) == BLOB_PAYLOAD_LEN and count == 1 and status in PAYLOAD_STATUSES:  # it may name a blob
             BlobRefs.record(db, call_id, "out", (data,))
         c = counts.setdefault(call_id, [0, 0])
         c[0] += count
         c[1] += count if status != OutputStatus.SUCCESS.value else 0
-    for call_id, (done, failed) in counts.items():
-        db.execute("UPDATE calls SET done=done+?, failed=failed+? WHERE id=?", (done, failed, call_id))
-        maybe_finish(db, call_id, now)
+    for call_id, (done, failed) in counts.items():  # counted, and finished when that was its last input
+        db.execute(
+            "UPDATE calls SET done=done+?, failed=failed+?, finished_at=CASE WHEN num_inputs IS NOT NULL AND "
+            "done+?>=num_inputs AND finished_at IS NULL THEN ? ELSE finished_at END WHERE id=?",
+            (done, failed, done, now, call_id),
+        )
     for part in slices([r.rowid for r in rows]):
+        if leased:
+            db.execute(f"DELETE FROM inputs WHERE rowid IN ({marks(len(part))})", part)
+            continue
         deleted = db.execute(
             f"DELETE FROM inputs WHERE rowid IN ({marks(len(part))}) RETURNING function_id, state, count", part
         ).fetchall()

@@ -221,16 +221,17 @@ class SQLStore:
         with self.db.tx() as db:
             accepted, touched = self._complete(db, container_id, reports, now) if reports else (0, set())
             wanted = max_inputs > 0 and db.has_pending(function_id)
-            leased = self._lease(db, function_id, container_id, max_inputs, now) if wanted else []
+            leased = self._lease(db, function_id, container_id, max_inputs, now, seen=bool(reports)) if wanted else []
             if not reports and not leased:  # nothing above marked it seen
                 db.execute("UPDATE containers SET last_seen=? WHERE id=?", (now, container_id))
         return accepted, touched, leased
 
     def _lease(
-        self, db: Database, function_id: str, container_id: str, max_inputs: int, now: float
+        self, db: Database, function_id: str, container_id: str, max_inputs: int, now: float, seen: bool = False
     ) -> list[LeasedInput]:
+        """``seen``: this transaction marked the container active now already (its reports)."""
         leased, queued_at = queue.take(db, function_id, container_id, max_inputs, now)
-        if leased:
+        if leased and not seen:
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
             waits = [(now - at, x.count) for at, x in zip(queued_at, leased) if at]
             self._observe(db, function_id, metrics.WAIT, waits)
@@ -287,7 +288,7 @@ class SQLStore:
                             r.duration or None, None, r.count)  # fmt: skip
             if (done := self._apply(db, row[2], ending, verdict, now)) is not None:
                 finished.append(done)
-        queue.finish(db, finished, now)
+        queue.finish(db, finished, now, leased=True)  # every report ended a leased input of this container
         db.execute(
             "UPDATE containers SET last_active=?, last_seen=?, served=served+? WHERE id=?",
             (now, now, accepted, container_id),
