@@ -33,7 +33,9 @@ VARIABLES = (
     Variable("SHOAL_SERVER_URL", "", "the server to use instead of this home's own"),
     Variable("SHOAL_TOKEN", "", "the server's own token (server) or the token to present (client)"),
     Variable("SHOAL_RESULT_RETENTION", "604800", "seconds results are kept after their call finishes"),
-    Variable("SHOAL_HEARTBEAT_INTERVAL", "1", "seconds between a container's heartbeats"),
+    Variable(
+        "SHOAL_HEARTBEAT_INTERVAL", "1", "seconds between a container's heartbeats (none within this of an exchange)"
+    ),
     Variable("SHOAL_HEARTBEAT_TIMEOUT", "15", "seconds without a heartbeat before a container is killed"),
     Variable("SHOAL_CLIENT_TIMEOUT", "20", "seconds without a client heartbeat before an ephemeral app stops"),
     Variable("SHOAL_MAX_PAYLOAD_BYTES", "536870912", "the largest argument or result accepted"),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -16,6 +20,7 @@ from ..protocol.messages import (
     ExchangeRequest,
     HeartbeatReply,
     HeartbeatRequest,
+    InputRef,
     ItemReport,
     StartedReport,
     WebReady,
@@ -23,15 +28,46 @@ from ..protocol.messages import (
 from .ledger import ChunkLedger
 
 
+class Contact:
+    """When the container last exchanged with the server, shared by its APIs: an exchange proves it alive and
+    carries its orders, so a heartbeat right after one (or during one held open) is skipped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._last = 0.0
+        self.on_cancel: Callable[[list[InputRef]], None] | None = None  # the runtime's: interrupt these inputs
+
+    @contextmanager
+    def exchanging(self) -> Iterator[None]:
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._last = time.monotonic()
+
+    def recent(self, window: float) -> bool:
+        """Whether an exchange is in flight now, or ended within ``window`` seconds."""
+        with self._lock:
+            return self._in_flight > 0 or time.monotonic() - self._last < window
+
+
 class ContainerAPI:
     """The requests of one container. A server that no longer knows it (restarted, or it was stopped) ends it:
     ``SystemExit(0)``, as there is nothing left to do."""
 
-    def __init__(self, url: str, container_id: str, token: str, ledger: ChunkLedger | None = None) -> None:
+    def __init__(
+        self, url: str, container_id: str, token: str, ledger: ChunkLedger | None = None,
+        contact: Contact | None = None,
+    ) -> None:  # fmt: skip
         self.url = url
         self.container_id = container_id
         self.sync = SyncClient(url, token, CONTAINER)
         self.ledger = ledger or ChunkLedger()  # shared by a container's APIs (one per thread)
+        self.contact = contact or Contact()  # shared too
 
     def _call(self, template: str, message: Any, reply: type[Any], method: str = "POST") -> Any:
         try:
@@ -50,7 +86,10 @@ class ContainerAPI:
         if request.outputs or request.released:
             outputs, released = self.ledger.merge(request.outputs), self.ledger.merge_released(request.released)
             request = msgspec.structs.replace(request, outputs=outputs, released=released)
-        reply: ExchangeReply = self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)
+        with self.contact.exchanging():
+            reply: ExchangeReply = self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)
+        if reply.cancel and self.contact.on_cancel is not None:
+            self.contact.on_cancel(reply.cancel)
         if any(x.count > 1 for x in reply.inputs):
             reply = msgspec.structs.replace(reply, inputs=self.ledger.expand(reply.inputs))
         return reply

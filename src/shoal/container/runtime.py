@@ -40,7 +40,9 @@ from ..protocol.messages import (
     ExchangeReply,
     ExchangeRequest,
     FailureInfo,
+    HeartbeatReply,
     HeartbeatRequest,
+    InputRef,
     ItemReport,
     LeasedInput,
     LogEntry,
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 2048  # inputs a lease asks for at most (fast inputs: fewer exchanges; chunk rows make a large lease cheap)
 IDLE_POLL = 10.0
+HELD_BEAT = 5.0  # seconds the server may hold a quiet heartbeat (it answers an order at once; capped by the server)
 PREFETCH_BELOW = 0.25  # seconds per input: faster inputs lease their next batch while the last input runs
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
 SHIP_WAIT = 5.0  # seconds an exchange waits for the heartbeat's log shipment in flight (so lines keep their order)
@@ -547,27 +550,51 @@ class ContainerRuntime:
     def _side_api(self) -> ContainerAPI:
         env = container_env()
         assert env is not None
-        return ContainerAPI(self.api.url, env.container_id, env.container_token, self.api.ledger)
+        return ContainerAPI(self.api.url, env.container_id, env.container_token, self.api.ledger, self.api.contact)
 
     def _heartbeat_loop(self) -> None:
+        """Ship output as it comes (each shipment is a beat too); when there is none, beat, unless an exchange
+        (in flight, or within the interval) just said the container is alive. A quiet beat is held by the server up
+        to ``HELD_BEAT`` s and answered at once when an order comes (stop, or inputs to interrupt), so a container
+        that exchanges often sends no beat at all, and one busy with a long input sends one every few seconds."""
+        threading.Thread(target=self._order_loop, name="shoal-orders", daemon=True).start()
         api = self._side_api()
         while True:
             if not self.logs.pending():  # a burst of output goes out request after request, as fast as taken
                 time.sleep(self.heartbeat_interval)
+                continue
             try:
                 with self.logs.shipping() as logs:
-                    resp = api.heartbeat(HeartbeatRequest(entries(logs)))
+                    if logs:
+                        self._obey(api.heartbeat(HeartbeatRequest(entries(logs))))
                 if not logs:  # another thread ships now: no busy loop beside it
                     time.sleep(min(0.05, self.heartbeat_interval))
             except SystemExit:
                 os._exit(0)
-            except Exception:  # noqa: BLE001 - the server may be restarting; keep beating
+            except Exception:  # noqa: BLE001 - the server may be restarting; keep shipping
+                time.sleep(self.heartbeat_interval)
+
+    def _order_loop(self) -> None:
+        api = self._side_api()
+        while True:
+            if self.api.contact.recent(self.heartbeat_interval):
                 time.sleep(self.heartbeat_interval)
                 continue
-            for ref in resp.cancel:
-                self.cancel((ref.call_id, ref.index))
-            if resp.stop:
-                self.request_stop()
+            try:
+                self._obey(api.heartbeat(HeartbeatRequest(wait=HELD_BEAT)))
+            except SystemExit:
+                os._exit(0)
+            except Exception:  # noqa: BLE001 - the server may be restarting; keep beating
+                time.sleep(self.heartbeat_interval)
+
+    def _obey(self, resp: HeartbeatReply) -> None:
+        self.interrupt(resp.cancel)
+        if resp.stop:
+            self.request_stop()
+
+    def interrupt(self, inputs: list[InputRef]) -> None:
+        for ref in inputs:
+            self.cancel((ref.call_id, ref.index))
 
     def cancel(self, key: Key) -> None:
         """Stop one input: it raises InputCancellation (CancelledError in async code); nothing else is touched."""
@@ -674,6 +701,7 @@ def main() -> None:
     cfg = settings()
     api = ContainerAPI(env.server_url, env.container_id, env.container_token)
     runtime = ContainerRuntime(api, cfg.heartbeat_interval)
+    api.contact.on_cancel = runtime.interrupt  # orders that come with an exchange's reply
 
     def on_stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)

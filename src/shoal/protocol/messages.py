@@ -157,10 +157,14 @@ class ExchangeReply(msgspec.Struct, frozen=True):
     inputs: list[LeasedInput]
     stop: bool
     accepted: int = 0
+    cancel: list[InputRef] = []  # inputs to interrupt (their call was cancelled): orders travel with exchanges too
 
 
 class HeartbeatRequest(msgspec.Struct, frozen=True):
+    """Logs to ship, and how long the server may hold the beat (``wait`` s) to answer an order at once."""
+
     logs: list[LogEntry] = []
+    wait: float = 0.0
 
 
 class HeartbeatReply(msgspec.Struct, frozen=True):

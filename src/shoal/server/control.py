@@ -42,6 +42,7 @@ from .core.scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .errors import Conflict, Invalid, NotFound
 from .gateway import Gateway
 from .images import ImageBuilds
+from .liveness import Liveness, control_key
 from .notifier import Notifier
 from .secrets import SecretStore
 from .store import SQLiteStore, Store, open_store
@@ -130,6 +131,7 @@ class ControlPlane:
         self.backend.put_blob = self.blobs.put
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
+        self.liveness = Liveness(self.notifier)
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
         self.authorizer = Authorizer(config.client_token or config.local_token, self.container_keys, registry)
@@ -423,8 +425,9 @@ class ControlPlane:
         for cid in sorted({cid for cid, _ in running}):
             if terminate_containers:
                 self._handle(cid, KillDecided(Intent("terminated by FunctionCall.cancel", charge=False)))
-            else:  # told with its next heartbeat: only those inputs are interrupted
-                self.store.add_interrupts(cid, [InputRef(call_id, index) for c, index in running if c == cid])
+            else:  # told with its next exchange or heartbeat (one held open is answered now): only those inputs
+                self.liveness.interrupt(cid, [InputRef(call_id, index) for c, index in running if c == cid])
+                self._notify_container_function(cid)  # its long poll (an exchange) answers with the order
 
     async def stop_app(self, app_id: str, reason: str = "stopped") -> None:
         self.store.stop_app(app_id, reason)
@@ -469,34 +472,45 @@ class ControlPlane:
         want = 0 if stop else request.want
         # reports and the first lease in one transaction: one commit per exchange
         accepted, touched, leased = self.store.report_and_lease(container_id, function_id, request.outputs, want)
+        self.liveness.heard(container_id, clock.now())
         if touched:
             self._notify_calls(touched)
         deadline = time.monotonic() + min(request.wait, MAX_LONG_POLL)
-        while True:
-            if stop:
-                return ExchangeReply([], True, accepted)
-            remaining = deadline - time.monotonic()
-            if leased or remaining <= 0:
-                if leased:
-                    self.wake_scheduler()
-                return ExchangeReply(leased, False, accepted)
-            retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
-            if retry_at is not None:
-                remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
-            await self.notifier.wait("fn:" + function_id, remaining)
-            found = self.store.container_state(container_id)
-            stop = self._stopping or found is None or found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
-            leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 and not stop else []
+        with self.liveness.holding(container_id, clock.now()):  # a long poll: on the line, no heartbeat needed
+            while True:
+                if stop:
+                    return ExchangeReply([], True, accepted, self.liveness.take_interrupts(container_id))
+                remaining = deadline - time.monotonic()
+                if leased or remaining <= 0 or self.liveness.has_orders(container_id):
+                    if leased:
+                        self.wake_scheduler()
+                    return ExchangeReply(leased, False, accepted, self.liveness.take_interrupts(container_id))
+                retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
+                if retry_at is not None:
+                    remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
+                await self.notifier.wait("fn:" + function_id, remaining)
+                found = self.store.container_state(container_id)
+                stop = self._stopping or found is None or found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+                leased = self.store.lease_inputs(function_id, container_id, want) if want > 0 and not stop else []
 
-    def heartbeat(self, container_id: str, logs: list[LogEntry]) -> HeartbeatReply:
-        """Record liveness; the reply says whether the container should stop and which inputs it must interrupt."""
+    async def heartbeat(self, container_id: str, logs: list[LogEntry], wait: float = 0.0) -> HeartbeatReply:
+        """Record liveness (in memory: no transaction); the reply says whether the container should stop and which
+        inputs it must interrupt. A beat with ``wait`` is held up to that long (a third of the heartbeat timeout at
+        most) and answered as soon as an order comes."""
         found = self.store.container_state(container_id)
         if found is None:
             return HeartbeatReply(True)
-        self.store.touch_container(container_id)
+        self.liveness.beats += 1
+        self.liveness.heard(container_id, clock.now())
         self.record_logs(container_id, logs)
         stop = found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
-        return HeartbeatReply(stop, self.store.take_interrupts(container_id))
+        hold = min(wait, self.config.heartbeat_timeout / 3, MAX_LONG_POLL)
+        if not stop and hold > 0 and not self.liveness.has_orders(container_id) and not self._stopping:
+            with self.liveness.holding(container_id, clock.now()):
+                await self.notifier.wait(control_key(container_id), hold)
+            found = self.store.container_state(container_id)
+            stop = found is None or found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
+        return HeartbeatReply(stop, self.liveness.take_interrupts(container_id))
 
     def record_logs(self, container_id: str, logs: list[LogEntry]) -> None:
         if not logs:
@@ -572,6 +586,7 @@ class ControlPlane:
             self.store.mark_started(cid)
         elif isinstance(action, lifecycle.MarkStopped):
             self.store.set_container_state(cid, ContainerState.STOPPED, action.reason)
+            self.liveness.forget(cid)
         elif isinstance(action, lifecycle.Log):
             self.system_log(container.app_id, cid, f"Container {cid} {action.text}")
         return set()
@@ -581,6 +596,7 @@ class ControlPlane:
             self.notifier.notify("call:" + call_id)
 
     def _notify_container_function(self, container_id: str) -> None:
+        self.notifier.notify(control_key(container_id))  # a beat held open answers now (it may have to stop)
         found = self.store.container_state(container_id)
         if found:
             self.gateway.containers_changed(found[0])  # a draining container takes no more requests
@@ -609,8 +625,10 @@ class ControlPlane:
         containers = []
         for c in self.store.live_containers():  # (a copy only for the few that differ: 1,000 copies cost 5 ms)
             extra, placed = serving.get(c.id, 0), self._placed_at.get(c.id)
-            if extra or placed is not None or c.id in waiting:
-                c = replace(c, leased=c.leased + extra, waiting=c.id in waiting, created_at=placed or c.created_at)
+            seen = self.liveness.last_seen(c.id, c.last_seen, now)  # beats and long polls are not in the store
+            if extra or placed is not None or c.id in waiting or seen != c.last_seen:
+                c = replace(c, leased=c.leased + extra, waiting=c.id in waiting, created_at=placed or c.created_at,
+                            last_seen=seen)  # fmt: skip
             containers.append(c)
         for action in plan(self.store.function_loads(self.gateway.demand()), containers, now, limits):
             if isinstance(action, Launch):

@@ -85,4 +85,4 @@ def add_routes(r: Router) -> None:
     @r.route(routes.CONTAINER_HEARTBEAT, ["POST"], "container")
     async def heartbeat(request: Request) -> Response:
         beat = await r.typed(request, HeartbeatRequest)
-        return message(plane.heartbeat(request.path_params["container_id"], beat.logs))
+        return message(await plane.heartbeat(request.path_params["container_id"], beat.logs, beat.wait))

@@ -87,9 +87,6 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS endpoints (
     label TEXT PRIMARY KEY, app_id TEXT NOT NULL, function_id TEXT NOT NULL, port INTEGER NOT NULL
 );
--- inputs a container must interrupt (a cancelled call), told with its next heartbeat
-CREATE TABLE IF NOT EXISTS interrupts (container_id TEXT NOT NULL, call_id TEXT NOT NULL, idx INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS interrupts_container ON interrupts(container_id);
 -- attempts of an input that ended without its result (a retried failure, a crash): its last attempt is its output
 CREATE TABLE IF NOT EXISTS attempts (
     call_id TEXT NOT NULL, idx INTEGER NOT NULL, lease INTEGER NOT NULL, container_id TEXT, status TEXT NOT NULL,

@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from ...protocol import chunks
-from ...protocol.messages import InputRef, LogEntry, OutputRow, Release
+from ...protocol.messages import LogEntry, OutputRow, Release
 from ...protocol.specs import FunctionSpec, InvalidSpec, decode_spec
 from ...retries import RetryPolicy
 from .. import metrics
@@ -503,22 +503,6 @@ class SQLStore:
                 "UPDATE containers SET kill_reason=?, kill_status=?, kill_charge=? WHERE id=?",
                 (intent.reason, intent.status.value, int(intent.charge), container_id),
             )
-
-    def add_interrupts(self, container_id: str, inputs: Sequence[InputRef]) -> None:
-        """Inputs a container must interrupt (their call was cancelled), until it takes them."""
-        with self.db.tx() as db:
-            db.executemany(
-                "INSERT INTO interrupts VALUES (?, ?, ?)", [(container_id, r.call_id, r.index) for r in inputs]
-            )
-
-    def take_interrupts(self, container_id: str) -> list[InputRef]:
-        with self.db.tx() as db:
-            rows = db.execute(
-                "SELECT call_id, idx FROM interrupts WHERE container_id=? ORDER BY rowid", (container_id,)
-            ).fetchall()
-            if rows:
-                db.execute("DELETE FROM interrupts WHERE container_id=?", (container_id,))
-        return [InputRef(c, i) for c, i in rows]
 
     def startup_error(self, function_id: str) -> tuple[int, str | None]:
         """(consecutive failed starts, the last one's error) of a function."""

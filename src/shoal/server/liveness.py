@@ -1,0 +1,72 @@
+"""When each container was last heard from, and the orders waiting for it: kept in memory, not in the store.
+
+A container is heard from by its exchanges and its heartbeats; while one of its requests is held open by the
+server (a long poll), it is on the line and counts as heard from now. None of this is worth a write to the store:
+after a restart every container is gone anyway. So a heartbeat costs no transaction, and a container that
+exchanges often sends no heartbeat at all (the runtime skips a beat after an exchange): at 10,000 containers the
+beats no longer cost as much as the work.
+
+Orders for a container (inputs to interrupt: their call was cancelled) wait here until its next exchange or
+heartbeat takes them; a request held open for it is woken at once (``ctl:<container>``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from ..protocol.messages import InputRef
+from .notifier import Notifier
+
+
+def control_key(container_id: str) -> str:
+    """The notifier key a held request of this container waits on (besides its function's)."""
+    return "ctl:" + container_id
+
+
+class Liveness:
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._seen: dict[str, float] = {}
+        self._on_line: Counter[str] = Counter()
+        self._interrupts: dict[str, list[InputRef]] = {}
+        self.beats = 0  # heartbeats received since the server started (exchanges make most of them unneeded)
+
+    def heard(self, container_id: str, now: float) -> None:
+        self._seen[container_id] = now
+
+    @contextmanager
+    def holding(self, container_id: str, now: float) -> Iterator[None]:
+        """While a request of the container is held open (a long poll), it is on the line."""
+        self._seen[container_id] = now
+        self._on_line[container_id] += 1
+        try:
+            yield
+        finally:
+            self._on_line[container_id] -= 1
+            if not self._on_line[container_id]:
+                del self._on_line[container_id]
+
+    def last_seen(self, container_id: str, stored: float, now: float) -> float:
+        """When the container was last heard from: now while on the line, else the later of ``stored`` (the store's,
+        written with its exchanges) and what was heard since."""
+        if container_id in self._on_line:
+            return now
+        return max(stored, self._seen.get(container_id, 0.0))
+
+    def interrupt(self, container_id: str, inputs: Sequence[InputRef]) -> None:
+        """The container must interrupt these inputs: told with its next exchange or heartbeat (woken if held)."""
+        self._interrupts.setdefault(container_id, []).extend(inputs)
+        self.notifier.notify(control_key(container_id))
+
+    def has_orders(self, container_id: str) -> bool:
+        return container_id in self._interrupts
+
+    def take_interrupts(self, container_id: str) -> list[InputRef]:
+        return self._interrupts.pop(container_id, [])
+
+    def forget(self, container_id: str) -> None:
+        """The container stopped."""
+        self._seen.pop(container_id, None)
+        self._interrupts.pop(container_id, None)
