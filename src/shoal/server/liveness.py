@@ -48,12 +48,12 @@ class Liveness:
             if not self._on_line[container_id]:
                 del self._on_line[container_id]
 
-    def last_seen(self, container_id: str, stored: float, now: float) -> float:
-        """When the container was last heard from: now while on the line, else the later of ``stored`` (the store's,
-        written with its exchanges) and what was heard since."""
-        if container_id in self._on_line:
-            return now
-        return max(stored, self._seen.get(container_id, 0.0))
+    def heard_by(self, now: float) -> dict[str, float]:
+        """When each container was last heard from (now for those on the line): what the scheduler adds to the
+        store's ``last_seen`` (a dict copy per tick: about 1 ms at 10,000 containers)."""
+        heard = dict(self._seen)
+        heard.update(dict.fromkeys(self._on_line, now))
+        return heard
 
     def interrupt(self, container_id: str, inputs: Sequence[InputRef]) -> None:
         """The container must interrupt these inputs: told with its next exchange or heartbeat (woken if held)."""

@@ -59,6 +59,14 @@ def test_a_container_without_heartbeat_is_killed():
     assert Kill("ta-1", "no heartbeat for 20s (hung, stopped or holding the GIL)") in actions
 
 
+def test_a_container_heard_from_since_its_row_was_written_is_alive():
+    # Given a row last written 20 s ago (beats and long polls are kept in the plane's memory, not the store)
+    rows = [container("ta-1", seen=80.0, leased=1)]
+    # Then a beat heard 5 s ago keeps it, and one heard 20 s ago does not
+    assert not [a for a in plan([load(leased=1)], rows, 100.0, LIMITS, {"ta-1": 95.0}) if isinstance(a, Kill)]
+    assert [a for a in plan([load(leased=1)], rows, 100.0, LIMITS, {"ta-1": 80.0}) if isinstance(a, Kill)]
+
+
 def test_a_container_that_never_starts_is_killed_after_startup_timeout():
     actions = plan(
         [load(ready=1, max_containers=1)],

@@ -54,7 +54,7 @@ class ContainerRecord:
     startup_failures: int  # consecutive failed starts of its function
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContainerRow:
     id: str
     function_id: str

@@ -16,6 +16,7 @@ stop heartbeating or never finish starting are killed.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .records import ContainerRow, ContainerState, FunctionLoad
@@ -101,13 +102,18 @@ def startup_backoff(failures: int) -> float:
     return 0.0 if failures <= 0 else min(0.5 * 2 ** (failures - 1), MAX_STARTUP_BACKOFF)
 
 
-def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, limits: Limits) -> list[Action]:
-    """Decide what to launch, drain and kill now."""
+def plan(
+    loads: list[FunctionLoad], containers: list[ContainerRow], now: float, limits: Limits,
+    heard: Mapping[str, float] | None = None,
+) -> list[Action]:  # fmt: skip
+    """Decide what to launch, drain and kill now. ``heard``: when containers were last heard from, where that is
+    later than their row's ``last_seen`` (the plane keeps beats and long polls in memory)."""
     actions: list[Action] = []
     by_function: dict[str, list[ContainerRow]] = defaultdict(list)
+    heard = heard or {}
     for c in containers:
         by_function[c.function_id].append(c)
-        actions.extend(_health_actions(c, now, limits, loads))
+        actions.extend(_health_actions(c, now, limits, loads, max(c.last_seen, heard.get(c.id, 0.0))))
     killed = {a.container_id for a in actions if isinstance(a, Kill)}
     total = sum(1 for c in containers if c.id not in killed)
     blocked = 0  # containers functions with a backlog want but the machine-wide cap refuses
@@ -151,7 +157,9 @@ def plan(loads: list[FunctionLoad], containers: list[ContainerRow], now: float, 
     return actions
 
 
-def _health_actions(c: ContainerRow, now: float, limits: Limits, loads: list[FunctionLoad]) -> list[Action]:
+def _health_actions(
+    c: ContainerRow, now: float, limits: Limits, loads: list[FunctionLoad], last_seen: float
+) -> list[Action]:
     if c.state == ContainerState.STARTING:
         if c.waiting:  # its startup time begins when the backend places it
             return []
@@ -167,6 +175,6 @@ def _health_actions(c: ContainerRow, now: float, limits: Limits, loads: list[Fun
             reason = (f"Function timed out after {load.timeout:g}s (timeout={load.timeout:g}) and did not stop "
                       "(native code holding the GIL?), so its container was killed")  # fmt: skip
             return [Kill(c.id, reason, timed_out=True)]
-    if now - c.last_seen > limits.heartbeat_timeout:
-        return [Kill(c.id, f"no heartbeat for {now - c.last_seen:.0f}s (hung, stopped or holding the GIL)")]
+    if now - last_seen > limits.heartbeat_timeout:
+        return [Kill(c.id, f"no heartbeat for {now - last_seen:.0f}s (hung, stopped or holding the GIL)")]
     return []
