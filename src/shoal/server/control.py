@@ -431,6 +431,7 @@ class ControlPlane:
 
     async def stop_app(self, app_id: str, reason: str = "stopped") -> None:
         self.store.stop_app(app_id, reason)
+        self.gateway.app_stopped()
         for call_id in self.store.unfinished_calls(app_id):
             await self.cancel_call(call_id, False, f"the app was stopped ({reason}) before this input finished")
         self.store.blob_refs.release_inputs_of_app(app_id)  # no input of it runs again: its blobs can go

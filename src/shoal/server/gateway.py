@@ -239,6 +239,11 @@ class Gateway:
         """A container of the function became ready, or stopped: look again."""
         self.containers.pop(function_id, None)
 
+    def app_stopped(self) -> None:
+        """An app stopped: the endpoints' lookups are stale now (a request that follows the stop gets 404, not a
+        container of the stopped app for up to LOOKUP_TTL)."""
+        self.lookups.clear()
+
     def _release(self, container_id: str, function_id: str) -> None:
         self.inflight[container_id] -= 1
         if self.inflight[container_id] <= 0:
