@@ -169,3 +169,26 @@ def test_every_setting_is_declared_once_and_documented():
     documented = set(re.findall(r"\| `(SHOAL_\w+)` \|", table))
     assert documented == {v.name for v in VARIABLES if v.audience == "user"}
     assert documented <= declared
+
+
+def test_the_cli_offers_every_backend_kind_the_registry_has():
+    from shoal.backends import KINDS
+    from shoal.cli.manage import BACKENDS
+
+    assert sorted(BACKENDS) == sorted(KINDS)
+
+
+def test_backends_import_nothing_of_the_server_and_the_store_parts_nothing_of_the_store():
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "shoal"
+    imports = re.compile(r"^\s*from (\.+[\w.]*|shoal[\w.]*) import", re.MULTILINE)
+    for path in (src / "backends").glob("*.py"):
+        assert not [m for m in imports.findall(path.read_text()) if m.startswith(("..server", "shoal.server"))], path
+    for path in (src / "server" / "store").glob("*.py"):
+        if path.name not in ("__init__.py", "sqlite.py", "postgres.py"):  # the stores themselves, and the package
+            assert not [m for m in imports.findall(path.read_text()) if m in (".sql", ".sqlite", ".postgres")], path
+    for path in (src / "server" / "core").glob("*.py"):  # the decisions: pure, no I/O of the plane's
+        found = imports.findall(path.read_text())
+        assert not [m for m in found if m.startswith(("..store", "..control", "...backends", "..routes"))], path

@@ -1,5 +1,63 @@
-"""Backends provide capacity only: start, stop and list containers. They know nothing about inputs."""
+"""Backends provide capacity only: start, stop and list containers. They know nothing about inputs.
 
-from .base import Backend, ContainerSpec
+A backend is chosen by name through :data:`KINDS` (``--backend``, ``SHOAL_BACKEND``): each kind says how it is
+opened, whether it needs a token (its containers run on other machines) and the machine-wide cap on containers it
+implies. The server imports no backend by name, and no backend imports the server.
+"""
 
-__all__ = ["Backend", "ContainerSpec"]
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import Backend, ContainerSpec, VolumeDirs
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a backend is opened with."""
+
+    state_dir: Path  # the server's own state (containers' logs; the Ray backend's scratch)
+    volumes: VolumeDirs  # where each volume's files are on the server's machine
+    hidden: tuple[str, ...] = ()  # more directories containers must never see (a shared directory of blobs, keys)
+    ray_address: str = "auto"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    open: Callable[[Setup], Backend]
+    needs_token: bool  # its containers reach the server over the network: a token is required
+    max_total_containers: int | None  # the default cap on containers in all; None: max(32, 8 x CPUs) here
+    about: str
+
+
+def _open_local(setup: Setup) -> Backend:
+    from .local import LocalBackend
+
+    return LocalBackend(setup.state_dir / "containers", setup.volumes, setup.hidden)
+
+
+def _open_ray(setup: Setup) -> Backend:
+    from .ray_backend import RayBackend  # imports Ray: only for a server that asks for it
+
+    return RayBackend(setup.ray_address, setup.state_dir)
+
+
+KINDS: dict[str, Kind] = {
+    "local": Kind("local", _open_local, False, None, "processes on this machine"),
+    # a cluster grows (Ray's autoscaler adds nodes for pending actors): no tight cap
+    "ray": Kind("ray", _open_ray, True, 10_000, "a Ray actor per container, on a Ray cluster"),
+}
+
+
+def kind(name: str) -> Kind:
+    """The backend kind called ``name``; ValueError naming the known ones otherwise."""
+    found = KINDS.get(name)
+    if found is None:
+        raise ValueError(f"Unknown backend {name!r}: use {' or '.join(sorted(KINDS))}.")
+    return found
+
+
+__all__ = ["KINDS", "Backend", "ContainerSpec", "Kind", "Setup", "kind"]

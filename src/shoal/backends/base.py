@@ -5,12 +5,39 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from ..exception import ImageBuildError
 from ..protocol.specs import ImageSpec, MountSpec, PreparedImage, Resources
 
 ExitCallback = Callable[[str, "int | None"], None]
 PlacedCallback = Callable[[str, str], None]
+
+
+class Unplaceable(ValueError):
+    """What a backend could never place (a GPU type no node has), and what it offers instead: the control plane
+    refuses the function at registration with this message."""
+
+
+class VolumeDirs(Protocol):
+    """Where each volume's files are on this machine: the server's volume store, or a node's copies. A backend
+    binds these into its containers; it imports nothing of the server."""
+
+    def dir(self, name: str) -> Path: ...
+
+
+class FolderVolumes:
+    """Volumes as the folders under ``root`` (a Ray node's copies for one container)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def dir(self, name: str) -> Path:
+        path = self.root / name
+        if not path.is_dir():
+            raise FileNotFoundError(f"volume {name} has no copy on this node ({path})")
+        return path
 
 
 @dataclass(frozen=True)
@@ -83,7 +110,7 @@ class Backend(abc.ABC):
         """Refuse at registration what this backend could never place (a GPU type no node has).
 
         Raises:
-            Invalid: what cannot be placed, and what the backend offers instead.
+            Unplaceable: what cannot be placed, and what the backend offers instead.
         """
         return None
 

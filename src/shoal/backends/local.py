@@ -19,9 +19,8 @@ import psutil
 
 from ..config import settings
 from ..protocol.specs import ImageSpec, PreparedImage
-from ..server.volumes import VolumeStore
 from . import memory_cgroup, sandbox
-from .base import Backend, Capabilities, ContainerSpec
+from .base import Backend, Capabilities, ContainerSpec, VolumeDirs
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 HOST = socket.gethostname()  # the node of every local container
@@ -57,7 +56,7 @@ class ContainerProcess:
 class LocalBackend(Backend):
     """Runs containers as ``python -m shoal.container`` processes; their raw output goes to one log file each."""
 
-    def __init__(self, log_dir: Path, volumes: VolumeStore, hidden: tuple[str, ...] = ()) -> None:
+    def __init__(self, log_dir: Path, volumes: VolumeDirs, hidden: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.log_dir = log_dir
         self.hidden = hidden  # more directories the sandbox covers (a Ray node's: the server's state directory)

@@ -29,8 +29,7 @@ from .._image_build import materialise
 from ..config import use_home
 from ..protocol.messages import HeartbeatRequest, LogEntry
 from ..protocol.specs import FileMount, PreparedImage
-from ..server.volumes import VolumeStore
-from .base import ContainerSpec
+from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend
 from .ray_backend import BLOB_PREFIX
 
@@ -47,7 +46,7 @@ class ContainerHost:
         node_dir.mkdir(parents=True, exist_ok=True)
         use_home(node_dir / "home")  # this actor's process only: it hosts one container
         self.node_dir, self.hidden = node_dir, hidden
-        self.local = LocalBackend(node_dir / "containers", VolumeStore(node_dir / "volumes" / "none"), hidden=hidden)
+        self.local = LocalBackend(node_dir / "containers", FolderVolumes(node_dir / "volumes" / "none"), hidden=hidden)
         self.proc: subprocess.Popen[bytes] | None = None
         self.container_id = ""
         self.sandboxed = False
@@ -85,7 +84,7 @@ class ContainerHost:
         root = self.node_dir / "volumes" / spec.container_id
         for mount in spec.volumes:
             (root / mount.volume).mkdir(parents=True, exist_ok=True)
-        self.local = LocalBackend(self.node_dir / "containers", VolumeStore(root), hidden=self.hidden)
+        self.local = LocalBackend(self.node_dir / "containers", FolderVolumes(root), hidden=self.hidden)
         read_only = [m for m in spec.volumes if m.read_only]
         if read_only:
             client = SyncClient(spec.server_url, spec.container_token, CONTAINER)

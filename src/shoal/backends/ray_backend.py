@@ -31,9 +31,8 @@ from .._image_build import materialise
 from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
-from ..server.errors import Invalid
 from . import sandbox
-from .base import Backend, Capabilities, ContainerSpec, killed_by_signal
+from .base import Backend, Capabilities, ContainerSpec, Unplaceable, killed_by_signal
 
 log = logging.getLogger("shoal.ray")
 BLOB_PREFIX = "blob:"  # a mount whose content is a blob (a tar), not a path of the node
@@ -100,10 +99,10 @@ class RayBackend(Backend):
         gpus = self.ray.cluster_resources().get("GPU", 0)
         offered = self.accelerators()
         if not gpus or count > gpus:
-            raise Invalid(f"gpu={resources.gpu!r}: the Ray cluster has {gpus:g} GPUs in all "
+            raise Unplaceable(f"gpu={resources.gpu!r}: the Ray cluster has {gpus:g} GPUs in all "
                                f"({_describe(offered)}). Add GPU nodes, or ask for fewer.")  # fmt: skip
         if kind is not None and kind not in offered:
-            raise Invalid(f"gpu={resources.gpu!r}: no node of the Ray cluster offers a {kind} "
+            raise Unplaceable(f"gpu={resources.gpu!r}: no node of the Ray cluster offers a {kind} "
                                f"(it has {_describe(offered)}); ask for one of those, or gpu='any'.")  # fmt: skip
 
     def actor_options(self, resources: Resources) -> dict[str, Any]:

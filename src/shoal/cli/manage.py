@@ -16,6 +16,8 @@ from ..config import DEFAULT_PORT
 from ..protocol import routes
 from .main import friendly_errors
 
+BACKENDS = ["local", "ray"]  # backends.KINDS, named here so that the CLI starts without importing the backends
+
 
 def _request(method: str, path: str, body: dict[str, Any] | None = None, packed: bool = False) -> Any:
     from .._sync import run_sync
@@ -92,7 +94,7 @@ def server(ctx: click.Context, host: str, port: int | None, state_dir: Path | No
 @click.option("--host", default=None, help="Address (non-loopback needs a token).")
 @click.option("--port", default=None, type=int, help=f"Default: {DEFAULT_PORT}, or any free port when it is taken.")
 @click.option("--token", envvar="SHOAL_TOKEN", default=None, help="Require this bearer token from clients.")
-@click.option("--backend", type=click.Choice(["local", "ray"]), envvar="SHOAL_BACKEND", default="local",
+@click.option("--backend", type=click.Choice(BACKENDS), envvar="SHOAL_BACKEND", default="local",
               show_default=True, help="Where containers run: here, or on a Ray cluster (needs a token).")  # fmt: skip
 @click.option("--ray-address", envvar="SHOAL_RAY_ADDRESS", default="auto", show_default=True,
               help="The Ray backend's cluster: auto (the one this machine is part of) or HOST:PORT.")  # fmt: skip

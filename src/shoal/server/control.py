@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import backends
 from .._ids import call_of_input, new_id
 from ..backends import sandbox
-from ..backends.base import Backend, ContainerSpec
+from ..backends.base import Backend, ContainerSpec, Unplaceable
 from ..config import settings
 from ..protocol.messages import (
     EXIT_UNREACHABLE,
@@ -255,7 +256,10 @@ class ControlPlane:
         if spec.schedule is not None:
             check_schedule(spec.schedule)
         self._check_mounts(spec)
-        self.backend.check_resources(spec.resources)
+        try:
+            self.backend.check_resources(spec.resources)
+        except Unplaceable as exc:
+            raise Invalid(str(exc)) from None
         spec = spec.replace(secrets=secret_ids)
         function_id = new_id("function")
         self.store.create_function(function_id, app_id, tag, spec, pickled)
@@ -709,12 +713,11 @@ def web_label(app: dict[str, Any] | None, tag: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", raw)).strip("-")[:63].strip("-") or "endpoint"
 
 
-RAY_MAX_TOTAL_CONTAINERS = 10_000  # a cluster grows (Ray's autoscaler adds nodes for pending actors): no tight cap
-
-
-def default_max_total_containers(backend: str = "local") -> int:
-    """SHOAL_MAX_TOTAL_CONTAINERS, else max(32, 8 x CPUs) on this machine, or 10,000 on a Ray cluster."""
+def default_max_total_containers(kind: backends.Kind | None = None) -> int:
+    """SHOAL_MAX_TOTAL_CONTAINERS, else the backend kind's (10,000 on a Ray cluster), else max(32, 8 x CPUs)."""
     configured = settings().max_total_containers
     if configured is not None:
         return configured
-    return RAY_MAX_TOTAL_CONTAINERS if backend == "ray" else max(32, 8 * (os.cpu_count() or 1))
+    if kind is not None and kind.max_total_containers is not None:
+        return kind.max_total_containers
+    return max(32, 8 * (os.cpu_count() or 1))

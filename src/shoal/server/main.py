@@ -16,9 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .. import _loop, _servers
-from ..backends.base import Backend
-from ..backends.local import LocalBackend
+from .. import _loop, _servers, backends
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
 from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
@@ -64,13 +62,14 @@ def serve(
     """
     cfg = settings()
     token = token or cfg.token
-    backend = backend or cfg.backend
-    if backend not in ("local", "ray"):
-        raise InvalidError(f"Unknown backend {backend!r}: use local or ray.")
-    if backend == "ray" and not token:
+    try:
+        chosen = backends.kind(backend or cfg.backend)
+    except ValueError as exc:
+        raise InvalidError(str(exc)) from None
+    if chosen.needs_token and not token:
         raise InvalidError(
-            "The Ray backend serves containers on other machines, so it needs a token: set SHOAL_TOKEN (or pass "
-            "--token), and --host to an address the cluster's nodes reach."
+            f"The {chosen.name} backend serves containers on other machines, so it needs a token: set SHOAL_TOKEN "
+            "(or pass --token), and --host to an address the cluster's nodes reach."
         )
     if not is_loopback(host) and not token:
         raise InvalidError(
@@ -96,13 +95,15 @@ def serve(
     url = f"http://{url_host}:{sock.getsockname()[1]}"
     config = ServerConfig(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
-        result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(backend),
+        result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(chosen),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval,
     )  # fmt: skip
     parts = Parts.in_dir(state_dir, store, shared_dir)
-    plane = ControlPlane(config, _backend(backend, ray_address or cfg.ray_address, state_dir, parts, shared_dir), parts)
+    hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's
+    setup = backends.Setup(state_dir, parts.volumes, hidden, ray_address or cfg.ray_address)
+    plane = ControlPlane(config, chosen.open(setup), parts)
     server = _Server(
         uvicorn.Config(
             create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
@@ -159,15 +160,6 @@ def _lead(store: str, host: str, port: int, state_dir: Path) -> Leadership | Non
         print("Active: this server took over from the one that stopped.", flush=True)
     leadership.watch()
     return leadership
-
-
-def _backend(kind: str, ray_address: str, state_dir: Path, parts: Parts, shared: Path | None) -> Backend:
-    if kind == "ray":
-        from ..backends.ray_backend import RayBackend
-
-        return RayBackend(ray_address, state_dir)
-    hidden = (str(shared),) if shared else ()  # the blobs and the secrets key of every server: no container's
-    return LocalBackend(state_dir / "containers", parts.volumes, hidden)
 
 
 def _local_token(state_dir: Path) -> str:
@@ -256,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--token", default=None, help="Prefer SHOAL_TOKEN: a command line is visible to `ps`.")
     parser.add_argument("--parent-pid", type=int, default=None)
     parser.add_argument("--standing", action="store_true", help="Be this SHOAL_HOME's standing server.")
-    parser.add_argument("--backend", choices=["local", "ray"], default=None, help="Default: SHOAL_BACKEND or local.")
+    parser.add_argument("--backend", choices=sorted(backends.KINDS), default=None,
+                        help="Default: SHOAL_BACKEND or local.")  # fmt: skip
     parser.add_argument("--ray-address", default=None, help="The Ray backend's cluster: auto or HOST:PORT.")
     parser.add_argument("--store", default=None, help="postgresql://... (servers sharing it: active and standbys), "
                         "else a SQLite file in the state directory. Default: SHOAL_STORE. Prefer the setting: a "
