@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from shoal.protocol.messages import Release
 from shoal.server.core.records import OutputStatus, ReportedOutput
 from tests.contract.conftest import inputs_of
 
@@ -66,6 +67,23 @@ def test_a_crash_holding_several_inputs_isolates_them_without_charging(store):
     assert store.outputs("fc-1", 0, 10) == []
     # isolated inputs are leased one at a time, so the next crash is attributed to exactly one input
     assert len(inputs_of(store.lease_inputs("fu-1", "ta-2", 3))) == 1
+
+
+def test_an_isolated_input_given_back_unstarted_stays_isolated(store):
+    # Given two inputs isolated by the crash of a container that held both
+    store.add_inputs("fc-1", 0, [b"a", b"b"], close=True)
+    inputs_of(store.lease_inputs("fu-1", "ta-1", 2))
+    store.fail_container_inputs("ta-1", "killed")
+    # When the first is leased and given back unstarted (its container stopping), then leased again
+    (first,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 2))
+    store.release("ta-2", [Release(first.call_id, first.index, first.lease)])
+    (again,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 2))
+    assert again.index == first.index == 0
+    # Then it is still isolated: lost with its node, it is charged (and waits out its backoff), as an isolated
+    # input is; giving it back said nothing of it
+    store.fail_container_inputs("ta-2", "its node was lost", lost=True)
+    store.add_container("ta-3", "fu-1", "ap-1")
+    assert [x.index for x in inputs_of(store.lease_inputs("fu-1", "ta-3", 2))] == [1]
 
 
 def test_a_crash_holding_one_input_charges_it_until_retries_are_spent(store):

@@ -29,9 +29,10 @@ ROW_SPACING = CHUNK_INPUTS  # ids between two chunk rows: room for the pieces of
 # at a time out of a large chunk would write the chunk again and again)
 CHUNK_BYTES = 64 * 1024
 PAYLOAD_STATUSES = {OutputStatus.SUCCESS.value, OutputStatus.FAILURE.value}  # outputs whose data is a payload
-NO_ROW = (0, 0, "", 0)  # what a report that matches no leased row finds in :func:`held`
+NO_ROW = (0, 0, "", 0, 0)  # what a report that matches no leased row finds in :func:`held`
 
-Held = dict[tuple[str, int, int], tuple[int, int, str, int]]  # (call, idx, lease) -> (rowid, failures, function, count)
+# (call, idx, lease) -> (rowid, failures, function, count, isolate)
+Held = dict[tuple[str, int, int], tuple[int, int, str, int, int]]
 
 
 class Ending(NamedTuple):
@@ -196,11 +197,11 @@ def explode(db: Database, where: str, params: Sequence[Any]) -> None:
 
 
 def held(db: Database, container_id: str) -> Held:
-    """A container's leased rows: (call, idx, lease) -> (rowid, failures, function, count)."""
+    """A container's leased rows: (call, idx, lease) -> (rowid, failures, function, count, isolate)."""
     return {
-        (call_id, idx, leases): (rowid, failures, function_id, count)
-        for rowid, call_id, idx, leases, failures, function_id, count in db.execute(
-            "SELECT rowid, call_id, idx, leases, failures, function_id, count FROM inputs "
+        (call_id, idx, leases): (rowid, failures, function_id, count, isolate)
+        for rowid, call_id, idx, leases, failures, function_id, count, isolate in db.execute(
+            "SELECT rowid, call_id, idx, leases, failures, function_id, count, isolate FROM inputs "
             "WHERE container_id=? AND state='LEASED'",
             (container_id,),
         )
@@ -223,7 +224,7 @@ def _per_input(db: Database, reports: Sequence[ReportedOutput], rows: Held) -> l
     one input each, and a report of a whole chunk that is no longer one becomes a report per input (a release, which
     has no data, becomes a release per input)."""
     spans: dict[tuple[str, int], list[tuple[int, int, int]]] = {}
-    for (call_id, idx, lease), (rowid, _, _, count) in rows.items():
+    for (call_id, idx, lease), (rowid, _, _, count, _) in rows.items():
         if count > 1:
             spans.setdefault((call_id, lease), []).append((idx, count, rowid))
     split: set[int] = set()

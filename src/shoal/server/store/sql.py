@@ -332,9 +332,13 @@ class SQLStore:
             for r in items:
                 if (row := held.pop((r.call_id, r.index, r.lease), None)) is None or row[3] != r.count:
                     continue  # no longer this container's
-                [verdict] = inputs.settle(inputs.Released(), [inputs.Held(row[1])], RetryPolicy(), now)
-                ending = Ending(row[0], r.call_id, r.index, "", b"", r.lease, container_id, span=row[3])
-                self._apply(db, row[2], ending, verdict, now)
+                [verdict] = inputs.settle(inputs.Released(), [inputs.Held(row[1], bool(row[4]))], RetryPolicy(), now)
+                assert isinstance(verdict, inputs.Requeue)
+                db.execute(  # back in its place in the queue (its wait goes on: queued_at is kept)
+                    "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=? WHERE rowid=?",
+                    (int(verdict.isolate), row[0]),
+                )
+                db.queued_delta[row[2]] += row[3]
 
     def fail_container_inputs(
         self,
