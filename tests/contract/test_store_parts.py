@@ -150,3 +150,13 @@ def test_tokens_are_valid_until_revoked_and_only_under_their_issuer(store):
     store.tokens.revoke("ci")
     assert store.tokens.valid("hash-1", "issuer-a") is None
     assert [t["name"] for t in store.tokens.list()] == ["ci"]
+
+
+def test_containers_of_a_launch_are_added_and_log_their_start_in_one_call_each(store):
+    store.add_containers(["ta-7", "ta-8", "ta-9"], "fu-1", "ap-1")
+    starting = {c.id for c in store.live_containers() if c.state == ContainerState.STARTING}
+    assert {"ta-7", "ta-8", "ta-9"} <= starting
+    lines = [(cid, LogEntry(None, None, "system", f"Container {cid} started\n", 1000.0)) for cid in ("ta-7", "ta-8")]
+    store.append_container_logs("ap-1", lines)
+    assert [(r[2], r[3]) for r in store.logs("ap-1", 0)] == [("Container ta-7 started\n", "ta-7"),
+                                                            ("Container ta-8 started\n", "ta-8")]  # fmt: skip

@@ -38,7 +38,7 @@ from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
 from .core import lifecycle
 from .core.lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
-from .core.records import ContainerRecord, ContainerState, Intent, Output, OutputStatus
+from .core.records import ContainerRecord, ContainerState, FunctionRecord, Intent, Output, OutputStatus
 from .core.scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .errors import Conflict, Invalid, NotFound
 from .gateway import Gateway
@@ -643,10 +643,7 @@ class ControlPlane:
         await asyncio.sleep(0)
         for action in actions:
             if isinstance(action, Launch):
-                for n in range(action.count):
-                    await self._launch(action.function_id, action.app_id)
-                    if n % LAUNCHES_PER_TURN == LAUNCHES_PER_TURN - 1:
-                        await asyncio.sleep(0)  # a burst of launches lets requests in between (1,000 at once: 0.3 s)
+                await self._launch(action.function_id, action.app_id, action.count)
             elif isinstance(action, (Drain, Yield)):  # it takes no new input from now on
                 reason = "scaled down" if isinstance(action, Drain) else "gave way to other functions (fair share)"
                 self.store.set_container_state(action.container_id, ContainerState.DRAINING, reason)
@@ -685,26 +682,42 @@ class ControlPlane:
         within ``upload_grace`` (a client that died between uploading and submitting never will), it is removed."""
         self.store.blob_refs.unused([blob_id], self.config.upload_grace - self.config.blob_grace)
 
-    async def _launch(self, function_id: str, app_id: str) -> None:
+    async def _launch(self, function_id: str, app_id: str, count: int) -> None:
+        """Start ``count`` containers of a function: their rows in one transaction, their "started" lines in one per
+        ``LAUNCHES_PER_TURN``, and requests let in between (10,000 at once would otherwise hold the loop)."""
         found = self.store.function(function_id)
         if found is None:
             return
+        ids = [new_id("container") for _ in range(count)]
+        self.store.add_containers(ids, function_id, app_id)
+        lines: list[tuple[str, LogEntry]] = []
+        for n, container_id in enumerate(ids):
+            if await self._start_container(found, container_id):
+                text = f"Container {container_id} started for {found.tag}\n"
+                lines.append((container_id, LogEntry(None, None, "system", text, clock.now())))
+            if n % LAUNCHES_PER_TURN == LAUNCHES_PER_TURN - 1 or n == count - 1:
+                self.store.append_container_logs(app_id, lines)
+                self.notifier.notify("logs:" + app_id)
+                lines = []
+                await asyncio.sleep(0)  # a burst of launches lets requests in between
+
+    async def _start_container(self, found: FunctionRecord, container_id: str) -> bool:
+        """Ask the backend for one container; a failed launch is a failed start, never a stuck container."""
         spec = found.spec
-        container_id = new_id("container")
-        self.store.add_container(container_id, function_id, app_id)
         try:
             image = await self.images.prepared(spec.image) if spec.image else None
             cspec = ContainerSpec(
-                container_id, function_id, app_id, self.config.url, self.container_keys.mint(container_id),
+                container_id, found.id, found.app_id, self.config.url, self.container_keys.mint(container_id),
                 env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=image,
                 volumes=spec.volumes, image_spec=spec.image,
             )  # fmt: skip
             await self.backend.launch(cspec)
-            self.system_log(app_id, container_id, f"Container {container_id} started for {found.tag}")
-        except Exception as exc:  # noqa: BLE001 - a failed launch is a failed start, never a stuck container
+            return True
+        except Exception as exc:  # noqa: BLE001
             log.exception("launching a container for %s failed", found.tag)
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
+            return False
 
 
 def web_label(app: dict[str, Any] | None, tag: str) -> str:

@@ -476,12 +476,16 @@ class SQLStore:
     # ---- containers -----------------------------------------------------------------------------
 
     def add_container(self, container_id: str, function_id: str, app_id: str) -> None:
+        self.add_containers([container_id], function_id, app_id)
+
+    def add_containers(self, container_ids: Sequence[str], function_id: str, app_id: str) -> None:
+        """New STARTING containers of one function, in one transaction (a launch of many at once)."""
         now = self.clock()
         with self.db.tx() as db:
-            db.execute(
+            db.executemany(
                 "INSERT INTO containers (id, function_id, app_id, state, created_at, last_seen, last_active) "
                 "VALUES (?, ?, ?, 'STARTING', ?, ?, ?)",
-                (container_id, function_id, app_id, now, now, now),
+                [(container_id, function_id, app_id, now, now, now) for container_id in container_ids],
             )
 
     def container_state(self, container_id: str) -> tuple[str, ContainerState] | None:
@@ -680,13 +684,17 @@ class SQLStore:
     # ---- logs -----------------------------------------------------------------------------------
 
     def append_logs(self, app_id: str, container_id: str, entries: Sequence[LogEntry]) -> None:
-        if not entries:
+        self.append_container_logs(app_id, [(container_id, e) for e in entries])
+
+    def append_container_logs(self, app_id: str, rows: Sequence[tuple[str, LogEntry]]) -> None:
+        """Log lines of an app's containers, each with its container, in one transaction."""
+        if not rows:
             return
         with self.db.tx() as db:
             db.executemany(
                 "INSERT INTO logs (app_id, call_id, input_idx, container_id, stream, data, ts) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(app_id, e.call_id, e.index, container_id, e.stream, e.text, e.ts) for e in entries],
+                [(app_id, e.call_id, e.index, cid, e.stream, e.text, e.ts) for cid, e in rows],
             )
 
     def logs(self, app_id: str, since_seq: int, limit: int = 5000) -> list[tuple[int, str, str, str | None]]:
