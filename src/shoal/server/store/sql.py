@@ -231,10 +231,11 @@ class SQLStore:
     ) -> list[LeasedInput]:
         """``seen``: this transaction marked the container active now already (its reports)."""
         leased, queued_at = queue.take(db, function_id, container_id, max_inputs, now)
-        if leased and not seen:
+        if not leased:
+            return leased
+        if not seen:
             db.execute("UPDATE containers SET last_active=?, last_seen=? WHERE id=?", (now, now, container_id))
-            waits = [(now - at, x.count) for at, x in zip(queued_at, leased) if at]
-            self._observe(db, function_id, metrics.WAIT, waits)
+        self._observe(db, function_id, metrics.WAIT, [(now - at, x.count) for at, x in zip(queued_at, leased) if at])
         return leased
 
     def _observe(self, db: Database, function_id: str, metric: str, durations: Sequence[tuple[float, int]]) -> None:
@@ -270,6 +271,7 @@ class SQLStore:
         accepted = 0
         finished: list[Ending] = []
         ran: dict[str, list[tuple[float, int]]] = {}  # function -> (duration, inputs) of the accepted reports
+        failed: list[tuple[str, Ending, inputs.Verdict]] = []  # (function, row, verdict) of the other reports
         reports, held = queue.matched(db, container_id, reports)
         for r in reports:
             row = held.pop((r.call_id, r.index, r.lease), None)
@@ -278,16 +280,15 @@ class SQLStore:
             accepted += r.count
             if r.duration > 0:
                 ran.setdefault(row[2], []).append((r.duration / r.count, r.count))
+            ending = Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
+                            r.duration or None, None, r.count)  # fmt: skip
             if r.status == OutputStatus.SUCCESS:  # the usual case, without a verdict to make: a success ends it
-                finished.append(Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
-                                       r.duration or None, None, r.count))  # fmt: skip
+                finished.append(ending)
                 continue
             event = inputs.Reported(r.status, r.data, r.error)
             [verdict] = inputs.settle(event, [inputs.Held(row[1])], self._policy(row[2]), now)
-            ending = Ending(row[0], r.call_id, r.index, r.status.value, r.data, r.lease, container_id,
-                            r.duration or None, None, r.count)  # fmt: skip
-            if (done := self._apply(db, row[2], ending, verdict, now)) is not None:
-                finished.append(done)
+            failed.append((row[2], ending, verdict))
+        finished += self._apply(db, failed, now)
         queue.finish(db, finished, now, leased=True)  # every report ended a leased input of this container
         db.execute(
             "UPDATE containers SET last_active=?, last_seen=?, served=served+? WHERE id=?",
@@ -297,30 +298,38 @@ class SQLStore:
             self._observe(db, function_id, metrics.EXEC, durations)
         return accepted, {f.call_id for f in finished}
 
-    def _apply(self, db: Database, function_id: str, row: Ending, verdict: inputs.Verdict, now: float) -> Ending | None:
-        """Write a verdict about one input row (``row``: the row, its lease and the event's facts); returns the
-        ending to write when it finishes (written in one batch by the caller)."""
-        if isinstance(verdict, inputs.Finish):
-            whole = row.span == 1 or verdict.status == OutputStatus.SUCCESS  # else one message for a chunk's inputs
-            data = verdict.data if whole else queue.each(verdict.data, row.span)
-            return row._replace(status=verdict.status.value, data=data, error=verdict.error)
-        if isinstance(verdict, inputs.Retry):
-            db.execute(
-                "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=?, queued_at=? "
-                "WHERE rowid=?",
-                (verdict.not_before, verdict.not_before, row.rowid),
-            )
+    def _apply(self, db: Database, verdicts: Sequence[tuple[str, Ending, inputs.Verdict]], now: float) -> list[Ending]:
+        """Write verdicts about input rows, (function, the row with its lease and the event's facts, verdict) each:
+        the retried and requeued rows in one statement each, their attempts in one; returns the endings of the rows
+        that finish (the caller writes them with its own in one batch)."""
+        finished: list[Ending] = []
+        retried: list[tuple[float, float, int]] = []
+        requeued: list[tuple[int, float, int]] = []
+        attempts: list[Ending] = []
+        for function_id, row, verdict in verdicts:
+            if isinstance(verdict, inputs.Finish):
+                whole = row.span == 1 or verdict.status == OutputStatus.SUCCESS  # else one message for a chunk's
+                data = verdict.data if whole else queue.each(verdict.data, row.span)
+                finished.append(row._replace(status=verdict.status.value, data=data, error=verdict.error))
+                continue
             db.queued_delta[function_id] += row.span
-            queue.record_attempts(db, [row._replace(status=verdict.status.value, error=verdict.attempt)], now)
-            return None
-        db.execute(
-            "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=?, queued_at=? WHERE rowid=?",
-            (int(verdict.isolate), now, row.rowid),
+            if isinstance(verdict, inputs.Retry):
+                retried.append((verdict.not_before, verdict.not_before, row.rowid))
+                attempts.append(row._replace(status=verdict.status.value, error=verdict.attempt))
+            else:
+                requeued.append((int(verdict.isolate), now, row.rowid))
+                if verdict.attempt is not None and verdict.status is not None:
+                    attempts.append(row._replace(status=verdict.status.value, error=verdict.attempt))
+        db.executemany(
+            "UPDATE inputs SET state='PENDING', container_id=NULL, failures=failures+1, not_before=?, queued_at=? "
+            "WHERE rowid=?",
+            retried,
         )
-        db.queued_delta[function_id] += row.span
-        if verdict.attempt is not None and verdict.status is not None:
-            queue.record_attempts(db, [row._replace(status=verdict.status.value, error=verdict.attempt)], now)
-        return None
+        db.executemany(
+            "UPDATE inputs SET state='PENDING', container_id=NULL, isolate=?, queued_at=? WHERE rowid=?", requeued
+        )
+        queue.record_attempts(db, attempts, now)
+        return finished
 
     def release(self, container_id: str, leases: Sequence[Release]) -> None:
         """Give back inputs a container leased but never started, without charging an attempt."""
@@ -361,12 +370,10 @@ class SQLStore:
             event = inputs.ContainerFailed(status, message, charge, lost)
             facts = [inputs.Held(r[4], bool(r[6])) for r in rows]
             verdicts = inputs.settle(event, facts, self._policy(rows[0][5]) if rows else RetryPolicy(), now)
-            finished = []
-            for r, verdict in zip(rows, verdicts):
-                ending = Ending(r[0], r[1], r[2], status.value, message.encode(), r[3], container_id)
-                if (done := self._apply(db, r[5], ending, verdict, now)) is not None:
-                    finished.append(done)
-            return queue.finish(db, finished, now)
+            data = message.encode()
+            settled = [(r[5], Ending(r[0], r[1], r[2], status.value, data, r[3], container_id), v)
+                       for r, v in zip(rows, verdicts)]  # fmt: skip
+            return queue.finish(db, self._apply(db, settled, now), now)
 
     def fail_pending(self, function_id: str, status: OutputStatus, message: str) -> set[str]:
         """End every queued (not leased) input of a function with ``status`` (e.g. its module cannot load)."""
@@ -381,8 +388,7 @@ class SQLStore:
             )
             endings = [Ending(rowid, call_id, idx, status.value, b"", lease, span=count)
                        for rowid, call_id, idx, lease, count in rows]  # fmt: skip
-            ended = [self._apply(db, function_id, e, v, now) for e, v in zip(endings, verdicts)]
-            return queue.finish(db, [e for e in ended if e is not None], now)
+            return queue.finish(db, self._apply(db, [(function_id, e, v) for e, v in zip(endings, verdicts)], now), now)
 
     def cancel_call(self, call_id: str, message: str) -> list[tuple[str, int]]:
         """Cancel every unfinished input of a call; returns (container, index) of the ones being run."""
@@ -396,8 +402,7 @@ class SQLStore:
             verdicts = inputs.settle(inputs.Cancelled(message), [inputs.Held()] * len(rows), RetryPolicy(), now)
             endings = [Ending(rowid, call_id, idx, "", b"", lease, cid, span=count)
                        for rowid, idx, lease, cid, _, count, _ in rows]  # fmt: skip
-            ended = [self._apply(db, r[6], e, v, now) for r, e, v in zip(rows, endings, verdicts)]
-            queue.finish(db, [e for e in ended if e is not None], now)
+            queue.finish(db, self._apply(db, [(r[6], e, v) for r, e, v in zip(rows, endings, verdicts)], now), now)
             db.execute(
                 "UPDATE calls SET cancelled=1, num_inputs=COALESCE(num_inputs, submitted) WHERE id=?", (call_id,)
             )
