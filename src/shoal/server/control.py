@@ -477,7 +477,6 @@ class ControlPlane:
         want = 0 if stop else request.want
         # reports and the first lease in one transaction: one commit per exchange
         accepted, touched, leased = self.store.report_and_lease(container_id, function_id, request.outputs, want)
-        self.liveness.heard(container_id, clock.now())
         if touched:
             self._notify_calls(touched)
         deadline = time.monotonic() + min(request.wait, MAX_LONG_POLL)
