@@ -61,6 +61,7 @@ VARIABLES = (
     ),
     Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
     Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
+    Variable("SHOAL_FORK_SERVER", "on", "off: start every local container as a fresh process, not from a fork server"),
     Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
     Variable(
         "SHOAL_MOUNT_ROOTS",
@@ -114,6 +115,7 @@ class Settings:
     expiry_interval: float = 60.0
     max_total_containers: int | None = None  # None: max(32, 8 x CPUs)
     sandbox_off: bool = False
+    fork_server: bool = True
     sandbox_binds: tuple[str, ...] = ()
     mount_roots: tuple[str, ...] = ()
     log_budget_mib: int = 100
@@ -143,6 +145,7 @@ class Settings:
             max_total_containers=int(max_total) if max_total else None,
             sandbox_off=(_get("SHOAL_SANDBOX") or "auto").lower() in ("off", "0", "false"),
             sandbox_binds=binds,
+            fork_server=(_get("SHOAL_FORK_SERVER") or "on").lower() not in ("off", "0", "false"),
             log_budget_mib=int(_float("SHOAL_LOG_BUDGET_MIB", 100)),
             mount_roots=tuple(p for p in (_get("SHOAL_MOUNT_ROOTS") or "").split(os.pathsep) if p),
             strict_gpu=_get("SHOAL_STRICT_GPU") == "1",

@@ -156,3 +156,55 @@ def fill_memory_and_tmp(held_mib: int, written_mib: int) -> int:
         for _ in range(written_mib):
             f.write(b"x" * (1 << 20))
     return len(held) >> 20
+
+
+siblings = shoal.App("tests-siblings")  # two functions of one app and layout: containers of one fork server
+SIBLING_SECRET = "sibling-tmp-5500-0004"
+
+
+@siblings.function(secrets=[shoal.Secret.from_dict({"SIBLING_KEY": SIBLING_SECRET})])
+def hold_a_secret(ready: str, release: str) -> str:
+    """Runs in a container: a secret in its /tmp and environment, held until ``release`` exists; its init's
+    command line (a forked container's init is the fork server's interpreter)."""
+    import time
+
+    with open("/tmp/secret.txt", "w") as f:
+        f.write(SIBLING_SECRET)
+    open(ready, "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with open("/proc/1/cmdline", "rb") as f:
+        return f.read().decode(errors="replace")
+
+
+@siblings.function()
+def look_for_siblings(ready: str, release: str) -> dict[str, object]:
+    """Runs in a container while a sibling holds a secret: what of it this one can see."""
+    import time
+
+    deadline = time.monotonic() + 60
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    found: list[str] = []
+    for pid in pids:
+        for what in ("environ", "cmdline", "root/tmp/secret.txt"):
+            try:
+                with open(f"/proc/{pid}/{what}", "rb") as f:
+                    if SIBLING_SECRET.encode() in f.read():
+                        found.append(f"{pid}/{what}")
+            except OSError:
+                pass
+    with open("/proc/1/cmdline", "rb") as f:
+        init = f.read().decode(errors="replace")
+    out = {
+        "ready": os.path.exists(ready),
+        "pids": pids,
+        "found": found,
+        "init": init,
+        "own tmp": sorted(os.listdir("/tmp")),
+        "env": SIBLING_SECRET in os.environ.values(),
+    }
+    open(release, "w").close()
+    return out

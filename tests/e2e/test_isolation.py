@@ -74,6 +74,22 @@ def test_a_container_has_no_capabilities_no_host_processes_and_a_bounded_tmp(any
     assert leaked == [], leaked
 
 
+def test_containers_forked_from_one_fork_server_see_nothing_of_each_other(server: ServerProcess, sandbox):
+    folder = shared_dir()
+    ready, release = os.path.join(folder, "ready"), os.path.join(folder, "release")
+    # Given a container of an app holding a secret in its /tmp and environment
+    with isolation.siblings.run(show_logs=False):
+        held = isolation.hold_a_secret.spawn(ready, release)
+        # When another container of the same app, forked from the same fork server, looks for it
+        seen = isolation.look_for_siblings.remote(ready, release)
+        holder_init = held.get(timeout=60)
+    # Then both were forked (their pid 1 is the fork server's interpreter), and it sees only its own processes
+    assert "shoal.container.zygote" in seen["init"] and "shoal.container.zygote" in holder_init
+    assert seen["ready"] and seen["pids"] == [1, 2], seen["pids"]
+    # and nothing of the secret: not in any process's environment or /tmp, not in its own
+    assert seen["found"] == [] and not seen["env"] and "secret.txt" not in seen["own tmp"]
+
+
 def isolation_env_kept() -> set[str]:
     from shoal.backends.local import container_environment
 

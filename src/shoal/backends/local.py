@@ -1,10 +1,12 @@
-"""Local backend: each container is a child process in its own session (process group) on this machine."""
+"""Local backend: each container is a process in its own sandbox on this machine, forked from a warm fork server
+(fork_server.py) or, where there is none to use, started afresh as ``python -m shoal.container``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import shutil
 import signal
@@ -21,13 +23,20 @@ from ..config import settings
 from ..protocol.specs import ImageSpec, PreparedImage
 from . import memory_cgroup, sandbox
 from .base import Backend, Capabilities, ContainerSpec, VolumeDirs
+from .fork_server import ForkServerError, ForkServers, Template
 
+log = logging.getLogger("shoal.local")
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 HOST = socket.gethostname()  # the node of every local container
 # What a container keeps of the server's environment: the interpreter's and the locale's settings, Shoal's own
 # (never the client token) and the GPU runtime's. Everything else comes from the function's spec and image.
 KEPT_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "TERM"}
 KEPT_PREFIXES = ("LC_", "SHOAL_", "CUDA_", "NVIDIA_")
+# What a fork server starts with (Python reads these when it starts: they are its containers' too); the rest of a
+# container's environment reaches the container only (fork_server.py)
+TEMPLATE_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "HOME", "SHOAL_HOME"}
+TEMPLATE_PREFIXES = ("LC_", "PYTHON")
+FORK_SERVER_TMP_MIB = 64  # the fork server's own /tmp: each container it forks has its own
 SERVER_ONLY = {"SHOAL_TOKEN", "SHOAL_SANDBOX_BINDS", "SHOAL_MOUNT_ROOTS", "SHOAL_STORE", "SHOAL_SHARED_DIR"}
 
 
@@ -40,6 +49,19 @@ def container_environment(server: Mapping[str, str]) -> dict[str, str]:
 def default_tmp_mib() -> int:
     """A container's private /tmp without ``memory=``: a quarter of the machine's memory (with it: the limit)."""
     return max(256, int(psutil.virtual_memory().total) // 2**20 // 4)
+
+
+@dataclass(frozen=True)
+class ForkedContainer:
+    """A container to fork: its fork server's template, its own environment, its private /tmp's size."""
+
+    template: Template
+    env: dict[str, str]
+    tmp_mib: int
+
+
+def _tmp_mib(spec: ContainerSpec) -> int:
+    return int(spec.resources.memory_limit or default_tmp_mib())
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,7 @@ class LocalBackend(Backend):
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sandboxed: set[str] = set()
         self._waiters: set[asyncio.Task[None]] = set()
+        self.forks = ForkServers(log_dir, self._fork_exited, enabled=settings().fork_server)
 
     def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]
@@ -115,9 +138,7 @@ class LocalBackend(Backend):
             return ""
         return "\n".join(data.splitlines()[-lines:])
 
-    def command(self, spec: ContainerSpec) -> ContainerProcess:
-        """How to start the container's process here. The Ray backend's actors start theirs the same way on their
-        node."""
+    def _environment(self, spec: ContainerSpec) -> dict[str, str]:
         env = container_environment(os.environ)
         env.update(spec.env)
         env.update(
@@ -137,22 +158,50 @@ class LocalBackend(Backend):
         env.update(image.env)
         if image.pythonpath:
             env["PYTHONPATH"] = os.pathsep.join([*image.pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        command = [image.python or sys.executable, "-m", "shoal.container"]
-        cwd = image.workdir
-        if not sandbox.bwrap():
-            return ContainerProcess(command, env, cwd, False)
-        env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
-        # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
-        env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles", HOME="/tmp")
+        if sandbox.bwrap():
+            env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
+            # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
+            env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles", HOME="/tmp")
+        return env
+
+    def _in_sandbox(self, spec: ContainerSpec, program: list[str], fork_server: bool = False) -> list[str]:
+        """``program`` in the container's sandbox (bwrap's command line)."""
         hidden = [str(settings().home), str(self.log_dir.parent), *self.hidden]
-        tmp_mib = int(spec.resources.memory_limit or default_tmp_mib())
-        command = sandbox.wrap(command, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=cwd, hidden=hidden,
-                               tmp_mib=tmp_mib)  # fmt: skip
+        workdir = (spec.image or PreparedImage()).workdir
+        return sandbox.wrap(program, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=workdir, hidden=hidden,
+                            tmp_mib=FORK_SERVER_TMP_MIB if fork_server else _tmp_mib(spec),
+                            fork_server=fork_server)  # fmt: skip
+
+    def command(self, spec: ContainerSpec) -> ContainerProcess:
+        """How to start the container's process here. The Ray backend's actors start theirs the same way on their
+        node."""
+        env = self._environment(spec)
+        image = spec.image or PreparedImage()
+        command = [image.python or sys.executable, "-m", "shoal.container"]
+        if not sandbox.bwrap():
+            return ContainerProcess(command, env, image.workdir, False)
+        command = self._in_sandbox(spec, command)
         # its processes and its /tmp count against one memory limit, where cgroups allow (memory_cgroup.py)
         command = memory_cgroup.joined(spec.container_id, spec.resources.memory_limit, command)
         return ContainerProcess(command, env, None, True)
 
+    def forked(self, spec: ContainerSpec) -> ForkedContainer:
+        """How to fork the container from a fork server: the server's template, and the container's own part."""
+        env = self._environment(spec)
+        env.pop("SHOAL_PARENT_PID", None)  # it dies with its keeper, which dies with the fork server
+        image = spec.image or PreparedImage()
+        program = [image.python or sys.executable, "-m", "shoal.container.zygote"]
+        isolate = sandbox.bwrap() is not None
+        argv = self._in_sandbox(spec, program, fork_server=True) if isolate else program
+        own = {k: v for k, v in env.items() if k in TEMPLATE_VARIABLES or k.startswith(TEMPLATE_PREFIXES)}
+        template = Template(spec.app_id, tuple(argv), tuple(sorted(own.items())), None if isolate else image.workdir,
+                            isolate)  # fmt: skip
+        return ForkedContainer(template, env, _tmp_mib(spec))
+
     async def launch(self, spec: ContainerSpec) -> None:
+        if self.forks.enabled and await self._fork(spec):
+            self.on_placed(spec.container_id, HOST)
+            return
         started = self.command(spec)
         if started.sandboxed:
             self._sandboxed.add(spec.container_id)
@@ -167,6 +216,25 @@ class LocalBackend(Backend):
         self._waiters.add(task)
         task.add_done_callback(self._waiters.discard)
 
+    async def _fork(self, spec: ContainerSpec) -> bool:
+        """Fork the container from its fork server; False when there is none to use (then it starts afresh)."""
+        made = self.forked(spec)
+        server = await self.forks.server(made.template)
+        if server is None:
+            return False
+        cgroup = memory_cgroup.made(spec.container_id, spec.resources.memory_limit)
+        try:
+            await self.forks.spawn(server, spec.container_id, made.env, self.log_path(spec.container_id), made.tmp_mib,
+                                   cgroup)  # fmt: skip
+        except ForkServerError as exc:
+            log.warning("container %s starts afresh: %s", spec.container_id, exc)
+            return False
+        return True
+
+    def _fork_exited(self, container_id: str, code: int | None) -> None:
+        memory_cgroup.remove(container_id)
+        self.on_exit(container_id, code)
+
     async def _wait(self, container_id: str, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         # Take down anything the user's code started in the container's process group: no orphans.
@@ -178,6 +246,9 @@ class LocalBackend(Backend):
         self.on_exit(container_id, code)
 
     async def terminate(self, container_id: str, grace: float) -> None:
+        if self.forks.holds(container_id):
+            await self.forks.terminate(container_id, grace)
+            return
         proc = self._procs.get(container_id)
         if proc is None or proc.returncode is not None:
             return
@@ -197,10 +268,11 @@ class LocalBackend(Backend):
         return proc.pid if proc else None
 
     def list(self) -> list[str]:
-        return list(self._procs)
+        return [*self._procs, *self.forks.containers()]
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self._procs)), return_exceptions=True)
+        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in self.list()), return_exceptions=True)
+        await self.forks.close()
         if self._waiters:
             await asyncio.wait(self._waiters, timeout=3)
 

@@ -3,9 +3,10 @@ memory controller writable): the container's processes *and* what they keep in i
 whose pages are charged to the cgroup of whoever wrote them) count against one limit. ``RLIMIT_AS`` (applied by
 the container itself) sees only address space, not tmpfs pages.
 
-The container's launcher joins its cgroup before it runs bwrap (``joined``), so every process of the container is
-in it from the start; the folder is removed when the container has exited. Elsewhere (an ordinary user, cgroup
-v2 only, a read-only ``/sys/fs/cgroup``) nothing changes: ``RLIMIT_AS`` alone, and ``/tmp`` bounded by its size.
+The container's launcher joins its cgroup before it runs bwrap (``joined``), or a forked container's keeper
+before it forks the container (``made``), so every process of the container is in it from the start; the
+folder is removed when the container has exited. Elsewhere (an ordinary user, cgroup v2 only, a read-only
+``/sys/fs/cgroup``) nothing changes: ``RLIMIT_AS`` alone, and ``/tmp`` bounded by its size.
 """
 
 from __future__ import annotations
@@ -32,18 +33,26 @@ def root() -> Path | None:
         return None
 
 
-def joined(container_id: str, limit_mib: int | None, command: list[str]) -> list[str]:
-    """``command``, started inside a new memory cgroup of ``limit_mib`` (unchanged without a limit or cgroups)."""
+def made(container_id: str, limit_mib: int | None) -> Path | None:
+    """The ``cgroup.procs`` of a new memory cgroup of ``limit_mib`` for the container, or None (no limit, or
+    no cgroups here). A forked container's keeper joins it through this file, opened by the server."""
     base = root()
     if base is None or not limit_mib:
-        return command
+        return None
     folder = base / container_id
     try:
         folder.mkdir(exist_ok=True)
         (folder / "memory.limit_in_bytes").write_text(str(limit_mib << 20))
     except OSError:
+        return None
+    return folder / "cgroup.procs"
+
+
+def joined(container_id: str, limit_mib: int | None, command: list[str]) -> list[str]:
+    """``command``, started inside a new memory cgroup of ``limit_mib`` (unchanged without a limit or cgroups)."""
+    procs = made(container_id, limit_mib)
+    if procs is None:
         return command
-    procs = folder / "cgroup.procs"
     return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "shoal-container", *command]
 
 

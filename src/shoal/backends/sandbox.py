@@ -76,6 +76,14 @@ def _namespaces() -> list[str]:
     return [*common, "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
 
 
+# A fork server's sandbox, run by root: bwrap covers parts of /proc read-only, and a /proc with covered parts
+# cannot be mounted again in a user namespace (each forked container mounts its own). So bwrap keeps
+# CAP_SYS_ADMIN for this one shell, which lifts those covers (they guard against a root that the sandbox's user,
+# nobody without capabilities, never is) before setpriv drops every capability for good.
+UNCOVER_PROC = ["/bin/sh", "-c", 'for d in sys sysrq-trigger irq bus; do umount /proc/$d 2>/dev/null; done; exec "$@"',
+                "shoal-fork-server"]  # fmt: skip
+
+
 def _as_user(command: list[str]) -> list[str]:
     """``command`` run as the sandbox's user, from inside the sandbox (util-linux's ``setpriv``)."""
     found = user()
@@ -177,17 +185,20 @@ def _bind(flag: str, source: str, target: str, fresh: list[str]) -> list[str]:
 
 def wrap(
     command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
-    hidden: Sequence[str] = (), tmp_mib: int = 1024,
+    hidden: Sequence[str] = (), tmp_mib: int = 1024, fork_server: bool = False,
 ) -> list[str]:  # fmt: skip
     """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path).
 
     ``hidden`` directories (the server's state) are covered by an empty tmpfs: nothing under them can be read
     or written from inside, except what a later bind (an image, a volume) exposes on purpose. The private
     ``/tmp`` holds at most ``tmp_mib`` MiB. Run by root, the command runs as ``nobody`` (:func:`user`).
+    ``fork_server``: the command is a fork server (``shoal.container.zygote``), whose containers make their own
+    namespaces and ``/proc`` (see :data:`UNCOVER_PROC`).
     """
     binary = bwrap()
     assert binary is not None
-    args = [binary, *_namespaces()]
+    uncover = fork_server and user() is not None
+    args = [binary, *_namespaces(), *(["--cap-add", "CAP_SYS_ADMIN"] if uncover else [])]
     for entry in sorted(Path("/").iterdir()):
         if entry.name in HIDDEN:
             continue
@@ -230,4 +241,4 @@ def wrap(
         cwd = "/"  # the host's /tmp is not visible inside
     elif user() is not None and _closed_folder(cwd) is not None and not any(cwd.startswith(t) for _, t in rw + ro):
         cwd = "/"  # the sandbox's user may not enter the server's working directory (say /root)
-    return args + ["--chdir", cwd, "--"] + _as_user(command)
+    return args + ["--chdir", cwd, "--"] + (UNCOVER_PROC if uncover else []) + _as_user(command)

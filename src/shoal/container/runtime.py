@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 2048  # inputs a lease asks for at most (fast inputs: fewer exchanges; chunk rows make a large lease cheap)
 IDLE_POLL = 10.0
+M_ARENA_MAX = -8  # mallopt's parameter
 HELD_BEAT = 5.0  # seconds the server may hold a quiet heartbeat (it answers an order at once; capped by the server)
 PREFETCH_BELOW = 0.25  # seconds per input: faster inputs lease their next batch while the last input runs
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
@@ -184,6 +185,8 @@ class ContainerRuntime:
                 stage = "serve"
                 self.web = WebServer(self.code, self.spec.web, self.spec.web_method)
         except BaseException as exc:  # noqa: BLE001 - any failure to start is reported, whatever it is
+            if isinstance(exc, SystemExit) and self.state.stopping:  # told to stop while loading: not a failure
+                raise
             what = {"enter": "run the @enter hooks of", "serve": "start the web app of"}.get(stage, "load")
             error = f"Failed to {what} {self.spec.qualname} ({self.spec.module or 'pickled'}):\n"
             error = self.logs.redact(error + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
@@ -679,8 +682,6 @@ def confine(env: ContainerEnv) -> None:
     """Die with the server that started us (no orphans), and apply the memory limit, before any user code."""
     parent = env.parent_pid
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:  # not Linux: a container notices its server is gone when its requests fail
         pass
@@ -690,6 +691,10 @@ def confine(env: ContainerEnv) -> None:
     if limit:
         import resource
 
+        # glibc's per-thread arenas would eat the address-space limit (MALLOC_ARENA_MAX, read by a fresh process
+        # only: a container forked from a fork server is told here)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, 2)
         resource.setrlimit(resource.RLIMIT_AS, (limit * 1024 * 1024, limit * 1024 * 1024))
 
 
@@ -704,6 +709,7 @@ def main() -> None:
     api.contact.on_cancel = runtime.interrupt  # orders that come with an exchange's reply
 
     def on_stop(signum: int, frame: Any) -> None:
+        runtime.state.stopping = True
         raise SystemExit(0)
 
     def on_term(signum: int, frame: Any) -> None:
