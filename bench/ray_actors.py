@@ -4,8 +4,9 @@ Run:  python bench/ray_actors.py [--containers 100]
 A function asking for 0.01 CPU and ``max_containers=N`` gets N inputs that each hold their container; the
 clock runs from the spawns to the moment N containers report RUNNING (polled every 50 ms). On the Ray backend
 the actors are created in parallel on a one-node Ray cluster of 2 CPUs on 127.0.0.1; locally, the same app on
-the embedded server. Prints one JSON line: seconds to N running, containers/s, and (Ray) seconds until Ray had
-placed every actor.
+the embedded server, twice: containers forked from a fork server (the default), and started as fresh processes
+(``SHOAL_FORK_SERVER=off``). Prints one JSON line: seconds to N running, containers/s, and (Ray) seconds until
+Ray had placed every actor. ``--local-only`` skips Ray.
 """
 
 from __future__ import annotations
@@ -87,14 +88,27 @@ def on_ray(count: int) -> dict[str, float]:
         cluster.shutdown()
 
 
+def local(count: int, fork_server: bool) -> dict[str, float]:
+    """The local backend on the embedded server, with containers forked from a fork server or started afresh."""
+    os.environ["SHOAL_FORK_SERVER"] = "on" if fork_server else "off"
+    try:
+        return time_to_running(count)
+    finally:
+        os.environ.pop("SHOAL_FORK_SERVER")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--containers", type=int, default=100)
+    parser.add_argument("--local-only", action="store_true", help="skip the Ray backend")
     args = parser.parse_args()
     os.environ["SHOAL_MAX_TOTAL_CONTAINERS"] = str(args.containers + 10)  # the local default caps at 8 x CPUs
-    ray = on_ray(args.containers)
-    print(json.dumps({"containers": args.containers, "ray_backend": ray,
-                      "local_backend": time_to_running(args.containers)}))  # fmt: skip
+    found: dict[str, object] = {"containers": args.containers}
+    if not args.local_only:
+        found["ray_backend"] = on_ray(args.containers)
+    found["local_fork_server"] = local(args.containers, fork_server=True)
+    found["local_fresh_processes"] = local(args.containers, fork_server=False)
+    print(json.dumps(found))
 
 
 if __name__ == "__main__":

@@ -140,8 +140,11 @@ class ServerProcess:
         return self.proc.pid
 
     def container_pids(self) -> list[int]:
+        """Processes of the server's containers: a fresh one's bwrap and interpreter, a forked one's keeper, init
+        and runtime (below its fork server); each names its container in its environment (see ``_pids_of``)."""
         out = []
-        for child in psutil.Process(self.proc.pid).children() if not self.configured_token else _ray_containers():
+        local = lambda: psutil.Process(self.proc.pid).children(recursive=True)  # noqa: E731
+        for child in local() if not self.configured_token else _ray_containers():
             try:
                 if "shoal.container" in " ".join(child.cmdline()):
                     out.append(child.pid)

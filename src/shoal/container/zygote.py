@@ -22,6 +22,7 @@ Unsandboxed (no bubblewrap), the namespaces are skipped: the keeper kills the ru
 from __future__ import annotations
 
 import array
+import ctypes
 import json
 import os
 import selectors
@@ -130,6 +131,8 @@ def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
     """The keeper: make the container's namespaces, start its init, and exit as it does."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.environ.clear()  # the fork server's: nothing reads it from here on (the runtime reads its own)
+    tag(request.container_id)
     parent = os.getppid()
     namespaces.die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:
@@ -197,6 +200,21 @@ def _killpg(group: int) -> None:
         os.killpg(group, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def tag(container_id: str) -> None:
+    """Show the container's id where host tools look for it, as in a fresh container's: ``SHOAL_CONTAINER_ID`` in
+    ``/proc/<pid>/environ`` (``ps e``). That file shows the environment the process started with, the fork
+    server's, which no one reads once ``os.environ`` has been cleared: it is written over in place."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        start, end = int(fields[47]), int(fields[48])  # env_start and env_end: fields 50 and 51 of proc(5)
+    except (OSError, IndexError, ValueError):
+        return
+    text = f"SHOAL_CONTAINER_ID={container_id}".encode() + b"\0"
+    if start and end - start >= len(text):
+        ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
 
 
 def run(environment: int) -> NoReturn:
