@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,13 @@ def host_pids(container_ids: set[str]) -> list[int]:
     return [p.pid for p in psutil.process_iter() if _container_of(p.pid) in container_ids]
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _container_of(pid: int) -> str | None:
     """The container id in a process's environment (None: not a container's, or gone)."""
     try:
@@ -70,14 +78,20 @@ def wait_until_gone(container_ids: set[str], timeout: float = 30) -> list[int]:
 
 
 def interpreter_pid(container_id: str) -> int:
-    """The pid of a container's Python process (inside its sandbox), as this machine sees it."""
+    """The pid of a container's runtime, the Python process that runs its inputs (inside its sandbox), as this
+    machine sees it: a forked container's keeper and init run the same interpreter above it."""
+    found = []
     for pid in host_pids({container_id}):
         try:
             cmdline = psutil.Process(pid).cmdline()
         except psutil.Error:
             continue
-        if cmdline and "python" in Path(cmdline[0]).name and "shoal.container" in cmdline:
-            return pid
+        if cmdline and "python" in Path(cmdline[0]).name and any(a.startswith("shoal.container") for a in cmdline):
+            found.append(pid)
+    for pid in found:  # the innermost
+        with contextlib.suppress(psutil.Error):
+            if not any(child.pid in found for child in psutil.Process(pid).children()):
+                return pid
     raise AssertionError(f"no process of container {container_id}")
 
 
@@ -140,13 +154,15 @@ class ServerProcess:
         return self.proc.pid
 
     def container_pids(self) -> list[int]:
-        """Processes of the server's containers: a fresh one's bwrap and interpreter, a forked one's keeper, init
-        and runtime (below its fork server); each names its container in its environment (see ``_pids_of``)."""
+        """One process per container of the server, the one whose end is the container's: a fresh container's
+        bwrap (the server's child), a forked one's keeper (below its fork server); see ``_pids_of``."""
+        if self.configured_token:
+            return [p.pid for p in _ray_containers() if "shoal.container" in " ".join(_cmdline(p))]
         out = []
-        local = lambda: psutil.Process(self.proc.pid).children(recursive=True)  # noqa: E731
-        for child in local() if not self.configured_token else _ray_containers():
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
             try:
-                if "shoal.container" in " ".join(child.cmdline()):
+                own = _container_of(child.pid)
+                if own is not None and _container_of(child.ppid()) != own:  # the outermost of its container
                     out.append(child.pid)
             except psutil.Error:
                 continue

@@ -87,7 +87,7 @@ VARIABLES = (
     Variable("SHOAL_IMAGE_HASH", "", "set in containers: the image they run in", "container"),
     Variable("SHOAL_FORK_SOCKET", "", "set in a fork server: its socket's descriptor", "container"),
     Variable("SHOAL_FORK_ISOLATE", "", "set in a fork server: 1 to isolate each container", "container"),
-    Variable("SHOAL_FORK_ROOM", "", "set in a fork server: room for a container id", "container"),
+    Variable("SHOAL_FORK_ROOM", "", "set in a fork server: room for a container's environ", "container"),
     Variable("SHOAL_NODE", "", "set in containers of the Ray backend: the node it runs on", "container"),
     Variable("SHOAL_SYNCED_VOLUMES", "", "set in containers of the Ray backend: volumes copied in (JSON)", "container"),
 )

@@ -10,7 +10,8 @@ app = shoal.App("tests-shared-state")
 
 
 @app.function(max_containers=4)
-def consume(jobs: shoal.Queue, results: shoal.Dict, worker: int) -> int:
+def consume(jobs: shoal.Queue, results: shoal.Dict, worker: int, ready: shoal.Dict) -> int:
+    ready[worker] = True  # running: the producer starts once two consumers are (containers start in milliseconds)
     taken = 0
     while True:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue as stdlib_queue
+import time
 
 import pytest
 
@@ -95,9 +96,12 @@ def test_queue_limits_are_clear_errors(server):
 
 def test_producer_consumer_across_4_containers_loses_and_duplicates_nothing(server):
     total = 10_000
-    with shoal.Queue.ephemeral() as jobs, shoal.Dict.ephemeral() as results:
+    with shoal.Queue.ephemeral() as jobs, shoal.Dict.ephemeral() as results, shoal.Dict.ephemeral() as ready:
         with shared_state.app.run(show_logs=False):
-            consumers = [shared_state.consume.spawn(jobs, results, w) for w in range(4)]
+            consumers = [shared_state.consume.spawn(jobs, results, w, ready) for w in range(4)]
+            deadline = time.monotonic() + 60  # two consumers run at once (else the first may take all before
+            while ready.len() < 2 and time.monotonic() < deadline:  # the second container is up)
+                time.sleep(0.02)
             for start in range(0, total, 1000):  # the client produces while the containers consume
                 jobs.put_many(list(range(start, start + 1000)))  # blocks while the queue holds 5,000
             jobs.put_many(["STOP"] * 4)

@@ -194,7 +194,7 @@ class LocalBackend(Backend):
         isolate = sandbox.bwrap() is not None
         argv = self._in_sandbox(spec, program, fork_server=True) if isolate else program
         own = {k: v for k, v in env.items() if k in TEMPLATE_VARIABLES or k.startswith(TEMPLATE_PREFIXES)}
-        own["SHOAL_FORK_ROOM"] = "-" * 48  # room for each container's id in its /proc/<pid>/environ (zygote.tag)
+        own["SHOAL_FORK_ROOM"] = "-" * 4096  # room for each container's environment in /proc/<pid>/environ
         template = Template(spec.app_id, tuple(argv), tuple(sorted(own.items())), None if isolate else image.workdir,
                             isolate)  # fmt: skip
         return ForkedContainer(template, env, _tmp_mib(spec))

@@ -131,13 +131,15 @@ def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
     """The keeper: make the container's namespaces, start its init, and exit as it does."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.environ.clear()  # the fork server's: nothing reads it from here on (the runtime reads its own)
-    tag(request.container_id)
+    log, environment = fds[0], fds[1]
+    with os.fdopen(environment, "rb") as f:  # the container's own environment: read here, never by the fork server
+        env: dict[str, str] = json.loads(f.read())
+    os.environ.clear()  # the fork server's: nothing reads it from here on
+    show(env)
     parent = os.getppid()
     namespaces.die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(EXIT_SETUP)
-    log, environment = fds[0], fds[1]
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -157,10 +159,9 @@ def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
         namespaces.die_with_parent(signal.SIGKILL)
         if isolate:
             namespaces.become_init()
-            _init(environment)
+            _init(env)
         os.setsid()
-        run(environment)
-    os.close(environment)
+        run(env)
     if not isolate:  # the runtime's process group is the container: ended with it, or at the keeper's end
         signal.signal(signal.SIGTERM, lambda signum, frame: _killpg(init))
     status = _wait_for(init)
@@ -169,14 +170,13 @@ def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
     os._exit(_exit_code(status))
 
 
-def _init(environment: int) -> NoReturn:
+def _init(env: dict[str, str]) -> NoReturn:
     """Pid 1 of the container: start the runtime, reap every process that ends, exit as the runtime does."""
     os.setsid()
     child = os.fork()
     if child == 0:
         os.setsid()
-        run(environment)
-    os.close(environment)
+        run(env)
     os._exit(_exit_code(_wait_for(child, reap_all=True)))
 
 
@@ -202,26 +202,30 @@ def _killpg(group: int) -> None:
         pass
 
 
-def tag(container_id: str) -> None:
-    """Show the container's id where host tools look for it, as in a fresh container's: ``SHOAL_CONTAINER_ID`` in
-    ``/proc/<pid>/environ`` (``ps e``). That file shows the environment the process started with, the fork
-    server's, which no one reads once ``os.environ`` has been cleared: it is written over in place."""
+def show(env: dict[str, str]) -> None:
+    """Show the container's environment where host tools look for it, as a fresh container's is:
+    ``/proc/<pid>/environ`` (``ps e``; the container's id first, then what fits in the fork server's room). That
+    file shows the environment a process started with, the fork server's, which no one reads once ``os.environ``
+    has been cleared: it is written over in place."""
     try:
         with open("/proc/self/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         start, end = int(fields[47]), int(fields[48])  # env_start and env_end: fields 50 and 51 of proc(5)
     except (OSError, IndexError, ValueError):
         return
-    text = f"SHOAL_CONTAINER_ID={container_id}".encode() + b"\0"
-    if start and end - start >= len(text):
+    ordered = sorted(env.items(), key=lambda item: item[0] != "SHOAL_CONTAINER_ID")
+    text = b""
+    for key, value in ordered:
+        entry = f"{key}={value}".encode() + b"\0"
+        if len(text) + len(entry) > end - start:
+            break
+        text += entry
+    if start and text:
         ctypes.memmove(start, text.ljust(end - start, b"\0"), end - start)
 
 
-def run(environment: int) -> NoReturn:
-    """Become the container: its environment (read here, never by the fork server), then the runtime."""
-    with os.fdopen(environment, "rb") as f:
-        env = json.loads(f.read())
-    os.environ.clear()
+def run(env: dict[str, str]) -> NoReturn:
+    """Become the container: its environment, then the runtime."""
     os.environ.update(env)
     time.tzset()
     from .runtime import main as runtime_main

@@ -31,13 +31,12 @@ log = logging.getLogger("shoal.server")
 WARNING_HEADER = "x-shoal-warning"
 DISK_FULL_WARNING = ("The Shoal server's disk is full: results and logs cannot be stored, so work waits. Free space "
                      "where the server keeps its state; the work goes on by itself.")  # fmt: skip
-STORE_ERRORS = store_errors()  # the exceptions of the store's databases (SQLite's, and PostgreSQL's if installed)
 DISK_FULL_WARNING_FOR = 30.0  # seconds after the last failed write that answers carry the warning
 
 
 def is_disk_full(exc: BaseException) -> bool:
     """A store or file write refused for lack of space (SQLite's "full", or ENOSPC)."""
-    if isinstance(exc, STORE_ERRORS):  # PostgreSQL's: "could not extend file ... No space left on device"
+    if isinstance(exc, store_errors()):  # PostgreSQL's: "could not extend file ... No space left on device"
         text = str(exc).lower()
         return "full" in text or "no space left" in text
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
@@ -77,7 +76,7 @@ def answer_error(exc: Exception, path: str) -> Response:
         return error_response(exc.status, exc.kind, str(exc))
     if isinstance(exc, (InvalidSpec, MalformedBody)):
         return error_response(400, "InvalidError", str(exc))
-    if isinstance(exc, STORE_ERRORS):  # the store failed: nothing was applied (transactions roll back)
+    if isinstance(exc, store_errors()):  # the store failed: nothing was applied (transactions roll back)
         return storage_error(exc)
     if is_disk_full(exc):  # a blob or volume file could not be written
         log.error("disk is full: %s", exc)
