@@ -18,6 +18,12 @@ from shoal.server.core.records import ContainerState
 from shoal.server.core.scheduler import Limits
 
 
+async def tick(plane: ControlPlane, limits: Limits) -> None:
+    """One scheduler tick, and the container starts it began (they run in the background)."""
+    await plane._tick(limits)
+    await plane.starts_done()
+
+
 def plane_at(tmp_path: Path) -> tuple[ControlPlane, FakeBackend]:
     config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20)
     backend = FakeBackend()
@@ -34,7 +40,7 @@ def test_a_backlog_launches_a_container_whose_crash_requeues_its_input_and_whose
         function_id = plane.create_function(app_id, "f", spec, None)
         call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
         # When the scheduler ticks, Then the backend is asked for one container of that function
-        await plane._tick(limits)
+        await tick(plane, limits)
         (first,) = backend.launched
         assert first.function_id == function_id
         # When it starts, leases the input and crashes, Then the input is charged an attempt and queued again
@@ -45,7 +51,7 @@ def test_a_backlog_launches_a_container_whose_crash_requeues_its_input_and_whose
         assert plane.store.container_state(first.container_id) == (function_id, ContainerState.STOPPED)
         assert plane.store.outputs(call_id, 0, 10) == []
         # When a second container runs it and reports success, Then the call has its one result
-        await plane._tick(limits)
+        await tick(plane, limits)
         second = backend.launched[-1]
         assert second.container_id != first.container_id
         plane.container_started(second.container_id, None, False)
@@ -65,12 +71,12 @@ def test_a_container_the_scheduler_finds_silent_is_killed_with_its_reason_on_rec
         app_id = plane.create_app("unit")
         function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
         call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
-        await plane._tick(Limits(heartbeat_timeout=10.0, max_total_containers=4))
+        await tick(plane, Limits(heartbeat_timeout=10.0, max_total_containers=4))
         (container,) = backend.launched
         plane.container_started(container.container_id, None, False)
         await plane.exchange(container.container_id, ExchangeRequest(want=1))
         # When its heartbeats stop for longer than the timeout (a zero timeout: it is already too late)
-        await plane._tick(Limits(heartbeat_timeout=-1.0, max_total_containers=4))
+        await tick(plane, Limits(heartbeat_timeout=-1.0, max_total_containers=4))
         await asyncio.sleep(0)  # the termination runs as a task
         # Then it was terminated, and its input failed (no retries) naming why
         assert backend.terminated == [container.container_id]
@@ -89,7 +95,7 @@ def test_a_container_lost_with_its_node_costs_its_lone_input_no_attempt(tmp_path
         app_id = plane.create_app("unit")
         function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
         call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
-        await plane._tick(limits)
+        await tick(plane, limits)
         (first,) = backend.launched
         plane.container_started(first.container_id, None, False)
         assert [x.index for x in (await plane.exchange(first.container_id, ExchangeRequest(want=1))).inputs] == [0]
@@ -97,7 +103,7 @@ def test_a_container_lost_with_its_node_costs_its_lone_input_no_attempt(tmp_path
         backend.exit(first.container_id, None)
         # Then the input is queued again, not failed, and another container runs it
         assert plane.store.outputs(call_id, 0, 10) == []
-        await plane._tick(limits)
+        await tick(plane, limits)
         second = backend.launched[-1]
         plane.container_started(second.container_id, None, False)
         (leased,) = (await plane.exchange(second.container_id, ExchangeRequest(want=1))).inputs
@@ -198,7 +204,7 @@ def test_a_wall_clock_step_expires_no_lease_and_kills_no_container(tmp_path, mon
         function_id = plane.create_function(app_id, "f", spec, None)
         call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
         limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
-        await plane._tick(limits)
+        await tick(plane, limits)
         (container,) = backend.launched
         plane.container_started(container.container_id, None, False)
         (leased,) = (await plane.exchange(container.container_id, ExchangeRequest(want=1))).inputs
@@ -206,7 +212,7 @@ def test_a_wall_clock_step_expires_no_lease_and_kills_no_container(tmp_path, mon
         for step in (3600.0, -7200.0):
             wall = time.time() + step
             monkeypatch.setattr(time, "time", lambda wall=wall: wall)
-            await plane._tick(limits)
+            await tick(plane, limits)
             await asyncio.sleep(0)
             # Then nothing was killed for silence or timed out, and the lease still holds
             assert backend.terminated == []
@@ -231,7 +237,7 @@ def test_a_period_schedule_keeps_its_pace_when_the_wall_clock_steps_back(tmp_pat
         wall = time.time() - 3600
         monkeypatch.setattr(time, "time", lambda: wall)
         await asyncio.sleep(0.3)  # the period itself: what the test waits for is time passing
-        await plane._tick(Limits(heartbeat_timeout=10.0, max_total_containers=4))
+        await tick(plane, Limits(heartbeat_timeout=10.0, max_total_containers=4))
         # Then it fired on time (the plane's clock kept its pace), not an hour later
         assert len(plane.catalog.calls_of_function(app_id, "f")) == 1
         await plane.stop()

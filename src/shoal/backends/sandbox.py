@@ -96,6 +96,12 @@ def _as_user(command: list[str]) -> list[str]:
 
 def _runtime_candidates() -> list[str]:
     """Directories the container's interpreter needs: its prefix, site-packages, Shoal's code, ``sys.path``."""
+    return list(_runtime_candidates_once())
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime_candidates_once() -> tuple[str, ...]:
+    """(Found once per process: a server's interpreter and path do not change, and each start would pay ~1 ms.)"""
     import site
     import sys
 
@@ -104,7 +110,7 @@ def _runtime_candidates() -> list[str]:
     candidates = {sys.prefix, sys.base_prefix, str(Path(shoal.__file__).resolve().parent.parent)}
     candidates.update(site.getsitepackages())
     candidates.update(p for p in sys.path if p)
-    return sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists())
+    return tuple(sorted(str(Path(p).resolve()) for p in candidates if p and Path(p).exists()))
 
 
 def _outermost(paths: list[str]) -> list[str]:

@@ -43,10 +43,17 @@ def main() -> None:
     namespaces.die_with_parent(signal.SIGKILL)
     sock = socket.socket(fileno=int(os.environ.pop("SHOAL_FORK_SOCKET")))
     isolate = os.environ.pop("SHOAL_FORK_ISOLATE", "") == "1"
-    from . import runtime  # noqa: F401  (the point of this process: imported once, shared by every fork)
+    preload()
 
     sock.send(fork.encode(fork.Hello(error=_probe(isolate))))
     ForkServer(sock, isolate).serve()
+
+
+def preload() -> None:
+    """Import once what every container imports: the runtime, and the parts of Shoal a user's module imports
+    (``import shoal``, ``App``, its decorators). Only Shoal's own code: never the user's."""
+    from .. import app, cls, functions  # noqa: F401
+    from . import loader, runtime, usercode  # noqa: F401
 
 
 class ForkServer:

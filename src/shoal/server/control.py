@@ -140,6 +140,7 @@ class ControlPlane:
         self._wake = asyncio.Event()
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
+        self._launches: set[asyncio.Task[None]] = set()  # containers being started (_launch)
         self._last_expiry = 0.0
         self._last_blob_sweep = 0.0
         self._stopping = False
@@ -166,6 +167,8 @@ class ControlPlane:
             self._loop_task.cancel()  # on Python 3.11, wait_for() can swallow a cancel: the loop also checks the flag
             self._wake.set()
             await asyncio.wait({self._loop_task}, timeout=1.0)
+        if self._launches:  # starts in flight end first (the rest are never asked for), then every container goes
+            await asyncio.wait(set(self._launches), timeout=5.0)
         self.backend.on_exit = lambda container_id, code: None  # a shutdown is not the containers' failure
         self.notifier.notify_all()
         await self.gateway.close()
@@ -642,7 +645,7 @@ class ControlPlane:
         await asyncio.sleep(0)
         for action in actions:
             if isinstance(action, Launch):
-                await self._launch(action.function_id, action.app_id, action.count)
+                self._launch(action.function_id, action.app_id, action.count)
             elif isinstance(action, (Drain, Yield)):  # it takes no new input from now on
                 reason = "scaled down" if isinstance(action, Drain) else "gave way to other functions (fair share)"
                 self.store.set_container_state(action.container_id, ContainerState.DRAINING, reason)
@@ -681,24 +684,40 @@ class ControlPlane:
         within ``upload_grace`` (a client that died between uploading and submitting never will), it is removed."""
         self.store.blob_refs.unused([blob_id], self.config.upload_grace - self.config.blob_grace)
 
-    async def _launch(self, function_id: str, app_id: str, count: int) -> None:
-        """Start ``count`` containers of a function: their rows in one transaction, their "started" lines in one per
-        ``LAUNCHES_PER_TURN``, and requests let in between (10,000 at once would otherwise hold the loop)."""
+    def _launch(self, function_id: str, app_id: str, count: int) -> None:
+        """Start ``count`` containers of a function: their rows now, in one transaction (the next tick counts them),
+        the processes in the background, so that a tick never waits for a start (a fork server's first one takes a
+        fresh interpreter's time)."""
         found = self.store.function(function_id)
         if found is None:
             return
         ids = [new_id("container") for _ in range(count)]
         self.store.add_containers(ids, function_id, app_id)
-        lines: list[tuple[str, LogEntry]] = []
-        for n, container_id in enumerate(ids):
-            if await self._start_container(found, container_id):
-                text = f"Container {container_id} started for {found.tag}\n"
-                lines.append((container_id, LogEntry(None, None, "system", text, clock.now())))
-            if n % LAUNCHES_PER_TURN == LAUNCHES_PER_TURN - 1 or n == count - 1:
-                self.store.append_container_logs(app_id, lines)
-                self.notifier.notify("logs:" + app_id)
-                lines = []
-                await asyncio.sleep(0)  # a burst of launches lets requests in between
+        task = asyncio.create_task(self._start_containers(found, app_id, ids))
+        self._launches.add(task)
+        task.add_done_callback(self._launches.discard)
+
+    async def starts_done(self) -> None:
+        """Wait for the container starts under way (tests: a tick's launches have reached the backend)."""
+        while self._launches:
+            await asyncio.wait(set(self._launches))
+
+    async def _start_containers(self, found: FunctionRecord, app_id: str, ids: list[str]) -> None:
+        """``LAUNCHES_PER_TURN`` containers at once (a fork server forks one while the next is asked for), their
+        "started" lines in one transaction per turn, and requests let in between (10,000 at once would otherwise
+        hold the loop)."""
+        for at in range(0, len(ids), LAUNCHES_PER_TURN):
+            turn = ids[at : at + LAUNCHES_PER_TURN]
+            if self._stopping:  # the server is stopping: these never start
+                for cid in turn:
+                    self.store.set_container_state(cid, ContainerState.STOPPED, "the server stopped")
+                continue
+            started = await asyncio.gather(*(self._start_container(found, cid) for cid in turn))
+            lines = [(cid, LogEntry(None, None, "system", f"Container {cid} started for {found.tag}\n", clock.now()))
+                     for cid, ok in zip(turn, started) if ok]  # fmt: skip
+            self.store.append_container_logs(app_id, lines)
+            self.notifier.notify("logs:" + app_id)
+            await asyncio.sleep(0)
 
     async def _start_container(self, found: FunctionRecord, container_id: str) -> bool:
         """Ask the backend for one container; a failed launch is a failed start, never a stuck container."""
