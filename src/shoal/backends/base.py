@@ -91,6 +91,10 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""
 
+    def warm(self, server_url: str) -> None:
+        """Get ready for the first container, in the background, once the server runs (nothing, by default)."""
+        return None
+
     def capabilities(self) -> Capabilities:
         """What this backend can give containers (none of the optional features, by default)."""
         return Capabilities()

@@ -23,7 +23,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..protocol import fork
@@ -239,6 +239,25 @@ class ForkServers:
         self._by_container: dict[str, ForkServer] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.failures = 0  # fork servers that failed to start in a row
+        self._spare: asyncio.Task[ForkServer] | None = None  # warm(): started before any app asked
+        self._spare_template: Template | None = None
+
+    def warm(self, template: Template) -> None:
+        """Start a spare fork server of ``template`` (app id ''), for the first app of that layout to adopt: an
+        embedded server's first container then forks at once instead of waiting for a fork server to start."""
+        if self.enabled and not self._starting and not self._servers:
+            self._spare = asyncio.create_task(self._start(template, spare=True))
+            self._spare.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is seen at adoption
+
+    def _adopt(self, template: Template) -> asyncio.Task[ForkServer] | None:
+        """The spare, taken by the first app whose template it matches but for the app id (it forked nothing)."""
+        spare = self._spare
+        if spare is None or spare.done() and (spare.cancelled() or spare.exception() is not None):
+            return None
+        if self._spare_template != replace(template, app_id=""):
+            return None
+        self._spare = None
+        return spare
 
     async def server(self, template: Template) -> ForkServer | None:
         """The running fork server of ``template``, started on first use; None when fork servers are off."""
@@ -249,6 +268,9 @@ class ForkServers:
         if found is not None and found.alive:
             return found
         task = self._starting.get(template)
+        if task is None and (adopted := self._adopt(template)) is not None:
+            task = self._starting[template] = asyncio.create_task(self._take(adopted, template))
+            task.add_done_callback(lambda _: self._starting.pop(template, None))
         if task is None:
             task = asyncio.create_task(self._start(template))
             self._starting[template] = task
@@ -266,10 +288,19 @@ class ForkServers:
         self.failures = 0
         return found
 
-    async def _start(self, template: Template) -> ForkServer:
-        name = f"fork-server-{template.app_id}-{abs(hash(template)):x}.log"
+    async def _start(self, template: Template, spare: bool = False) -> ForkServer:
+        if spare:
+            self._spare_template = template
+        name = f"fork-server-{template.app_id or 'spare'}-{abs(hash(template)):x}.log"
         server = ForkServer(template, self.log_dir / name, self._exited)
         await server.start()
+        if not spare:
+            self._servers[template] = server
+        return server
+
+    async def _take(self, spare: asyncio.Task[ForkServer], template: Template) -> ForkServer:
+        server = await spare
+        server.template = template
         self._servers[template] = server
         return server
 
@@ -316,4 +347,8 @@ class ForkServers:
     async def close(self) -> None:
         servers = list(self._servers.values())
         self._servers.clear()
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            with contextlib.suppress(BaseException):
+                servers.append(await spare)
         await asyncio.gather(*(s.close() for s in servers), *self._closing, return_exceptions=True)

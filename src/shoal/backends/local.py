@@ -217,6 +217,13 @@ class LocalBackend(Backend):
         self._waiters.add(task)
         task.add_done_callback(self._waiters.discard)
 
+    def warm(self, server_url: str) -> None:
+        """A spare fork server for the commonest layout (no image, no volume), which the first app of that layout
+        adopts: a fresh embedded server's first container forks at once."""
+        if self.forks.enabled:
+            made = self.forked(ContainerSpec("", "", "", server_url, ""))
+            self.forks.warm(made.template)
+
     async def _fork(self, spec: ContainerSpec) -> bool:
         """Fork the container from its fork server; False when there is none to use (then it starts afresh)."""
         made = self.forked(spec)

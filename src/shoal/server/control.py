@@ -152,6 +152,7 @@ class ControlPlane:
         self._recover_after_restart()
         await self.gateway.start()
         self._loop_task = asyncio.create_task(self._scheduler_loop())
+        self.backend.warm(self.config.url)
 
     async def quiesce(self) -> None:
         """The server is stopping: decide nothing more, end long polls now, and kill every container.
