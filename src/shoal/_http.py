@@ -82,8 +82,10 @@ class AsyncHTTP:
             conn = self._idle.pop() if reused else await self._connect()
             try:
                 return await asyncio.wait_for(self._exchange(conn, head, body, method == "HEAD"), self.timeout)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, RuntimeError) as exc:
                 conn[1].close()
+                if isinstance(exc, RuntimeError) and "closed" not in str(exc):
+                    raise  # not uvloop's "the handler is closed" (a write to a connection the server dropped)
                 if reused and not isinstance(exc, asyncio.TimeoutError):
                     continue  # the server closed an idle connection: try a fresh one
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
