@@ -92,6 +92,9 @@ class SimBackend(Backend):
     def list(self) -> list[str]:
         return list(self.running)
 
+    def has(self, container_id: str) -> bool:
+        return container_id in self.running
+
     async def close(self) -> None:
         for inbox in self.inboxes:
             inbox.put(("close", "", ""))

@@ -243,3 +243,28 @@ def test_a_period_schedule_keeps_its_pace_when_the_wall_clock_steps_back(tmp_pat
         await plane.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_container_says_it_started_when_it_runs_and_never_when_it_failed_to(tmp_path):
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
+        app_id = plane.create_app("unit")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=2), None)
+        plane.create_call(function_id, "map", None, [b"a", b"b"], close=True)
+        await tick(plane, limits)
+        first, second = backend.launched
+
+        def said() -> list[str]:
+            return [text for _, _, text, _ in plane.catalog.logs(app_id, None, 0) if "started" in text]
+
+        # Given two containers launched (on Ray, a launch may wait for a node): neither has said it started
+        assert said() == []
+        # When one reports it runs and the other that its code failed to load
+        plane.container_started(first.container_id, None, False)
+        plane.container_started(second.container_id, "ImportError: no module named x", True)
+        plane._write_started()  # (lines of starts close together are written together, STARTED_LINES_EVERY later)
+        # Then only the first says so
+        assert said() == [f"Container {first.container_id} started for f\n"]
+
+    asyncio.run(scenario())

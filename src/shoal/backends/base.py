@@ -87,6 +87,10 @@ class Backend(abc.ABC):
     def list(self) -> list[str]:
         """Ids of the containers this backend is running."""
 
+    def has(self, container_id: str) -> bool:
+        """Whether this backend runs the container (backends answer without listing them all)."""
+        return container_id in self.list()
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""

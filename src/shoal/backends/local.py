@@ -278,6 +278,9 @@ class LocalBackend(Backend):
     def list(self) -> list[str]:
         return [*self._procs, *self.forks.containers()]
 
+    def has(self, container_id: str) -> bool:
+        return container_id in self._procs or self.forks.holds(container_id)
+
     async def close(self) -> None:
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in self.list()), return_exceptions=True)
         await self.forks.close()

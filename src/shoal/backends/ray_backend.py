@@ -212,6 +212,9 @@ class RayBackend(Backend):
     def list(self) -> list[str]:
         return list(self.handles)
 
+    def has(self, container_id: str) -> bool:
+        return container_id in self.handles
+
     async def close(self) -> None:
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self.handles)), return_exceptions=True)
         if self._watchers:

@@ -72,6 +72,7 @@ DRAIN_GRACE = 5.0
 TICK_INTERVAL = 0.1
 BLOB_SWEEP_EVERY = 5.0  # seconds between looks for payload blobs no call uses
 LAUNCHES_PER_TURN = 20
+STARTED_LINES_EVERY = 0.05  # seconds: "started" lines of containers that start meanwhile are written together
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class ControlPlane:
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()  # containers being started (_launch)
+        self._started: list[ContainerRecord] = []  # containers that run, their "started" lines not yet written
         self._last_expiry = 0.0
         self._last_blob_sweep = 0.0
         self._stopping = False
@@ -563,7 +565,7 @@ class ControlPlane:
         found = self.store.container(container_id)
         if found is None:
             return False
-        facts = Facts(found.state, found.intent, found.startup_failures, container_id in self.backend.list())
+        facts = Facts(found.state, found.intent, found.startup_failures, self.backend.has(container_id))
         touched: set[str] = set()
         for action in decide(event, facts):
             touched |= self._apply(found, action)
@@ -592,12 +594,34 @@ class ControlPlane:
             return self.store.fail_pending(container.function_id, action.status, action.message)
         elif isinstance(action, lifecycle.MarkStarted):
             self.store.mark_started(cid)
+            self._say_started(container)
         elif isinstance(action, lifecycle.MarkStopped):
             self.store.set_container_state(cid, ContainerState.STOPPED, action.reason)
             self.liveness.forget(cid)
         elif isinstance(action, lifecycle.Log):
             self.system_log(container.app_id, cid, f"Container {cid} {action.text}")
         return set()
+
+    def _say_started(self, container: ContainerRecord) -> None:
+        """ "Container ... started for f" in its app's log once it runs; lines of many starts are written together
+        (a fleet starting at once would otherwise cost a transaction each)."""
+        self._started.append(container)
+        if len(self._started) == 1:
+            asyncio.get_running_loop().call_later(STARTED_LINES_EVERY, self._write_started)
+
+    def _write_started(self) -> None:
+        started, self._started = self._started, []
+        tags: dict[str, str] = {}
+        by_app: dict[str, list[tuple[str, LogEntry]]] = {}
+        for c in started:
+            if c.function_id not in tags:
+                found = self.store.function(c.function_id)
+                tags[c.function_id] = found.tag if found is not None else c.function_id
+            text = f"Container {c.id} started for {tags[c.function_id]}\n"
+            by_app.setdefault(c.app_id, []).append((c.id, LogEntry(None, None, "system", text, clock.now())))
+        for app_id, lines in by_app.items():
+            self.store.append_container_logs(app_id, lines)
+            self.notifier.notify("logs:" + app_id)
 
     def _notify_calls(self, call_ids: set[str]) -> None:
         for call_id in call_ids:
@@ -704,20 +728,16 @@ class ControlPlane:
             await asyncio.wait(set(self._launches))
 
     async def _start_containers(self, found: FunctionRecord, app_id: str, ids: list[str]) -> None:
-        """``LAUNCHES_PER_TURN`` containers at once (a fork server forks one while the next is asked for), their
-        "started" lines in one transaction per turn, and requests let in between (10,000 at once would otherwise
-        hold the loop)."""
+        """``LAUNCHES_PER_TURN`` containers at once (a fork server forks one while the next is asked for), and
+        requests let in between (10,000 at once would otherwise hold the loop). A container's "started" line comes
+        when it runs (:meth:`_say_started`), not now: on Ray it may wait for a node first."""
         for at in range(0, len(ids), LAUNCHES_PER_TURN):
             turn = ids[at : at + LAUNCHES_PER_TURN]
             if self._stopping:  # the server is stopping: these never start
                 for cid in turn:
                     self.store.set_container_state(cid, ContainerState.STOPPED, "the server stopped")
                 continue
-            started = await asyncio.gather(*(self._start_container(found, cid) for cid in turn))
-            lines = [(cid, LogEntry(None, None, "system", f"Container {cid} started for {found.tag}\n", clock.now()))
-                     for cid, ok in zip(turn, started) if ok]  # fmt: skip
-            self.store.append_container_logs(app_id, lines)
-            self.notifier.notify("logs:" + app_id)
+            await asyncio.gather(*(self._start_container(found, cid) for cid in turn))
             await asyncio.sleep(0)
 
     async def _start_container(self, found: FunctionRecord, container_id: str) -> bool:
