@@ -188,8 +188,10 @@ class ForkServer:
         if not self.containers:
             self.idle_since = time.monotonic()
         started = self._started.pop(container_id, None)
-        if started is not None and not started.done():
+        if started is not None and not started.done():  # never forked: its launch fails (it starts afresh), it
             started.set_exception(ForkServerError("the fork server ended before the container was forked"))
+            self._exited.pop(container_id, None)  # did not exit
+            return
         exited = self._exited.pop(container_id, None)
         if exited is not None and not exited.done():
             exited.set_result(code)

@@ -22,6 +22,7 @@ Unsandboxed (no bubblewrap), the namespaces are skipped: the keeper kills the ru
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import json
 import os
@@ -97,7 +98,11 @@ class ForkServer:
                     self._kill(pid)
 
     def _spawn(self, request: fork.Spawn, fds: list[int]) -> None:
+        # the keeper starts with SIGTERM blocked: a Kill that comes at once waits until it can pass it on
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         if pid == 0:
             try:
                 for fd in (self.sock.fileno(), self.wakeup_r, self.wakeup_w):
@@ -163,14 +168,18 @@ def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
         namespaces.enter(request.tmp_mib)
     init = os.fork()
     if init == 0:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         namespaces.die_with_parent(signal.SIGKILL)
         if isolate:
             namespaces.become_init()
             _init(env)
-        os.setsid()
+        os.setpgid(0, 0)  # its own process group (made on both sides of the fork: a Kill may come at once)
         run(env)
     if not isolate:  # the runtime's process group is the container: ended with it, or at the keeper's end
+        with contextlib.suppress(OSError):
+            os.setpgid(init, init)
         signal.signal(signal.SIGTERM, lambda signum, frame: _killpg(init))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # (isolated: a SIGTERM ends the keeper, and all)
     status = _wait_for(init)
     if not isolate:
         _killpg(init)
@@ -237,7 +246,13 @@ def run(env: dict[str, str]) -> NoReturn:
     time.tzset()
     from .runtime import main as runtime_main
 
-    runtime_main()
+    try:
+        runtime_main()  # ends with os._exit: nothing of the fork server's runs on the way out
+    except SystemExit as exc:  # refused before it began (as sys.exit would end a fresh interpreter)
+        if isinstance(exc.code, str):
+            sys.stderr.write(exc.code + "\n")
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1)
     os._exit(0)
 
 

@@ -1,0 +1,56 @@
+"""The fork server as the local backend drives it: real processes, no control plane (containers that cannot reach
+one end by themselves, which is what these tests watch)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from shoal.backends.fork_server import ForkServers, Template
+
+# unsandboxed: the namespaces are the sandbox tests' business (test_isolation.py); this is the protocol's
+TEMPLATE = Template("ap-test", (sys.executable, "-m", "shoal.container.zygote"), (), None, isolate=False)
+
+
+def test_a_forked_container_reads_its_own_environment_and_its_exit_code_comes_back(tmp_path: Path):
+    async def scenario() -> dict[str, int | None]:
+        exits: dict[str, int | None] = {}
+        done = asyncio.Event()
+
+        def on_exit(container_id: str, code: int | None) -> None:
+            exits[container_id] = code
+            done.set()
+
+        forks = ForkServers(tmp_path, on_exit, enabled=True)
+        server = await forks.server(TEMPLATE)
+        assert server is not None
+        # A container without SHOAL_CONTAINER_ID: the runtime says it was not started by a backend, and exits 1
+        await forks.spawn(server, "ta-no-id", {"PATH": "/usr/bin:/bin"}, tmp_path / "no-id.log", 64, None)
+        await asyncio.wait_for(done.wait(), 30)
+        await forks.close()
+        return exits
+
+    exits = asyncio.run(scenario())
+    assert exits == {"ta-no-id": 1}
+    assert "started by a Shoal backend" in (tmp_path / "no-id.log").read_text()
+
+
+def test_a_forked_container_is_killed_even_right_after_its_fork(tmp_path: Path):
+    async def scenario() -> tuple[int | None, bool]:
+        exits: dict[str, int | None] = {}
+        forks = ForkServers(tmp_path, lambda cid, code: exits.__setitem__(cid, code), enabled=True)
+        server = await forks.server(TEMPLATE)
+        assert server is not None
+        # A container whose server never answers (a closed port): its runtime keeps trying to boot
+        env = {"PATH": "/usr/bin:/bin", "SHOAL_CONTAINER_ID": "ta-hangs", "SHOAL_SERVER_URL": "http://127.0.0.1:9",
+               "SHOAL_CONTAINER_TOKEN": "x"}  # fmt: skip
+        await forks.spawn(server, "ta-hangs", env, tmp_path / "hangs.log", 64, None)
+        assert forks.holds("ta-hangs") and "ta-hangs" in forks.containers()
+        await forks.terminate("ta-hangs", grace=0.0)
+        held = forks.holds("ta-hangs")
+        await forks.close()
+        return exits.get("ta-hangs"), held
+
+    code, held = asyncio.run(scenario())
+    assert code == 128 + 9 and not held  # its runtime killed by SIGKILL (its process group), reported as a shell would
