@@ -9,44 +9,42 @@ import pytest
 
 from shoal._http import AsyncHTTP, TransportError
 
+DROPPED = "unable to perform operation on <TCPTransport closed=True>; the handler is closed"  # uvloop's words
 
-class ClosedWriter:
-    """A stream writer whose connection the server already closed, as uvloop reports it."""
+
+class FailingWriter:
+    """A stream writer whose every write fails with ``message`` (as uvloop's does on a closed connection)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
     def write(self, data: bytes) -> None:
-        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+        raise RuntimeError(self.message)
 
     def close(self) -> None:
         pass
 
 
-def test_a_write_to_a_connection_the_server_closed_is_a_transport_error():
+def request_through(writer: FailingWriter) -> None:
+    """One request whose connection writes through ``writer``."""
+
     async def scenario() -> None:
         http = AsyncHTTP("http://127.0.0.1:9", {})
 
         async def connect() -> tuple[object, object]:
-            return object(), ClosedWriter()
+            return object(), writer
 
         http._connect = connect  # type: ignore[method-assign]
-        with pytest.raises(TransportError, match="handler is closed"):
-            await http.request("GET", "/x")
+        await http.request("GET", "/x")
 
     asyncio.run(scenario())
+
+
+def test_a_write_to_a_connection_the_server_closed_is_a_transport_error():
+    with pytest.raises(TransportError, match="handler is closed"):
+        request_through(FailingWriter(DROPPED))
 
 
 def test_another_runtime_error_is_not_taken_for_a_dropped_connection():
-    async def scenario() -> None:
-        http = AsyncHTTP("http://127.0.0.1:9", {})
-
-        class Broken(ClosedWriter):
-            def write(self, data: bytes) -> None:
-                raise RuntimeError("a bug")
-
-        async def connect() -> tuple[object, object]:
-            return object(), Broken()
-
-        http._connect = connect  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError, match="a bug"):
-            await http.request("GET", "/x")
-
-    asyncio.run(scenario())
+    with pytest.raises(RuntimeError, match="a bug"):
+        request_through(FailingWriter("a bug"))

@@ -60,14 +60,17 @@ class ForkServer:
         self.template = template
         self.log_path = log_path
         self.on_exit = on_exit
-        self.containers: set[str] = set()
         self.idle_since = time.monotonic()
         self._sock: socket.socket | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._hello: asyncio.Future[str] | None = None
         self._started: dict[str, asyncio.Future[None]] = {}
-        self._exited: dict[str, asyncio.Future[int | None]] = {}
+        self._exited: dict[str, asyncio.Future[int | None]] = {}  # the containers it forked, until they end
         self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def containers(self) -> list[str]:
+        return list(self._exited)
 
     async def start(self) -> None:
         """Start the process and wait for its hello.
@@ -123,7 +126,6 @@ class ForkServer:
         started = asyncio.get_running_loop().create_future()
         self._started[container_id] = started
         self._exited[container_id] = asyncio.get_running_loop().create_future()
-        self.containers.add(container_id)
         try:
             message = fork.encode(fork.Spawn(container_id, tmp_mib, cgroup=cgroup_procs is not None))
             await self._send(message, fds)
@@ -145,7 +147,7 @@ class ForkServer:
                 raise ForkServerError(f"the fork server is gone ({exc})") from None
 
     async def kill(self, container_id: str) -> None:
-        if container_id in self.containers:
+        if container_id in self._exited:
             with contextlib.suppress(ForkServerError):
                 await self._send(fork.encode(fork.Kill(container_id)), [])
 
@@ -184,15 +186,13 @@ class ForkServer:
             self._ended(message.container_id, message.code)
 
     def _ended(self, container_id: str, code: int | None) -> None:
-        self.containers.discard(container_id)
-        if not self.containers:
+        exited = self._exited.pop(container_id, None)
+        if not self._exited:
             self.idle_since = time.monotonic()
         started = self._started.pop(container_id, None)
         if started is not None and not started.done():  # never forked: its launch fails (it starts afresh), it
             started.set_exception(ForkServerError("the fork server ended before the container was forked"))
-            self._exited.pop(container_id, None)  # did not exit
-            return
-        exited = self._exited.pop(container_id, None)
+            return  # did not exit
         if exited is not None and not exited.done():
             exited.set_result(code)
         self.on_exit(container_id, code)
@@ -205,7 +205,7 @@ class ForkServer:
             self._sock = None
         if self._hello is not None and not self._hello.done():
             self._hello.set_exception(ForkServerError("it ended"))
-        for container_id in list(self.containers):
+        for container_id in self.containers:
             self._ended(container_id, -signal.SIGKILL)
 
     @property
@@ -241,25 +241,23 @@ class ForkServers:
         self._by_container: dict[str, ForkServer] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.failures = 0  # fork servers that failed to start in a row
-        self._spare: asyncio.Task[ForkServer] | None = None  # warm(): started before any app asked
-        self._spare_template: Template | None = None
+        self._spare: tuple[Template, asyncio.Task[ForkServer]] | None = None  # warm(): started before any app asked
 
     def warm(self, template: Template) -> None:
         """Start a spare fork server of ``template`` (app id ''), for the first app of that layout to adopt: an
         embedded server's first container then forks at once instead of waiting for a fork server to start."""
         if self.enabled and not self._starting and not self._servers:
-            self._spare = asyncio.create_task(self._start(template, spare=True))
-            self._spare.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is seen at adoption
+            task = asyncio.create_task(self._start(template))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is seen at adoption
+            self._spare = (template, task)
 
     def _adopt(self, template: Template) -> asyncio.Task[ForkServer] | None:
-        """The spare, taken by the first app whose template it matches but for the app id (it forked nothing)."""
-        spare = self._spare
-        if spare is None or spare.done() and (spare.cancelled() or spare.exception() is not None):
+        """The spare's start, taken by the first app whose template it matches but for the app id (it has forked
+        nothing: no other app's memory)."""
+        if self._spare is None or self._spare[0] != replace(template, app_id=""):
             return None
-        if self._spare_template != replace(template, app_id=""):
-            return None
-        self._spare = None
-        return spare
+        task, self._spare = self._spare[1], None
+        return task
 
     async def server(self, template: Template) -> ForkServer | None:
         """The running fork server of ``template``, started on first use; None when fork servers are off."""
@@ -270,15 +268,12 @@ class ForkServers:
         if found is not None and found.alive:
             return found
         task = self._starting.get(template)
-        if task is None and (adopted := self._adopt(template)) is not None:
-            task = self._starting[template] = asyncio.create_task(self._take(adopted, template))
-            task.add_done_callback(lambda _: self._starting.pop(template, None))
         if task is None:
-            task = asyncio.create_task(self._start(template))
+            task = self._adopt(template) or asyncio.create_task(self._start(template))
             self._starting[template] = task
             task.add_done_callback(lambda _: self._starting.pop(template, None))
         try:
-            found = await asyncio.shield(task)
+            found = self._servers[template] = await asyncio.shield(task)
         except ForkServerError as exc:
             self.failures += 1
             if self.enabled and (isinstance(exc, ForkServerRefused) or self.failures >= MAX_FAILURES):
@@ -290,20 +285,10 @@ class ForkServers:
         self.failures = 0
         return found
 
-    async def _start(self, template: Template, spare: bool = False) -> ForkServer:
-        if spare:
-            self._spare_template = template
+    async def _start(self, template: Template) -> ForkServer:
         name = f"fork-server-{template.app_id or 'spare'}-{abs(hash(template)):x}.log"
         server = ForkServer(template, self.log_dir / name, self._exited)
         await server.start()
-        if not spare:
-            self._servers[template] = server
-        return server
-
-    async def _take(self, spare: asyncio.Task[ForkServer], template: Template) -> ForkServer:
-        server = await spare
-        server.template = template
-        self._servers[template] = server
         return server
 
     def _exited(self, container_id: str, code: int | None) -> None:
@@ -350,7 +335,7 @@ class ForkServers:
         servers = list(self._servers.values())
         self._servers.clear()
         if self._spare is not None:
-            spare, self._spare = self._spare, None
+            spare, self._spare = self._spare[1], None
             with contextlib.suppress(BaseException):
                 servers.append(await spare)
         await asyncio.gather(*(s.close() for s in servers), *self._closing, return_exceptions=True)

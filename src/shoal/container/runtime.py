@@ -682,8 +682,10 @@ def confine(env: ContainerEnv) -> None:
     """Die with the server that started us (no orphans), and apply the memory limit, before any user code."""
     parent = env.parent_pid
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:  # not Linux: a container notices its server is gone when its requests fail
+        from .namespaces import die_with_parent
+
+        die_with_parent(signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: a container notices its server is gone when its requests fail
         pass
     if parent and os.getppid() != parent:  # the server died before prctl took effect
         os._exit(0)
