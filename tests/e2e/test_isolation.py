@@ -74,7 +74,7 @@ def test_a_container_has_no_capabilities_no_host_processes_and_a_bounded_tmp(any
     assert leaked == [], leaked
 
 
-def test_containers_forked_from_one_fork_server_see_nothing_of_each_other(server: ServerProcess, sandbox):
+def test_containers_forked_from_one_fork_server_see_nothing_of_each_other(server: ServerProcess, fork_servers):
     folder = shared_dir()
     ready, release = os.path.join(folder, "ready"), os.path.join(folder, "release")
     # Given a container of an app holding a secret in its /tmp and environment
