@@ -311,9 +311,10 @@ def sandbox() -> None:
 def fork_servers(sandbox: None) -> None:
     """Tests of forked containers: they make user namespaces as an unprivileged user, which some kernels refuse
     (then containers start afresh): skipped there, failed in CI."""
-    refused = [name for name, no in (("user/max_user_namespaces", "0"), ("kernel/unprivileged_userns_clone", "0"),
-                                      ("kernel/apparmor_restrict_unprivileged_userns", "1"))
-               if Path(f"/proc/sys/{name}").exists() and Path(f"/proc/sys/{name}").read_text().strip() == no]  # fmt: skip
+    refusing = {"user/max_user_namespaces": "0", "kernel/unprivileged_userns_clone": "0",
+                "kernel/apparmor_restrict_unprivileged_userns": "1"}  # fmt: skip
+    found = {name: Path(f"/proc/sys/{name}") for name in refusing}
+    refused = [name for name, path in found.items() if path.exists() and path.read_text().strip() == refusing[name]]
     if refused:
         if os.environ.get("CI"):
             pytest.fail(f"forked containers need unprivileged user namespaces ({', '.join(refused)})")
