@@ -60,6 +60,11 @@ VARIABLES = (
         "default: the server's own state directory",
     ),
     Variable("SHOAL_RAY_ADDRESS", "auto", "the Ray cluster of the ray backend: auto, or HOST:PORT of its head"),
+    Variable(
+        "SHOAL_RAY_HEAD_TIMEOUT",
+        "30",
+        "seconds without an answer from the Ray cluster's head before its containers count as lost",
+    ),  # fmt: skip
     Variable("SHOAL_SANDBOX", "auto", "off: run containers as plain processes even with bubblewrap installed"),
     Variable("SHOAL_FORK_SERVER", "on", "off: start every local container as a fresh process, not from a fork server"),
     Variable("SHOAL_SANDBOX_BINDS", "", "extra host directories (':'-separated) that containers see read-write"),
@@ -127,6 +132,7 @@ class Settings:
     audit_unpickle: str | None = None
     backend: str = "local"
     ray_address: str = "auto"
+    ray_head_timeout: float = 30.0
     store: str | None = None  # None: a SQLite file in the server's state directory
     shared_dir: Path | None = None  # None: the server's state directory
 
@@ -156,6 +162,7 @@ class Settings:
             audit_unpickle=_get("SHOAL_AUDIT_UNPICKLE"),
             backend=(_get("SHOAL_BACKEND") or "local").lower(),
             ray_address=_get("SHOAL_RAY_ADDRESS") or "auto",
+            ray_head_timeout=_float("SHOAL_RAY_HEAD_TIMEOUT", 30.0),
             store=_get("SHOAL_STORE"),
             shared_dir=Path(shared) if (shared := _get("SHOAL_SHARED_DIR")) else None,
         )

@@ -72,8 +72,12 @@ class Backend(abc.ABC):
 
     def __init__(self) -> None:
         self.on_exit: ExitCallback = lambda container_id, code: None
+        # a container that went with its whole cluster (its head lost): nothing says anything about its inputs
+        self.on_lost_with_cluster: Callable[[str], None] = lambda container_id: self.on_exit(container_id, None)
         self.on_placed: PlacedCallback = lambda container_id, node: None  # where a container runs, once known
         self.put_blob: Callable[[str, bytes], None] = lambda blob_id, data: None  # the control plane's blob store
+        # what keeps containers from starting at all (its text), and None once that is over: a cluster lost
+        self.on_trouble: Callable[[str | None], None] = lambda text: None
 
     @abc.abstractmethod
     async def launch(self, spec: ContainerSpec) -> None:
@@ -126,6 +130,10 @@ class Backend(abc.ABC):
         """Containers asked for but not yet placed for lack of capacity, with seconds waited (none, by default).
         No startup timeout runs while a container waits."""
         return {}
+
+    def trouble(self) -> str | None:
+        """What keeps containers from starting at all now (a cluster that cannot be reached), or None."""
+        return None
 
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         """The last lines a container wrote to its own stdout/stderr (put in errors about its death), or ''."""

@@ -3,11 +3,17 @@
 Ray only places and runs container processes; the control plane stays the source of truth for inputs, retries,
 timeouts, results and schedules, and containers pull their inputs from it over HTTP as local ones do.
 
+- The server is not Ray's driver: a child process, the Ray bridge (:mod:`.ray_bridge`), is. Ray ends a driver
+  that lost its cluster's head, so losing the head ends the bridge, never the server: the server says "cluster
+  unreachable" (:meth:`RayBackend.trouble`), counts the containers that ran as lost (their inputs are queued again,
+  uncharged), keeps asking for the containers it wants, and starts a bridge again until the cluster answers.
 - A container is a detached actor named after the container id (``max_restarts=0``) in a namespace of this
   control plane's own, sized from the function's spec: ``cpu`` -> ``num_cpus`` (Modal's default request, 0.125,
   when unset), ``memory`` -> ``memory``, ``gpu="A100:2"`` -> ``num_gpus=2`` and Ray's ``accelerator_type:A100``.
 - Actors are created asynchronously: ``launch`` returns at once, and a container whose actor Ray has not placed
-  yet is *waiting for capacity* (shown by ``shoal container list``; no startup timeout runs while it waits).
+  yet (or that waits for the cluster to be reachable) is *waiting for capacity* (shown by ``shoal container
+  list``; no startup timeout runs while it waits). It is never reported lost: it waits until it runs or is
+  stopped.
 - A dead actor (its node lost, killed, out of memory) is a dead container: its inputs are retried or isolated as
   for a killed local container. Actors left by a previous life of the control plane are found by name and killed.
 """
@@ -17,11 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import io
+import json
 import logging
+import socket
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +44,71 @@ from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
 from . import sandbox
-from .base import Backend, Capabilities, ContainerSpec, Unplaceable, killed_by_signal
+from .base import Backend, Capabilities, ContainerSpec, Unplaceable
+from .ray_link import (
+    Cluster,
+    FromBridge,
+    Launch,
+    Placed,
+    Terminate,
+    frame,
+    from_bridge,
+    read_frame,
+    read_frame_blocking,
+)
 
 log = logging.getLogger("shoal.ray")
 BLOB_PREFIX = "blob:"  # a mount whose content is a blob (a tar), not a path of the node
 DEFAULT_CPU = 0.125  # Modal's default CPU request for a container
-NODE_LOSS_SETTLE = 1.0  # seconds after a container's death by signal before its actor is asked whether it lives
 ACTOR_PREFIX = "ta-"  # container ids: the actors' names
+FIRST_CONTACT = 120.0  # seconds for the first bridge to reach the cluster before the server refuses to start
+RECONNECT_TIMEOUT = 60.0  # seconds for a later bridge to reach the cluster before another is tried
+RETRY_EVERY = (0.5, 1.0, 2.0, 5.0)  # seconds between bridges while the cluster is unreachable (the last repeats)
+
+
+class BridgeFailed(Exception):
+    """A Ray bridge could not reach the cluster; the message says why, from its log."""
+
+
+@dataclass
+class BridgeProcess:
+    """One Ray bridge that reached the cluster: its process, the server's end of its socket, and its first
+    report of the cluster's resources."""
+
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    cluster: Cluster
+
+    @classmethod
+    def start(
+        cls, address: str, namespace: str, hidden: tuple[str, ...], log_file: Path, timeout: float
+    ) -> BridgeProcess:
+        """Start a bridge and wait for its handshake (blocking).
+
+        Raises:
+            BridgeFailed: it ended or did not answer within ``timeout`` seconds (the cluster is unreachable).
+        """
+        ours, theirs = socket.socketpair()
+        with open(log_file, "ab") as out:
+            argv = [sys.executable, "-m", "shoal.backends.ray_bridge", address, namespace, json.dumps(hidden),
+                    str(theirs.fileno())]  # fmt: skip
+            proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        theirs.close()
+        ours.settimeout(timeout)
+        try:
+            body = read_frame_blocking(ours)
+        except (TimeoutError, OSError):
+            body = None
+        first = from_bridge(body) if body is not None else None
+        if not isinstance(first, Cluster):
+            ours.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+            raise BridgeFailed(_last_words(log_file) or f"no answer within {timeout:g}s")
+        ours.setblocking(False)
+        return cls(proc, ours, first)
 
 
 class RayBackend(Backend):
@@ -46,57 +116,160 @@ class RayBackend(Backend):
 
     def __init__(self, address: str, state_dir: Path) -> None:
         super().__init__()
-        try:
-            import ray
-        except ImportError:
-            raise InvalidError("The Ray backend needs Ray: pip install 'shoal[ray]'") from None
-        self.ray: Any = ray  # untyped: Ray's stubs are partial
+        if importlib.util.find_spec("ray") is None:
+            raise InvalidError("The Ray backend needs Ray: pip install 'shoal[ray]'")
+        self.address = address
         self.namespace = self.namespace_for(state_dir)
-        if not ray.is_initialized():
-            ray.init(address=address, namespace=self.namespace, log_to_driver=False, logging_level=logging.WARNING)
         # the sandbox covers the server's state and home on a node that shares its disk
         self.hidden = (str(state_dir), str(settings().home))
-        self.host_class = self.ray.remote(max_concurrency=4)(_actor_class())
-        self.handles: dict[str, Any] = {}  # container id -> its actor
-        self.placed: dict[str, str] = {}  # container id -> its node, once the actor runs
+        self.log_file = state_dir / "ray-bridge.log"
+        self.resources: dict[str, float] = {}  # the cluster's, as last reported
+        self.specs: dict[str, ContainerSpec] = {}  # every container asked for, until it exits
+        self.sent: set[str] = set()  # ... of those, the ones the current bridge was asked to launch
+        self.placed: dict[str, str] = {}  # container id -> its node, once its actor runs
         self.waiting_since: dict[str, float] = {}  # container id -> when it was asked for, until placed
-        self.terminating: set[str] = set()  # containers the control plane is stopping (their deaths are no loss)
-        self.tails: dict[str, str] = {}  # container id -> its last output lines, read before the actor went
-        self._watchers: set[asyncio.Task[None]] = set()
-        self.reconcile()
+        self.terminating: set[str] = set()  # containers the control plane is stopping
+        self.tails: dict[str, str] = {}  # container id -> its last output lines
+        self.unreachable_since: float | None = None  # wall time the cluster was lost (None: it answers)
+        self._writer: asyncio.StreamWriter | None = None
+        self._closing = False
+        self._supervisor: asyncio.Task[None] | None = None
+        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._first: BridgeProcess | None = BridgeProcess.start(
+                address, self.namespace, self.hidden, self.log_file, FIRST_CONTACT
+            )
+        except BridgeFailed as exc:
+            raise InvalidError(f"Cannot reach the Ray cluster at {address}: {exc}. Start it (`ray start --head`), "
+                               "or pass its address with --ray-address.") from None  # fmt: skip
+        self.resources = dict(self._first.cluster.resources)
 
     @staticmethod
     def namespace_for(state_dir: Path) -> str:
         """The Ray namespace of the control plane keeping its state in ``state_dir``: its actors' names live there."""
         return "shoal-" + hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:12]
 
+    # ---- the bridge -----------------------------------------------------------------------------------
+
+    def warm(self, server_url: str) -> None:
+        if self._supervisor is None:
+            self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Serve through one bridge at a time; when one ends (the cluster lost), start the next until the cluster
+        answers again."""
+        link, tries = self._first, 0
+        self._first = None
+        while not self._closing:
+            if link is None:
+                try:
+                    link = await asyncio.to_thread(BridgeProcess.start, self.address, self.namespace, self.hidden,
+                                                   self.log_file, RECONNECT_TIMEOUT)  # fmt: skip
+                except BridgeFailed as exc:
+                    log.info("the Ray cluster at %s is still unreachable: %s", self.address, exc)
+                    await asyncio.sleep(RETRY_EVERY[min(tries, len(RETRY_EVERY) - 1)])
+                    tries += 1
+                    continue
+                tries = 0
+            await self._serve(link)
+            link = None
+            if not self._closing:
+                self._lost_cluster()
+
+    async def _serve(self, link: BridgeProcess) -> None:
+        """Send the bridge what it is to launch, and apply its reports, until it ends."""
+        reader, writer = await asyncio.open_unix_connection(sock=link.sock)
+        self._writer = writer
+        self._on_cluster(link.cluster.resources)
+        if self.unreachable_since is not None:
+            self.unreachable_since = None
+            log.warning("the Ray cluster at %s is reachable again", self.address)
+            self.on_trouble(None)
+        for spec in [s for cid, s in self.specs.items() if cid not in self.sent]:
+            self._launch(spec)
+        try:
+            while (body := await read_frame(reader)) is not None:
+                self._apply(from_bridge(body))
+        finally:
+            self._writer = None
+            writer.close()
+            code = await asyncio.to_thread(_reap, link.proc)
+            if not self._closing:
+                log.warning("the Ray bridge ended (exit code %s): %s", code, _last_words(self.log_file))
+
+    def _apply(self, message: FromBridge) -> None:
+        if isinstance(message, Cluster):
+            self._on_cluster(message.resources)
+        elif isinstance(message, Placed):
+            if message.container_id in self.specs:
+                self.placed[message.container_id] = message.node
+                self.waiting_since.pop(message.container_id, None)
+                self.on_placed(message.container_id, message.node)
+        else:
+            self.tails[message.container_id] = message.tail
+            self._exited(message.container_id, message.code)
+
+    def _on_cluster(self, resources: dict[str, float]) -> None:
+        self.resources = dict(resources)
+
+    def _lost_cluster(self) -> None:
+        """The bridge ended: the containers that ran are lost (their inputs run again, uncharged); those still
+        waiting for a place are asked for again of the next bridge; those being stopped are stopped."""
+        self.unreachable_since = self.unreachable_since or time.time()
+        sent, self.sent = self.sent, set()
+        lost = [cid for cid in sent if cid in self.placed]
+        stopped = [cid for cid in sent if cid in self.terminating and cid not in self.placed]
+        for cid in lost:
+            self._exited(cid, None, with_cluster=True)
+        for cid in stopped:
+            self._exited(cid, 0)  # it never ran
+        text = (f"The Ray cluster at {self.address} is unreachable: {len(lost)} running container(s) were lost "
+                "(their inputs run again); inputs stay queued, and containers start when it is back.")  # fmt: skip
+        log.warning(text)
+        self.on_trouble(text)
+
+    def _launch(self, spec: ContainerSpec) -> None:
+        if self._writer is not None:
+            self._writer.write(frame(Launch(spec)))
+            self.sent.add(spec.container_id)
+
+    def _exited(self, container_id: str, code: int | None, with_cluster: bool = False) -> None:
+        if self.specs.pop(container_id, None) is None:
+            return
+        self.sent.discard(container_id)
+        self.placed.pop(container_id, None)
+        self.waiting_since.pop(container_id, None)
+        self.terminating.discard(container_id)
+        if with_cluster:
+            self.on_lost_with_cluster(container_id)
+        else:
+            self.on_exit(container_id, code)
+
     # ---- the cluster ----------------------------------------------------------------------------------
 
-    def reconcile(self) -> None:
-        """Kill the actors of a previous life of this control plane (its containers are dead to the store)."""
-        for name in self.ray.util.list_named_actors(all_namespaces=False):
-            if name.startswith(ACTOR_PREFIX) and name not in self.handles:
-                with contextlib.suppress(Exception):
-                    self.ray.kill(self.ray.get_actor(name, namespace=self.namespace), no_restart=True)
-                    log.warning("killed actor %s, left by a previous run of this control plane", name)
+    def trouble(self) -> str | None:
+        if self.unreachable_since is None:
+            return None
+        since = time.strftime("%H:%M:%S", time.localtime(self.unreachable_since))
+        return (f"the Ray cluster at {self.address} is unreachable since {since}; inputs stay queued and run "
+                "when it is back")  # fmt: skip
 
     def capabilities(self) -> Capabilities:
-        total = self.ray.cluster_resources()
+        total = self.resources
         memory = int(total.get("memory", 0) // 2**20)
         isolated = sandbox.bwrap() is not None  # the nodes are assumed to be set up as this machine is
         return Capabilities(isolated, isolated, int(total.get("GPU", 0)), float(total.get("CPU", 0)), memory)
 
     def accelerators(self) -> dict[str, float]:
         """GPU types the cluster's nodes offer (Ray's ``accelerator_type:*`` resources), with their counts."""
-        total = self.ray.cluster_resources()
-        return {k.split(":", 1)[1]: v for k, v in total.items() if k.startswith("accelerator_type:")}
+        return {k.split(":", 1)[1]: v for k, v in self.resources.items() if k.startswith("accelerator_type:")}
 
     def check_resources(self, resources: Resources) -> None:
         """Refuse at registration what no node of the cluster could ever place."""
         if not resources.gpu:
             return
         kind, count = parse_gpu(resources.gpu)
-        gpus = self.ray.cluster_resources().get("GPU", 0)
+        gpus = self.resources.get("GPU", 0)
         offered = self.accelerators()
         if not gpus or count > gpus:
             raise Unplaceable(f"gpu={resources.gpu!r}: the Ray cluster has {gpus:g} GPUs in all "
@@ -104,19 +277,6 @@ class RayBackend(Backend):
         if kind is not None and kind not in offered:
             raise Unplaceable(f"gpu={resources.gpu!r}: no node of the Ray cluster offers a {kind} "
                                f"(it has {_describe(offered)}); ask for one of those, or gpu='any'.")  # fmt: skip
-
-    def actor_options(self, resources: Resources) -> dict[str, Any]:
-        """Ray's placement of one container: its resources, spread over the nodes (one node lost takes few)."""
-        options: dict[str, Any] = {"num_cpus": resources.cpu if resources.cpu is not None else DEFAULT_CPU,
-                                   "scheduling_strategy": "SPREAD"}  # fmt: skip
-        if resources.memory:
-            options["memory"] = resources.memory * 2**20
-        if resources.gpu:
-            kind, count = parse_gpu(resources.gpu)
-            options["num_gpus"] = count
-            if kind is not None:
-                options["resources"] = {f"accelerator_type:{kind}": 0.001}
-        return options
 
     # ---- containers -----------------------------------------------------------------------------------
 
@@ -140,69 +300,21 @@ class RayBackend(Backend):
         return BLOB_PREFIX + blob_id + (f"/{path.name}" if path.is_file() else "")
 
     async def launch(self, spec: ContainerSpec) -> None:
-        options = self.actor_options(spec.resources)
-        handle = self.host_class.options(name=spec.container_id, namespace=self.namespace, lifetime="detached",
-                                         max_restarts=0, **options).remote(self.hidden)  # fmt: skip
-        self.handles[spec.container_id] = handle
+        self.specs[spec.container_id] = spec
         self.waiting_since[spec.container_id] = time.monotonic()
-        task = asyncio.create_task(self._run(spec, handle))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-
-    async def _run(self, spec: ContainerSpec, handle: Any) -> None:
-        """Start the container in its actor once Ray placed it, then report its exit (None: the actor died)."""
-        container_id = spec.container_id
-        code: int | None = None
-        try:
-            node = await handle.where.remote()  # answers once Ray placed the actor and its worker runs
-            self.placed[container_id] = node
-            self.waiting_since.pop(container_id, None)
-            self.on_placed(container_id, node)
-            await handle.start.remote(spec)  # the image built on the node if needed, then the process started
-            code = await handle.wait.remote()
-            code = await self._exit_of(container_id, handle, code)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the actor (or its node) died: the container is lost
-            log.warning("container %s: its Ray actor died (%s)", container_id, type(exc).__name__)
-        finally:
-            with contextlib.suppress(Exception):
-                self.ray.kill(handle, no_restart=True)
-            self.handles.pop(container_id, None)
-            self.terminating.discard(container_id)
-            self.placed.pop(container_id, None)
-            self.waiting_since.pop(container_id, None)
-        self.on_exit(container_id, code)
-
-    async def _exit_of(self, container_id: str, handle: Any, code: int) -> int | None:
-        """The container's exit code, or None when its actor went down with it: a node lost kills the container's
-        process a moment before its actor, which may still report the signal. So after a death by signal the actor
-        is asked for the process's last lines, a moment later; an actor that cannot answer was lost with its node
-        (its inputs are not to blame), one that answers saw its process killed alone (out of memory, a kill)."""
-        suspect = killed_by_signal(code) and container_id not in self.terminating
-        if suspect:
-            await asyncio.sleep(NODE_LOSS_SETTLE)
-        try:
-            self.tails[container_id] = await asyncio.wait_for(_awaitable(handle.tail.remote()), 5)
-        except Exception:  # noqa: BLE001 - the actor is gone or does not answer
-            if suspect:
-                log.warning("container %s: killed, and its Ray actor is gone too: its node was lost", container_id)
-                return None
-        return code
+        self._launch(spec)  # or by the next bridge, once the cluster answers
 
     async def terminate(self, container_id: str, grace: float) -> None:
-        handle = self.handles.get(container_id)
-        if handle is None:
+        if container_id not in self.specs:
             return
         self.terminating.add(container_id)
-        if container_id in self.placed and grace > 0:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(_awaitable(handle.terminate.remote(grace)), grace + 5)
-        with contextlib.suppress(Exception):
-            self.ray.kill(handle, no_restart=True)
+        if container_id not in self.sent:  # never asked of a bridge: it never ran
+            asyncio.get_running_loop().call_soon(self._exited, container_id, 0)
+        elif self._writer is not None:
+            self._writer.write(frame(Terminate(container_id, grace)))
 
     def waiting(self) -> dict[str, float]:
-        """Containers whose actors wait for the cluster's capacity, with how long (seconds) each has waited."""
+        """Containers whose actors wait for the cluster's capacity (or for the cluster), with seconds waited."""
         now = time.monotonic()
         return {cid: now - since for cid, since in self.waiting_since.items()}
 
@@ -210,15 +322,54 @@ class RayBackend(Backend):
         return "\n".join(self.tails.pop(container_id, "").splitlines()[-lines:])
 
     def list(self) -> list[str]:
-        return list(self.handles)
+        return list(self.specs)
 
     def has(self, container_id: str) -> bool:
-        return container_id in self.handles
+        return container_id in self.specs
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self.handles)), return_exceptions=True)
-        if self._watchers:
-            await asyncio.wait(self._watchers, timeout=5)
+        """Stop the bridge: it stops every container first (as it does when the server's end closes)."""
+        self._closing = True
+        if self._first is not None:  # never served (the server did not start)
+            self._first.sock.close()
+            await asyncio.to_thread(_reap, self._first.proc)
+        if self._writer is not None:
+            self._writer.close()
+        if self._supervisor is not None:
+            await asyncio.wait({self._supervisor}, timeout=15)
+            self._supervisor.cancel()
+
+
+def actor_options(resources: Resources) -> dict[str, Any]:
+    """Ray's placement of one container: its resources, spread over the nodes (one node lost takes few)."""
+    options: dict[str, Any] = {"num_cpus": resources.cpu if resources.cpu is not None else DEFAULT_CPU,
+                               "scheduling_strategy": "SPREAD"}  # fmt: skip
+    if resources.memory:
+        options["memory"] = resources.memory * 2**20
+    if resources.gpu:
+        kind, count = parse_gpu(resources.gpu)
+        options["num_gpus"] = count
+        if kind is not None:
+            options["resources"] = {f"accelerator_type:{kind}": 0.001}
+    return options
+
+
+def _reap(proc: subprocess.Popen[bytes], grace: float = 12.0) -> int:
+    """Wait for a bridge to end (it stops its containers first), killing it after ``grace`` seconds."""
+    try:
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _last_words(log_file: Path) -> str:
+    """The bridge's last line about the cluster (its reason for ending), from its log."""
+    with contextlib.suppress(OSError):
+        lines = [line for line in log_file.read_text(errors="replace").splitlines() if "shoal ray bridge:" in line]
+        if lines:
+            return lines[-1].split("shoal ray bridge:", 1)[1].strip()
+    return ""
 
 
 def pack(path: Path) -> bytes:
@@ -252,13 +403,3 @@ def parse_gpu(gpu: str) -> tuple[str | None, int]:
 
 def _describe(offered: dict[str, float]) -> str:
     return ", ".join(f"{n:g} x {k}" for k, n in sorted(offered.items())) or "no typed GPUs"
-
-
-async def _awaitable(ref: Any) -> Any:
-    return await ref
-
-
-def _actor_class() -> type:
-    from .ray_actor import ContainerHost
-
-    return ContainerHost

@@ -153,6 +153,8 @@ def server_status(ctx: click.Context) -> None:
         )
         demand = ", ".join(f"{n} {fn}" for fn, n in sorted(info.get("demand", {}).items())) or "none"
         click.echo(f"pending demand: {demand}; containers waiting for capacity: {info.get('waiting_for_capacity', 0)}")
+        if info.get("trouble"):
+            click.echo(f"trouble: {info['trouble']}")
         click.echo(f"store: {info.get('store', 'sqlite')}")
         click.echo(f"dashboard: {status.url}{routes.DASHBOARD}/apps")
     elif status.standby:

@@ -130,7 +130,9 @@ class ControlPlane:
         self.backend = backend
         self.backend.on_exit = self._on_container_exit
         self.backend.on_placed = self._on_placed
+        self.backend.on_lost_with_cluster = self._on_container_lost_with_cluster
         self.backend.put_blob = self.blobs.put
+        self.backend.on_trouble = self._on_backend_trouble
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
         self.liveness = Liveness(self.notifier)
@@ -173,6 +175,7 @@ class ControlPlane:
         if self._launches:  # starts in flight end first (the rest are never asked for), then every container goes
             await asyncio.wait(set(self._launches), timeout=5.0)
         self.backend.on_exit = lambda container_id, code: None  # a shutdown is not the containers' failure
+        self.backend.on_lost_with_cluster = lambda container_id: None
         self.notifier.notify_all()
         await self.gateway.close()
         await asyncio.gather(*(self.backend.terminate(cid, 0) for cid in self.backend.list()), return_exceptions=True)
@@ -548,6 +551,17 @@ class ControlPlane:
         unreachable = code == EXIT_UNREACHABLE
         exited = ContainerExited(self.backend.describe_exit(code), tail, unreachable, lost=code is None)
         self._handle(container_id, exited)
+
+    def _on_backend_trouble(self, text: str | None) -> None:
+        """Containers cannot start at all (the cluster is lost), or can again: said in every running app's log,
+        which its callers' terminals show."""
+        line = text or "The cluster is reachable again: containers start again."
+        for app in self.catalog.list_apps(include_stopped=False):
+            self.system_log(app["app_id"], None, line)
+
+    def _on_container_lost_with_cluster(self, container_id: str) -> None:
+        self._placed_at.pop(container_id, None)
+        self._handle(container_id, ContainerExited("it was lost with its cluster", lost=True, blameless=True))
 
     def _redacted(self, container_id: str, text: str) -> str:
         """``text`` of a container's raw output (fd writes, a subprocess's) with its function's secret values

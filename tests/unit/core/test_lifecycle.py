@@ -92,6 +92,26 @@ def test_a_start_that_could_not_reach_the_control_plane_is_not_counted_against_t
     assert [type(a) for a in crashed][:1] == [FailInputs]
 
 
+def test_a_start_lost_with_its_node_or_cluster_is_not_counted_against_the_function():
+    # Given two failed starts already: a third whose Ray actor went with its cluster's head while it loaded
+    actions = decide(ContainerExited("it was lost", lost=True), Facts(ContainerState.STARTING, startup_failures=2))
+    # Then its queue is left alone (a head lost mid-map must not fail every queued input as INIT_FAILED)
+    assert not any(isinstance(a, (CountStartFailure, FailQueued)) for a in actions)
+    assert Log("stopped: it was lost (its node or cluster went away; not counted as a failed start)") in actions
+    # but a start the control plane killed (late to start) still counts, lost or not
+    late = Facts(ContainerState.STARTING, Intent("it did not start within startup_timeout=5s"), startup_failures=2)
+    killed = decide(ContainerExited("it was lost", lost=True), late)
+    assert any(isinstance(a, FailQueued) for a in killed)
+
+
+def test_a_container_gone_with_its_whole_cluster_charges_none_of_its_inputs():
+    # A node lost alone isolates what its container held (one of them may be to blame), but a whole cluster lost
+    # says nothing of the inputs: an input isolated by an earlier loss is not charged either
+    actions = decide(ContainerExited("it was lost with its cluster", lost=True, blameless=True), RUNNING)
+    (failed,) = [a for a in actions if isinstance(a, FailInputs)]
+    assert not failed.charge and failed.lost
+
+
 def test_a_reported_start_marks_it_started_and_an_import_error_fails_the_queue_at_once():
     assert decide(StartReported(), Facts(ContainerState.STARTING)) == [MarkStarted()]
     flaky = decide(StartReported("enter hook failed", fatal=False), Facts(ContainerState.STARTING))

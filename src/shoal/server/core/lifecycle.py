@@ -44,6 +44,7 @@ class ContainerExited:
     output_tail: str = ""  # the last lines it wrote, for the error its inputs get
     unreachable: bool = False  # it exited because it could not reach the control plane (EXIT_UNREACHABLE)
     lost: bool = False  # the backend lost it with no exit of its own (its Ray actor or node gone)
+    blameless: bool = False  # it went with its whole cluster: nothing says anything about its inputs (not charged)
 
 
 @dataclass(frozen=True)
@@ -135,14 +136,16 @@ def _exited(event: ContainerExited, facts: Facts) -> list[Action]:
     else:
         status = OutputStatus.CRASHED
         message = f"The container running this input exited unexpectedly: {intent.reason}{log_hint}"
-    charge = intent.charge and facts.state != ContainerState.DRAINING  # stopped on purpose: not its inputs' fault
+    # stopped on purpose, or gone with its whole cluster: not its inputs' fault
+    charge = intent.charge and facts.state != ContainerState.DRAINING and not event.blameless
     lost = event.lost and facts.intent is None  # lost on its own, not by a kill of the control plane's
     actions: list[Action] = [FailInputs(status, message, charge, lost)]
-    if facts.state == ContainerState.STARTING and event.unreachable:  # the server's trouble: another start will do
+    if facts.state == ContainerState.STARTING and (event.unreachable or lost):  # not its code's fault: start another
+        why = "it could not reach the control plane" if event.unreachable else "its node or cluster went away"
         return [
             *actions,
             MarkStopped(intent.reason),
-            Log(f"stopped: {intent.reason} (it could not reach the control plane; not counted as a failed start)"),
+            Log(f"stopped: {intent.reason} ({why}; not counted as a failed start)"),
         ]
     if facts.state == ContainerState.STARTING:
         error = f"The container for this function exited before it was ready ({intent.reason}){log_hint}"

@@ -91,7 +91,11 @@ class Dashboard:
         if self._templates is None:
             self._templates = _environment()
         html = self._templates.get_template(template).render(
-            visitor=visitor, logged_in=True, open_server=self.access.open, **context
+            visitor=visitor,
+            logged_in=True,
+            open_server=self.access.open,
+            trouble=self.plane.backend.trouble(),
+            **context,
         )
         return HTMLResponse(html, status_code=status, headers=_HEADERS)
 

@@ -57,7 +57,8 @@ def add_routes(r: Router) -> None:
         backend = plane.backend
         info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities()),
                 "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand(),
-                "store": plane.store.describe(), "heartbeats": plane.liveness.beats}  # fmt: skip
+                "store": plane.store.describe(), "heartbeats": plane.liveness.beats,
+                "trouble": backend.trouble()}  # fmt: skip
         return JSONResponse(info)
 
     @r.route(routes.IMAGES, ["POST"], "client")
