@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import settings
+from ..protocol.specs import Resources
 from .base import ContainerSpec, killed_by_signal
 from .ray_backend import ACTOR_PREFIX, actor_options
 from .ray_link import Cluster, Exited, FromBridge, Launch, Placed, Terminate, frame, read_frame, to_bridge
@@ -39,15 +40,27 @@ NAME_FREED_WITHIN = 10.0  # seconds for the name of a killed actor of a previous
 
 
 class Bridge:
-    """The containers of one control plane, as Ray actors; reports go out through ``send``."""
+    """The containers of one control plane on the cluster; reports go out through ``send``.
+
+    A container without GPUs gets a placement group of one bundle (its resources: Ray accounts for them, and its
+    autoscaler sees the demand of those still pending) and is forked by the agent of the node the bundle landed
+    on (:mod:`.ray_agent`). A container with GPUs is an actor of its own (:mod:`.ray_actor`), so that Ray assigns
+    it its GPUs (``CUDA_VISIBLE_DEVICES``), as it does for any actor.
+    """
 
     def __init__(self, ray: Any, namespace: str, hidden: tuple[str, ...], send: Callable[[FromBridge], None]):
         from .ray_actor import ContainerHost
+        from .ray_agent import NodeAgent
 
         self.ray, self.namespace, self.hidden, self.send = ray, namespace, hidden, send
         self.host_class = ray.remote(max_concurrency=4)(ContainerHost)
-        self.handles: dict[str, Any] = {}  # container id -> its actor
-        self.placed: set[str] = set()  # containers whose actors run
+        self.agent_class = ray.remote(NodeAgent)
+        self.agents: dict[str, asyncio.Future[Any]] = {}  # node id -> its agent, once made (or being made)
+        self.handles: dict[str, Any] = {}  # container id -> its own actor (GPU containers)
+        self.forked: dict[str, asyncio.Task[None]] = {}  # container id -> its run (forked by an agent)
+        self.unplaced: set[str] = set()  # forked containers whose bundles wait for a place
+        self.agent_of: dict[str, Any] = {}  # container id -> its node's agent, once its bundle is placed
+        self.placed: set[str] = set()  # containers that run (their actors, or their processes started)
         self.terminating: set[str] = set()  # containers the control plane is stopping (their deaths are no loss)
         self.tails: dict[str, str] = {}  # container id -> its last output lines, read before the actor went
         self._watchers: set[asyncio.Task[None]] = set()
@@ -61,6 +74,11 @@ class Bridge:
                     log.warning("killed actor %s, left by a previous run of this control plane", name)
 
     async def launch(self, spec: ContainerSpec) -> None:
+        if not spec.resources.gpu:
+            task = asyncio.create_task(self._run_forked(spec))
+            self.forked[spec.container_id] = task
+            task.add_done_callback(lambda _: self.forked.pop(spec.container_id, None))
+            return
         try:
             handle = await self._create(spec)
         except Exception as exc:  # noqa: BLE001 - Ray refused the actor: the container is lost, not its inputs' fault
@@ -71,6 +89,70 @@ class Bridge:
         task = asyncio.create_task(self._run(spec, handle))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+
+    async def _run_forked(self, spec: ContainerSpec) -> None:
+        """Reserve the container's bundle, then have its node's agent fork it; report its exit (None: lost)."""
+        cid = spec.container_id
+        group = self.ray.util.placement_group([bundle(spec.resources)], strategy="STRICT_PACK")
+        self.unplaced.add(cid)
+        code: int | None = None
+        node_id, agent = "", None
+        try:
+            await group.ready()  # once Ray reserved the bundle (cancelled: stopped before that)
+            self.unplaced.discard(cid)
+            table = await asyncio.to_thread(self.ray.util.placement_group_table, group)
+            node_id = table["bundles_to_node_id"][0]
+            agent = self.agent_of[cid] = await self._agent(node_id)
+            self.placed.add(cid)
+            self.send(Placed(cid, await self._ask(lambda: agent.where.remote())))
+            await agent.start.remote(spec)
+            if cid in self.terminating:  # stopped while it started
+                await agent.terminate.remote(cid, 0.0)
+            code = await self._ask(lambda: agent.wait.remote(cid))
+            with contextlib.suppress(Exception):
+                self.tails[cid] = await asyncio.wait_for(_awaitable(agent.tail.remote(cid)), 5)
+        except asyncio.CancelledError:  # stopped while it waited for a place: it never ran
+            code = 0
+        except Exception as exc:  # noqa: BLE001 - its agent (or its node) died, or Ray refused the group
+            if cid in self.terminating:
+                code = -signal.SIGKILL if cid in self.placed else 0
+            else:
+                log.warning("container %s: lost with its node's agent (%s: %s)", cid, type(exc).__name__, exc)
+            if isinstance(exc, self.ray.exceptions.RayActorError):  # the agent died: its node's next makes another
+                self._forget_agent(node_id, agent)
+        finally:
+            self.unplaced.discard(cid)
+            self.agent_of.pop(cid, None)
+            self.placed.discard(cid)
+            self.terminating.discard(cid)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.ray.util.remove_placement_group, group)
+        self.send(Exited(cid, code, self.tails.pop(cid, "")))
+
+    async def _agent(self, node_id: str) -> Any:
+        """The agent of node ``node_id``, made on first use (an actor pinned to the node, using no resources)."""
+        made = self.agents.get(node_id)
+        if made is None:
+            made = self.agents[node_id] = asyncio.ensure_future(self._make_agent(node_id))
+        try:
+            return await asyncio.shield(made)
+        except Exception:
+            self.agents.pop(node_id, None)
+            raise
+
+    async def _make_agent(self, node_id: str) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        pinned = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        agent = self.agent_class.options(num_cpus=0, scheduling_strategy=pinned, max_concurrency=10_000,
+                                         max_restarts=0).remote(self.hidden)  # fmt: skip
+        await self._ask(lambda: agent.where.remote())
+        return agent
+
+    def _forget_agent(self, node_id: str, agent: Any) -> None:
+        made = self.agents.get(node_id)
+        if made is not None and made.done() and (made.exception() is not None or made.result() is agent):
+            self.agents.pop(node_id, None)
 
     async def _create(self, spec: ContainerSpec) -> Any:
         """The container's actor. Its name may still be held by the killed actor of a previous bridge (a container
@@ -144,6 +226,15 @@ class Bridge:
         return code
 
     async def terminate(self, container_id: str, grace: float) -> None:
+        if container_id in self.forked:
+            self.terminating.add(container_id)
+            agent = self.agent_of.get(container_id)
+            if container_id in self.unplaced:
+                self.forked[container_id].cancel()
+            elif agent is not None:  # (one still starting is stopped once started: _run_forked)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_awaitable(agent.terminate.remote(container_id, grace)), grace + 5)
+            return
         handle = self.handles.get(container_id)
         if handle is None:
             return
@@ -155,9 +246,11 @@ class Bridge:
             self.ray.kill(handle, no_restart=True)
 
     async def close(self) -> None:
-        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in list(self.handles)), return_exceptions=True)
-        if self._watchers:
-            await asyncio.wait(self._watchers, timeout=5)
+        every = [*self.handles, *self.forked]
+        await asyncio.gather(*(self.terminate(cid, 2.0) for cid in every), return_exceptions=True)
+        running = {*self._watchers, *self.forked.values()}
+        if running:
+            await asyncio.wait(running, timeout=5)
 
 
 def watch_cluster(ray: Any, report: Callable[[dict[str, float]], None], timeout: float) -> None:
@@ -211,6 +304,15 @@ async def serve(ray: Any, sock: socket.socket, namespace: str, hidden: tuple[str
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await bridge.close()
+
+
+def bundle(resources: Resources) -> dict[str, float]:
+    """A container's placement group bundle (GPU containers are actors instead: see :class:`Bridge`)."""
+    options = actor_options(resources)
+    found = {"CPU": float(options["num_cpus"])}
+    if "memory" in options:
+        found["memory"] = float(options["memory"])
+    return found
 
 
 def _terminate(bridge: Bridge, message: Terminate) -> Any:
