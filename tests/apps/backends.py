@@ -152,3 +152,12 @@ a100_app = shoal.App("tests-backends-a100")
 @a100_app.function(gpu="A100")
 def on_a100() -> None:
     pass
+
+
+waiting_app = shoal.App("tests-backends-waiting")
+
+
+@waiting_app.function(cpu=64.0)
+def too_big() -> int:
+    """No node of the test cluster has 64 CPUs: its container waits for a place (an autoscaler would add one)."""
+    return 1

@@ -83,6 +83,21 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
         assert node.startswith(gpu_node)
 
 
+def test_an_unplaced_container_waits_visibly_and_when_no_longer_wanted_stops_without_being_lost(on_ray):
+    with b.waiting_app.run(show_logs=False):
+        call = b.too_big.spawn()
+        rows = _wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"])
+        assert rows[0]["waiting_for_capacity_s"] is not None and rows[0]["state"] == "STARTING"
+        # it keeps waiting: nothing times it out, nothing reports it lost and starts another
+        again = _wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"
+                                   and (c["waiting_for_capacity_s"] or 0) > 2.0])  # fmt: skip
+        assert [c["container_id"] for c in again] == [rows[0]["container_id"]], again
+        call.cancel()  # no longer wanted: the scheduler drains it
+        _wait_for(lambda: not [c for c in _containers(on_ray) if c["function"] == "too_big"])
+        log = "\n".join(_app_log("tests-backends-waiting"))
+    assert "stopped" in log and "lost" not in log and "started for" not in log, log  # never ran, never lost
+
+
 def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray, sandbox):
     markers = shared_dir()
     name = f"synced-{time.time_ns()}.txt"
