@@ -95,6 +95,8 @@ VARIABLES = (
     Variable("SHOAL_FORK_ROOM", "", "set in a fork server: room for a container's environ", "container"),
     Variable("SHOAL_NODE", "", "set in containers of the Ray backend: the node it runs on", "container"),
     Variable("SHOAL_SYNCED_VOLUMES", "", "set in containers of the Ray backend: volumes copied in (JSON)", "container"),
+    Variable("SHOAL_WEB_HOST", "", "set in web containers on Ray: the node address their app listens on", "container"),
+    Variable("SHOAL_WEB_KEY", "", "set in web containers: the gateway's key, which their app requires", "container"),
 )
 
 
@@ -200,6 +202,8 @@ class ContainerEnv:
     memory_limit_mib: int
     bundle_dir: Path | None
     image_hash: str | None
+    web_host: str = "127.0.0.1"  # where a web function's app listens
+    web_key: str = ""  # what its app requires of each request (the gateway's key for this container)
 
 
 def in_container() -> bool:
@@ -222,4 +226,6 @@ def container_env() -> ContainerEnv | None:
         memory_limit_mib=int(_get("SHOAL_MEMORY_LIMIT_MIB") or 0),
         bundle_dir=Path(bundle_dir) if bundle_dir else None,
         image_hash=_get("SHOAL_IMAGE_HASH"),
+        web_host=_get("SHOAL_WEB_HOST") or "127.0.0.1",
+        web_key=_get("SHOAL_WEB_KEY") or "",
     )

@@ -161,3 +161,17 @@ waiting_app = shoal.App("tests-backends-waiting")
 def too_big() -> int:
     """No node of the test cluster has 64 CPUs: its container waits for a place (an autoscaler would add one)."""
     return 1
+
+
+@gpu_app.function(gpu="T4", scaledown_window=2)
+@shoal.fastapi_endpoint()
+def gpu_hello() -> dict[str, str]:
+    """Served from the GPU node's container (a node that is not the head, nor the server's)."""
+    return {"node": os.environ.get("SHOAL_NODE", ""), "host": os.environ.get("SHOAL_WEB_HOST", "")}
+
+
+@app.function()
+@shoal.fastapi_endpoint()
+def hello_node() -> dict[str, str]:
+    """Served from a container its node's agent forked (any node)."""
+    return {"node": os.environ.get("SHOAL_NODE", ""), "host": os.environ.get("SHOAL_WEB_HOST", "")}

@@ -98,6 +98,25 @@ def test_an_unplaced_container_waits_visibly_and_when_no_longer_wanted_stops_wit
     assert "stopped" in log and "lost" not in log and "started for" not in log, log  # never ran, never lost
 
 
+def test_endpoints_are_served_from_containers_on_other_nodes_whose_ports_answer_only_the_gateway(on_ray, ray_cluster):
+    gpu_node = ray_cluster.gpu_node.node_id[:8]
+    with b.gpu_app.run(show_logs=False):
+        url = b.gpu_hello.get_web_url()
+        assert url
+        answer = httpx.get(url, timeout=120).json()  # through the gateway, to the T4 node's container
+        assert answer["node"].startswith(gpu_node) and answer["host"], answer
+        [row] = [c for c in _containers(on_ray) if c["function"] == "gpu_hello"]
+        assert row["web_address"] == f"{answer['host']}:{row['web_address'].rsplit(':', 1)[1]}"
+        # the container's own port, asked directly (as anyone on the node's network could): refused
+        direct = httpx.get(f"http://{row['web_address']}/", timeout=30)
+        assert direct.status_code == 403 and "gateway" in direct.text
+    with b.app.run(show_logs=False):  # a container forked by its node's agent serves the same way
+        url = b.hello_node.get_web_url()
+        assert url
+        answer = httpx.get(url, timeout=120).json()
+        assert answer["node"] and answer["host"], answer
+
+
 def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray, sandbox):
     markers = shared_dir()
     name = f"synced-{time.time_ns()}.txt"

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend
-from .ray_node import build_image, copy_volumes, node_dir, node_name
+from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name
 
 
 class ContainerHost:
@@ -52,7 +52,7 @@ class ContainerHost:
         if synced:
             env["SHOAL_SYNCED_VOLUMES"] = synced
         node = node_name()
-        env["SHOAL_NODE"] = node
+        env.update(SHOAL_NODE=node, SHOAL_WEB_HOST=node_address())
         with open(self.local.log_path(spec.container_id), "ab") as log:
             self.proc = subprocess.Popen(started.argv, env=env, cwd=started.cwd,
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

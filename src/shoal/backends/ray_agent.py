@@ -18,7 +18,7 @@ from msgspec.structs import replace as replace_struct
 
 from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend
-from .ray_node import build_image, copy_volumes, node_dir, node_name
+from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name
 
 
 class NodeAgent:
@@ -44,7 +44,7 @@ class NodeAgent:
         if spec.image_spec is not None and spec.image is not None:
             image = await asyncio.to_thread(build_image, self.node_dir, spec, self.local.log_path(cid))
             spec = replace(spec, image=image)
-        env = {**spec.env, "SHOAL_NODE": self.node}
+        env = {**spec.env, "SHOAL_NODE": self.node, "SHOAL_WEB_HOST": node_address()}
         if spec.volumes:
             env["SHOAL_SYNCED_VOLUMES"] = await asyncio.to_thread(copy_volumes, self.volumes / cid, spec)
             own = [replace_struct(m, volume=f"{cid}/{m.volume}") for m in spec.volumes]  # this container's copies

@@ -46,6 +46,13 @@ def node_name() -> str:
     return f"{node_id}@{socket.gethostname()}"
 
 
+def node_address() -> str:
+    """The node's address in the cluster (Ray's node IP): where its containers serve web apps, for the gateway."""
+    import ray
+
+    return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+
+
 def copy_volumes(root: Path, spec: ContainerSpec) -> str:
     """Each volume of the container as a copy of its own under ``root``: empty for read-write mounts (the
     container pulls them before the user's code loads, and commits and reloads them itself), pulled here for

@@ -218,7 +218,7 @@ class ContainerRuntime:
 
     def serve(self) -> None:
         if self.web is not None:
-            self.api.web_ready(WebReady(self.web.port))
+            self.api.web_ready(WebReady(self.web.port, self.web.host))
             self.web.wait()
         elif self.spec.batch is not None:
             self._serve_batched(self.spec.batch.max_batch_size, self.spec.batch.wait_ms / 1000)

@@ -1,12 +1,16 @@
-"""A web function's container: build its app once (after ``@enter``) and serve it on a loopback port.
+"""A web function's container: build its app once (after ``@enter``) and serve it on a port of its own.
 
-The gateway in the control plane proxies each request of the endpoint's URL to this port; the app sees its own
-root. ``fastapi_endpoint`` wraps the function as a FastAPI route at ``/``; ``asgi_app`` and ``wsgi_app`` call it
-for the app; ``web_server`` calls it to start a server of its own and waits for its port to accept connections.
+The port is on the loopback, or, on a Ray node of another machine, on the node's address (``SHOAL_WEB_HOST``, set
+by the backend), which the gateway reaches. The gateway in the control plane proxies each request of the
+endpoint's URL to this port with a key of this container's (``SHOAL_WEB_KEY``); the app answers nobody else (403),
+and sees its own root. ``fastapi_endpoint`` wraps the function as a FastAPI route at ``/``; ``asgi_app`` and
+``wsgi_app`` call it for the app; ``web_server`` calls it to start a server of its own and waits for its port
+to accept connections (such a server checks no key: it is the user's).
 """
 
 from __future__ import annotations
 
+import hmac
 import socket
 import threading
 import time
@@ -14,6 +18,7 @@ from typing import Any
 
 from .. import _loop
 from .._context import _current_input, set_current_input
+from ..config import container_env
 from ..exception import InvalidError
 
 try:
@@ -35,15 +40,17 @@ class WebServer:
         self.done = threading.Event()
         self.server: uvicorn.Server | None = None
         self.port = 0
+        env = container_env()
+        self.host = env.web_host if env else "127.0.0.1"
         target = getattr(code.instance, method) if method else code.fn  # a web method: bound, after @enter
         if web.kind == "server":
             code.resolve(target())  # starts the user's own server
-            self.port = _await_port(web.port or 0, web.startup_timeout)
+            self.port = _await_port(self.host, web.port or 0, web.startup_timeout)
             return
-        app = as_calls(build_app(code, web, target))
+        app = only_from_gateway(as_calls(build_app(code, web, target)), env.web_key if env else "")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((self.host, 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
                                 timeout_keep_alive=300,  # the gateway keeps its connections
@@ -99,6 +106,38 @@ def build_app(code: UserCode, web: WebConfig, target: Any) -> Any:
     return made
 
 
+def only_from_gateway(app: Any, key: str) -> Any:
+    """``app``, answering only requests that carry the gateway's key for this container (none: every request, as
+    in a container started by hand); the key is taken off before the app sees the request."""
+    if not key:
+        return app
+    expected = key.encode()
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await app(scope, receive, send)
+            return
+        presented = next((v for k, v in scope.get("headers", []) if k == b"x-shoal-gateway-key"), b"")
+        if not hmac.compare_digest(presented, expected):
+            await _refuse(scope, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"x-shoal-gateway-key"]
+        await app({**scope, "headers": headers}, receive, send)
+
+    return guarded
+
+
+async def _refuse(scope: dict[str, Any], send: Any) -> None:
+    """403 to a request that did not come through the gateway (a websocket is closed before it opens)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = b"This port answers the Shoal gateway only: call the endpoint's URL.\n"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 403, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def as_calls(app: Any) -> Any:
     """Run each request as the call the gateway made of it: ``shoal.current_function_call_id()`` in a handler
     is that call, and what the handler calls hangs under it in ``FunctionCall.get_call_graph()`` (the control
@@ -115,11 +154,11 @@ def as_calls(app: Any) -> Any:
     return wrapped
 
 
-def _await_port(port: int, timeout: float) -> int:
+def _await_port(host: str, port: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return port
         except OSError:
             if time.monotonic() > deadline:

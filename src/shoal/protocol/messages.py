@@ -138,9 +138,11 @@ class StartedReport(msgspec.Struct, frozen=True):
 
 
 class WebReady(msgspec.Struct, frozen=True):
-    """A web function's container serves its app on this loopback port."""
+    """A web function's container serves its app on this port of ``host`` (its loopback; on a Ray node of
+    another machine, the node's address, which the gateway reaches)."""
 
     port: int
+    host: str = "127.0.0.1"
 
 
 class ExchangeRequest(msgspec.Struct, frozen=True):

@@ -49,6 +49,11 @@ class ContainerKeys:
         """The token of ``container_id``."""
         return f"{CONTAINER_PREFIX}{container_id}.{self._mac(container_id)}"
 
+    def web_key(self, container_id: str) -> str:
+        """What the gateway presents to a web function's container (``x-shoal-gateway-key``), which answers
+        nobody else: its port may be reachable from its node's network, or by any process of this machine."""
+        return hmac.new(self._key, f"web:{container_id}".encode(), "sha256").hexdigest()[:40]
+
     def holder(self, presented: str) -> str | None:
         """The container a presented token was minted for, or None when it is not a valid container token."""
         if not presented.startswith(CONTAINER_PREFIX):

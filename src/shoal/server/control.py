@@ -313,12 +313,12 @@ class ControlPlane:
         label = found.spec.web.label or web_label(self.store.catalog.find_app(found.app_id), found.tag)
         return await self.gateway.expose(label, function_id, found.app_id)
 
-    def web_ready(self, container_id: str, port: int) -> None:
-        """A web function's container serves its app on ``port`` (its loopback): the gateway may use it."""
+    def web_ready(self, container_id: str, host: str, port: int) -> None:
+        """A web function's container serves its app at ``host:port``: the gateway may use it."""
         found = self.store.container_state(container_id)
         if found is None:
             raise NotFound(container_id)
-        self.store.set_web_port(container_id, port)
+        self.store.set_web_address(container_id, host, port)
         self.gateway.containers_changed(found[0])
         self.notifier.notify("web:" + found[0])
 
@@ -759,10 +759,12 @@ class ControlPlane:
         spec = found.spec
         try:
             image = await self.images.prepared(spec.image) if spec.image else None
+            env = {k: v for k, v in spec.env.items() if v is not None}
+            if spec.web is not None:
+                env["SHOAL_WEB_KEY"] = self.container_keys.web_key(container_id)
             cspec = ContainerSpec(
                 container_id, found.id, found.app_id, self.config.url, self.container_keys.mint(container_id),
-                env={k: v for k, v in spec.env.items() if v is not None}, resources=spec.resources, image=image,
-                volumes=spec.volumes, image_spec=spec.image,
+                env=env, resources=spec.resources, image=image, volumes=spec.volumes, image_spec=spec.image,
             )  # fmt: skip
             await self.backend.launch(cspec)
             return True

@@ -27,7 +27,7 @@ from .core.records import FunctionRecord
 from .http_limits import ConnectionBudget
 from .listen import bind
 from .listener import Headers, Reply, Request
-from .upstream import CHUNK, Response, Upstream, UpstreamError
+from .upstream import CHUNK, Address, Response, Upstream, UpstreamError
 
 if TYPE_CHECKING:
     from .control import ControlPlane
@@ -36,6 +36,7 @@ log = logging.getLogger("shoal.gateway")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
 LOOKUP_TTL = 0.5  # seconds a request may act on what the store said of its endpoint (a stopped app: 404 after)
+KEY_HEADER = b"x-shoal-gateway-key"  # the gateway's key for one container: it answers nobody else
 CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
 
 
@@ -59,7 +60,7 @@ class Gateway:
         self.open: set[str] = set()  # the calls of requests in flight
         self.calling: set[str] = set()  # requests whose handlers called functions (kept as calls when done)
         self.lookups: dict[str, tuple[float, FunctionRecord | None]] = {}  # label -> (when, what serves it)
-        self.containers: dict[str, tuple[float, list[tuple[str, int]]]] = {}  # function -> (when, serving ones)
+        self.containers: dict[str, tuple[float, list[tuple[str, Address]]]] = {}  # function -> (when, serving ones)
         self.touched: dict[str, float] = {}  # container -> when its last_active was last written
         self._flusher: asyncio.Task[None] | None = None
 
@@ -151,7 +152,7 @@ class Gateway:
         call_id = new_id("call")  # the request is a call: what the handler calls hangs under it (get_call_graph)
         self.open.add(call_id)
         try:
-            container_id, port = await self._acquire(found.id, spec)
+            container_id, address = await self._acquire(found.id, spec)
         except NoCapacity as exc:
             self.open.discard(call_id)
             reply.answer(503, str(exc))
@@ -159,10 +160,10 @@ class Gateway:
         status = 502
         try:
             if request.upgrade:  # a websocket: no timeout, it lasts as long as both ends keep it
-                status = await self._tunnel(port, request, reply, call_id)
+                status = await self._tunnel(address, request, reply, self._forwarded(request, call_id, container_id))
             else:
                 async with _timeout(spec.timeout):
-                    status = await self._proxy(port, request, reply, call_id)
+                    status = await self._proxy(address, request, reply, self._forwarded(request, call_id, container_id))
         except asyncio.TimeoutError:
             status = 504
             reply.answer(504, f"The endpoint did not answer within its function's timeout={spec.timeout:g}s.")
@@ -187,7 +188,7 @@ class Gateway:
             return False
         return bool(presented)
 
-    async def _acquire(self, function_id: str, spec: FunctionSpec) -> tuple[str, int]:
+    async def _acquire(self, function_id: str, spec: FunctionSpec) -> tuple[str, Address]:
         """A container of the function with a free slot (starting one if needed), waiting up to its startup time."""
         capacity = spec.concurrency.max_inputs if spec.concurrency else 1
         free = self._free_slot(function_id, capacity)
@@ -212,17 +213,17 @@ class Gateway:
         finally:
             self.waiting[function_id] -= 1
 
-    def _free_slot(self, function_id: str, capacity: int) -> tuple[str, int] | None:
+    def _free_slot(self, function_id: str, capacity: int) -> tuple[str, Address] | None:
         """Take a slot of a serving container of the function that has one free."""
-        for container_id, port in self._web_containers(function_id):
+        for container_id, address in self._web_containers(function_id):
             if self.inflight[container_id] < capacity:
                 self.inflight[container_id] += 1
                 self.serving_function[container_id] = function_id
                 self._touch(container_id)
-                return container_id, port
+                return container_id, address
         return None
 
-    def _web_containers(self, function_id: str) -> list[tuple[str, int]]:
+    def _web_containers(self, function_id: str) -> list[tuple[str, Address]]:
         """The function's serving containers: looked up again when one came or went, or every LOOKUP_TTL s."""
         now = time.monotonic()
         cached = self.containers.get(function_id)
@@ -274,7 +275,7 @@ class Gateway:
         for (app_id, container_id), lines in pending.items():
             self.plane.system_log(app_id, container_id, "\n".join(lines))
 
-    def _forwarded(self, request: Request, call_id: str) -> Headers:
+    def _forwarded(self, request: Request, call_id: str, container_id: str) -> Headers:
         """The request's headers as the app gets them: hop-by-hop ones dropped, forwarding ones set by the gateway."""
         host = request.header(b"host") or b""
         kept = [
@@ -282,22 +283,25 @@ class Gateway:
             for k, v in request.headers
             if k not in HOP_BY_HOP and not k.startswith((b"x-forwarded", b"x-shoal-"))
         ]
-        kept += [(CALL_HEADER, call_id.encode()), (b"host", host), (b"x-forwarded-for", request.client.encode()),
+        kept += [(KEY_HEADER, self.plane.container_keys.web_key(container_id).encode()),
+                 (CALL_HEADER, call_id.encode()), (b"host", host), (b"x-forwarded-for", request.client.encode()),
                  (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", host)]  # fmt: skip
         return kept
 
-    async def _send_upstream(self, port: int, request: Request, call_id: str, upgrade: bytes | None = None) -> Response:
-        return await self.upstream.request(port, request.method, request.target.decode("latin-1"),
-                                           self._forwarded(request, call_id), request.body(), request.length,
+    async def _send_upstream(
+        self, address: Address, request: Request, headers: Headers, upgrade: bytes | None = None
+    ) -> Response:
+        return await self.upstream.request(address, request.method, request.target.decode("latin-1"),
+                                           headers, request.body(), request.length,
                                            request.chunked, upgrade=upgrade)  # fmt: skip
 
-    async def _proxy(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
+    async def _proxy(self, address: Address, request: Request, reply: Reply, headers: Headers) -> int:
         """Forward one request to the container and stream its answer back; returns the status."""
-        return await self._relay_answer(await self._send_upstream(port, request, call_id), reply)
+        return await self._relay_answer(await self._send_upstream(address, request, headers), reply)
 
-    async def _tunnel(self, port: int, request: Request, reply: Reply, call_id: str) -> int:
+    async def _tunnel(self, address: Address, request: Request, reply: Reply, headers: Headers) -> int:
         """An upgrade (a websocket): once the app agrees (101), bytes pass both ways until either end closes."""
-        response = await self._send_upstream(port, request, call_id, request.header(b"upgrade") or b"websocket")
+        response = await self._send_upstream(address, request, headers, request.header(b"upgrade") or b"websocket")
         if response.upgraded is None:  # the app refused: its answer goes to the client, and the connection ends
             reply.close_after()
             return await self._relay_answer(response, reply)

@@ -15,6 +15,9 @@ CHUNK = 64 * 1024
 Headers = list[tuple[bytes, bytes]]
 
 
+Address = tuple[str, int]  # where a container serves its web app: (host, port)
+
+
 class UpstreamError(Exception):
     """The container's app closed or broke the connection before a whole response."""
 
@@ -27,11 +30,11 @@ class Response:
 
 class Upstream:
     def __init__(self) -> None:
-        self.idle: dict[int, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = defaultdict(list)
+        self.idle: dict[Address, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = defaultdict(list)
 
     async def request(
         self,
-        port: int,
+        address: Address,
         method: str,
         target: str,
         headers: Headers,
@@ -40,8 +43,8 @@ class Upstream:
         streamed: bool = False,
         upgrade: bytes | None = None,
     ) -> Response:
-        """Send one request to the app on ``port``; its response body is read as the caller iterates it. A kept
-        connection the app closed meanwhile is replaced, unless part of the body went out on it already."""
+        """Send one request to the app at ``address``; its response body is read as the caller iterates it. A
+        kept connection the app closed meanwhile is replaced, unless part of the body went out on it already."""
         if length is not None:
             framing = [(b"content-length", str(length).encode())]
         else:  # a body of unknown length (the client sent one chunked), or none at all
@@ -50,8 +53,8 @@ class Upstream:
             framing += [(b"connection", b"upgrade"), (b"upgrade", upgrade)]
         head = b"\r\n".join([f"{method} {target} HTTP/1.1".encode(), *(k + b": " + v for k, v in headers + framing)])
         while True:
-            reused = bool(self.idle[port])
-            reader, writer = self.idle[port].pop() if reused else await _connect(port)
+            reused = bool(self.idle[address])
+            reader, writer = self.idle[address].pop() if reused else await _connect(address)
             sent = False
             try:
                 writer.write(head + b"\r\n\r\n")
@@ -73,11 +76,11 @@ class Upstream:
                 response = Response(status, response_headers, _nothing())
                 response.upgraded = (reader, writer)
                 return response
-            body_stream = self._body(port, reader, writer, method, status, response_headers)
+            body_stream = self._body(address, reader, writer, method, status, response_headers)
             return Response(status, response_headers, body_stream)
 
     async def _body(
-        self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, status: int,
+        self, address: Address, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str, status: int,
         headers: Headers,
     ) -> AsyncIterator[bytes]:  # fmt: skip
         fields = {k.lower(): v for k, v in headers}
@@ -113,7 +116,7 @@ class Upstream:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if reusable and complete and not reader.at_eof() and not writer.is_closing():
-                self.idle[port].append((reader, writer))
+                self.idle[address].append((reader, writer))
             else:
                 writer.close()
 
@@ -131,9 +134,9 @@ async def _nothing() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect(address: Address) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
-        return await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+        return await asyncio.open_connection(*address, limit=2**20)
     except OSError as exc:
         raise UpstreamError(f"cannot connect to the app: {exc}") from exc
 

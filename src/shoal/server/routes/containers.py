@@ -79,7 +79,7 @@ def add_routes(r: Router) -> None:
     @r.route(routes.CONTAINER_WEB, ["POST"], "container")
     async def web_ready(request: Request) -> Response:
         ready = await r.typed(request, WebReady)
-        plane.web_ready(request.path_params["container_id"], ready.port)
+        plane.web_ready(request.path_params["container_id"], ready.host, ready.port)
         return packed({})
 
     @r.route(routes.CONTAINER_HEARTBEAT, ["POST"], "container")

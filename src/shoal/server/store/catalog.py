@@ -163,13 +163,14 @@ class Catalog:
         rows = self.db.execute(
             "SELECT c.id, c.app_id, a.name, f.tag, c.state, c.pid, c.created_at, c.last_seen, c.stop_reason, c.node, "
             "(SELECT COALESCE(SUM(count), 0) FROM inputs i WHERE i.container_id=c.id AND i.state='LEASED'), "
-            "c.started_at, c.served "
+            "c.started_at, c.served, "
+            "CASE WHEN c.web_port IS NULL THEN NULL ELSE COALESCE(c.web_host, '127.0.0.1') || ':' || c.web_port END "
             f"FROM containers c JOIN functions f ON f.id=c.function_id JOIN apps a ON a.id=c.app_id {where} "
             "ORDER BY c.created_at DESC LIMIT ?",
             (limit,),
         ).fetchall()
         keys = ["container_id", "app_id", "app_name", "function", "state", "pid", "created_at", "last_seen",
-                "stop_reason", "node", "running_inputs", "started_at", "served"]  # fmt: skip
+                "stop_reason", "node", "running_inputs", "started_at", "served", "web_address"]  # fmt: skip
         return [dict(zip(keys, r)) for r in rows]
 
     def count_logs(self, app_id: str, after: int, before: int) -> int:

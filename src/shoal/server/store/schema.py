@@ -128,7 +128,8 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("containers", "kill_reason", "TEXT"),  # why the control plane is killing it (lifecycle.Intent)
     ("containers", "kill_status", "TEXT"),
     ("containers", "kill_charge", "INTEGER"),
-    ("containers", "web_port", "INTEGER"),  # where a web function's container serves its app (its loopback)
+    ("containers", "web_port", "INTEGER"),  # where a web function's container serves its app: this port ...
+    ("containers", "web_host", "TEXT"),  # ... of this address (NULL: 127.0.0.1), its node's on another machine
     ("containers", "node", "TEXT"),  # where it runs: this machine's name, or a Ray node
     ("containers", "started_at", "REAL"),  # when its function was loaded (ready to take inputs)
     ("containers", "served", "INTEGER NOT NULL DEFAULT 0"),  # inputs it reported

@@ -528,18 +528,18 @@ class SQLStore:
         with self.db.tx() as db:
             db.execute("UPDATE containers SET node=? WHERE id=?", (node, container_id))
 
-    def set_web_port(self, container_id: str, port: int) -> None:
+    def set_web_address(self, container_id: str, host: str, port: int) -> None:
         with self.db.tx() as db:
-            db.execute("UPDATE containers SET web_port=? WHERE id=?", (port, container_id))
+            db.execute("UPDATE containers SET web_host=?, web_port=? WHERE id=?", (host, port, container_id))
 
-    def web_containers(self, function_id: str) -> list[tuple[str, int]]:
-        """(container, port) of the function's running containers that serve its web app, oldest first."""
+    def web_containers(self, function_id: str) -> list[tuple[str, tuple[str, int]]]:
+        """(container, (host, port)) of the function's running containers that serve its web app, oldest first."""
         rows = self.db.execute(
-            "SELECT id, web_port FROM containers WHERE function_id=? AND state='RUNNING' AND web_port IS NOT NULL "
-            "ORDER BY created_at",
+            "SELECT id, web_host, web_port FROM containers WHERE function_id=? AND state='RUNNING' "
+            "AND web_port IS NOT NULL ORDER BY created_at",
             (function_id,),
         ).fetchall()
-        return [(r[0], int(r[1])) for r in rows]
+        return [(r[0], (r[1] or "127.0.0.1", int(r[2]))) for r in rows]
 
     def touch_active(self, container_id: str) -> None:
         """A container did work now (a web request began or ended): it is not idle."""
