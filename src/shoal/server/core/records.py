@@ -54,7 +54,7 @@ class ContainerRecord:
     startup_failures: int  # consecutive failed starts of its function
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: 10,000 of them are made every tick, and a frozen one costs 5x (treat as a value)
 class ContainerRow:
     id: str
     function_id: str

@@ -111,9 +111,13 @@ def plan(
     actions: list[Action] = []
     by_function: dict[str, list[ContainerRow]] = defaultdict(list)
     heard = heard or {}
+    load_of = {load.function_id: load for load in loads}
     for c in containers:
         by_function[c.function_id].append(c)
-        actions.extend(_health_actions(c, now, limits, loads, max(c.last_seen, heard.get(c.id, 0.0))))
+        if c.state == ContainerState.RUNNING and c.leased == 0 and c.last_seen > now - limits.heartbeat_timeout:
+            continue  # the common case of a big fleet, decided without a call: idle, and heard from lately
+        found = _health_actions(c, now, limits, load_of.get(c.function_id), max(c.last_seen, heard.get(c.id, 0.0)))
+        actions.extend(found)
     killed = {a.container_id for a in actions if isinstance(a, Kill)}
     total = sum(1 for c in containers if c.id not in killed)
     blocked = 0  # containers functions with a backlog want but the machine-wide cap refuses
@@ -158,16 +162,15 @@ def plan(
 
 
 def _health_actions(
-    c: ContainerRow, now: float, limits: Limits, loads: list[FunctionLoad], last_seen: float
+    c: ContainerRow, now: float, limits: Limits, load: FunctionLoad | None, last_seen: float
 ) -> list[Action]:
     if c.state == ContainerState.STARTING:
         if c.waiting:  # its startup time begins when the backend places it
             return []
-        startup_timeout = next((f.startup_timeout for f in loads if f.function_id == c.function_id), 300.0)
+        startup_timeout = load.startup_timeout if load is not None else 300.0
         if now - c.created_at > startup_timeout:
             return [Kill(c.id, f"it did not start within startup_timeout={startup_timeout:g}s")]
         return []
-    load = next((f for f in loads if f.function_id == c.function_id), None)
     if load is not None and load.capacity == 1 and c.leased == 1 and c.oldest_lease is not None:
         # One input leased alone started when it was leased; the container's own watchdog ends it at its
         # timeout, unless native code holding the GIL stops the watchdog: then the server kills it.
