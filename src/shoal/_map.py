@@ -23,6 +23,7 @@ from ._payloads import check_size, decode_output, inline_value, to_payloads
 from .client import Client
 from .config import INLINE_PAYLOAD_LIMIT, settings
 from .protocol import chunks, routes
+from .protocol.messages import OutputStatus
 from .serialization import serialize_args
 
 DEFAULT_WINDOW = 5_000
@@ -227,7 +228,7 @@ async def collect_outputs(
         )
         batch: list[Any] = []
         failure: BaseException | None = None
-        n_ok = n_failed = 0
+        n_ok = n_failed = n_cancelled = 0
         stop = end()
         for seq, index, status, data in _per_input(resp["outputs"]):
             since = max(since, seq)
@@ -235,7 +236,12 @@ async def collect_outputs(
                 continue
             found = inline_value(status, data)  # most outputs: no await per input
             ok, value = found if found is not None else await decode_output(client, status, data)
-            n_ok, n_failed = n_ok + ok, n_failed + (not ok)
+            if ok:
+                n_ok += 1
+            elif status == OutputStatus.CANCELLED.value:  # not a failure of the input's: counted apart
+                n_cancelled += 1
+            else:
+                n_failed += 1
             if order_outputs:
                 buffer[index] = (ok, value)
                 while failure is None and next_index in buffer:
@@ -254,7 +260,7 @@ async def collect_outputs(
         delivered += len(batch)
         on_delivered(len(batch))
         if progress is not None:
-            progress.completed(n_ok, n_failed)
+            progress.completed(n_ok, n_failed, n_cancelled)
         if batch:
             yield batch
         if failure is not None:
@@ -308,6 +314,7 @@ async def run_map(
     submitter = asyncio.create_task(submit_inputs(client, call_id, pump, on_submitted))
     submitter.add_done_callback(lambda t: total.append(t.result()) if not t.cancelled() and not t.exception() else None)
     finished = False
+    next_batch: asyncio.Future[list[Any]] | None = None
     try:
         outputs = collect_outputs(
             client, call_id, order_outputs=order_outputs, return_exceptions=return_exceptions,
@@ -327,10 +334,12 @@ async def run_map(
             yield batch
     finally:
         pump.stop()
-        if not submitter.done():
-            submitter.cancel()
+        for task in (submitter, next_batch):  # interrupted (Ctrl-C): neither is left to end unawaited, whose
+            if task is None:  # InputCancellation would print "Task exception was never retrieved"
+                continue
+            task.cancel()
             with contextlib.suppress(BaseException):
-                await submitter
+                await task
         if not finished:
             await abandon_call(client, call_id, detached, submitted_all=bool(total))
 

@@ -47,7 +47,7 @@ def _progress_instance() -> Any:
 
             _progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("[red]{task.fields[failed]} failed"), TextColumn("{task.fields[rate]}/s"),
+                TextColumn("[red]{task.fields[failed]}"), TextColumn("{task.fields[rate]}/s"),
                 TimeRemainingColumn(), transient=False,
             )  # fmt: skip
             _progress.start()
@@ -63,27 +63,34 @@ def stop_progress() -> None:
 
 
 class MapProgress:
-    """A progress bar for one map: completed and failed against the inputs submitted so far."""
+    """A progress bar for one map: completed, failed and cancelled against the inputs submitted so far (a
+    cancelled input did not fail: it is counted apart)."""
 
     def __init__(self, description: str) -> None:
         self.active = output_enabled() and _show_progress and sys.stdout.isatty()
-        self.done = self.failed = self.total = 0
+        self.done = self.failed = self.cancelled = self.total = 0
         self.started = time.monotonic()
         if self.active:
             self.progress = _progress_instance()
-            self.task = self.progress.add_task(description, total=None, failed=0, rate="0")
+            self.task = self.progress.add_task(description, total=None, failed=self.ended(), rate="0")
+
+    def ended(self) -> str:
+        """The bar's words for the inputs that did not succeed."""
+        words = f"{self.failed} failed"
+        return words + f", {self.cancelled} cancelled" if self.cancelled else words
 
     def submitted(self, total: int) -> None:
         self.total = total
         if self.active:
             self.progress.update(self.task, total=total)
 
-    def completed(self, ok: int, failed: int) -> None:
-        self.done += ok + failed
+    def completed(self, ok: int, failed: int, cancelled: int = 0) -> None:
+        self.done += ok + failed + cancelled
         self.failed += failed
+        self.cancelled += cancelled
         if self.active:
             rate = self.done / max(time.monotonic() - self.started, 1e-6)
-            self.progress.update(self.task, completed=self.done, failed=self.failed, rate=f"{rate:,.0f}")
+            self.progress.update(self.task, completed=self.done, failed=self.ended(), rate=f"{rate:,.0f}")
 
 
 class LogPrinter:

@@ -263,6 +263,21 @@ def test_interrupting_a_detached_run_leaves_its_map_running(server, sig):  # noq
     assert len(list(tmp_path.glob("*.done"))) == 400
 
 
+def test_ctrl_c_of_a_map_under_shoal_run_exits_130_without_a_traceback(server):
+    tmp_path = Path(shared_dir())
+    proc = subprocess.Popen(
+        [*SHOAL, "run", f"{APP}::map_and_wait", "--directory", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    while not proc.stdout.readline().startswith("MAPPING"):
+        assert proc.poll() is None, "the client exited before its map began"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "never retrieved" not in stderr and "Traceback" not in stderr, stderr
+
+
 def test_every_line_of_container_output_reaches_the_terminal_in_order(server):
     # Given 4 inputs on up to 4 containers, printing 25,000 lines each (100,000 lines)
     result = shoal_cli("run", "-q", f"{APP}::many_lines")
