@@ -218,6 +218,13 @@ def fill(state_dir: Path, functions: int, inputs: int, containers: int, location
     return calls
 
 
+def running(plane: ControlPlane) -> int:
+    """Containers RUNNING now: one indexed count (reading every container, 4x a second on the server's own event
+    loop, took 15% of it at 10,000 containers, and inflated what this benchmark measures)."""
+    row = plane.store.db.execute("SELECT COUNT(*) FROM containers WHERE state='RUNNING'").fetchone()  # type: ignore[attr-defined]
+    return int(row[0])
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -328,8 +335,7 @@ def run(
                     first_done[call_id] = now
                 if info.finished_at and call_id not in last_done:
                     last_done[call_id] = now
-            if all_running_at is None and sum(1 for c in plane.store.live_containers()
-                                              if c.state.value == "RUNNING") >= containers:  # fmt: skip
+            if all_running_at is None and running(plane) >= containers:
                 all_running_at = now
             if done >= inputs:
                 break

@@ -347,18 +347,20 @@ async def run_map(
 async def spawn_map(
     client: Client, function_id: str, function_name: str,
     items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], parent_input: str | None, detached: bool = False,
+    key: str | None = None,
 ) -> str:  # fmt: skip
-    """Submit every input (streaming, bounded memory) and return the call id without waiting for results.
+    """Submit every input (streaming, bounded memory) and return the call id without waiting for results; with
+    ``key``, once per key (the call the key started, if any, is returned, and nothing is submitted).
 
     Interrupted, the call is cancelled; in a ``detached`` app it is closed at what was submitted instead.
     """
-    call_id = (
-        await client.request(
-            "POST",
-            routes.path(routes.FUNCTION_CALLS, function_id=function_id),
-            {"kind": "spawn_map", "parent_input": parent_input},
-        )
-    )["call_id"]
+    body: dict[str, Any] = {"kind": "spawn_map", "parent_input": parent_input}
+    if key is not None:
+        body["key"] = key
+    made = await client.request("POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id), body)
+    call_id = made["call_id"]
+    if made.get("existing"):
+        return str(call_id)
     pump = InputPump(items, function_name, window=4 * SUBMIT_BATCH)
     progress = MapProgress(f"{function_name}.spawn_map (submitting)")
     submitted = [0]

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from ._aio import aio_gen_method, aio_method
 from ._map import collect_outputs
@@ -84,6 +85,27 @@ class FunctionCall:
         if not isinstance(function_call_id, str) or not re.fullmatch(r"fc-[0-9A-Za-z]{1,64}", function_call_id):
             raise NotFoundError(f"{function_call_id!r} is not a function call id (they look like 'fc-1a2b...').")
         return cls(function_call_id)
+
+    @classmethod
+    def from_key(cls, function: Any, key: str) -> FunctionCall:
+        """The call ``function.spawn_once(key, ...)`` (or ``spawn_map_once``) started, from any process, while its
+        results are kept. Blocking (one request to the server); beyond Modal.
+
+        Raises:
+            NotFoundError: no call of the function holds that key.
+        """
+        from ._sync import run_sync
+
+        return run_sync(cls._from_key(function, key))
+
+    @classmethod
+    async def _from_key(cls, function: Any, key: str) -> FunctionCall:
+        client, function_id = await function._resolve()
+        found = await client.request("GET", routes.path(routes.FUNCTION_KEY, function_id=function_id)
+                                     + "?" + urlencode({"key": key}))  # fmt: skip
+        call = cls(str(found["call_id"]), client.url)
+        call._known = client
+        return call
 
     async def _client(self) -> Client:
         if self._known is not None:

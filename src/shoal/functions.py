@@ -225,15 +225,18 @@ class Function:
 
     async def _submit_one(
         self, client: Client, function_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str,
-        wait: float = 0.0,
+        wait: float = 0.0, key: str | None = None,
     ) -> tuple[str, list[Any] | None]:  # fmt: skip
-        """Submit one input; with ``wait``, the same request waits up to that long for its output."""
+        """Submit one input; with ``wait``, the same request waits up to that long for its output; with ``key``,
+        once per key (the call the key started, if any, is returned instead)."""
         data = serialize_args(self._call_args(args), kwargs, self.tag)
         check_size(data, self.tag)
         payload = await to_payload(client, data)
         body = {"kind": kind, "inputs": [payload], "close": True, "parent_input": _context.current_input_id()}
         if wait > 0:
             body["wait"] = wait
+        if key is not None:
+            body["key"] = key
         resp = await client.request(
             "POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id), body, packed=True
         )
@@ -253,6 +256,19 @@ class Function:
         """Submit one input and return at once with a :class:`FunctionCall` (its id works from any process)."""
         client, function_id = await self._resolve_for("spawn")
         call_id, _ = await self._submit_one(client, function_id, args, kwargs, "spawn")
+        return FunctionCall._spawned(call_id, client)
+
+    @aio_method
+    async def spawn_once(self, key: str, /, *args: Any, **kwargs: Any) -> FunctionCall:
+        """:meth:`spawn`, once per ``key``: while the call a key started keeps its results, spawning with the same
+        key (from any process: a kickoff endpoint its client retried) returns that call, and runs nothing.
+
+        Beyond Modal. The key is per function of the app (a redeploy keeps it), at most 256 characters; it is
+        free again once its call's results expire. :meth:`FunctionCall.from_key` finds the call.
+        """
+        _check_key(key)
+        client, function_id = await self._resolve_for("spawn")
+        call_id, _ = await self._submit_one(client, function_id, args, kwargs, "spawn", key=key)
         return FunctionCall._spawned(call_id, client)
 
     @aio_gen_method
@@ -317,6 +333,19 @@ class Function:
         )
         return FunctionCall(call_id, self._url)
 
+    @aio_method
+    async def spawn_map_once(
+        self, key: str, /, *input_iterators: Iterable[Any], kwargs: dict[str, Any] | None = None
+    ) -> FunctionCall:
+        """:meth:`spawn_map`, once per ``key`` (see :meth:`spawn_once`): the same key returns the call it started,
+        and submits nothing."""
+        _check_key(key)
+        client, function_id = await self._resolve_for("spawn_map")
+        items = self._items(zip_items(input_iterators, dict(kwargs or {})))
+        call_id = await spawn_map(client, function_id, self.tag, items, _context.current_input_id(),
+                                  _context.is_detached(self._app_id), key=key)  # fmt: skip
+        return FunctionCall(call_id, self._url)
+
     @aio_gen_method
     async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[list[Any]]:
         """Run a generator function in a container, yielding its items as they are produced.
@@ -372,3 +401,11 @@ class Function:
 
     def pickled(self) -> bytes:
         return dumps(self.raw_f)
+
+
+MAX_KEY = 256  # characters of a call's key (the server's limit too)
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
+        raise InvalidError(f"A call's key is a string of 1 to {MAX_KEY} characters, not {key!r}.")

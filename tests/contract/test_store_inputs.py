@@ -145,3 +145,18 @@ def test_state_survives_reopening_the_store(store, make_store):
     reopened = make_store()
     assert [o.index for o in reopened.outputs("fc-1", 0, 10)] == [0]
     assert reopened.function("fu-1").spec.retries.max_retries == 1
+
+
+def test_a_key_is_one_call_while_its_results_are_kept(store):
+    assert store.create_call("fc-k1", "fu-1", "ap-1", "spawn", None, [b"a"], close=True, key="f:k") == "fc-k1"
+    # the same key again (another request, another server): the first call, and nothing added to it
+    assert store.create_call("fc-k2", "fu-1", "ap-1", "spawn", None, [b"b"], close=True, key="f:k") == "fc-k1"
+    assert store.call("fc-k2") is None and store.call("fc-k1").num_inputs == 1
+    assert store.call_by_key("ap-1", "f:k") == "fc-k1" and store.call_by_key("ap-1", "f:other") is None
+    (x,) = inputs_of(store.lease_inputs("fu-1", "ta-1", 1))
+    store.complete("ta-1", [ok(x, call="fc-k1")])
+    store.clock_.now += 61
+    assert store.expire_results(retention=60) == 1
+    # its results expired: the key is free, and starts a new call
+    assert store.call_by_key("ap-1", "f:k") is None
+    assert store.create_call("fc-k3", "fu-1", "ap-1", "spawn", None, [b"c"], close=True, key="f:k") == "fc-k3"

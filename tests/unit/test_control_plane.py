@@ -38,7 +38,7 @@ def test_a_backlog_launches_a_container_whose_crash_requeues_its_input_and_whose
         app_id = plane.create_app("unit")
         spec = FunctionSpec(max_containers=1, retries=RetryPolicy(max_retries=1, initial_delay=0.0, max_delay=1.0))
         function_id = plane.create_function(app_id, "f", spec, None)
-        call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
+        call_id, _ = plane.create_call(function_id, "map", None, [b"payload"], close=True)
         # When the scheduler ticks, Then the backend is asked for one container of that function
         await tick(plane, limits)
         (first,) = backend.launched
@@ -70,7 +70,7 @@ def test_a_container_the_scheduler_finds_silent_is_killed_with_its_reason_on_rec
         plane, backend = plane_at(tmp_path)
         app_id = plane.create_app("unit")
         function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
-        call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
+        call_id, _ = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
         await tick(plane, Limits(heartbeat_timeout=10.0, max_total_containers=4))
         (container,) = backend.launched
         plane.container_started(container.container_id, None, False)
@@ -94,7 +94,7 @@ def test_a_container_lost_with_its_node_costs_its_lone_input_no_attempt(tmp_path
         # Given a function without retries, and a container holding its one input
         app_id = plane.create_app("unit")
         function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
-        call_id = plane.create_call(function_id, "map", None, [b"payload"], close=True)
+        call_id, _ = plane.create_call(function_id, "map", None, [b"payload"], close=True)
         await tick(plane, limits)
         (first,) = backend.launched
         plane.container_started(first.container_id, None, False)
@@ -123,7 +123,7 @@ def test_payload_blobs_go_when_nothing_uses_them_and_a_shared_one_stays(tmp_path
         blobs = {name: put_blob(plane, name) for name in (b"argument", b"shared", b"result")}
         app_id = plane.create_app("blobs")
         function_id = plane.create_function(app_id, "f", FunctionSpec(), None)
-        call_id = plane.create_call(function_id, "map", None, [b"B" + blobs[b"argument"].encode()], close=False)
+        call_id, _ = plane.create_call(function_id, "map", None, [b"B" + blobs[b"argument"].encode()], close=False)
         plane.add_inputs(call_id, 1, [b"B" + blobs[b"shared"].encode()], close=True)
         other_app = plane.create_app("other")
         other_fn = plane.create_function(other_app, "g", FunctionSpec(), None)
@@ -202,7 +202,7 @@ def test_a_wall_clock_step_expires_no_lease_and_kills_no_container(tmp_path, mon
         app_id = plane.create_app("unit")
         spec = FunctionSpec(max_containers=1, timeout=60)
         function_id = plane.create_function(app_id, "f", spec, None)
-        call_id = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
+        call_id, _ = plane.create_call(function_id, "spawn", None, [b"payload"], close=True)
         limits = Limits(heartbeat_timeout=10.0, max_total_containers=4)
         await tick(plane, limits)
         (container,) = backend.launched

@@ -27,6 +27,7 @@ APP_FUNCTION_CALLS = "/apps/{ref}/functions/{tag}/calls"
 FUNCTION_BIND = "/functions/{function_id}/bind"
 FUNCTION_CALLS = "/functions/{function_id}/calls"
 FUNCTION_STATS = "/functions/{function_id}/stats"
+FUNCTION_KEY = "/functions/{function_id}/keyed"  # ?key=K: the call a key started (spawn once per key)
 FUNCTION_AUTOSCALER = "/functions/{function_id}/autoscaler"
 CALL = "/calls/{call_id}"
 CALL_INPUTS = "/calls/{call_id}/inputs"

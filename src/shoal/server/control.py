@@ -342,20 +342,38 @@ class ControlPlane:
 
     def create_call(
         self, function_id: str, kind: str, parent_input: str | None, inputs: list[bytes] | None = None,
-        close: bool = False,
-    ) -> str:  # fmt: skip
-        """A new call, with its first inputs committed in the same transaction (a spawn is one commit)."""
+        close: bool = False, key: str | None = None,
+    ) -> tuple[str, bool]:  # fmt: skip
+        """A new call, with its first inputs committed in the same transaction (a spawn is one commit); returns
+        (its id, False). With ``key``: (the id of the function's call that key started, True) while that call's
+        results are kept, and nothing is created."""
         found = self.store.function(function_id)
         if found is None:
             raise NotFound(function_id)
         if self.store.app_state(found.app_id) != "RUNNING":
             raise Conflict(f"the app of function {found.tag} is stopped; start it again to call it")
         call_id = new_id("call")
-        self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close)
+        scoped = None if key is None else keyed(found.tag, key)
+        made = self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close,
+                                      scoped)  # fmt: skip
+        if made != call_id:
+            return made, True
         if parent_input is not None:  # made by a web request's handler? then that request is kept as a call
             self.gateway.called_from(call_of_input(parent_input))
         if inputs:
             self._inputs_added(function_id, call_id, close)
+        return call_id, False
+
+    def call_by_key(self, function_id: str, key: str) -> str:
+        """The call ``key`` started on the function (while its results are kept).
+
+        Raises:
+            NotFound: no call holds that key.
+        """
+        found = self.store.function(function_id)
+        call_id = self.store.call_by_key(found.app_id, keyed(found.tag, key)) if found else None
+        if call_id is None:
+            raise NotFound(f"no call of this function holds the key {key!r} (never used, or its results expired)")
         return call_id
 
     def add_inputs(self, call_id: str, start: int, payloads: list[bytes], close: bool) -> int:
@@ -773,6 +791,12 @@ class ControlPlane:
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
             return False
+
+
+def keyed(tag: str, key: str) -> str:
+    """A caller's key as the store keeps it: per function of the app (a redeploy keeps it; another function's
+    same key is another call)."""
+    return f"{tag}:{key}"  # a function's tag has no ':' (a Python name, or Class.method)
 
 
 def web_label(app: dict[str, Any] | None, tag: str) -> str:

@@ -27,6 +27,14 @@ ERROR = {
 }
 
 
+def _keyed() -> dict[str, Any]:
+    """The call a key started: ``?key=`` (1 to 256 characters)."""
+    op = _op("The call a key started", _props(["call_id"], call_id={"type": "string"}), params=["function_id"])
+    key = {"type": "string", "minLength": 1, "maxLength": 256}
+    op["parameters"].append({"name": "key", "in": "query", "required": True, "schema": key})
+    return op
+
+
 def _op(summary: str, ok: dict[str, Any] | None = None, body: dict[str, Any] | None = None,
         params: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     op: dict[str, Any] = {
@@ -88,10 +96,16 @@ def schema() -> dict[str, Any]:
                 "post": _op(
                     "Create a call",
                     _props(["call_id"], call_id=string),
-                    _props(["kind"], kind=string, parent_input={"type": "string", "nullable": True}),
+                    _props(
+                        ["kind"],
+                        kind=string,
+                        parent_input={"type": "string", "nullable": True},
+                        key={"type": "string", "nullable": True, "minLength": 1, "maxLength": 256},
+                    ),
                     ["function_id"],
                 ),  # fmt: skip
             },
+            "/functions/{function_id}/keyed": {"get": _keyed()},
             "/functions/{function_id}/bind": {
                 "post": _op(
                     "Bind class parameters", body=_props(["params_blob"], params_blob=string), params=["function_id"]

@@ -18,6 +18,8 @@ from .http import MSGPACK, ApiError, Router, field, message, packed
 
 MAX_WAIT = 30.0  # seconds a request may wait for outputs
 
+MAX_KEY = 256  # characters of a caller's key (spawn once per key)
+
 
 def add_routes(r: Router) -> None:
     plane = r.plane
@@ -38,16 +40,28 @@ def add_routes(r: Router) -> None:
         inputs = field(b, "inputs", list, [])
         if not all(isinstance(p, bytes) for p in inputs):
             raise ApiError(400, "InvalidError", "inputs must be a list of byte strings")
-        call_id = plane.create_call(
+        key = field(b, "key", str, None)
+        if key is not None and not 0 < len(key) <= MAX_KEY:
+            raise ApiError(400, "InvalidError", f"a call's key is 1 to {MAX_KEY} characters long")
+        call_id, existing = plane.create_call(
             request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None), inputs,
-            bool(b.get("close")),
+            bool(b.get("close")), key,
         )  # fmt: skip
         wait = field(b, "wait", (int, float), 0)
-        if not wait > 0 or not request.headers.get("content-type", "").startswith(MSGPACK):  # (NaN included)
-            return JSONResponse({"call_id": call_id})  # an output is bytes: only a msgpack request waits for it
+        if existing or not wait > 0 or not request.headers.get("content-type", "").startswith(MSGPACK):  # (NaN too)
+            return JSONResponse(
+                {"call_id": call_id, "existing": existing}
+            )  # an output is bytes: only a msgpack request waits for it
         # submit and wait in one request: a .remote() costs one round trip when its result comes within ``wait``
         out = await plane.wait_output_at(call_id, 0, min(float(wait), MAX_WAIT))
         return packed({"call_id": call_id, "output": [out.seq, out.index, out.status, out.data] if out else None})
+
+    @r.route(routes.FUNCTION_KEY, ["GET"], "caller")
+    async def call_by_key(request: Request) -> Response:
+        key = request.query_params.get("key", "")
+        if not 0 < len(key) <= MAX_KEY:
+            raise ApiError(400, "InvalidError", f"a call's key is 1 to {MAX_KEY} characters long")
+        return JSONResponse({"call_id": plane.call_by_key(request.path_params["function_id"], key)})
 
     @r.route(routes.FUNCTION_STATS, ["GET"], "caller")
     async def function_stats(request: Request) -> Response:

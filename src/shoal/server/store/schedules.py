@@ -25,8 +25,8 @@ from .database import Database
 class CreateCall(Protocol):
     def __call__(
         self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
-        inputs: Sequence[bytes] = (), close: bool = False,
-    ) -> None: ...  # fmt: skip
+        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None,
+    ) -> str: ...  # fmt: skip
 
 
 NO_ARGUMENTS = inline_payload(pickle.dumps(((), {}), protocol=4))  # what a scheduled call passes: nothing

@@ -143,10 +143,12 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     # (data) a frame of theirs (protocol/chunks.py); a row of one keeps its payload as it is
     ("inputs", "count", "INTEGER NOT NULL DEFAULT 1"),
     ("outputs", "count", "INTEGER NOT NULL DEFAULT 1"),
+    ("calls", "idem_key", "TEXT"),  # a caller's key for the call (spawn once per key): unique per app while kept
 ]
 
 ON_ADDED_COLUMNS = """
 CREATE INDEX IF NOT EXISTS outputs_failed ON outputs(call_id, error_type, error_message) WHERE status!='SUCCESS';
+CREATE UNIQUE INDEX IF NOT EXISTS calls_key ON calls(app_id, idem_key) WHERE idem_key IS NOT NULL;
 """
 
 

@@ -152,16 +152,30 @@ class SQLStore:
 
     def create_call(
         self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
-        inputs: Sequence[bytes] = (), close: bool = False,
-    ) -> None:  # fmt: skip
-        """Create a call, with its first inputs (and closed: a spawn) in the same transaction."""
+        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None,
+    ) -> str:  # fmt: skip
+        """Create a call, with its first inputs (and closed: a spawn) in the same transaction; returns its id.
+
+        With ``key``: the call of the app that holds that key while its results are kept is returned instead, and
+        nothing is created (the unique index settles two servers or requests at once: the loser finds the winner's).
+        """
+        insert = ("INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at, idem_key) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+        row = (call_id, function_id, app_id, kind, parent_input, self.clock(), key)
         with self.db.tx() as db:
-            db.execute(
-                "INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (call_id, function_id, app_id, kind, parent_input, self.clock()),
-            )
+            if key is None:
+                db.execute(insert, row)
+            elif db.execute(insert + " ON CONFLICT DO NOTHING RETURNING id", row).fetchone() is None:  # key taken
+                held = db.execute("SELECT id FROM calls WHERE app_id=? AND idem_key=?", (app_id, key)).fetchone()
+                return str(held[0])
             if inputs or close:
                 self._add_inputs(db, call_id, 0, inputs, close)
+        return call_id
+
+    def call_by_key(self, app_id: str, key: str) -> str | None:
+        """The call of the app that holds ``key`` (while its results are kept), or None."""
+        row = self.db.execute("SELECT id FROM calls WHERE app_id=? AND idem_key=?", (app_id, key)).fetchone()
+        return str(row[0]) if row else None
 
     def record_requests(self, rows: Sequence[tuple[str, str, str, float, float, bool]]) -> None:
         """Finished web requests as calls of one input each: (call, function, app, started, finished, failed)."""
@@ -475,7 +489,8 @@ class SQLStore:
             db.executemany("DELETE FROM gen_items WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM attempts WHERE call_id=?", [(i,) for i in ids])
             self.blob_refs.release_calls(db, ids)
-            db.executemany("UPDATE calls SET expired=1 WHERE id=?", [(i,) for i in ids])
+            # its key is free again: a spawn with it starts a new call
+            db.executemany("UPDATE calls SET expired=1, idem_key=NULL WHERE id=?", [(i,) for i in ids])
         return len(ids)
 
     # ---- containers -----------------------------------------------------------------------------
