@@ -107,6 +107,12 @@ class FunctionCall:
         call._known = client
         return call
 
+    async def _failures(self) -> dict[str, Any]:
+        """Its failed inputs per status, and grouped by error (``shoal call status``)."""
+        client = await self._client()
+        found: dict[str, Any] = await client.request("GET", routes.path(routes.CALL_FAILURES, call_id=self.object_id))
+        return found
+
     async def _client(self) -> Client:
         if self._known is not None:
             return self._known

@@ -88,3 +88,18 @@ def shout(k: int, lines: int) -> int:
 @app.local_entrypoint()
 def many_lines(inputs: int = 4, lines: int = 25_000) -> None:
     print(f"TOTAL {sum(shout.map(range(inputs), kwargs={'lines': lines}))}")
+
+
+@app.function(max_containers=4)
+def check(x: int) -> int:
+    if x % 10 == 3:
+        raise ValueError(f"record {x * 1000 + 999} has a negative amount")
+    return x
+
+
+@app.local_entrypoint()
+def audit(count: int = 50) -> None:
+    """A batch whose failures are returned: ``shoal call status`` groups them."""
+    results = check.map(range(count), return_exceptions=True)
+    failed = sum(isinstance(r, Exception) for r in results)
+    print(f"AUDITED {results.function_call_id} {failed}", flush=True)

@@ -61,6 +61,24 @@ def test_a_crash_and_a_cancel_are_grouped_with_the_error_the_caller_sees(store):
     assert types == {"InputCancellation": [0, 1]}
 
 
+def test_failures_that_differ_only_in_numbers_or_ids_are_one_group(store):
+    store.add_inputs("fc-1", 0, [b"a", b"b", b"c", b"d", b"e"], close=True)
+    for _ in range(2):  # two attempts each (one retry): the second ends them
+        leased = inputs_of(store.lease_inputs("fu-1", "ta-1", 5))
+        reasons = [f"record {x.index * 1000 + 999} has a negative amount" for x in leased[:3]]
+        store.complete("ta-1", [*(failed(x, r) for x, r in zip(leased, reasons)), failed(leased[3], "other"),
+                                failed(leased[4], "call fc-1a2b3c4d5e failed")])  # fmt: skip
+        store.clock.now += 2
+    groups = store.insights.failure_groups("fc-1")
+    assert [(g.message, g.count, g.indexes) for g in groups] == [
+        ("record <n> has a negative amount", 3, [0, 1, 2]),
+        ("other", 1, [3]),  # as many: the one that failed first comes first
+        ("call fc-1a2b3c4d5e failed", 1, [4]),  # one message: shown as it is
+    ]
+    assert "record 999 has a negative amount" in groups[0].traceback  # the first input's
+    assert store.insights.failed_statuses("fc-1") == {"FAILURE": 5}
+
+
 def test_logs_filter_by_call_input_container_function_and_text(store):
     store.append_logs("ap-1", "ta-1", [LogEntry("fc-1", 0, "stdout", "hello from 0\n", 1.0)])
     store.append_logs("ap-1", "ta-2", [LogEntry("fc-1", 1, "stderr", "Hello from 1\n", 2.0)])

@@ -278,6 +278,21 @@ def test_ctrl_c_of_a_map_under_shoal_run_exits_130_without_a_traceback(server):
     assert "never retrieved" not in stderr and "Traceback" not in stderr, stderr
 
 
+def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(server):
+    ran = shoal_cli("run", f"{APP}::audit")
+    assert ran.returncode == 0, ran.stderr
+    call_id, failed = re.search(r"AUDITED (fc-\S+) (\d+)", ran.stdout).groups()
+    assert failed == "5"
+    listed = shoal_cli("call", "list", "cli-app/check")
+    assert listed.returncode == 0 and call_id in listed.stdout, listed.stderr
+    assert call_id in shoal_cli("call", "list", "cli-app").stdout  # the app's calls, every function's
+    status = shoal_cli("call", "status", call_id)
+    assert status.returncode == 0, status.stderr
+    assert "ended without success: 5 FAILURE" in status.stdout
+    # five messages that differ only in the record's number: one group, with its first inputs
+    assert "5 x ValueError: record <n> has a negative amount  (first inputs: 3, 13, 23, 33, 43)" in status.stdout
+
+
 def test_every_line_of_container_output_reaches_the_terminal_in_order(server):
     # Given 4 inputs on up to 4 containers, printing 25,000 lines each (100,000 lines)
     result = shoal_cli("run", "-q", f"{APP}::many_lines")

@@ -321,24 +321,52 @@ def call_get(call_id: str, timeout: float | None) -> None:
         click.echo(repr(list(handle.iter())))
 
 
+@call.command("list")
+@click.argument("ref", metavar="APP[/FUNCTION]")
+@click.option("--json", "as_json", is_flag=True)
+@friendly_errors
+def call_list(ref: str, as_json: bool) -> None:
+    """Recent calls of an app, or of one of its functions: status, counts, duration."""
+    app_ref, _, tag = ref.partition("/")
+    if tag:
+        route = routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag)
+    else:
+        route = routes.path(routes.APP_CALLS, ref=app_ref)
+    calls = _request("GET", route)["calls"]
+    if as_json:
+        click.echo(json.dumps(calls, indent=2))
+        return
+    rows = [[*_call_row(c)[:1], c["function_name"], *_call_row(c)[1:]] for c in calls]
+    _table(f"Calls of {ref}", ["id", "function", "kind", "status", "done", "failed", "pending", "created", "duration"],
+           rows)  # fmt: skip
+
+
 @call.command("status")
 @click.argument("call_id")
 @click.option("--json", "as_json", is_flag=True)
 @friendly_errors
 def call_status(call_id: str, as_json: bool) -> None:
-    """A call's status and input counts."""
+    """A call's status, its inputs per status, and its failures grouped by error (messages that differ only in
+    numbers or ids are one group), with the first indexes of each."""
+    from .._sync import run_sync
     from ..calls import FunctionCall
 
     handle = FunctionCall.from_id(call_id)
-    from .._sync import run_sync
-
     info = run_sync(handle._info())
+    failures = run_sync(handle._failures())
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(json.dumps({**info, "failures": failures}, indent=2))
         return
     row = _call_row(info)
     _table(f"{info['function_name']} {call_id}", ["id", "kind", "status", "done", "failed", "pending", "created",
                                                    "duration"], [row])  # fmt: skip
+    if failures["statuses"]:
+        click.echo("ended without success: " + ", ".join(f"{n} {s}" for s, n in sorted(failures["statuses"].items())))
+    for group in failures["groups"]:
+        first = ", ".join(str(i) for i in group["indexes"])
+        click.echo(f"  {group['count']} x {group['type']}: {group['message']}  (first inputs: {first})")
+    if failures["groups"]:
+        click.echo(f"An input's attempts and traceback: {routes.dashboard_url(handle._url or '', 'calls', call_id)}")
 
 
 @call.command("cancel")

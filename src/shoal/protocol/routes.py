@@ -23,6 +23,7 @@ APP_LOGS = "/apps/{ref}/logs"
 APP_FUNCTIONS = "/apps/{ref}/functions"
 APP_FUNCTION = "/apps/{ref}/functions/{tag}"
 APP_FUNCTION_CALLS = "/apps/{ref}/functions/{tag}/calls"
+APP_CALLS = "/apps/{ref}/calls"  # recent calls of an app
 # functions and calls
 FUNCTION_BIND = "/functions/{function_id}/bind"
 FUNCTION_CALLS = "/functions/{function_id}/calls"
@@ -35,6 +36,7 @@ CALL_OUTPUTS = "/calls/{call_id}/outputs"
 CALL_OUTPUT = "/calls/{call_id}/output"
 CALL_ITEMS = "/calls/{call_id}/items"
 CALL_CANCEL = "/calls/{call_id}/cancel"
+CALL_FAILURES = "/calls/{call_id}/failures"  # failed inputs per status, and grouped by error
 CALL_GRAPH = "/calls/{call_id}/graph"
 CALLS_FIRST_OUTPUTS = "/first-outputs"  # of many calls at once (FunctionCall.gather)
 BLOB = "/blobs/{blob_id}"

@@ -112,6 +112,8 @@ def schema() -> dict[str, Any]:
                 ),  # fmt: skip
             },
             "/calls/{call_id}": {"get": _op("A call's status", params=["call_id"])},
+            "/calls/{call_id}/failures": {"get": _op("A call's failures per status and by error", params=["call_id"])},
+            "/apps/{ref}/calls": {"get": _op("Recent calls of an app", params=["ref"])},
             "/calls/{call_id}/cancel": {
                 "post": _op(
                     "Cancel a call", body=_props([], terminate_containers={"type": "boolean"}), params=["call_id"]

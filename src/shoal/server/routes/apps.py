@@ -73,6 +73,12 @@ def add_routes(r: Router) -> None:
         ids = plane.catalog.calls_of_function(app["app_id"], request.path_params["tag"])
         return JSONResponse({"calls": [msgspec.to_builtins(call_summary(plane, i)) for i in ids]})
 
+    @r.route(routes.APP_CALLS, ["GET"], "client")
+    async def app_calls(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        ids = plane.store.insights.calls_of_app(app["app_id"], 50)
+        return JSONResponse({"calls": [msgspec.to_builtins(call_summary(plane, i)) for i in ids]})
+
     @r.route(routes.APP_FUNCTIONS, ["POST"], "client")
     async def create_function(request: Request) -> Response:
         b = await r.body(request)

@@ -160,6 +160,14 @@ def add_routes(r: Router) -> None:
         await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
         return JSONResponse({})
 
+    @r.route(routes.CALL_FAILURES, ["GET"], "client")
+    async def call_failures(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        groups = [{"type": g.error_type, "message": g.message, "count": g.count, "indexes": g.indexes[:10],
+                   "traceback": g.traceback} for g in plane.store.insights.failure_groups(call_id)]  # fmt: skip
+        return JSONResponse({"statuses": plane.store.insights.failed_statuses(call_id), "groups": groups})
+
     @r.route(routes.CALL_GRAPH, ["GET"], "caller")
     async def call_graph(request: Request) -> Response:
         def node(call_id: str, depth: int) -> dict[str, Any]:

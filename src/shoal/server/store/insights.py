@@ -8,6 +8,7 @@ index that holds failed outputs only, latencies from histograms (``server/metric
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .. import metrics
@@ -16,6 +17,17 @@ from .catalog import Catalog
 from .database import Database
 
 FAILURE_INDEXES = 50  # input indexes listed per failure group
+EXACT_GROUPS = 5_000  # distinct messages read to group by pattern (past that, a group's count may be short)
+_NUMBERS = re.compile(r"(?<![A-Za-z_])-?\d+(?:\.\d+)?")
+_IDS = re.compile(r"\b(?:[a-z]{2}-[0-9A-Za-z]{6,}|0x[0-9a-fA-F]+|[0-9a-f]{8,}(?:-[0-9a-f]{4,}){0,4})\b")
+
+
+def message_pattern(message: str) -> str:
+    """A failure message with its ids and numbers replaced (``<id>``, ``<n>``): what groups failures that differ
+    only in the record they name."""
+    return _NUMBERS.sub("<n>", _IDS.sub("<id>", message))
+
+
 LOG_COLUMNS = "seq, ts, stream, data, app_id, call_id, input_idx, container_id"
 
 
@@ -74,22 +86,49 @@ class Insights:
         return int(row[0])
 
     def failure_groups(self, call_id: str, limit: int = 20) -> list[FailureGroup]:
-        """A call's failed inputs grouped by exception type and message, the largest group first."""
-        groups = self.db.execute(
-            "SELECT error_type, error_message, SUM(count) FROM outputs WHERE call_id=? AND status!='SUCCESS' "
-            "GROUP BY error_type, error_message ORDER BY SUM(count) DESC LIMIT ?",
-            (call_id, limit),
+        """A call's failed inputs grouped by exception type and message pattern (messages that differ only in
+        numbers or ids are one group: "record <n> has a negative amount"), the largest group first."""
+        exact = self.db.execute(
+            "SELECT error_type, error_message, SUM(count), MIN(idx) FROM outputs WHERE call_id=? AND status!='SUCCESS' "
+            "GROUP BY error_type, error_message LIMIT ?",
+            (call_id, EXACT_GROUPS),
         ).fetchall()
+        merged: dict[tuple[str | None, str], list[tuple[str, int, int]]] = {}
+        for error_type, message, count, first in exact:
+            key = (error_type, message_pattern(message or ""))
+            merged.setdefault(key, []).append((message or "", int(count), int(first)))
+        ranked = sorted(merged.items(), key=lambda kv: (-sum(c for _, c, _ in kv[1]), min(f for _, _, f in kv[1])))
         out = []
-        for error_type, message, count in groups:
-            rows = self.db.execute(
-                "SELECT idx, traceback FROM outputs WHERE call_id=? AND status!='SUCCESS' AND error_type IS ? "
-                "AND error_message IS ? ORDER BY idx LIMIT ?",
-                (call_id, error_type, message, FAILURE_INDEXES),
-            ).fetchall()
-            traceback = next((tb for _, tb in rows if tb), "")
-            out.append(FailureGroup(error_type or "?", message or "", count, traceback, [r[0] for r in rows]))
+        for (error_type, pattern), members in ranked[:limit]:
+            members.sort(key=lambda m: m[2])
+            message = members[0][0] if len(members) == 1 else pattern
+            indexes = self._failed_indexes(call_id, error_type, [m[0] for m in members[:FAILURE_INDEXES]])
+            traceback = self._traceback_of(call_id, indexes[0]) if indexes else ""
+            count = sum(c for _, c, _ in members)
+            out.append(FailureGroup(error_type or "?", message, count, traceback, indexes))
         return out
+
+    def failed_statuses(self, call_id: str) -> dict[str, int]:
+        """How many of a call's inputs ended in each status but success (the failed rows' partial index only)."""
+        rows = self.db.execute(
+            "SELECT status, SUM(count) FROM outputs WHERE call_id=? AND status!='SUCCESS' GROUP BY status", (call_id,)
+        ).fetchall()
+        return {str(status): int(n) for status, n in rows}
+
+    def _failed_indexes(self, call_id: str, error_type: str | None, messages: list[str]) -> list[int]:
+        """The first failed indexes of a group (the inputs whose type and message are among ``messages``)."""
+        rows = self.db.execute(
+            f"SELECT idx FROM outputs WHERE call_id=? AND status!='SUCCESS' AND error_type IS ? "
+            f"AND COALESCE(error_message, '') IN ({', '.join('?' * len(messages))}) ORDER BY idx LIMIT ?",
+            (call_id, error_type, *messages, FAILURE_INDEXES),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _traceback_of(self, call_id: str, index: int) -> str:
+        row = self.db.execute(
+            "SELECT traceback FROM outputs WHERE call_id=? AND idx=? AND status!='SUCCESS'", (call_id, index)
+        ).fetchone()
+        return str(row[0]) if row and row[0] else ""
 
     def input_detail(self, call_id: str, index: int) -> InputDetail | None:
         attempts = [
