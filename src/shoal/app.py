@@ -313,7 +313,8 @@ class App:
                     bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
                     if not await client.has_blob(bundles[key].blob_id):
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
-                code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id}
+                code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id,
+                        "source_root": str(root)}  # fmt: skip
             spec = fn.options.spec(default_max).replace(
                 secrets=secrets, image=await self._image_for(client, fn), volumes=volumes,
                 is_generator=fn.is_generator,

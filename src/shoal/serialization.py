@@ -92,12 +92,26 @@ def _check_picklable(value: Any, where: str, function_name: str) -> None:
         ) from exc
 
 
+_shown_paths: dict[str, str] = {}  # a folder code runs from -> the folder people know it as (the client's)
+
+
+def show_paths_as(folder: str, shown: str) -> None:
+    """Name files under ``folder`` (an unpacked code bundle) as under ``shown`` in tracebacks from now on."""
+    _shown_paths[folder.rstrip(os.sep) + os.sep] = shown.rstrip(os.sep) + os.sep
+
+
+def _user_paths(tb_text: str) -> str:
+    for folder, shown in _shown_paths.items():
+        tb_text = tb_text.replace(f'File "{folder}', f'File "{shown}')
+    return tb_text
+
+
 def serialize_failure(exc: BaseException, redact: Any = None) -> bytes:
     """Pack an exception raised by user code: the exception itself when picklable, always its traceback text.
 
     ``redact`` (text -> text) hides secret values: an exception that mentions one travels as text only.
     """
-    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb_text = _user_paths("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     if redact is not None:
         clean_tb, clean_repr = redact(tb_text), redact(repr(exc))
         if clean_tb != tb_text or clean_repr != repr(exc):
@@ -123,7 +137,7 @@ def describe_failure(exc: BaseException, redact: Any = None) -> tuple[str, str, 
     tb = exc.__traceback__  # from the user's first frame: the container's own frames say nothing to people
     while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         tb = tb.tb_next
-    tb_text = "".join(traceback.format_exception(type(exc), exc, tb))
+    tb_text = _user_paths("".join(traceback.format_exception(type(exc), exc, tb)))
     message = str(exc)
     if redact is not None:
         tb_text, message = redact(tb_text), redact(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -291,6 +292,10 @@ def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(se
     assert "ended without success: 5 FAILURE" in status.stdout
     # five messages that differ only in the record's number: one group, with its first inputs
     assert "5 x ValueError: record <n> has a negative amount  (first inputs: 3, 13, 23, 33, 43)" in status.stdout
+    # its traceback names the app's file where the user has it, not the unpacked bundle's copy
+    as_json = json.loads(shoal_cli("call", "status", call_id, "--json").stdout)
+    traceback = as_json["failures"]["groups"][0]["traceback"]
+    assert f'File "{APP}"' in traceback and "/bundles/" not in traceback, traceback
 
 
 def test_every_line_of_container_output_reaches_the_terminal_in_order(server):

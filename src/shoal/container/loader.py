@@ -15,6 +15,7 @@ from typing import Any
 
 import cloudpickle
 
+from .. import serialization
 from ..config import container_env, settings
 from ..protocol.specs import FunctionSpec
 
@@ -49,6 +50,8 @@ def load_function(spec: FunctionSpec, pickled: bytes | None, fetch: Callable[[st
         assert spec.bundle is not None and spec.module is not None
         bundle_dir = extract_bundle(spec.bundle, fetch)
         sys.path.insert(0, str(bundle_dir))
+        if spec.source_root:  # tracebacks name the files where the user has them, not the unpacked bundle
+            serialization.show_paths_as(str(bundle_dir), spec.source_root)
         obj = importlib.import_module(spec.module)
         for part in spec.qualname.split("."):
             obj = getattr(obj, part)

@@ -100,6 +100,7 @@ class FunctionSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     module: str | None = None  # None: the function travels pickled
     qualname: str = ""
     bundle: str | None = None  # blob id of the source bundle
+    source_root: str | None = None  # where the bundle's files are on the client: tracebacks show those paths
     is_generator: bool = False
     modal_alias: bool = False  # containers read `import modal` as Shoal
     kind: Literal["function", "class"] = "function"
