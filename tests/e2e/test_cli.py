@@ -289,6 +289,7 @@ def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(se
     assert call_id in shoal_cli("call", "list", "cli-app").stdout  # the app's calls, every function's
     status = shoal_cli("call", "status", call_id)
     assert status.returncode == 0, status.stderr
+    assert "FINISHED_WITH_FAILURES" in status.stdout  # the batch finished: 45 results and 5 failures returned
     assert "ended without success: 5 FAILURE" in status.stdout
     # five messages that differ only in the record's number: one group, with its first inputs
     assert "5 x ValueError: record <n> has a negative amount  (first inputs: 3, 13, 23, 33, 43)" in status.stdout

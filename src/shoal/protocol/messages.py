@@ -199,7 +199,7 @@ class CallSummary(msgspec.Struct, frozen=True):
     function_name: str
     app_id: str
     kind: str
-    status: str  # RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED
+    status: str  # RUNNING, SUCCEEDED, FINISHED_WITH_FAILURES (some inputs failed), FAILED (all), CANCELLED, EXPIRED
     num_inputs: int | None
     submitted: int
     done: int

@@ -111,7 +111,10 @@ class CallInfo:
         if self.cancelled:
             return "CANCELLED"
         if self.num_inputs is not None and self.done >= self.num_inputs:
-            return "FAILED" if self.failed else "SUCCEEDED"
+            if not self.failed:
+                return "SUCCEEDED"
+            # a batch whose results include failures (returned to a map with return_exceptions=True) finished
+            return "FAILED" if self.failed >= self.done else "FINISHED_WITH_FAILURES"
         return "RUNNING"
 
 
