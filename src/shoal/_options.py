@@ -37,7 +37,17 @@ def check_unsupported(unsupported: dict[str, Any]) -> None:
             if value:
                 warnings.warn(f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=5)
         else:
-            raise InvalidError(f"@app.function() got an unknown parameter {key!r}.")
+            raise InvalidError(f"@app.function() got an unknown parameter {key!r}.{_did_you_mean(key)}")
+
+
+def _did_you_mean(key: str) -> str:
+    """A hint naming the known option closest to a mistyped one, or ''."""
+    import difflib
+    import inspect
+
+    known = [*inspect.signature(build_options).parameters, *_NOT_YET, *_PLACEMENT_ONLY]
+    close = difflib.get_close_matches(key, [k for k in known if k not in ("default_image", "unsupported")], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _validate_positive(name: str, value: float | None, upper: float | None = None) -> None:

@@ -332,6 +332,18 @@ def test_small_cli_edges_give_one_clear_line(server, tmp_path: Path):
     missing = shoal_cli("run", "-m", "no_such_pkg.module")
     assert missing.returncode == 2 and "No module named 'no_such_pkg.module'" in missing.stderr
     assert "Traceback" not in missing.stderr
+    # a syntax error in the app: the user's file, line and code, no stack of Shoal's or importlib's; exit 1
+    broken = tmp_path / "broken_syntax.py"
+    broken.write_text("import shoal\napp = shoal.App('b')\n\n@app.function()\ndef f(x):\n    return x +\n")
+    bad = shoal_cli("run", str(broken))
+    assert bad.returncode == 1, bad.stderr
+    assert f"invalid syntax in {broken}, line 6:" in bad.stderr and "return x +" in bad.stderr
+    assert "Traceback" not in bad.stderr and "importlib" not in bad.stderr
+    # an unknown @app.function option: what was meant, and exit 2 (a usage error)
+    typo = tmp_path / "typo_option.py"
+    typo.write_text("import shoal\napp = shoal.App('t')\n\n@app.function(retires=3)\ndef f(x):\n    return x\n")
+    mistyped = shoal_cli("run", str(typo))
+    assert mistyped.returncode == 2 and "unknown parameter 'retires'. Did you mean 'retries'?" in mistyped.stderr
     # --help of a function with a dict parameter shows, and says how to pass it
     app_file = tmp_path / "dict_param.py"
     app_file.write_text("import shoal\napp = shoal.App('d')\n\n@app.function()\ndef f(config: dict) -> dict:\n"

@@ -20,6 +20,7 @@ import click
 
 from ..app import App
 from ..cls import class_methods
+from ..exception import InvalidError
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ def import_target(target: str, as_module: bool) -> tuple[ModuleType, str | None]
             where = "the current directory or the installed packages" if as_module else str(Path(path_part).parent)
             raise click.UsageError(f"No module named {name!r} (looked in {where})") from exc
         raise
+    except SyntaxError as exc:  # the user's file, line and message: not importlib's stack
+        code = f"\n    {exc.text.rstrip()}" if exc.text else ""
+        raise click.ClickException(f"{exc.msg} in {exc.filename}, line {exc.lineno}:{code}") from None
+    except InvalidError as exc:  # the app's definition is invalid (an unknown option): a usage error
+        raise click.UsageError(str(exc)) from None
     return module, ref or None
 
 
