@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Any
 
@@ -12,6 +14,7 @@ from .schedule import Schedule
 from .secret import Secret
 from .volume import Volume
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # Modal parameters with no meaning on a single machine: accepted with a warning, never silently.
 _PLACEMENT_ONLY = {"cloud", "region", "routing_region", "nonpreemptible", "i6pn", "ephemeral_disk"}
 # Modal parameters that Shoal does not implement yet: rejected with a clear error.
@@ -32,12 +35,28 @@ def check_unsupported(unsupported: dict[str, Any]) -> None:
             continue
         if key in _NOT_YET:
             if value:
-                raise InvalidError(f"{key}=: {_NOT_YET[key]} are not implemented in Shoal yet.")
+                raise InvalidError(f"{key}= is not supported by Shoal yet ({_NOT_YET[key]}); remove it to run here.")
         elif key in _PLACEMENT_ONLY:
             if value:
-                warnings.warn(f"{key}={value!r} has no effect on a Shoal backend; ignored.", UserWarning, stacklevel=5)
+                _warn_at_caller(f"{key}={value!r} has no effect on a Shoal backend; ignored.")
         else:
             raise InvalidError(f"@app.function() got an unknown parameter {key!r}.{_did_you_mean(key)}")
+
+
+def _warn_at_caller(message: str) -> None:
+    """A UserWarning attributed to the user's line that set the option (not to Shoal's or importlib's); said by
+    the caller only (a container imports the same module, and its output reaches the caller's terminal too)."""
+    from .config import in_container
+
+    if in_container():
+        return
+    frame = sys._getframe(1)
+    while frame.f_back is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+                                        or "importlib" in frame.f_code.co_filename):  # fmt: skip
+        frame = frame.f_back
+    warnings.warn_explicit(message, UserWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=frame.f_globals.get("__name__"), registry=frame.f_globals.setdefault(
+                               "__warningregistry__", {}))  # fmt: skip
 
 
 def _did_you_mean(key: str) -> str:

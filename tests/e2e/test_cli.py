@@ -344,6 +344,13 @@ def test_small_cli_edges_give_one_clear_line(server, tmp_path: Path):
     typo.write_text("import shoal\napp = shoal.App('t')\n\n@app.function(retires=3)\ndef f(x):\n    return x\n")
     mistyped = shoal_cli("run", str(typo))
     assert mistyped.returncode == 2 and "unknown parameter 'retires'. Did you mean 'retries'?" in mistyped.stderr
+    # a placement-only Modal option: one warning, on the user's own line
+    placed = tmp_path / "placement.py"
+    placed.write_text("import shoal\napp = shoal.App('p')\n\n@app.function(region='us-east')\ndef f(x: int) -> int:\n"
+                      "    return x\n")  # fmt: skip
+    warned = shoal_cli("run", f"{placed}::f", "--x", "1")
+    assert f"{placed}:4: UserWarning: region='us-east' has no effect" in warned.stderr, warned.stderr
+    assert warned.stderr.count("has no effect") == 1 and "importlib" not in warned.stderr
     # --help of a function with a dict parameter shows, and says how to pass it
     app_file = tmp_path / "dict_param.py"
     app_file.write_text("import shoal\napp = shoal.App('d')\n\n@app.function()\ndef f(config: dict) -> dict:\n"

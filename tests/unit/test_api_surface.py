@@ -60,7 +60,7 @@ def test_deprecated_parameters_warn_and_map_to_new_names():
     "kwargs, message",
     [({"timeout": -1}, "timeout"), ({"timeout": 10**9}, "timeout"), ({"max_containers": 0}, "max_containers"),
      ({"min_containers": 3, "max_containers": 1}, "min_containers"), ({"schedule": object()}, "Period"),
-     ({"proxy": object()}, "not implemented"),
+     ({"proxy": object()}, "not supported by Shoal yet"),
      ({"retries": "3"}, "retries"), ({"bogus": 1}, "unknown parameter")],
 )  # fmt: skip
 def test_invalid_function_options_raise_clear_errors(kwargs, message):  # noqa: ANN001
