@@ -113,6 +113,17 @@ class FunctionCall:
         found: dict[str, Any] = await client.request("GET", routes.path(routes.CALL_FAILURES, call_id=self.object_id))
         return found
 
+    def _unknown(self) -> str:
+        """Why no server knows this call, in the words that fit where the question was asked."""
+        from .config import container_env
+
+        if container_env() is not None:  # only one server to ask: the one the container runs under
+            return (f"The Shoal server running this container does not know function call {self.object_id}: check "
+                    "the id (ids come from .spawn() or .object_id of a call made on this server).")  # fmt: skip
+        return (f"No running Shoal server knows function call {self.object_id}. It may belong to an app run that "
+                "has ended (its embedded server stopped with it), or to a server that is not running: start it "
+                "with `shoal server`, or set SHOAL_SERVER_URL.")  # fmt: skip
+
     async def _client(self) -> Client:
         if self._known is not None:
             return self._known
@@ -126,11 +137,7 @@ class FunctionCall:
                 self._url = url
                 break
             else:
-                raise NotFoundError(
-                    f"No running Shoal server knows function call {self.object_id}. It may belong to an app run "
-                    "that has ended (its embedded server stopped with it), or to a server that is not running: "
-                    "start it with `shoal server`, or set SHOAL_SERVER_URL."
-                )
+                raise NotFoundError(self._unknown())
         self._known = client_for(self._url)
         return self._known
 

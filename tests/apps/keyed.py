@@ -31,3 +31,13 @@ def kickoff(body: dict[str, Any]) -> dict[str, str]:
     n = int(body["n"])
     call = item.spawn_map_once(body["key"], [body["directory"]] * n, range(n))
     return {"job_id": call.object_id}
+
+
+@app.function()
+def lookup(call_id: str) -> str:
+    """What a container is told of a call id its server does not know."""
+    try:
+        shoal.FunctionCall.from_id(call_id).get(timeout=5)
+    except shoal.exception.NotFoundError as exc:
+        return str(exc)
+    return "found"

@@ -66,3 +66,9 @@ def test_a_retried_kickoff_endpoint_starts_one_batch(deployed):
     assert first == again
     assert list(shoal.FunctionCall.from_id(first).iter()) == list(range(20))
     assert len(list(Path(directory).glob("item-*"))) == 20  # one batch: every item ran once
+
+
+def test_an_unknown_call_id_asked_in_a_container_is_explained_for_a_container(deployed):
+    said = shoal.Function.from_name("tests-keyed", "lookup").remote("fc-0000000000000000unknown")
+    assert "The Shoal server running this container does not know function call" in said
+    assert "shoal server" not in said  # no advice to start a server, which a container cannot act on
