@@ -14,7 +14,7 @@ from ._map import abandon_call, run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
 from .calls import MAX_WAIT, FunctionCall, output_value, stream_items, wait_result
 from .client import Client, client_for
-from .exception import ExecutionError, InvalidError, NotFoundError
+from .exception import ExecutionError, InvalidError, NotFoundError, SerializationError
 from .partial import BatchConfig, ConcurrencyConfig, WebConfig
 from .protocol import routes
 from .protocol.specs import FunctionSpec, Resources, decode_spec
@@ -400,7 +400,20 @@ class Function:
         return self.raw_f
 
     def pickled(self) -> bytes:
-        return dumps(self.raw_f)
+        """The function as ``serialized=True`` sends it.
+
+        Raises:
+            SerializationError: it cannot be pickled (what it holds, and how to do without).
+        """
+        try:
+            return dumps(self.raw_f)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same advice
+            raise SerializationError(
+                f"{self.tag} (serialized=True) cannot be pickled: {type(exc).__name__}: {exc}. It holds, or refers to "
+                "a global that holds, something that does not travel (a lock, an open file or connection, a "
+                "client). Create that object inside the function (or in an @enter method), or drop serialized=True "
+                "so that the container imports the function from its module."
+            ) from None
 
 
 MAX_KEY = 256  # characters of a call's key (the server's limit too)

@@ -351,6 +351,14 @@ def test_small_cli_edges_give_one_clear_line(server, tmp_path: Path):
     warned = shoal_cli("run", f"{placed}::f", "--x", "1")
     assert f"{placed}:4: UserWarning: region='us-east' has no effect" in warned.stderr, warned.stderr
     assert warned.stderr.count("has no effect") == 1 and "importlib" not in warned.stderr
+    # a serialized=True function that cannot be pickled: which one, why, and what to do; no traceback
+    unpicklable = tmp_path / "unpicklable.py"
+    unpicklable.write_text("import threading\nimport shoal\napp = shoal.App('u')\nlock = threading.Lock()\n\n"
+                           "@app.function(serialized=True)\ndef held(x: int) -> int:\n    with lock:\n"
+                           "        return x\n")  # fmt: skip
+    refused = shoal_cli("run", f"{unpicklable}::held", "--x", "1")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "held (serialized=True) cannot be pickled" in refused.stderr and "inside the function" in refused.stderr
     # --help of a function with a dict parameter shows, and says how to pass it
     app_file = tmp_path / "dict_param.py"
     app_file.write_text("import shoal\napp = shoal.App('d')\n\n@app.function()\ndef f(config: dict) -> dict:\n"
