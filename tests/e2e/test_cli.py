@@ -297,6 +297,11 @@ def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(se
     as_json = json.loads(shoal_cli("call", "status", call_id, "--json").stdout)
     traceback = as_json["failures"]["groups"][0]["traceback"]
     assert f'File "{APP}"' in traceback and "/bundles/" not in traceback, traceback
+    # the containers that ran it say how many inputs each served, beside how many it runs now
+    rows = json.loads(shoal_cli("container", "list", "--all", "--json").stdout)
+    assert sum(r["served"] for r in rows if r["function"] == "check") >= 50
+    header = shoal_cli("container", "list", "--all").stdout
+    assert "running" in header and "served" in header
 
 
 def test_every_line_of_container_output_reaches_the_terminal_in_order(server):

@@ -400,8 +400,10 @@ def container_list(include_stopped: bool, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = [[c["container_id"], c["app_name"], c["function"], _container_state(c), c["running_inputs"],
-              c.get("node") or "-", _when(c["created_at"]), c["stop_reason"] or ""] for c in rows]  # fmt: skip
-    _table("Containers", ["id", "app", "function", "state", "inputs", "node", "started", "stop reason"], table)
+              c.get("served", 0), c.get("node") or "-", _when(c["created_at"]), c["stop_reason"] or ""]
+             for c in rows]  # fmt: skip
+    _table("Containers", ["id", "app", "function", "state", "running", "served", "node", "started", "stop reason"],
+           table)  # fmt: skip
 
 
 def _container_state(row: dict[str, Any]) -> str:
