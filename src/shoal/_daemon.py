@@ -131,4 +131,8 @@ def standing_url() -> str:
     current = status()
     if current.running and current.url:
         return current.url
-    return start().url or ""
+    started = start()
+    if started.url:  # said in one line: it outlives this command, and how to stop it
+        print(f"✓ Started this home's background Shoal server at {started.url} (log {started.log_file}); it keeps "
+              "running: stop it with `shoal server stop`.", file=sys.stderr)  # fmt: skip
+    return started.url or ""

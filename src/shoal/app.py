@@ -238,6 +238,15 @@ class App:
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
                 print(f"  View run at {dashboard_link(url, 'apps', self._app_id or '')}", file=sys.stderr)
+                if server_kind(url) == "an embedded server for this run":  # the link dies with the run
+                    print(
+                        "  (the link works while this run lasts: its embedded server stops with it; "
+                        "`shoal server start` keeps a server, and its dashboard, between runs)",
+                        file=sys.stderr,
+                    )
+                unsandboxed = _unsandboxed_warning(client)
+                if unsandboxed:
+                    print(f"  ! {unsandboxed}", file=sys.stderr)
                 for tag, fn in sorted(self.registered_functions.items()):
                     if fn._web_url:
                         print(f"  ├─ web endpoint {tag} => {fn._web_url}", file=sys.stderr)
@@ -473,3 +482,24 @@ def warn_if_no_gpu(tag: str, gpu: str) -> None:
     if tag not in _gpu_warned:
         _gpu_warned.add(tag)
         warnings.warn(message + " Set SHOAL_STRICT_GPU=1 to make this an error.", UserWarning, stacklevel=2)
+
+
+_sandbox_said: set[str] = set()  # servers whose lack of a sandbox this process has told its user of
+
+
+def _unsandboxed_warning(client: Client) -> str:
+    """Once per server and process: a warning that its containers run without a sandbox, or ''."""
+    if client.url in _sandbox_said:
+        return ""
+    _sandbox_said.add(client.url)
+    try:
+        info = run_sync(client.request("GET", routes.SERVER))
+    except Exception:  # noqa: BLE001 - only a warning: the run goes on without it
+        return ""
+    if info.get("sandbox", True):
+        return ""
+    return (
+        "this server's containers run unsandboxed (bubblewrap is missing or cannot create namespaces): no "
+        "private /tmp, no volumes, and they see this machine's files. Install bubblewrap on the server's "
+        "machine."
+    )

@@ -112,6 +112,28 @@ def test_every_run_says_which_server_it_uses_in_its_first_line(server):
     assert page.status_code == 200 and view.group(2) in page.text
 
 
+def test_a_run_and_a_deploy_say_how_long_their_servers_last():
+    home = Path(tempfile.mkdtemp())
+    try:
+        ran = shoal_in(home, "run", "tests/apps/cli_app.py::double", "--x", "2")  # an embedded server: the run's
+        assert ran.returncode == 0, ran.stderr
+        assert "the link works while this run lasts" in ran.stderr and "shoal server start" in ran.stderr
+        deployed = shoal_in(home, "deploy", "tests/apps/cli_app.py")  # a background server, started for it
+        assert deployed.returncode == 0, deployed.stderr
+        assert "Started this home's background Shoal server" in deployed.stderr and "shoal server stop" in (
+            deployed.stderr
+        )
+        again = shoal_in(home, "deploy", "tests/apps/cli_app.py")  # said once: now it runs
+        assert again.returncode == 0 and "Started this home" not in again.stderr
+        bare = shoal_in(Path(tempfile.mkdtemp()), "run", "tests/apps/cli_app.py::double", "--x", "2",
+                        env={"SHOAL_SANDBOX": "off"})  # fmt: skip
+        assert bare.returncode == 0, bare.stderr
+        assert bare.stderr.count("containers run unsandboxed") == 1  # in the caller's terminal, once
+        assert "unsandboxed" not in ran.stderr  # a server with its sandbox says nothing
+    finally:
+        shoal_in(home, "server", "stop")
+
+
 def test_without_a_server_token_only_this_homes_clients_get_in_and_nobody_mints_tokens(server):
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/apps").status_code == 401  # loopback alone is not enough
