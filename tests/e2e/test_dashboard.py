@@ -105,6 +105,8 @@ def test_a_map_with_failures_its_grouped_tracebacks_an_input_its_containers_and_
         # one input: its attempt, its container, its log line
         follow(browser, By.LINK_TEXT, "#17", lambda url: url.endswith("/inputs/17"))
         assert browser.find_element(By.TAG_NAME, "h1").text == "Input #17"
+        crumbs = browser.find_element(By.CSS_SELECTOR, "p.crumbs").text
+        assert crumbs.startswith("Apps / tests-dashboard / "), crumbs  # the app by its name, not "app"
         attempts = settled(lambda: browser.find_element(By.CSS_SELECTOR, "#input table").text)
         assert "FAILURE" in attempts and "ValueError: the input ends in 7" in attempts
         assert "processing 17" in settled(lambda: browser.find_element(By.CSS_SELECTOR, "#input .logs").text)

@@ -124,7 +124,7 @@ def input_page(plane: ControlPlane, call_id: str, index: int) -> Context:
     detail = plane.store.insights.input_detail(call_id, index)
     if detail is None:
         raise NotFound(f"call {call_id} has no input {index} (it has {info.submitted})")
-    return {"call": info, "input": detail}
+    return {"call": info, "input": detail, "app": plane.catalog.find_app(info.app_id)}
 
 
 def containers(plane: ControlPlane, include_stopped: bool) -> Context:
