@@ -13,12 +13,13 @@ import asyncio
 import collections
 import contextlib
 import hashlib
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ._output import MapProgress
+from ._output import MapProgress, output_enabled
 from ._payloads import check_size, decode_output, inline_value, to_payloads
 from .client import Client
 from .config import INLINE_PAYLOAD_LIMIT, settings
@@ -334,6 +335,8 @@ async def run_map(
             yield batch
     finally:
         pump.stop()
+        if not finished and detached and not total:  # said before any await: the process may be about to exit
+            say_unsubmitted(function_name, "map", submitted[0])
         for task in (submitter, next_batch):  # interrupted (Ctrl-C): neither is left to end unawaited, whose
             if task is None:  # InputCancellation would print "Task exception was never retrieved"
                 continue
@@ -376,9 +379,20 @@ async def spawn_map(
         await submit_inputs(client, call_id, pump, on_submitted)
     except BaseException:
         pump.stop()
+        if detached:
+            say_unsubmitted(function_name, "spawn_map", submitted[0])
         await abandon_call(client, call_id, detached, submitted_all=False)
         raise
     return str(call_id)
+
+
+def say_unsubmitted(function_name: str, how: str, submitted: int) -> None:
+    """A detached call cut off while its inputs were being submitted: how many go on, and that the rest never
+    will (the call is closed at what was submitted)."""
+    if output_enabled():
+        rest = "the rest of its inputs were never submitted (it stopped while submitting them)"
+        print(f"✓ {submitted:,} inputs of {function_name}.{how} were submitted and go on without this process; {rest}.",
+              file=sys.stderr)  # fmt: skip
 
 
 async def abandon_call(client: Client, call_id: str, detached: bool, submitted_all: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
 from typing import Any, TypeVar
@@ -67,8 +68,12 @@ async def run_aio(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.wrap_future(_submit(coro))
 
 
+_open: weakref.WeakSet[Any] = weakref.WeakSet()  # generators iter_sync has not finished: close_open() ends them
+
+
 def iter_sync(agen: AsyncIterator[list[T]]) -> Iterator[T]:
     """Iterate, blocking, over an async generator of batches running on the SDK loop."""
+    _open.add(agen)
     try:
         while True:
             try:
@@ -77,12 +82,36 @@ def iter_sync(agen: AsyncIterator[list[T]]) -> Iterator[T]:
                 return
             yield from batch
     finally:
-        closer = getattr(agen, "aclose", None)
-        if closer is not None:
-            try:  # bounded: an interrupted generator may still be unwinding on the loop
-                run_sync(asyncio.wait_for(closer(), CLOSE_TIMEOUT))
-            except BaseException:  # noqa: BLE001 - closing must not mask the original error
-                pass
+        _open.discard(agen)
+        _close_now(agen)
+
+
+def close_open() -> None:
+    """End every iteration this process left unfinished (a Ctrl-C in the middle of a loop over a map's results
+    leaves its generator suspended until collected, which may be never before the process exits): each runs
+    its ``finally`` now (a map's call is cancelled, or a detached one closed where its submission stopped)."""
+    for agen in list(_open):
+        _open.discard(agen)
+        _close_now(agen)
+
+
+def _close_now(agen: Any) -> None:
+    if getattr(agen, "aclose", None) is not None:
+        try:  # bounded: an interrupted generator may still be unwinding on the loop
+            run_sync(asyncio.wait_for(_close(agen), CLOSE_TIMEOUT))
+        except BaseException:  # noqa: BLE001 - closing must not mask the original error
+            pass
+
+
+async def _close(agen: Any) -> None:
+    """Close an async generator once the step an interrupt cancelled has unwound (its ``finally`` ran: a map's
+    call cancelled, or a detached one closed), so that the process does not exit before that."""
+    while True:
+        try:
+            await agen.aclose()
+            return
+        except RuntimeError:  # "already running": the cancelled step is still unwinding
+            await asyncio.sleep(0.01)
 
 
 async def iter_aio(agen: AsyncIterator[list[T]]) -> AsyncIterator[T]:

@@ -19,7 +19,7 @@ from ._bundle import Bundle, build_bundle, module_name_and_root
 from ._daemon import standing_url
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
-from ._sync import loop, run_sync
+from ._sync import close_open, loop, run_sync
 from .client import Client, acquire_server, client_for, dashboard_link, release_server, server_kind
 from .cls import Cls, class_methods, class_options
 from .config import settings
@@ -256,6 +256,7 @@ class App:
             yield self
         finally:
             try:
+                close_open()  # maps left mid-loop (Ctrl-C) end now: cancelled, or closed if the app goes on
                 if self._app_id is not None:
                     _context.set_detached(self._app_id, False)
                     run_sync(self._leave(client, background, detach))

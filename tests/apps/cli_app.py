@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import time
+from collections.abc import Iterator
 from typing import Literal, Optional
 
 import shoal
@@ -103,3 +105,20 @@ def audit(count: int = 50) -> None:
     results = check.map(range(count), return_exceptions=True)
     failed = sum(isinstance(r, Exception) for r in results)
     print(f"AUDITED {results.function_call_id} {failed}", flush=True)
+
+
+@app.local_entrypoint()
+def map_while_submitting(directory: str) -> None:
+    """A map whose inputs come slowly after the first 50 (a long iterable): interrupted while submitting them."""
+
+    def slowly() -> Iterator[int]:
+        for i in range(100_000):
+            if i >= 50:
+                time.sleep(0.02)
+            yield i
+
+    results = touch.map(itertools.repeat(directory), slowly())
+    next(results)
+    print(f"MAPPING {results.function_call_id}", flush=True)
+    for _ in results:
+        pass

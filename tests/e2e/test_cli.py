@@ -304,6 +304,21 @@ def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(se
     assert "running" in header and "served" in header
 
 
+def test_interrupting_a_detached_run_while_it_submits_says_how_many_inputs_go_on(server):
+    tmp_path = Path(shared_dir())
+    proc, call_id = start_detached("map_while_submitting", tmp_path, "MAPPING")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    said = re.search(r"✓ ([\d,]+) inputs of touch\.map were submitted and go on without this process; the rest "
+                     r"of its inputs were never submitted", stderr)  # fmt: skip
+    assert said, stderr
+    submitted = int(said.group(1).replace(",", ""))
+    call = shoal.FunctionCall.from_id(call_id)
+    results = list(call.iter())  # the call was closed where submission stopped: it ends
+    assert results == list(range(len(results))) and len(results) >= submitted >= 50
+
+
 def test_every_line_of_container_output_reaches_the_terminal_in_order(server):
     # Given 4 inputs on up to 4 containers, printing 25,000 lines each (100,000 lines)
     result = shoal_cli("run", "-q", f"{APP}::many_lines")
