@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import Future
@@ -97,20 +98,23 @@ def close_open() -> None:
 
 def _close_now(agen: Any) -> None:
     if getattr(agen, "aclose", None) is not None:
-        try:  # bounded: an interrupted generator may still be unwinding on the loop
-            run_sync(asyncio.wait_for(_close(agen), CLOSE_TIMEOUT))
+        try:  # one coroutine: run_sync closes it unstarted where it cannot run it (on the SDK loop, at exit)
+            run_sync(_close(agen))
         except BaseException:  # noqa: BLE001 - closing must not mask the original error
             pass
 
 
 async def _close(agen: Any) -> None:
     """Close an async generator once the step an interrupt cancelled has unwound (its ``finally`` ran: a map's
-    call cancelled, or a detached one closed), so that the process does not exit before that."""
+    call cancelled, or a detached one closed), so that the process does not exit before that; bounded."""
+    deadline = time.monotonic() + CLOSE_TIMEOUT
     while True:
         try:
-            await agen.aclose()
+            await asyncio.wait_for(agen.aclose(), max(0.0, deadline - time.monotonic()))
             return
         except RuntimeError:  # "already running": the cancelled step is still unwinding
+            if time.monotonic() > deadline:
+                return
             await asyncio.sleep(0.01)
 
 
