@@ -58,22 +58,19 @@ def _wait_for(probe: Callable[[], Any], timeout: float) -> Any:
 
 
 @pytest.fixture
-def head_loss(ray_cluster: Any, tmp_path: Path) -> Iterator[tuple[list[SmallCluster], ServerProcess]]:
+def head_loss(
+    ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[list[SmallCluster], ServerProcess]]:
     """A server on a small cluster of its own (``ray_cluster`` only says Ray is there: it fails in CI otherwise);
     the test may put a new cluster in the list, and the last one is shut down."""
     clusters = [SmallCluster(_free_port())]
     server = ServerProcess(tmp_path / "state", env={"SHOAL_TOKEN": RAY_TOKEN, "SHOAL_RAY_HEAD_TIMEOUT": "5"},
                            args=("--backend", "ray", "--ray-address", clusters[0].address))  # fmt: skip
-    saved = {k: os.environ.get(k) for k in ("SHOAL_SERVER_URL", "SHOAL_TOKEN")}
-    os.environ.update(SHOAL_SERVER_URL=server.url, SHOAL_TOKEN=RAY_TOKEN)
+    monkeypatch.setenv("SHOAL_SERVER_URL", server.url)  # the SDK points at it for the test
+    monkeypatch.setenv("SHOAL_TOKEN", RAY_TOKEN)
     try:
         yield clusters, server
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         server.stop()
         clusters[-1].shutdown()
 

@@ -180,7 +180,7 @@ class RayBackend(Backend):
         """Send the bridge what it is to launch, and apply its reports, until it ends."""
         reader, writer = await asyncio.open_unix_connection(sock=link.sock)
         self._writer = writer
-        self._on_cluster(link.cluster.resources)
+        self.resources = dict(link.cluster.resources)
         if self.unreachable_since is not None:
             self.unreachable_since = None
             log.warning("the Ray cluster at %s is reachable again", self.address)
@@ -199,7 +199,7 @@ class RayBackend(Backend):
 
     def _apply(self, message: FromBridge) -> None:
         if isinstance(message, Cluster):
-            self._on_cluster(message.resources)
+            self.resources = dict(message.resources)
         elif isinstance(message, Placed):
             if message.container_id in self.specs:
                 self.placed[message.container_id] = message.node
@@ -208,9 +208,6 @@ class RayBackend(Backend):
         else:
             self.tails[message.container_id] = message.tail
             self._exited(message.container_id, message.code)
-
-    def _on_cluster(self, resources: dict[str, float]) -> None:
-        self.resources = dict(resources)
 
     def _lost_cluster(self) -> None:
         """The bridge ended: the containers that ran are lost (their inputs run again, uncharged); those still

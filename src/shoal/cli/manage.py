@@ -285,19 +285,26 @@ def function_calls(ref: str, as_json: bool) -> None:
     app_ref, _, tag = ref.partition("/")
     if not tag:
         raise click.BadParameter("expected APP/FUNCTION", param_hint="APP/FUNCTION")
-    calls = _request("GET", routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag))["calls"]
+    _show_calls(ref, routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag), as_json)
+
+
+CALL_COLUMNS = ["id", "function", "kind", "status", "done", "failed", "pending", "created", "duration"]
+
+
+def _show_calls(ref: str, route: str, as_json: bool) -> None:
+    """The calls ``route`` lists (an app's or a function's), as a table or JSON."""
+    calls = _request("GET", route)["calls"]
     if as_json:
         click.echo(json.dumps(calls, indent=2))
         return
-    rows = [_call_row(c) for c in calls]
-    _table(f"Calls of {ref}", ["id", "kind", "status", "done", "failed", "pending", "created", "duration"], rows)
+    _table(f"Calls of {ref}", CALL_COLUMNS, [_call_row(c) for c in calls])
 
 
 def _call_row(c: dict[str, Any]) -> list[Any]:
     total = c["num_inputs"] if c["num_inputs"] is not None else c["submitted"]
     end = c["finished_at"] or time.time()
-    return [c["call_id"], c["kind"], c["status"], c["done"] - c["failed"], c["failed"], total - c["done"],
-            _when(c["created_at"]), f"{end - c['created_at']:.1f}s"]  # fmt: skip
+    return [c["call_id"], c["function_name"], c["kind"], c["status"], c["done"] - c["failed"], c["failed"],
+            total - c["done"], _when(c["created_at"]), f"{end - c['created_at']:.1f}s"]  # fmt: skip
 
 
 @click.group()
@@ -329,16 +336,9 @@ def call_list(ref: str, as_json: bool) -> None:
     """Recent calls of an app, or of one of its functions: status, counts, duration."""
     app_ref, _, tag = ref.partition("/")
     if tag:
-        route = routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag)
+        _show_calls(ref, routes.path(routes.APP_FUNCTION_CALLS, ref=app_ref, tag=tag), as_json)
     else:
-        route = routes.path(routes.APP_CALLS, ref=app_ref)
-    calls = _request("GET", route)["calls"]
-    if as_json:
-        click.echo(json.dumps(calls, indent=2))
-        return
-    rows = [[*_call_row(c)[:1], c["function_name"], *_call_row(c)[1:]] for c in calls]
-    _table(f"Calls of {ref}", ["id", "function", "kind", "status", "done", "failed", "pending", "created", "duration"],
-           rows)  # fmt: skip
+        _show_calls(ref, routes.path(routes.APP_CALLS, ref=app_ref), as_json)
 
 
 @call.command("status")
@@ -357,9 +357,7 @@ def call_status(call_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({**info, "failures": failures}, indent=2))
         return
-    row = _call_row(info)
-    _table(f"{info['function_name']} {call_id}", ["id", "kind", "status", "done", "failed", "pending", "created",
-                                                   "duration"], [row])  # fmt: skip
+    _table(f"{info['function_name']} {call_id}", CALL_COLUMNS, [_call_row(info)])
     if failures["statuses"]:
         click.echo("ended without success: " + ", ".join(f"{n} {s}" for s, n in sorted(failures["statuses"].items())))
     for group in failures["groups"]:

@@ -20,6 +20,7 @@ from .. import _loop
 from .._context import _current_input, set_current_input
 from ..config import container_env
 from ..exception import InvalidError
+from ..protocol import routes
 
 try:
     import uvicorn
@@ -117,11 +118,11 @@ def only_from_gateway(app: Any, key: str) -> Any:
         if scope["type"] not in ("http", "websocket"):
             await app(scope, receive, send)
             return
-        presented = next((v for k, v in scope.get("headers", []) if k == b"x-shoal-gateway-key"), b"")
+        presented = next((v for k, v in scope.get("headers", []) if k == routes.GATEWAY_KEY_HEADER), b"")
         if not hmac.compare_digest(presented, expected):
             await _refuse(scope, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k != b"x-shoal-gateway-key"]
+        headers = [(k, v) for k, v in scope["headers"] if k != routes.GATEWAY_KEY_HEADER]
         await app({**scope, "headers": headers}, receive, send)
 
     return guarded

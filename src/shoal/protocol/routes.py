@@ -28,6 +28,7 @@ APP_CALLS = "/apps/{ref}/calls"  # recent calls of an app
 FUNCTION_BIND = "/functions/{function_id}/bind"
 FUNCTION_CALLS = "/functions/{function_id}/calls"
 FUNCTION_STATS = "/functions/{function_id}/stats"
+GATEWAY_KEY_HEADER = b"x-shoal-gateway-key"  # the gateway's key for one web container, which answers nobody else
 FUNCTION_KEY = "/functions/{function_id}/keyed"  # ?key=K: the call a key started (spawn once per key)
 FUNCTION_AUTOSCALER = "/functions/{function_id}/autoscaler"
 CALL = "/calls/{call_id}"

@@ -19,6 +19,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from .._ids import new_id
+from ..protocol import routes
 from ..protocol.specs import FunctionSpec
 from . import clock, listener
 from .auth import Denied
@@ -36,7 +37,6 @@ log = logging.getLogger("shoal.gateway")
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailer",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}  # fmt: skip
 LOOKUP_TTL = 0.5  # seconds a request may act on what the store said of its endpoint (a stopped app: 404 after)
-KEY_HEADER = b"x-shoal-gateway-key"  # the gateway's key for one container: it answers nobody else
 CALL_HEADER = b"x-shoal-call-id"  # tells the container which call a request is (shoal.current_function_call_id())
 
 
@@ -283,7 +283,7 @@ class Gateway:
             for k, v in request.headers
             if k not in HOP_BY_HOP and not k.startswith((b"x-forwarded", b"x-shoal-"))
         ]
-        kept += [(KEY_HEADER, self.plane.container_keys.web_key(container_id).encode()),
+        kept += [(routes.GATEWAY_KEY_HEADER, self.plane.container_keys.web_key(container_id).encode()),
                  (CALL_HEADER, call_id.encode()), (b"host", host), (b"x-forwarded-for", request.client.encode()),
                  (b"x-forwarded-proto", b"http"), (b"x-forwarded-host", host)]  # fmt: skip
         return kept
