@@ -149,13 +149,18 @@ def build_options(
         raise InvalidError(f"schedule= takes shoal.Period(...) or shoal.Cron(...), not {type(schedule).__name__}.")
     if env is not None and not all(isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in env.items()):
         raise InvalidError("env must map strings to strings (or None).")
+    gpu_text = gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu)
+    if gpu_text is not None:
+        from .backends.resources import parse_gpu
+
+        parse_gpu(gpu_text)  # a form that is none of Modal's is refused here, on the user's line
     return FunctionOptions(
         timeout=float(timeout), startup_timeout=startup_timeout, retries=parse_retries(retries),
         max_containers=max_containers, min_containers=min_containers or 0, buffer_containers=buffer_containers or 0,
         scaledown_window=float(scaledown_window if scaledown_window is not None else 60.0),
         cpu=_request(cpu), memory=_request(memory),
         memory_limit=memory[1] if isinstance(memory, tuple) else None,
-        gpu=gpu if isinstance(gpu, str) or gpu is None else ",".join(gpu), env=dict(env or {}),
+        gpu=gpu_text, env=dict(env or {}),
         serialized=serialized, single_use_containers=single_use_containers, image=image or default_image,
         secrets=tuple(secrets or ()), volumes=tuple(sorted((volumes or {}).items())),
         schedule=schedule.spec() if schedule is not None else None,

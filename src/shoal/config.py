@@ -80,6 +80,14 @@ VARIABLES = (
         "MiB of output one container may write; past it, one line says so and the rest is dropped",
     ),
     Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
+    Variable("SHOAL_CPUS", "", "CPUs local containers may reserve in all (default: the CPUs this process may use)"),
+    Variable("SHOAL_MEMORY_MIB", "", "MiB of memory local containers may reserve in all (default: the machine's)"),
+    Variable(
+        "SHOAL_FAKE_GPUS",
+        "",
+        "GPUs to declare with no hardware, one type each, comma-separated (T4,T4): tests and trying GPU code "
+        "paths; replaces nvidia-smi's list",
+    ),
     Variable("SHOAL_DEBUG", "", "1: errors show Shoal's own stack"),
     Variable("SHOAL_AUDIT_UNPICKLE", "", "a file the server logs every unpickling to (the security tests)", "test"),
     Variable("SHOAL_CONTAINER_ID", "", "set in containers: the container's id", "container"),
@@ -137,6 +145,9 @@ class Settings:
     ray_head_timeout: float = 30.0
     store: str | None = None  # None: a SQLite file in the server's state directory
     shared_dir: Path | None = None  # None: the server's state directory
+    cpus: float | None = None  # None: the CPUs this process may use
+    memory_mib: int | None = None  # None: the machine's memory
+    fake_gpus: tuple[str, ...] | None = None  # None: nvidia-smi's list
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -167,6 +178,11 @@ class Settings:
             ray_head_timeout=_float("SHOAL_RAY_HEAD_TIMEOUT", 30.0),
             store=_get("SHOAL_STORE"),
             shared_dir=Path(shared) if (shared := _get("SHOAL_SHARED_DIR")) else None,
+            cpus=_float("SHOAL_CPUS", 0.0) or None,
+            memory_mib=int(_float("SHOAL_MEMORY_MIB", 0.0)) or None,
+            fake_gpus=None
+            if (fake := os.environ.get("SHOAL_FAKE_GPUS")) is None
+            else tuple(k.strip() for k in fake.split(",") if k.strip()),
         )
 
     @property

@@ -76,7 +76,7 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
         assert rows[0]["function"] == "on_gpu"
         listing = subprocess.run([sys.executable, "-m", "shoal", "container", "list"], capture_output=True,
                                  text=True, cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
-        assert "waiting for capacity" in listing.stdout, listing.stdout + listing.stderr
+        assert "waiting for the Ray cluster's capacity" in listing.stdout, listing.stdout + listing.stderr
         node, devices = first.get(timeout=60)
         assert node.startswith(gpu_node) and devices == "0"
         node, _ = waiting.get(timeout=60)

@@ -57,6 +57,14 @@ class ContainerSpec:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A container asked for but not placed yet: for how long, and what for ("a GPU (T4): 2 of 2 in use")."""
+
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend gives containers: checked when functions register, shown by ``shoal server status``."""
 
@@ -126,9 +134,14 @@ class Backend(abc.ABC):
         """
         return None
 
-    def waiting(self) -> dict[str, float]:
-        """Containers asked for but not yet placed for lack of capacity, with seconds waited (none, by default).
-        No startup timeout runs while a container waits."""
+    def waiting(self) -> dict[str, Waiting]:
+        """Containers asked for but not yet placed for lack of capacity, with how long and what for (none, by
+        default). No startup timeout runs while a container waits."""
+        return {}
+
+    def usage(self) -> dict[str, object]:
+        """What placed containers hold of the capacity now (reserved CPUs, memory, GPUs), where a backend keeps
+        account (empty by default)."""
         return {}
 
     def trouble(self) -> str | None:

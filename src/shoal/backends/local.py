@@ -1,5 +1,11 @@
 """Local backend: each container is a process in its own sandbox on this machine, forked from a warm fork server
-(fork_server.py) or, where there is none to use, started afresh as ``python -m shoal.container``."""
+(fork_server.py) or, where there is none to use, started afresh as ``python -m shoal.container``.
+
+A container starts only where its request (CPUs, memory, GPUs) fits what the machine has left (the ledger of
+:mod:`.resources`); the others wait, in the order that gives the function with the fewest containers running the
+next place, and :meth:`LocalBackend.waiting` says what each waits for. A GPU container gets its own GPUs
+(``CUDA_VISIBLE_DEVICES``, ``NVIDIA_VISIBLE_DEVICES``, their ``/dev`` nodes in its sandbox) and always starts
+afresh: a fork server's sandbox has no GPU devices."""
 
 from __future__ import annotations
 
@@ -13,17 +19,20 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from ..config import settings
-from ..protocol.specs import ImageSpec, PreparedImage
+from ..exception import InvalidError
+from ..protocol.specs import ImageSpec, PreparedImage, Resources
 from . import memory_cgroup, sandbox
-from .base import Backend, Capabilities, ContainerSpec, VolumeDirs
+from .base import Backend, Capabilities, ContainerSpec, Unplaceable, VolumeDirs, Waiting
 from .fork_server import ForkServerError, ForkServers, Template
+from .resources import Grant, Ledger, Request, device_nodes, discover
 
 log = logging.getLogger("shoal.local")
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
@@ -65,6 +74,15 @@ def _tmp_mib(spec: ContainerSpec) -> int:
 
 
 @dataclass(frozen=True)
+class Queued:
+    """A container waiting for room on the machine: its spec, its request, since when it waits."""
+
+    spec: ContainerSpec
+    request: Request
+    since: float
+
+
+@dataclass(frozen=True)
 class ContainerProcess:
     """How to start one container's process: its command line, environment, working directory, and whether it is
     sandboxed."""
@@ -78,7 +96,8 @@ class ContainerProcess:
 class LocalBackend(Backend):
     """Runs containers as ``python -m shoal.container`` processes; their raw output goes to one log file each."""
 
-    def __init__(self, log_dir: Path, volumes: VolumeDirs, hidden: tuple[str, ...] = ()) -> None:
+    def __init__(self, log_dir: Path, volumes: VolumeDirs, hidden: tuple[str, ...] = (), place: bool = True) -> None:
+        """``place``: keep the machine's ledger and start only what fits (off on a Ray node: Ray placed it)."""
         super().__init__()
         self.log_dir = log_dir
         self.hidden = hidden  # more directories the sandbox covers (a Ray node's: the server's state directory)
@@ -88,6 +107,9 @@ class LocalBackend(Backend):
         self._sandboxed: set[str] = set()
         self._waiters: set[asyncio.Task[None]] = set()
         self.forks = ForkServers(log_dir, self._fork_exited, enabled=settings().fork_server)
+        self.ledger = Ledger(discover()) if place else None
+        self._queued: dict[str, Queued] = {}  # waiting for room, in the order asked
+        self._grants: dict[str, tuple[str, Grant]] = {}  # placed: container id -> (its function, what it holds)
 
     def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]
@@ -115,8 +137,28 @@ class LocalBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         isolated = sandbox.bwrap() is not None  # mounts are bubblewrap binds
-        memory = psutil.virtual_memory().total // 2**20
-        return Capabilities(isolated, isolated, _gpu_count(), float(os.cpu_count() or 1), memory)
+        if self.ledger is None:
+            memory = psutil.virtual_memory().total // 2**20
+            return Capabilities(isolated, isolated, _gpu_count(), float(os.cpu_count() or 1), memory)
+        m = self.ledger.machine
+        return Capabilities(isolated, isolated, len(m.gpus), m.cpus, m.memory_mib)
+
+    def check_resources(self, resources: Resources) -> None:
+        if self.ledger is not None:
+            try:
+                self.ledger.check(Request.of(resources))
+            except InvalidError as exc:
+                raise Unplaceable(str(exc)) from None
+
+    def usage(self) -> dict[str, object]:
+        return self.ledger.usage() if self.ledger is not None else {}
+
+    def waiting(self) -> dict[str, Waiting]:
+        if self.ledger is None:
+            return {}
+        now = time.monotonic()
+        return {cid: Waiting(now - q.since, self.ledger.shortfall(q.request) or "starting")
+                for cid, q in self._queued.items()}  # fmt: skip
 
     def prepare_image(
         self, image: ImageSpec, log: Callable[[str], None], fetch: Callable[[str], bytes]
@@ -170,7 +212,14 @@ class LocalBackend(Backend):
         workdir = (spec.image or PreparedImage()).workdir
         return sandbox.wrap(program, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=workdir, hidden=hidden,
                             tmp_mib=FORK_SERVER_TMP_MIB if fork_server else _tmp_mib(spec),
-                            fork_server=fork_server)  # fmt: skip
+                            fork_server=fork_server, devices=self._devices(spec))  # fmt: skip
+
+    def _devices(self, spec: ContainerSpec) -> list[str]:
+        """The GPU device nodes the container's sandbox passes through: those of its GPUs (none when fake)."""
+        held = self._grants.get(spec.container_id)
+        if held is None or not held[1].gpus or self.ledger is None or self.ledger.machine.fake_gpus:
+            return []
+        return device_nodes(held[1].gpus)
 
     def command(self, spec: ContainerSpec) -> ContainerProcess:
         """How to start the container's process here. The Ray backend's actors start theirs the same way on their
@@ -200,7 +249,76 @@ class LocalBackend(Backend):
         return ForkedContainer(template, env, _tmp_mib(spec))
 
     async def launch(self, spec: ContainerSpec) -> None:
-        if self.forks.enabled and await self._fork(spec):
+        if self.ledger is None:
+            await self._start(spec, Grant(0.0, 0))
+            return
+        request = Request.of(spec.resources)
+        grant = self.ledger.take(spec.container_id, request) if not self._queued else None
+        if grant is None:  # it waits its turn (and while others wait, none jumps the queue)
+            self._queued[spec.container_id] = Queued(spec, request, time.monotonic())
+            self._place_waiting()
+            return
+        await self._start(spec, grant)
+
+    def _place_waiting(self) -> None:
+        """Start the waiting containers that fit now: the function with the fewest containers placed goes first
+        (no function starves another), then the one that waited longest."""
+        assert self.ledger is not None
+        placed: dict[str, int] = {}
+        for function_id, _ in self._grants.values():
+            placed[function_id] = placed.get(function_id, 0) + 1
+        for cid, q in sorted(self._queued.items(), key=lambda item: (placed.get(item[1].spec.function_id, 0),
+                                                                      item[1].since)):  # fmt: skip
+            grant = self.ledger.take(cid, q.request)
+            if grant is None:
+                continue
+            del self._queued[cid]
+            placed[q.spec.function_id] = placed.get(q.spec.function_id, 0) + 1
+            task = asyncio.create_task(self._start_placed(q.spec, grant))
+            self._waiters.add(task)
+            task.add_done_callback(self._waiters.discard)
+
+    async def _start_placed(self, spec: ContainerSpec, grant: Grant) -> None:
+        try:
+            await self._start(spec, grant)
+        except Exception as exc:  # noqa: BLE001 - a start that fails is the container's end, never a stuck one
+            log.warning("container %s could not start: %s", spec.container_id, exc)
+            self.on_exit(spec.container_id, 127)
+
+    def _gpu_environment(self, grant: Grant) -> dict[str, str]:
+        """Which GPUs the container sees: its own (by UUID for CUDA, which numbers only the devices a sandbox
+        shows; by index for the NVIDIA toolkit), or none on a machine that has some."""
+        if self.ledger is None or not self.ledger.machine.gpus:
+            return {}
+        indexes = ",".join(str(i) for i in grant.gpus)
+        by_index = {g.index: g for g in self.ledger.machine.gpus}
+        uuids = [by_index[i].uuid for i in grant.gpus]
+        cuda = ",".join(uuids) if all(uuids) else indexes
+        return {"CUDA_VISIBLE_DEVICES": cuda, "NVIDIA_VISIBLE_DEVICES": indexes or "void",
+                "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # fmt: skip
+
+    def _release(self, container_id: str) -> None:
+        """What an ended container held goes back, and the containers waiting for it get their turn."""
+        held = self._grants.pop(container_id, None)
+        if held is not None and self.ledger is not None:
+            self.ledger.give_back(held[1])
+            if self._queued:
+                self._place_waiting()
+
+    async def _start(self, spec: ContainerSpec, grant: Grant) -> None:
+        """Start a placed container with what it was granted (given back if it cannot start)."""
+        self._grants[spec.container_id] = (spec.function_id, grant)
+        gpu_env = self._gpu_environment(grant)
+        if gpu_env:
+            spec = replace(spec, env={**spec.env, **gpu_env})
+        try:
+            await self._run(spec, grant)
+        except BaseException:
+            self._release(spec.container_id)
+            raise
+
+    async def _run(self, spec: ContainerSpec, grant: Grant) -> None:
+        if self.forks.enabled and not grant.gpus and await self._fork(spec):
             self.on_placed(spec.container_id, HOST)
             return
         started = self.command(spec)
@@ -241,6 +359,7 @@ class LocalBackend(Backend):
 
     def _fork_exited(self, container_id: str, code: int | None) -> None:
         memory_cgroup.remove(container_id)
+        self._release(container_id)
         self.on_exit(container_id, code)
 
     async def _wait(self, container_id: str, proc: asyncio.subprocess.Process) -> None:
@@ -251,9 +370,13 @@ class LocalBackend(Backend):
         self._procs.pop(container_id, None)
         self._sandboxed.discard(container_id)
         memory_cgroup.remove(container_id)
+        self._release(container_id)
         self.on_exit(container_id, code)
 
     async def terminate(self, container_id: str, grace: float) -> None:
+        if self._queued.pop(container_id, None) is not None:  # never placed: it never ran
+            asyncio.get_running_loop().call_soon(self.on_exit, container_id, 0)
+            return
         if self.forks.holds(container_id):
             await self.forks.terminate(container_id, grace)
             return
@@ -276,10 +399,10 @@ class LocalBackend(Backend):
         return proc.pid if proc else None
 
     def list(self) -> list[str]:
-        return [*self._procs, *self.forks.containers()]
+        return [*self._queued, *self._procs, *self.forks.containers()]
 
     def has(self, container_id: str) -> bool:
-        return container_id in self._procs or self.forks.holds(container_id)
+        return container_id in self._queued or container_id in self._procs or self.forks.holds(container_id)
 
     async def close(self) -> None:
         await asyncio.gather(*(self.terminate(cid, 2.0) for cid in self.list()), return_exceptions=True)

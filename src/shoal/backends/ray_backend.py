@@ -44,7 +44,7 @@ from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
 from . import sandbox
-from .base import Backend, Capabilities, ContainerSpec, Unplaceable
+from .base import Backend, Capabilities, ContainerSpec, Unplaceable, Waiting
 from .ray_link import (
     Cluster,
     FromBridge,
@@ -310,10 +310,11 @@ class RayBackend(Backend):
         elif self._writer is not None:
             self._writer.write(frame(Terminate(container_id, grace)))
 
-    def waiting(self) -> dict[str, float]:
+    def waiting(self) -> dict[str, Waiting]:
         """Containers whose actors wait for the cluster's capacity (or for the cluster), with seconds waited."""
         now = time.monotonic()
-        return {cid: now - since for cid, since in self.waiting_since.items()}
+        reason = "waiting for the Ray cluster" if self.trouble() else "waiting for the Ray cluster's capacity"
+        return {cid: Waiting(now - since, reason) for cid, since in self.waiting_since.items()}
 
     def output_tail(self, container_id: str, lines: int = 20) -> str:
         return "\n".join(self.tails.pop(container_id, "").splitlines()[-lines:])

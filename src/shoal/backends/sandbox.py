@@ -191,7 +191,7 @@ def _bind(flag: str, source: str, target: str, fresh: list[str]) -> list[str]:
 
 def wrap(
     command: list[str], *, rw: list[tuple[str, str]], ro: list[tuple[str, str]], workdir: str | None,
-    hidden: Sequence[str] = (), tmp_mib: int = 1024, fork_server: bool = False,
+    hidden: Sequence[str] = (), tmp_mib: int = 1024, fork_server: bool = False, devices: Sequence[str] = (),
 ) -> list[str]:  # fmt: skip
     """``command`` inside a bwrap sandbox with these read-write and read-only binds (host path, sandbox path).
 
@@ -199,7 +199,7 @@ def wrap(
     or written from inside, except what a later bind (an image, a volume) exposes on purpose. The private
     ``/tmp`` holds at most ``tmp_mib`` MiB. Run by root, the command runs as ``nobody`` (:func:`user`).
     ``fork_server``: the command is a fork server (``shoal.container.zygote``), whose containers make their own
-    namespaces and ``/proc`` (see :data:`UNCOVER_PROC`).
+    namespaces and ``/proc`` (see :data:`UNCOVER_PROC`). ``devices``: host device nodes passed through (a GPU's).
     """
     binary = bwrap()
     assert binary is not None
@@ -213,6 +213,8 @@ def wrap(
         else:
             args += ["--ro-bind", str(entry), str(entry)]
     args += ["--dev", "/dev", "--proc", "/proc", "--ro-bind", "/sys", "/sys"]
+    for node in devices:
+        args += ["--dev-bind", node, node]
     args += ["--perms", "1777", "--size", str(tmp_mib * 2**20), "--tmpfs", "/tmp"]
     fresh = ["/tmp"]  # folders that start empty in the sandbox: mount points in them are made here
     for path in _runtime_paths():  # Python and Shoal itself may live under the hidden /tmp (a venv, a checkout)

@@ -153,6 +153,11 @@ def server_status(ctx: click.Context) -> None:
         )
         demand = ", ".join(f"{n} {fn}" for fn, n in sorted(info.get("demand", {}).items())) or "none"
         click.echo(f"pending demand: {demand}; containers waiting for capacity: {info.get('waiting_for_capacity', 0)}")
+        usage = info.get("usage") or {}
+        if usage:
+            click.echo(f"reserved: {usage['cpu_reserved']:g} of {info['cpus']:g} CPUs, "
+                       f"{usage['memory_reserved_mib']} of {info['memory_mib']} MiB memory, "
+                       f"{usage['gpus_in_use']} of {info['gpus']} GPUs ({usage['gpu_types']})")  # fmt: skip
         if info.get("trouble"):
             click.echo(f"trouble: {info['trouble']}")
         click.echo(f"store: {info.get('store', 'sqlite')}")
@@ -406,7 +411,9 @@ def container_list(include_stopped: bool, as_json: bool) -> None:
 
 def _container_state(row: dict[str, Any]) -> str:
     waited = row.get("waiting_for_capacity_s")
-    return f"waiting for capacity ({waited:.0f}s)" if waited is not None else str(row["state"])
+    if waited is None:
+        return str(row["state"])
+    return f"{row.get('waiting_for') or 'waiting for capacity'} ({waited:.0f}s)"
 
 
 @container.command("logs")

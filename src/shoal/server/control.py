@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 from .. import backends
 from .._ids import call_of_input, new_id
 from ..backends import sandbox
-from ..backends.base import Backend, ContainerSpec, Unplaceable
+from ..backends.base import Backend, ContainerSpec, Unplaceable, Waiting
 from ..config import settings
 from ..protocol.messages import (
     EXIT_UNREACHABLE,
@@ -38,7 +39,7 @@ from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
 from .core import lifecycle
 from .core.lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
-from .core.records import ContainerRecord, ContainerState, FunctionRecord, Intent, Output, OutputStatus
+from .core.records import ContainerRecord, ContainerRow, ContainerState, FunctionRecord, Intent, Output, OutputStatus
 from .core.scheduler import Drain, Kill, Launch, Limits, Yield, plan
 from .errors import Conflict, Invalid, NotFound
 from .gateway import Gateway
@@ -144,6 +145,7 @@ class ControlPlane:
         self._pending: set[asyncio.Future[None]] = set()  # terminations under way
         self._loop_task: asyncio.Task[None] | None = None
         self._launches: set[asyncio.Task[None]] = set()  # containers being started (_launch)
+        self._waits_said: set[str] = set()  # functions whose waiting containers the app's log has been told of
         self._started: list[ContainerRecord] = []  # containers that run, their "started" lines not yet written
         self._last_expiry = 0.0
         self._last_blob_sweep = 0.0
@@ -200,7 +202,9 @@ class ControlPlane:
         waiting = self.backend.waiting()
         for row in rows:
             row["running_inputs"] += self.gateway.inflight.get(row["container_id"], 0)
-            row["waiting_for_capacity_s"] = waiting.get(row["container_id"])
+            found = waiting.get(row["container_id"])
+            row["waiting_for_capacity_s"] = found.seconds if found else None
+            row["waiting_for"] = found.reason if found else None
         return rows
 
     def demand(self) -> dict[str, int]:
@@ -655,6 +659,23 @@ class ControlPlane:
             self.store.append_container_logs(app_id, lines)
             self.notifier.notify("logs:" + app_id)
 
+    def _say_waiting(self, rows: list[ContainerRow], waiting: Mapping[str, Waiting]) -> None:
+        """A line in the app's log (the caller's terminal) when a function's containers begin to wait for room
+        ("waiting for a GPU (T4): 2 of 2 in use"), once until none of them waits."""
+        now_waiting: dict[str, ContainerRow] = {}
+        for c in rows:
+            now_waiting.setdefault(c.function_id, c)
+        for function_id, c in now_waiting.items():
+            if function_id in self._waits_said:
+                continue
+            found = self.store.function(function_id)
+            if found is None:
+                continue
+            count = sum(r.function_id == function_id for r in rows)
+            what = "container" if count == 1 else "containers"
+            self.system_log(found.app_id, None, f"{count} {what} of {found.tag} {waiting[c.id].reason}")
+        self._waits_said = set(now_waiting)
+
     def _notify_calls(self, call_ids: set[str]) -> None:
         for call_id in call_ids:
             self.notifier.notify("call:" + call_id)
@@ -695,6 +716,7 @@ class ControlPlane:
             if extra or placed is not None or c.id in waiting:
                 c = replace(c, leased=c.leased + extra, waiting=c.id in waiting, created_at=placed or c.created_at)
             containers.append(c)
+        self._say_waiting([c for c in containers if c.waiting], waiting)
         heard = self.liveness.heard_by(now)  # beats and long polls are not in the store
         await asyncio.sleep(0)  # requests waiting meanwhile go first: a tick over 10,000 containers is tens of ms
         loads = self.store.function_loads(self.gateway.demand())

@@ -141,3 +141,36 @@ def test_a_function_over_its_share_yields_busy_containers_to_a_newcomer_with_a_b
                 ContainerState.DRAINING, 0.0, 100.0, 99.0, 1) for c in busy]  # fmt: skip
     assert plan([hog, newcomer], draining, 100.0, limits) == []
     assert plan([hog, newcomer], draining[:3], 100.0, limits) == [Launch("fu-b", "ap-2", 3)]
+
+
+def _gpu_load(fid: str, ready: int, leased: int, pool: str = "gpu") -> FunctionLoad:
+    return FunctionLoad(fid, "ap-1", ready, 0, leased, 0, 4, 0, 60.0, 30.0, 300.0, 0, 0.0, pool=pool)
+
+
+def _row(cid: str, fid: str, leased: int = 1, waiting: bool = False) -> ContainerRow:
+    state = ContainerState.STARTING if waiting else ContainerState.RUNNING
+    return ContainerRow(cid, fid, state, 0.0, 100.0, 99.0, leased, waiting=waiting)
+
+
+def test_a_function_waiting_for_a_gpu_gets_one_from_a_function_holding_both():
+    from shoal.server.core.scheduler import Yield
+
+    # Given two GPUs, both held by a function with a long backlog, and a second function whose container waits
+    hog, newcomer = _gpu_load("fu-a", 20, 2), _gpu_load("fu-b", 1, 0)
+    rows = [_row("ta-1", "fu-a"), _row("ta-2", "fu-a"), _row("ta-3", "fu-a", 0, waiting=True),
+            _row("tb-1", "fu-b", 0, waiting=True)]  # fmt: skip
+    # When the scheduler plans, Then one busy container of the first gives way (it finishes its input first)
+    actions = plan([hog, newcomer], rows, 100.0, LIMITS)
+    assert [a for a in actions if isinstance(a, Yield)] == [Yield("ta-1")]
+    assert not [a for a in actions if isinstance(a, (Drain, Kill))]
+    # and once the newcomer holds one GPU, nothing more gives way
+    settled = [_row("ta-2", "fu-a"), _row("ta-3", "fu-a", 0, waiting=True), _row("tb-1", "fu-b")]
+    assert [a for a in plan([hog, newcomer], settled, 100.0, LIMITS) if not isinstance(a, Launch)] == []
+
+
+def test_containers_waiting_for_a_gpu_take_nothing_from_cpu_functions():
+    # Given a CPU function with many containers and a GPU function whose container waits (the GPUs are elsewhere)
+    cpu, gpu = _gpu_load("fu-a", 20, 4, pool="cpu"), _gpu_load("fu-b", 1, 0)
+    rows = [_row(f"ta-{i}", "fu-a") for i in range(4)] + [_row("tb-1", "fu-b", 0, waiting=True)]
+    # Then none of the CPU function's containers gives way: they hold nothing the GPU function waits for
+    assert plan([cpu, gpu], rows, 100.0, LIMITS) == []

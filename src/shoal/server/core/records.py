@@ -85,6 +85,7 @@ class FunctionLoad:
     startup_failures: int
     last_startup_failure: float
     capacity: int = 1  # inputs one container runs at once (@concurrent's target_inputs)
+    pool: str = "cpu"  # what its containers contend for on a machine: "gpu" (GPUs) or "cpu" (CPUs and memory)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,12 @@ then from functions above their share, whose busy containers *yield*: they take 
 run and exit (no work is lost). So a new function's first input waits for one input of another, not its backlog. A
 function whose containers keep failing to start backs off exponentially before the next launch. Containers that
 stop heartbeating or never finish starting are killed.
+
+Below the cap, the machine itself may run out (the backend's ledger: GPUs, CPUs, memory), and containers it
+cannot place yet *wait*. Functions whose containers wait share what is placed max-min fairly too, within their
+pool (GPU functions contend for GPUs, the others for CPUs and memory): one above its fair part of the placed
+containers yields, so that a function waiting for a GPU gets one when an input of another ends
+(:func:`_placed_fairly`).
 """
 
 from __future__ import annotations
@@ -158,6 +164,43 @@ def plan(
         for c in [c for c in over if c.id not in drained][: max(0, blocked)]:  # then functions above their share
             free = c.state == ContainerState.RUNNING and c.leased == 0
             actions.append(Drain(c.id) if free or c.waiting else Yield(c.id))
+    decided = {a.container_id for a in actions if not isinstance(a, Launch)}
+    actions.extend(_placed_fairly(loads, by_function, killed | decided, wants))
+    return actions
+
+
+def _placed_fairly(
+    loads: list[FunctionLoad], by_function: Mapping[str, list[ContainerRow]], decided: set[str],
+    wants: Mapping[str, int],
+) -> list[Action]:  # fmt: skip
+    """Share what the machine placed: in each pool where containers wait for room, a function with fewer placed
+    than its fair part gets room from those above theirs (idle containers drain, busy ones yield)."""
+    pools: dict[str, list[FunctionLoad]] = defaultdict(list)
+    for load in loads:
+        pools[load.pool].append(load)
+    actions: list[Action] = []
+    for members in pools.values():
+        placed: dict[str, list[ContainerRow]] = {}
+        waiting: dict[str, int] = {}
+        for load in members:
+            active = [c for c in by_function[load.function_id]
+                      if c.id not in decided and c.state != ContainerState.DRAINING]  # fmt: skip
+            placed[load.function_id] = [c for c in active if not c.waiting]
+            waiting[load.function_id] = sum(c.waiting for c in active)
+        if not any(waiting.values()):
+            continue
+        parts = fair_shares({f: min(wants[f], len(placed[f]) + waiting[f]) for f in placed},
+                            sum(len(p) for p in placed.values()))  # fmt: skip
+        short = sum(max(0, parts[f] - len(placed[f])) for f in placed if waiting[f])
+        for f in sorted(placed):
+            surplus = min(len(placed[f]) - parts[f], short)
+            if surplus <= 0:
+                continue
+            running = sorted((c for c in placed[f] if c.state == ContainerState.RUNNING),
+                             key=lambda c: (c.leased, c.last_active))  # fmt: skip
+            for c in running[:surplus]:  # idle first
+                actions.append(Drain(c.id) if c.leased == 0 else Yield(c.id))
+                short -= 1
     return actions
 
 

@@ -135,7 +135,9 @@ def container(plane: ControlPlane, container_id: str) -> Context:
     found = plane.store.insights.container(container_id)
     if found is None:
         raise NotFound(f"no container {container_id!r}")
-    found["waiting_for_capacity_s"] = plane.backend.waiting().get(container_id)
+    waiting = plane.backend.waiting().get(container_id)
+    found["waiting_for_capacity_s"] = waiting.seconds if waiting else None
+    found["waiting_for"] = waiting.reason if waiting else None
     logs = plane.store.insights.logs(LogFilter(container_id=container_id), limit=300)
     return {"container": found, "logs": logs, "live": found["state"] != ContainerState.STOPPED.value}
 

@@ -56,7 +56,7 @@ def add_routes(r: Router) -> None:
     async def server_info(request: Request) -> Response:
         backend = plane.backend
         info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities()),
-                "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand(),
+                "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand(), "usage": backend.usage(),
                 "store": plane.store.describe(), "heartbeats": plane.liveness.beats,
                 "trouble": backend.trouble()}  # fmt: skip
         return JSONResponse(info)

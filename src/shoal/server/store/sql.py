@@ -696,7 +696,7 @@ class SQLStore:
                 FunctionLoad(
                     fid, row[0], ready, waiting, leased, spec.min_containers, spec.max_containers,
                     spec.buffer_containers, spec.scaledown_window, spec.startup_timeout, spec.timeout,
-                    row[2], row[3], spec.capacity,
+                    row[2], row[3], spec.capacity, "gpu" if spec.resources.gpu else "cpu",
                 )
             )  # fmt: skip
         return loads

@@ -1,0 +1,106 @@
+"""Resources on one machine (issue 28): GPUs assigned one container each, CPUs and memory reserved, the rest
+waiting visibly, shared fairly, and what the machine lacks refused at deploy. On a fake inventory of two T4s,
+two CPUs and 1000 MiB (SHOAL_FAKE_GPUS, SHOAL_CPUS, SHOAL_MEMORY_MIB): CI has no GPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+import shoal
+from tests.apps import resources as r
+from tests.conftest import REPO, ServerProcess
+
+MACHINE = {"SHOAL_FAKE_GPUS": "T4,T4", "SHOAL_CPUS": "2", "SHOAL_MEMORY_MIB": "1000"}
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path_factory.mktemp("resources") / "state", env=MACHINE)
+    saved = os.environ.get("SHOAL_SERVER_URL")
+    os.environ["SHOAL_SERVER_URL"] = srv.url
+    try:
+        yield srv
+    finally:
+        if saved is None:
+            os.environ.pop("SHOAL_SERVER_URL", None)
+        else:
+            os.environ["SHOAL_SERVER_URL"] = saved
+        srv.stop()
+
+
+def _containers(srv: ServerProcess) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{srv.url}/containers", headers=srv.auth, timeout=30).json()["containers"])
+
+
+def _wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return found
+
+
+def test_four_t4_containers_on_two_t4s_run_two_at_a_time_on_distinct_gpus_and_the_rest_wait_visibly(machine):  # noqa: ANN001
+    with r.app.run(show_logs=False):
+        calls = [r.on_t4.spawn(1.5) for _ in range(4)]
+        rows = _wait_for(lambda: [c for c in _containers(machine) if c["waiting_for"]])
+        assert rows[0]["waiting_for"] == "waiting for a GPU (T4): 2 of 2 in use", rows
+        listing = subprocess.run([sys.executable, "-m", "shoal", "container", "list"], capture_output=True, text=True,
+                                 cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
+        assert "waiting for a GPU (T4): 2 of 2 in use" in listing.stdout, listing.stdout + listing.stderr
+        info = httpx.get(f"{machine.url}/server", headers=machine.auth, timeout=30).json()
+        runs = [call.get(timeout=60) for call in calls]
+    assert r.most_at_once(runs) == 2, runs
+    assert {run["cuda"] for run in runs} <= {"0", "1"} and all(run["nvidia"] == run["cuda"] for run in runs)
+    for a, b in r.overlapping(runs):
+        assert a["cuda"] != b["cuda"], (a, b)  # never one GPU for two containers at once
+    # the server says what the machine has and what is reserved of it (shoal server status shows this)
+    assert info["gpus"] == 2 and info["usage"]["gpus_in_use"] == 2 and info["usage"]["gpu_types"] == "2 x T4", info
+
+
+def test_a_two_gpu_container_takes_both_and_a_preference_list_takes_the_type_the_machine_has(machine):  # noqa: ANN001
+    with r.app.run(show_logs=False):
+        assert r.on_both.remote(0.0)["cuda"] == "0,1"
+        assert r.preferring_a100.remote(0.0)["cuda"] in ("0", "1")
+
+
+def test_a_gpu_type_the_machine_lacks_is_refused_at_deploy_naming_what_it_has(machine):  # noqa: ANN001
+    with pytest.raises(shoal.exception.InvalidError, match=r"A100.*2 x T4"):
+        with r.refused.run(show_logs=False):
+            pass
+
+
+def test_a_cpu_1_function_on_two_cpus_runs_at_most_two_containers_under_a_cap_of_eight(machine):  # noqa: ANN001
+    with r.app.run(show_logs=False):
+        runs = list(r.one_cpu.map([0.7] * 6))
+    assert r.most_at_once(runs) == 2, runs
+
+
+def test_memory_requests_beyond_the_machine_wait(machine):  # noqa: ANN001
+    with r.app.run(show_logs=False):
+        runs = list(r.big_memory.map([0.7] * 5))  # 400 MiB each of 1000: two at once
+    assert r.most_at_once(runs) == 2, runs
+
+
+def test_a_function_waiting_for_a_gpu_gets_one_within_an_input_of_a_function_holding_both(machine):  # noqa: ANN001
+    with r.app.run(show_logs=False):
+        hog = r.on_t4.spawn_map([1.0] * 24)  # both GPUs for ~12 s
+        _wait_for(
+            lambda: len([c for c in _containers(machine) if c["function"] == "on_t4" and c["running_inputs"]]) == 2
+        )
+        started = time.monotonic()
+        r.newcomer.remote(0.0)
+        waited = time.monotonic() - started
+        hog.cancel()
+    assert waited < 8, waited  # an input of the hog (1 s) and a start, not the hog's backlog (~12 s)
+
+
+pytestmark = pytest.mark.timeout(180)
