@@ -34,13 +34,18 @@ class _BoundCall:
 class ResultIterator:
     """The iterator a ``map`` returns; ``function_call_id`` names the call once the first result was asked for.
 
-    Keep that id to re-attach to the map from another process (``FunctionCall.from_id(id).iter()``).
+    Keep that id to re-attach to the map from another process (``FunctionCall.from_id(id).iter()``). The blocking
+    face is a plain iterator only (not async-iterable), as Modal's is: code that takes either kind, such as
+    Starlette's ``StreamingResponse``, iterates it the blocking way (in a thread), not as an async iterator.
     """
 
-    def __init__(self, start: Callable[[ResultIterator], AsyncIterator[list[Any]]], aio: bool = False) -> None:
+    def __init__(self, start: Callable[[ResultIterator], AsyncIterator[list[Any]]]) -> None:
         self.function_call_id: str | None = None
-        agen = start(self)
-        self._it: Any = iter_aio(agen) if aio else iter_sync(agen)
+        self._it: Any = self._iterate(start(self))
+
+    @staticmethod
+    def _iterate(agen: AsyncIterator[list[Any]]) -> Any:
+        return iter_sync(agen)
 
     def _set_call_id(self, call_id: str) -> None:
         self.function_call_id = call_id
@@ -51,14 +56,31 @@ class ResultIterator:
     def __next__(self) -> Any:
         return next(self._it)
 
-    def __aiter__(self) -> ResultIterator:
+    def close(self) -> None:
+        self._it.close()
+
+
+class AsyncResultIterator(ResultIterator):
+    """The async iterator ``map.aio`` returns (``async for``); ``function_call_id`` as for :class:`ResultIterator`."""
+
+    @staticmethod
+    def _iterate(agen: AsyncIterator[list[Any]]) -> Any:
+        return iter_aio(agen)
+
+    def __iter__(self) -> ResultIterator:
+        raise TypeError("map.aio(...) gives an async iterator: use `async for`, or call map(...) without .aio")
+
+    def __next__(self) -> Any:
+        raise TypeError("map.aio(...) gives an async iterator: use `async for`, or call map(...) without .aio")
+
+    def __aiter__(self) -> AsyncResultIterator:
         return self
 
     async def __anext__(self) -> Any:
         return await self._it.__anext__()
 
-    def close(self) -> None:
-        self._it.close()
+    async def aclose(self) -> None:
+        await self._it.aclose()
 
 
 class _BoundGen:
@@ -80,8 +102,8 @@ class _BoundGen:
     def __call__(self, *args: Any, **kwargs: Any) -> ResultIterator:
         return ResultIterator(self._start(args, kwargs))
 
-    def aio(self, *args: Any, **kwargs: Any) -> ResultIterator:
-        return ResultIterator(self._start(args, kwargs), aio=True)
+    def aio(self, *args: Any, **kwargs: Any) -> AsyncResultIterator:
+        return AsyncResultIterator(self._start(args, kwargs))
 
 
 class aio_method(Generic[T]):  # noqa: N801 - used as a decorator

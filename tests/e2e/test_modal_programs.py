@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -100,3 +101,32 @@ def test_a_modal_program_runs_on_a_standing_server_started_without_any_special_e
         assert "ALIAS shoal.app" in result.stdout and result.stderr.startswith("✓ Using the standing server")
     finally:
         run("server", "stop")
+
+
+def test_a_modal_poll_page_and_streamed_generator_and_map_answers_work_unchanged(server):
+    # Given Modal's web job-queue shapes, deployed unchanged (issue 25, items 13 and 14)
+    import httpx
+
+    import shoal as sdk
+
+    deployed = shoal("deploy", str(PROGRAMS / "poll_page.py"))
+    assert deployed.returncode == 0, deployed.stderr
+    url = sdk.Function.from_name("modal-poll-page", "fastapi_app").get_web_url()
+    assert url
+    with httpx.Client(base_url=url, timeout=60) as web:
+        # When /factors spawns and redirects, Then /result polls with get(timeout=0): "not ready", then the result
+        started = web.get("/factors", params={"n": 12})
+        assert started.status_code == 302 and started.headers["location"].startswith("/result?function_id=fc-")
+        answers = []
+        deadline = time.monotonic() + 60
+        while not answers or answers[-1] != {"factors": [1, 2, 3, 4, 6, 12]}:
+            assert time.monotonic() < deadline, answers
+            answer = web.get(started.headers["location"])
+            assert answer.status_code == 200, answer.text
+            answers.append(answer.json())
+            time.sleep(0.1)  # a browser's poll, not a busy loop
+        assert answers[0] == {"status": "not ready"}
+        assert web.get(started.headers["location"]).json() == {"factors": [1, 2, 3, 4, 6, 12]}  # and again
+        # and StreamingResponse over a remote_gen() and over a map() streams every item
+        assert web.get("/generated", params={"n": 3}).text == "item 0\nitem 1\nitem 2\n"
+        assert web.get("/mapped", params={"n": 4}).text == "0\n1\n4\n9\n"
