@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 FAILED: list[str] = []

@@ -43,7 +43,7 @@ from .._image_build import materialise
 from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import FileMount, ImageSpec, PreparedImage, Resources
-from . import sandbox
+from . import resources, sandbox
 from .base import Backend, Capabilities, ContainerSpec, Unplaceable, Waiting
 from .ray_link import (
     Cluster,
@@ -391,12 +391,13 @@ def pack(path: Path) -> bytes:
 
 
 def parse_gpu(gpu: str) -> tuple[str | None, int]:
-    """Modal's ``gpu=`` syntax: ``"T4"``, ``"A100:2"``, ``"any"`` -> (type or None for any, count)."""
-    kind, _, count = gpu.partition(":")
-    kind = kind.strip()
-    if kind.lower() == "any":
-        return None, int(count or 1)
-    return kind.upper().replace("A100-80GB", "A100-80G"), int(count or 1)
+    """Modal's ``gpu=`` forms (:func:`.resources.parse_gpu`) as Ray places them: (Ray's name for the first type of
+    a preference list, or None for any; the count). Ray's resources name one type each: the rest of a list is
+    not tried."""
+    request = resources.parse_gpu(gpu)
+    if not request.kinds:
+        return None, request.count
+    return request.kinds[0].rstrip("!").replace("A100-80GB", "A100-80G"), request.count
 
 
 def _describe(offered: dict[str, float]) -> str:
