@@ -80,6 +80,12 @@ VARIABLES = (
         "MiB of output one container may write; past it, one line says so and the rest is dropped",
     ),
     Variable("SHOAL_STRICT_GPU", "", "1: gpu= on a machine without a GPU is an error, not a warning"),
+    Variable(
+        "SHOAL_SAMPLE_INTERVAL",
+        "5",
+        "seconds between samples of containers' CPU, memory and GPU and of calls' progress (the dashboard's charts); "
+        "0: none",
+    ),
     Variable("SHOAL_CPUS", "", "CPUs local containers may reserve in all (default: the CPUs this process may use)"),
     Variable("SHOAL_MEMORY_MIB", "", "MiB of memory local containers may reserve in all (default: the machine's)"),
     Variable(
@@ -146,6 +152,7 @@ class Settings:
     store: str | None = None  # None: a SQLite file in the server's state directory
     shared_dir: Path | None = None  # None: the server's state directory
     cpus: float | None = None  # None: the CPUs this process may use
+    sample_interval: float = 5.0
     memory_mib: int | None = None  # None: the machine's memory
     fake_gpus: tuple[str, ...] | None = None  # None: nvidia-smi's list
 
@@ -179,6 +186,7 @@ class Settings:
             store=_get("SHOAL_STORE"),
             shared_dir=Path(shared) if (shared := _get("SHOAL_SHARED_DIR")) else None,
             cpus=_float("SHOAL_CPUS", 0.0) or None,
+            sample_interval=_float("SHOAL_SAMPLE_INTERVAL", 5.0),
             memory_mib=int(_float("SHOAL_MEMORY_MIB", 0.0)) or None,
             fake_gpus=None
             if (fake := os.environ.get("SHOAL_FAKE_GPUS")) is None

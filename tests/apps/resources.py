@@ -49,6 +49,15 @@ def newcomer(seconds: float) -> dict[str, Any]:
     return _hold(seconds)
 
 
+@app.function(gpu="T4", max_containers=2, scaledown_window=2)
+def burn(seconds: float) -> str | None:
+    """Keeps a CPU busy for ``seconds``; returns its container."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        pass
+    return os.environ.get("SHOAL_CONTAINER_ID")
+
+
 refused = shoal.App("tests-resources-refused")
 
 

@@ -8,10 +8,11 @@ import pytest
 from shoal.protocol.messages import LogEntry
 from shoal.protocol.specs import FunctionSpec
 from shoal.schedule import Period
-from shoal.server.core.records import ContainerState
+from shoal.server.core.records import CallSample, ContainerSample, ContainerState
 from shoal.server.store import SQLStore, Store
-from shoal.server.store.base import InsightsPart
+from shoal.server.store.base import InsightsPart, SamplesPart
 from shoal.server.store.insights import Insights
+from shoal.server.store.samples import Samples
 from tests.contract.conftest import inputs_of
 
 
@@ -28,10 +29,11 @@ def test_the_interface_names_every_public_method_of_the_implementation():
     def public(cls: type) -> set[str]:
         return {n for n, v in vars(cls).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
 
-    parts = {"catalog", "insights", "kv", "items", "blob_refs", "schedules", "secrets", "tokens"}
+    parts = {"catalog", "insights", "kv", "items", "blob_refs", "schedules", "secrets", "tokens", "samples"}
     assert public(SQLStore) - parts == public(Store) - parts
     # and each part's interface names every public method of its implementation
     assert public(Insights) == public(InsightsPart)
+    assert public(Samples) == public(SamplesPart)
 
 
 def test_a_function_comes_back_with_its_typed_spec_and_autoscaler_changes_persist(store, make_store):
@@ -160,3 +162,22 @@ def test_containers_of_a_launch_are_added_and_log_their_start_in_one_call_each(s
     store.append_container_logs("ap-1", lines)
     assert [(r[2], r[3]) for r in store.logs("ap-1", 0)] == [("Container ta-7 started\n", "ta-7"),
                                                             ("Container ta-8 started\n", "ta-8")]  # fmt: skip
+
+
+def test_resource_samples_come_back_per_container_summed_per_function_and_per_call_and_expire(store):
+    # Given two containers of a function sampled at two moments, and a call's progress
+    samples = [ContainerSample("ct-1", "fu-1", 10.0, 50.0, 100.0), ContainerSample("ct-2", "fu-1", 10.0, 30.0, 50.0),
+               ContainerSample("ct-1", "fu-1", 15.0, 90.0, 120.0, 80.0, 1000.0)]  # fmt: skip
+    store.samples.add(samples, [CallSample("fc-1", 10.0, 3, 2), CallSample("fc-1", 15.0, 9, 2)])
+    # Then a container's come back in time order, a function's summed per moment, a call's in order
+    assert store.samples.of_container("ct-1") == [samples[0], samples[2]]
+    summed = [(s.at, s.cpu, s.memory_mib, s.gpu) for s in store.samples.of_function("fu-1")]
+    assert summed == [(10.0, 80.0, 150.0, None), (15.0, 90.0, 120.0, 80.0)]
+    assert [(s.at, s.done) for s in store.samples.of_call("fc-1")] == [(10.0, 3), (15.0, 9)]
+    # and an unfinished call is one to sample
+    store.create_call("fc-2", "fu-1", "ap-1", "map", None)
+    assert ("fc-2", "fu-1", 0) in store.samples.unfinished_calls()
+    # and samples older than the retention go
+    store.samples.expire(12.0)
+    assert [s.at for s in store.samples.of_container("ct-1")] == [15.0]
+    assert [s.at for s in store.samples.of_call("fc-1")] == [15.0]

@@ -18,7 +18,7 @@ import shoal
 from tests.apps import resources as r
 from tests.conftest import REPO, ServerProcess
 
-MACHINE = {"SHOAL_FAKE_GPUS": "T4,T4", "SHOAL_CPUS": "2", "SHOAL_MEMORY_MIB": "1000"}
+MACHINE = {"SHOAL_FAKE_GPUS": "T4,T4", "SHOAL_CPUS": "2", "SHOAL_MEMORY_MIB": "1000", "SHOAL_SAMPLE_INTERVAL": "0.5"}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,39 @@ def test_a_function_waiting_for_a_gpu_gets_one_within_an_input_of_a_function_hol
         waited = time.monotonic() - started
         hog.cancel()
     assert waited < 8, waited  # an input of the hog (1 s) and a start, not the hog's backlog (~12 s)
+
+
+def test_the_container_function_and_call_pages_chart_cpu_memory_throughput_and_containers(machine, browser, tmp_path):  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+
+    shots = REPO / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    with r.app.run(show_logs=False):
+        call = r.burn.spawn_map([0.4] * 16)  # two containers busy for ~3 s, sampled every 0.5 s
+        containers = set(call.iter())
+        call_id = call.object_id
+        app_id = r.app.app_id
+    browser.get(f"{machine.url}/dashboard/login?token={machine.token}")
+    browser.set_window_size(1400, 900)
+
+    def chart(name: str) -> tuple[int, float]:
+        figure = browser.find_element(By.ID, f"chart-{name}")
+        return int(figure.get_attribute("data-points") or 0), float(figure.get_attribute("data-peak") or 0)
+
+    # The container's page charts its CPU (a busy loop: most of a core at its peak) and memory over time
+    browser.get(f"{machine.url}/dashboard/containers/{sorted(containers)[0]}")
+    points, peak = chart("cpu")
+    assert points >= 3 and peak > 30, (points, peak)
+    assert chart("memory")[1] > 5  # MiB: a Python process
+    assert browser.find_element(By.CSS_SELECTOR, "#chart-cpu svg polyline").get_attribute("points")
+    assert browser.save_screenshot(str(shots / "container-charts.png"))
+    # the call's page charts its throughput and running containers
+    browser.get(f"{machine.url}/dashboard/calls/{call_id}")
+    assert chart("throughput")[0] >= 2 and chart("throughput")[1] > 0
+    assert chart("containers")[1] == 2  # two T4s: two containers at most
+    assert browser.save_screenshot(str(shots / "call-charts.png"))
+    # and the app's page charts each function's containers summed
+    browser.get(f"{machine.url}/dashboard/apps/{app_id}")
+    assert chart("burn-cpu")[0] >= 3
 
 
 pytestmark = pytest.mark.timeout(180)

@@ -65,6 +65,17 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What one container uses now: CPU (percent of one core, its processes summed), resident memory, and its
+    GPUs' utilization (percent, their mean) and memory (None: it has none, or they cannot be read)."""
+
+    cpu: float
+    memory_mib: float
+    gpu: float | None = None
+    gpu_memory_mib: float | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a backend gives containers: checked when functions register, shown by ``shoal server status``."""
 
@@ -142,6 +153,10 @@ class Backend(abc.ABC):
     def usage(self) -> dict[str, object]:
         """What placed containers hold of the capacity now (reserved CPUs, memory, GPUs), where a backend keeps
         account (empty by default)."""
+        return {}
+
+    async def sample(self) -> dict[str, Usage]:
+        """What each running container uses now (none, by default: a backend whose processes are elsewhere)."""
         return {}
 
     def trouble(self) -> str | None:

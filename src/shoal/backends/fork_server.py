@@ -72,6 +72,11 @@ class ForkServer:
     def containers(self) -> list[str]:
         return list(self._exited)
 
+    @property
+    def pid(self) -> int | None:
+        """The fork server's process (its containers are below it), while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
     async def start(self) -> None:
         """Start the process and wait for its hello.
 
@@ -312,6 +317,10 @@ class ForkServers:
 
     def containers(self) -> list[str]:
         return list(self._by_container)
+
+    def pids(self) -> list[int]:
+        """The running fork servers' processes."""
+        return [pid for server in self._servers.values() if (pid := server.pid) is not None]
 
     async def terminate(self, container_id: str, grace: float) -> None:
         server = self._by_container.get(container_id)

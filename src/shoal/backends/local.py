@@ -30,8 +30,9 @@ from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import ImageSpec, PreparedImage, Resources
 from . import memory_cgroup, sandbox
-from .base import Backend, Capabilities, ContainerSpec, Unplaceable, VolumeDirs, Waiting
+from .base import Backend, Capabilities, ContainerSpec, Unplaceable, Usage, VolumeDirs, Waiting
 from .fork_server import ForkServerError, ForkServers, Template
+from .metering import Meter
 from .resources import Grant, Ledger, Request, device_nodes, discover
 
 log = logging.getLogger("shoal.local")
@@ -110,6 +111,7 @@ class LocalBackend(Backend):
         self.ledger = Ledger(discover()) if place else None
         self._queued: dict[str, Queued] = {}  # waiting for room, in the order asked
         self._grants: dict[str, tuple[str, Grant]] = {}  # placed: container id -> (its function, what it holds)
+        self._meter = Meter()
 
     def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]
@@ -393,6 +395,13 @@ class LocalBackend(Backend):
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+    async def sample(self) -> dict[str, Usage]:
+        roots = [p.pid for p in self._procs.values() if p.returncode is None] + self.forks.pids()
+        machine = self.ledger.machine if self.ledger is not None else None
+        real_gpus = machine is not None and bool(machine.gpus) and not machine.fake_gpus
+        gpus_of = {cid: held[1].gpus for cid, held in self._grants.items() if held[1].gpus} if real_gpus else {}
+        return await asyncio.to_thread(self._meter.measure, roots, gpus_of)
 
     def pid(self, container_id: str) -> int | None:
         proc = self._procs.get(container_id)

@@ -46,6 +46,7 @@ from .gateway import Gateway
 from .images import ImageBuilds
 from .liveness import Liveness, control_key
 from .notifier import Notifier
+from .sampler import Sampler
 from .secrets import SecretStore
 from .store import SQLiteStore, Store, open_store
 from .volumes import VolumeStore
@@ -148,6 +149,7 @@ class ControlPlane:
         self._waits_said: set[str] = set()  # functions whose waiting containers the app's log has been told of
         self._started: list[ContainerRecord] = []  # containers that run, their "started" lines not yet written
         self._last_expiry = 0.0
+        self.sampler = Sampler(self.store, self.backend)
         self._last_blob_sweep = 0.0
         self._stopping = False
         self.disk_full_at = float("-inf")  # when a write last failed for lack of space (answers warn a while)
@@ -158,6 +160,7 @@ class ControlPlane:
         self._recover_after_restart()
         await self.gateway.start()
         self._loop_task = asyncio.create_task(self._scheduler_loop())
+        self.sampler.start()
         self.backend.warm(self.config.url)
 
     async def quiesce(self) -> None:
@@ -170,6 +173,7 @@ class ControlPlane:
         if self._stopping:
             return
         self._stopping = True
+        await self.sampler.stop()
         if self._loop_task:
             self._loop_task.cancel()  # on Python 3.11, wait_for() can swallow a cancel: the loop also checks the flag
             self._wake.set()
@@ -743,6 +747,7 @@ class ControlPlane:
         if now - self._last_expiry > self.config.expiry_interval:
             self._last_expiry = now
             self.store.expire_results(self.config.result_retention)
+            self.store.samples.expire(now - self.config.result_retention)
         if now - self._last_blob_sweep > BLOB_SWEEP_EVERY:
             self._last_blob_sweep = now
             await self.remove_unused_blobs()

@@ -16,7 +16,8 @@ from ...protocol.messages import (
 from ...protocol.specs import FunctionSpec
 
 __all__ = [  # the store's records, with the wire's rows and states they include
-    "RETRYABLE", "Attempt", "CallInfo", "ContainerRecord", "ContainerRow", "ContainerState", "DueSchedule",
+    "RETRYABLE", "Attempt", "CallInfo", "CallSample", "ContainerRecord", "ContainerRow", "ContainerSample",
+    "ContainerState", "DueSchedule",
     "FailureGroup", "FunctionInsight", "FunctionLoad", "FunctionRecord", "InputDetail", "Intent", "LeasedInput",
     "LogFilter", "LogLine", "Output", "OutputStatus", "ReportedOutput",
 ]  # fmt: skip
@@ -65,6 +66,29 @@ class ContainerRow:
     leased: int
     oldest_lease: float | None = None  # when its oldest leased input was leased
     waiting: bool = False  # asked of the backend, not placed yet for lack of capacity (no startup clock runs)
+
+
+@dataclass(frozen=True)
+class ContainerSample:
+    """What a container used at one moment: CPU (percent of one core), memory, and its GPUs' (None: no GPU)."""
+
+    container_id: str
+    function_id: str
+    at: float
+    cpu: float
+    memory_mib: float
+    gpu: float | None = None  # utilization, percent (the mean over its GPUs)
+    gpu_memory_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class CallSample:
+    """A call's progress at one moment: inputs done, and containers of its function."""
+
+    call_id: str
+    at: float
+    done: int
+    containers: int
 
 
 @dataclass(frozen=True)

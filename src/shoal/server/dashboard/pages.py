@@ -15,6 +15,7 @@ from .. import clock
 from ..control import ControlPlane
 from ..core.records import CallInfo, LogFilter
 from ..errors import NotFound
+from .charts import call_charts, resource_charts
 from .preview import preview
 
 Context = dict[str, Any]
@@ -83,9 +84,14 @@ def app(plane: ControlPlane, app_id: str) -> Context:
     bound = plane.store.endpoints_of_app(found["app_id"])
     endpoints = {tag: plane.gateway.url(port) for tag, (_, port) in bound.items()}
     calls = [_call(plane, c) for c in plane.store.insights.calls_of_app(found["app_id"], 30)]
+    functions = plane.store.insights.functions(found["app_id"])
     return {
         "app": found,
-        "functions": plane.store.insights.functions(found["app_id"]),
+        "functions": functions,
+        "function_charts": {
+            f.function_id: resource_charts(plane.store.samples.of_function(f.function_id), f"{f.tag}-")
+            for f in functions
+        },  # fmt: skip
         "schedules": plane.schedules.of_app(found["app_id"]),
         "endpoints": endpoints,
         "calls": [(c, progress(plane, c, now)) for c in calls],
@@ -111,6 +117,7 @@ def call(plane: ControlPlane, call_id: str) -> Context:
         "app": _app(plane, info.app_id),
         "progress": progress(plane, info, now),
         "failures": plane.store.insights.failure_groups(call_id),
+        "charts": call_charts(plane.store.samples.of_call(call_id)),
         "parents": parents[::-1],
         "children": [(c, progress(plane, c, now)) for c in children],
         "expires_at": info.finished_at + retention if info.finished_at is not None else None,
@@ -139,7 +146,8 @@ def container(plane: ControlPlane, container_id: str) -> Context:
     found["waiting_for_capacity_s"] = waiting.seconds if waiting else None
     found["waiting_for"] = waiting.reason if waiting else None
     logs = plane.store.insights.logs(LogFilter(container_id=container_id), limit=300)
-    return {"container": found, "logs": logs, "live": found["state"] != ContainerState.STOPPED.value}
+    charts = resource_charts(plane.store.samples.of_container(container_id))
+    return {"container": found, "logs": logs, "charts": charts, "live": found["state"] != ContainerState.STOPPED.value}
 
 
 def logs(plane: ControlPlane, params: dict[str, str]) -> Context:

@@ -15,8 +15,10 @@ from ...protocol.messages import LogEntry, OutputRow, Release
 from ...protocol.specs import FunctionSpec
 from ..core.records import (
     CallInfo,
+    CallSample,
     ContainerRecord,
     ContainerRow,
+    ContainerSample,
     ContainerState,
     DueSchedule,
     FailureGroup,
@@ -133,6 +135,17 @@ class TokensPart(Protocol):
     def valid(self, token_hash: str, issuer: str) -> str | None: ...
 
 
+class SamplesPart(Protocol):
+    """Resources and progress over time (``store/samples.py``): the dashboard's charts."""
+
+    def add(self, containers: Sequence[ContainerSample], calls: Sequence[CallSample]) -> None: ...
+    def unfinished_calls(self, limit: int = 1_000) -> list[tuple[str, str, int]]: ...
+    def of_container(self, container_id: str) -> list[ContainerSample]: ...
+    def of_function(self, function_id: str) -> list[ContainerSample]: ...
+    def of_call(self, call_id: str) -> list[CallSample]: ...
+    def expire(self, before: float) -> None: ...
+
+
 class Store(Protocol):
     """Durable state of one control plane: the input lifecycle here, the rest in its parts."""
 
@@ -154,6 +167,8 @@ class Store(Protocol):
     def secrets(self) -> SecretsPart: ...
     @property
     def tokens(self) -> TokensPart: ...
+    @property
+    def samples(self) -> SamplesPart: ...
 
     def close(self) -> None: ...
     def describe(self) -> str: ...  # what the store is, for people (a database URL without its password)

@@ -107,6 +107,19 @@ CREATE TABLE IF NOT EXISTS blob_refs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blob_refs_call ON blob_refs(call_id, kind);
 CREATE TABLE IF NOT EXISTS blob_orphans (blob_id TEXT PRIMARY KEY, since REAL NOT NULL);
+-- resources over time (server/sampler.py): each container's CPU, memory and GPU; each unfinished call's progress
+CREATE TABLE IF NOT EXISTS container_samples (
+    container_id TEXT NOT NULL, function_id TEXT NOT NULL, at REAL NOT NULL, cpu REAL NOT NULL,
+    memory_mib REAL NOT NULL, gpu REAL, gpu_memory_mib REAL
+);
+CREATE INDEX IF NOT EXISTS container_samples_container ON container_samples(container_id, at);
+CREATE INDEX IF NOT EXISTS container_samples_function ON container_samples(function_id, at);
+CREATE TABLE IF NOT EXISTS call_samples (
+    call_id TEXT NOT NULL, at REAL NOT NULL, done INTEGER NOT NULL, containers INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_samples_call ON call_samples(call_id, at);
+CREATE INDEX IF NOT EXISTS call_samples_at ON call_samples(at);
+CREATE INDEX IF NOT EXISTS container_samples_at ON container_samples(at);
 CREATE TABLE IF NOT EXISTS schedules (
     function_id TEXT PRIMARY KEY, app_id TEXT NOT NULL, tag TEXT NOT NULL, spec TEXT NOT NULL, anchor REAL NOT NULL,
     next_fire REAL NOT NULL, last_fire REAL, last_call TEXT

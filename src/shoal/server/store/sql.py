@@ -49,6 +49,7 @@ from .database import Database
 from .insights import Insights
 from .kv import KVTables
 from .queue import Ending
+from .samples import Samples
 from .schedules import ScheduleBook
 from .secrets import SecretRows
 from .streams import ItemStreams
@@ -77,6 +78,7 @@ class SQLStore:
         self.schedules = ScheduleBook(db, now, self.call, self.create_call)
         self.secrets = SecretRows(db, now)
         self.tokens = TokenRows(db, now)
+        self.samples = Samples(db)
         self.db.recount()
         self._specs: dict[str, FunctionSpec] = {}
         self._unusable: set[str] = set()  # functions whose stored spec cannot be read (logged once)
