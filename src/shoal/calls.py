@@ -223,6 +223,27 @@ class FunctionCall:
         )
 
     @aio_method
+    async def retry_failed(self, *, failed: bool = True, cancelled: bool = False, timed_out: bool = False) -> int:
+        """Run again the inputs of this finished call that failed (and, when asked, those cancelled or timed out),
+        under the same call id and indexes: results that succeeded stay, ``iter()`` and ``get(index=)`` then see
+        the new results where the failures were, and each input's earlier attempts stay on its dashboard page.
+        Works from any process and after a server restart, while the call's app runs and its results are kept.
+        A deployed app's inputs run on the version deployed now (fix, redeploy, retry); others on the function the
+        call ran on. Returns how many inputs were queued again.
+
+        Raises:
+            InvalidError: nothing to choose, the call's app has stopped, the call has not finished, or its results
+                expired.
+        """
+        statuses = (["FAILURE", "CRASHED", "INIT_FAILED"] if failed else []) + (["CANCELLED"] if cancelled else [])
+        statuses += ["TIMEOUT"] if timed_out else []
+        client = await self._client()
+        answer = await client.request("POST", routes.path(routes.CALL_RETRY, call_id=self.object_id),
+                                      {"statuses": statuses})  # fmt: skip
+        self._row = None
+        return int(answer["queued"])
+
+    @aio_method
     async def get_call_graph(self) -> list[CallGraphNode]:
         """This call and the calls made from inside its inputs (best effort)."""
         client = await self._client()

@@ -160,3 +160,38 @@ def test_a_key_is_one_call_while_its_results_are_kept(store):
     # its results expired: the key is free, and starts a new call
     assert store.call_by_key("ap-1", "f:k") is None
     assert store.create_call("fc-k3", "fu-1", "ap-1", "spawn", None, [b"c"], close=True, key="f:k") == "fc-k3"
+
+
+def test_a_finished_calls_failed_and_cancelled_inputs_are_queued_again_from_their_kept_payloads(store):
+    # Given a call of three inputs (the store's default retries: two failures end an input): one succeeds, one
+    # fails for good, and the call is cancelled with the third still queued
+    store.add_inputs("fc-1", 0, [b"a", b"b", b"c"], close=True)
+    first, second = inputs_of(store.lease_inputs("fu-1", "ta-1", 2))
+    store.complete("ta-1", [ok(first)])
+    store.complete("ta-1", [ReportedOutput("fc-1", 1, second.lease, OutputStatus.FAILURE, b"Ierr")])
+    store.clock_.now += 2.0
+    leased = {x.index: x for x in inputs_of(store.lease_inputs("fu-1", "ta-1", 5))}
+    again = leased[1]
+    store.complete("ta-1", [ReportedOutput("fc-1", 1, again.lease, OutputStatus.FAILURE, b"Ierr")])
+    store.release("ta-1", [Release("fc-1", 2, leased[2].lease)])  # input 2 goes back to the queue, unrun
+    with pytest.raises(Exception, match="has not finished"):
+        store.retry_call("fc-1", "fu-1", ["FAILURE"])  # input 2 is still queued
+    store.cancel_call("fc-1", "cancelled")
+    assert store.call("fc-1").status == "CANCELLED"
+    # When its failures are retried: the failed input is queued again, on the next lease number
+    assert store.retry_call("fc-1", "fu-1", ["FAILURE"]) == (1, 0)
+    assert store.call("fc-1").status == "RUNNING"
+    (retried,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 5))
+    assert (retried.index, retried.payload, retried.lease) == (1, b"b", again.lease + 1)
+    store.complete("ta-2", [ok(retried, index=1)])
+    # and then its cancelled one
+    assert store.retry_call("fc-1", "fu-1", ["CANCELLED"]) == (1, 0)
+    (last,) = inputs_of(store.lease_inputs("fu-1", "ta-2", 5))
+    store.complete("ta-2", [ok(last, index=2)])
+    # Then every input has one output, the call succeeded, and the first attempts stay on the input
+    assert sorted((o.index, o.status) for o in store.outputs("fc-1", 0, 10)) == [(0, "SUCCESS"), (1, "SUCCESS"),
+                                                                                  (2, "SUCCESS")]  # fmt: skip
+    assert store.call("fc-1").status == "SUCCEEDED"
+    statuses = [a.status for a in store.insights.input_detail("fc-1", 1).attempts]
+    assert statuses == ["FAILURE", "FAILURE", "SUCCESS"]
+    assert store.retry_call("fc-1", "fu-1", ["FAILURE"]) == (0, 0)  # nothing left to retry

@@ -284,15 +284,18 @@ def test_call_list_and_status_show_a_batchs_history_with_its_failures_grouped(se
     assert ran.returncode == 0, ran.stderr
     call_id, failed = re.search(r"AUDITED (fc-\S+) (\d+)", ran.stdout).groups()
     assert failed == "5"
-    listed = shoal_cli("call", "list", "cli-app/check")
+    # (by the app's id: a detached cli-app of another test may still run, and a name means the running one first)
+    app_id = json.loads(shoal_cli("call", "status", call_id, "--json").stdout)["app_id"]
+    listed = shoal_cli("call", "list", f"{app_id}/check")
     assert listed.returncode == 0 and call_id in listed.stdout, listed.stderr
-    assert call_id in shoal_cli("call", "list", "cli-app").stdout  # the app's calls, every function's
+    assert call_id in shoal_cli("call", "list", app_id).stdout  # the app's calls, every function's
     status = shoal_cli("call", "status", call_id)
     assert status.returncode == 0, status.stderr
     assert "FINISHED_WITH_FAILURES" in status.stdout  # the batch finished: 45 results and 5 failures returned
     assert "ended without success: 5 FAILURE" in status.stdout
     # five messages that differ only in the record's number: one group, with its first inputs
     assert "5 x ValueError: record <n> has a negative amount  (first inputs: 3, 13, 23, 33, 43)" in status.stdout
+    assert f"shoal call retry {call_id}" in status.stdout  # and how to run them again once fixed
     # its traceback names the app's file where the user has it, not the unpacked bundle's copy
     as_json = json.loads(shoal_cli("call", "status", call_id, "--json").stdout)
     traceback = as_json["failures"]["groups"][0]["traceback"]

@@ -370,6 +370,26 @@ def call_status(call_id: str, as_json: bool) -> None:
         click.echo(f"  {group['count']} x {group['type']}: {group['message']}  (first inputs: {first})")
     if failures["groups"]:
         click.echo(f"An input's attempts and traceback: {routes.dashboard_url(handle._url or '', 'calls', call_id)}")
+        click.echo(f"Fixed the cause? Run the failed inputs again: shoal call retry {call_id}")
+
+
+@call.command("retry")
+@click.argument("call_id")
+@click.option("--failed/--no-failed", default=True, show_default=True, help="Inputs that failed (or crashed).")
+@click.option("--cancelled", is_flag=True, help="Also inputs that were cancelled.")
+@click.option("--timed-out", is_flag=True, help="Also inputs that timed out.")
+@friendly_errors
+def call_retry(call_id: str, failed: bool, cancelled: bool, timed_out: bool) -> None:
+    """Run again the inputs of a finished call that failed (and those cancelled or timed out, when asked), under
+    the same call id: its results that succeeded stay."""
+    from ..calls import FunctionCall
+
+    queued = FunctionCall.from_id(call_id).retry_failed(failed=failed, cancelled=cancelled, timed_out=timed_out)
+    if queued:
+        click.echo(f"✓ {queued} input{'s' if queued != 1 else ''} of {call_id} queued again; follow with "
+                   f"`shoal call status {call_id}`")  # fmt: skip
+    else:
+        click.echo(f"Nothing to retry: no input of {call_id} ended that way")
 
 
 @call.command("cancel")

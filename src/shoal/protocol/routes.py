@@ -37,6 +37,7 @@ CALL_OUTPUTS = "/calls/{call_id}/outputs"
 CALL_OUTPUT = "/calls/{call_id}/output"
 CALL_ITEMS = "/calls/{call_id}/items"
 CALL_CANCEL = "/calls/{call_id}/cancel"
+CALL_RETRY = "/calls/{call_id}/retry"
 CALL_FAILURES = "/calls/{call_id}/failures"  # failed inputs per status, and grouped by error
 CALL_GRAPH = "/calls/{call_id}/graph"
 CALLS_FIRST_OUTPUTS = "/first-outputs"  # of many calls at once (FunctionCall.gather)

@@ -468,6 +468,37 @@ class ControlPlane:
                 self.liveness.interrupt(cid, [InputRef(call_id, index) for c, index in running if c == cid])
                 self._notify_container_function(cid)  # its long poll (an exchange) answers with the order
 
+    def retry_call(self, call_id: str, statuses: list[str]) -> tuple[int, int]:
+        """Queue again the inputs of a finished call that ended with one of ``statuses`` (FunctionCall.retry_failed):
+        on the function it ran on, or, in a deployed app, on the version deployed now (a fix deployed since is
+        what runs). Returns (inputs queued again, inputs without a kept payload: ended before payloads were kept).
+
+        Raises:
+            NotFound: no such call.
+            Invalid: a status that is none of an input's ends, or the call's app has stopped.
+            Conflict: the call has not finished, or its results expired.
+        """
+        unknown = set(statuses) - RETRY_STATUSES
+        if unknown or not statuses:
+            raise Invalid(f"cannot retry inputs that ended {sorted(unknown) or 'nohow'}: choose among "
+                          f"{sorted(RETRY_STATUSES)}")  # fmt: skip
+        info = self.store.call(call_id)
+        if info is None:
+            raise NotFound(call_id)
+        app = self.catalog.find_app(info.app_id)
+        if app is None or self.store.app_state(info.app_id) != "RUNNING":
+            name = app["name"] if app else info.app_id
+            raise Invalid(f"app {name!r} has stopped, so {info.function_name} cannot run again: retry while the app "
+                          "runs (inside its `with app.run()`, or deploy it)")  # fmt: skip
+        function_id = info.function_id
+        if app.get("mode") == "deployed":
+            function_id = self.catalog.functions_of(info.app_id).get(info.function_name, function_id)
+        queued, missing = self.store.retry_call(call_id, function_id, statuses)
+        if queued:
+            self._inputs_added(function_id, call_id, False)
+            self.notifier.notify("call:" + call_id)
+        return queued, missing
+
     async def stop_app(self, app_id: str, reason: str = "stopped") -> None:
         self.store.stop_app(app_id, reason)
         self.gateway.app_stopped()
@@ -818,6 +849,9 @@ class ControlPlane:
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
             return False
+
+
+RETRY_STATUSES = {s.value for s in OutputStatus} - {OutputStatus.SUCCESS.value}
 
 
 def keyed(tag: str, key: str) -> str:

@@ -210,6 +210,13 @@ class Dashboard:
         await self.plane.cancel_call(call_id, False, "the call was cancelled from the dashboard")
         return RedirectResponse(f"{PREFIX}/calls/{call_id}", 303)
 
+    async def retry_call(self, request: Request, visitor: Visitor) -> Response:
+        call_id = request.path_params["call_id"]
+        pages.call(self.plane, call_id)  # 404 for an unknown call
+        log.info("dashboard: %s retries the failed inputs of %s", visitor.identity, call_id)
+        self.plane.retry_call(call_id, ["FAILURE", "CRASHED", "INIT_FAILED"])
+        return RedirectResponse(f"{PREFIX}/calls/{call_id}", 303)
+
     async def stop_container(self, request: Request, visitor: Visitor) -> Response:
         container_id = request.path_params["container_id"]
         log.info("dashboard: %s stops %s", visitor.identity, container_id)
@@ -238,6 +245,7 @@ class Dashboard:
             Route(PREFIX + "/calls/{call_id}", p(self.call)),
             Route(PREFIX + "/calls/{call_id}/inputs/{index:int}", p(self.input)),
             Route(PREFIX + "/calls/{call_id}/cancel", p(self.cancel_call, action=True), methods=["POST"]),
+            Route(PREFIX + "/calls/{call_id}/retry", p(self.retry_call, action=True), methods=["POST"]),
             Route(PREFIX + "/containers", p(self.containers)),
             Route(PREFIX + "/containers/{container_id}", p(self.container)),
             Route(PREFIX + "/containers/{container_id}/stop", p(self.stop_container, action=True), methods=["POST"]),

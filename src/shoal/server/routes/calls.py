@@ -13,7 +13,7 @@ from ...protocol import routes
 from ...protocol.messages import CallSummary, OutputReply, OutputRowsReply, OutputsReply
 from ...protocol.specs import AUTOSCALER_FIELDS
 from ..control import ControlPlane
-from ..errors import NotFound
+from ..errors import Invalid, NotFound
 from .http import MSGPACK, ApiError, Router, field, message, packed
 
 MAX_WAIT = 30.0  # seconds a request may wait for outputs
@@ -159,6 +159,17 @@ def add_routes(r: Router) -> None:
         b = await r.body(request)
         await plane.cancel_call(call_id, bool(b.get("terminate_containers")), "the call was cancelled")
         return JSONResponse({})
+
+    @r.route(routes.CALL_RETRY, ["POST"], "caller")
+    async def retry_call(request: Request) -> Response:
+        call_id = request.path_params["call_id"]
+        summary(call_id)
+        b = await r.body(request)
+        statuses = b.get("statuses", ["FAILURE", "CRASHED", "INIT_FAILED"])
+        if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+            raise Invalid("statuses must be a list of output statuses")
+        queued, missing = plane.retry_call(call_id, statuses)
+        return JSONResponse({"queued": queued, "missing": missing})
 
     @r.route(routes.CALL_FAILURES, ["GET"], "client")
     async def call_failures(request: Request) -> Response:

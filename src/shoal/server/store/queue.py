@@ -278,6 +278,7 @@ def finish(db: Database, rows: Sequence[Ending], now: float, leased: bool = Fals
             "done+?>=num_inputs AND finished_at IS NULL THEN ? ELSE finished_at END WHERE id=?",
             (done, failed, done, now, call_id),
         )
+    keep([r.rowid for r in rows if r.status != OutputStatus.SUCCESS.value], db)
     for part in slices([r.rowid for r in rows]):
         if leased:
             db.execute(f"DELETE FROM inputs WHERE rowid IN ({marks(len(part))})", part)
@@ -289,6 +290,52 @@ def finish(db: Database, rows: Sequence[Ending], now: float, leased: bool = Fals
             if state == "PENDING":
                 db.queued_delta[function_id] -= count
     return {r.call_id for r in rows}
+
+
+def keep(rowids: Sequence[int], db: Database) -> None:
+    """Keep the payloads of inputs that end without success (``FunctionCall.retry_failed`` queues them again), and
+    the blobs they name."""
+    for part in slices(rowids):
+        kept = db.execute(
+            "INSERT OR IGNORE INTO kept_inputs (call_id, idx, count, payload) SELECT call_id, idx, count, payload "
+            f"FROM inputs WHERE rowid IN ({marks(len(part))}) RETURNING call_id, count, payload",
+            part,
+        ).fetchall()
+        for call_id, count, payload in kept:
+            BlobRefs.record(db, call_id, "keep", chunks.unpack(payload) if count > 1 else [payload])
+
+
+def retry(db: Database, call_id: str, function_id: str, statuses: Sequence[str], now: float) -> tuple[int, int]:
+    """Queue again the inputs of a call that ended with one of ``statuses``, under the same call and indexes, from
+    their kept payloads: their outputs become earlier attempts, their counts come off the call, which runs again.
+    Returns (inputs queued again, inputs that ended so but have no kept payload)."""
+    ended = db.execute(
+        "SELECT idx, count, status, lease, container_id, duration, error_type, error_message, created_at FROM outputs "
+        f"WHERE call_id=? AND status IN ({marks(len(statuses))})",
+        (call_id, *statuses),
+    ).fetchall()
+    kept = {idx: (count, payload) for idx, count, payload in db.execute(
+        "SELECT idx, count, payload FROM kept_inputs WHERE call_id=?", (call_id,))}  # fmt: skip
+    again = [e for e in ended if e[0] in kept and kept[e[0]][0] == e[1]]
+    missing = sum(e[1] for e in ended) - sum(e[1] for e in again)
+    if not again:
+        return 0, missing
+    db.executemany(
+        "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(call_id, idx + i, lease, container, status, duration, etype, emessage, ended_at)
+         for idx, count, status, lease, container, duration, etype, emessage, ended_at in again
+         for i in range(count)],
+    )  # fmt: skip
+    for part in slices([e[0] for e in again]):
+        db.execute(f"DELETE FROM outputs WHERE call_id=? AND idx IN ({marks(len(part))})", (call_id, *part))
+        db.execute(f"DELETE FROM kept_inputs WHERE call_id=? AND idx IN ({marks(len(part))})", (call_id, *part))
+    insert(db, [(call_id, e[0], function_id, kept[e[0]][1], e[1], now) for e in again])
+    db.executemany("UPDATE inputs SET leases=? WHERE call_id=? AND idx=?", [(e[3], call_id, e[0]) for e in again])
+    n = sum(e[1] for e in again)
+    db.queued_delta[function_id] += n
+    db.execute("UPDATE calls SET done=done-?, failed=failed-?, finished_at=NULL, cancelled=0 WHERE id=?",
+               (n, n, call_id))  # fmt: skip
+    return n, missing
 
 
 def maybe_finish(db: Database, call_id: str, now: float) -> None:

@@ -107,6 +107,11 @@ CREATE TABLE IF NOT EXISTS blob_refs (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blob_refs_call ON blob_refs(call_id, kind);
 CREATE TABLE IF NOT EXISTS blob_orphans (blob_id TEXT PRIMARY KEY, since REAL NOT NULL);
+-- the payloads of inputs that ended without success, kept while the call's results are (FunctionCall.retry_failed)
+CREATE TABLE IF NOT EXISTS kept_inputs (
+    call_id TEXT NOT NULL, idx INTEGER NOT NULL, count INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (call_id, idx)
+);
 -- resources over time (server/sampler.py): each container's CPU, memory and GPU; each unfinished call's progress
 CREATE TABLE IF NOT EXISTS container_samples (
     container_id TEXT NOT NULL, function_id TEXT NOT NULL, at REAL NOT NULL, cpu REAL NOT NULL,

@@ -41,7 +41,7 @@ from ..core.records import (
     OutputStatus,
     ReportedOutput,
 )
-from ..errors import Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound
 from . import queue
 from .blob_refs import BlobRefs
 from .catalog import Catalog
@@ -490,10 +490,29 @@ class SQLStore:
             db.executemany("DELETE FROM outputs WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM gen_items WHERE call_id=?", [(i,) for i in ids])
             db.executemany("DELETE FROM attempts WHERE call_id=?", [(i,) for i in ids])
+            db.executemany("DELETE FROM kept_inputs WHERE call_id=?", [(i,) for i in ids])
             self.blob_refs.release_calls(db, ids)
             # its key is free again: a spawn with it starts a new call
             db.executemany("UPDATE calls SET expired=1, idem_key=NULL WHERE id=?", [(i,) for i in ids])
         return len(ids)
+
+    def retry_call(self, call_id: str, function_id: str, statuses: Sequence[str]) -> tuple[int, int]:
+        """Queue again, on ``function_id``, the inputs of a finished call that ended with one of ``statuses``
+        (:func:`.queue.retry`): returns (queued again, without a kept payload).
+
+        Raises:
+            NotFound: no such call.
+            Conflict: the call has not finished, or its results expired.
+        """
+        with self.db.tx() as db:
+            row = db.execute("SELECT finished_at, expired, cancelled FROM calls WHERE id=?", (call_id,)).fetchone()
+            if row is None:
+                raise NotFound(call_id)
+            if row[1]:
+                raise Conflict(f"call {call_id}'s results expired: there is nothing left to retry")
+            if row[0] is None and not row[2]:
+                raise Conflict(f"call {call_id} has not finished: retry its failed inputs once it has")
+            return queue.retry(db, call_id, function_id, statuses, self.clock())
 
     # ---- containers -----------------------------------------------------------------------------
 
