@@ -5,6 +5,7 @@ two CPUs and 1000 MiB (SHOAL_FAKE_GPUS, SHOAL_CPUS, SHOAL_MEMORY_MIB): CI has no
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -58,6 +59,10 @@ def test_four_t4_containers_on_two_t4s_run_two_at_a_time_on_distinct_gpus_and_th
         assert "waiting for a GPU (T4): 2 of 2 in use" in listing.stdout, listing.stdout + listing.stderr
         info = httpx.get(f"{machine.url}/server", headers=machine.auth, timeout=30).json()
         runs = [call.get(timeout=60) for call in calls]
+        logs = subprocess.run([sys.executable, "-m", "shoal", "app", "logs", r.app.app_id or ""], capture_output=True,
+                              text=True, cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
+    # the caller's terminal (the app's log) said once that containers waited, and for what
+    assert re.search(r"of on_t4 waiting for a GPU \(T4\): 2 of 2 in use", logs.stdout), logs.stdout + logs.stderr
     assert r.most_at_once(runs) == 2, runs
     assert {run["cuda"] for run in runs} <= {"0", "1"} and all(run["nvidia"] == run["cuda"] for run in runs)
     for a, b in r.overlapping(runs):
