@@ -65,6 +65,13 @@ class ServerObject:
         return cls(name, create_if_missing)
 
     @classmethod
+    def from_id(cls: type[H], object_id: str) -> H:
+        """The object with this id (``d.object_id``, from any process), named or ephemeral."""
+        if not isinstance(object_id, str) or not object_id:
+            raise InvalidError("an object id is required")
+        return cls(None, object_id=object_id)
+
+    @classmethod
     @contextlib.contextmanager
     def ephemeral(cls: type[H]) -> Iterator[H]:
         """A nameless object that is deleted when the block ends."""

@@ -20,12 +20,21 @@ from ._daemon import standing_url
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
 from ._sync import close_open, loop, run_sync
-from .client import Client, acquire_server, client_for, dashboard_link, release_server, server_kind
+from .client import (
+    Client,
+    acquire_server,
+    client_for,
+    configured_url,
+    dashboard_link,
+    release_server,
+    server_kind,
+)
 from .cls import Cls, class_methods, class_options
 from .config import settings
 from .exception import ImageBuildError, InvalidError
 from .functions import Function
 from .image import Image
+from .logs import LogsManager, Target
 from .protocol import routes
 from .protocol.messages import ImageBuildReply, ImageBuildRequest
 from .protocol.specs import ImageSpec, MountSpec
@@ -90,6 +99,20 @@ class App:
     def app_id(self) -> str | None:
         """The id of the running app (``ap-...``), or None when it is not running."""
         return self._app_id
+
+    @property
+    def logs(self) -> LogsManager:
+        """The app's log lines, every function's and Shoal's own (Modal 1.5): ``logs.fetch(since=...)``,
+        ``logs.tail(n)``, ``logs.stream()``; each with ``.aio``. While it runs, or a deployed app by its name."""
+
+        async def target() -> Target:
+            url = self._server_url or configured_url() or standing_url()
+            ref = self._app_id or self.name
+            if not ref:
+                raise InvalidError("This app has no name and is not running: its logs cannot be found.")
+            return client_for(url), {"app": ref}, ref
+
+        return LogsManager(target)
 
     def function(
         self,
@@ -459,6 +482,9 @@ async def build_image(client: Client, image: ImageSpec) -> None:
     while True:
         ask = ImageBuildRequest(image, since, wait=10.0)
         reply = await client.call("POST", routes.IMAGES, ask, ImageBuildReply)
+        if since == 0 and reply.state == "ready":  # built before (another run, a reload): its log is old news
+            print(f"  [image] {image.hash[:12]} ready (built before)", file=sys.stderr, flush=True)
+            return
         for line in reply.lines:
             print(f"  [image] {line}", file=sys.stderr, flush=True)
         since += len(reply.lines)

@@ -18,6 +18,7 @@ from ._map import collect_outputs
 from ._payloads import decode_output, inline_value
 from .client import Client, client_for, dashboard_link, lookup_urls
 from .exception import Error, InvalidError, NotFoundError, OutputExpiredError
+from .logs import LogsManager, Target
 from .protocol import routes
 
 MAX_WAIT = 25.0
@@ -48,6 +49,19 @@ class FunctionCall:
         self._url = url
         self._row: list[Any] | None = None  # input 0's output row, when fetched along with a sibling's
         self._known: Client | None = None  # the client of its server, once found
+
+    @property
+    def logs(self) -> LogsManager:
+        """This call's log lines (Modal 1.5): ``logs.fetch(since=...)``, ``logs.tail(n)``, ``logs.stream()`` (which
+        ends once the call has finished and its lines are read); each with ``.aio``."""
+
+        async def target() -> Target:
+            return await self._client(), {"call": self.object_id}, self.object_id
+
+        async def finished() -> bool:
+            return (await self._info()).get("finished_at") is not None
+
+        return LogsManager(target, finished)
 
     @classmethod
     def _spawned(cls, object_id: str, client: Client) -> FunctionCall:

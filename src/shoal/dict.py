@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ._aio import aio_gen_method, aio_method
 from ._kv import ServerObject, key_bytes
 from ._sync import run_sync
+from .objects import KVObjects
 from .protocol import routes
 from .serialization import dumps, loads
 
@@ -20,6 +21,7 @@ class Dict(ServerObject):
     """
 
     kind = "dict"
+    objects: ClassVar[KVObjects[Dict]]  # Dict.objects.create/list/delete
 
     async def _op(self, op: str, **body: Any) -> dict[str, Any]:
         client, oid = await self._ready()
@@ -92,3 +94,6 @@ class Dict(ServerObject):
 
     def __len__(self) -> int:
         return int(self.len())
+
+
+Dict.objects = KVObjects(Dict)

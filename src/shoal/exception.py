@@ -40,6 +40,10 @@ class InvalidError(Error):
     """Raised when the user passes invalid arguments or configuration."""
 
 
+class AlreadyExistsError(InvalidError):
+    """Raised when creating a named object that exists already (``Dict.objects.create`` ...)."""
+
+
 class NotSupportedError(InvalidError, AttributeError):
     """Raised when a program uses a Modal API that Shoal does not support yet (``modal.X`` under ``shoal run``)."""
 

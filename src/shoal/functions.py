@@ -15,6 +15,7 @@ from ._payloads import check_size, to_payload
 from .calls import MAX_WAIT, FunctionCall, output_value, stream_items, wait_result
 from .client import Client, client_for
 from .exception import ExecutionError, InvalidError, NotFoundError, SerializationError
+from .logs import LogsManager, Target
 from .partial import BatchConfig, ConcurrencyConfig, WebConfig
 from .protocol import routes
 from .protocol.specs import FunctionSpec, Resources, decode_spec
@@ -134,6 +135,17 @@ class Function:
     def object_id(self) -> str | None:
         """The function's id on the server while its app runs (``fu-...``)."""
         return self._object_id
+
+    @property
+    def logs(self) -> LogsManager:
+        """The log lines of this function's containers (Modal 1.5): ``logs.fetch(since=...)``, ``logs.tail(n)``,
+        ``logs.stream()``; each with ``.aio``. The function must be hydrated (its app runs, or ``from_name``)."""
+
+        async def target() -> Target:
+            client, function_id = await self._resolve()
+            return client, {"function_id": function_id}, function_id
+
+        return LogsManager(target)
 
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url

@@ -5,10 +5,11 @@ from __future__ import annotations
 import queue as stdlib_queue
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from ._aio import aio_gen_method, aio_method
 from ._kv import ServerObject
+from .objects import KVObjects
 from .protocol import routes
 from .serialization import dumps, loads
 
@@ -23,6 +24,7 @@ class Queue(ServerObject):
     """
 
     kind = "queue"
+    objects: ClassVar[KVObjects[Queue]]  # Queue.objects.create/list/delete
 
     async def _call(self, op: str, **body: Any) -> dict[str, Any]:
         client, oid = await self._ready()
@@ -93,3 +95,6 @@ class Queue(ServerObject):
                 return
             after = resp["items"][-1][0]
             yield [loads(v) for _, v in resp["items"]]
+
+
+Queue.objects = KVObjects(Queue)

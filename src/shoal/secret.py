@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from .exception import InvalidError, NotFoundError
+from .objects import SecretObjects
 
 
 class Secret:
     """A set of environment variables for containers (``secrets=[...]`` on ``App``/``@app.function``)."""
+
+    objects: ClassVar[SecretObjects]  # Secret.objects.create/list/delete
 
     def __init__(self, values: dict[str, str] | None = None, name: str | None = None) -> None:
         self._values = values
@@ -70,3 +74,6 @@ class Secret:
     @property
     def is_named(self) -> bool:
         return self._values is None
+
+
+Secret.objects = SecretObjects()

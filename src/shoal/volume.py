@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ._aio import aio_gen_method, aio_method
 from ._kv import server_url
@@ -26,6 +26,7 @@ from ._sync import run_sync
 from .client import Client, client_for
 from .config import in_container
 from .exception import InvalidError, NotFoundError
+from .objects import VolumeObjects
 from .protocol import routes
 
 
@@ -41,6 +42,8 @@ class FileEntry:
 
 class Volume:
     """A named (``from_name``) or ephemeral volume; ``read_only()`` gives a read-only mount of it."""
+
+    objects: ClassVar[VolumeObjects]  # Volume.objects.create/list/delete
 
     def __init__(self, name: str | None, create_if_missing: bool = False, read_only: bool = False) -> None:
         self.name = name
@@ -210,3 +213,6 @@ def _quote(path: str) -> str:
     from urllib.parse import quote
 
     return quote(path, safe="")
+
+
+Volume.objects = VolumeObjects()

@@ -137,6 +137,11 @@ def test_a_map_with_failures_its_grouped_tracebacks_an_input_its_containers_and_
         browser.get(f"{server.url}/dashboard/logs?call={call.object_id}&q=processing+12")
         lines = settled(lambda: [x.text for x in browser.find_elements(By.CSS_SELECTOR, "#log-lines .line .text")])
         assert lines == ["processing 12"]
+        # each line says its app and function
+        apps = settled(lambda: [x.text for x in browser.find_elements(By.CSS_SELECTOR, "#log-lines .line .app")])
+        functions = settled(lambda: [x.text for x in browser.find_elements(By.CSS_SELECTOR,
+                                                                           "#log-lines .line .function")])  # fmt: skip
+        assert apps == [dash.app.name] and functions == ["flaky"], (apps, functions)
         browser.get(f"{server.url}/dashboard/logs?app={dash.app.app_id}")
         assert settled(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#log-lines .line"))) >= 40
         shoot(browser, shots, "logs")

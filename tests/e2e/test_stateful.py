@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 import shoal
@@ -83,10 +84,13 @@ def test_local_runs_enter_hooks_in_this_process():
     assert result == {"pid": f"local-{os.getpid()}", "order": ["first", "second"], "label": "local", "x": 5}
 
 
-def test_with_options_gets_its_own_pool():
+def test_with_options_gets_its_own_pool(server):
     plain = stateful.Counter(label="v").hit.remote(0)["pid"]
     variant = stateful.Counter.with_options(max_containers=1)(label="v").hit.remote(0)["pid"]
     assert plain != variant
+    # and people see the variant under its class's name, not the pool's internal tag (Counter~<hash>)
+    shown = {c["function"] for c in httpx.get(f"{server.url}/containers", headers=server.auth).json()["containers"]}
+    assert any(f.startswith("Counter (with_options ") for f in shown) and not any("~" in f for f in shown), shown
 
 
 def test_a_failing_enter_hook_fails_the_inputs_with_its_traceback():

@@ -85,5 +85,8 @@ def test_a_call_still_taking_inputs_counts_what_was_submitted_and_a_finished_one
     assert (open_call.total, open_call.closed, open_call.pending, open_call.rate, open_call.eta) == (
         70, False, 70, None, None,
     )  # fmt: skip
+    # one still taking inputs that has results has a rate but no estimate: its total is not known yet
+    busy = progress_of(call(num_inputs=None, submitted=70, done=20, failed=0), running=5, now=110.0)
+    assert busy.rate == 2.0 and busy.eta is None
     done = progress_of(call(done=100, failed=0, finished_at=120.0), running=0, now=500.0)
     assert done.rate == 5.0 and done.eta is None and done.finished_percent == 100.0

@@ -41,3 +41,20 @@ def test_a_standing_server_that_does_not_answer_is_reported_not_replaced(tmp_pat
         (folder / f"{os.getpid()}.json").write_text(json.dumps(record))
         with pytest.raises(exception.ConnectionError, match="does not answer"):
             client.configured_url()
+
+
+def test_an_image_built_before_is_one_line_not_its_whole_build_log_again(capsys):  # noqa: ANN001
+    import asyncio
+
+    from shoal.app import build_image
+    from shoal.protocol.messages import ImageBuildReply
+    from shoal.protocol.specs import ImageSpec
+
+    class Built:
+        """A server whose image is ready already, with a long build log from when it was built."""
+
+        async def call(self, *args: object) -> ImageBuildReply:
+            return ImageBuildReply("ready", [f"step {i}" for i in range(50)])
+
+    asyncio.run(build_image(Built(), ImageSpec("abcdef0123456789")))  # type: ignore[arg-type]
+    assert capsys.readouterr().err == "  [image] abcdef012345 ready (built before)\n"

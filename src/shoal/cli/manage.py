@@ -223,9 +223,25 @@ def app_stop(ref: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the app stops.")
 @click.option("--since", default=None, help="Only output newer than this (30s, 10m, 2h, 1d).")
 @click.option("--tail", type=int, default=None, help="Only the last N entries.")
+@click.option("--until", default=None, help="Only output older than this (30s, 10m, 2h, 1d ago).")
+@click.option("--search", default=None, help="Only lines containing this text (any case).")
+@click.option("--source", type=click.Choice(["stdout", "stderr", "system"]), default=None,
+              help="Only the function's stdout, its stderr, or Shoal's own lines.")  # fmt: skip
+@click.option("--function", "function_tag", default=None, help="Only this function's containers (its name).")
+@click.option("--function-call", "call_id", default=None, help="Only lines of this call (fc-...).")
+@click.option("--container", "container_id", default=None, help="Only this container's lines.")
 @friendly_errors
-def app_logs(ref: str, follow: bool, since: str | None, tail: int | None) -> None:
-    """Print an app's container output (NAME or ID)."""
+def app_logs(
+    ref: str, follow: bool, since: str | None, tail: int | None, until: str | None, search: str | None,
+    source: str | None, function_tag: str | None, call_id: str | None, container_id: str | None,
+) -> None:  # fmt: skip
+    """Print an app's container output (NAME or ID), all of it or filtered (Modal's `app logs` options)."""
+    filters = {"until_ts": time.time() - _duration(until) if until else None, "search": search, "source": source,
+               "function": function_tag, "call": call_id, "container": container_id}  # fmt: skip
+    if any(v is not None for v in filters.values()):
+        since_ts = time.time() - _duration(since) if since else None
+        _filtered_logs(ref, {k: v for k, v in {**filters, "since_ts": since_ts}.items() if v is not None}, tail, follow)
+        return
     body: dict[str, Any] = {"since": 0, "wait": 0}
     if tail is not None:
         body["tail"] = tail
@@ -247,6 +263,35 @@ def app_logs(ref: str, follow: bool, since: str | None, tail: int | None) -> Non
         seq = _print_rows(resp, seq)
         if resp["state"] != "RUNNING" and not resp["logs"]:
             break
+
+
+def _filtered_logs(ref: str, query: dict[str, Any], tail: int | None, follow: bool) -> None:
+    """The app's lines that pass ``query`` (POST /logs): the last ``tail``, or all of them page by page; then new
+    ones while ``follow``."""
+    query = {"app": ref, **query}
+    if tail is not None:
+        resp = _request("POST", routes.LOGS, {**query, "tail": tail}, packed=True)
+        seq = _print_lines(resp["logs"], 0)
+    else:
+        seq = 0
+        while True:
+            resp = _request("POST", routes.LOGS, {**query, "after": seq, "limit": 1000}, packed=True)
+            seq = _print_lines(resp["logs"], seq)
+            if len(resp["logs"]) < 1000:
+                break
+    while follow and "until_ts" not in query:
+        resp = _request("POST", routes.LOGS, {**query, "after": seq, "wait": 10.0}, packed=True)
+        seq = _print_lines(resp["logs"], seq)
+        if resp["state"] != "RUNNING" and not resp["logs"]:
+            break
+
+
+def _print_lines(rows: list[list[Any]], seq: int) -> int:
+    for row_seq, _ts, stream, text, *_ in rows:
+        seq = max(seq, row_seq)
+        (sys.stderr if stream == "stderr" else sys.stdout).write(text)
+    sys.stdout.flush()
+    return seq
 
 
 def _print_rows(resp: dict[str, Any], seq: int) -> int:
@@ -459,11 +504,12 @@ def container_logs(container_id: str, follow: bool) -> None:
 
 @container.command("stop")
 @click.argument("container_id")
+@click.option("--graceful", is_flag=True, help="Take no new inputs, finish those it holds, then exit.")
 @friendly_errors
-def container_stop(container_id: str) -> None:
-    """Stop a container; inputs it was running are retried elsewhere."""
-    _request("POST", routes.path(routes.CONTAINER_STOP, container_id=container_id))
-    click.echo(f"✓ Stopping {container_id}")
+def container_stop(container_id: str, graceful: bool) -> None:
+    """Stop a container; inputs it was running are retried elsewhere (with --graceful, it finishes them)."""
+    _request("POST", routes.path(routes.CONTAINER_STOP, container_id=container_id), {"graceful": graceful})
+    click.echo(f"✓ Stopping {container_id}" + (" once its inputs are done" if graceful else ""))
 
 
 # ---- secrets and tokens ---------------------------------------------------------------------------
@@ -653,6 +699,26 @@ def volume_cp(name: str, paths: tuple[str, ...]) -> None:
     click.echo(f"✓ Copied into {name}:{paths[-1]}")
 
 
+@click.command("dashboard")
+@click.option("--print", "only_print", is_flag=True, help="Print the URL; do not open a browser.")
+@friendly_errors
+def dashboard(only_print: bool) -> None:
+    """Open the server's dashboard in a browser (or print its URL)."""
+    from ..client import configured_url, dashboard_link
+
+    url = configured_url()
+    if url is None:
+        raise click.ClickException("No Shoal server is running. Start one with `shoal server start`.")
+    link = dashboard_link(url, "apps", "").replace("/apps/", "/apps", 1)
+    click.echo(link)
+    if not only_print:
+        import webbrowser
+
+        webbrowser.open(link)
+
+
 def register(cli: click.Group) -> None:
-    for group in (server, app, function, call, container, secret, token, volume):
+    from .stores import dict_group, queue_group
+
+    for group in (server, app, function, call, container, secret, token, volume, dict_group, queue_group, dashboard):
         cli.add_command(group)

@@ -20,6 +20,7 @@ APP_HEARTBEAT = "/apps/{ref}/heartbeat"
 APP_DETACH = "/apps/{ref}/detach"
 APP_STOP = "/apps/{ref}/stop"
 APP_LOGS = "/apps/{ref}/logs"
+LOGS = "/logs"  # POST: log lines of an app, a function, a call or a container, filtered (App/Function/Call.logs)
 APP_FUNCTIONS = "/apps/{ref}/functions"
 APP_FUNCTION = "/apps/{ref}/functions/{tag}"
 APP_FUNCTION_CALLS = "/apps/{ref}/functions/{tag}/calls"

@@ -250,12 +250,16 @@ class ControlPlane:
         self.catalog.forget_client(app_id)
         self.wake_scheduler()
 
-    async def stop_container(self, container_id: str) -> None:
+    async def stop_container(self, container_id: str, graceful: bool = False) -> None:
+        """Stop a container: at once (its inputs run again elsewhere, after a short grace), or ``graceful``: it
+        takes no new input, finishes those it holds and exits (as a container that yields does)."""
         if self.store.container_state(container_id) is None:
             raise NotFound(container_id)
-        self.store.set_container_state(container_id, ContainerState.DRAINING, "stopped by the user")
+        reason = "stopped by the user" + (" (graceful)" if graceful else "")
+        self.store.set_container_state(container_id, ContainerState.DRAINING, reason)
         self._notify_container_function(container_id)
-        await self.backend.terminate(container_id, DRAIN_GRACE)
+        if not graceful:
+            await self.backend.terminate(container_id, DRAIN_GRACE)
 
     def system_log(self, app_id: str, container_id: str | None, text: str) -> None:
         """A lifecycle line (container started/stopped) in the app's log stream."""

@@ -16,11 +16,18 @@ from ...protocol.messages import (
 from ...protocol.specs import FunctionSpec
 
 __all__ = [  # the store's records, with the wire's rows and states they include
-    "RETRYABLE", "Attempt", "CallInfo", "CallSample", "ContainerRecord", "ContainerRow", "ContainerSample",
+    "RETRYABLE", "Attempt", "shown_tag", "CallInfo", "CallSample", "ContainerRecord", "ContainerRow", "ContainerSample",
     "ContainerState", "DueSchedule",
     "FailureGroup", "FunctionInsight", "FunctionLoad", "FunctionRecord", "InputDetail", "Intent", "LeasedInput",
     "LogFilter", "LogLine", "Output", "OutputStatus", "ReportedOutput",
 ]  # fmt: skip
+
+
+def shown_tag(tag: str) -> str:
+    """A function's tag as people see it: a ``with_options`` variant's (``Model~<hash of its options>``, the pool
+    the control plane keeps for it) as its class's name and a short mark of the variant."""
+    base, variant, key = tag.partition("~")
+    return f"{base} (with_options {key[:6]})" if variant else tag
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,10 @@ class LogFilter:
     container_id: str | None = None
     input_idx: int | None = None
     text: str | None = None  # a substring, case-insensitive
+    function_tag: str | None = None  # every version of the app's function with this tag (app_id needed)
+    stream: str | None = None  # "stdout", "stderr" or "system"
+    since_ts: float | None = None  # written at or after
+    until_ts: float | None = None  # written before
 
 
 @dataclass(frozen=True)

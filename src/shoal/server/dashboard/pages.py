@@ -55,7 +55,10 @@ def progress_of(info: CallInfo, running: int, now: float) -> Progress:
     pending = max(0, total - info.done - running)
     elapsed = (info.finished_at or now) - info.created_at
     rate = info.done / elapsed if elapsed > 0 and info.done else None
-    eta = (pending + running) / rate if rate and info.finished_at is None else None
+    # no estimate while inputs are still coming: the total is not known yet (an estimate from those submitted so far
+    # would promise an end long before it)
+    known = info.num_inputs is not None
+    eta = (pending + running) / rate if rate and known and info.finished_at is None else None
     return Progress(total, info.num_inputs is not None, info.done - info.failed, info.failed, running, pending,
                     rate, eta)  # fmt: skip
 
@@ -158,10 +161,18 @@ def logs(plane: ControlPlane, params: dict[str, str]) -> Context:
     where = LogFilter(text("app"), text("function"), text("call"), text("container"),
                       int(index) if index and index.isdigit() else None, text("q"))  # fmt: skip
     functions = plane.catalog.functions_of(where.app_id) if where.app_id else {}
+    lines = plane.store.insights.logs(where, limit=500)
+    apps = plane.catalog.list_apps(include_stopped=True, limit=100)
+    app_names = {a["app_id"]: a["name"] for a in apps}
+    for app_id in {x.app_id for x in lines} - set(app_names):
+        found = plane.catalog.find_app(app_id)
+        app_names[app_id] = found["name"] if found else app_id
     return {
         "filter": where,
-        "lines": plane.store.insights.logs(where, limit=500),
-        "apps": plane.catalog.list_apps(include_stopped=True, limit=100),
+        "lines": lines,
+        "apps": apps,
+        "app_names": app_names,  # the app and function columns of each line
+        "function_names": plane.store.insights.functions_of_containers({x.container_id for x in lines} - {None, ""}),
         "functions": sorted(functions.items()),
         "follow": params.get("follow", "1") == "1",
     }

@@ -19,6 +19,7 @@ from ...protocol.routes import DASHBOARD
 from .. import clock
 from ..auth import Denied, RateLimiter
 from ..control import ControlPlane
+from ..core.records import shown_tag
 from ..errors import RequestError
 from . import pages
 from .access import COOKIE, Access, NeedsLogin, Visitor
@@ -42,7 +43,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, ago=_ago, secs=_secs, num=_num, pct=lambda x: f"{x:.1f}")
+    env.filters.update(when=_when, ago=_ago, secs=_secs, num=_num, pct=lambda x: f"{x:.1f}", shown=shown_tag)
     env.globals.update(prefix=PREFIX, quote=lambda s: quote(str(s), safe=""))
     return env
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ...protocol import routes
 from ...protocol.specs import decode_spec
-from ..errors import NotFound
+from ..core.records import LogFilter
+from ..errors import Invalid, NotFound
 from .calls import call_summary
 from .http import ApiError, Router, field, packed
 
@@ -125,6 +128,54 @@ def add_routes(r: Router) -> None:
         b = await r.body(request)
         await plane.stop_app(app["app_id"], field(b, "reason", str, "stopped by the user"))
         return JSONResponse({"app_id": app["app_id"]})
+
+    def log_filter(b: dict[str, Any]) -> tuple[LogFilter, str]:
+        """What a query of POST /logs asks for, and the app its lines are in."""
+        call_id, container_id = field(b, "call", str, None), field(b, "container", str, None)
+        function_id = field(b, "function_id", str, None)
+        if call_id is not None:
+            info = plane.store.call(call_id)
+            if info is None:
+                raise NotFound(call_id)
+            app_id = info.app_id
+        elif function_id is not None:
+            found = plane.store.function(function_id)
+            if found is None:
+                raise NotFound(function_id)
+            app_id = found.app_id
+        elif container_id is not None:
+            row = plane.store.insights.container(container_id)
+            if row is None:
+                raise NotFound(container_id)
+            app_id = row["app_id"]
+        else:
+            app_id = r.find_app(field(b, "app", str))["app_id"]
+        source = field(b, "source", str, None)
+        if source not in (None, "stdout", "stderr", "system"):
+            raise Invalid(f"source={source!r}: use 'stdout', 'stderr' or 'system'")
+        where = LogFilter(app_id=app_id, call_id=call_id, container_id=container_id, function_id=function_id,
+                          function_tag=field(b, "function", str, None), stream=source,
+                          text=field(b, "search", str, None) or None, since_ts=field(b, "since_ts", (int, float), None),
+                          until_ts=field(b, "until_ts", (int, float), None))  # fmt: skip
+        return where, app_id
+
+    @r.route(routes.LOGS, ["POST"], "client")
+    async def query_logs(request: Request) -> Response:
+        """Lines that pass the filter: the last ``tail`` (default), or the first ``limit`` after seq ``after``,
+        long-polling up to ``wait`` seconds for one while the app runs."""
+        b = await r.body(request)
+        where, app_id = log_filter(b)
+        after, limit = field(b, "after", int, None), min(field(b, "limit", int, 1000), 5000)
+        if after is None:
+            lines = plane.store.insights.logs(where, min(field(b, "tail", int, 100), 5000))
+        else:
+            lines = await plane.notifier.poll(
+                "logs:" + app_id, field(b, "wait", (int, float), 0.0),
+                lambda: plane.store.insights.logs(where, limit, after=after),
+                lambda found: bool(found) or plane.store.app_state(app_id) != "RUNNING",
+            )  # fmt: skip
+        rows = [[x.seq, x.ts, x.stream, x.text, x.call_id, x.input_idx, x.container_id] for x in lines]
+        return packed({"logs": rows, "state": plane.store.app_state(app_id)})
 
     @r.route(routes.APP_LOGS, ["POST"], "client")
     async def app_logs(request: Request) -> Response:

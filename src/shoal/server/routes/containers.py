@@ -30,7 +30,8 @@ def add_routes(r: Router) -> None:
 
     @r.route(routes.CONTAINER_STOP, ["POST"], "client")
     async def stop_container(request: Request) -> Response:
-        await plane.stop_container(request.path_params["container_id"])
+        b = await r.body(request)
+        await plane.stop_container(request.path_params["container_id"], bool(b.get("graceful")))
         return JSONResponse({})
 
     @r.route(routes.CONTAINER_LOGS, ["POST"], "client")

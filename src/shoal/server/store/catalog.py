@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...protocol.specs import AUTOSCALER_FIELDS, FunctionSpec
+from ..core.records import shown_tag
 from ..errors import Invalid
 from .database import Database
 
@@ -171,7 +172,7 @@ class Catalog:
         ).fetchall()
         keys = ["container_id", "app_id", "app_name", "function", "state", "pid", "created_at", "last_seen",
                 "stop_reason", "node", "running_inputs", "started_at", "served", "web_address"]  # fmt: skip
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, (*r[:3], shown_tag(r[3]), *r[4:]))) for r in rows]
 
     def count_logs(self, app_id: str, after: int, before: int) -> int:
         """How many entries of an app lie between two sequence numbers (what a tail left out)."""

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from .. import metrics
-from ..core.records import Attempt, FailureGroup, FunctionInsight, InputDetail, LogFilter, LogLine
+from ..core.records import Attempt, FailureGroup, FunctionInsight, InputDetail, LogFilter, LogLine, shown_tag
 from .catalog import Catalog
 from .database import Database
 
@@ -168,11 +168,13 @@ class Insights:
 
     # ---- logs -----------------------------------------------------------------------------------
 
-    def logs(self, where: LogFilter, limit: int = 300, before: int | None = None) -> list[LogLine]:
-        """The last ``limit`` lines that pass the filter (before seq ``before``), oldest first."""
+    def logs(self, where: LogFilter, limit: int = 300, before: int | None = None,
+             after: int | None = None) -> list[LogLine]:  # fmt: skip
+        """The last ``limit`` lines that pass the filter (before seq ``before``), oldest first; with ``after``, the
+        first ``limit`` after that seq instead (reading on, page by page)."""
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("app_id", where.app_id), ("call_id", where.call_id),
+        for column, value in (("app_id", where.app_id), ("call_id", where.call_id), ("stream", where.stream),
                               ("container_id", where.container_id), ("input_idx", where.input_idx)):  # fmt: skip
             if value is not None:
                 clauses.append(f"{column}=?")
@@ -180,17 +182,40 @@ class Insights:
         if where.function_id is not None:
             clauses.append("container_id IN (SELECT id FROM containers WHERE function_id=?)")
             params.append(where.function_id)
+        if where.function_tag is not None:
+            clauses.append("container_id IN (SELECT c.id FROM containers c JOIN functions f ON f.id=c.function_id "
+                           "WHERE f.app_id=? AND f.tag=?)")  # fmt: skip
+            params += [where.app_id, where.function_tag]
         if where.text:
             clauses.append("instr(lower(data), lower(?)) > 0")
             params.append(where.text)
-        if before is not None:
-            clauses.append("seq<?")
-            params.append(before)
+        bounds: tuple[tuple[str, float | None], ...] = (("ts>=?", where.since_ts), ("ts<?", where.until_ts),
+                                                        ("seq<?", before), ("seq>?", after))  # fmt: skip
+        for clause, bound in bounds:
+            if bound is not None:
+                clauses.append(clause)
+                params.append(bound)
         sql = f"SELECT {LOG_COLUMNS} FROM logs {'WHERE ' + ' AND '.join(clauses) if clauses else ''} "
+        if after is not None:
+            return [LogLine(*r) for r in self.db.execute(sql + "ORDER BY seq LIMIT ?", (*params, limit))]
         rows = self.db.execute(sql + "ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
         return [LogLine(*r) for r in reversed(rows)]
 
     # ---- containers -----------------------------------------------------------------------------
+
+    def functions_of_containers(self, container_ids: set[str | None]) -> dict[str, str]:
+        """Container id -> its function's tag, as people see it (the logs page's function column)."""
+        ids = sorted(i for i in container_ids if i)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            rows = self.db.execute(
+                "SELECT c.id, f.tag FROM containers c JOIN functions f ON f.id=c.function_id "
+                f"WHERE c.id IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update((cid, shown_tag(tag)) for cid, tag in rows)
+        return found
 
     def container(self, container_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -204,4 +229,4 @@ class Insights:
             return None
         keys = ["container_id", "app_id", "app_name", "function", "function_id", "state", "pid", "created_at",
                 "started_at", "last_seen", "stop_reason", "node", "served", "running_inputs"]  # fmt: skip
-        return dict(zip(keys, row))
+        return dict(zip(keys, (*row[:3], shown_tag(row[3]), *row[4:])))

@@ -40,6 +40,7 @@ from ..core.records import (
     Output,
     OutputStatus,
     ReportedOutput,
+    shown_tag,
 )
 from ..errors import Conflict, Invalid, NotFound
 from . import queue
@@ -434,7 +435,8 @@ class SQLStore:
         ).fetchone()
         if row is None:
             return None
-        return CallInfo(*row[:10], bool(row[10]), bool(row[11]), row[12], row[13])  # type: ignore[call-arg]
+        return CallInfo(row[0], row[1], shown_tag(row[2]), *row[3:10], bool(row[10]), bool(row[11]), row[12],  # type: ignore[call-arg]
+                        row[13])  # fmt: skip
 
     def child_calls(self, parent_input_prefix: str) -> list[str]:
         rows = self.db.execute(  # a range, not LIKE: the calls_parent index serves it
