@@ -24,9 +24,8 @@ from typing import Any
 
 from . import _context
 from .client import Client, client_for
-from .config import container_env
 from .exception import InvalidError
-from .functions import Function, FunctionOptions
+from .functions import Function, FunctionOptions, checked_overrides, register_variant
 from .partial import PARAMETER_TYPES, BatchConfig, ConcurrencyConfig, _Parameter, has_default
 from .protocol import routes
 from .serialization import dumps
@@ -113,19 +112,7 @@ class Cls:
 
     def with_options(self, **options: Any) -> Cls:
         """A variant with other options (``cpu``, ``max_containers``, ``timeout``, ``retries``, ...): its own pool."""
-        allowed = {f.name for f in dataclasses.fields(FunctionOptions)} - {"serialized", "image"}
-        bad = set(options) - allowed
-        if bad:
-            raise InvalidError(f"with_options got unsupported options {sorted(bad)}")
-        if "retries" in options:
-            from .retries import parse_retries
-
-            options["retries"] = parse_retries(options["retries"])
-        if options.get("gpu"):
-            from .app import warn_if_no_gpu
-
-            warn_if_no_gpu(self._service.tag, options["gpu"])  # as gpu= on @app.cls does
-        return Cls(self.user_cls, self._service, {**self._overrides, **options})
+        return Cls(self.user_cls, self._service, {**self._overrides, **checked_overrides(options, self._service.tag)})
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
         from .partial import concurrent
@@ -146,32 +133,9 @@ class Cls:
         if not self._overrides:
             return client, service_id
         if self._variant is None or self._variant.object_id is None:
-            spec = self._service._spec
-            if spec is None:
-                raise InvalidError("with_options() variants of a class looked up by name are not supported yet")
-            options = dataclasses.replace(self._service.options, **self._overrides)
-            variant_spec = spec.with_options(options.spec(spec.max_containers))
-            key = hashlib.sha256(repr(sorted(self._overrides.items())).encode()).hexdigest()[:12]
-            tag = f"{self._service.tag}~{key}"
-            app_id = _app_of(self._service)
-            resp = await client.request(
-                "POST",
-                routes.path(routes.APP_FUNCTIONS, ref=app_id),
-                {"tag": tag, "spec": variant_spec.to_wire(), "pickled": None},
-                packed=True,
-            )
-            self._variant = Function(None, tag, options, self._service.app_name)
-            self._variant._hydrate(resp["function_id"], self._service._url)
+            self._variant = await register_variant(client, self._service, self._overrides, "a class")
         assert self._variant.object_id is not None
         return client, self._variant.object_id
-
-
-def _app_of(fn: Function) -> str:
-    container = container_env()
-    app_id = container.app_id if container is not None else fn._app_id
-    if app_id is None:
-        raise InvalidError(f"{fn.tag} is not running: use it inside `with app.run():`")
-    return str(app_id)
 
 
 class Obj:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -150,6 +152,26 @@ class Function:
     def _hydrate(self, object_id: str | None, url: str | None) -> None:
         self._object_id, self._url = object_id, url
         self._client = None
+
+    def with_options(self, **options: Any) -> Function:
+        """A variant of this function with other options (``cpu``, ``gpu``, ``max_containers``, ``timeout``,
+        ``retries``, ...; Modal 1.4.3): the same code in a pool of containers of its own."""
+        return FunctionVariant(self, checked_overrides(options, self.tag))
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:
+        """A variant whose containers run up to ``max_inputs`` inputs at once (as ``@concurrent`` does)."""
+        from .partial import concurrent
+
+        concurrent(max_inputs=max_inputs, target_inputs=target_inputs)  # validates
+        target = max_inputs if target_inputs is None else target_inputs
+        return self.with_options(concurrency=ConcurrencyConfig(max_inputs, target))
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function:
+        """A variant that takes its inputs in batches (as ``@batched`` does)."""
+        from .partial import batched
+
+        batched(max_batch_size=max_batch_size, wait_ms=wait_ms)  # validates
+        return self.with_options(batch=BatchConfig(max_batch_size, wait_ms))
 
     def get_web_url(self) -> str | None:
         """The URL of a web endpoint (``fastapi_endpoint``, ``asgi_app``, ...): set once the app runs or, for
@@ -429,6 +451,88 @@ class Function:
 
 
 MAX_KEY = 256  # characters of a call's key (the server's limit too)
+
+
+class FunctionVariant(Function):
+    """What ``f.with_options(...)`` returns: ``f``'s code with other options, registered on first use under a tag
+    of its own (``f~<hash of the options>``, shown as ``f (with_options ...)``), with its own containers."""
+
+    def __init__(self, base: Function, overrides: dict[str, Any]) -> None:
+        if isinstance(base, FunctionVariant):  # a variant of a variant: one variant with both sets of options
+            overrides = {**base._overrides, **overrides}
+            base = base._base
+        super().__init__(base.raw_f, base.tag, dataclasses.replace(base.options, **overrides), base.app_name)
+        self._base: Function = base
+        self._overrides: dict[str, Any] = overrides
+
+    def with_options(self, **options: Any) -> Function:
+        return FunctionVariant(self, checked_overrides(options, self.tag))
+
+    async def _resolve(self) -> tuple[Client, str]:
+        if self._object_id is None:
+            client, _ = await self._base._resolve()
+            if self._base.options.serialized:
+                raise InvalidError(f"{self.tag}: with_options() of a serialized=True function is not supported yet")
+            variant = await register_variant(client, self._base, self._overrides, "a function")
+            self._hydrate(variant._object_id, variant._url)
+            self._app_id = self._base._app_id
+        return await super()._resolve()
+
+
+def checked_overrides(options: dict[str, Any], tag: str) -> dict[str, Any]:
+    """``with_options`` arguments, checked as ``@app.function`` checks them (``retries`` parsed)."""
+    allowed = {f.name for f in dataclasses.fields(FunctionOptions)} - {"serialized", "image"}
+    bad = set(options) - allowed
+    if bad:
+        raise InvalidError(f"with_options got unsupported options {sorted(bad)}")
+    options = dict(options)
+    if "retries" in options:
+        from .retries import parse_retries
+
+        options["retries"] = parse_retries(options["retries"])
+    if isinstance(options.get("memory"), tuple):  # (request, limit), as @app.function takes it
+        options["memory"], options["memory_limit"] = options["memory"]
+    if isinstance(options.get("cpu"), tuple):
+        options["cpu"] = options["cpu"][0]
+    if isinstance(options.get("gpu"), list):
+        options["gpu"] = ",".join(options["gpu"])
+    if options.get("gpu"):
+        from .backends.resources import parse_gpu
+
+        parse_gpu(options["gpu"])
+        from .app import warn_if_no_gpu
+
+        warn_if_no_gpu(tag, options["gpu"])  # as gpu= on @app.function does
+    return options
+
+
+async def register_variant(client: Client, service: Function, overrides: dict[str, Any], what: str) -> Function:
+    """Register a ``with_options`` variant of a function or class on its app: its own tag and pool."""
+    spec = service._spec
+    if spec is None:
+        raise InvalidError(f"with_options() variants of {what} looked up by name are not supported yet")
+    options = dataclasses.replace(service.options, **overrides)
+    variant_spec = spec.with_options(options.spec(spec.max_containers))
+    key = hashlib.sha256(repr(sorted(overrides.items())).encode()).hexdigest()[:12]
+    tag = f"{service.tag}~{key}"
+    resp = await client.request(
+        "POST", routes.path(routes.APP_FUNCTIONS, ref=app_of(service)),
+        {"tag": tag, "spec": variant_spec.to_wire(), "pickled": None}, packed=True,
+    )  # fmt: skip
+    variant = Function(None, tag, options, service.app_name)
+    variant._hydrate(resp["function_id"], service._url)
+    return variant
+
+
+def app_of(fn: Function) -> str:
+    """The id of the app a function runs in (in a container: the container's app)."""
+    from .config import container_env
+
+    container = container_env()
+    app_id = container.app_id if container is not None else fn._app_id
+    if app_id is None:
+        raise InvalidError(f"{fn.tag} is not running: use it inside `with app.run():`")
+    return str(app_id)
 
 
 def _check_key(key: object) -> None:

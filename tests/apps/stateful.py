@@ -113,3 +113,18 @@ def sequential_sleeper(marker_dir: str, tag: str, seconds: float) -> str:
         _touch(marker_dir, f"cancelled-{tag}")
         raise
     return tag
+
+
+@app.function(max_containers=1, timeout=60)
+def whoami(seconds: float = 0.0) -> dict[str, object]:
+    """Its container's process, and how many of its inputs overlapped (a with_options variant's pool)."""
+    import os
+
+    started = time.time()
+    time.sleep(seconds)
+    return {
+        "pid": os.environ.get("SHOAL_CONTAINER_ID"),  # (a sandbox's own pid namespace: every container's is 2)
+        "start": started,
+        "end": time.time(),
+        "memory": os.environ.get("SHOAL_MEMORY_LIMIT_MIB"),
+    }

@@ -169,3 +169,17 @@ def test_cancelling_a_running_sync_input_raises_input_cancellation_in_it():
     victim.cancel()
     wait_for_file(marker / "cancelled-victim")
     assert queued.get(timeout=30) == "queued"  # the same container goes on with the next input
+
+
+def test_a_function_with_options_runs_the_same_code_in_a_pool_of_its_own():
+    # Given a function of one container, When a variant asks for other options (Modal 1.4.3)
+    plain = stateful.whoami.remote()["pid"]
+    variant = stateful.whoami.with_options(memory=(256, 512), timeout=30)
+    first = variant.remote()
+    # Then it runs in containers of its own, with its options, and a with_concurrency variant overlaps inputs
+    assert first["pid"] != plain and first["memory"] == "512"
+    assert variant.remote()["pid"] == first["pid"]  # the variant's pool is reused
+    runs = list(stateful.whoami.with_concurrency(max_inputs=4).map([0.5] * 4))
+    assert max(r["start"] for r in runs) < min(r["end"] for r in runs), runs  # all four at once, one container
+    with pytest.raises(InvalidError, match="unsupported options"):
+        stateful.whoami.with_options(serialized=True)
