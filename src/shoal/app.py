@@ -299,24 +299,29 @@ class App:
         fresh._app_id = self._app_id
         return [f"{tag} => {fn._web_url}" for tag, fn in sorted(fresh.registered_functions.items()) if fn._web_url]
 
-    def deploy(self, name: str | None = None) -> DeployResult:
+    def deploy(self, name: str | None = None, *, strategy: str = "rolling") -> DeployResult:
         """Deploy the app to the standing server (started in the background if needed), replacing any
         previous version. Deployed functions are found with ``Function.from_name(app_name, function_name)``.
+        ``strategy``: ``rolling`` (the old version's containers finish their inputs and scale down) or
+        ``recreate`` (they stop at once; their inputs run again).
         """
         app_name = name or self.name
         if not app_name:
             raise InvalidError("Deploying needs a name: App('my-app') or deploy(name='my-app').")
+        if strategy not in ("rolling", "recreate"):
+            raise InvalidError(f"strategy={strategy!r}: use 'rolling' or 'recreate'")
         url = standing_url()
-        result = run_sync(self._deploy(client_for(url), url, app_name))
+        result = run_sync(self._deploy(client_for(url), url, app_name, strategy))
         return result
 
-    async def _deploy(self, client: Client, url: str, app_name: str) -> DeployResult:
+    async def _deploy(self, client: Client, url: str, app_name: str, strategy: str = "rolling") -> DeployResult:
         resp = await client.request("POST", routes.DEPLOY, {"name": app_name})
         app_id, version = resp["app_id"], resp["version"]
         functions = await self._register(client, url, app_id)
         await client.request(
-            "POST", routes.path(routes.APP_DEPLOYED, ref=app_id), {"version": version, "functions": functions}
-        )
+            "POST", routes.path(routes.APP_DEPLOYED, ref=app_id),
+            {"version": version, "functions": functions, "strategy": strategy},
+        )  # fmt: skip
         web = {tag: fn._web_url for tag, fn in self.registered_functions.items() if fn._web_url}
         return DeployResult(app_id, app_name, version, url, functions, web)
 

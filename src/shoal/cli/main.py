@@ -202,8 +202,10 @@ def _catch_interrupts() -> None:
 @click.argument("target")
 @click.option("-m", "as_module", is_flag=True, help="TARGET is a module path.")
 @click.option("--name", default=None, help="Deploy under this name (default: the App's name).")
+@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling", show_default=True,
+              help="rolling: the old version's containers finish their inputs; recreate: they stop now.")  # fmt: skip
 @friendly_errors
-def deploy(target: str, as_module: bool, name: str | None) -> None:
+def deploy(target: str, as_module: bool, name: str | None, strategy: str) -> None:
     """Deploy an app to the local server (started if needed); redeploying replaces it.
 
     \b
@@ -215,7 +217,7 @@ def deploy(target: str, as_module: bool, name: str | None) -> None:
 
     _modal_alias.install()
     module, _ = import_target(target, as_module)
-    result = find_app(module).deploy(name)
+    result = find_app(module).deploy(name, strategy=strategy)
     click.echo(f"✓ Deployed app {result.name!r} version {result.version} ({result.app_id}) on {result.url}")
     for tag in sorted(result.functions):
         web = f" => {result.web_urls[tag]}" if tag in result.web_urls else ""

@@ -302,6 +302,18 @@ def _print_rows(resp: dict[str, Any], seq: int) -> int:
     return seq
 
 
+@app.command("rollover")
+@click.argument("ref")
+@click.option("--strategy", type=click.Choice(["rolling", "recreate"]), default="rolling", show_default=True,
+              help="rolling: each container finishes its inputs first; recreate: they stop at once.")  # fmt: skip
+@friendly_errors
+def app_rollover(ref: str, strategy: str) -> None:
+    """Give a deployed app fresh containers without a code change (Modal's `app rollover`)."""
+    replaced = _request("POST", routes.path(routes.APP_ROLLOVER, ref=ref), {"strategy": strategy})["replaced"]
+    click.echo(f"✓ {replaced} container{'s' if replaced != 1 else ''} of {ref} replaced ({strategy}); new ones start "
+               "as inputs arrive")  # fmt: skip
+
+
 @app.command("history")
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True)

@@ -250,12 +250,12 @@ class ControlPlane:
         self.catalog.forget_client(app_id)
         self.wake_scheduler()
 
-    async def stop_container(self, container_id: str, graceful: bool = False) -> None:
+    async def stop_container(self, container_id: str, graceful: bool = False, why: str = "stopped by the user") -> None:
         """Stop a container: at once (its inputs run again elsewhere, after a short grace), or ``graceful``: it
         takes no new input, finishes those it holds and exits (as a container that yields does)."""
         if self.store.container_state(container_id) is None:
             raise NotFound(container_id)
-        reason = "stopped by the user" + (" (graceful)" if graceful else "")
+        reason = why + (" (graceful)" if graceful else "")
         self.store.set_container_state(container_id, ContainerState.DRAINING, reason)
         self._notify_container_function(container_id)
         if not graceful:
@@ -471,6 +471,23 @@ class ControlPlane:
             else:  # told with its next exchange or heartbeat (one held open is answered now): only those inputs
                 self.liveness.interrupt(cid, [InputRef(call_id, index) for c, index in running if c == cid])
                 self._notify_container_function(cid)  # its long poll (an exchange) answers with the order
+
+    async def roll_over(self, app_id: str, strategy: str, keep: set[str] | None = None) -> int:
+        """Replace an app's containers (``shoal app rollover``, ``shoal deploy --strategy recreate``), but those of
+        the functions in ``keep``: ``rolling``, each takes no new input, finishes those it holds and exits, while
+        fresh ones start as demand asks; ``recreate``, they stop now (their inputs run again, uncharged). Returns
+        how many were told to go."""
+        if strategy not in DEPLOY_STRATEGIES:
+            raise Invalid(f"strategy={strategy!r}: use {' or '.join(DEPLOY_STRATEGIES)}")
+        going = []
+        for cid in self.store.containers_of_app(app_id):
+            found = self.store.container_state(cid)
+            if found is not None and found[1] != ContainerState.DRAINING and (keep is None or found[0] not in keep):
+                going.append(cid)
+        why = f"replaced ({strategy})"
+        await asyncio.gather(*(self.stop_container(cid, strategy == "rolling", why) for cid in going))
+        self.wake_scheduler()
+        return len(going)
 
     def retry_call(self, call_id: str, statuses: list[str]) -> tuple[int, int]:
         """Queue again the inputs of a finished call that ended with one of ``statuses`` (FunctionCall.retry_failed):
@@ -855,6 +872,7 @@ class ControlPlane:
             return False
 
 
+DEPLOY_STRATEGIES = ("rolling", "recreate")  # Modal 1.4's: how a deploy or rollover replaces running containers
 RETRY_STATUSES = {s.value for s in OutputStatus} - {OutputStatus.SUCCESS.value}
 
 

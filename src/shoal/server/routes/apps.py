@@ -48,7 +48,20 @@ def add_routes(r: Router) -> None:
         functions = field(b, "functions", dict)
         plane.catalog.finish_deployment(request.path_params["ref"], field(b, "version", int), functions)
         plane.schedules.keep_only(request.path_params["ref"], {str(f) for f in functions.values()})
-        return JSONResponse({})
+        replaced = 0
+        if field(b, "strategy", str, "rolling") == "recreate":  # the old version's containers go now
+            replaced = await plane.roll_over(
+                request.path_params["ref"], "recreate", {str(f) for f in functions.values()}
+            )
+        return JSONResponse({"replaced": replaced})
+
+    @r.route(routes.APP_ROLLOVER, ["POST"], "client")
+    async def rollover(request: Request) -> Response:
+        app = r.find_app(request.path_params["ref"])
+        if app["mode"] != "deployed":
+            raise Invalid(f"app {app['name']!r} is not deployed: only a deployed app rolls over")
+        b = await r.body(request)
+        return JSONResponse({"replaced": await plane.roll_over(app["app_id"], field(b, "strategy", str, "rolling"))})
 
     @r.route(routes.APP_HISTORY, ["GET"], "client")
     async def app_history(request: Request) -> Response:
