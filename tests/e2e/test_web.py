@@ -223,3 +223,25 @@ def test_an_html_endpoint_renders_and_its_form_round_trips_in_a_real_headless_br
         assert browser.current_url.startswith(url + "/sign?name=Ada")  # the app's absolute links work from its root
         browser.find_element("id", "back").click()
         assert browser.current_url == url + "/"
+
+
+def test_ctrl_c_of_shoal_serve_on_an_embedded_server_exits_within_two_seconds(tmp_path):  # noqa: ANN001
+    # Given `shoal serve` on an embedded server (a fresh home, no server anywhere), in its own terminal session
+    source = tmp_path / "served.py"
+    source.write_text(SERVED.format(word="first"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_SERVER_URL": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve", str(source)], cwd=REPO, text=True, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        while "Serving" not in (line := proc.stdout.readline()):
+            assert line, "shoal serve exited before it served"
+        # When the terminal's Ctrl-C reaches the whole process group (the embedded server included)
+        started = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        # Then it exits within two seconds (issue 25, items 3 and 16: it took 61 s)
+        assert proc.wait(30) == 130
+        assert time.monotonic() - started < 2.0
+    finally:
+        proc.kill()
+        proc.communicate()
