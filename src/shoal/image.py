@@ -87,6 +87,8 @@ class Image:
     def add_local_dir(self, local_path: str | Path, remote_path: str, *, copy: bool = False, **kwargs: Any) -> Image:
         """Make a local directory appear at ``remote_path`` in containers (read-only)."""
         path = Path(local_path).expanduser().resolve()
+        if container_env() is not None:  # the app's module imported in its container: the content is there
+            return self._with("mount", {"local": str(path), "remote": remote_path, "content": ""})
         if not path.is_dir():
             raise InvalidError(f"add_local_dir: no directory {path}")
         return self._with("mount", {"local": str(path), "remote": remote_path, "content": _digest(path)})
@@ -94,6 +96,8 @@ class Image:
     def add_local_file(self, local_path: str | Path, remote_path: str, *, copy: bool = False) -> Image:
         """Make a local file appear at ``remote_path`` in containers (read-only)."""
         path = Path(local_path).expanduser().resolve()
+        if container_env() is not None:  # the app's module imported in its container: the file is there already
+            return self._with("mount", {"local": str(path), "remote": remote_path, "content": ""})
         if not path.is_file():
             raise InvalidError(f"add_local_file: no file {path}")
         return self._with("mount", {"local": str(path), "remote": remote_path, "content": _digest(path)})

@@ -130,3 +130,34 @@ def test_a_modal_poll_page_and_streamed_generator_and_map_answers_work_unchanged
         # and StreamingResponse over a remote_gen() and over a map() streams every item
         assert web.get("/generated", params={"n": 3}).text == "item 0\nitem 1\nitem 2\n"
         assert web.get("/mapped", params={"n": 4}).text == "0\n1\n4\n9\n"
+
+
+def test_a_packaged_web_app_with_a_local_file_serves_and_keeps_its_url_across_shoal_serve_runs(tmp_path, sandbox):  # noqa: ANN001
+    # Given Modal's packaged-app shape (issue 25, item 15), served with `shoal serve -m` on an embedded server
+    import re
+    import signal
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHOAL_HOME": str(tmp_path / "home"), "SHOAL_SERVER_URL": ""}
+    urls = []
+    for _ in range(2):  # When it is served, stopped with Ctrl-C, and served again
+        proc = subprocess.Popen([sys.executable, "-m", "shoal", "serve", "-m", "tests.modal_programs.site_pkg.site"],
+                                cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            seen = ""
+            while "Serving" not in seen:
+                line = proc.stdout.readline()
+                assert line, seen
+                seen += line
+            urls.append(re.findall(r"=> (http://\S+)", seen)[0])
+            # Then it answers from its file and its relative import (its containers start: they used to fail)
+            assert httpx.get(urls[-1] + "/", timeout=60).text == "hello site / static content"
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(30) == 130
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert urls[0] == urls[1]  # and its URL is the same on the next run, as Modal keeps a label's URL

@@ -93,6 +93,7 @@ class ServerConfig:
     expiry_interval: float = 60.0  # seconds between sweeps for expired results
     blob_grace: float = 30.0  # seconds a payload blob stays on disk after its last use ended (store/blob_refs.py)
     upload_grace: float = 3600.0  # seconds an uploaded payload blob that no input or result names yet stays
+    home_ports: bool = False  # an embedded server: endpoints keep their ports through the home (gateway.py)
 
 
 @dataclass(frozen=True)
@@ -496,8 +497,8 @@ class ControlPlane:
 
         Raises:
             NotFound: no such call.
-            Invalid: a status that is none of an input's ends, or the call's app has stopped.
-            Conflict: the call has not finished, or its results expired.
+            Invalid: a status that is none of an input's ends.
+            Conflict: the call's app has stopped, the call has not finished, or its results expired.
         """
         unknown = set(statuses) - RETRY_STATUSES
         if unknown or not statuses:
@@ -509,7 +510,7 @@ class ControlPlane:
         app = self.catalog.find_app(info.app_id)
         if app is None or self.store.app_state(info.app_id) != "RUNNING":
             name = app["name"] if app else info.app_id
-            raise Invalid(f"app {name!r} has stopped, so {info.function_name} cannot run again: retry while the app "
+            raise Conflict(f"app {name!r} has stopped, so {info.function_name} cannot run again: retry while the app "
                           "runs (inside its `with app.run()`, or deploy it)")  # fmt: skip
         function_id = info.function_id
         if app.get("mode") == "deployed":

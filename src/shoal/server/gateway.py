@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+import os
 import socket
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._ids import new_id
+from ..config import settings
 from ..protocol import routes
 from ..protocol.specs import FunctionSpec
 from . import clock, listener
@@ -68,7 +72,8 @@ class Gateway:
 
     async def expose(self, label: str, function_id: str, app_id: str) -> str:
         """Serve ``label`` from ``function_id`` now (a redeploy moves the label); returns the endpoint's URL."""
-        port = self.plane.store.endpoint_port(label)
+        home = self.plane.config.home_ports  # an embedded server's store ends with its run; the home stays
+        port = self.plane.store.endpoint_port(label) or (remembered_port(label) if home else None)
         sock = self._bind(port or 0) if label not in self.listeners else None
         if sock is not None and port and sock.getsockname()[1] != port:
             moved = sock.getsockname()[1]
@@ -78,6 +83,8 @@ class Gateway:
             self.listeners[label] = await listener.serve(functools.partial(self._serve, label), sock, self.budget)
         assert port is not None
         self.plane.store.bind_endpoint(label, app_id, function_id, port)
+        if home:
+            remember_port(label, port)
         self.functions[label] = function_id
         self.lookups.pop(label, None)
         return self.url(port)
@@ -365,3 +372,33 @@ class _WaitFor:
         if self.fired and kind is asyncio.CancelledError:
             raise asyncio.TimeoutError
         return False
+
+
+def _ports_file() -> Path:
+    return settings().home / "endpoint_ports.json"
+
+
+def remembered_port(label: str) -> int | None:
+    """The port a label had on any server of this home (an embedded server's store ends with its run: this file
+    keeps a label's URL from one `shoal serve` to the next, as Modal keeps it)."""
+    try:
+        port = json.loads(_ports_file().read_text()).get(label)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return port if isinstance(port, int) and 0 < port < 65536 else None
+
+
+def remember_port(label: str, port: int) -> None:
+    """Note a label's port for the next server of this home (best effort: a lost write costs a new URL only)."""
+    path = _ports_file()
+    try:
+        known = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(known, dict) or known.get(label) == port:
+            return
+        known[label] = port
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f"{path.name}.{os.getpid()}")
+        temp.write_text(json.dumps(known, sort_keys=True))
+        os.replace(temp, path)
+    except (OSError, ValueError):
+        log.debug("could not remember the port of endpoint %s", label)

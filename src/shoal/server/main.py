@@ -98,7 +98,7 @@ def serve(
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(chosen),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
-        expiry_interval=cfg.expiry_interval,
+        expiry_interval=cfg.expiry_interval, home_ports=embedded,
     )  # fmt: skip
     parts = Parts.in_dir(state_dir, store, shared_dir)
     hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
+from ..protocol.messages import OutputStatus
 
 OBJ: dict[str, Any] = {"type": "object"}
+RETRY_STATUSES = {s.value for s in OutputStatus} - {OutputStatus.SUCCESS.value}  # as control.RETRY_STATUSES
 NAME = {"type": "string", "minLength": 1, "maxLength": 64}
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR = {
@@ -89,6 +91,14 @@ def schema() -> dict[str, Any]:
             "/apps/{ref}/functions/{tag}": {"get": _op("Look a function up", params=["ref", "tag"])},
             "/apps/{ref}/functions/{tag}/calls": {"get": _op("Recent calls of a function", params=["ref", "tag"])},
             "/apps/{ref}/stop": {"post": _op("Stop an app", body=_props([], reason=string), params=["ref"])},
+            "/apps/{ref}/rollover": {
+                "post": _op(
+                    "Give a deployed app fresh containers",
+                    _props(["replaced"]),
+                    body=_props([], strategy={"enum": ["rolling", "recreate"]}),
+                    params=["ref"],
+                ),  # fmt: skip
+            },
             "/apps/{app_id}/heartbeat": {"post": _op("A client is alive", params=["app_id"])},
             "/apps/{app_id}/detach": {"post": _op("The client leaves; work goes on", params=["app_id"])},
             "/deploy": {"post": _op("Begin a deployment", _props(["app_id", "version"]), _props(["name"], name=NAME))},
@@ -119,9 +129,21 @@ def schema() -> dict[str, Any]:
                     "Cancel a call", body=_props([], terminate_containers={"type": "boolean"}), params=["call_id"]
                 ),  # fmt: skip
             },
+            "/calls/{call_id}/retry": {
+                "post": _op(
+                    "Queue a finished call's failed inputs again",
+                    _props(["queued", "missing"]),
+                    body=_props(
+                        [], statuses={"type": "array", "minItems": 1, "items": {"enum": sorted(RETRY_STATUSES)}}
+                    ),
+                    params=["call_id"],
+                ),  # fmt: skip
+            },
             "/calls/{call_id}/graph": {"get": _op("A call and its nested calls", params=["call_id"])},
             "/containers": {"get": _op("List containers", _props(["containers"], containers={"type": "array"}))},
-            "/containers/{container_id}/stop": {"post": _op("Stop a container", params=["container_id"])},
+            "/containers/{container_id}/stop": {
+                "post": _op("Stop a container", body=_props([], graceful={"type": "boolean"}), params=["container_id"]),
+            },
             "/secrets": {
                 "get": _op("Secret names and keys", _props(["secrets"], secrets={"type": "array"})),
                 "post": _op(

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from ...protocol import routes
 from ...protocol.specs import decode_spec
 from ..core.records import LogFilter
-from ..errors import Invalid, NotFound
+from ..errors import Conflict, Invalid, NotFound
 from .calls import call_summary
 from .http import ApiError, Router, field, packed
 
@@ -59,7 +59,7 @@ def add_routes(r: Router) -> None:
     async def rollover(request: Request) -> Response:
         app = r.find_app(request.path_params["ref"])
         if app["mode"] != "deployed":
-            raise Invalid(f"app {app['name']!r} is not deployed: only a deployed app rolls over")
+            raise Conflict(f"app {app['name']!r} is not deployed: only a deployed app rolls over")
         b = await r.body(request)
         return JSONResponse({"replaced": await plane.roll_over(app["app_id"], field(b, "strategy", str, "rolling"))})
 
