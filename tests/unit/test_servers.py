@@ -58,3 +58,15 @@ def test_an_image_built_before_is_one_line_not_its_whole_build_log_again(capsys)
 
     asyncio.run(build_image(Built(), ImageSpec("abcdef0123456789")))  # type: ignore[arg-type]
     assert capsys.readouterr().err == "  [image] abcdef012345 ready (built before)\n"
+
+
+def test_a_labels_port_is_remembered_in_the_home_for_the_next_embedded_server(tmp_path, monkeypatch):  # noqa: ANN001
+    from shoal.server.gateway import remember_port, remembered_port
+
+    monkeypatch.setenv("SHOAL_HOME", str(tmp_path))
+    assert remembered_port("site") is None
+    remember_port("site", 43210)
+    remember_port("other", 43211)
+    assert (remembered_port("site"), remembered_port("other")) == (43210, 43211)
+    (tmp_path / "endpoint_ports.json").write_text("not json")
+    assert remembered_port("site") is None  # a damaged file costs a new URL, nothing else
