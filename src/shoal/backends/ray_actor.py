@@ -26,8 +26,9 @@ class ContainerHost:
 
     def __init__(self, hidden: tuple[str, ...]) -> None:
         self.node_dir, self.hidden = node_dir(), hidden  # this actor's process only: it hosts one container
-        self.local = LocalBackend(self.node_dir / "containers", FolderVolumes(self.node_dir / "volumes" / "none"),
-                                  hidden=hidden)  # fmt: skip
+        self.local = LocalBackend(
+            self.node_dir / "containers", FolderVolumes(self.node_dir / "volumes" / "none"), hidden=hidden, place=False
+        )  # Ray placed it: no ledger here
         self.proc: subprocess.Popen[bytes] | None = None
         self.container_id = ""
         self.sandboxed = False
@@ -45,7 +46,9 @@ class ContainerHost:
         if spec.volumes:
             root = self.node_dir / "volumes" / spec.container_id
             synced = copy_volumes(root, spec)
-            self.local = LocalBackend(self.node_dir / "containers", FolderVolumes(root), hidden=self.hidden)
+            self.local = LocalBackend(
+                self.node_dir / "containers", FolderVolumes(root), hidden=self.hidden, place=False
+            )
         started = self.local.command(spec)  # unsandboxed, it dies with this actor
         self.sandboxed = started.sandboxed
         env = started.env

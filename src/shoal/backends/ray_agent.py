@@ -29,7 +29,7 @@ class NodeAgent:
         self.node_dir = node_dir()
         self.volumes = self.node_dir / "volumes"
         # a volume of a container is its own copy, at volumes/<container id>/<volume> (see start)
-        self.local = LocalBackend(self.node_dir / "containers", FolderVolumes(self.volumes), hidden=hidden)
+        self.local = LocalBackend(self.node_dir / "containers", FolderVolumes(self.volumes), hidden=hidden, place=False)
         self.local.on_exit = self._exited
         self.exits: dict[str, asyncio.Future[int | None]] = {}
         self.node = node_name()
