@@ -70,3 +70,31 @@ def test_a_labels_port_is_remembered_in_the_home_for_the_next_embedded_server(tm
     assert (remembered_port("site"), remembered_port("other")) == (43210, 43211)
     (tmp_path / "endpoint_ports.json").write_text("not json")
     assert remembered_port("site") is None  # a damaged file costs a new URL, nothing else
+
+
+def test_a_ctrl_c_that_breaks_a_conditions_lock_is_still_a_keyboard_interrupt(monkeypatch):  # noqa: ANN001
+    from shoal import _sync
+
+    class Broken:
+        """A future whose wait was cut by Ctrl-C after its Condition released its lock (a CPython race)."""
+
+        cancelled = False
+
+        def result(self) -> None:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                raise RuntimeError("cannot release un-acquired lock")  # noqa: B904 - as CPython raises it
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    broken = Broken()
+
+    async def nothing() -> None:
+        return None
+
+    monkeypatch.setattr(_sync, "_submit", lambda coro: (coro.close(), broken)[1])
+    with pytest.raises(KeyboardInterrupt):
+        _sync.run_sync(nothing())
+    assert broken.cancelled
