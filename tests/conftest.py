@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,15 @@ def _container_of(pid: int) -> str | None:
         return None
     return next((item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"SHOAL_CONTAINER_ID=")),
                 None)  # fmt: skip
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll ``probe`` until it returns something truthy (bounded), and return that."""
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return found
 
 
 def wait_until_gone(container_ids: set[str], timeout: float = 30) -> list[int]:

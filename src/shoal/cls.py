@@ -25,7 +25,14 @@ from typing import Any
 from . import _context
 from .client import Client, client_for
 from .exception import InvalidError
-from .functions import Function, FunctionOptions, checked_overrides, register_variant
+from .functions import (
+    Function,
+    FunctionOptions,
+    batch_config,
+    checked_overrides,
+    concurrency_config,
+    register_variant,
+)
 from .partial import PARAMETER_TYPES, BatchConfig, ConcurrencyConfig, _Parameter, has_default
 from .protocol import routes
 from .serialization import dumps
@@ -115,17 +122,10 @@ class Cls:
         return Cls(self.user_cls, self._service, {**self._overrides, **checked_overrides(options, self._service.tag)})
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
-        from .partial import concurrent
-
-        concurrent(max_inputs=max_inputs, target_inputs=target_inputs)  # validates
-        target = max_inputs if target_inputs is None else target_inputs
-        return self.with_options(concurrency=ConcurrencyConfig(max_inputs, target))
+        return self.with_options(concurrency=concurrency_config(max_inputs, target_inputs))
 
     def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Cls:
-        from .partial import batched
-
-        batched(max_batch_size=max_batch_size, wait_ms=wait_ms)  # validates
-        return self.with_options(batch=BatchConfig(max_batch_size, wait_ms))
+        return self.with_options(batch=batch_config(max_batch_size, wait_ms))
 
     async def _function(self) -> tuple[Client, str]:
         """(client, function id) of this class (or variant) on the server, registering a variant on first use."""

@@ -160,18 +160,11 @@ class Function:
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:
         """A variant whose containers run up to ``max_inputs`` inputs at once (as ``@concurrent`` does)."""
-        from .partial import concurrent
-
-        concurrent(max_inputs=max_inputs, target_inputs=target_inputs)  # validates
-        target = max_inputs if target_inputs is None else target_inputs
-        return self.with_options(concurrency=ConcurrencyConfig(max_inputs, target))
+        return self.with_options(concurrency=concurrency_config(max_inputs, target_inputs))
 
     def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function:
         """A variant that takes its inputs in batches (as ``@batched`` does)."""
-        from .partial import batched
-
-        batched(max_batch_size=max_batch_size, wait_ms=wait_ms)  # validates
-        return self.with_options(batch=BatchConfig(max_batch_size, wait_ms))
+        return self.with_options(batch=batch_config(max_batch_size, wait_ms))
 
     def get_web_url(self) -> str | None:
         """The URL of a web endpoint (``fastapi_endpoint``, ``asgi_app``, ...): set once the app runs or, for
@@ -477,6 +470,22 @@ class FunctionVariant(Function):
             self._hydrate(variant._object_id, variant._url)
             self._app_id = self._base._app_id
         return await super()._resolve()
+
+
+def concurrency_config(max_inputs: int, target_inputs: int | None) -> ConcurrencyConfig:
+    """``with_concurrency``'s arguments, checked as ``@concurrent`` checks them."""
+    from .partial import concurrent
+
+    concurrent(max_inputs=max_inputs, target_inputs=target_inputs)  # validates
+    return ConcurrencyConfig(max_inputs, max_inputs if target_inputs is None else target_inputs)
+
+
+def batch_config(max_batch_size: int, wait_ms: int) -> BatchConfig:
+    """``with_batching``'s arguments, checked as ``@batched`` checks them."""
+    from .partial import batched
+
+    batched(max_batch_size=max_batch_size, wait_ms=wait_ms)  # validates
+    return BatchConfig(max_batch_size, wait_ms)
 
 
 def checked_overrides(options: dict[str, Any], tag: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ import pytest
 
 import shoal
 from tests.apps import backends as b
-from tests.conftest import RAY_TOKEN, REPO, shared_dir
+from tests.conftest import RAY_TOKEN, REPO, shared_dir, wait_for
 
 pytestmark = pytest.mark.ray
 
@@ -39,14 +38,6 @@ def on_ray(ray_server, request):  # noqa: ANN001, ANN201
 
 def _containers(server: Any) -> list[dict[str, Any]]:
     return httpx.get(f"{server.url}/containers", headers=server.auth, timeout=30).json()["containers"]
-
-
-def _wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-    return found
 
 
 def test_a_10000_input_map_runs_on_several_nodes_and_a_node_lost_mid_map_loses_and_repeats_nothing(on_ray, ray_cluster):
@@ -72,7 +63,7 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
     with b.gpu_app.run(show_logs=False):
         first = b.on_gpu.spawn(4.0)  # holds the only GPU for a while
         waiting = b.on_gpu.spawn(0.0)  # needs a second container: Ray cannot place it until the first is done
-        rows = _wait_for(lambda: [c for c in _containers(on_ray) if c["waiting_for_capacity_s"] is not None])
+        rows = wait_for(lambda: [c for c in _containers(on_ray) if c["waiting_for_capacity_s"] is not None])
         assert rows[0]["function"] == "on_gpu"
         listing = subprocess.run([sys.executable, "-m", "shoal", "container", "list"], capture_output=True,
                                  text=True, cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
@@ -86,14 +77,14 @@ def test_a_t4_function_runs_only_on_the_t4_node_and_waits_visibly_while_the_gpu_
 def test_an_unplaced_container_waits_visibly_and_when_no_longer_wanted_stops_without_being_lost(on_ray):
     with b.waiting_app.run(show_logs=False):
         call = b.too_big.spawn()
-        rows = _wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"])
+        rows = wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"])
         assert rows[0]["waiting_for_capacity_s"] is not None and rows[0]["state"] == "STARTING"
         # it keeps waiting: nothing times it out, nothing reports it lost and starts another
-        again = _wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"
+        again = wait_for(lambda: [c for c in _containers(on_ray) if c["function"] == "too_big"
                                    and (c["waiting_for_capacity_s"] or 0) > 2.0])  # fmt: skip
         assert [c["container_id"] for c in again] == [rows[0]["container_id"]], again
         call.cancel()  # no longer wanted: the scheduler drains it
-        _wait_for(lambda: not [c for c in _containers(on_ray) if c["function"] == "too_big"])
+        wait_for(lambda: not [c for c in _containers(on_ray) if c["function"] == "too_big"])
         log = "\n".join(_app_log("tests-backends-waiting"))
     assert "stopped" in log and "lost" not in log and "started for" not in log, log  # never ran, never lost
 
@@ -124,7 +115,7 @@ def test_a_volume_is_a_copy_as_of_start_or_reload_and_commit_publishes_it(on_ray
         assert b.write_uncommitted.remote("uncommitted-" + name)  # written in the container's copy only
         assert "uncommitted-" + name not in [e.path for e in b.volume.listdir("/")]
         probe = b.probe_reload.spawn(name, markers)
-        _wait_for(lambda: os.path.exists(os.path.join(markers, "ready")))
+        wait_for(lambda: os.path.exists(os.path.join(markers, "ready")))
         assert name in b.write_file.remote(name, "first")  # another container writes and commits it
         open(os.path.join(markers, "committed"), "w").close()
         assert probe.get(timeout=60) == (False, False, True)  # unseen until reload(), then seen
@@ -191,7 +182,7 @@ def test_actors_of_a_previous_control_plane_are_killed_when_it_starts_again(ray_
         assert "ta-left00000000000000" in ray.util.list_named_actors()
         second = ServerProcess(state, env={"SHOAL_TOKEN": RAY_TOKEN}, args=args)
         try:
-            _wait_for(lambda: "ta-left00000000000000" not in ray.util.list_named_actors(), 30)
+            wait_for(lambda: "ta-left00000000000000" not in ray.util.list_named_actors(), 30)
         finally:
             second.stop()
     finally:

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import pytest
 
 import shoal
 from tests.apps import resources as r
-from tests.conftest import REPO, ServerProcess
+from tests.conftest import REPO, ServerProcess, wait_for
 
 MACHINE = {"SHOAL_FAKE_GPUS": "T4,T4", "SHOAL_CPUS": "2", "SHOAL_MEMORY_MIB": "1000", "SHOAL_SAMPLE_INTERVAL": "0.5"}
 
@@ -41,18 +41,10 @@ def _containers(srv: ServerProcess) -> list[dict[str, Any]]:
     return list(httpx.get(f"{srv.url}/containers", headers=srv.auth, timeout=30).json()["containers"])
 
 
-def _wait_for(probe: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-    return found
-
-
 def test_four_t4_containers_on_two_t4s_run_two_at_a_time_on_distinct_gpus_and_the_rest_wait_visibly(machine):  # noqa: ANN001
     with r.app.run(show_logs=False):
         calls = [r.on_t4.spawn(1.5) for _ in range(4)]
-        rows = _wait_for(lambda: [c for c in _containers(machine) if c["waiting_for"]])
+        rows = wait_for(lambda: [c for c in _containers(machine) if c["waiting_for"]])
         assert rows[0]["waiting_for"] == "waiting for a GPU (T4): 2 of 2 in use", rows
         listing = subprocess.run([sys.executable, "-m", "shoal", "container", "list"], capture_output=True, text=True,
                                  cwd=REPO, env=os.environ, timeout=60)  # fmt: skip
@@ -98,7 +90,7 @@ def test_memory_requests_beyond_the_machine_wait(machine):  # noqa: ANN001
 def test_a_function_waiting_for_a_gpu_gets_one_within_an_input_of_a_function_holding_both(machine):  # noqa: ANN001
     with r.app.run(show_logs=False):
         hog = r.on_t4.spawn_map([1.0] * 24)  # both GPUs for ~12 s
-        _wait_for(
+        wait_for(
             lambda: len([c for c in _containers(machine) if c["function"] == "on_t4" and c["running_inputs"]]) == 2
         )
         started = time.monotonic()
