@@ -103,6 +103,8 @@ def test_a_function_waiting_for_a_gpu_gets_one_within_an_input_of_a_function_hol
 def test_the_container_function_and_call_pages_chart_cpu_memory_throughput_and_containers(machine, browser, tmp_path):  # noqa: ANN001
     from selenium.webdriver.common.by import By
 
+    from tests.pages import settled
+
     shots = REPO / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     with r.app.run(show_logs=False):
         call = r.burn.spawn_map([0.4] * 16)  # two containers busy for ~3 s, sampled every 0.5 s
@@ -113,8 +115,11 @@ def test_the_container_function_and_call_pages_chart_cpu_memory_throughput_and_c
     browser.set_window_size(1400, 900)
 
     def chart(name: str) -> tuple[int, float]:
-        figure = browser.find_element(By.ID, f"chart-{name}")
-        return int(figure.get_attribute("data-points") or 0), float(figure.get_attribute("data-peak") or 0)
+        def read() -> tuple[int, float]:
+            figure = browser.find_element(By.ID, f"chart-{name}")
+            return int(figure.get_attribute("data-points") or 0), float(figure.get_attribute("data-peak") or 0)
+
+        return settled(read)  # a page may refresh itself under the reader
 
     # The container's page charts its CPU (a busy loop: most of a core at its peak) and memory over time
     browser.get(f"{machine.url}/dashboard/containers/{sorted(containers)[0]}")

@@ -73,14 +73,16 @@ def test_the_call_page_retries_the_failed_inputs_with_a_button(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from tests.pages import settled, text_of
+
     flag = f"retry-page-{time.time_ns()}"
     with retrying.app.run(show_logs=False):
         call = _failed_map(flag)
         shoal.Dict.from_name(flag).put("fixed", True)
         browser.get(f"{server.url}/dashboard/login?token={server.token}")
         browser.get(f"{server.url}/dashboard/calls/{call.object_id}")
-        browser.find_element(By.ID, "retry").click()
-        WebDriverWait(browser, 60).until(lambda b: "SUCCEEDED" in b.find_element(By.ID, "progress").text)
+        settled(lambda: browser.find_element(By.ID, "retry").click())  # the page refreshes itself: reads settle
+        WebDriverWait(browser, 60).until(lambda b: "SUCCEEDED" in text_of(b, "progress"))
         assert list(call.iter()) == list(range(1000))
 
 
