@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-PREFIXES = {"app": "ap", "function": "fu", "call": "fc", "container": "ta", "input": "in", "secret": "st"}
+PREFIXES = {"app": "ap", "function": "fu", "call": "fc", "container": "ta", "input": "in", "secret": "st", "exec": "ex"}
 
 
 def new_id(kind: str) -> str:

@@ -524,6 +524,36 @@ def container_stop(container_id: str, graceful: bool) -> None:
     click.echo(f"✓ Stopping {container_id}" + (" once its inputs are done" if graceful else ""))
 
 
+@container.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("container_id")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Kill the command after so many seconds.")
+@friendly_errors
+def container_exec(container_id: str, command: tuple[str, ...], timeout: float) -> None:
+    """Run a command in a running container: shoal container exec ID -- ls -la /tmp
+
+    It runs in the container's sandbox, with its environment and working directory, without a terminal or input;
+    its output is printed when it ends, and this exits with its exit code."""
+    from .._ids import new_id
+    from .._sync import run_sync
+    from ..client import CALLER, Client, _token, configured_url
+    from ..protocol.messages import Command, CommandResult
+
+    url = configured_url()
+    if url is None:
+        raise click.ClickException("No Shoal server is running. Start one with `shoal server start`.")
+    client = Client(url, _token(url), CALLER, timeout=timeout + 30)
+    path = routes.path(routes.CONTAINER_EXEC, container_id=container_id)
+    order = Command(new_id("exec"), list(command), timeout)
+    result = run_sync(client.call("POST", path, order, CommandResult))
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    if result.code is None:
+        raise click.ClickException(f"The command did not end by itself: {result.error}.")
+    sys.exit(result.code)
+
+
 # ---- secrets and tokens ---------------------------------------------------------------------------
 
 

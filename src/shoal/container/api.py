@@ -15,6 +15,8 @@ from ..exception import AuthError, NotFoundError
 from ..protocol import routes
 from ..protocol.messages import (
     Accepted,
+    Command,
+    CommandResult,
     ContainerBoot,
     ExchangeReply,
     ExchangeRequest,
@@ -37,6 +39,7 @@ class Contact:
         self._in_flight = 0
         self._last = 0.0
         self.on_cancel: Callable[[list[InputRef]], None] | None = None  # the runtime's: interrupt these inputs
+        self.on_run: Callable[[list[Command]], None] | None = None  # the runtime's: run these commands
 
     @contextmanager
     def exchanging(self) -> Iterator[None]:
@@ -90,12 +93,17 @@ class ContainerAPI:
             reply: ExchangeReply = self._call(routes.CONTAINER_EXCHANGE, request, ExchangeReply)
         if reply.cancel and self.contact.on_cancel is not None:
             self.contact.on_cancel(reply.cancel)
+        if reply.run and self.contact.on_run is not None:
+            self.contact.on_run(reply.run)
         if any(x.count > 1 for x in reply.inputs):
             reply = msgspec.structs.replace(reply, inputs=self.ledger.expand(reply.inputs))
         return reply
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatReply:
         return self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply)  # type: ignore[no-any-return]
+
+    def command_ended(self, result: CommandResult) -> None:
+        self._call(routes.CONTAINER_RAN, result, dict)
 
     def web_ready(self, ready: WebReady) -> None:
         self._call(routes.CONTAINER_WEB, ready, dict)

@@ -37,6 +37,7 @@ from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings
 from ..exception import InputCancellation, InvalidError, SerializationError
 from ..protocol.messages import (
     EXIT_UNREACHABLE,
+    Command,
     ExchangeReply,
     ExchangeRequest,
     FailureInfo,
@@ -54,7 +55,7 @@ from ..protocol.messages import (
 )
 from ..protocol.specs import FunctionSpec
 from ..redaction import Redactor
-from . import volume_sync
+from . import commands, volume_sync
 from .api import ContainerAPI
 from .capture import LogBuffer, install
 from .usercode import PLAIN_TYPES, UserCode
@@ -592,8 +593,22 @@ class ContainerRuntime:
 
     def _obey(self, resp: HeartbeatReply) -> None:
         self.interrupt(resp.cancel)
+        self.run_commands(resp.run)
         if resp.stop:
             self.request_stop()
+
+    def run_commands(self, commands: list[Command]) -> None:
+        """Run each command the server ordered (``shoal container exec``) on a thread of its own, and say how it
+        ended."""
+        for command in commands:
+            threading.Thread(target=self._run_command, args=(command,), name="shoal-exec", daemon=True).start()
+
+    def _run_command(self, command: Command) -> None:
+        result = commands.run(command)
+        try:
+            self._side_api().command_ended(result)
+        except Exception:  # noqa: BLE001 - the server went away; its caller's wait ends without an answer
+            traceback.print_exc()
 
     def interrupt(self, inputs: list[InputRef]) -> None:
         for ref in inputs:
@@ -709,6 +724,7 @@ def main() -> None:
     api = ContainerAPI(env.server_url, env.container_id, env.container_token)
     runtime = ContainerRuntime(api, cfg.heartbeat_interval)
     api.contact.on_cancel = runtime.interrupt  # orders that come with an exchange's reply
+    api.contact.on_run = runtime.run_commands
 
     def on_stop(signum: int, frame: Any) -> None:
         runtime.state.stopping = True

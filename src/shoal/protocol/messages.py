@@ -155,11 +155,35 @@ class ExchangeRequest(msgspec.Struct, frozen=True):
     wait: float = 0.0
 
 
+class Command(msgspec.Struct, frozen=True):
+    """A command to run in a container (``shoal container exec``): ``argv`` in its sandbox and environment, killed
+    after ``timeout`` s. ``exec_id`` is the caller's, so a request sent twice runs the command once."""
+
+    exec_id: str
+    argv: list[str]
+    timeout: float = 300.0
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    """How a command ended: its exit code (None when it could not start or was killed for its timeout), its output
+    (each stream cut to its last ``COMMAND_OUTPUT_LIMIT`` bytes) and, when it did not run to its end, why."""
+
+    exec_id: str
+    code: int | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+    error: str = ""
+
+
+COMMAND_OUTPUT_LIMIT = 8 << 20
+
+
 class ExchangeReply(msgspec.Struct, frozen=True):
     inputs: list[LeasedInput]
     stop: bool
     accepted: int = 0
     cancel: list[InputRef] = []  # inputs to interrupt (their call was cancelled): orders travel with exchanges too
+    run: list[Command] = []  # commands to run (shoal container exec)
 
 
 class HeartbeatRequest(msgspec.Struct, frozen=True):
@@ -172,6 +196,7 @@ class HeartbeatRequest(msgspec.Struct, frozen=True):
 class HeartbeatReply(msgspec.Struct, frozen=True):
     stop: bool
     cancel: list[InputRef] = []
+    run: list[Command] = []
 
 
 class ItemReport(msgspec.Struct, frozen=True):

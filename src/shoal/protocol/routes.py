@@ -49,6 +49,7 @@ IMAGES = "/images"
 CONTAINERS = "/containers"
 CONTAINER_STOP = "/containers/{container_id}/stop"
 CONTAINER_LOGS = "/containers/{container_id}/logs"
+CONTAINER_EXEC = "/containers/{container_id}/exec"  # run a command in it (shoal container exec)
 # containers: their own protocol
 CONTAINER_BOOT = "/containers/{container_id}/spec"
 CONTAINER_STARTED = "/containers/{container_id}/started"
@@ -56,6 +57,7 @@ CONTAINER_EXCHANGE = "/containers/{container_id}/exchange"
 CONTAINER_ITEMS = "/containers/{container_id}/items"
 CONTAINER_HEARTBEAT = "/containers/{container_id}/heartbeat"
 CONTAINER_WEB = "/containers/{container_id}/web"
+CONTAINER_RAN = "/containers/{container_id}/ran"  # how a command it was told to run ended
 # storage and administration
 SECRETS = "/secrets"
 SECRET_DELETE = "/secrets/{name}/delete"

@@ -24,6 +24,8 @@ from ..backends.base import Backend, ContainerSpec, Unplaceable, Waiting
 from ..config import settings
 from ..protocol.messages import (
     EXIT_UNREACHABLE,
+    Command,
+    CommandResult,
     ExchangeReply,
     ExchangeRequest,
     HeartbeatReply,
@@ -37,6 +39,7 @@ from ..schedule import from_spec, next_fire
 from . import clock
 from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
+from .commands import Commands
 from .core import lifecycle
 from .core.lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
 from .core.records import ContainerRecord, ContainerRow, ContainerState, FunctionRecord, Intent, Output, OutputStatus
@@ -71,6 +74,7 @@ def check_name(name: str) -> None:
 
 MAX_LONG_POLL = 30.0
 DRAIN_GRACE = 5.0
+MAX_COMMAND_TIMEOUT = 24 * 3600.0  # seconds: shoal container exec --timeout
 TICK_INTERVAL = 0.1
 BLOB_SWEEP_EVERY = 5.0  # seconds between looks for payload blobs no call uses
 LAUNCHES_PER_TURN = 20
@@ -139,6 +143,7 @@ class ControlPlane:
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
         self.liveness = Liveness(self.notifier)
+        self.commands = Commands(self.liveness)
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
         self.authorizer = Authorizer(config.client_token or config.local_token, self.container_keys, registry)
@@ -571,12 +576,12 @@ class ControlPlane:
         with self.liveness.holding(container_id, clock.now()):  # a long poll: on the line, no heartbeat needed
             while True:
                 if stop:
-                    return ExchangeReply([], True, accepted, self.liveness.take_interrupts(container_id))
+                    return ExchangeReply([], True, accepted, *self._orders(container_id))
                 remaining = deadline - time.monotonic()
                 if leased or remaining <= 0 or self.liveness.has_orders(container_id):
                     if leased:
                         self.wake_scheduler()
-                    return ExchangeReply(leased, False, accepted, self.liveness.take_interrupts(container_id))
+                    return ExchangeReply(leased, False, accepted, *self._orders(container_id))
                 retry_at = self.store.next_retry_at(function_id)  # a backoff ending is a wake-up too
                 if retry_at is not None:
                     remaining = min(remaining, max(0.0, retry_at - self.store.clock()) + 0.005)
@@ -602,7 +607,28 @@ class ControlPlane:
                 await self.notifier.wait(control_key(container_id), hold)
             found = self.store.container_state(container_id)
             stop = found is None or found[1] in (ContainerState.DRAINING, ContainerState.STOPPED)
-        return HeartbeatReply(stop, self.liveness.take_interrupts(container_id))
+        return HeartbeatReply(stop, *self._orders(container_id))
+
+    def _orders(self, container_id: str) -> tuple[list[InputRef], list[Command]]:
+        """What the container must do besides its work (inputs to interrupt, commands to run), told once."""
+        return self.liveness.take_interrupts(container_id), self.liveness.take_commands(container_id)
+
+    async def run_command(self, container_id: str, command: Command) -> CommandResult:
+        """Run ``command`` in a running container, in its sandbox and environment, and say how it ended."""
+        found = self.store.container_state(container_id)
+        if found is None:
+            raise NotFound(container_id)
+        if found[1] != ContainerState.RUNNING:
+            raise Conflict(f"{container_id} is {found[1].value.lower()}: a command runs only in a running container "
+                           "(see `shoal container list`)")  # fmt: skip
+        if not command.argv or not command.argv[0]:
+            raise Invalid("no command to run: give one after `--`, as in `shoal container exec ID -- ls /tmp`")
+        if not 0 < command.timeout <= MAX_COMMAND_TIMEOUT:
+            raise Invalid(f"a command's timeout must be between 0 and {MAX_COMMAND_TIMEOUT:.0f} seconds")
+        return await self.commands.run(container_id, command)
+
+    def command_ended(self, container_id: str, result: CommandResult) -> None:
+        self.commands.ended(container_id, result)
 
     def record_logs(self, container_id: str, logs: list[LogEntry]) -> None:
         if not logs:
@@ -691,6 +717,7 @@ class ControlPlane:
         elif isinstance(action, lifecycle.MarkStopped):
             self.store.set_container_state(cid, ContainerState.STOPPED, action.reason)
             self.liveness.forget(cid)
+            self.commands.gone(cid, action.reason)
         elif isinstance(action, lifecycle.Log):
             self.system_log(container.app_id, cid, f"Container {cid} {action.text}")
         return set()

@@ -6,8 +6,8 @@ after a restart every container is gone anyway. So a heartbeat costs no transact
 exchanges often sends no heartbeat at all (the runtime skips a beat after an exchange): at 10,000 containers the
 beats no longer cost as much as the work.
 
-Orders for a container (inputs to interrupt: their call was cancelled) wait here until its next exchange or
-heartbeat takes them; a request held open for it is woken at once (``ctl:<container>``).
+Orders for a container (inputs to interrupt: their call was cancelled; commands to run) wait here until its next
+exchange or heartbeat takes them; a request held open for it is woken at once (``ctl:<container>``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from ..protocol.messages import InputRef
+from ..protocol.messages import Command, InputRef
 from .notifier import Notifier
 
 
@@ -31,6 +31,7 @@ class Liveness:
         self._seen: dict[str, float] = {}
         self._on_line: Counter[str] = Counter()
         self._interrupts: dict[str, list[InputRef]] = {}
+        self._commands: dict[str, list[Command]] = {}
         self.beats = 0  # heartbeats received since the server started (exchanges make most of them unneeded)
 
     def heard(self, container_id: str, now: float) -> None:
@@ -60,13 +61,22 @@ class Liveness:
         self._interrupts.setdefault(container_id, []).extend(inputs)
         self.notifier.notify(control_key(container_id))
 
+    def run(self, container_id: str, command: Command) -> None:
+        """The container must run ``command``: told with its next exchange or heartbeat (woken if held)."""
+        self._commands.setdefault(container_id, []).append(command)
+        self.notifier.notify(control_key(container_id))
+
     def has_orders(self, container_id: str) -> bool:
-        return container_id in self._interrupts
+        return container_id in self._interrupts or container_id in self._commands
 
     def take_interrupts(self, container_id: str) -> list[InputRef]:
         return self._interrupts.pop(container_id, [])
+
+    def take_commands(self, container_id: str) -> list[Command]:
+        return self._commands.pop(container_id, [])
 
     def forget(self, container_id: str) -> None:
         """The container stopped."""
         self._seen.pop(container_id, None)
         self._interrupts.pop(container_id, None)
+        self._commands.pop(container_id, None)

@@ -1,4 +1,4 @@
-"""Routes of containers: the client's view (list, stop, logs) and the containers' own protocol."""
+"""Routes of containers: the client's view (list, stop, logs, exec) and the containers' own protocol."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from starlette.responses import JSONResponse, Response
 from ...protocol import routes
 from ...protocol.messages import (
     Accepted,
+    Command,
+    CommandResult,
     ContainerBoot,
     ExchangeRequest,
     HeartbeatRequest,
@@ -49,6 +51,17 @@ def add_routes(r: Router) -> None:
             rows = plane.catalog.logs(None, cid, since)
         state = plane.store.container_state(cid)
         return packed({"logs": [list(r) for r in rows], "state": state[1].value if state else "STOPPED"})
+
+    @r.route(routes.CONTAINER_EXEC, ["POST"], "client")
+    async def exec_in_container(request: Request) -> Response:
+        command = await r.typed(request, Command)
+        return message(await plane.run_command(request.path_params["container_id"], command))
+
+    @r.route(routes.CONTAINER_RAN, ["POST"], "container")
+    async def command_ended(request: Request) -> Response:
+        result = await r.typed(request, CommandResult)
+        plane.command_ended(request.path_params["container_id"], result)
+        return packed({})
 
     @r.route(routes.CONTAINER_BOOT, ["GET"], "container")
     async def container_spec(request: Request) -> Response:
