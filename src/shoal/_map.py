@@ -287,20 +287,17 @@ async def run_map(
     client: Client, function_id: str, function_name: str,
     items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], *, order_outputs: bool, return_exceptions: bool,
     parent_input: str | None, window: int = DEFAULT_WINDOW, on_call: Callable[[str], None] = lambda _: None,
-    detached: bool = False,
+    detached: bool = False, expected: int | None = None,
 ) -> AsyncIterator[list[Any]]:  # fmt: skip
     """Run a whole map: create the call, pump and submit inputs, and yield result batches as they come.
 
     Leaving early (an error, Ctrl-C, ``break``) cancels the call's unfinished inputs, unless the app is
-    ``detached``: then the inputs already sent go on, and the call is closed at what was submitted.
+    ``detached``: then the inputs already sent go on, and the call is closed at what was submitted. ``expected``:
+    how many inputs there are, when the iterables say (:func:`known_length`), for the call's progress.
     """
-    call_id = (
-        await client.request(
-            "POST",
-            routes.path(routes.FUNCTION_CALLS, function_id=function_id),
-            {"kind": "map", "parent_input": parent_input},
-        )
-    )["call_id"]
+    body = _call_body("map", parent_input, expected)
+    made = await client.request("POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id), body)
+    call_id = made["call_id"]
     on_call(call_id)
     pump = InputPump(items, function_name, window)
     total: list[int] = []
@@ -350,14 +347,14 @@ async def run_map(
 async def spawn_map(
     client: Client, function_id: str, function_name: str,
     items: Iterator[tuple[tuple[Any, ...], dict[str, Any]]], parent_input: str | None, detached: bool = False,
-    key: str | None = None,
+    key: str | None = None, expected: int | None = None,
 ) -> str:  # fmt: skip
     """Submit every input (streaming, bounded memory) and return the call id without waiting for results; with
     ``key``, once per key (the call the key started, if any, is returned, and nothing is submitted).
 
     Interrupted, the call is cancelled; in a ``detached`` app it is closed at what was submitted instead.
     """
-    body: dict[str, Any] = {"kind": "spawn_map", "parent_input": parent_input}
+    body = _call_body("spawn_map", parent_input, expected)
     if key is not None:
         body["key"] = key
     made = await client.request("POST", routes.path(routes.FUNCTION_CALLS, function_id=function_id), body)
@@ -384,6 +381,24 @@ async def spawn_map(
         await abandon_call(client, call_id, detached, submitted_all=False)
         raise
     return str(call_id)
+
+
+def _call_body(kind: str, parent_input: str | None, expected: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": kind, "parent_input": parent_input}
+    if expected is not None:
+        body["expected"] = expected
+    return body
+
+
+def known_length(*iterables: Any) -> int | None:
+    """How many inputs zipping ``iterables`` gives, when each has a length (a list, a range); None for an iterator
+    (never consumed here to find out)."""
+    if not iterables or not all(hasattr(it, "__len__") for it in iterables):
+        return None
+    try:
+        return min(len(it) for it in iterables)
+    except (TypeError, OverflowError):  # a __len__ that refuses (an unsized view, a length over sys.maxsize)
+        return None
 
 
 def say_unsubmitted(function_name: str, how: str, submitted: int) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import _context
 from ._aio import aio_gen_method, aio_method
-from ._map import abandon_call, run_map, spawn_map, star_items, zip_items
+from ._map import abandon_call, known_length, run_map, spawn_map, star_items, zip_items
 from ._payloads import check_size, to_payload
 from .calls import MAX_WAIT, FunctionCall, output_value, stream_items, wait_result
 from .client import Client, client_for
@@ -313,7 +313,7 @@ class Function:
         async for batch in run_map(
             client, function_id, self.tag, items, order_outputs=order_outputs, return_exceptions=return_exceptions,
             parent_input=_context.current_input_id(), on_call=_on_call or (lambda _: None),
-            detached=_context.is_detached(self._app_id),
+            detached=_context.is_detached(self._app_id), expected=known_length(*input_iterators),
         ):  # fmt: skip
             yield batch
 
@@ -329,6 +329,7 @@ class Function:
             client, function_id, self.tag, self._items(star_items(input_iterator, dict(kwargs or {}))),
             order_outputs=order_outputs, return_exceptions=return_exceptions, parent_input=_context.current_input_id(),
             on_call=_on_call or (lambda _: None), detached=_context.is_detached(self._app_id),
+            expected=known_length(input_iterator),
         ):  # fmt: skip
             yield batch
 
@@ -342,7 +343,7 @@ class Function:
             client, function_id, self.tag, self._items(zip_items(input_iterators, dict(kwargs or {}))),
             order_outputs=False,
             return_exceptions=ignore_exceptions, parent_input=_context.current_input_id(),
-            detached=_context.is_detached(self._app_id),
+            detached=_context.is_detached(self._app_id), expected=known_length(*input_iterators),
         ):  # fmt: skip
             pass
 
@@ -356,7 +357,13 @@ class Function:
         client, function_id = await self._resolve_for("spawn_map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(
-            client, function_id, self.tag, items, _context.current_input_id(), _context.is_detached(self._app_id)
+            client,
+            function_id,
+            self.tag,
+            items,
+            _context.current_input_id(),
+            _context.is_detached(self._app_id),
+            expected=known_length(*input_iterators),
         )
         return FunctionCall(call_id, self._url)
 
@@ -370,7 +377,8 @@ class Function:
         client, function_id = await self._resolve_for("spawn_map")
         items = self._items(zip_items(input_iterators, dict(kwargs or {})))
         call_id = await spawn_map(client, function_id, self.tag, items, _context.current_input_id(),
-                                  _context.is_detached(self._app_id), key=key)  # fmt: skip
+                                  _context.is_detached(self._app_id), key=key,
+                                  expected=known_length(*input_iterators))  # fmt: skip
         return FunctionCall(call_id, self._url)
 
     @aio_gen_method

@@ -147,6 +147,12 @@ def test_state_survives_reopening_the_store(store, make_store):
     assert reopened.function("fu-1").spec.retries.max_retries == 1
 
 
+def test_a_call_keeps_the_number_of_inputs_its_caller_said_it_has(store):
+    store.create_call("fc-n", "fu-1", "ap-1", "map", None, expected=1000)
+    assert store.call("fc-n").expected == 1000 and store.call("fc-n").num_inputs is None  # said, not yet in
+    assert store.call("fc-1").expected is None  # a generator's: not known
+
+
 def test_a_key_is_one_call_while_its_results_are_kept(store):
     assert store.create_call("fc-k1", "fu-1", "ap-1", "spawn", None, [b"a"], close=True, key="f:k") == "fc-k1"
     # the same key again (another request, another server): the first call, and nothing added to it

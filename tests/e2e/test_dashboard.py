@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,40 @@ def test_a_live_map_is_followed_to_100_percent_without_reloading_the_page(server
         WebDriverWait(browser, 60, poll_frequency=0.1).until(lambda b: text_of(b, "percent") == "100.0%")
         assert browser.execute_script("return window.notReloaded") is True
         assert text_of(browser, "count-succeeded") == "30 succeeded"
+
+
+class SlowList:
+    """A sized iterable whose items past the tenth come only once ``more`` is set (a list read from a slow
+    source): its length is known before its inputs are all in."""
+
+    def __init__(self, n: int, more: threading.Event) -> None:
+        self.n, self.more = n, more
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        for i in range(self.n):
+            if i == 10:
+                self.more.wait(60)
+            yield i
+
+
+def test_a_map_over_a_list_shows_its_whole_length_while_its_inputs_are_still_coming(server, browser):
+    log_in(browser, server)
+    gate, more = os.path.join(shared_dir(), "open-slow"), threading.Event()
+    with dash.app.run(show_logs=False):
+        mapping = threading.Thread(target=lambda: list(dash.gated.map(SlowList(40, more), kwargs={"gate": gate})))
+        mapping.start()
+        try:
+            browser.get(f"{server.url}/dashboard/apps/{dash.app.app_id}")
+            # 10 submitted of 40: the row says 0 / 40 (not "0 / 10+", a total that grows as inputs come)
+            WebDriverWait(browser, 30).until(lambda b: "0 / 40" in text_of(b, "calls"))
+            assert "0 / 40+" not in text_of(browser, "calls")
+        finally:
+            more.set()
+            Path(gate).touch()
+            mapping.join(60)
 
 
 def test_a_call_is_cancelled_and_a_container_stopped_from_their_pages(server, browser):

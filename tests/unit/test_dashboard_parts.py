@@ -90,3 +90,20 @@ def test_a_call_still_taking_inputs_counts_what_was_submitted_and_a_finished_one
     assert busy.rate == 2.0 and busy.eta is None
     done = progress_of(call(done=100, failed=0, finished_at=120.0), running=0, now=500.0)
     assert done.rate == 5.0 and done.eta is None and done.finished_percent == 100.0
+
+
+def test_a_call_whose_caller_said_its_length_has_that_total_and_an_eta_while_its_inputs_come():
+    told = progress_of(call(num_inputs=None, submitted=70, done=20, failed=0, expected=1000), running=5, now=110.0)
+    assert (told.total, told.closed, told.told, told.pending) == (1000, False, True, 975)
+    assert told.rate == 2.0 and told.eta == 490.0  # 980 to go (running included) at 2/s: not the 25 s of "so far"
+    # submitted past what it said (a __len__ that lied): the count submitted is the floor
+    over = progress_of(call(num_inputs=None, submitted=70, done=0, failed=0, expected=50), running=0, now=100.0)
+    assert over.total == 70
+
+
+def test_the_length_of_a_maps_inputs_is_known_for_sized_iterables_only():
+    from shoal._map import known_length
+
+    assert known_length([1, 2, 3], range(10)) == 3  # zip stops at the shortest
+    assert known_length([1, 2], iter([1])) is None and known_length(x for x in "ab") is None
+    assert known_length() is None

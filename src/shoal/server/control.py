@@ -360,7 +360,7 @@ class ControlPlane:
 
     def create_call(
         self, function_id: str, kind: str, parent_input: str | None, inputs: list[bytes] | None = None,
-        close: bool = False, key: str | None = None,
+        close: bool = False, key: str | None = None, expected: int | None = None,
     ) -> tuple[str, bool]:  # fmt: skip
         """A new call, with its first inputs committed in the same transaction (a spawn is one commit); returns
         (its id, False). With ``key``: (the id of the function's call that key started, True) while that call's
@@ -373,7 +373,7 @@ class ControlPlane:
         call_id = new_id("call")
         scoped = None if key is None else keyed(found.tag, key)
         made = self.store.create_call(call_id, function_id, found.app_id, kind, parent_input, inputs or (), close,
-                                      scoped)  # fmt: skip
+                                      scoped, expected)  # fmt: skip
         if made != call_id:
             return made, True
         if parent_input is not None:  # made by a web request's handler? then that request is kept as a call

@@ -135,6 +135,7 @@ class CallInfo:
     expired: bool
     finished_at: float | None
     parent_input: str | None
+    expected: int | None = None  # how many inputs the caller said it has, while they are being submitted
 
     @property
     def status(self) -> str:

@@ -29,6 +29,7 @@ class Progress:
 
     total: int
     closed: bool  # all inputs are in (the total is final)
+    told: bool  # not all in, but the total is the number the caller said it has
     succeeded: int
     failed: int
     running: int
@@ -50,17 +51,18 @@ def progress(plane: ControlPlane, info: CallInfo, now: float) -> Progress:
 
 
 def progress_of(info: CallInfo, running: int, now: float) -> Progress:
-    """A call's progress from its counters and its running inputs: the rate is over its whole life so far."""
-    total = info.num_inputs if info.num_inputs is not None else info.submitted
+    """A call's progress from its counters and its running inputs: the rate is over its whole life so far. While
+    inputs are still being submitted, the total is what the caller said it has (a list's length), if it knew."""
+    total = info.num_inputs if info.num_inputs is not None else max(info.submitted, info.expected or 0)
     pending = max(0, total - info.done - running)
     elapsed = (info.finished_at or now) - info.created_at
     rate = info.done / elapsed if elapsed > 0 and info.done else None
-    # no estimate while inputs are still coming: the total is not known yet (an estimate from those submitted so far
-    # would promise an end long before it)
-    known = info.num_inputs is not None
+    # no estimate while inputs are still coming from an iterator of unknown length: an estimate from those
+    # submitted so far would promise an end long before it
+    known = info.num_inputs is not None or info.expected is not None
     eta = (pending + running) / rate if rate and known and info.finished_at is None else None
-    return Progress(total, info.num_inputs is not None, info.done - info.failed, info.failed, running, pending,
-                    rate, eta)  # fmt: skip
+    return Progress(total, info.num_inputs is not None, info.expected is not None, info.done - info.failed,
+                    info.failed, running, pending, rate, eta)  # fmt: skip
 
 
 def _call(plane: ControlPlane, call_id: str) -> CallInfo:

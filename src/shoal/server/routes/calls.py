@@ -43,9 +43,12 @@ def add_routes(r: Router) -> None:
         key = field(b, "key", str, None)
         if key is not None and not 0 < len(key) <= MAX_KEY:
             raise ApiError(400, "InvalidError", f"a call's key is 1 to {MAX_KEY} characters long")
+        expected = field(b, "expected", int, None)
+        if expected is not None and expected < 0:
+            raise ApiError(400, "InvalidError", "a call's expected number of inputs cannot be negative")
         call_id, existing = plane.create_call(
             request.path_params["function_id"], field(b, "kind", str), field(b, "parent_input", str, None), inputs,
-            bool(b.get("close")), key,
+            bool(b.get("close")), key, expected,
         )  # fmt: skip
         wait = field(b, "wait", (int, float), 0)
         if existing or not wait > 0 or not request.headers.get("content-type", "").startswith(MSGPACK):  # (NaN too)

@@ -188,7 +188,7 @@ class Store(Protocol):
     # calls, inputs and outputs
     def create_call(
         self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
-        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None,
+        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None, expected: int | None = None,
     ) -> str: ...  # fmt: skip
     def call_by_key(self, app_id: str, key: str) -> str | None: ...
     def record_requests(self, rows: Sequence[tuple[str, str, str, float, float, bool]]) -> None: ...

@@ -162,6 +162,7 @@ ADDED_COLUMNS = [  # (table, column, type) added since a store was first written
     ("inputs", "count", "INTEGER NOT NULL DEFAULT 1"),
     ("outputs", "count", "INTEGER NOT NULL DEFAULT 1"),
     ("calls", "idem_key", "TEXT"),  # a caller's key for the call (spawn once per key): unique per app while kept
+    ("calls", "expected", "INTEGER"),  # how many inputs the caller said it has (a list's len) before all are in
 ]
 
 ON_ADDED_COLUMNS = """

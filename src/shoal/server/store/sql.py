@@ -155,16 +155,17 @@ class SQLStore:
 
     def create_call(
         self, call_id: str, function_id: str, app_id: str, kind: str, parent_input: str | None,
-        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None,
+        inputs: Sequence[bytes] = (), close: bool = False, key: str | None = None, expected: int | None = None,
     ) -> str:  # fmt: skip
         """Create a call, with its first inputs (and closed: a spawn) in the same transaction; returns its id.
+        ``expected``: how many inputs the caller says it will submit (for progress until they are all in).
 
         With ``key``: the call of the app that holds that key while its results are kept is returned instead, and
         nothing is created (the unique index settles two servers or requests at once: the loser finds the winner's).
         """
-        insert = ("INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at, idem_key) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
-        row = (call_id, function_id, app_id, kind, parent_input, self.clock(), key)
+        insert = ("INSERT INTO calls (id, function_id, app_id, kind, parent_input, created_at, idem_key, expected) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")  # fmt: skip
+        row = (call_id, function_id, app_id, kind, parent_input, self.clock(), key, expected)
         with self.db.tx() as db:
             if key is None:
                 db.execute(insert, row)
@@ -429,14 +430,14 @@ class SQLStore:
     def call(self, call_id: str) -> CallInfo | None:
         row = self.db.execute(
             "SELECT c.id, c.function_id, f.tag, c.app_id, c.kind, c.created_at, c.num_inputs, c.submitted, c.done, "
-            "c.failed, c.cancelled, c.expired, c.finished_at, c.parent_input "
+            "c.failed, c.cancelled, c.expired, c.finished_at, c.parent_input, c.expected "
             "FROM calls c JOIN functions f ON f.id = c.function_id WHERE c.id=?",
             (call_id,),
         ).fetchone()
         if row is None:
             return None
         return CallInfo(row[0], row[1], shown_tag(row[2]), *row[3:10], bool(row[10]), bool(row[11]), row[12],  # type: ignore[call-arg]
-                        row[13])  # fmt: skip
+                        row[13], row[14])  # fmt: skip
 
     def child_calls(self, parent_input_prefix: str) -> list[str]:
         rows = self.db.execute(  # a range, not LIKE: the calls_parent index serves it
