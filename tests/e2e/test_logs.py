@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -38,8 +39,9 @@ def test_logs_from_code_fetch_tail_and_stream_what_each_object_wrote(server):
         assert lines(list(la.app.logs.fetch(since=since, search_text="OTHER", source="stdout"))) == ["other 7"]
         assert list(call.logs.fetch(since=datetime.now(timezone.utc) + timedelta(hours=1))) == []
         # a call's stream yields its lines as they come and ends once the call has finished
-        late = la.slow_speak.spawn(5)
+        late, started = la.slow_speak.spawn(5), time.monotonic()
         assert "late 5" in lines(list(late.logs.stream()))
+        assert time.monotonic() - started < 8  # it ends with the call (~1 s), not after a long poll's 10 s
 
         async def streamed() -> list[str]:
             started = la.slow_speak.spawn(6)

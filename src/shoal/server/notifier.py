@@ -29,16 +29,32 @@ class Notifier:
         for event in events.values():
             event.set()
 
-    async def poll(self, key: str, wait: float, fetch: Callable[[], T], ready: Callable[[T], bool] = bool) -> T:
-        """A long poll: ``fetch()`` until ``ready`` of its result, sleeping on ``key`` in between, for at most
-        ``wait`` seconds (capped at MAX_LONG_POLL); returns the last result."""
+    async def poll(
+        self, key: str | tuple[str, ...], wait: float, fetch: Callable[[], T], ready: Callable[[T], bool] = bool
+    ) -> T:
+        """A long poll: ``fetch()`` until ``ready`` of its result, sleeping on ``key`` (or any of several) in
+        between, for at most ``wait`` seconds (capped at MAX_LONG_POLL); returns the last result."""
         deadline = time.monotonic() + min(wait, MAX_LONG_POLL)
         while True:
             result = fetch()
             remaining = deadline - time.monotonic()
             if ready(result) or remaining <= 0 or self.closed:
                 return result
-            await self.wait(key, remaining)
+            if isinstance(key, str):
+                await self.wait(key, remaining)
+            else:
+                await self.wait_any(key, remaining)
+
+    async def wait_any(self, keys: tuple[str, ...], timeout: float) -> None:
+        """Return when any of ``keys`` is notified or after ``timeout`` seconds."""
+        if timeout <= 0 or self.closed:
+            return
+        waiters = [asyncio.ensure_future(self._events.setdefault(key, asyncio.Event()).wait()) for key in keys]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def wait(self, key: str, timeout: float) -> None:
         """Return when ``key`` is notified or after ``timeout`` seconds, whichever comes first."""

@@ -10,16 +10,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from ..control import ControlPlane
 from ..dashboard.routes import dashboard_routes
 from . import admin, apps, calls, containers, kv, volumes
+from .hot import HotRoutes
 from .http import Router, merge_by_path
 
 NOUNS = (admin, apps, calls, containers, kv, volumes)
 
 
-def create_app(plane: ControlPlane) -> Starlette:
+def create_app(plane: ControlPlane) -> ASGIApp:
     """Build the ASGI app serving ``plane`` (it starts and stops the plane with the app's lifespan)."""
     router = Router(plane)
     for noun in NOUNS:
@@ -31,4 +33,5 @@ def create_app(plane: ControlPlane) -> Starlette:
         yield
         await plane.stop()
 
-    return Starlette(routes=merge_by_path(router.routes) + dashboard_routes(plane), lifespan=lifespan)
+    app = Starlette(routes=merge_by_path(router.routes) + dashboard_routes(plane), lifespan=lifespan)
+    return HotRoutes(app, router)  # the containers' exchanges and beats skip Starlette's stack

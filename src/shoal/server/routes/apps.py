@@ -172,6 +172,10 @@ def add_routes(r: Router) -> None:
                           until_ts=field(b, "until_ts", (int, float), None))  # fmt: skip
         return where, app_id
 
+    def finished(call_id: str | None) -> bool:
+        info = plane.store.call(call_id) if call_id else None
+        return info is not None and info.finished_at is not None
+
     @r.route(routes.LOGS, ["POST"], "client")
     async def query_logs(request: Request) -> Response:
         """Lines that pass the filter: the last ``tail`` (default), or the first ``limit`` after seq ``after``,
@@ -181,11 +185,12 @@ def add_routes(r: Router) -> None:
         after, limit = field(b, "after", int, None), min(field(b, "limit", int, 1000), 5000)
         if after is None:
             lines = plane.store.insights.logs(where, min(field(b, "tail", int, 100), 5000))
-        else:
+        else:  # a call's lines: the wait ends when the call does too (a stream of it ends then)
+            call = where.call_id
             lines = await plane.notifier.poll(
-                "logs:" + app_id, field(b, "wait", (int, float), 0.0),
+                ("logs:" + app_id, "call:" + call) if call else "logs:" + app_id, field(b, "wait", (int, float), 0.0),
                 lambda: plane.store.insights.logs(where, limit, after=after),
-                lambda found: bool(found) or plane.store.app_state(app_id) != "RUNNING",
+                lambda found: bool(found) or plane.store.app_state(app_id) != "RUNNING" or finished(call),
             )  # fmt: skip
         rows = [[x.seq, x.ts, x.stream, x.text, x.call_id, x.input_idx, x.container_id] for x in lines]
         return packed({"logs": rows, "state": plane.store.app_state(app_id)})

@@ -11,7 +11,9 @@ from ...protocol.messages import (
     Command,
     CommandResult,
     ContainerBoot,
+    ExchangeReply,
     ExchangeRequest,
+    HeartbeatReply,
     HeartbeatRequest,
     ItemReport,
     StartedReport,
@@ -80,10 +82,9 @@ def add_routes(r: Router) -> None:
         plane.container_started(request.path_params["container_id"], report.error, report.fatal)
         return packed({})
 
-    @r.route(routes.CONTAINER_EXCHANGE, ["POST"], "container")
-    async def exchange(request: Request) -> Response:
-        request_ = await r.typed(request, ExchangeRequest)
-        return message(await plane.exchange(request.path_params["container_id"], request_))
+    @r.hot(routes.CONTAINER_EXCHANGE, ExchangeRequest)
+    async def exchange(container_id: str, request: ExchangeRequest) -> ExchangeReply:
+        return await plane.exchange(container_id, request)
 
     @r.route(routes.CONTAINER_ITEMS, ["POST"], "container")
     async def container_items(request: Request) -> Response:
@@ -96,7 +97,6 @@ def add_routes(r: Router) -> None:
         plane.web_ready(request.path_params["container_id"], ready.host, ready.port)
         return packed({})
 
-    @r.route(routes.CONTAINER_HEARTBEAT, ["POST"], "container")
-    async def heartbeat(request: Request) -> Response:
-        beat = await r.typed(request, HeartbeatRequest)
-        return message(await plane.heartbeat(request.path_params["container_id"], beat.logs, beat.wait))
+    @r.hot(routes.CONTAINER_HEARTBEAT, HeartbeatRequest)
+    async def heartbeat(container_id: str, beat: HeartbeatRequest) -> HeartbeatReply:
+        return await plane.heartbeat(container_id, beat.logs, beat.wait)

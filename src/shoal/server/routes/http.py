@@ -129,6 +129,7 @@ class Router:
         self.registry = plane.authorizer.registry
         self.limiter = RateLimiter(cfg.rate_limit)
         self.routes: list[Route] = []
+        self.hot_routes: dict[str, tuple[type, Callable[[str, Any], Awaitable[Any]]]] = {}  # verb -> (kind, handler)
 
     def admit(self, request: Request, who: str) -> None:
         """Admit the request under role ``who`` (raises ApiError); its identity is kept in ``request.state``."""
@@ -157,18 +158,38 @@ class Router:
                     if is_disk_full(exc):
                         self.plane.disk_full_at = clock.now()
                     answer = answer_error(exc, path)
-                return self._warned(answer)
+                return self.warned(answer)
 
             self.routes.append(Route(path, endpoint, methods=methods))
             return handler
 
         return wrap
 
-    def _warned(self, answer: Response) -> Response:
-        """Every answer says, while it lasts, that the server's disk is full: a client waiting on results that
-        cannot be stored would otherwise wait in silence (the SDK prints the warning)."""
-        if clock.now() - self.plane.disk_full_at < DISK_FULL_WARNING_FOR:
-            answer.headers[WARNING_HEADER] = DISK_FULL_WARNING
+    def hot(self, path: str, kind: type[T]) -> Callable[[Callable[[str, T], Awaitable[Any]]], Any]:
+        """Register a container route ``POST /containers/{container_id}/<verb>`` whose handler takes the container
+        and its typed message and returns a typed reply: answered by :class:`~.hot.HotRoutes` without Starlette
+        (a route for Starlette too, which answers its other methods)."""
+        prefix, verb = path.rsplit("/", 1)
+        assert prefix == "/containers/{container_id}", path
+
+        def wrap(handler: Callable[[str, T], Awaitable[Any]]) -> Any:
+            async def through_starlette(request: Request) -> Response:
+                return message(await handler(request.path_params["container_id"], await self.typed(request, kind)))
+
+            self.route(path, ["POST"], "container")(through_starlette)
+            self.hot_routes[verb] = (kind, handler)
+            return handler
+
+        return wrap
+
+    def warning(self) -> str | None:
+        """What every answer says while it lasts: that the server's disk is full (a client waiting on results that
+        cannot be stored would otherwise wait in silence; the SDK prints the warning)."""
+        return DISK_FULL_WARNING if clock.now() - self.plane.disk_full_at < DISK_FULL_WARNING_FOR else None
+
+    def warned(self, answer: Response) -> Response:
+        if warning := self.warning():
+            answer.headers[WARNING_HEADER] = warning
         return answer
 
     async def body(self, request: Request) -> dict[str, Any]:
