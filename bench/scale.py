@@ -233,8 +233,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(
-    containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None
-) -> dict[str, Any]:
+    containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None,
+    hot: bool = True,
+) -> dict[str, Any]:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
     calls = fill(tmp / "server", functions, inputs, containers, location)
     sock = bind("127.0.0.1", 0, backlog=8192)
@@ -265,6 +266,8 @@ def run(
     beats_served: list[float] = []
     slowest: dict[str, float] = {}  # route -> its slowest answer (long polls included)
     asgi = create_app(plane)
+    if not hot:  # --no-hot: every request through Starlette's stack, as before routes/hot.py (to compare)
+        asgi = asgi.app  # type: ignore[attr-defined]
 
     async def timed(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -282,7 +285,7 @@ def run(
     server = uvicorn.Server(uvicorn.Config(timed, log_level="warning", lifespan="on", access_log=False,
                                            backlog=8192, timeout_keep_alive=300))  # fmt: skip
     results: dict[str, Any] = {"containers": containers, "inputs": inputs, "functions": functions,
-                               "work_ms": work_ms, "want": want, "procs": procs}  # fmt: skip
+                               "work_ms": work_ms, "want": want, "procs": procs, "hot": hot}  # fmt: skip
     per_stats: list[dict[str, Any]] = []
 
     lags: list[float] = []  # how late the server's event loop ran a 10 ms timer: what every request waits behind
@@ -402,9 +405,11 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--want", type=int, default=1, help="inputs a container leases at once")
     parser.add_argument("--store", default=None, help="postgresql://... (an empty database); default: SQLite")
+    parser.add_argument("--no-hot", action="store_true", help="exchanges and beats through Starlette (to compare)")
     args = parser.parse_args()
     os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
-    out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store)
+    out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store,
+              hot=not args.no_hot)  # fmt: skip
     print(json.dumps(out, indent=2))
 
 
