@@ -80,6 +80,9 @@ class SQLStore:
         self.secrets = SecretRows(db, now)
         self.tokens = TokenRows(db, now)
         self.samples = Samples(db)
+        # each live container's (function, state), as committed: read on every exchange and heartbeat, so kept in
+        # memory (this process is the store's only writer while it serves); stopped ones are read from the store
+        self._states: dict[str, tuple[str, ContainerState]] = {}
         self.db.recount()
         self._specs: dict[str, FunctionSpec] = {}
         self._unusable: set[str] = set()  # functions whose stored spec cannot be read (logged once)
@@ -531,11 +534,20 @@ class SQLStore:
                 "VALUES (?, ?, ?, 'STARTING', ?, ?, ?)",
                 [(container_id, function_id, app_id, now, now, now) for container_id in container_ids],
             )
+        self._states.update(dict.fromkeys(container_ids, (function_id, ContainerState.STARTING)))
 
     def container_state(self, container_id: str) -> tuple[str, ContainerState] | None:
         """(function_id, state) of a container, or None."""
+        known = self._states.get(container_id)
+        if known is not None:
+            return known
         row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
-        return (row[0], ContainerState(row[1])) if row else None
+        if row is None:
+            return None
+        found = row[0], ContainerState(row[1])
+        if found[1] != ContainerState.STOPPED:
+            self._states[container_id] = found
+        return found
 
     def container(self, container_id: str) -> ContainerRecord | None:
         row = self.db.execute(
@@ -627,6 +639,8 @@ class SQLStore:
                 "UPDATE functions SET startup_failures=0 WHERE id=(SELECT function_id FROM containers WHERE id=?)",
                 (container_id,),
             )
+        for function_id, _ in started:
+            self._states[container_id] = (function_id, ContainerState.RUNNING)
 
     def record_startup_failure(self, container_id: str, error: str) -> int:
         """Count a failed container start against its function; returns consecutive failures so far."""
@@ -646,8 +660,11 @@ class SQLStore:
         """Move a container on (never out of STOPPED). A draining container keeps why it was stopped when it exits,
         with how its process ended after it: ``stopped by the user (exit code 0)``."""
         with self.db.tx() as db:
-            row = db.execute("SELECT state, stop_reason FROM containers WHERE id=?", (container_id,)).fetchone()
+            row = db.execute(
+                "SELECT state, stop_reason, function_id FROM containers WHERE id=?", (container_id,)
+            ).fetchone()
             if row is None or row[0] == ContainerState.STOPPED.value:
+                self._states.pop(container_id, None)
                 return
             if state == ContainerState.STOPPED and row[0] == ContainerState.DRAINING.value and row[1] and reason:
                 reason = f"{row[1]} ({reason})"
@@ -655,6 +672,10 @@ class SQLStore:
                 "UPDATE containers SET state=?, stop_reason=COALESCE(?, stop_reason) WHERE id=?",
                 (state.value, reason, container_id),
             )
+        if state == ContainerState.STOPPED:
+            self._states.pop(container_id, None)
+        else:
+            self._states[container_id] = (row[2], state)
 
     def live_containers(self) -> list[ContainerRow]:
         held = {  # one pass over the leased rows (the only ones with a container) instead of two per container
