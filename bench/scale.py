@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import multiprocessing as mp
@@ -30,9 +31,11 @@ import os
 import queue
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +237,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(
     containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None,
-    hot: bool = True,
+    hot: bool = True, stalls: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
     calls = fill(tmp / "server", functions, inputs, containers, location)
@@ -290,16 +293,33 @@ def run(
 
     lags: list[float] = []  # how late the server's event loop ran a 10 ms timer: what every request waits behind
 
+    last_probe = [time.perf_counter()]
+    stalled: collections.Counter[str] = collections.Counter()  # --stalls: where the event loop was when it stalled
+
     async def probe() -> None:
         while True:
             t = time.perf_counter()
             await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - t - 0.01)
+            last_probe[0] = time.perf_counter()
+            lags.append(last_probe[0] - t - 0.01)
+
+    def watch_stalls(loop_thread: int) -> None:
+        """Whenever the loop has not run the probe for 40 ms, note the loop thread's stack (once per stall)."""
+        caught = 0.0
+        while True:
+            time.sleep(0.005)
+            if time.perf_counter() - last_probe[0] > 0.04 and caught != last_probe[0]:
+                caught = last_probe[0]
+                frame = sys._current_frames().get(loop_thread)
+                where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)]
+                stalled[" < ".join(reversed([w for w in where if "asyncio" not in w][-6:]))] += 1
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         prober = asyncio.create_task(probe())
+        if stalls:
+            threading.Thread(target=watch_stalls, args=(threading.get_ident(),), daemon=True).start()
         while not server.started:
             await asyncio.sleep(0.01)
         _loop.settle_gc()  # as the real server does once started (server/main.py)
@@ -378,6 +398,8 @@ def run(
         tick_max_ms=round(max(ticks) * 1000, 1),
     )
     results["server_slowest_ms"] = {k: round(v * 1000, 1) for k, v in sorted(slowest.items())}
+    if stalls:
+        results["stalls"] = dict(stalled.most_common(12))
     quick = sorted(served)[: len(lease)]  # the long polls (timed by the server only) are the slowest: left out
     quick_beats = [b for b in beats_served if b < 0.5]  # beats answered at once (not held open for an order)
     results.update(server_heartbeat_p99_ms=round(percentile(quick_beats, 99) * 1000, 2) if quick_beats else None,
@@ -406,10 +428,11 @@ def main() -> None:
     parser.add_argument("--want", type=int, default=1, help="inputs a container leases at once")
     parser.add_argument("--store", default=None, help="postgresql://... (an empty database); default: SQLite")
     parser.add_argument("--no-hot", action="store_true", help="exchanges and beats through Starlette (to compare)")
+    parser.add_argument("--stalls", action="store_true", help="report where the event loop was when it stalled")
     args = parser.parse_args()
     os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
     out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store,
-              hot=not args.no_hot)  # fmt: skip
+              hot=not args.no_hot, stalls=args.stalls)  # fmt: skip
     print(json.dumps(out, indent=2))
 
 

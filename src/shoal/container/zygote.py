@@ -135,8 +135,10 @@ class ForkServer:
                 return
             container_id = self.keepers.pop(pid, None)
             if container_id is not None:
+                # a keeper killed itself (a stop right after its fork, before it set its container apart) is
+                # reported as its container would be: signal N as 128 + N
                 code = os.waitstatus_to_exitcode(status)
-                self.sock.send(fork.encode(fork.Exited(container_id, code)))
+                self.sock.send(fork.encode(fork.Exited(container_id, 128 - code if code < 0 else code)))
 
 
 def keep(request: fork.Spawn, fds: list[int], isolate: bool) -> NoReturn:
