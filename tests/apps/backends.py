@@ -129,11 +129,11 @@ built = shoal.Image.debian_slim().env({"SESSION": SESSION}).run_commands("echo b
 
 
 @built_app.function(image=built)
-def built_where() -> tuple[str, str]:
-    """(the interpreter the container runs, what the image's build step wrote next to it)."""
+def built_where() -> tuple[str, str, int]:
+    """(the interpreter the container runs, what the image's build step wrote next to it, its niceness)."""
     import sys
 
-    return sys.executable, Path(sys.prefix, "marker.txt").read_text().strip()
+    return sys.executable, Path(sys.prefix, "marker.txt").read_text().strip(), os.getpriority(os.PRIO_PROCESS, 0)
 
 
 gpu_app = shoal.App("tests-backends-gpu")

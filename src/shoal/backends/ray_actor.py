@@ -18,13 +18,14 @@ from dataclasses import replace
 
 from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend
-from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name
+from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name, normal_priority
 
 
 class ContainerHost:
     """One container on this node (a Ray actor class: ``ray.remote`` is applied by the Ray bridge)."""
 
     def __init__(self, hidden: tuple[str, ...]) -> None:
+        normal_priority()  # its container is not one of Ray's niced workers
         self.node_dir, self.hidden = node_dir(), hidden  # this actor's process only: it hosts one container
         self.local = LocalBackend(
             self.node_dir / "containers", FolderVolumes(self.node_dir / "volumes" / "none"), hidden=hidden, place=False

@@ -18,7 +18,7 @@ from msgspec.structs import replace as replace_struct
 
 from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend
-from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name
+from .ray_node import build_image, copy_volumes, node_address, node_dir, node_name, normal_priority
 
 
 class NodeAgent:
@@ -26,6 +26,7 @@ class NodeAgent:
     coroutines, so Ray runs many at once on the actor's event loop)."""
 
     def __init__(self, hidden: tuple[str, ...]) -> None:
+        normal_priority()  # its containers are not Ray's niced workers
         self.node_dir = node_dir()
         self.volumes = self.node_dir / "volumes"
         # a volume of a container is its own copy, at volumes/<container id>/<volume> (see start)

@@ -35,6 +35,19 @@ def node_dir() -> Path:
     return found
 
 
+def normal_priority() -> None:
+    """Move this Ray worker (an agent or a GPU container's actor) back to niceness 0, where the node allows it.
+
+    Ray starts its workers at niceness 15 (``RAY_worker_niceness``) to keep its own daemons responsive. Shoal's
+    containers and image builds are the user's workload and would inherit it: beside two ordinary busy processes
+    a build at 15 gets about 1% of a core (a 10-s build took minutes). On one machine a container runs at the
+    server's niceness; on a Ray node it runs at the node's, 0, when this process may lower its niceness (root or
+    CAP_SYS_NICE), else at Ray's (docs/ray.md)."""
+    with contextlib.suppress(OSError):
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 def node_name() -> str:
     """The node, as ``shoal container list`` shows it: its Ray node id (short) and host."""
     try:
