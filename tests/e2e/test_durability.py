@@ -78,7 +78,8 @@ def test_server_restart_keeps_results(tmp_path: Path, monkeypatch: pytest.Monkey
 
     with app.run(show_logs=False):
         call = triple.spawn_map(range(10))
-        assert call.get(index=9, timeout=30) == 27
+        # every result in before the app stops (the last index can finish before another on a second container)
+        assert list(call.iter()) == [3 * i for i in range(10)]
     srv.stop()
     again = ServerProcess(state)
     try:

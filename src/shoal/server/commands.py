@@ -10,6 +10,7 @@ taken (results live in memory only: after a restart the containers are gone too)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol.messages import Command, CommandResult
@@ -26,8 +27,9 @@ class _Run:
 
 
 class Commands:
-    def __init__(self, liveness: Liveness) -> None:
+    def __init__(self, liveness: Liveness, wake: Callable[[str], object]) -> None:
         self.liveness = liveness
+        self.wake = wake  # wakes the container's held requests: an idle one's exchange waits on its function's key
         self._runs: dict[str, _Run] = {}
 
     async def run(self, container_id: str, command: Command) -> CommandResult:
@@ -36,6 +38,7 @@ class Commands:
         if run is None:
             run = self._runs[command.exec_id] = _Run(container_id, asyncio.get_running_loop().create_future())
             self.liveness.run(container_id, command)
+            self.wake(container_id)
         run.waiters += 1
         try:
             return await asyncio.wait_for(asyncio.shield(run.result), command.timeout + ANSWER_GRACE)

@@ -143,7 +143,7 @@ class ControlPlane:
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
         self.liveness = Liveness(self.notifier)
-        self.commands = Commands(self.liveness)
+        self.commands = Commands(self.liveness, self._wake_held)
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
         self.authorizer = Authorizer(config.client_token or config.local_token, self.container_keys, registry)
@@ -765,11 +765,18 @@ class ControlPlane:
             self.notifier.notify("call:" + call_id)
 
     def _notify_container_function(self, container_id: str) -> None:
-        self.notifier.notify(control_key(container_id))  # a beat held open answers now (it may have to stop)
+        found = self._wake_held(container_id)
+        if found:
+            self.gateway.containers_changed(found)  # a draining container takes no more requests
+
+    def _wake_held(self, container_id: str) -> str | None:
+        """Answer the container's held requests now (it may have to stop, or has orders): a beat waits on its own
+        key, an exchange on its function's. Returns its function."""
+        self.notifier.notify(control_key(container_id))
         found = self.store.container_state(container_id)
         if found:
-            self.gateway.containers_changed(found[0])  # a draining container takes no more requests
             self.notifier.notify("fn:" + found[0])
+        return found[0] if found else None
 
     # ---- scheduler loop -------------------------------------------------------------------------
 
