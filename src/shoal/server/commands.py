@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol.messages import Command, CommandResult
+from .errors import Conflict
 from .liveness import Liveness
 
 ANSWER_GRACE = 10.0  # seconds past a command's own timeout for its container to report how it ended
@@ -35,6 +36,9 @@ class Commands:
     async def run(self, container_id: str, command: Command) -> CommandResult:
         """Order ``command`` in the container (once per ``exec_id``) and wait for how it ended."""
         run = self._runs.get(command.exec_id)
+        if run is not None and run.container_id != container_id:
+            raise Conflict(f"command {command.exec_id} runs in {run.container_id}, not {container_id}: give each "
+                           "command its own id")  # fmt: skip
         if run is None:
             run = self._runs[command.exec_id] = _Run(container_id, asyncio.get_running_loop().create_future())
             self.liveness.run(container_id, command)
@@ -65,3 +69,5 @@ class Commands:
         for exec_id, run in list(self._runs.items()):
             if run.container_id == container_id and not run.result.done():
                 run.result.set_result(CommandResult(exec_id, None, error=f"{container_id} stopped ({why})"))
+                if not run.waiters:  # nobody waits any more (the caller gave up): nothing to keep
+                    del self._runs[exec_id]
