@@ -11,13 +11,13 @@ from shoal.protocol.messages import Command, CommandResult
 from shoal.server.commands import Commands
 from shoal.server.errors import Conflict
 from shoal.server.liveness import Liveness
-from shoal.server.notifier import Notifier
 
 
 def test_a_command_is_ordered_once_per_id_and_answered_by_its_own_container_only():
     async def scenario() -> None:
-        liveness, woken = Liveness(Notifier()), []
-        commands = Commands(liveness, woken.append)
+        woken: list[str] = []
+        liveness = Liveness(woken.append)
+        commands = Commands(liveness)
         order = Command("ex-1", ["true"], timeout=5)
         first = asyncio.ensure_future(commands.run("ta-1", order))
         again = asyncio.ensure_future(commands.run("ta-1", order))  # a retried request: the same run
@@ -35,7 +35,7 @@ def test_a_command_is_ordered_once_per_id_and_answered_by_its_own_container_only
 
 def test_a_container_that_stops_answers_its_commands_with_why():
     async def scenario() -> None:
-        commands = Commands(Liveness(Notifier()), lambda _: None)
+        commands = Commands(Liveness(lambda _: None))
         waiting = asyncio.ensure_future(commands.run("ta-1", Command("ex-2", ["sleep", "9"], timeout=5)))
         await asyncio.sleep(0)
         commands.gone("ta-1", "scaled down")

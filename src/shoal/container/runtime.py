@@ -597,10 +597,10 @@ class ContainerRuntime:
         if resp.stop:
             self.request_stop()
 
-    def run_commands(self, commands: list[Command]) -> None:
+    def run_commands(self, orders: list[Command]) -> None:
         """Run each command the server ordered (``shoal container exec``) on a thread of its own, and say how it
         ended."""
-        for command in commands:
+        for command in orders:
             threading.Thread(target=self._run_command, args=(command,), name="shoal-exec", daemon=True).start()
 
     def _run_command(self, command: Command) -> None:

@@ -10,7 +10,6 @@ taken (results live in memory only: after a restart the containers are gone too)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..protocol.messages import Command, CommandResult
@@ -28,9 +27,8 @@ class _Run:
 
 
 class Commands:
-    def __init__(self, liveness: Liveness, wake: Callable[[str], object]) -> None:
+    def __init__(self, liveness: Liveness) -> None:
         self.liveness = liveness
-        self.wake = wake  # wakes the container's held requests: an idle one's exchange waits on its function's key
         self._runs: dict[str, _Run] = {}
 
     async def run(self, container_id: str, command: Command) -> CommandResult:
@@ -41,8 +39,7 @@ class Commands:
                            "command its own id")  # fmt: skip
         if run is None:
             run = self._runs[command.exec_id] = _Run(container_id, asyncio.get_running_loop().create_future())
-            self.liveness.run(container_id, command)
-            self.wake(container_id)
+            self.liveness.run(container_id, command)  # it wakes the container's held requests
         run.waiters += 1
         try:
             return await asyncio.wait_for(asyncio.shield(run.result), command.timeout + ANSWER_GRACE)

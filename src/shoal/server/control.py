@@ -142,8 +142,8 @@ class ControlPlane:
         self.backend.on_trouble = self._on_backend_trouble
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self.notifier = Notifier()
-        self.liveness = Liveness(self.notifier)
-        self.commands = Commands(self.liveness, self._wake_held)
+        self.liveness = Liveness(self._wake_held)
+        self.commands = Commands(self.liveness)
         self.images = ImageBuilds(backend, self.blobs, self.notifier)
         registry = TokenRegistry(self.store.tokens, config.client_token)
         self.authorizer = Authorizer(config.client_token or config.local_token, self.container_keys, registry)

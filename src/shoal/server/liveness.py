@@ -13,11 +13,10 @@ exchange or heartbeat takes them; a request held open for it is woken at once (`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from ..protocol.messages import Command, InputRef
-from .notifier import Notifier
 
 
 def control_key(container_id: str) -> str:
@@ -26,8 +25,9 @@ def control_key(container_id: str) -> str:
 
 
 class Liveness:
-    def __init__(self, notifier: Notifier) -> None:
-        self.notifier = notifier
+    def __init__(self, wake: Callable[[str], object]) -> None:
+        # wakes the container's held requests: a beat waits on its control key, an idle exchange on its function's
+        self.wake = wake
         self._seen: dict[str, float] = {}
         self._on_line: Counter[str] = Counter()
         self._interrupts: dict[str, list[InputRef]] = {}
@@ -59,12 +59,12 @@ class Liveness:
     def interrupt(self, container_id: str, inputs: Sequence[InputRef]) -> None:
         """The container must interrupt these inputs: told with its next exchange or heartbeat (woken if held)."""
         self._interrupts.setdefault(container_id, []).extend(inputs)
-        self.notifier.notify(control_key(container_id))
+        self.wake(container_id)
 
     def run(self, container_id: str, command: Command) -> None:
         """The container must run ``command``: told with its next exchange or heartbeat (woken if held)."""
         self._commands.setdefault(container_id, []).append(command)
-        self.notifier.notify(control_key(container_id))
+        self.wake(container_id)
 
     def has_orders(self, container_id: str) -> bool:
         return container_id in self._interrupts or container_id in self._commands

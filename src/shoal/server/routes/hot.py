@@ -18,9 +18,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...protocol.messages import decode, encode
-from .. import clock
 from ..auth import Denied
-from .http import MSGPACK, WARNING_HEADER, ApiError, Router, answer_error, is_disk_full
+from .http import MSGPACK, WARNING_HEADER, ApiError, Router
 
 HotHandler = Callable[[str, Any], Awaitable[Any]]
 PREFIX = "/containers/"
@@ -44,10 +43,7 @@ class HotRoutes:
             self._admit(scope, container_id)
             reply = await handler(container_id, decode(await self._body(scope, receive), kind))
         except Exception as exc:  # noqa: BLE001 - every error gets an answer, as on every route
-            if is_disk_full(exc):
-                self.router.plane.disk_full_at = clock.now()
-            answer = self.router.warned(answer_error(exc, scope["path"]))
-            await answer(scope, receive, send)
+            await self.router.failed(exc, scope["path"])(scope, receive, send)
             return
         body = encode(reply)
         headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
@@ -80,9 +76,8 @@ class HotRoutes:
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         for name, value in scope["headers"]:
-            if name == b"content-length" and int(value or 0) > self.router.max_body:
-                raise ApiError(413, "RequestSizeError", f"request of {int(value)} bytes is over the limit of "
-                               f"{self.router.max_body}")  # fmt: skip
+            if name == b"content-length":
+                self.router.check_length(int(value or 0))
         chunks: list[bytes] = []
         while True:
             message: Message = await receive()

@@ -155,9 +155,7 @@ class Router:
                     self.admit(request, who)
                     answer = await handler(request)
                 except Exception as exc:  # noqa: BLE001 - every error gets an answer
-                    if is_disk_full(exc):
-                        self.plane.disk_full_at = clock.now()
-                    answer = answer_error(exc, path)
+                    return self.failed(exc, path)
                 return self.warned(answer)
 
             self.routes.append(Route(path, endpoint, methods=methods))
@@ -181,6 +179,17 @@ class Router:
             return handler
 
         return wrap
+
+    def failed(self, exc: Exception, path: str) -> Response:
+        """The answer to a request that raised ``exc`` (a full disk is remembered: answers warn a while)."""
+        if is_disk_full(exc):
+            self.plane.disk_full_at = clock.now()
+        return self.warned(answer_error(exc, path))
+
+    def check_length(self, length: int) -> None:
+        """Refuse a body over the limit before reading it."""
+        if length > self.max_body:
+            raise ApiError(413, "RequestSizeError", f"request of {length} bytes is over the limit of {self.max_body}")
 
     def warning(self) -> str | None:
         """What every answer says while it lasts: that the server's disk is full (a client waiting on results that
@@ -213,9 +222,7 @@ class Router:
         return decode(await self._raw(request), kind)
 
     async def _raw(self, request: Request) -> bytes:
-        length = int(request.headers.get("content-length") or 0)
-        if length > self.max_body:
-            raise ApiError(413, "RequestSizeError", f"request of {length} bytes is over the limit of {self.max_body}")
+        self.check_length(int(request.headers.get("content-length") or 0))
         return await request.body()
 
     def find_app(self, ref: str) -> dict[str, Any]:
