@@ -47,6 +47,7 @@ from . import queue
 from .blob_refs import BlobRefs
 from .catalog import Catalog
 from .database import Database
+from .fleet import Fleet
 from .insights import Insights
 from .kv import KVTables
 from .queue import Ending
@@ -57,7 +58,6 @@ from .streams import ItemStreams
 from .tokens import TokenRows
 
 log = logging.getLogger("shoal.store")
-_STATES = {s.value: s for s in ContainerState}  # a dict lookup instead of an Enum call per row
 RECOUNT_EVERY = 300.0  # seconds between checks of the queued-input counters against the table
 
 
@@ -83,6 +83,7 @@ class SQLStore:
         # each live container's (function, state), as committed: read on every exchange and heartbeat, so kept in
         # memory (this process is the store's only writer while it serves); stopped ones are read from the store
         self._states: dict[str, tuple[str, ContainerState]] = {}
+        self.fleet = Fleet(db)  # the scheduler's view of them: every write below says which containers it touched
         self.db.recount()
         self._specs: dict[str, FunctionSpec] = {}
         self._unusable: set[str] = set()  # functions whose stored spec cannot be read (logged once)
@@ -232,6 +233,7 @@ class SQLStore:
         if not self.db.has_pending(function_id):  # e.g. a container woken by an input its sibling took first
             return []
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             return self._lease(db, function_id, container_id, max_inputs, self.clock())
 
     def report_and_lease(
@@ -240,6 +242,7 @@ class SQLStore:
         """:meth:`complete` then :meth:`lease_inputs` in one transaction (one commit per container exchange)."""
         now = self.clock()
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             accepted, touched = self._complete(db, container_id, reports, now) if reports else (0, set())
             wanted = max_inputs > 0 and db.has_pending(function_id)
             leased = self._lease(db, function_id, container_id, max_inputs, now, seen=bool(reports)) if wanted else []
@@ -284,6 +287,7 @@ class SQLStore:
         each call's counters updated once.
         """
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             return self._complete(db, container_id, reports, self.clock())
 
     def _complete(
@@ -356,6 +360,7 @@ class SQLStore:
         """Give back inputs a container leased but never started, without charging an attempt."""
         now = self.clock()
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             as_reports = [ReportedOutput(r.call_id, r.index, r.lease, OutputStatus.SUCCESS, b"", count=r.count)
                           for r in leases]  # fmt: skip
             items, held = queue.matched(db, container_id, as_reports)
@@ -382,6 +387,7 @@ class SQLStore:
         there). Returns the calls that got outputs."""
         now = self.clock()
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             queue.explode(db, "container_id=? AND state='LEASED'", (container_id,))
             rows = db.execute(
                 "SELECT rowid, call_id, idx, leases, failures, function_id, isolate FROM inputs "
@@ -420,6 +426,7 @@ class SQLStore:
                 "SELECT rowid, idx, leases, container_id, state, count, function_id FROM inputs WHERE call_id=?",
                 (call_id,),
             ).fetchall()
+            self.fleet.touched(r[3] for r in rows)
             verdicts = inputs.settle(inputs.Cancelled(message), [inputs.Held()] * len(rows), RetryPolicy(), now)
             endings = [Ending(rowid, call_id, idx, "", b"", lease, cid, span=count)
                        for rowid, idx, lease, cid, _, count, _ in rows]  # fmt: skip
@@ -529,6 +536,7 @@ class SQLStore:
         """New STARTING containers of one function, in one transaction (a launch of many at once)."""
         now = self.clock()
         with self.db.tx() as db:
+            self.fleet.touched(container_ids)
             db.executemany(
                 "INSERT INTO containers (id, function_id, app_id, state, created_at, last_seen, last_active) "
                 "VALUES (?, ?, ?, 'STARTING', ?, ?, ?)",
@@ -595,6 +603,7 @@ class SQLStore:
     def touch_active(self, container_id: str) -> None:
         """A container did work now (a web request began or ended): it is not idle."""
         now = self.clock()
+        self.fleet.touched([container_id])
         self.db.execute("UPDATE containers SET last_active=?, last_seen=MAX(last_seen, ?) WHERE id=?",
                         (now, now, container_id))  # fmt: skip
 
@@ -628,6 +637,7 @@ class SQLStore:
     def mark_started(self, container_id: str) -> None:
         now = self.clock()
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             started = db.execute(
                 "UPDATE containers SET state='RUNNING', last_seen=?, last_active=?, started_at=? "
                 "WHERE id=? AND state='STARTING' RETURNING function_id, created_at",
@@ -654,12 +664,14 @@ class SQLStore:
             return int(db.execute("SELECT startup_failures FROM functions WHERE id=?", (fid,)).fetchone()[0])
 
     def touch_container(self, container_id: str) -> None:
+        self.fleet.touched([container_id])
         self.db.execute("UPDATE containers SET last_seen=? WHERE id=?", (self.clock(), container_id))
 
     def set_container_state(self, container_id: str, state: ContainerState, reason: str | None = None) -> None:
         """Move a container on (never out of STOPPED). A draining container keeps why it was stopped when it exits,
         with how its process ended after it: ``stopped by the user (exit code 0)``."""
         with self.db.tx() as db:
+            self.fleet.touched([container_id])
             row = db.execute(
                 "SELECT state, stop_reason, function_id FROM containers WHERE id=?", (container_id,)
             ).fetchone()
@@ -678,18 +690,8 @@ class SQLStore:
             self._states[container_id] = (row[2], state)
 
     def live_containers(self) -> list[ContainerRow]:
-        held = {  # one pass over the leased rows (the only ones with a container) instead of two per container
-            cid: (n, oldest)
-            for cid, n, oldest in self.db.execute(
-                "SELECT container_id, SUM(count), MIN(leased_at) FROM inputs "
-                "WHERE container_id IS NOT NULL AND state='LEASED' GROUP BY container_id"
-            )
-        }
-        rows = self.db.execute(
-            "SELECT id, function_id, state, created_at, last_seen, last_active FROM containers WHERE state!='STOPPED'"
-        ).fetchall()
-        return [ContainerRow(r[0], r[1], _STATES[r[2]], r[3], r[4], r[5], *held.get(r[0], (0, None)))
-                for r in rows]  # fmt: skip
+        """Every live container with the inputs it holds, from :class:`~.fleet.Fleet` (read again where written)."""
+        return self.fleet.view()
 
     def containers_of_app(self, app_id: str) -> list[str]:
         rows = self.db.execute("SELECT id FROM containers WHERE app_id=? AND state!='STOPPED'", (app_id,)).fetchall()
