@@ -188,9 +188,10 @@ def test_a_bursts_wal_gives_its_disk_space_back(tmp_path: Path, monkeypatch):
             store.db.execute("INSERT INTO burst VALUES (?)", (b"x" * (200 << 10),))
         assert wal.stat().st_size > 4 << 20
         deadline = _time.monotonic() + 20
-        while wal.stat().st_size > 1 << 20 and _time.monotonic() < deadline:  # the checkpoint thread's next rounds
+        while wal.stat().st_size > 1 << 20 and _time.monotonic() < deadline:  # the checkpoint thread's next rounds,
+            store.db.execute("INSERT INTO burst VALUES (x'00')")  # then the next commit cuts the file back
             _time.sleep(0.05)
         assert wal.stat().st_size <= 1 << 20
-        assert store.db.execute("SELECT COUNT(*) FROM burst").fetchone()[0] == 40
+        assert store.db.execute("SELECT COUNT(*) FROM burst").fetchone()[0] > 40
     finally:
         store.close()

@@ -4,21 +4,25 @@ SQLite's automatic checkpoint runs inside whichever commit crosses 1,000 WAL pag
 into the database and syncs the file, which stalls the control plane's event loop (and every request waiting on
 it) for tens of milliseconds, more on a slow disk. The store turns it off and this thread checkpoints instead, on
 its own connection, in PASSIVE mode: it never blocks the writer, and it releases the GIL while it does I/O.
+
+After a burst the WAL file keeps its size (SQLite reuses it). The store's connection sets ``journal_size_limit``
+to ``WAL_KEEP``: the first commit after a checkpoint that copied everything truncates the file to that, so a
+burst's WAL does not keep its disk space (on a full disk, space freed by hand is not eaten again at once). This
+thread once truncated it itself (``wal_checkpoint(TRUNCATE)``), but that takes the write lock, and the writer that
+found it taken slept in SQLite's busy handler for 1+2+5+10+15+20 ms: 54 ms stalls of the event loop, every few
+seconds at 1,000 containers (issue 27).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 
 log = logging.getLogger("shoal.store")
 
 INTERVAL = 0.5  # seconds between checkpoints
-WAL_PAGES = 1000  # after a checkpoint that leaves this many pages behind (a reader held them), try again sooner
-WAL_KEEP = 64 << 20  # bytes of WAL file kept after a burst: past it a complete checkpoint truncates the file, so a
-# burst's WAL does not keep its disk space (on a full disk, space freed by hand is not eaten again at once)
+WAL_KEEP = 64 << 20  # bytes of WAL file kept after a burst (the store's connection's journal_size_limit)
 
 
 class Checkpointer:
@@ -34,19 +38,11 @@ class Checkpointer:
             db.execute("PRAGMA busy_timeout=1000")
             while not self._stop.wait(INTERVAL):
                 try:
-                    busy, frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if not busy and frames == done and self._wal_size() > WAL_KEEP:
-                        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # all copied: give the space back
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # a busy or failing disk: the next round tries again
                     log.debug("checkpoint skipped: %s", exc)
         finally:
             db.close()
-
-    def _wal_size(self) -> int:
-        try:
-            return os.path.getsize(self.path + "-wal")
-        except OSError:
-            return 0
 
     def close(self) -> None:
         self._stop.set()

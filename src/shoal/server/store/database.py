@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from . import schema
+from . import checkpoints, schema
 
 log = logging.getLogger("shoal.store")
 
@@ -137,6 +137,7 @@ class SQLiteDatabase(Database):
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run on their own thread (checkpoints.py)
+        self.conn.execute(f"PRAGMA journal_size_limit={checkpoints.WAL_KEEP}")  # a burst's WAL is cut back to this
         schema.create_sqlite(self.conn)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
