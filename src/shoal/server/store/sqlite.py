@@ -16,8 +16,9 @@ class SQLiteStore(SQLStore):
 
     def __init__(self, path: Path | str, clock: Any = clock_now) -> None:
         self.path = str(path)
-        super().__init__(SQLiteDatabase(self.path), clock)
-        self._checkpointer = Checkpointer(self.path)
+        db = SQLiteDatabase(self.path)
+        super().__init__(db, clock)
+        self._checkpointer = Checkpointer(self.path, db.gate)
 
     def close(self) -> None:
         self._checkpointer.close()
