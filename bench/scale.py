@@ -12,11 +12,12 @@ sleeping ``--work-ms`` on average (uniformly 0.5x to 1.5x: real inputs do not fi
 runs. The queue (``--inputs`` split over ``--functions`` functions, each
 allowed an equal share of the containers) is written to the store before the server starts.
 
-It reports: time until every container ran, throughput, the round trip of each exchange that asks for inputs
-without long-polling (the lease latency: p50, p99, max, as the simulated containers see it, their own event loops
-included) and the time the server spent on each (``server_exchange_*``), heartbeat latency, per-function first and last
-completion (starvation shows as a late first completion), and whether every input has exactly one result
-(outputs per call, reports the server rejected as stale).
+It reports: time until every container ran, throughput, the CPU seconds the server's process and the simulators
+used (on a machine of N cores, the server gets at most N minus what the simulators take), the round trip of each
+exchange that asks for inputs without long-polling (the lease latency: p50, p99, max, as the simulated containers
+see it, their own event loops included) and the time the server spent on each (``server_exchange_*``), heartbeat
+latency, per-function first and last completion (starvation shows as a late first completion), and whether every
+input has exactly one result (outputs per call, reports the server rejected as stale).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ async def _simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int)
     for task in tasks.values():
         task.cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
-    outbox.put(("stats", json.dumps({"stats": stats, "counts": counts})))
+    outbox.put(("stats", json.dumps({"stats": stats, "counts": counts, "cpu_s": time.process_time()})))
 
 
 async def _container(
@@ -342,7 +343,7 @@ def run(
 
         reader = threading.Thread(target=drain_outbox, daemon=True)
         reader.start()
-        started = time.perf_counter()
+        started, cpu_at_start = time.perf_counter(), time.process_time()
         first_done: dict[str, float] = {}
         last_done: dict[str, float] = {}
         all_running_at = None
@@ -367,6 +368,7 @@ def run(
         elapsed = time.perf_counter() - started
         results.update(
             seconds=round(elapsed, 2), inputs_per_s=round(inputs / elapsed),
+            server_cpu_s=round(time.process_time() - cpu_at_start, 1),  # its threads too (checkpoints, the bench's)
             all_containers_running_s=all_running_at, launched=backend.launched,
             first_completion_s={c: round(t, 2) for c, t in first_done.items()},
             finished_s={c: round(t, 2) for c, t in last_done.items()},
@@ -414,6 +416,7 @@ def run(
         reports_accepted=sum(s["counts"]["accepted"] for s in per_stats),
         reports_sent=sum(s["counts"]["reported"] for s in per_stats),
         container_errors=sum(s["counts"]["errors"] for s in per_stats),
+        simulators_cpu_s=round(sum(s["cpu_s"] for s in per_stats), 1),  # whole lives: the fill's start is small
     )  # fmt: skip
     return results
 
