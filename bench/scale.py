@@ -188,7 +188,7 @@ async def _container(
 
 async def _heartbeat(client: Client, cid: str, stats: dict[str, list[float]], contact: list[float]) -> None:
     """As the container runtime beats: not within a second of an exchange (``contact``: when the last one ended,
-    0 while one is in flight), else a beat the server may hold up to HELD_BEAT s."""
+    0 while one is in flight), else a beat the server may hold (a third of its heartbeat timeout)."""
     path = routes.path(routes.CONTAINER_HEARTBEAT, container_id=cid)
     while True:
         if contact[0] == 0 or time.monotonic() - contact[0] < 1.0:
@@ -238,7 +238,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(
     containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None,
-    hot: bool = True, stalls: bool = False,
+    hot: bool = True, stalls: bool = False, heartbeat_timeout: float = 60.0,
 ) -> dict[str, Any]:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
     calls = fill(tmp / "server", functions, inputs, containers, location)
@@ -253,8 +253,8 @@ def run(
         w.start()
     backend = SimBackend(inboxes)
     config = ServerConfig(
-        state_dir=tmp / "server", url=url, client_token=TOKEN, heartbeat_timeout=60.0, result_retention=3600.0,
-        max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
+        state_dir=tmp / "server", url=url, client_token=TOKEN, heartbeat_timeout=heartbeat_timeout,
+        result_retention=3600.0, max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
     )  # fmt: skip
     plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server", location))
     ticks: list[float] = []  # seconds each scheduler tick took
@@ -289,7 +289,8 @@ def run(
     server = uvicorn.Server(uvicorn.Config(timed, log_level="warning", lifespan="on", access_log=False,
                                            backlog=8192, timeout_keep_alive=300))  # fmt: skip
     results: dict[str, Any] = {"containers": containers, "inputs": inputs, "functions": functions,
-                               "work_ms": work_ms, "want": want, "procs": procs, "hot": hot}  # fmt: skip
+                               "work_ms": work_ms, "want": want, "procs": procs, "hot": hot,
+                               "heartbeat_timeout": heartbeat_timeout}  # fmt: skip
     per_stats: list[dict[str, Any]] = []
 
     lags: list[float] = []  # how late the server's event loop ran a 10 ms timer: what every request waits behind
@@ -431,11 +432,17 @@ def main() -> None:
     parser.add_argument("--want", type=int, default=1, help="inputs a container leases at once")
     parser.add_argument("--store", default=None, help="postgresql://... (an empty database); default: SQLite")
     parser.add_argument("--no-hot", action="store_true", help="exchanges and beats through Starlette (to compare)")
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=60.0,
+        help="the server's (SHOAL_HEARTBEAT_TIMEOUT; a third of it is how long a quiet beat is held)",
+    )
     parser.add_argument("--stalls", action="store_true", help="report where the event loop was when it stalled")
     args = parser.parse_args()
     os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
     out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store,
-              hot=not args.no_hot, stalls=args.stalls)  # fmt: skip
+              hot=not args.no_hot, stalls=args.stalls, heartbeat_timeout=args.heartbeat_timeout)  # fmt: skip
     print(json.dumps(out, indent=2))
 
 

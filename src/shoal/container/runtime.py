@@ -67,7 +67,9 @@ TARGET_BATCH_SECONDS = 0.05
 MAX_BATCH = 2048  # inputs a lease asks for at most (fast inputs: fewer exchanges; chunk rows make a large lease cheap)
 IDLE_POLL = 10.0
 M_ARENA_MAX = -8  # mallopt's parameter
-HELD_BEAT = 5.0  # seconds the server may hold a quiet heartbeat (it answers an order at once; capped by the server)
+HELD_BEAT = 30.0  # seconds a quiet heartbeat asks to be held: the server holds it a third of its heartbeat timeout
+# at most (5 s by default; a server with a longer timeout, for a large fleet, gets fewer beats) and answers an order
+# at once
 PREFETCH_BELOW = 0.25  # seconds per input: faster inputs lease their next batch while the last input runs
 FLUSH_EVERY = 0.2  # seconds: report finished outputs at least this often inside a long batch
 SHIP_WAIT = 5.0  # seconds an exchange waits for the heartbeat's log shipment in flight (so lines keep their order)
@@ -559,8 +561,9 @@ class ContainerRuntime:
     def _heartbeat_loop(self) -> None:
         """Ship output as it comes (each shipment is a beat too); when there is none, beat, unless an exchange
         (in flight, or within the interval) just said the container is alive. A quiet beat is held by the server up
-        to ``HELD_BEAT`` s and answered at once when an order comes (stop, or inputs to interrupt), so a container
-        that exchanges often sends no beat at all, and one busy with a long input sends one every few seconds."""
+        to a third of its heartbeat timeout and answered at once when an order comes (stop, or inputs to interrupt),
+        so a container that exchanges often sends no beat at all, and one busy with a long input sends one every
+        few seconds."""
         threading.Thread(target=self._order_loop, name="shoal-orders", daemon=True).start()
         api = self._side_api()
         while True:

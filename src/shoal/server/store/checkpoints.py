@@ -44,7 +44,10 @@ class Checkpointer:
     def _run(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            db.execute("PRAGMA busy_timeout=1000")
+            # never wait on a lock: a checkpoint that finds one taken (or a reader) does what it can, and the next
+            # round does the rest; above all a RESTART holding the gate must not wait for a statement of the store's
+            # thread that is still reading (a cursor being iterated), which waits for the gate to go on
+            db.execute("PRAGMA busy_timeout=0")
             while not self._stop.wait(INTERVAL):
                 try:
                     _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
