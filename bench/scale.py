@@ -386,9 +386,11 @@ def run(
             len({o.index for o in plane.store.outputs(c, 0, inputs + 1)}) == n for c, n in outputs.items()
         )
         prober.cancel()
-        await plane.stop()  # ends the containers: the simulators report their stats
+        await plane.quiesce()
+        await plane.backend.close()  # ends the containers: the simulators report their stats
         server.should_exit = True
         await serving
+        plane.store.close()  # once nothing is served (a request on a closed store is an error in the log)
         await loop.run_in_executor(None, reader.join, 60)
 
     _loop.run(main())
