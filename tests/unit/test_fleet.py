@@ -49,6 +49,10 @@ def test_each_write_is_seen_at_the_next_view(tmp_path: Path) -> None:
     assert held(store)["co-1"] == (ContainerState.RUNNING, 0)
     store.set_container_state("co-2", ContainerState.STOPPED, "gone")
     assert set(held(store)) == {"co-1"}
+    # the states every exchange reads: live ones kept as committed, a stopped one read from the tables
+    assert store.fleet.state("co-1") == ("fu-1", ContainerState.RUNNING)
+    assert store.fleet.state("co-2") is None
+    assert store.container_state("co-2") == ("fu-1", ContainerState.STOPPED)
 
 
 def test_a_write_that_said_nothing_is_seen_at_the_resync(tmp_path: Path) -> None:

@@ -1,4 +1,8 @@
-"""The scheduler's view of the live containers, kept in memory between ticks and updated by the store's writes.
+"""What the store keeps in memory of its live containers: each one's (function, state), and the scheduler's view.
+
+Every exchange and beat reads its container's (function, state): :meth:`Fleet.state` answers it from memory, kept
+as each write of a state commits (:meth:`Fleet.committed`; this process is the store's only writer while it
+serves). Stopped containers are not kept: the store reads them from its tables.
 
 Every scheduler tick needs every live container with what it holds (its leased inputs and the oldest lease's
 time). Reading all of them from the tables each tick cost ~35 ms of the event loop at 10,000 containers (issue 27).
@@ -27,11 +31,12 @@ _COLUMNS = "id, function_id, state, created_at, last_seen, last_active"
 
 
 class Fleet:
-    """The live (not STOPPED) containers as :class:`ContainerRow`, by id."""
+    """The live (not STOPPED) containers: their states, and their rows as :class:`ContainerRow`."""
 
     def __init__(self, db: Database, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self.monotonic = monotonic
+        self._states: dict[str, tuple[str, ContainerState]] = {}
         self._rows: dict[str, ContainerRow] = {}
         self._dirty: set[str] = set()
         self._synced: float | None = None  # when every row was last read (None: never)
@@ -39,6 +44,19 @@ class Fleet:
     def touched(self, container_ids: Iterable[str | None]) -> None:
         """These containers' rows or leases changed: the next view reads them again."""
         self._dirty.update(cid for cid in container_ids if cid)
+
+    def state(self, container_id: str) -> tuple[str, ContainerState] | None:
+        """(function, state) of a live container this process knows of, else None (stopped, or not read yet)."""
+        return self._states.get(container_id)
+
+    def committed(self, container_ids: Iterable[str], function_id: str, state: ContainerState) -> None:
+        """These containers of ``function_id`` are in ``state`` as committed (STOPPED: forgotten)."""
+        for cid in container_ids:
+            self._dirty.add(cid)
+            if state == ContainerState.STOPPED:
+                self._states.pop(cid, None)
+            else:
+                self._states[cid] = (function_id, state)
 
     def view(self) -> list[ContainerRow]:
         """Every live container as committed: those touched since the last view read again, or all of them when

@@ -80,10 +80,9 @@ class SQLStore:
         self.secrets = SecretRows(db, now)
         self.tokens = TokenRows(db, now)
         self.samples = Samples(db)
-        # each live container's (function, state), as committed: read on every exchange and heartbeat, so kept in
-        # memory (this process is the store's only writer while it serves); stopped ones are read from the store
-        self._states: dict[str, tuple[str, ContainerState]] = {}
-        self.fleet = Fleet(db)  # the scheduler's view of them: every write below says which containers it touched
+        # the live containers' states and the scheduler's view of them, in memory: every write below says which
+        # containers it touched, and what state it committed
+        self.fleet = Fleet(db)
         self.db.recount()
         self._specs: dict[str, FunctionSpec] = {}
         self._unusable: set[str] = set()  # functions whose stored spec cannot be read (logged once)
@@ -536,26 +535,23 @@ class SQLStore:
         """New STARTING containers of one function, in one transaction (a launch of many at once)."""
         now = self.clock()
         with self.db.tx() as db:
-            self.fleet.touched(container_ids)
             db.executemany(
                 "INSERT INTO containers (id, function_id, app_id, state, created_at, last_seen, last_active) "
                 "VALUES (?, ?, ?, 'STARTING', ?, ?, ?)",
                 [(container_id, function_id, app_id, now, now, now) for container_id in container_ids],
             )
-        self._states.update(dict.fromkeys(container_ids, (function_id, ContainerState.STARTING)))
+        self.fleet.committed(container_ids, function_id, ContainerState.STARTING)
 
     def container_state(self, container_id: str) -> tuple[str, ContainerState] | None:
         """(function_id, state) of a container, or None."""
-        known = self._states.get(container_id)
+        known = self.fleet.state(container_id)
         if known is not None:
             return known
         row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
         if row is None:
             return None
-        found = row[0], ContainerState(row[1])
-        if found[1] != ContainerState.STOPPED:
-            self._states[container_id] = found
-        return found
+        self.fleet.committed([container_id], row[0], ContainerState(row[1]))
+        return row[0], ContainerState(row[1])
 
     def container(self, container_id: str) -> ContainerRecord | None:
         row = self.db.execute(
@@ -637,7 +633,6 @@ class SQLStore:
     def mark_started(self, container_id: str) -> None:
         now = self.clock()
         with self.db.tx() as db:
-            self.fleet.touched([container_id])
             started = db.execute(
                 "UPDATE containers SET state='RUNNING', last_seen=?, last_active=?, started_at=? "
                 "WHERE id=? AND state='STARTING' RETURNING function_id, created_at",
@@ -650,7 +645,7 @@ class SQLStore:
                 (container_id,),
             )
         for function_id, _ in started:
-            self._states[container_id] = (function_id, ContainerState.RUNNING)
+            self.fleet.committed([container_id], function_id, ContainerState.RUNNING)
 
     def record_startup_failure(self, container_id: str, error: str) -> int:
         """Count a failed container start against its function; returns consecutive failures so far."""
@@ -671,12 +666,11 @@ class SQLStore:
         """Move a container on (never out of STOPPED). A draining container keeps why it was stopped when it exits,
         with how its process ended after it: ``stopped by the user (exit code 0)``."""
         with self.db.tx() as db:
-            self.fleet.touched([container_id])
             row = db.execute(
                 "SELECT state, stop_reason, function_id FROM containers WHERE id=?", (container_id,)
             ).fetchone()
             if row is None or row[0] == ContainerState.STOPPED.value:
-                self._states.pop(container_id, None)
+                self.fleet.committed([container_id], "", ContainerState.STOPPED)
                 return
             if state == ContainerState.STOPPED and row[0] == ContainerState.DRAINING.value and row[1] and reason:
                 reason = f"{row[1]} ({reason})"
@@ -684,10 +678,7 @@ class SQLStore:
                 "UPDATE containers SET state=?, stop_reason=COALESCE(?, stop_reason) WHERE id=?",
                 (state.value, reason, container_id),
             )
-        if state == ContainerState.STOPPED:
-            self._states.pop(container_id, None)
-        else:
-            self._states[container_id] = (row[2], state)
+        self.fleet.committed([container_id], row[2], state)
 
     def live_containers(self) -> list[ContainerRow]:
         """Every live container with the inputs it holds, from :class:`~.fleet.Fleet` (read again where written)."""
