@@ -54,3 +54,55 @@ def test_a_forked_container_is_killed_even_right_after_its_fork(tmp_path: Path):
 
     code, held = asyncio.run(scenario())
     assert code == 128 + 9 and not held  # its runtime killed by SIGKILL (its process group), reported as a shell would
+
+
+SPARE = Template("", TEMPLATE.argv, TEMPLATE.env, TEMPLATE.cwd, TEMPLATE.isolate)
+
+
+def test_a_spare_launched_before_any_event_loop_is_adopted_by_the_first_app_and_forks_its_container(tmp_path: Path):
+    exits: dict[str, int | None] = {}
+    forks = ForkServers(tmp_path, lambda cid, code: exits.__setitem__(cid, code), enabled=True)
+    forks.warm(SPARE)  # as a server does first thing, before its event loop runs (LocalBackend.prestart)
+    assert forks._spare is not None and forks._spare._proc is not None
+    spare_pid, spare_proc = forks._spare.pid, forks._spare._proc
+
+    async def scenario() -> int | None:
+        server = await forks.server(TEMPLATE)
+        assert server is not None
+        pid = server.pid
+        done = asyncio.Event()
+        forks.on_exit = lambda cid, code: (exits.__setitem__(cid, code), done.set())
+        await forks.spawn(server, "ta-no-id", {"PATH": "/usr/bin:/bin"}, tmp_path / "no-id.log", 64, None)
+        await asyncio.wait_for(done.wait(), 30)
+        await forks.close()
+        return pid
+
+    assert asyncio.run(scenario()) == spare_pid  # the app's fork server is the spare, not a second start
+    assert exits == {"ta-no-id": 1}
+    assert spare_proc.returncode is not None  # closed: killed and waited for
+
+
+def test_a_spare_no_app_adopts_ends_when_the_backend_closes(tmp_path: Path):
+    forks = ForkServers(tmp_path, lambda cid, code: None, enabled=True)
+    forks.warm(SPARE)
+    assert forks._spare is not None and forks._spare.pid is not None
+    proc = forks._spare._proc
+    assert proc is not None
+    asyncio.run(forks.close())
+    assert proc.returncode is not None  # killed and waited for: no process left behind
+
+
+def test_a_spare_that_died_before_it_was_adopted_is_a_fresh_start_for_that_container(tmp_path: Path):
+    forks = ForkServers(tmp_path, lambda cid, code: None, enabled=True)
+    forks.warm(SPARE)
+    assert forks._spare is not None and forks._spare._proc is not None
+    forks._spare._proc.kill()
+
+    async def scenario() -> tuple[object, int]:
+        server = await forks.server(TEMPLATE)  # the dead spare's start fails: None says "start it afresh"
+        failures = forks.failures
+        await forks.close()
+        return server, failures
+
+    server, failures = asyncio.run(scenario())
+    assert server is None and failures == 1 and forks.enabled

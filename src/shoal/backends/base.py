@@ -118,6 +118,11 @@ class Backend(abc.ABC):
     async def close(self) -> None:
         """Stop every container (the server is shutting down)."""
 
+    def prestart(self) -> None:
+        """Begin what is slow to start, right after the backend is opened and before the server's event loop runs
+        (the server imports the rest of itself meanwhile); nothing, by default."""
+        return None
+
     def warm(self, server_url: str) -> None:
         """Get ready for the first container, in the background, once the server runs (nothing, by default)."""
         return None

@@ -21,6 +21,8 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -62,11 +64,12 @@ class ForkServer:
         self.on_exit = on_exit
         self.idle_since = time.monotonic()
         self._sock: socket.socket | None = None
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None  # readable once the process has ended
         self._hello: asyncio.Future[str] | None = None
+        self._reaped: asyncio.Future[None] | None = None  # the process has ended and been waited for
         self._started: dict[str, asyncio.Future[None]] = {}
         self._exited: dict[str, asyncio.Future[int | None]] = {}  # the containers it forked, until they end
-        self._watch: asyncio.Task[None] | None = None
 
     @property
     def containers(self) -> list[str]:
@@ -77,29 +80,43 @@ class ForkServer:
         """The fork server's process (its containers are below it), while it runs."""
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
-    async def start(self) -> None:
-        """Start the process and wait for its hello.
+    def launch(self) -> None:
+        """Start the process, without waiting for it: this needs no event loop, so a server starts its spare fork
+        server first thing, and the fork server's imports run beside the server's own (:meth:`start` follows it).
 
         Raises:
-            ForkServerError: it ended first, or said it cannot isolate containers here.
+            OSError: the process could not be started.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = dict(self.template.env)
         env.update(SHOAL_FORK_SOCKET=str(theirs.fileno()), SHOAL_FORK_ISOLATE="1" if self.template.isolate else "")
-        loop = asyncio.get_running_loop()
-        self._hello = loop.create_future()
         try:
             with open(self.log_path, "ab") as out:
-                self._proc = await asyncio.create_subprocess_exec(
-                    *self.template.argv, env=env, cwd=self.template.cwd, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out, stderr=asyncio.subprocess.STDOUT, pass_fds=(theirs.fileno(),), start_new_session=True,
+                self._proc = subprocess.Popen(
+                    self.template.argv, env=env, cwd=self.template.cwd, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), start_new_session=True,
                 )  # fmt: skip
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         ours.setblocking(False)
         self._sock = ours
-        loop.add_reader(ours.fileno(), self._readable)
-        self._watch = asyncio.create_task(self._watch_process())
+
+    async def start(self) -> None:
+        """Start the process (unless :meth:`launch` did) and wait for its hello.
+
+        Raises:
+            ForkServerError: it could not start, ended first, or said it cannot isolate containers here.
+        """
+        if self._proc is None:
+            try:
+                self.launch()
+            except OSError as exc:
+                raise ForkServerError(f"the fork server did not start ({exc})") from None
+        self._follow()
+        assert self._hello is not None
         try:
             error = await asyncio.wait_for(asyncio.shield(self._hello), HELLO_SECONDS)
         except (asyncio.TimeoutError, ForkServerError) as exc:
@@ -110,10 +127,33 @@ class ForkServer:
             await self.close()
             raise ForkServerRefused(f"a forked container cannot have its own namespaces here: {error}")
 
-    async def _watch_process(self) -> None:
-        """The process ended: so did the fork server (a failed bwrap may leave a child holding the socket open)."""
+    def _follow(self) -> None:
+        """Follow the fork server on the running loop: its words on the socket, and its process's end (a failed
+        bwrap may leave a child holding the socket open, so the socket alone does not say it ended)."""
+        assert self._proc is not None and self._sock is not None
+        loop = asyncio.get_running_loop()
+        self._hello = loop.create_future()
+        self._reaped = loop.create_future()
+        loop.add_reader(self._sock.fileno(), self._readable)
+        try:
+            self._pidfd = os.pidfd_open(self._proc.pid)
+        except OSError:  # a kernel without pidfds (before 5.3): a thread waits for the process instead
+            proc = self._proc
+            threading.Thread(target=lambda: (proc.wait(), loop.call_soon_threadsafe(self._reap)), daemon=True,
+                             name="fork-server-wait").start()  # fmt: skip
+        else:
+            loop.add_reader(self._pidfd, self._reap)
+
+    def _reap(self) -> None:
+        """The process ended: wait for it (at once), and so did every container it forked."""
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
         assert self._proc is not None
-        await self._proc.wait()
+        self._proc.wait()
+        if self._reaped is not None and not self._reaped.done():
+            self._reaped.set_result(None)
         self._gone()
 
     def _tail(self) -> str:
@@ -224,7 +264,10 @@ class ForkServer:
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)  # its session: a straggler of a failed bwrap too
-            await self._proc.wait()
+            if self._reaped is not None:
+                await self._reaped
+            else:  # launched, never followed (a spare no app adopted): killed, so this wait is short
+                await asyncio.to_thread(self._proc.wait)
 
 
 def _memfd(data: bytes) -> int:
@@ -246,23 +289,29 @@ class ForkServers:
         self._by_container: dict[str, ForkServer] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self.failures = 0  # fork servers that failed to start in a row
-        self._spare: tuple[Template, asyncio.Task[ForkServer]] | None = None  # warm(): started before any app asked
+        self._spare: ForkServer | None = None  # warm(): launched before any app asked for it
 
     def warm(self, template: Template) -> None:
-        """Start a spare fork server of ``template`` (app id ''), for the first app of that layout to adopt: an
-        embedded server's first container then forks at once instead of waiting for a fork server to start."""
-        if self.enabled and not self._starting and not self._servers:
-            task = asyncio.create_task(self._start(template))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is seen at adoption
-            self._spare = (template, task)
+        """Launch a spare fork server of ``template`` (app id '') now, without waiting for it (this needs no event
+        loop), for the first app of that layout to adopt: an embedded server's first container then forks at once
+        instead of waiting for a fork server to start. A spare that fails is seen when it is adopted."""
+        if not self.enabled or self._spare is not None or self._starting or self._servers:
+            return
+        spare = self._new(template)
+        try:
+            spare.launch()
+        except OSError as exc:
+            log.warning("the spare fork server did not start: %s", exc)
+            return
+        self._spare = spare
 
     def _adopt(self, template: Template) -> asyncio.Task[ForkServer] | None:
         """The spare's start, taken by the first app whose template it matches but for the app id (it has forked
         nothing: no other app's memory)."""
-        if self._spare is None or self._spare[0] != replace(template, app_id=""):
+        if self._spare is None or self._spare.template != replace(template, app_id=""):
             return None
-        task, self._spare = self._spare[1], None
-        return task
+        spare, self._spare = self._spare, None
+        return asyncio.create_task(self._started(spare))
 
     async def server(self, template: Template) -> ForkServer | None:
         """The running fork server of ``template``, started on first use; None when fork servers are off."""
@@ -290,9 +339,15 @@ class ForkServers:
         self.failures = 0
         return found
 
-    async def _start(self, template: Template) -> ForkServer:
+    def _new(self, template: Template) -> ForkServer:
         name = f"fork-server-{template.app_id or 'spare'}-{abs(hash(template)):x}.log"
-        server = ForkServer(template, self.log_dir / name, self._exited)
+        return ForkServer(template, self.log_dir / name, self._exited)
+
+    async def _start(self, template: Template) -> ForkServer:
+        return await self._started(self._new(template))
+
+    @staticmethod
+    async def _started(server: ForkServer) -> ForkServer:
         await server.start()
         return server
 
@@ -344,7 +399,6 @@ class ForkServers:
         servers = list(self._servers.values())
         self._servers.clear()
         if self._spare is not None:
-            spare, self._spare = self._spare[1], None
-            with contextlib.suppress(BaseException):
-                servers.append(await spare)
+            servers.append(self._spare)
+            self._spare = None
         await asyncio.gather(*(s.close() for s in servers), *self._closing, return_exceptions=True)

@@ -337,9 +337,15 @@ class LocalBackend(Backend):
         self._waiters.add(task)
         task.add_done_callback(self._waiters.discard)
 
+    def prestart(self) -> None:
+        """The spare fork server (:meth:`warm`), launched as soon as the backend is opened: its interpreter and
+        imports run beside the rest of the server's start."""
+        self.warm("")
+
     def warm(self, server_url: str) -> None:
         """A spare fork server for the commonest layout (no image, no volume), which the first app of that layout
-        adopts: a fresh embedded server's first container forks at once."""
+        adopts: a fresh embedded server's first container forks at once. (A fork server's template holds no
+        server URL: each container gets it in its own environment.)"""
         if self.forks.enabled:
             made = self.forked(ContainerSpec("", "", "", server_url, ""))
             self.forks.warm(made.template)

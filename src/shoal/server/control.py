@@ -110,17 +110,19 @@ class Parts:
     secrets: SecretStore
 
     @classmethod
-    def in_dir(cls, state_dir: Path, store: str | None = None, shared_dir: Path | None = None) -> Parts:
+    def in_dir(cls, state_dir: Path, store: str | None = None, shared_dir: Path | None = None,
+               volumes: VolumeStore | None = None) -> Parts:  # fmt: skip
         """The parts of a server: its store (``store``: a ``postgresql://`` URL, else a SQLite file in
         ``state_dir``), and blobs, volumes and the secrets key in ``shared_dir`` (the directory every server over
-        one PostgreSQL store reaches; default: ``state_dir``)."""
+        one PostgreSQL store reaches; default: ``state_dir``). ``volumes``: the volume store the backend was opened
+        with, when it was opened first."""
         shared = shared_dir or state_dir
         for folder in {state_dir, shared}:
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o700)  # the store, blobs and the secrets key are for the servers alone
         opened = open_store(store) if store else SQLiteStore(state_dir / "state.db")
         secret_store = SecretStore(opened.secrets, shared / "secret.key")
-        volumes = VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
+        volumes = volumes or VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
         return cls(opened, BlobStore(shared / "blobs"), volumes, secret_store)
 
 

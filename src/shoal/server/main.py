@@ -3,30 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import faulthandler
 import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from .. import _loop, _servers, backends
+from .. import _servers, backends
+from ..backends import sandbox
 from ..config import DEFAULT_PORT, settings
 from ..exception import InvalidError
-from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
-from .http_limits import BoundedHttpTools
-from .leadership import Leadership
 from .listen import bind, is_loopback
-from .routes import create_app
-from .store import is_shared, redact_dsn
 
-log = logging.getLogger("shoal.server")
+if TYPE_CHECKING:
+    from .leadership import Leadership
+    from .volumes import VolumeStore
+
+# What the server imports at the top is what it needs to open its backend: the rest (the control plane, its routes,
+# its store, uvicorn) is imported after that, while the backend's slow start (the local backend's spare fork server)
+# runs beside it. A fresh embedded server's first container then forks at once.
 
 
 def serve(
@@ -86,13 +84,19 @@ def serve(
     store = store or (None if embedded else cfg.store)
     shared_dir = shared_dir or (None if embedded else cfg.shared_dir)
     leadership = None
-    if store and is_shared(store):
+    if store and store.startswith(("postgresql://", "postgres://")):  # store.is_shared, without importing the store
         leadership = _lead(store, host, port, state_dir)
         if leadership is None:
             return  # stopped while a standby
     sock = bind(host, port)
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{sock.getsockname()[1]}"
+    opened, volumes = _open_backend(chosen, state_dir, shared_dir, ray_address or cfg.ray_address)
+
+    from .control import ControlPlane, Parts, ServerConfig, default_max_total_containers
+    from .http_server import HttpServer
+    from .routes import create_app
+
     config = ServerConfig(
         state_dir=state_dir, url=url, client_token=token, heartbeat_timeout=cfg.heartbeat_timeout,
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(chosen),
@@ -100,41 +104,45 @@ def serve(
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
         expiry_interval=cfg.expiry_interval, home_ports=embedded,
     )  # fmt: skip
-    parts = Parts.in_dir(state_dir, store, shared_dir)
-    hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's
-    setup = backends.Setup(state_dir, parts.volumes, hidden, ray_address or cfg.ray_address)
-    plane = ControlPlane(config, chosen.open(setup), parts)
-    server = _Server(
-        uvicorn.Config(
-            create_app(plane), log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
-            http=BoundedHttpTools,  # bounded request heads, no slow-loris (http_limits.py)
-            timeout_graceful_shutdown=SHUTDOWN_GRACE,
-        ),
-        plane,
-    )  # fmt: skip
+    plane = ControlPlane(config, opened, Parts.in_dir(state_dir, store, shared_dir, volumes))
+    server = HttpServer(create_app(plane), plane)
     record = server.record = _servers.write(
         _servers.ServerRecord(url, os.getpid(), "embedded" if parent_pid else kind, config.local_token, str(state_dir))
     )
     if announce:
         print(f"SHOAL_SERVER_URL={url}", flush=True)
-
-    async def main() -> None:
-        watcher = asyncio.create_task(_watch_parent(server, parent_pid)) if parent_pid else None
-        await server.serve(sockets=[sock])
-        if watcher:
-            watcher.cancel()
-
     try:
-        _loop.run(main())
+        server.serve_on(sock, parent_pid)
     finally:
         record.unlink(missing_ok=True)
         if leadership:
             leadership.close()
 
 
+def _open_backend(
+    chosen: backends.Kind, state_dir: Path, shared_dir: Path | None, ray_address: str
+) -> tuple[backends.Backend, VolumeStore]:
+    """The backend, opened (and its slow start begun: :meth:`~shoal.backends.base.Backend.prestart`) before the
+    control plane's modules are imported; and the volumes it mounts."""
+    from .volumes import VolumeStore
+
+    shared = shared_dir or state_dir
+    for folder in {state_dir, shared}:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)  # the store, blobs and the secrets key are for the servers alone
+    volumes = VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
+    hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's
+    backend = chosen.open(backends.Setup(state_dir, volumes, hidden, ray_address))
+    backend.prestart()
+    return backend, volumes
+
+
 def _lead(store: str, host: str, port: int, state_dir: Path) -> Leadership | None:
     """Wait until this server is the active one over a shared store (its lock), as a standby while another is;
     None when stopped (SIGTERM, Ctrl-C) while waiting."""
+    from .leadership import Leadership
+    from .store import redact_dsn
+
     leadership = Leadership(store)
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -174,56 +182,6 @@ def _local_token(state_dir: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(token)
     return token
-
-
-EXIT_DEADLINE = 4.0  # seconds from SIGTERM to exit, whatever is still running
-SHUTDOWN_GRACE = 1  # seconds for in-flight requests once long polls have been told to answer
-
-
-class _Server(uvicorn.Server):
-    """uvicorn, told first when it is stopping: the control plane stops deciding and ends its long polls before
-    uvicorn waits for open requests, so SIGTERM exits in about a second (not a long poll's 30 s), and nothing runs
-    its client-timeout reaper while clients cannot reach it."""
-
-    def __init__(self, config: uvicorn.Config, plane: ControlPlane) -> None:
-        super().__init__(config)
-        self.plane = plane
-        self.record: Path | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        _loop.settle_gc()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record, asyncio.get_running_loop()))
-        deadline.daemon = True
-        deadline.start()
-        await self.plane.quiesce()
-        await super().shutdown(sockets)
-
-
-def _exit_now(record: Path | None, loop: asyncio.AbstractEventLoop) -> None:
-    """The stop took too long: say where it was stuck (in the server log), then exit as a crash would. The store
-    is made for that (every acknowledged change is committed; the next start re-queues what was running)."""
-    log.warning("the server did not stop within %ss; exiting now. Where it was:", EXIT_DEADLINE)
-    faulthandler.dump_traceback(all_threads=True)
-    try:  # best effort from another thread: what the event loop was waiting for
-        for task in list(asyncio.all_tasks(loop)):
-            task.print_stack(limit=8)
-    except Exception:  # noqa: BLE001 - diagnostics only
-        pass
-    if record is not None:
-        record.unlink(missing_ok=True)
-    os._exit(1)
-
-
-async def _watch_parent(server: uvicorn.Server, parent_pid: int) -> None:
-    """An embedded server lives only as long as the process that started it."""
-    while True:
-        await asyncio.sleep(0.5)
-        if os.getppid() != parent_pid:
-            server.should_exit = True
-            return
 
 
 def install_unpickle_audit(path: str) -> None:
