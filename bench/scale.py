@@ -326,7 +326,7 @@ def run(
             threading.Thread(target=watch_stalls, args=(threading.get_ident(),), daemon=True).start()
         while not server.started:
             await asyncio.sleep(0.01)
-        _loop.settle_gc()  # as the real server does once started (server/main.py)
+        _loop.settle_gc()  # as the real server does once started (server/http_server.py)
 
         def drain_outbox() -> None:
             while True:

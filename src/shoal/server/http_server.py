@@ -21,6 +21,7 @@ log = logging.getLogger("shoal.server")
 
 EXIT_DEADLINE = 4.0  # seconds from SIGTERM to exit, whatever is still running
 SHUTDOWN_GRACE = 1  # seconds for in-flight requests once long polls have been told to answer
+SETTLE_AFTER = 2.0  # seconds after the start: the collector's settling (_loop.settle_gc)
 
 
 class HttpServer(uvicorn.Server):
@@ -33,6 +34,7 @@ class HttpServer(uvicorn.Server):
             uvicorn.Config(
                 app, log_level="warning", lifespan="on", access_log=False, timeout_keep_alive=60,
                 http=BoundedHttpTools,  # bounded request heads, no slow-loris (http_limits.py)
+                ws="none",  # the API has no websocket route (an endpoint's go through the gateway): no import of them
                 timeout_graceful_shutdown=SHUTDOWN_GRACE,
             )
         )  # fmt: skip
@@ -52,7 +54,8 @@ class HttpServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        _loop.settle_gc()
+        # a full collection takes ~10 ms: after the first requests of a cold run, not before them
+        asyncio.get_running_loop().call_later(SETTLE_AFTER, _loop.settle_gc)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         deadline = threading.Timer(EXIT_DEADLINE, _exit_now, args=(self.record, asyncio.get_running_loop()))
