@@ -7,6 +7,7 @@ named by the server's error body.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import subprocess
@@ -209,7 +210,8 @@ def dashboard_link(url: str, kind: str, object_id: str) -> str:
 
 
 class EmbeddedServer:
-    """A control plane in a child process, for the life of this process's ``app.run()``."""
+    """A control plane in a child process, for the life of this process's ``app.run()``. It is started at once;
+    :attr:`url` waits until it serves."""
 
     def __init__(self) -> None:
         home = settings().home
@@ -222,14 +224,25 @@ class EmbeddedServer:
             stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         log.close()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode().strip()
-        if not line.startswith("SHOAL_SERVER_URL="):
-            self.proc.kill()
-            raise exception.ConnectionError(
-                f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
-            )
-        self.url = line.split("=", 1)[1]
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL, once it has said it (it then serves, or queues requests until it does).
+
+        Raises:
+            ConnectionError: the server did not start.
+        """
+        if self._url is None:
+            assert self.proc.stdout is not None
+            line = self.proc.stdout.readline().decode().strip()
+            if not line.startswith("SHOAL_SERVER_URL="):
+                self.proc.kill()
+                raise exception.ConnectionError(
+                    f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
+                )
+            self._url = line.split("=", 1)[1]
+        return self._url
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -292,13 +305,40 @@ def acquire_server() -> str:
     """URL of the server for an ``app.run()``: configured or standing, else a new embedded one (ref-counted)."""
     global _embedded, _embedded_users
     with _state_lock:
-        url = configured_url()
+        try:
+            url = configured_url()
+        except exception.ConnectionError:
+            if _embedded is not None:  # started early (prestart_server), and it did not start
+                _embedded.stop()
+                _embedded = None
+            raise
         if url is not None and _embedded is None:
             return url
         if _embedded is None:
             _embedded = EmbeddedServer()
         _embedded_users += 1
         return _embedded.url
+
+
+def prestart_server() -> None:
+    """Start the embedded server an ``app.run()`` of this process will use, now, without waiting for it: where
+    no server is configured (SHOAL_SERVER_URL) and this home has no standing server. ``shoal run`` calls this
+    before it imports the app's module, so the server's start runs beside those imports. The first
+    ``app.run()`` takes it; if none does, it stops when this process exits."""
+    global _embedded
+    with _state_lock:
+        if _embedded is not None or settings().server_url or _servers.standing() is not None:
+            return
+        _embedded = EmbeddedServer()
+    atexit.register(_stop_unused)
+
+
+def _stop_unused() -> None:
+    global _embedded
+    with _state_lock:
+        if _embedded is not None and _embedded_users <= 0:
+            _embedded.stop()
+            _embedded = None
 
 
 def release_server(url: str) -> None:

@@ -430,3 +430,27 @@ def test_ctrl_c_of_a_run_on_an_embedded_server_exits_at_once_and_takes_the_serve
     assert time.monotonic() - started < 2.0, stderr
     assert proc.returncode == 130, stderr
     assert not servers[0].is_running() or servers[0].status() == psutil.STATUS_ZOMBIE
+
+
+def test_shoal_run_starts_its_server_before_it_imports_the_app_and_stops_it_when_the_import_fails(tmp_path: Path):
+    # Given a fresh home (no server anywhere) and an app module that says, as it is imported, which servers its
+    # process has started, and then fails
+    module = tmp_path / "fails_to_import.py"
+    module.write_text(textwrap.dedent("""
+        import os
+        import psutil
+        kids = [p for p in psutil.Process(os.getpid()).children() if "shoal.server" in " ".join(p.cmdline())]
+        print("SERVERS", len(kids), flush=True)
+        raise RuntimeError("this module does not import")
+    """))  # fmt: skip
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SHOAL_HOME": str(home), "SHOAL_SERVER_URL": ""}
+    result = subprocess.run([*SHOAL, "run", str(module)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env=env)  # fmt: skip
+    # Then its embedded server was starting while the module was imported (the two starts run side by side)
+    assert "SERVERS 1" in result.stdout, result.stderr
+    assert result.returncode == 1 and "this module does not import" in result.stderr
+    # And the run that never was takes its server and the server's state with it
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(home) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
+    assert not any((home / "embedded").iterdir())

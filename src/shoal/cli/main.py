@@ -104,6 +104,10 @@ def run(
             click.echo(ctx.get_help())
             return
         raise click.UsageError("Missing argument 'TARGET' (FILE.py[::ENTRY] or -m package.module[::ENTRY]).")
+    if not detach and not show_help:
+        from ..client import prestart_server
+
+        prestart_server()  # its start runs beside the app module's imports (a detached run uses the standing one)
     _modal_alias.install()
     module, ref = import_target(target, as_module)
     entry = find_entry(module, ref)
@@ -142,8 +146,10 @@ def serve(target: str, as_module: bool) -> None:
       shoal serve -m mypackage.api
     """
     from .._output import enable_output
+    from ..client import prestart_server
     from .targets import find_app, import_target
 
+    prestart_server()
     _modal_alias.install()
     module, _ = import_target(target, as_module)
     app = find_app(module)
