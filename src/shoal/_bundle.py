@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import site
 import sys
 import sysconfig
@@ -77,10 +78,13 @@ def _excluded_roots() -> list[Path]:
 def _local_entries(root: Path, main_name: str) -> set[str]:
     """Top-level names (packages or modules) under ``root`` that this process imported."""
     excluded = _excluded_roots()
+    # most modules are installed ones (the stdlib, site-packages, Shoal): told apart by their path as imported,
+    # without resolving it (11 ms for a few hundred modules)
+    installed = tuple(f"{e}{os.sep}" for e in excluded if not root.is_relative_to(e))
     entries = {main_name.split(".")[0]}
     for mod in list(sys.modules.values()):
         file = getattr(mod, "__file__", None)
-        if not file:
+        if not file or file.startswith(installed):
             continue
         try:
             path = Path(file).resolve()

@@ -332,7 +332,7 @@ class App:
 
     async def _register(self, client: Client, url: str, app_id: str) -> dict[str, str]:
         """Upload code and register every function of this app; returns tag -> function id."""
-        bundles: dict[tuple[str, str], Bundle] = {}
+        bundles: dict[str, Bundle] = {}
         default_max = os.cpu_count() or 1
         registered = {}
         for tag, fn in self.registered_functions.items():
@@ -346,7 +346,7 @@ class App:
                 code: dict[str, Any] = {"module": None, "qualname": tag, "bundle": None}
             else:
                 module_name, root = module_name_and_root(sys.modules[raw.__module__])
-                key = (module_name, str(root))
+                key = str(root)  # one bundle per root: every local module this process imported from it
                 if key not in bundles:
                     bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
                     if not await client.has_blob(bundles[key].blob_id):
