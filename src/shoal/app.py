@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import _context, _modal_alias
-from ._bundle import Bundle, build_bundle, module_name_and_root
+from . import _context
 from ._daemon import standing_url
 from ._options import build_options
 from ._output import LogPrinter, output_enabled
@@ -332,6 +331,9 @@ class App:
 
     async def _register(self, client: Client, url: str, app_id: str) -> dict[str, str]:
         """Upload code and register every function of this app; returns tag -> function id."""
+        from . import _modal_alias  # here, not at the top: after the embedded server is spawned (a cold start)
+        from ._bundle import Bundle, build_bundle, module_name_and_root
+
         bundles: dict[str, Bundle] = {}
         default_max = os.cpu_count() or 1
         registered = {}
