@@ -225,6 +225,7 @@ class EmbeddedServer:
         )  # fmt: skip
         log.close()
         self._url: str | None = None
+        self._reading = threading.Lock()  # one reader of the server's first line, whichever thread asks first
 
     @property
     def url(self) -> str:
@@ -233,16 +234,17 @@ class EmbeddedServer:
         Raises:
             ConnectionError: the server did not start.
         """
-        if self._url is None:
-            assert self.proc.stdout is not None
-            line = self.proc.stdout.readline().decode().strip()
-            if not line.startswith("SHOAL_SERVER_URL="):
-                self.proc.kill()
-                raise exception.ConnectionError(
-                    f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
-                )
-            self._url = line.split("=", 1)[1]
-        return self._url
+        with self._reading:
+            if self._url is None:
+                assert self.proc.stdout is not None
+                line = self.proc.stdout.readline().decode().strip()
+                if not line.startswith("SHOAL_SERVER_URL="):
+                    self.proc.kill()
+                    raise exception.ConnectionError(
+                        f"The embedded Shoal server did not start; see {self.state_dir / 'server.log'}"
+                    )
+                self._url = line.split("=", 1)[1]
+            return self._url
 
     def stop(self) -> None:
         if self.proc.poll() is None:
