@@ -259,7 +259,9 @@ def run(
         result_retention=3600.0, max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
     )  # fmt: skip
     plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server", location))
-    ticks: list[float] = []  # seconds each scheduler tick took
+    # seconds from each scheduler tick's start to its end: wall time, including the requests served while the tick
+    # yields (its `await asyncio.sleep(0)`s), so more than it holds the loop (loop_lag_* says that)
+    ticks: list[float] = []
     original_tick = plane._tick
 
     async def timed_tick(limits: Any) -> None:
