@@ -253,3 +253,9 @@ def container_env() -> ContainerEnv | None:
         web_host=_get("SHOAL_WEB_HOST") or "127.0.0.1",
         web_key=_get("SHOAL_WEB_KEY") or "",
     )
+
+
+def is_shared_store(location: str) -> bool:
+    """Whether a store location (SHOAL_STORE) is a database several servers share (PostgreSQL), not a file of this
+    machine."""
+    return location.startswith(("postgresql://", "postgres://"))

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 from .. import backends
 from .._ids import call_of_input, new_id
-from ..backends import sandbox
 from ..backends.base import Backend, ContainerSpec, Unplaceable, Waiting
 from ..config import settings
 from ..protocol.messages import (
@@ -52,7 +51,7 @@ from .notifier import Notifier
 from .sampler import Sampler
 from .secrets import SecretStore
 from .store import SQLiteStore, Store, open_store
-from .volumes import VolumeStore
+from .volumes import VolumeStore, open_volumes
 
 log = logging.getLogger("shoal.server")
 
@@ -117,12 +116,9 @@ class Parts:
         one PostgreSQL store reaches; default: ``state_dir``). ``volumes``: the volume store the backend was opened
         with, when it was opened first."""
         shared = shared_dir or state_dir
-        for folder in {state_dir, shared}:
-            folder.mkdir(parents=True, exist_ok=True)
-            folder.chmod(0o700)  # the store, blobs and the secrets key are for the servers alone
+        volumes = volumes or open_volumes(state_dir, shared_dir)  # (it makes the private directories too)
         opened = open_store(store) if store else SQLiteStore(state_dir / "state.db")
         secret_store = SecretStore(opened.secrets, shared / "secret.key")
-        volumes = volumes or VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
         return cls(opened, BlobStore(shared / "blobs"), volumes, secret_store)
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import _servers, backends
-from ..backends import sandbox
-from ..config import DEFAULT_PORT, settings
+from ..config import DEFAULT_PORT, is_shared_store, settings
 from ..exception import InvalidError
 from .listen import bind, is_loopback
 
@@ -84,7 +83,7 @@ def serve(
     store = store or (None if embedded else cfg.store)
     shared_dir = shared_dir or (None if embedded else cfg.shared_dir)
     leadership = None
-    if store and store.startswith(("postgresql://", "postgres://")):  # store.is_shared, without importing the store
+    if store and is_shared_store(store):
         leadership = _lead(store, host, port, state_dir)
         if leadership is None:
             return  # stopped while a standby
@@ -124,13 +123,9 @@ def _open_backend(
 ) -> tuple[backends.Backend, VolumeStore]:
     """The backend, opened (and its slow start begun: :meth:`~shoal.backends.base.Backend.prestart`) before the
     control plane's modules are imported; and the volumes it mounts."""
-    from .volumes import VolumeStore
+    from .volumes import open_volumes
 
-    shared = shared_dir or state_dir
-    for folder in {state_dir, shared}:
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o700)  # the store, blobs and the secrets key are for the servers alone
-    volumes = VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
+    volumes = open_volumes(state_dir, shared_dir)
     hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's
     backend = chosen.open(backends.Setup(state_dir, volumes, hidden, ray_address))
     backend.prestart()

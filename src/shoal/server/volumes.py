@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..backends import sandbox
 from .errors import Invalid, NotFound
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -54,6 +55,16 @@ def split_path(path: str) -> list[str]:
         if len(name.encode()) > MAX_NAME:
             raise Invalid(f"a name in a volume path is at most {MAX_NAME} bytes: {name[:40]}...")
     return names
+
+
+def open_volumes(state_dir: Path, shared_dir: Path | None = None) -> VolumeStore:
+    """A server's private directories (its state, and the shared one of blobs, volumes and the secrets key: 0700,
+    for the servers alone) and its volume store in the shared one (default: the state directory)."""
+    shared = shared_dir or state_dir
+    for folder in {state_dir, shared}:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
+    return VolumeStore(shared / "volumes", owner=sandbox.user())  # containers write in them
 
 
 class VolumeStore:

@@ -10,6 +10,7 @@ must pass.
 
 from urllib.parse import urlsplit, urlunsplit
 
+from ...config import is_shared_store
 from .base import Store
 from .sql import SQLStore
 from .sqlite import SQLiteStore
@@ -17,9 +18,7 @@ from .sqlite import SQLiteStore
 __all__ = ["SQLStore", "SQLiteStore", "Store", "is_shared", "open_store", "redact_dsn"]
 
 
-def is_shared(location: str) -> bool:
-    """Whether a store location is a database several servers share (PostgreSQL), not a file of this machine."""
-    return location.startswith(("postgresql://", "postgres://"))
+is_shared = is_shared_store  # (defined with the setting: the server decides on it before importing the store)
 
 
 def redact_dsn(location: str) -> str:

@@ -53,10 +53,14 @@ class Fleet:
         """These containers of ``function_id`` are in ``state`` as committed (STOPPED: forgotten)."""
         for cid in container_ids:
             self._dirty.add(cid)
-            if state == ContainerState.STOPPED:
-                self._states.pop(cid, None)
-            else:
-                self._states[cid] = (function_id, state)
+            self.remember(cid, function_id, state)
+
+    def remember(self, container_id: str, function_id: str, state: ContainerState) -> None:
+        """A container's (function, state) as read from the store (STOPPED: not kept)."""
+        if state == ContainerState.STOPPED:
+            self._states.pop(container_id, None)
+        else:
+            self._states[container_id] = (function_id, state)
 
     def view(self) -> list[ContainerRow]:
         """Every live container as committed: those touched since the last view read again, or all of them when

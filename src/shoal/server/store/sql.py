@@ -550,8 +550,9 @@ class SQLStore:
         row = self.db.execute("SELECT function_id, state FROM containers WHERE id=?", (container_id,)).fetchone()
         if row is None:
             return None
-        self.fleet.committed([container_id], row[0], ContainerState(row[1]))
-        return row[0], ContainerState(row[1])
+        found = row[0], ContainerState(row[1])
+        self.fleet.remember(container_id, *found)
+        return found
 
     def container(self, container_id: str) -> ContainerRecord | None:
         row = self.db.execute(
