@@ -3,8 +3,8 @@
 Run:  python bench/scale.py [--containers 1000] [--inputs 100000] [--functions 4] [--work-ms 50] [--procs 4]
       [--store postgresql://...]
 
-One real control plane (the server's own ASGI app on uvicorn, SQLite store) runs in this process with a backend
-whose "containers" are simulated: each launch goes to one of ``--procs`` simulator processes, where an asyncio
+One real control plane (the server's own ASGI app on its own HTTP front, SQLite store) runs in this process with
+a backend whose "containers" are simulated: each launch goes to one of ``--procs`` simulator processes, where an asyncio
 task speaks the container protocol over real HTTP with its own connection (fetch its spec, report started, then
 exchange: report the last batch's outputs and lease the next; heartbeat as the runtime does: not within a second
 of an exchange, else a beat the server may hold up to 5 s) and "runs" each input by
@@ -41,8 +41,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from shoal import _loop
 from shoal.backends.base import Backend, Capabilities, ContainerSpec
 from shoal.client import CONTAINER, Client
@@ -62,6 +60,7 @@ from shoal.protocol.messages import (
 )
 from shoal.protocol.specs import FunctionSpec
 from shoal.server.control import ControlPlane, Parts, ServerConfig
+from shoal.server.http_server import HttpServer
 from shoal.server.listen import bind
 from shoal.server.routes import create_app
 from shoal.server.store import open_store
@@ -290,8 +289,7 @@ def run(
         elif route == "heartbeat":
             beats_served.append(took)
 
-    server = uvicorn.Server(uvicorn.Config(timed, log_level="warning", lifespan="on", access_log=False,
-                                           backlog=8192, timeout_keep_alive=300))  # fmt: skip
+    server = HttpServer(timed, plane)
     results: dict[str, Any] = {"containers": containers, "inputs": inputs, "functions": functions,
                                "work_ms": work_ms, "want": want, "procs": procs, "hot": hot,
                                "heartbeat_timeout": heartbeat_timeout}  # fmt: skip
@@ -322,7 +320,7 @@ def run(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        serving = asyncio.create_task(server.serve(sock, signals=False))
         prober = asyncio.create_task(probe())
         if stalls:
             threading.Thread(target=watch_stalls, args=(threading.get_ident(),), daemon=True).start()
@@ -390,7 +388,7 @@ def run(
         prober.cancel()
         await plane.quiesce()
         await plane.backend.close()  # ends the containers: the simulators report their stats
-        server.should_exit = True
+        server.stop()
         await serving
         plane.store.close()  # once nothing is served (a request on a closed store is an error in the log)
         await loop.run_in_executor(None, reader.join, 60)

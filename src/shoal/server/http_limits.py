@@ -13,8 +13,6 @@ import asyncio
 import resource
 from collections.abc import Callable
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 MAX_HEAD = 64 * 1024  # bytes of request line and headers
 MAX_HEADERS = 100
 HEAD_TIMEOUT = 20.0  # seconds from a head's first byte to its end
@@ -103,42 +101,6 @@ def refuse_and_linger(transport: asyncio.BaseTransport, answer: bytes) -> None:
     if transport.can_write_eof():  # type: ignore[attr-defined]
         transport.write_eof()  # type: ignore[attr-defined]
     asyncio.get_running_loop().call_later(LINGER, transport.close)
-
-
-class BoundedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol (the API's) with :class:`HeadGuard`'s limits."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.guard = HeadGuard(self._refuse)
-        super().connection_made(transport)
-
-    def _refuse(self, answer: bytes) -> None:
-        refuse_and_linger(self.transport, answer)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.stop()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self.guard.refused:
-            return
-        self.guard.received(len(data))
-        super().data_received(data)
-        if not self.guard.refused:
-            self.guard.parsed()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.guard.header()
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self.guard.head_done(self.url, self.headers)
-        if not self.guard.refused:
-            super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self.guard.message_done()
-        super().on_message_complete()
 
 
 class ConnectionBudget:

@@ -16,6 +16,7 @@ import collections
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
 
 import httptools
 
@@ -24,8 +25,7 @@ from .http_limits import ConnectionBudget, HeadGuard, refuse_and_linger
 Headers = list[tuple[bytes, bytes]]
 BUFFERED = 1 << 20  # bytes of request body held before the client is paused
 KEEP_ALIVE = 75.0  # seconds an idle client connection stays open (longer than common clients' pools keep one)
-REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 502: b"Bad Gateway",
-           503: b"Service Unavailable", 504: b"Gateway Timeout"}  # fmt: skip
+REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
 
 
 class Request:
@@ -38,6 +38,7 @@ class Request:
         self.headers = headers  # names lowercased
         self.version = version
         self.client = connection.peer
+        self.client_port = connection.peer_port
         self.keep_alive = True
         self.upgrade = False
         self.length: int | None = None
@@ -61,17 +62,37 @@ class Request:
 
     async def body(self) -> AsyncIterator[bytes]:
         """The body as it arrives (never buffered whole); it ends early when the client goes away."""
-        while True:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._buffered < BUFFERED:
-                    self.connection.resume()
-                yield chunk
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    async def read(self) -> bytes | None:
+        """The next piece of the body as it arrives; None at its end, or when the client went away."""
+        while not self._chunks:
             if self._complete or self.connection.closed:
-                return
+                return None
             self._arrived = asyncio.Event()
             await self._arrived.wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._buffered < BUFFERED:
+            self.connection.resume()
+        return chunk
+
+    def arrived_whole(self) -> bytes | None:
+        """The whole body, if all of it has arrived and none was read yet (as a small request's does with its
+        head); else None (read it with :meth:`read`)."""
+        if not self._complete:
+            return None
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self.connection.resume()
+        return body
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        return self._complete
 
     def _feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -172,6 +193,7 @@ class Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer = ""
+        self.peer_port = 0
         self.closed = False
         self.queue: collections.deque[Request] = collections.deque()
         self.task: asyncio.Task[None] | None = None
@@ -183,6 +205,7 @@ class Connection(asyncio.Protocol):
         self._url = b""
         self._headers: Headers = []
         self._parsing: Request | None = None
+        self._lost: asyncio.Future[None] | None = None
 
     # ---- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -195,7 +218,8 @@ class Connection(asyncio.Protocol):
         self.connections.add(self)
         self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
         peer = transport.get_extra_info("peername")
-        self.peer = peer[0] if isinstance(peer, tuple) else ""
+        if isinstance(peer, tuple):
+            self.peer, self.peer_port = peer[0], peer[1]
 
     def data_received(self, data: bytes) -> None:
         if self._idle is not None:
@@ -243,6 +267,8 @@ class Connection(asyncio.Protocol):
             self.task.cancel()  # nobody waits for its answer: free the container's slot
         if self._writable is not None:
             self._writable.set()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
 
     def pause_writing(self) -> None:
         self._writable = asyncio.Event()
@@ -308,7 +334,7 @@ class Connection(asyncio.Protocol):
             reply.answer(502, "The gateway failed to forward the request.")
         self.queue.popleft()
         self.task = None
-        if self.closed:
+        if self.closed or self.transport is None or self.transport.is_closing():
             return
         if not request._complete and not request.upgrade:  # the app answered before reading the whole body
             self.close()
@@ -343,6 +369,14 @@ class Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+    async def lost(self) -> None:
+        """Wait until the client has gone (the connection closed)."""
+        if self.closed:
+            return
+        if self._lost is None:
+            self._lost = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._lost)
 
     def take_over(self, sink: Callable[[bytes], None]) -> None:
         """An upgraded connection: its bytes (those that came already, then each arrival) go to ``sink``."""

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .volumes import VolumeStore
 
 # What the server imports at the top is what it needs to open its backend: the rest (the control plane, its routes,
-# its store, uvicorn) is imported after that, while the backend's slow start (the local backend's spare fork server)
-# runs beside it. A fresh embedded server's first container then forks at once.
+# its store, its HTTP front) is imported after that, while the backend's slow start (the local backend's spare fork
+# server) runs beside it. A fresh embedded server's first container then forks at once.
 
 
 def serve(
