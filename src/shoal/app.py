@@ -12,7 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _context
 from ._daemon import standing_url
@@ -25,6 +25,7 @@ from .client import (
     client_for,
     configured_url,
     dashboard_link,
+    prestart_server,
     release_server,
     server_kind,
 )
@@ -42,6 +43,9 @@ from .schedule import Schedule
 from .secret import Secret
 from .serialization import dumps
 from .volume import Volume
+
+if TYPE_CHECKING:
+    from ._bundle import Bundle
 
 HEARTBEAT_INTERVAL = 3.0  # seconds between "this client is alive" pings while an app runs
 
@@ -248,6 +252,10 @@ class App:
             raise InvalidError("app.run() cannot be used inside a container: call the functions directly.")
         if self._app_id is not None:
             raise InvalidError(f"{self!r} is already running.")
+        if not detach:
+            prestart_server()  # where an embedded server is needed: started now, waited for below
+        loop()  # while a server starts: the SDK's event loop, and each root's bundle of code
+        bundles = self._bundles()
         url = standing_url() if detach else acquire_server()
         client = client_for(url)
         self._server_url = url
@@ -255,7 +263,7 @@ class App:
         try:
             if output_enabled():  # the first line of every run: which server it uses, and why that one
                 print(f"✓ Using {server_kind(url)} at {url}", file=sys.stderr)
-            run_sync(self._create(client, url, "detached" if detach else "ephemeral"))
+            run_sync(self._create(client, url, "detached" if detach else "ephemeral", bundles))
             _context.set_detached(self._app_id or "", detach)
             if output_enabled():
                 print(f"✓ App {self.name or 'app'} started ({self._app_id})", file=sys.stderr)
@@ -324,17 +332,35 @@ class App:
         web = {tag: fn._web_url for tag, fn in self.registered_functions.items() if fn._web_url}
         return DeployResult(app_id, app_name, version, url, functions, web)
 
-    async def _create(self, client: Client, url: str, mode: str) -> None:
+    async def _create(self, client: Client, url: str, mode: str, bundles: dict[str, Bundle]) -> None:
         resp = await client.request("POST", routes.APPS, {"name": self.name or "app", "mode": mode})
         self._app_id = resp["app_id"]
-        await self._register(client, url, resp["app_id"])
+        await self._register(client, url, resp["app_id"], bundles)
 
-    async def _register(self, client: Client, url: str, app_id: str) -> dict[str, str]:
-        """Upload code and register every function of this app; returns tag -> function id."""
-        from . import _modal_alias  # here, not at the top: after the embedded server is spawned (a cold start)
-        from ._bundle import Bundle, build_bundle, module_name_and_root
+    def _bundles(self) -> dict[str, Bundle]:
+        """The code of this app's functions: one bundle per source root (every local module this process imported
+        from it), keyed by the root."""
+        from ._bundle import build_bundle, module_name_and_root  # not at the top: after a cold start's spawn
 
         bundles: dict[str, Bundle] = {}
+        for fn in self.registered_functions.values():
+            if not fn.options.serialized:
+                module_name, root = module_name_and_root(sys.modules[fn.get_raw_f().__module__])
+                if str(root) not in bundles:
+                    bundles[str(root)] = build_bundle(root, module_name)
+        return bundles
+
+    async def _register(
+        self, client: Client, url: str, app_id: str, bundles: dict[str, Bundle] | None = None
+    ) -> dict[str, str]:
+        """Upload code (``bundles``, built now if not given) and register every function of this app; returns
+        tag -> function id."""
+        from . import _modal_alias  # here, not at the top: after the embedded server is spawned (a cold start)
+        from ._bundle import module_name_and_root
+
+        if bundles is None:
+            bundles = await asyncio.to_thread(self._bundles)
+        uploaded: set[str] = set()
         default_max = os.cpu_count() or 1
         registered = {}
         for tag, fn in self.registered_functions.items():
@@ -348,9 +374,9 @@ class App:
                 code: dict[str, Any] = {"module": None, "qualname": tag, "bundle": None}
             else:
                 module_name, root = module_name_and_root(sys.modules[raw.__module__])
-                key = str(root)  # one bundle per root: every local module this process imported from it
-                if key not in bundles:
-                    bundles[key] = await asyncio.to_thread(build_bundle, root, module_name)
+                key = str(root)
+                if key not in uploaded:
+                    uploaded.add(key)
                     if not await client.has_blob(bundles[key].blob_id):
                         await client.put_blob(bundles[key].blob_id, bundles[key].data)
                 code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id,

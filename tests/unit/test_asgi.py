@@ -111,6 +111,14 @@ def test_a_streamed_answer_is_chunked_and_keep_alive_serves_the_next_request() -
     assert rest.startswith(b"HTTP/1.1 200 OK") and b'"path":"/scope/x"' in rest
 
 
+def test_a_head_request_gets_the_head_alone_and_the_connection_serves_the_next() -> None:
+    two = b"HEAD /scope/x HTTP/1.1\r\nhost: h\r\n\r\nGET /scope/y HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n"
+    answer = asyncio.run(_ask(two))
+    first, _, rest = answer.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 OK") and b"content-length: " in first  # what a GET's body would be
+    assert rest.startswith(b"HTTP/1.1 200 OK") and b'"path":"/scope/y"' in rest  # no body came between
+
+
 def test_an_app_that_fails_answers_500_and_closes_the_connection() -> None:
     answer = asyncio.run(_ask(b"GET /fail HTTP/1.1\r\nhost: h\r\n\r\nGET /scope/x HTTP/1.1\r\nhost: h\r\n\r\n"))
     assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")

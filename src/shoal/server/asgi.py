@@ -164,7 +164,7 @@ class Lifespan:
             raise RuntimeError(f"the app ended its lifespan at {event}")
         message = answer.result()
         if message["type"] != f"{event}.complete":
-            await asyncio.wait([self._task], timeout=1.0)  # the app raises after it says so: its error is in the message
+            await asyncio.wait([self._task], timeout=1.0)  # it raises after it says so; its error is in the message
             if self._task.done() and not self._task.cancelled():
                 self._task.exception()
             raise RuntimeError(f"{event} failed: {message.get('message', '')}")

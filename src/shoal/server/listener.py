@@ -120,6 +120,7 @@ class Reply:
         self.started = False
         self._head: bytes | None = None
         self._chunked = False
+        self._no_body = request.method == "HEAD"  # its answer's head says what a GET's body would be: none is sent
         self._close = not request.keep_alive
 
     def start(self, status: int, headers: Headers) -> None:
@@ -141,6 +142,9 @@ class Reply:
 
     async def send(self, chunk: bytes) -> None:
         """One piece of the body (written at once; waits while the client reads slower than the app writes)."""
+        if self._no_body:
+            self.connection.write(self._take_head())
+            return
         if not chunk:
             return
         data = b"%x\r\n%s\r\n" % (len(chunk), chunk) if self._chunked else chunk
@@ -150,7 +154,7 @@ class Reply:
     def end(self, last: bytes = b"") -> None:
         """The end of the answer (with its last piece of body, if any); the connection serves its next request."""
         data = self._take_head()
-        if last:
+        if last and not self._no_body:
             data += b"%x\r\n%s\r\n" % (len(last), last) if self._chunked else last
         if self._chunked:
             data += b"0\r\n\r\n"
