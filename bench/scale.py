@@ -320,7 +320,7 @@ def run(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        serving = asyncio.create_task(server.serve(sock, signals=False))
+        serving = asyncio.create_task(server.serve(sock, signals=False, backlog=8192))
         prober = asyncio.create_task(probe())
         if stalls:
             threading.Thread(target=watch_stalls, args=(threading.get_ident(),), daemon=True).start()
@@ -329,12 +329,17 @@ def run(
         _loop.settle_gc()  # as the real server does once started (server/http_server.py)
 
         def drain_outbox() -> None:
+            """Until every simulator's stats came (each sends them once its containers were ended: seconds at
+            thousands), or a minute after the server stopped without them."""
+            gave_up_at = None
             while True:
                 try:
                     kind, body = outbox.get(timeout=0.5)
                 except queue.Empty:
                     if serving.done():
-                        return
+                        gave_up_at = gave_up_at or time.monotonic() + 60
+                        if time.monotonic() > gave_up_at:
+                            return
                     continue
                 if kind == "exit":
                     cid, code = body.split()

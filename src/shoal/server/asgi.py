@@ -60,6 +60,9 @@ class AsgiFront:
             await self.app(scope, exchange.receive, exchange.send)
         except asyncio.CancelledError:
             raise
+        except ClientDisconnected:  # the client left before its answer: nobody to tell
+            request.connection.close()
+            return
         except Exception:  # a bug of ours: the client gets a 500 (or a cut connection) and the log the traceback
             log.exception("%s %s failed", request.method, scope["path"])
             exchange.abort()

@@ -24,7 +24,8 @@ log = logging.getLogger("shoal.server")
 EXIT_DEADLINE = 4.0  # seconds from SIGTERM to exit, whatever is still running
 SHUTDOWN_GRACE = 1  # seconds for in-flight requests once long polls have been told to answer
 SETTLE_AFTER = 2.0  # seconds after the start: the collector's settling (_loop.settle_gc)
-SPARE_DESCRIPTORS = 512  # file descriptors the API's connections never take: the store's, the logs', the backend's
+UNBOUNDED = 1 << 62  # the API's connections are never refused (each container holds one or two): the endpoint ports'
+# budget (http_limits.ConnectionBudget) is what keeps descriptors for the API
 
 
 class HttpServer:
@@ -43,14 +44,19 @@ class HttpServer:
         """Serve on ``sock`` until stopped (SIGINT, SIGTERM), or until ``parent_pid`` exits (an embedded server)."""
         _loop.run(self.serve(sock, parent_pid))
 
-    async def serve(self, sock: socket.socket, parent_pid: int | None = None, signals: bool = True) -> None:
-        """Serve on ``sock`` until :meth:`stop` (or a signal, with ``signals``; or ``parent_pid``'s exit)."""
+    async def serve(
+        self, sock: socket.socket, parent_pid: int | None = None, signals: bool = True, backlog: int = listener.BACKLOG
+    ) -> None:
+        """Serve on ``sock`` until :meth:`stop` (or a signal, with ``signals``; or ``parent_pid``'s exit), with
+        ``backlog`` connections waiting to be accepted."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         lifespan = Lifespan(self.app)
         await lifespan.startup()  # the control plane's start
-        budget = ConnectionBudget(max(64, raise_file_limit() - SPARE_DESCRIPTORS))
-        server, connections = await listener.serve(AsgiFront(self.app, _address(sock)), sock, budget)
+        raise_file_limit()
+        server, connections = await listener.serve(
+            AsgiFront(self.app, _address(sock)), sock, ConnectionBudget(UNBOUNDED), backlog
+        )
         handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signals and _handle(loop, s, self.stop)]
         watcher = loop.create_task(_watch_parent(self, parent_pid)) if parent_pid else None
         loop.call_later(SETTLE_AFTER, _loop.settle_gc)  # a full collection (~10 ms): after a cold run's first requests

@@ -24,6 +24,7 @@ from .http_limits import ConnectionBudget, HeadGuard, refuse_and_linger
 
 Headers = list[tuple[bytes, bytes]]
 BUFFERED = 1 << 20  # bytes of request body held before the client is paused
+BACKLOG = 2048  # connections the kernel holds until accepted (asyncio's default, 100, resets a herd's)
 KEEP_ALIVE = 75.0  # seconds an idle client connection stays open (longer than common clients' pools keep one)
 REASONS = {int(s): s.phrase.encode() for s in HTTPStatus}
 
@@ -391,14 +392,15 @@ class Connection(asyncio.Protocol):
 
 
 async def serve(
-    handler: Handler, sock: socket.socket, budget: ConnectionBudget | None = None
+    handler: Handler, sock: socket.socket, budget: ConnectionBudget | None = None, backlog: int = BACKLOG
 ) -> tuple[asyncio.AbstractServer, set[Connection]]:
     """Listen on ``sock`` (bound already) with ``handler`` answering every request, within ``budget`` (shared by
-    all endpoint ports); returns the server and its open connections (to close them with it)."""
+    all endpoint ports), with ``backlog`` connections waiting to be accepted; returns the server and its open
+    connections (to close them with it)."""
     connections: set[Connection] = set()
     loop = asyncio.get_running_loop()
     shared = budget or ConnectionBudget()
-    server = await loop.create_server(lambda: Connection(handler, connections, shared), sock=sock)
+    server = await loop.create_server(lambda: Connection(handler, connections, shared), sock=sock, backlog=backlog)
     return server, connections
 
 
