@@ -44,7 +44,7 @@ from typing import Any
 from shoal import _loop
 from shoal.backends.base import Backend, Capabilities, ContainerSpec
 from shoal.client import CONTAINER, Client
-from shoal.container.runtime import HELD_BEAT
+from shoal.container.runtime import HELD_BEAT, IDLE_POLL
 from shoal.exception import ConnectionError
 from shoal.protocol import chunks, routes
 from shoal.protocol.messages import (
@@ -117,8 +117,9 @@ def simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int) -> Non
 async def _simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int) -> None:
     loop = asyncio.get_running_loop()
     tasks: dict[str, asyncio.Task[None]] = {}
-    stats: dict[str, list[float]] = {"lease": [], "lease_at": [], "beat": [], "started_at": []}
+    stats: dict[str, list[float]] = {"lease": [], "lease_at": [], "beat": [], "started_at": [], "lag": []}
     counts = {"accepted": 0, "reported": 0, "errors": 0}
+    prober = asyncio.create_task(_probe(stats["lag"]))
     while True:
         kind, cid, token = await loop.run_in_executor(None, inbox.get)
         if kind == "launch":
@@ -127,10 +128,20 @@ async def _simulate(url: str, inbox: Any, outbox: Any, work_s: float, want: int)
             tasks[cid].cancel()
         elif kind == "close":
             break
+    prober.cancel()
     for task in tasks.values():
         task.cancel()
     await asyncio.gather(*tasks.values(), return_exceptions=True)
     outbox.put(("stats", json.dumps({"stats": stats, "counts": counts, "cpu_s": time.process_time()})))
+
+
+async def _probe(lags: list[float]) -> None:
+    """How late this simulator's event loop runs a 10 ms timer: what each of its containers' requests waits behind,
+    on top of the server's answer."""
+    while True:
+        t = time.perf_counter()
+        await asyncio.sleep(0.01)
+        lags.append(time.perf_counter() - t - 0.01)
 
 
 async def _container(
@@ -160,9 +171,9 @@ async def _container(
             reports = []
             if reply.stop:
                 return
-            if not reply.inputs:  # nothing queued now: long-poll, as a real container does (not timed)
+            if not reply.inputs:  # nothing queued now: long-poll as long as a real container does (not timed)
                 contact[0] = 0
-                reply = await client.call("POST", exchange, ExchangeRequest(want=want, wait=2.0), ExchangeReply)
+                reply = await client.call("POST", exchange, ExchangeRequest(want=want, wait=IDLE_POLL), ExchangeReply)
                 contact[0] = time.monotonic()
                 if reply.stop:
                     return
@@ -295,6 +306,7 @@ def run(
                                "heartbeat_timeout": heartbeat_timeout}  # fmt: skip
     per_stats: list[dict[str, Any]] = []
 
+    open_connections: list[int] = []  # the containers' connections to the server, sampled 4x a second
     lags: list[float] = []  # how late the server's event loop ran a 10 ms timer: what every request waits behind
 
     last_probe = [time.perf_counter()]
@@ -358,6 +370,7 @@ def run(
         while True:
             await asyncio.sleep(0.25)
             now = time.perf_counter() - started
+            open_connections.append(len(server.connections))
             done = 0
             for call_id in calls:
                 info = plane.store.call(call_id)
@@ -378,7 +391,7 @@ def run(
             seconds=round(elapsed, 2), inputs_per_s=round(inputs / elapsed),
             server_cpu_s=round(time.process_time() - cpu_at_start, 1),  # its threads too (checkpoints, the bench's)
             all_containers_running_s=all_running_at, launched=backend.launched,
-            all_running_at=started_wall + (all_running_at or 0.0),
+            all_running_at=started_wall + (all_running_at or 0.0), started_wall=started_wall,
             first_completion_s={c: round(t, 2) for c, t in first_done.items()},
             finished_s={c: round(t, 2) for c, t in last_done.items()},
         )  # fmt: skip
@@ -410,6 +423,10 @@ def run(
         tick_p99_ms=round(percentile(ticks, 99) * 1000, 2),
         tick_max_ms=round(max(ticks) * 1000, 1),
     )
+    results.update(
+        open_connections_max=max(open_connections, default=0),
+        open_connections_p50=int(statistics.median(open_connections)) if open_connections else 0,
+    )
     results["server_slowest_ms"] = {k: round(v * 1000, 1) for k, v in sorted(slowest.items())}
     if stalls:
         results["stalls"] = dict(stalled.most_common(12))
@@ -421,6 +438,20 @@ def run(
                    server_exchange_p99_ms=round(percentile(quick, 99) * 1000, 2))  # fmt: skip
     beat = [x for s in per_stats for x in s["stats"]["beat"]]
     running_at = results.pop("all_running_at")  # leases once every container ran (the start's herd left out)
+    sim_lags = [x for s in per_stats for x in s["stats"]["lag"]]
+    results.update(sim_loop_lag_p99_ms=round(percentile(sim_lags, 99) * 1000, 2),
+                   sim_loop_lag_max_ms=round(max(sim_lags, default=0) * 1000, 1))  # fmt: skip
+    started_wall = results.pop("started_wall")
+    by_window: dict[int, list[float]] = collections.defaultdict(list)  # lease p99 per 10 s of the run (to stderr)
+    for s in per_stats:
+        for x, at in zip(s["stats"]["lease"], s["stats"]["lease_at"]):
+            by_window[int((at - started_wall) // 10)].append(x)
+    for window, xs in sorted(by_window.items()):
+        print(
+            f"  {window * 10:4d}-{window * 10 + 10}s: {len(xs):6d} leases, p50 {percentile(xs, 50) * 1000:7.1f} ms, "
+            f"p99 {percentile(xs, 99) * 1000:7.1f} ms",
+            file=sys.stderr,
+        )
     steady = [x for s in per_stats for x, at in zip(s["stats"]["lease"], s["stats"]["lease_at"]) if at > running_at]
     results.update(
         exchanges=len(lease), lease_p50_ms=round(statistics.median(lease) * 1000, 2) if lease else None,

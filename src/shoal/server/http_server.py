@@ -38,6 +38,7 @@ class HttpServer:
         self.plane = plane
         self.record: Path | None = None
         self.started = False
+        self.connections: set[listener.Connection] = set()  # the clients' open connections, while serving
         self._stop: asyncio.Event | None = None
 
     def serve_on(self, sock: socket.socket, parent_pid: int | None = None) -> None:
@@ -57,6 +58,7 @@ class HttpServer:
         server, connections = await listener.serve(
             AsgiFront(self.app, _address(sock)), sock, ConnectionBudget(UNBOUNDED), backlog
         )
+        self.connections = connections
         handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signals and _handle(loop, s, self.stop)]
         watcher = loop.create_task(_watch_parent(self, parent_pid)) if parent_pid else None
         loop.call_later(SETTLE_AFTER, _loop.settle_gc)  # a full collection (~10 ms): after a cold run's first requests
