@@ -311,6 +311,7 @@ def run(
 
     last_probe = [time.perf_counter()]
     stalled: collections.Counter[str] = collections.Counter()  # --stalls: where the event loop was when it stalled
+    long_stalls: list[tuple[float, str, str]] = []  # --stalls: (seconds, where at 40 ms, where last seen) of long ones
 
     async def probe() -> None:
         while True:
@@ -320,15 +321,27 @@ def run(
             lags.append(last_probe[0] - t - 0.01)
 
     def watch_stalls(loop_thread: int) -> None:
-        """Whenever the loop has not run the probe for 40 ms, note the loop thread's stack (once per stall)."""
-        caught = 0.0
+        """Whenever the loop has not run the probe for 40 ms, note the loop thread's stack (once per stall), and
+        each stall over 200 ms: how long, and where the loop was at 40 ms and at its end."""
+        caught, stack, late = 0.0, "", ""
         while True:
             time.sleep(0.005)
-            if time.perf_counter() - last_probe[0] > 0.04 and caught != last_probe[0]:
-                caught = last_probe[0]
-                frame = sys._current_frames().get(loop_thread)
-                where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)]
-                stalled[" < ".join(reversed([w for w in where if "asyncio" not in w][-6:]))] += 1
+            behind = time.perf_counter() - last_probe[0]
+            if behind > 0.04 and caught != last_probe[0]:
+                caught, stack = last_probe[0], where_is(loop_thread)
+                stalled[stack] += 1
+            elif behind > 0.04:
+                late = where_is(loop_thread)
+            elif stack and last_probe[0] - caught > 0.2:
+                long_stalls.append((round(last_probe[0] - caught, 3), stack, late))
+                stack = ""
+            elif stack:
+                stack = ""
+
+    def where_is(thread: int) -> str:
+        frame = sys._current_frames().get(thread)
+        where = [f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_stack(frame)]
+        return " < ".join(reversed([w for w in where if "asyncio" not in w][-6:]))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -430,6 +443,7 @@ def run(
     results["server_slowest_ms"] = {k: round(v * 1000, 1) for k, v in sorted(slowest.items())}
     if stalls:
         results["stalls"] = dict(stalled.most_common(12))
+        results["long_stalls"] = sorted(long_stalls, reverse=True)[:15]
     quick = sorted(served)[: len(lease)]  # the long polls (timed by the server only) are the slowest: left out
     quick_beats = [b for b in beats_served if b < 0.5]  # beats answered at once (not held open for an order)
     results.update(server_heartbeat_p99_ms=round(percentile(quick_beats, 99) * 1000, 2) if quick_beats else None,

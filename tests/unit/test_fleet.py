@@ -74,3 +74,16 @@ def test_a_touched_container_that_is_not_in_the_tables_leaves_the_view(tmp_path:
         db.execute("DELETE FROM containers WHERE id='co-1'")
     store.fleet.touched(["co-1", None])
     assert held(store) == {}
+
+
+def test_the_resync_is_spread_over_its_period_a_slice_at_each_view(tmp_path: Path) -> None:
+    store, ticks = a_store(tmp_path)
+    ids = [f"co-{i:02d}" for i in range(10)]
+    store.add_containers(ids, "fu-1", "ap-1")
+    assert len(held(store)) == 10
+    with store.db.tx() as db:  # another writer: nothing told the view
+        db.execute("UPDATE containers SET state='DRAINING'")
+    ticks.now = fleet.RESYNC_EVERY * 1.5  # half of the next period: half of the containers read again
+    assert sorted(held(store).values()).count((ContainerState.DRAINING, 0)) == 5
+    ticks.now = fleet.RESYNC_EVERY * 2  # that period's end: every one of them
+    assert all(state == ContainerState.DRAINING for state, _ in held(store).values())
