@@ -24,8 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import psutil
-
 from ..config import settings
 from ..exception import InvalidError
 from ..protocol.specs import ImageSpec, PreparedImage, Resources
@@ -33,7 +31,7 @@ from . import memory_cgroup, sandbox
 from .base import Backend, Capabilities, ContainerSpec, Unplaceable, Usage, VolumeDirs, Waiting
 from .fork_server import ForkServerError, ForkServers, Template
 from .metering import Meter
-from .resources import Grant, Ledger, Request, device_nodes, discover
+from .resources import Grant, Ledger, Request, device_nodes, discover, total_memory_mib
 
 log = logging.getLogger("shoal.local")
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
@@ -58,7 +56,7 @@ def container_environment(server: Mapping[str, str]) -> dict[str, str]:
 
 def default_tmp_mib() -> int:
     """A container's private /tmp without ``memory=``: a quarter of the machine's memory (with it: the limit)."""
-    return max(256, int(psutil.virtual_memory().total) // 2**20 // 4)
+    return max(256, total_memory_mib() // 4)
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ class LocalBackend(Backend):
     def capabilities(self) -> Capabilities:
         isolated = sandbox.bwrap() is not None  # mounts are bubblewrap binds
         if self.ledger is None:
-            memory = psutil.virtual_memory().total // 2**20
+            memory = total_memory_mib()
             return Capabilities(isolated, isolated, _gpu_count(), float(os.cpu_count() or 1), memory)
         m = self.ledger.machine
         return Capabilities(isolated, isolated, len(m.gpus), m.cpus, m.memory_mib)

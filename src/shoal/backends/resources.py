@@ -234,13 +234,16 @@ def gpu_kind(name: str, memory_mib: int = 0) -> str:
     return "-".join(words) or "GPU"
 
 
+def total_memory_mib() -> int:
+    """This machine's memory (MiB), as the kernel counts it (``MemTotal``)."""
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20)
+
+
 def discover() -> Machine:
     """This machine as containers may have it (see the module's docstring for the settings that shape it)."""
-    import psutil  # the server's: containers parse gpu= (this module) without it
-
     config = settings()
     cpus = config.cpus or float(len(os.sched_getaffinity(0)))
-    memory = config.memory_mib or int(psutil.virtual_memory().total // 2**20)
+    memory = config.memory_mib or total_memory_mib()
     fake = config.fake_gpus
     if fake is not None:
         kinds = [gpu_kind(k) for k in fake]

@@ -44,9 +44,10 @@ def main() -> None:
     namespaces.die_with_parent(signal.SIGKILL)
     sock = socket.socket(fileno=int(os.environ.pop("SHOAL_FORK_SOCKET")))
     isolate = os.environ.pop("SHOAL_FORK_ISOLATE", "") == "1"
+    probe = _start_probe(isolate)  # it runs while the imports do
     preload()
 
-    sock.send(fork.encode(fork.Hello(error=_probe(isolate))))
+    sock.send(fork.encode(fork.Hello(error=_probe_result(probe))))
     ForkServer(sock, isolate).serve()
 
 
@@ -258,10 +259,11 @@ def run(env: dict[str, str]) -> NoReturn:
     os._exit(0)
 
 
-def _probe(isolate: bool) -> str:
-    """Whether this kernel lets a forked container have its own namespaces here: '' or why not."""
+def _start_probe(isolate: bool) -> tuple[int, int] | None:
+    """Start finding out whether this kernel lets a forked container have its own namespaces here: a child that
+    makes them (its pid, and the pipe it says why not on); None unsandboxed. :func:`_probe_result` answers."""
     if not isolate:
-        return ""
+        return None
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -277,6 +279,14 @@ def _probe(isolate: bool) -> str:
             os.write(write, str(exc).encode())
         os._exit(1)
     os.close(write)
+    return pid, read
+
+
+def _probe_result(probe: tuple[int, int] | None) -> str:
+    """'' when the probe made its namespaces (or none was needed), else why not."""
+    if probe is None:
+        return ""
+    pid, read = probe
     with os.fdopen(read, "rb") as f:
         why = f.read().decode(errors="replace")
     status = os.waitpid(pid, 0)[1]
