@@ -31,12 +31,20 @@ class Kind:
     needs_token: bool  # its containers reach the server over the network: a token is required
     max_total_containers: int | None  # the default cap on containers in all; None: max(32, 8 x CPUs) here
     about: str
+    get_ready: Callable[[], None] = lambda: None  # begins what opening it waits for, without waiting (a server's
+    # start calls it before its slow imports, which then run beside it)
 
 
 def _open_local(setup: Setup) -> Backend:
     from .local import LocalBackend
 
     return LocalBackend(setup.state_dir / "containers", setup.volumes, setup.hidden)
+
+
+def _ready_local() -> None:
+    from .sandbox import start_probe
+
+    start_probe()
 
 
 def _open_ray(setup: Setup) -> Backend:
@@ -46,7 +54,7 @@ def _open_ray(setup: Setup) -> Backend:
 
 
 KINDS: dict[str, Kind] = {
-    "local": Kind("local", _open_local, False, None, "processes on this machine"),
+    "local": Kind("local", _open_local, False, None, "processes on this machine", _ready_local),
     # a cluster grows (Ray's autoscaler adds nodes for pending actors): no tight cap
     "ray": Kind("ray", _open_ray, True, 10_000, "a Ray actor per container, on a Ray cluster"),
 }

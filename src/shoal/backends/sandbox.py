@@ -33,9 +33,31 @@ log = logging.getLogger("shoal.sandbox")
 HIDDEN = {"proc", "dev", "tmp", "sys"}
 
 
+_probing: subprocess.Popen[str] | None = None  # bubblewrap's probe, started early (start_probe)
+
+
+def _probe(path: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([path, "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev",
+                             "--proc", "/proc", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)  # fmt: skip
+
+
+def start_probe() -> None:
+    """Start finding out whether bubblewrap works here, without waiting (~10 ms): :func:`bwrap` takes the
+    answer. A server's start calls it before its slow imports."""
+    global _probing
+    path = None if settings().sandbox_off else shutil.which("bwrap")
+    if path is not None and _probing is None and bwrap.cache_info().currsize == 0:
+        try:
+            _probing = _probe(path)
+        except OSError:
+            _probing = None  # bwrap() tries again, and says why
+
+
 @functools.lru_cache(maxsize=1)
 def bwrap() -> str | None:
     """The bwrap binary when the sandbox is enabled and works here, else None (warned about once)."""
+    global _probing
     if settings().sandbox_off:
         return None
     path = shutil.which("bwrap")
@@ -43,11 +65,11 @@ def bwrap() -> str | None:
         log.warning("bubblewrap (bwrap) is not installed: containers run as plain processes, without a private "
                     "/tmp, and volumes cannot be mounted. Install it: apt-get install bubblewrap")  # fmt: skip
         return None
-    probe = subprocess.run([path, "--unshare-pid", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev",
-                            "--proc", "/proc", "true"], capture_output=True, text=True)  # fmt: skip
+    probe, _probing = _probing or _probe(path), None
+    _, stderr = probe.communicate()
     if probe.returncode != 0:
         log.warning("bubblewrap cannot create namespaces here (%s): containers run as plain processes",
-                    probe.stderr.strip())  # fmt: skip
+                    stderr.strip())  # fmt: skip
         return None
     return path
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import _servers, backends
+from .. import backends
 from ..config import DEFAULT_PORT, is_shared_store, settings
 from ..exception import InvalidError
 from .listen import bind, is_loopback
@@ -73,6 +72,9 @@ def serve(
             f"Refusing to listen on {host}: only loopback addresses are served without a token. "
             "Set SHOAL_TOKEN (or pass --token) to serve other hosts."
         )
+    chosen.get_ready()  # the local backend's bubblewrap probe: it runs beside what follows
+    from .. import _servers  # (not at the top: the backend's preparation runs first)
+
     if kind == "standing" and (other := _servers.standing()) is not None and other.pid != os.getpid():
         raise InvalidError(
             f"This SHOAL_HOME ({cfg.home}) already has a standing server at {other.url} (pid {other.pid}): use it, "
@@ -135,6 +137,7 @@ def _open_backend(
 def _lead(store: str, host: str, port: int, state_dir: Path) -> Leadership | None:
     """Wait until this server is the active one over a shared store (its lock), as a standby while another is;
     None when stopped (SIGTERM, Ctrl-C) while waiting."""
+    from .. import _servers
     from .leadership import Leadership
     from .store import redact_dsn
 
@@ -172,6 +175,8 @@ def _local_token(state_dir: Path) -> str:
     path = state_dir / "local.token"
     if path.exists():
         return path.read_text().strip()
+    import secrets
+
     token = "shl-" + secrets.token_urlsafe(24)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
