@@ -80,8 +80,8 @@ class Request:
         return chunk
 
     def arrived_whole(self) -> bytes | None:
-        """The whole body, if all of it has arrived and none was read yet (as a small request's does with its
-        head); else None (read it with :meth:`read`)."""
+        """What is left of the body, at once, if all of it has arrived (as a small request's does with its head);
+        else None (read it piece by piece with :meth:`read`)."""
         if not self._complete:
             return None
         body = b"".join(self._chunks)
