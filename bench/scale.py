@@ -59,6 +59,7 @@ from shoal.protocol.messages import (
     StartedReport,
 )
 from shoal.protocol.specs import FunctionSpec
+from shoal.server.boot_window import BOOT_WINDOW
 from shoal.server.control import ControlPlane, Parts, ServerConfig
 from shoal.server.http_server import HttpServer
 from shoal.server.listen import bind
@@ -250,7 +251,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def run(
     containers: int, inputs: int, functions: int, work_ms: float, procs: int, want: int, location: str | None = None,
-    hot: bool = True, stalls: bool = False, heartbeat_timeout: float = 60.0,
+    hot: bool = True, stalls: bool = False, heartbeat_timeout: float = 60.0, boot_window: int = BOOT_WINDOW,
 ) -> dict[str, Any]:  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix="shoal-scale-"))
     calls = fill(tmp / "server", functions, inputs, containers, location)
@@ -267,6 +268,7 @@ def run(
     config = ServerConfig(
         state_dir=tmp / "server", url=url, client_token=TOKEN, heartbeat_timeout=heartbeat_timeout,
         result_retention=3600.0, max_total_containers=containers, max_payload_bytes=64 << 20, client_timeout=3600.0,
+        boot_window=boot_window,
     )  # fmt: skip
     plane = ControlPlane(config, backend, Parts.in_dir(tmp / "server", location))
     # seconds from each scheduler tick's start to its end: wall time, including the requests served while the tick
@@ -303,7 +305,7 @@ def run(
     server = HttpServer(timed, plane)
     results: dict[str, Any] = {"containers": containers, "inputs": inputs, "functions": functions,
                                "work_ms": work_ms, "want": want, "procs": procs, "hot": hot,
-                               "heartbeat_timeout": heartbeat_timeout}  # fmt: skip
+                               "heartbeat_timeout": heartbeat_timeout, "boot_window": boot_window}  # fmt: skip
     per_stats: list[dict[str, Any]] = []
 
     open_connections: list[int] = []  # the containers' connections to the server, sampled 4x a second
@@ -496,11 +498,15 @@ def main() -> None:
         default=60.0,
         help="the server's (SHOAL_HEARTBEAT_TIMEOUT; a third of it is how long a quiet beat is held)",
     )
+    parser.add_argument(
+        "--boot-window", type=int, default=BOOT_WINDOW, help="containers booting at once (SHOAL_BOOT_WINDOW)"
+    )
     parser.add_argument("--stalls", action="store_true", help="report where the event loop was when it stalled")
     args = parser.parse_args()
     os.environ.setdefault("SHOAL_HOME", tempfile.mkdtemp(prefix="shoal-scale-home-"))
     out = run(args.containers, args.inputs, args.functions, args.work_ms, args.procs, args.want, args.store,
-              hot=not args.no_hot, stalls=args.stalls, heartbeat_timeout=args.heartbeat_timeout)  # fmt: skip
+              hot=not args.no_hot, stalls=args.stalls, heartbeat_timeout=args.heartbeat_timeout,
+              boot_window=args.boot_window)  # fmt: skip
     print(json.dumps(out, indent=2))
 
 

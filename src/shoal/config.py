@@ -138,6 +138,7 @@ class Settings:
     client_timeout: float = 20.0
     expiry_interval: float = 60.0
     max_total_containers: int | None = None  # None: max(32, 8 x CPUs)
+    boot_window: int = 256  # containers launched and not booted yet, at most (server/boot_window.py)
     sandbox_off: bool = False
     fork_server: bool = True
     sandbox_binds: tuple[str, ...] = ()
@@ -172,6 +173,7 @@ class Settings:
             client_timeout=_float("SHOAL_CLIENT_TIMEOUT", 20.0),
             expiry_interval=_float("SHOAL_EXPIRY_INTERVAL", 60.0),
             max_total_containers=int(max_total) if max_total else None,
+            boot_window=int(_float("SHOAL_BOOT_WINDOW", 256)),
             sandbox_off=(_get("SHOAL_SANDBOX") or "auto").lower() in ("off", "0", "false"),
             sandbox_binds=binds,
             fork_server=(_get("SHOAL_FORK_SERVER") or "on").lower() not in ("off", "0", "false"),

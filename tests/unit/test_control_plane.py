@@ -268,3 +268,36 @@ def test_a_container_says_it_started_when_it_runs_and_never_when_it_failed_to(tm
         assert said() == [f"Container {first.container_id} started for f\n"]
 
     asyncio.run(scenario())
+
+
+def test_a_big_launch_is_paced_by_the_boot_window_and_goes_on_as_containers_boot(tmp_path):
+    """At most ``boot_window`` containers are launched and not booted; each that fetches its spec lets one more
+    launch (a fleet's first requests would otherwise arrive as one herd)."""
+
+    async def scenario() -> None:
+        config = ServerConfig(tmp_path / "state", "http://127.0.0.1:1", None, 10.0, 3600.0, 10, 1 << 20, boot_window=3)
+        backend = FakeBackend()
+        plane = ControlPlane(config, backend, Parts.in_dir(config.state_dir))
+        app_id = plane.create_app("unit")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=8), None)
+        plane.create_call(function_id, "map", None, [b"x"] * 8, close=True)
+        # When the scheduler wants 8 containers, Then 8 rows exist but only 3 are launched
+        await plane._tick(Limits(heartbeat_timeout=10.0, max_total_containers=8))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(plane.store.live_containers()) == 8
+        assert len(backend.launched) == 3
+        # When two of them boot, Then two more launch; and the rest as the others boot
+        for spec in backend.launched[:2]:
+            plane.container_booted(spec.container_id)
+        while len(backend.launched) < 5:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        assert len(backend.launched) == 5
+        for spec in backend.launched[2:]:
+            plane.container_booted(spec.container_id)
+        await asyncio.wait_for(plane.starts_done(), 10)
+        assert len(backend.launched) == 8 and len({s.container_id for s in backend.launched}) == 8
+        await plane.stop()
+
+    asyncio.run(scenario())

@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 from shoal.server import listener
+from shoal.server.http_limits import IdleConnections
 
 
 async def _echo(request: listener.Request, reply: listener.Reply) -> None:
@@ -145,3 +146,36 @@ def test_endpoint_ports_share_a_connection_budget() -> None:
 
     refused, _ = asyncio.run(main())
     assert refused == b""
+
+
+def test_near_the_file_limit_the_oldest_idle_connection_closes_to_make_room_and_a_busy_one_stays() -> None:
+    """Three clients over a high water mark of two: the new one is accepted, the one idle longest is closed, the
+    one whose request is in flight is kept; the closed client's next request, on a new connection, is answered."""
+
+    async def scenario() -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        idle = IdleConnections(high_water=2)
+        server, connections = await listener.serve(_echo, sock, idle=idle)
+        address = sock.getsockname()
+        old_reader, old_writer = await asyncio.open_connection(*address)
+        old_writer.write(b"GET /first HTTP/1.1\r\nhost: h\r\n\r\n")
+        assert b"GET /first" in await asyncio.wait_for(old_reader.read(65536), 10)  # answered: now idle
+        _, busy_writer = await asyncio.open_connection(*address)
+        busy_writer.write(b"GET /wait HTTP/1.1\r\nhost: h\r\n\r\n")  # in flight until the end
+        await busy_writer.drain()
+        while not any(c.task for c in connections):
+            await asyncio.sleep(0.01)
+        new_reader, new_writer = await asyncio.open_connection(*address)  # the third: over the mark
+        new_writer.write(b"GET /new HTTP/1.1\r\nhost: h\r\n\r\n")
+        assert b"GET /new" in await asyncio.wait_for(new_reader.read(65536), 10)
+        assert await asyncio.wait_for(old_reader.read(), 10) == b""  # the idle one was closed by the server
+        assert idle.reclaimed == 1 and any(c.task for c in connections)  # the busy one still waits
+        again_reader, again_writer = await asyncio.open_connection(*address)
+        again_writer.write(b"GET /again HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n")
+        assert b"GET /again" in await asyncio.wait_for(again_reader.read(), 10)
+        for writer in (old_writer, busy_writer, new_writer, again_writer):
+            writer.close()
+        await listener.close(server, connections, grace=0.1)
+
+    asyncio.run(scenario())

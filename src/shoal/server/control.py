@@ -38,6 +38,7 @@ from ..schedule import from_spec, next_fire
 from . import clock
 from .auth import Authorizer, ContainerKeys, TokenRegistry
 from .blobs import BlobStore
+from .boot_window import BOOT_WINDOW, BootWindow
 from .commands import Commands
 from .core import lifecycle
 from .core.lifecycle import ContainerExited, Facts, KillDecided, StartReported, decide
@@ -97,6 +98,7 @@ class ServerConfig:
     blob_grace: float = 30.0  # seconds a payload blob stays on disk after its last use ended (store/blob_refs.py)
     upload_grace: float = 3600.0  # seconds an uploaded payload blob that no input or result names yet stays
     home_ports: bool = False  # an embedded server: endpoints keep their ports through the home (gateway.py)
+    boot_window: int = BOOT_WINDOW  # containers booting at once (boot_window.py)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class ControlPlane:
         self.backend.put_blob = self.blobs.put
         self.backend.on_trouble = self._on_backend_trouble
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
+        self.boots = BootWindow(config.boot_window, backend.waiting)
         self.notifier = Notifier()
         self.liveness = Liveness(self._wake_held)
         self.commands = Commands(self.liveness)
@@ -647,8 +650,13 @@ class ControlPlane:
         self._placed_at[container_id] = clock.now()
         self.store.set_container_node(container_id, node)
 
+    def container_booted(self, container_id: str) -> None:
+        """It fetched its spec: the next container may launch (:class:`BootWindow`)."""
+        self.boots.booted(container_id)
+
     def _on_container_exit(self, container_id: str, code: int | None) -> None:
         self._placed_at.pop(container_id, None)
+        self.boots.booted(container_id)
         tail = self._redacted(container_id, self.backend.output_tail(container_id))  # in the error itself: an
         # embedded run's files go with it
         unreachable = code == EXIT_UNREACHABLE
@@ -664,6 +672,7 @@ class ControlPlane:
 
     def _on_container_lost_with_cluster(self, container_id: str) -> None:
         self._placed_at.pop(container_id, None)
+        self.boots.booted(container_id)
         self._handle(container_id, ContainerExited("it was lost with its cluster", lost=True, blameless=True))
 
     def _redacted(self, container_id: str, text: str) -> str:
@@ -714,6 +723,7 @@ class ControlPlane:
             self._say_started(container)
         elif isinstance(action, lifecycle.MarkStopped):
             self.store.set_container_state(cid, ContainerState.STOPPED, action.reason)
+            self.boots.booted(cid)
             self.liveness.forget(cid)
             self.commands.gone(cid, action.reason)
         elif isinstance(action, lifecycle.Log):
@@ -872,11 +882,15 @@ class ControlPlane:
             await asyncio.wait(set(self._launches))
 
     async def _start_containers(self, found: FunctionRecord, app_id: str, ids: list[str]) -> None:
-        """``LAUNCHES_PER_TURN`` containers at once (a fork server forks one while the next is asked for), and
-        requests let in between (10,000 at once would otherwise hold the loop). A container's "started" line comes
-        when it runs (:meth:`_say_started`), not now: on Ray it may wait for a node first."""
-        for at in range(0, len(ids), LAUNCHES_PER_TURN):
-            turn = ids[at : at + LAUNCHES_PER_TURN]
+        """Up to ``LAUNCHES_PER_TURN`` containers at once (a fork server forks one while the next is asked for), as
+        many as the boot window has room for (:class:`BootWindow`: 10,000 at once would be a herd of first
+        requests), with requests let in between. A container's "started" line comes when it runs
+        (:meth:`_say_started`), not now: on Ray it may wait for a node first."""
+        at = 0
+        while at < len(ids):
+            fits = await self.boots.room(min(LAUNCHES_PER_TURN, len(ids) - at))
+            turn = ids[at : at + fits]
+            at += fits
             if self._stopping:  # the server is stopping: these never start
                 for cid in turn:
                     self.store.set_container_state(cid, ContainerState.STOPPED, "the server stopped")
@@ -896,10 +910,12 @@ class ControlPlane:
                 container_id, found.id, found.app_id, self.config.url, self.container_keys.mint(container_id),
                 env=env, resources=spec.resources, image=image, volumes=spec.volumes, image_spec=spec.image,
             )  # fmt: skip
+            self.boots.launched(container_id)
             await self.backend.launch(cspec)
             return True
         except Exception as exc:  # noqa: BLE001
             log.exception("launching a container for %s failed", found.tag)
+            self.boots.booted(container_id)
             self.store.set_container_state(container_id, ContainerState.STOPPED, f"launch failed: {exc}")
             self.store.record_startup_failure(container_id, f"could not start a container process: {exc}")
             return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import resource
 from collections.abc import Callable
+from typing import Protocol
 
 MAX_HEAD = 64 * 1024  # bytes of request line and headers
 MAX_HEADERS = 100
@@ -120,6 +121,61 @@ class ConnectionBudget:
 
     def give_back(self) -> None:
         self.open = max(0, self.open - 1)
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+class IdleConnections:
+    """The process's client connections, and the idle keep-alive ones oldest first: when the connections near the
+    file limit, the oldest idle ones are closed to make room (a client's next request on one reconnects; its
+    request was never read, so nothing is lost or run twice). As nginx reuses keep-alive connections when its
+    ``worker_connections`` run out. 10,000 containers each hold a beat and keep an exchange connection, and a
+    process allowed 20,000 descriptors would otherwise stop accepting: the kernel queues, then drops, the rest.
+
+    ``high_water``: connections kept open before idle ones are closed (default: the soft file limit, raised, less
+    an eighth, at least 256, for the store, blobs and the containers' pipes)."""
+
+    def __init__(self, high_water: int | None = None) -> None:
+        if high_water is None:
+            soft = raise_file_limit()
+            high_water = soft - max(256, soft // 8)
+        self.high_water = max(1, high_water)
+        self.open = 0
+        self.reclaimed = 0  # idle connections closed to make room (metrics, tests)
+        self._idle: dict[Closable, None] = {}  # insertion order: idle since
+
+    def opened(self, connection: Closable) -> None:
+        """A connection was accepted: above the high water mark, the oldest idle ones close."""
+        self.open += 1
+        while self.open > self.high_water and self._idle:
+            oldest = next(iter(self._idle))
+            del self._idle[oldest]
+            self.reclaimed += 1
+            oldest.close()  # (its connection_lost comes later and calls closed())
+
+    def idle(self, connection: Closable) -> None:
+        self._idle.pop(connection, None)
+        self._idle[connection] = None
+
+    def busy(self, connection: Closable) -> None:
+        self._idle.pop(connection, None)
+
+    def closed(self, connection: Closable) -> None:
+        self._idle.pop(connection, None)
+        self.open = max(0, self.open - 1)
+
+
+_process_idle: IdleConnections | None = None
+
+
+def process_idle() -> IdleConnections:
+    """The one :class:`IdleConnections` of this process: every listener's connections count against one limit."""
+    global _process_idle
+    if _process_idle is None:
+        _process_idle = IdleConnections()
+    return _process_idle
 
 
 def raise_file_limit() -> int:

@@ -20,7 +20,7 @@ from http import HTTPStatus
 
 import httptools
 
-from .http_limits import ConnectionBudget, HeadGuard, refuse_and_linger
+from .http_limits import ConnectionBudget, HeadGuard, IdleConnections, process_idle, refuse_and_linger
 
 Headers = list[tuple[bytes, bytes]]
 BUFFERED = 1 << 20  # bytes of request body held before the client is paused
@@ -189,10 +189,13 @@ Handler = Callable[[Request, Reply], Awaitable[None]]
 class Connection(asyncio.Protocol):
     """One client connection: requests parsed as they arrive, answered one at a time by ``handler``."""
 
-    def __init__(self, handler: Handler, connections: set[Connection], budget: ConnectionBudget) -> None:
+    def __init__(
+        self, handler: Handler, connections: set[Connection], budget: ConnectionBudget, idle: IdleConnections
+    ) -> None:
         self.handler = handler
         self.connections = connections
         self.budget = budget
+        self.idle = idle  # the process's idle keep-alive connections, closed first when descriptors run short
         self.counted = False
         self.guard = HeadGuard(self._refuse)
         self.parser = httptools.HttpRequestParser(self)
@@ -221,7 +224,8 @@ class Connection(asyncio.Protocol):
             return
         self.counted = True
         self.connections.add(self)
-        self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
+        self.idle.opened(self)
+        self._went_idle()
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer, self.peer_port = peer[0], peer[1]
@@ -230,6 +234,7 @@ class Connection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
+            self.idle.busy(self)
         if self.tunnel is not None:
             self.tunnel(data)
             return
@@ -263,6 +268,7 @@ class Connection(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.budget.give_back()
+            self.idle.closed(self)
         self.connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
@@ -346,8 +352,13 @@ class Connection(asyncio.Protocol):
         elif self.queue:
             self._next()
         else:
-            self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
+            self._went_idle()
         self.resume()
+
+    def _went_idle(self) -> None:
+        """No request in flight: closed after ``KEEP_ALIVE`` seconds, or sooner to make room for new clients."""
+        self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
+        self.idle.idle(self)
 
     # ---- transport ----------------------------------------------------------------------------------
 
@@ -392,15 +403,22 @@ class Connection(asyncio.Protocol):
 
 
 async def serve(
-    handler: Handler, sock: socket.socket, budget: ConnectionBudget | None = None, backlog: int = BACKLOG
+    handler: Handler,
+    sock: socket.socket,
+    budget: ConnectionBudget | None = None,
+    backlog: int = BACKLOG,
+    idle: IdleConnections | None = None,
 ) -> tuple[asyncio.AbstractServer, set[Connection]]:
     """Listen on ``sock`` (bound already) with ``handler`` answering every request, within ``budget`` (shared by
-    all endpoint ports), with ``backlog`` connections waiting to be accepted; returns the server and its open
-    connections (to close them with it)."""
+    all endpoint ports), with ``backlog`` connections waiting to be accepted, idle connections closed early when
+    the process's connections near its file limit (``idle``: the process's by default); returns the server and its
+    open connections (to close them with it)."""
     connections: set[Connection] = set()
     loop = asyncio.get_running_loop()
-    shared = budget or ConnectionBudget()
-    server = await loop.create_server(lambda: Connection(handler, connections, shared), sock=sock, backlog=backlog)
+    shared, reclaim = budget or ConnectionBudget(), idle or process_idle()
+    server = await loop.create_server(
+        lambda: Connection(handler, connections, shared, reclaim), sock=sock, backlog=backlog
+    )
     return server, connections
 
 

@@ -103,7 +103,7 @@ def serve(
         result_retention=cfg.result_retention, max_total_containers=default_max_total_containers(chosen),
         max_payload_bytes=cfg.max_payload_bytes, rate_limit=cfg.rate_limit,
         local_token=None if token else _local_token(state_dir), client_timeout=cfg.client_timeout,
-        expiry_interval=cfg.expiry_interval, home_ports=embedded,
+        expiry_interval=cfg.expiry_interval, home_ports=embedded, boot_window=cfg.boot_window,
     )  # fmt: skip
     plane = ControlPlane(config, opened, Parts.in_dir(state_dir, store, shared_dir, volumes))
     server = HttpServer(create_app(plane), plane)

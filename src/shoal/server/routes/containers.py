@@ -74,6 +74,7 @@ def add_routes(r: Router) -> None:
         fn = plane.store.function(found[0])
         assert fn is not None
         secret_env = plane.secrets.env(fn.spec.secrets)
+        plane.container_booted(cid)
         return message(ContainerBoot(fn.id, fn.app_id, fn.tag, fn.spec, fn.pickled, secret_env))
 
     @r.route(routes.CONTAINER_STARTED, ["POST"], "container")
