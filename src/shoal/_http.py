@@ -1,9 +1,11 @@
-"""A small HTTP/1.1 client for Shoal's own protocol: keep-alive connections, one request each at a time.
+"""A small HTTP/1.1 client for Shoal's own protocol: keep-alive connections, one request each at a time (but
+one pipelined behind a request the server releases when followed: :class:`AsyncHTTP`).
 
 Shoal talks to one control plane over loopback (or a LAN) with short bodies: a general client (httpx) spends
 more time per request than the server does. This one writes the request in one ``send``, reads a
-``Content-Length`` (or chunked) body, and reuses connections: a pool per event loop (a container's threads each
-drive theirs through ``client.SyncClient``). A connection that fails is dropped; the caller decides whether to retry.
+``Content-Length`` (or chunked) body, and reuses connections: a pool per event loop (a thread drives its own
+through ``client.SyncClient``; a container's threads share one through ``client.SharedClient``). A connection
+that fails is dropped; the caller decides whether to retry.
 """
 
 from __future__ import annotations
@@ -55,11 +57,31 @@ def _close_idle_connections() -> None:
         pool.close_idle()
 
 
+@dataclass(eq=False)
+class _Conn:
+    """A keep-alive connection, and when the last request written on it will have been read (``done``: True if
+    its answer was read whole, False if the connection broke first): a request pipelined behind it reads after."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    done: asyncio.Future[bool] | None = None
+
+
+class _Broken(OSError):
+    """The request this one was pipelined behind did not get its answer: this one was never answered either."""
+
+
 class AsyncHTTP:
     """A pool of keep-alive connections to one server, for one event loop.
 
     ``url`` may name several servers, comma-separated (an active server and its standbys over one PostgreSQL
     store): requests go to one of them; when it cannot be connected to, the next is tried on the next request.
+
+    A *releasable* request is one the server holds until something happens, and answers at once when the client
+    sends another request behind it on the same connection (a container's quiet heartbeat: ``ControlPlane
+    .release_held``). A request that finds no idle connection goes behind a releasable one (HTTP/1.1
+    pipelining) rather than open another: 10,000 containers each holding a beat then hold 10,000 connections,
+    not 20,000 (a server's descriptor limit is often 20,000 or less).
     """
 
     def __init__(self, url: str, headers: dict[str, str], timeout: float = 90.0, max_idle: int = 32) -> None:
@@ -69,31 +91,63 @@ class AsyncHTTP:
         self.headers = headers
         self.timeout = timeout
         self.max_idle = max_idle
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[_Conn] = []
+        self._held: list[_Conn] = []  # a releasable request is in flight on each, nothing behind it yet
+        self.connects = 0  # connections opened (tests, benchmarks)
         _pools.add(self)
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> Response:
-        """Send one request and read its response; a stale pooled connection is replaced once."""
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, *,
+        releasable: bool = False,
+    ) -> Response:  # fmt: skip
+        """Send one request and read its response; a stale pooled connection is replaced once. ``releasable``:
+        the server holds it until another request follows it on its connection (see the class)."""
         head = _head(method, path, self.host, body, {**self.headers, **(headers or {})})
         while True:
-            reused = bool(self._idle)
-            conn = self._idle.pop() if reused else await self._connect()
+            behind: asyncio.Future[bool] | None = None
+            if self._idle:
+                conn, reused = self._idle.pop(), True
+            elif self._held:
+                conn, reused = self._held.pop(), True
+                behind = conn.done
+            else:
+                conn, reused = await self._connect(), False
+            mine: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            conn.done = mine
+            if releasable:
+                self._held.append(conn)
             try:
-                return await asyncio.wait_for(self._exchange(conn, head, body, method == "HEAD"), self.timeout)
+                response = await asyncio.wait_for(self._exchange(conn, head, body, method == "HEAD", behind),
+                                                  self.timeout)  # fmt: skip
             except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError, RuntimeError) as exc:
-                conn[1].close()
+                self._drop(conn, mine)
                 if isinstance(exc, RuntimeError) and "closed" not in str(exc):
                     raise  # not uvloop's "the handler is closed" (a write to a connection the server dropped)
                 if reused and not isinstance(exc, asyncio.TimeoutError):
                     continue  # the server closed an idle connection: try a fresh one
                 raise TransportError(f"{type(exc).__name__}: {exc}") from exc
             except BaseException:  # cancelled mid-request (a long poll nobody waits for): the stream is unusable
-                conn[1].close()
+                self._drop(conn, mine)
                 raise
+            mine.set_result(True)
+            if conn in self._held:
+                self._held.remove(conn)
+            if conn.done is mine:  # nothing was pipelined behind it: the connection is free
+                if response.headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
+                    conn.writer.close()
+                else:
+                    self._idle.append(conn)
+            return response
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    def _drop(self, conn: _Conn, mine: asyncio.Future[bool]) -> None:
+        """The connection is unusable: close it, and fail what was pipelined behind this request."""
+        conn.writer.close()
+        if not mine.done():
+            mine.set_result(False)
+        if conn in self._held:
+            self._held.remove(conn)
+
+    async def _connect(self) -> _Conn:
         tls = None
         if self.tls:
             import ssl  # https only: most connections are plain loopback ones (and ssl takes ~8 ms to import)
@@ -116,7 +170,8 @@ class AsyncHTTP:
         except OSError as exc:  # the server dropped the connection at once (EBADF): as good as refused
             writer.close()
             raise TransportError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        return reader, writer
+        self.connects += 1
+        return _Conn(reader, writer)
 
     def _next_endpoint(self) -> None:
         """Of several servers, go on to the next (the one in use could not be reached)."""
@@ -126,9 +181,9 @@ class AsyncHTTP:
             self.close_idle()
 
     async def _exchange(
-        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], head: bytes, body: bytes, no_body: bool
+        self, conn: _Conn, head: bytes, body: bytes, no_body: bool, behind: asyncio.Future[bool] | None
     ) -> Response:
-        reader, writer = conn
+        reader, writer = conn.reader, conn.writer
         if len(body) <= SLICE:
             writer.write(head + body)
         else:  # a large body goes in slices, each sent before the next: no copy of it in the transport's buffer
@@ -138,6 +193,8 @@ class AsyncHTTP:
                 writer.write(view[start : start + SLICE])
                 await writer.drain()
         await writer.drain()
+        if behind is not None and not await asyncio.shield(behind):  # its answer comes first
+            raise _Broken("the request this one followed on its connection got no answer")
         status_line = await reader.readuntil(b"\r\n")
         status = int(status_line.split(b" ", 2)[1])
         headers: dict[str, str] = {}
@@ -153,16 +210,12 @@ class AsyncHTTP:
         else:
             content = await reader.read()
             headers["connection"] = "close"
-        if headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
-            writer.close()
-        else:
-            self._idle.append(conn)
         return Response(status, headers, content)
 
     def close_idle(self) -> None:
         """Close the pooled connections (safe from any thread at exit: it only marks the transports closing)."""
         while self._idle:
-            self._idle.pop()[1].transport.close()
+            self._idle.pop().writer.close()
 
     async def aclose(self) -> None:
         self.close_idle()

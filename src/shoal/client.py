@@ -54,10 +54,11 @@ class Client:
         self.patience = patience
         self._reached = False  # once the server answered, an unreachable spell is a restart worth waiting for
 
-    async def call(self, method: str, path: str, message: Any, reply: type[T]) -> T:
-        """Send a typed message (``None``: no body) and decode the answer as ``reply``."""
+    async def call(self, method: str, path: str, message: Any, reply: type[T], *, releasable: bool = False) -> T:
+        """Send a typed message (``None``: no body) and decode the answer as ``reply``. ``releasable``: the
+        server holds it until another request follows it (``_http.AsyncHTTP``)."""
         content = b"" if message is None else messages.encode(message)
-        resp = await self._send(method, path, content, PACKED_HEADERS)
+        resp = await self._send(method, path, content, PACKED_HEADERS, releasable=releasable)
         if resp.status >= 400:
             self._decode(resp)
         try:
@@ -75,13 +76,15 @@ class Client:
             headers = JSON_HEADERS
         return self._decode(await self._send(method, path, content, headers))
 
-    async def _send(self, method: str, path: str, content: bytes, headers: dict[str, str] | None = None) -> Response:
+    async def _send(
+        self, method: str, path: str, content: bytes, headers: dict[str, str] | None = None, releasable: bool = False
+    ) -> Response:
         """One request, retried while the server is unreachable (restarting), rate-limited or busy."""
         deadline = time.monotonic() + (self.patience.unreachable if self._reached else self.patience.first_contact)
         delay = 0.05
         while True:
             try:
-                resp = await self.http.request(method, path, content, headers)
+                resp = await self.http.request(method, path, content, headers, releasable=releasable)
             except TransportError as exc:
                 if time.monotonic() > deadline:
                     raise exception.ConnectionError(
@@ -162,6 +165,33 @@ class SyncClient:
     def close(self) -> None:
         self.run(self.client.aclose())
         self.loop.close()
+
+
+class SharedClient:
+    """The blocking face of one :class:`Client` shared by a process's threads: each request runs on one event loop
+    in a daemon thread, so the threads share one pool of connections. A container's exchanges (its main thread)
+    then go behind its held beat (another thread) on one connection (``_http.AsyncHTTP``), where a
+    :class:`SyncClient` per thread would hold a second connection for each container."""
+
+    def __init__(self, url: str, token: str | None, patience: Patience = CALLER, timeout: float = 90.0) -> None:
+        self.loop = new_event_loop()
+        self.client = Client(url, token, patience, timeout)
+        threading.Thread(target=self.loop.run_forever, name="shoal-transport", daemon=True).start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:  # e.g. a signal handler's SystemExit while waiting: the request is abandoned
+            future.cancel()
+            raise
+
+    def call(self, method: str, path: str, message: Any, reply: type[T], *, releasable: bool = False) -> T:
+        return self.run(self.client.call(method, path, message, reply, releasable=releasable))
+
+    def close(self) -> None:
+        self.run(self.client.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 PACKED_HEADERS = {"content-type": MSGPACK}

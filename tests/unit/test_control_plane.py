@@ -301,3 +301,37 @@ def test_a_big_launch_is_paced_by_the_boot_window_and_goes_on_as_containers_boot
         await plane.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_held_beat_answers_when_released_and_a_release_that_came_first_means_it_is_not_held(tmp_path):
+    """``release_held``: the container's next request came behind its quiet beat on one connection. A beat held
+    answers at once; a release that came before the beat was held (a race of the two) is not lost."""
+
+    async def scenario() -> None:
+        plane, backend = plane_at(tmp_path)
+        app_id = plane.create_app("unit")
+        function_id = plane.create_function(app_id, "f", FunctionSpec(max_containers=1), None)
+        plane.create_call(function_id, "map", None, [b"x"], close=True)
+        await tick(plane, Limits(heartbeat_timeout=90.0, max_total_containers=4))
+        (container,) = backend.launched
+        cid = container.container_id
+        plane.container_started(cid, None, False)
+        beat = asyncio.ensure_future(plane.heartbeat(cid, [], wait=30.0))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not beat.done()  # held: no order, no release
+        plane.release_held(cid)
+        assert (await asyncio.wait_for(beat, 5)).stop is False
+        plane.release_held(cid)  # before the next beat is held
+        started = time.monotonic()
+        await asyncio.wait_for(plane.heartbeat(cid, [], wait=30.0), 5)
+        assert time.monotonic() - started < 5
+        beat = asyncio.ensure_future(plane.heartbeat(cid, [], wait=30.0))  # and the release was used up
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not beat.done()
+        plane.release_held(cid)
+        await asyncio.wait_for(beat, 5)
+        await plane.stop()
+
+    asyncio.run(scenario())

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from shoal._http import AsyncHTTP, TransportError
+from shoal._http import AsyncHTTP, TransportError, _Conn
 
 DROPPED = "unable to perform operation on <TCPTransport closed=True>; the handler is closed"  # uvloop's words
 
@@ -31,8 +31,8 @@ def request_through(writer: FailingWriter) -> None:
     async def scenario() -> None:
         http = AsyncHTTP("http://127.0.0.1:9", {})
 
-        async def connect() -> tuple[object, object]:
-            return object(), writer
+        async def connect() -> _Conn:
+            return _Conn(object(), writer)  # type: ignore[arg-type]
 
         http._connect = connect  # type: ignore[method-assign]
         await http.request("GET", "/x")

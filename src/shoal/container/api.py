@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from ..client import CONTAINER, SyncClient
+from ..client import CONTAINER, SharedClient
 from ..exception import AuthError, NotFoundError
 from ..protocol import routes
 from ..protocol.messages import (
@@ -64,17 +64,20 @@ class ContainerAPI:
 
     def __init__(
         self, url: str, container_id: str, token: str, ledger: ChunkLedger | None = None,
-        contact: Contact | None = None,
+        contact: Contact | None = None, sync: SharedClient | None = None,
     ) -> None:  # fmt: skip
         self.url = url
         self.container_id = container_id
-        self.sync = SyncClient(url, token, CONTAINER)
+        self.sync = sync or SharedClient(url, token, CONTAINER)  # one pool for the container's threads
         self.ledger = ledger or ChunkLedger()  # shared by a container's APIs (one per thread)
         self.contact = contact or Contact()  # shared too
 
-    def _call(self, template: str, message: Any, reply: type[Any], method: str = "POST") -> Any:
+    def _call(
+        self, template: str, message: Any, reply: type[Any], method: str = "POST", releasable: bool = False
+    ) -> Any:
+        path = routes.path(template, container_id=self.container_id)
         try:
-            return self.sync.call(method, routes.path(template, container_id=self.container_id), message, reply)
+            return self.sync.call(method, path, message, reply, releasable=releasable)
         except (AuthError, NotFoundError):
             raise SystemExit(0) from None
 
@@ -100,7 +103,10 @@ class ContainerAPI:
         return reply
 
     def heartbeat(self, request: HeartbeatRequest) -> HeartbeatReply:
-        return self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply)  # type: ignore[no-any-return]
+        """A quiet beat (``wait``) is held by the server and released when another request of this container
+        follows it on its connection: the exchange goes behind it rather than on a second connection."""
+        reply = self._call(routes.CONTAINER_HEARTBEAT, request, HeartbeatReply, releasable=request.wait > 0)
+        return reply  # type: ignore[no-any-return]
 
     def command_ended(self, result: CommandResult) -> None:
         self._call(routes.CONTAINER_RAN, result, dict)

@@ -556,7 +556,8 @@ class ContainerRuntime:
     def _side_api(self) -> ContainerAPI:
         env = container_env()
         assert env is not None
-        return ContainerAPI(self.api.url, env.container_id, env.container_token, self.api.ledger, self.api.contact)
+        return ContainerAPI(self.api.url, env.container_id, env.container_token, self.api.ledger, self.api.contact,
+                            self.api.sync)  # fmt: skip
 
     def _heartbeat_loop(self) -> None:
         """Ship output as it comes (each shipment is a beat too); when there is none, beat, unless an exchange

@@ -54,6 +54,7 @@ class AsgiFront:
             "scheme": "http", "path": unquote(path.decode("latin-1")), "raw_path": path, "query_string": query,
             "root_path": "", "headers": request.headers, "client": (request.client, request.client_port),
             "server": self.server, "state": {},
+            "extensions": {"shoal.when_followed": request.when_followed, "shoal.arrived": request.arrived},
         }  # fmt: skip
         exchange = _Exchange(request, reply)
         try:

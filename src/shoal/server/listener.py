@@ -15,6 +15,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 
@@ -53,6 +54,24 @@ class Request:
         self._buffered = 0
         self._complete = False
         self._arrived: asyncio.Event | None = None
+        self.arrived = time.perf_counter()  # when its head was parsed (the time it waited is measured from here)
+        self.followed = False  # another request came behind this one on its connection (pipelined)
+        self._on_followed: list[Callable[[], None]] = []
+
+    def when_followed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the client sends another request behind this one (at once if it has): a held
+        request (a container's quiet beat) answers then, so that the next goes out on the same connection."""
+        if self.followed:
+            callback()
+        else:
+            self._on_followed.append(callback)
+
+    def _follow(self) -> None:
+        if not self.followed:
+            self.followed = True
+            callbacks, self._on_followed = self._on_followed, []
+            for callback in callbacks:
+                callback()
 
     @property
     def path(self) -> str:
@@ -312,6 +331,8 @@ class Connection(asyncio.Protocol):
         self.queue.append(request)
         if self.task is None:
             self._next()
+        else:
+            self.queue[0]._follow()
 
     def on_body(self, body: bytes) -> None:
         if self._parsing is not None:

@@ -125,7 +125,7 @@ def plan(
         found = _health_actions(c, now, limits, load_of.get(c.function_id), max(c.last_seen, heard.get(c.id, 0.0)))
         actions.extend(found)
     killed = {a.container_id for a in actions if isinstance(a, Kill)}
-    total = sum(1 for c in containers if c.id not in killed)
+    total = len(containers) - len(killed)
     blocked = 0  # containers functions with a backlog want but the machine-wide cap refuses
     spare: list[ContainerRow] = []  # idle containers above their function's need: drained early when blocked
     over: list[ContainerRow] = []  # containers of functions above their fair share: they give way when blocked
@@ -164,8 +164,9 @@ def plan(
         for c in [c for c in over if c.id not in drained][: max(0, blocked)]:  # then functions above their share
             free = c.state == ContainerState.RUNNING and c.leased == 0
             actions.append(Drain(c.id) if free or c.waiting else Yield(c.id))
-    decided = {a.container_id for a in actions if not isinstance(a, Launch)}
-    actions.extend(_placed_fairly(loads, by_function, killed | decided, wants))
+    if any(c.waiting for c in containers):  # (a walk of every container's lists, for none, held the loop)
+        decided = {a.container_id for a in actions if not isinstance(a, Launch)}
+        actions.extend(_placed_fairly(loads, by_function, killed | decided, wants))
     return actions
 
 

@@ -11,6 +11,7 @@ Anything else goes on to the Starlette app.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,9 @@ class HotRoutes:
         container_id, (kind, handler) = found
         try:
             self._admit(scope, container_id)
+            when_followed = scope.get("extensions", {}).get("shoal.when_followed")
+            if when_followed is not None and self.router.release is not None:  # its next request came behind it
+                when_followed(functools.partial(self.router.release, container_id))
             reply = await handler(container_id, decode(await self._body(scope, receive), kind))
         except Exception as exc:  # noqa: BLE001 - every error gets an answer, as on every route
             await self.router.failed(exc, scope["path"])(scope, receive, send)

@@ -130,6 +130,7 @@ class Router:
         self.limiter = RateLimiter(cfg.rate_limit)
         self.routes: list[Route] = []
         self.hot_routes: dict[str, tuple[type, Callable[[str, Any], Awaitable[Any]]]] = {}  # verb -> (kind, handler)
+        self.release: Callable[[str], None] | None = plane.release_held  # a container's held beat answers now
 
     def admit(self, request: Request, who: str) -> None:
         """Admit the request under role ``who`` (raises ApiError); its identity is kept in ``request.state``."""
