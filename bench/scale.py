@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -318,6 +319,32 @@ def run(
     stalled: collections.Counter[str] = collections.Counter()  # --stalls: where the event loop was when it stalled
     long_stalls: list[tuple[float, str, str]] = []  # --stalls: (seconds, where at 40 ms, where last seen) of long ones
 
+    gc_pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}  # the collector's pauses, per generation
+    gc_cpu: dict[int, list[float]] = {0: [], 1: [], 2: []}  # ... in CPU time (a pause's wall time includes preemption)
+    gc_began = [0.0, 0.0]
+    gc_collected = {0: 0, 1: 0, 2: 0}
+    gc_slow: list[tuple[int, int, float]] = []
+    gc_sizes: list[tuple[int, int]] = []
+    gc_types: collections.Counter[str] = collections.Counter()
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            if os.environ.get("GC_DIAG") and info["generation"] < 2 and len(gc_sizes) < 400:
+                objs = gc.get_objects(info["generation"])
+                gc_sizes.append((info["generation"], len(objs)))
+                if len(objs) > 100_000 and not gc_types:
+                    gc_types.update(type(o).__name__ for o in objs)
+                del objs
+            gc_began[:] = time.perf_counter(), time.thread_time()
+        else:
+            gc_pauses[info["generation"]].append(time.perf_counter() - gc_began[0])
+            gc_cpu[info["generation"]].append(time.thread_time() - gc_began[1])
+            gc_collected[info["generation"]] += info["collected"]
+            if time.perf_counter() - gc_began[0] > 0.05:
+                gc_slow.append((info["generation"], info["collected"], round(time.perf_counter() - gc_began[0], 3)))
+
+    gc.callbacks.append(on_gc)
+
     async def probe() -> None:
         while True:
             t = time.perf_counter()
@@ -446,6 +473,15 @@ def run(
         open_connections_p50=int(statistics.median(open_connections)) if open_connections else 0,
     )
     results["server_slowest_ms"] = {k: round(v * 1000, 1) for k, v in sorted(slowest.items())}
+    results["gc_pauses"] = {f"gen{g}": {"count": len(p), "max_ms": round(max(p, default=0) * 1000, 1),
+                                        "total_s": round(sum(p), 2),
+                                        "cpu_max_ms": round(max(gc_cpu[g], default=0) * 1000, 1),
+                                        "cpu_total_s": round(sum(gc_cpu[g]), 2), "collected": gc_collected[g]}
+                            for g, p in gc_pauses.items()}  # fmt: skip
+    results["gc_slow"] = gc_slow[:20]
+    if gc_sizes:
+        results["gc_sizes"] = sorted(gc_sizes, key=lambda x: -x[1])[:10]
+        results["gc_types"] = gc_types.most_common(15)
     if stalls:
         results["stalls"] = dict(stalled.most_common(12))
         results["long_stalls"] = sorted(long_stalls, reverse=True)[:15]

@@ -9,6 +9,7 @@ loop runs the same code.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -34,15 +35,47 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-GC_THRESHOLDS = (10_000, 20, 50)  # young collections every 10,000 allocations (Python's default: 700)
+YOUNG_EVERY = 0.1  # seconds between a server's young collections (collect_on_a_clock)
+MIDDLE_EVERY = 10  # every 10th of them takes the middle generation too
+FULL_EVERY = 600.0  # seconds between full collections (the cyclic garbage of a server is rare: not kept forever)
+
+_clock: asyncio.Task[None] | None = None
 
 
 def settle_gc() -> None:
-    """For a long-running server, once it has started: move what start-up made (modules, routes, the control
-    plane) out of the collector's sight, and collect less often. A full collection over everything stalls the
-    event loop, and every request waits behind it; most garbage here is freed by reference counting anyway."""
+    """For a long-running server, once it has started (on its event loop): move what start-up made (modules,
+    routes, the control plane) out of the collector's sight, and collect on a clock (:func:`collect_on_a_clock`)
+    instead of CPython's allocation count."""
     import gc
 
+    global _clock
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.disable()
+    _clock = asyncio.get_running_loop().create_task(collect_on_a_clock())
+
+
+async def collect_on_a_clock() -> None:
+    """The server's collections: the young generation every ``YOUNG_EVERY`` seconds, the middle one every
+    ``MIDDLE_EVERY`` of those, everything every ``FULL_EVERY`` seconds; until cancelled (the collector is
+    automatic again then).
+
+    CPython starts a young collection when allocations exceed deallocations by a threshold, and deallocations of
+    *older* objects count. Under a steady churn (10,000 containers' held beats and exchanges: new objects living
+    for seconds while older ones die) that balance stays low while the youngest generation grows: in
+    ``bench/scale.py`` at 10,000 containers young collections walked 100,000-450,000 objects, 0.1-0.4 s each,
+    on the event loop every request waits on (``gc_pauses``). On a clock, each walks what 0.1 s left alive."""
+    import gc
+
+    rounds, full_at = 0, time.monotonic()
+    try:
+        while True:
+            await asyncio.sleep(YOUNG_EVERY)
+            rounds += 1
+            if time.monotonic() - full_at >= FULL_EVERY:
+                full_at = time.monotonic()
+                gc.collect()
+            else:
+                gc.collect(1 if rounds % MIDDLE_EVERY == 0 else 0)
+    finally:
+        gc.enable()

@@ -45,6 +45,12 @@ VARIABLES = (
         "max(32, 8 x CPUs)",
         "containers in all functions together (ray backend: 10,000)",
     ),
+    Variable(
+        "SHOAL_BOOT_WINDOW",
+        "256",
+        "containers launched and not yet booted (their spec not fetched), at most: a big start is paced by how fast "
+        "the server answers; containers a backend has not placed do not count",
+    ),
     Variable("SHOAL_EXPIRY_INTERVAL", "60", "seconds between sweeps for expired results"),
     Variable("SHOAL_BACKEND", "local", "where containers run: local (this machine) or ray (a Ray cluster)"),
     Variable(

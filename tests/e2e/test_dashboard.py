@@ -241,7 +241,7 @@ def test_with_a_token_the_dashboard_asks_for_it_and_checks_it_on_every_request(t
         browser.find_element(By.ID, "token").send_keys(token)
         follow(browser, By.ID, "login", lambda url: url.endswith("/dashboard/storage"))
         assert browser.current_url.endswith("/dashboard/storage")
-        assert browser.find_element(By.TAG_NAME, "h1").text == "Storage"
+        assert settled(lambda: browser.find_element(By.TAG_NAME, "h1").text) == "Storage"  # (it refreshes itself)
         cookie = browser.get_cookie("shoal_session")
         assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert token not in cookie["value"]

@@ -23,7 +23,9 @@ def _app() -> tuple[Any, str, list[tuple[str, HeartbeatRequest]]]:
     keys = ContainerKeys(b"k" * 32)
     authorizer = Authorizer("admin", keys, SimpleNamespace(identify=lambda *a: None))  # type: ignore[arg-type]
     config = SimpleNamespace(max_payload_bytes=1024, rate_limit=100.0)
-    plane = SimpleNamespace(config=config, authorizer=authorizer, disk_full_at=float("-inf"), release_held=lambda container_id: None)
+    plane = SimpleNamespace(
+        config=config, authorizer=authorizer, disk_full_at=float("-inf"), release_held=lambda container_id: None
+    )
     router = Router(plane)  # type: ignore[arg-type]
     beats: list[tuple[str, HeartbeatRequest]] = []
 

@@ -822,7 +822,8 @@ class ControlPlane:
         waiting = self.backend.waiting()  # not placed yet for lack of capacity: its startup time has not begun
         containers = []
         for c in self.store.live_containers():  # (a copy only for the few that differ: 1,000 copies cost 5 ms)
-            extra, placed = serving.get(c.id, 0), self._placed_at.get(c.id)
+            extra = serving.get(c.id, 0)  # when it was placed is its startup clock: for those still starting
+            placed = self._placed_at.get(c.id) if c.state == ContainerState.STARTING else None
             if extra or placed is not None or c.id in waiting:
                 c = replace(c, leased=c.leased + extra, waiting=c.id in waiting, created_at=placed or c.created_at)
             containers.append(c)

@@ -350,31 +350,37 @@ class Connection(asyncio.Protocol):
     # ---- serving ------------------------------------------------------------------------------------
 
     def _next(self) -> None:
-        request = self.queue[0]
-        self.task = asyncio.get_running_loop().create_task(self._serve(request))
+        self.task = asyncio.get_running_loop().create_task(self._serve_queue())
 
-    async def _serve(self, request: Request) -> None:
-        reply = Reply(self, request)
-        try:
-            await self.handler(request, reply)
-        except asyncio.CancelledError:
-            return
-        except Exception:  # a bug of the gateway's: the client gets a 502 rather than a hung connection
-            import logging
+    async def _serve_queue(self) -> None:
+        """Answer the queued requests in order, in one task: a request pipelined behind another (a container's
+        exchange behind its held beat) starts as soon as that one's answer is written, not a loop turn later."""
+        while True:
+            request = self.queue[0]
+            reply = Reply(self, request)
+            try:
+                await self.handler(request, reply)
+            except asyncio.CancelledError:
+                return
+            except Exception:  # a bug of the gateway's: the client gets a 502 rather than a hung connection
+                import logging
 
-            logging.getLogger("shoal.gateway").exception("request %s %s failed", request.method, request.path)
-            reply.answer(502, "The gateway failed to forward the request.")
-        self.queue.popleft()
-        self.task = None
-        if self.closed or self.transport is None or self.transport.is_closing():
-            return
-        if not request._complete and not request.upgrade:  # the app answered before reading the whole body
-            self.close()
-        elif self.queue:
-            self._next()
-        else:
-            self._went_idle()
-        self.resume()
+                logging.getLogger("shoal.gateway").exception("request %s %s failed", request.method, request.path)
+                reply.answer(502, "The gateway failed to forward the request.")
+            self.queue.popleft()
+            if self.closed or self.transport is None or self.transport.is_closing():
+                self.task = None
+                return
+            if not request._complete and not request.upgrade:  # the app answered before reading the whole body
+                self.task = None
+                self.close()
+                return
+            if not self.queue:
+                self.task = None
+                self._went_idle()
+                self.resume()
+                return
+            self.resume()
 
     def _went_idle(self) -> None:
         """No request in flight: closed after ``KEEP_ALIVE`` seconds, or sooner to make room for new clients."""
