@@ -32,8 +32,31 @@ APP = textwrap.dedent("""
 """)
 
 
-def beats(srv: ServerProcess) -> int:
-    return int(httpx.get(f"{srv.url}/server", headers=srv.auth, timeout=30).json()["heartbeats"])
+LONG = textwrap.dedent("""
+    import time
+
+    import shoal
+
+    app = shoal.App("long-inputs")
+
+
+    @app.function()
+    def slow(x: int) -> int:
+        time.sleep(3)
+        return x
+
+
+    if __name__ == "__main__":
+        with app.run(show_logs=False):
+            for x in range(2):
+                started = time.monotonic()
+                assert slow.remote(x) == x
+                print(f"took {time.monotonic() - started:.2f}", flush=True)
+""")
+
+
+def beats(srv: ServerProcess, field: str = "heartbeats") -> int:
+    return int(httpx.get(f"{srv.url}/server", headers=srv.auth, timeout=30).json()[field])
 
 
 def test_a_fleet_that_exchanges_sends_no_separate_beats(tmp_path: Path):
@@ -68,3 +91,20 @@ def test_an_order_to_interrupt_reaches_a_container_holding_an_exchange_open_at_o
         # Then the input is interrupted within a second or so (the order rode the reply of the held exchange)
         took = time.monotonic() - started
         assert (marker / "stopped").exists() and took < 3, f"interrupted after {took:.1f}s"
+
+
+def test_a_long_input_s_result_goes_behind_its_held_beat_which_answers_at_once(tmp_path: Path):
+    """A container busy with a 3 s input holds a quiet beat (here up to 10 s: a third of a 30 s timeout); its
+    exchange, on the same connection (pipelined), releases the beat: the result is not held until the beat ends."""
+    srv = ServerProcess(tmp_path / "state", env={"SHOAL_HEARTBEAT_TIMEOUT": "30"})
+    try:
+        (tmp_path / "app.py").write_text(LONG)
+        before = beats(srv, "beats_released")
+        done = run_script([str(tmp_path / "app.py")], env={"SHOAL_SERVER_URL": srv.url})
+        assert done.returncode == 0, done.stderr
+        took = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("took ")]
+        assert len(took) == 2
+        assert took[1] < 3 + 4, f"a 3 s input's result came after {took[1]:.1f}s (held behind its beat: ~10 s)"
+        assert beats(srv, "beats_released") - before >= 1  # an exchange released the beat it followed
+    finally:
+        srv.stop()

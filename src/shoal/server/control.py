@@ -143,6 +143,7 @@ class ControlPlane:
         self.backend.on_trouble = self._on_backend_trouble
         self._placed_at: dict[str, float] = {}  # container -> when the backend placed it (its startup clock)
         self._released: set[str] = set()  # containers whose held beat was followed by a request (release_held)
+        self.beats_released = 0  # held beats answered because a request followed them (GET /server)
         self.boots = BootWindow(config.boot_window, backend.waiting)
         self.notifier = Notifier()
         self.liveness = Liveness(self._wake_held)
@@ -786,6 +787,7 @@ class ControlPlane:
         """The container sent another request behind its held beat, on the same connection (``_http.py``
         pipelines an exchange behind a quiet beat rather than open a second connection): the beat answers now."""
         self._released.add(container_id)  # (it may come before the beat is held: then it is not held at all)
+        self.beats_released += 1
         self.notifier.notify(control_key(container_id))
 
     def _wake_held(self, container_id: str) -> str | None:

@@ -58,7 +58,7 @@ def add_routes(r: Router) -> None:
         info = {"version": __version__, "backend": type(backend).__name__, **asdict(backend.capabilities()),
                 "waiting_for_capacity": len(backend.waiting()), "demand": plane.demand(), "usage": backend.usage(),
                 "store": plane.store.describe(), "heartbeats": plane.liveness.beats,
-                "trouble": backend.trouble()}  # fmt: skip
+                "beats_released": plane.beats_released, "trouble": backend.trouble()}  # fmt: skip
         return JSONResponse(info)
 
     @r.route(routes.IMAGES, ["POST"], "client")
