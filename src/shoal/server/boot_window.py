@@ -39,7 +39,7 @@ class BootWindow:
             self._changed.clear()
             try:  # a container the backend places later takes room without telling: look again after a while
                 await asyncio.wait_for(self._changed.wait(), 1.0)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # (not the built-in TimeoutError before Python 3.11)
                 pass
         return min(wanted, free)
 

@@ -131,8 +131,10 @@ class IdleConnections:
     """The process's client connections, and the idle keep-alive ones oldest first: when the connections near the
     file limit, the oldest idle ones are closed to make room (a client's next request on one reconnects; its
     request was never read, so nothing is lost or run twice). As nginx reuses keep-alive connections when its
-    ``worker_connections`` run out. 10,000 containers each hold a beat and keep an exchange connection, and a
-    process allowed 20,000 descriptors would otherwise stop accepting: the kernel queues, then drops, the rest.
+    ``worker_connections`` run out. A guard: a process at its descriptor limit stops accepting, and the kernel
+    queues, then drops, the rest (10,000 containers that each kept two connections did that to a process allowed
+    20,000; each keeps one now, ``_http.AsyncHTTP``). Every new connection past the mark costs an idle client a
+    reconnect, so the mark is well above what a fleet normally holds.
 
     ``high_water``: connections kept open before idle ones are closed (default: the soft file limit, raised, less
     an eighth, at least 256, for the store, blobs and the containers' pipes)."""

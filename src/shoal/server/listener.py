@@ -214,7 +214,7 @@ class Connection(asyncio.Protocol):
         self.handler = handler
         self.connections = connections
         self.budget = budget
-        self.idle = idle  # the process's idle keep-alive connections, closed first when descriptors run short
+        self.reclaim = idle  # the process's idle keep-alive connections, closed first when descriptors run short
         self.counted = False
         self.guard = HeadGuard(self._refuse)
         self.parser = httptools.HttpRequestParser(self)
@@ -243,7 +243,7 @@ class Connection(asyncio.Protocol):
             return
         self.counted = True
         self.connections.add(self)
-        self.idle.opened(self)
+        self.reclaim.opened(self)
         self._went_idle()
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
@@ -253,7 +253,7 @@ class Connection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-            self.idle.busy(self)
+            self.reclaim.busy(self)
         if self.tunnel is not None:
             self.tunnel(data)
             return
@@ -287,7 +287,7 @@ class Connection(asyncio.Protocol):
         if self.counted:
             self.counted = False
             self.budget.give_back()
-            self.idle.closed(self)
+            self.reclaim.closed(self)
         self.connections.discard(self)
         if self._idle is not None:
             self._idle.cancel()
@@ -385,7 +385,7 @@ class Connection(asyncio.Protocol):
     def _went_idle(self) -> None:
         """No request in flight: closed after ``KEEP_ALIVE`` seconds, or sooner to make room for new clients."""
         self._idle = asyncio.get_running_loop().call_later(KEEP_ALIVE, self.close)
-        self.idle.idle(self)
+        self.reclaim.idle(self)
 
     # ---- transport ----------------------------------------------------------------------------------
 
