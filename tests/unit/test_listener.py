@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from shoal.server import listener
 from shoal.server.http_limits import IdleConnections
@@ -181,31 +183,43 @@ def test_near_the_file_limit_the_oldest_idle_connection_closes_to_make_room_and_
     asyncio.run(scenario())
 
 
-def test_a_held_request_is_released_by_the_request_pipelined_behind_it_and_both_share_one_connection() -> None:
-    """The client side (``_http.AsyncHTTP``) and the server side (``Request.when_followed``) of a container's held
-    beat: a second request finds no idle connection, goes behind the releasable one, which the server answers at
-    once; both answers arrive in order on the one connection, which is then idle for the next request."""
+async def _hold_then_follow(on_hold: Callable[[listener.Request], Awaitable[None]]) -> tuple[Any, ...]:
+    """A server whose ``/hold`` runs ``on_hold`` before it answers; a client that sends a releasable ``/hold``,
+    waits until the server holds it, then sends ``/exchange`` (which finds no idle connection). Returns the
+    client, the held request's future, the exchange's answer, and the server with its connections."""
     from shoal._http import AsyncHTTP
 
     async def handler(request: listener.Request, reply: listener.Reply) -> None:
         body = b"".join([chunk async for chunk in request.body()])
         if request.path == "/hold":
-            released = asyncio.Event()
-            request.when_followed(released.set)
-            await asyncio.wait_for(released.wait(), 30)  # held until another request follows it
+            await on_hold(request)
         text = b"%s %s" % (request.target, body)
         reply.start(200, [(b"content-length", b"%d" % len(text))])
         reply.end(text)
 
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server, connections = await listener.serve(handler, sock)
+    http = AsyncHTTP("http://{}:{}".format(*sock.getsockname()), {}, timeout=20)
+    held = asyncio.ensure_future(http.request("POST", "/hold", b"beat", releasable=True))
+    while not any(c.task for c in connections):
+        await asyncio.sleep(0.01)
+    exchange = await asyncio.wait_for(http.request("POST", "/exchange", b"report"), 10)
+    return http, held, exchange, server, connections
+
+
+def test_a_held_request_is_released_by_the_request_pipelined_behind_it_and_both_share_one_connection() -> None:
+    """The client side (``_http.AsyncHTTP``) and the server side (``Request.when_followed``) of a container's held
+    beat: a second request finds no idle connection, goes behind the releasable one, which the server answers at
+    once; both answers arrive in order on the one connection, which is then idle for the next request."""
+
+    async def released(request: listener.Request) -> None:
+        followed = asyncio.Event()
+        request.when_followed(followed.set)
+        await asyncio.wait_for(followed.wait(), 30)  # held until another request follows it
+
     async def scenario() -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server, connections = await listener.serve(handler, sock)
-        http = AsyncHTTP("http://{}:{}".format(*sock.getsockname()), {}, timeout=20)
-        held = asyncio.ensure_future(http.request("POST", "/hold", b"beat", releasable=True))
-        while not any(c.task for c in connections):
-            await asyncio.sleep(0.01)
-        exchange = await asyncio.wait_for(http.request("POST", "/exchange", b"report"), 10)
+        http, held, exchange, server, connections = await _hold_then_follow(released)
         assert exchange.content == b"/exchange report"
         assert (await asyncio.wait_for(held, 10)).content == b"/hold beat"
         assert http.connects == 1 and len(connections) == 1
@@ -219,26 +233,14 @@ def test_a_held_request_is_released_by_the_request_pipelined_behind_it_and_both_
 def test_a_request_pipelined_behind_one_whose_connection_breaks_is_sent_again_on_a_fresh_one() -> None:
     """The server drops the connection of the held request instead of answering: the request behind it was never
     answered, so it goes again on a new connection and gets its answer; the held one fails as a transport error."""
-    from shoal._http import AsyncHTTP, TransportError
+    from shoal._http import TransportError
 
-    async def handler(request: listener.Request, reply: listener.Reply) -> None:
-        body = b"".join([chunk async for chunk in request.body()])
-        if request.path == "/hold":
-            request.when_followed(request.connection.close)
-            await asyncio.Event().wait()
-        text = b"%s %s" % (request.target, body)
-        reply.start(200, [(b"content-length", b"%d" % len(text))])
-        reply.end(text)
+    async def dropped(request: listener.Request) -> None:
+        request.when_followed(request.connection.close)
+        await asyncio.Event().wait()
 
     async def scenario() -> None:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server, connections = await listener.serve(handler, sock)
-        http = AsyncHTTP("http://{}:{}".format(*sock.getsockname()), {}, timeout=20)
-        held = asyncio.ensure_future(http.request("POST", "/hold", b"beat", releasable=True))
-        while not any(c.task for c in connections):
-            await asyncio.sleep(0.01)
-        exchange = await asyncio.wait_for(http.request("POST", "/exchange", b"report"), 10)
+        http, held, exchange, server, connections = await _hold_then_follow(dropped)
         assert exchange.content == b"/exchange report" and http.connects == 2
         try:
             await asyncio.wait_for(held, 10)
