@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+from shoal.backends import KINDS, Setup, fork_launch
+from shoal.backends.fork_launch import launch_early
 from shoal.backends.fork_server import ForkServers, Template
+from shoal.backends.local import LocalBackend
+from shoal.server.volumes import open_volumes
 
 # unsandboxed: the namespaces are the sandbox tests' business (test_isolation.py); this is the protocol's
 TEMPLATE = Template("ap-test", (sys.executable, "-m", "shoal.container.zygote"), (), None, isolate=False)
@@ -106,3 +111,40 @@ def test_a_spare_that_died_before_it_was_adopted_is_a_fresh_start_for_that_conta
 
     server, failures = asyncio.run(scenario())
     assert server is None and failures == 1 and forks.enabled
+
+
+def test_a_spare_launched_before_the_backend_is_opened_is_the_one_it_warms(tmp_path: Path):
+    launch_early(SPARE, tmp_path)  # a server's start, before its slow imports (backends.Kind.prelaunch)
+    early = fork_launch._early
+    assert early is not None
+    forks = ForkServers(tmp_path, lambda cid, code: None, enabled=True)
+    forks.warm(SPARE)
+    assert forks._spare is not None and forks._spare._proc is early[1].proc  # adopted: no second process
+    assert fork_launch._early is None
+    asyncio.run(forks.close())
+    assert early[1].proc.returncode is not None
+
+
+def test_an_early_spare_of_another_layout_is_stopped_and_the_backend_launches_its_own(tmp_path: Path):
+    launch_early(replace(SPARE, env=(("SHOAL_OTHER", "1"),)), tmp_path)
+    early = fork_launch._early
+    assert early is not None
+    forks = ForkServers(tmp_path, lambda cid, code: None, enabled=True)
+    forks.warm(SPARE)
+    assert early[1].proc.returncode is not None  # stopped and waited for: no process left behind
+    assert forks._spare is not None and forks._spare._proc is not early[1].proc
+    asyncio.run(forks.close())
+
+
+def test_the_local_kind_prelaunches_exactly_the_spare_its_backend_warms(tmp_path: Path):
+    setup = Setup(tmp_path / "state", open_volumes(tmp_path / "state", None))
+    KINDS["local"].prelaunch(setup)
+    early = fork_launch._early
+    assert early is not None
+    backend = KINDS["local"].open(setup)
+    assert isinstance(backend, LocalBackend)
+    backend.prestart()
+    spare = backend.forks._spare
+    assert spare is not None and spare._proc is early[1].proc and fork_launch._early is None
+    asyncio.run(backend.close())
+    assert early[1].proc.returncode is not None

@@ -91,7 +91,7 @@ def test_containers_forked_from_one_fork_server_see_nothing_of_each_other(server
 
 
 def isolation_env_kept() -> set[str]:
-    from shoal.backends.local import container_environment
+    from shoal.backends.layout import container_environment
 
     return set(container_environment(os.environ)) | {"HOME", "PYTHONUNBUFFERED", "PWD"}  # PWD: bwrap sets it
 

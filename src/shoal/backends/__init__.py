@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .base import Backend, ContainerSpec, VolumeDirs
+if TYPE_CHECKING:  # not imported at run time: a server's start launches its spare fork server before these imports
+    from .base import Backend, ContainerSpec, VolumeDirs
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,34 @@ class Kind:
     about: str
     get_ready: Callable[[], None] = lambda: None  # begins what opening it waits for, without waiting (a server's
     # start calls it before its slow imports, which then run beside it)
+    prelaunch: Callable[[Setup], None] = lambda setup: None  # launches what its first container waits for (the
+    # local backend's spare fork server) before the server's slow imports; :meth:`open` adopts it
 
 
 def _open_local(setup: Setup) -> Backend:
     from .local import LocalBackend
 
-    return LocalBackend(setup.state_dir / "containers", setup.volumes, setup.hidden)
+    return LocalBackend(_local_log_dir(setup), setup.volumes, setup.hidden)
 
 
 def _ready_local() -> None:
     from .sandbox import start_probe
 
     start_probe()
+
+
+def _prelaunch_local(setup: Setup) -> None:
+    from ..config import settings
+    from .fork_launch import launch_early
+    from .layout import SPARE, Layout
+
+    if settings().fork_server:
+        log_dir = _local_log_dir(setup)
+        launch_early(Layout(log_dir, setup.volumes, setup.hidden).forked(SPARE).template, log_dir)
+
+
+def _local_log_dir(setup: Setup) -> Path:
+    return setup.state_dir / "containers"
 
 
 def _open_ray(setup: Setup) -> Backend:
@@ -54,7 +72,7 @@ def _open_ray(setup: Setup) -> Backend:
 
 
 KINDS: dict[str, Kind] = {
-    "local": Kind("local", _open_local, False, None, "processes on this machine", _ready_local),
+    "local": Kind("local", _open_local, False, None, "processes on this machine", _ready_local, _prelaunch_local),
     # a cluster grows (Ray's autoscaler adds nodes for pending actors): no tight cap
     "ray": Kind("ray", _open_ray, True, 10_000, "a Ray actor per container, on a Ray cluster"),
 }
@@ -66,6 +84,14 @@ def kind(name: str) -> Kind:
     if found is None:
         raise ValueError(f"Unknown backend {name!r}: use {' or '.join(sorted(KINDS))}.")
     return found
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Backend", "ContainerSpec", "VolumeDirs"):  # imported on first use (see the imports above)
+        from . import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["KINDS", "Backend", "ContainerSpec", "Kind", "Setup", "kind"]

@@ -25,10 +25,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..protocol import fork
+from .fork_launch import Launched, Template, launch, log_name, take_early
 
 log = logging.getLogger("shoal.fork_server")
 IDLE_SECONDS = 60.0
@@ -42,17 +43,6 @@ class ForkServerError(RuntimeError):
 
 class ForkServerRefused(ForkServerError):
     """This kernel refuses a forked container's namespaces: fork servers are not used (containers start afresh)."""
-
-
-@dataclass(frozen=True)
-class Template:
-    """How to start one fork server: its command (bwrap's, for a sandboxed layout), environment and directory."""
-
-    app_id: str
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-    cwd: str | None
-    isolate: bool
 
 
 class ForkServer:
@@ -80,29 +70,16 @@ class ForkServer:
         """The fork server's process (its containers are below it), while it runs."""
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
 
-    def launch(self) -> None:
-        """Start the process, without waiting for it: this needs no event loop, so a server starts its spare fork
-        server first thing, and the fork server's imports run beside the server's own (:meth:`start` follows it).
+    def launch(self, early: Launched | None = None) -> None:
+        """Start the process, without waiting for it (this needs no event loop), or take ``early``, launched from
+        the same template before the backend was opened (:func:`~.fork_launch.launch_early`); :meth:`start`
+        follows it.
 
         Raises:
             OSError: the process could not be started.
         """
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = dict(self.template.env)
-        env.update(SHOAL_FORK_SOCKET=str(theirs.fileno()), SHOAL_FORK_ISOLATE="1" if self.template.isolate else "")
-        try:
-            with open(self.log_path, "ab") as out:
-                self._proc = subprocess.Popen(
-                    self.template.argv, env=env, cwd=self.template.cwd, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), start_new_session=True,
-                )  # fmt: skip
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        ours.setblocking(False)
-        self._sock = ours
+        launched = early or launch(self.template, self.log_path)
+        self._proc, self._sock = launched.proc, launched.sock
 
     async def start(self) -> None:
         """Start the process (unless :meth:`launch` did) and wait for its hello.
@@ -299,7 +276,7 @@ class ForkServers:
             return
         spare = self._new(template)
         try:
-            spare.launch()
+            spare.launch(take_early(template))
         except OSError as exc:
             log.warning("the spare fork server did not start: %s", exc)
             return
@@ -340,8 +317,7 @@ class ForkServers:
         return found
 
     def _new(self, template: Template) -> ForkServer:
-        name = f"fork-server-{template.app_id or 'spare'}-{abs(hash(template)):x}.log"
-        return ForkServer(template, self.log_dir / name, self._exited)
+        return ForkServer(template, self.log_dir / log_name(template), self._exited)
 
     async def _start(self, template: Template) -> ForkServer:
         return await self._started(self._new(template))

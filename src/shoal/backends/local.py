@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,47 +29,13 @@ from ..exception import InvalidError
 from ..protocol.specs import ImageSpec, PreparedImage, Resources
 from . import memory_cgroup, sandbox
 from .base import Backend, Capabilities, ContainerSpec, Unplaceable, Usage, VolumeDirs, Waiting
-from .fork_server import ForkServerError, ForkServers, Template
+from .fork_server import ForkServerError, ForkServers
+from .layout import SPARE, ForkedContainer, Layout
 from .metering import Meter
 from .resources import Grant, Ledger, Request, device_nodes, discover, total_memory_mib
 
 log = logging.getLogger("shoal.local")
-PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 HOST = socket.gethostname()  # the node of every local container
-# What a container keeps of the server's environment: the interpreter's and the locale's settings, Shoal's own
-# (never the client token) and the GPU runtime's. Everything else comes from the function's spec and image.
-KEPT_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "TERM"}
-KEPT_PREFIXES = ("LC_", "SHOAL_", "CUDA_", "NVIDIA_")
-# What a fork server starts with (Python reads these when it starts: they are its containers' too); the rest of a
-# container's environment reaches the container only (fork_server.py)
-TEMPLATE_VARIABLES = {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "TZ", "HOME", "SHOAL_HOME"}
-TEMPLATE_PREFIXES = ("LC_", "PYTHON")
-FORK_SERVER_TMP_MIB = 64  # the fork server's own /tmp: each container it forks has its own
-SERVER_ONLY = {"SHOAL_TOKEN", "SHOAL_SANDBOX_BINDS", "SHOAL_MOUNT_ROOTS", "SHOAL_STORE", "SHOAL_SHARED_DIR"}
-
-
-def container_environment(server: Mapping[str, str]) -> dict[str, str]:
-    """The part of the server's environment a container starts with (Modal's containers start clean too)."""
-    return {k: v for k, v in server.items() if (k in KEPT_VARIABLES or k.startswith(KEPT_PREFIXES))
-            and k not in SERVER_ONLY}  # fmt: skip
-
-
-def default_tmp_mib() -> int:
-    """A container's private /tmp without ``memory=``: a quarter of the machine's memory (with it: the limit)."""
-    return max(256, total_memory_mib() // 4)
-
-
-@dataclass(frozen=True)
-class ForkedContainer:
-    """A container to fork: its fork server's template, its own environment, its private /tmp's size."""
-
-    template: Template
-    env: dict[str, str]
-    tmp_mib: int
-
-
-def _tmp_mib(spec: ContainerSpec) -> int:
-    return int(spec.resources.memory_limit or default_tmp_mib())
 
 
 @dataclass(frozen=True)
@@ -102,6 +68,7 @@ class LocalBackend(Backend):
         self.hidden = hidden  # more directories the sandbox covers (a Ray node's: the server's state directory)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.volumes = volumes  # a volume is a directory of this machine, bound into the sandbox
+        self.layout = Layout(log_dir, volumes, hidden)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._sandboxed: set[str] = set()
         self._waiters: set[asyncio.Task[None]] = set()
@@ -110,30 +77,6 @@ class LocalBackend(Backend):
         self._queued: dict[str, Queued] = {}  # waiting for room, in the order asked
         self._grants: dict[str, tuple[str, Grant]] = {}  # placed: container id -> (its function, what it holds)
         self._meter = Meter()
-
-    def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
-        binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]
-        binds += [(p, p) for p in settings().sandbox_binds]
-        return binds
-
-    @staticmethod
-    def _writable(folder: Path) -> Path:
-        """A volume's folder, owned by the sandbox's user where that is not the server's (root): its code writes
-        there."""
-        owner = sandbox.user()
-        if owner is not None and folder.stat().st_uid != owner[0]:
-            os.chown(folder, *owner)
-        return folder
-
-    def _ro_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
-        binds = []
-        image = spec.image or PreparedImage()
-        if image.python:
-            root = str(Path(image.python).parent.parent)
-            binds.append((root, root))
-        binds += [(m.local, m.remote) for m in image.mounts]
-        binds += [(str(self.volumes.dir(v.volume)), v.path) for v in spec.volumes if v.read_only]
-        return binds
 
     def capabilities(self) -> Capabilities:
         isolated = sandbox.bwrap() is not None  # mounts are bubblewrap binds
@@ -180,40 +123,6 @@ class LocalBackend(Backend):
             return ""
         return "\n".join(data.splitlines()[-lines:])
 
-    def _environment(self, spec: ContainerSpec) -> dict[str, str]:
-        env = container_environment(os.environ)
-        env.update(spec.env)
-        env.update(
-            SHOAL_SERVER_URL=spec.server_url,
-            SHOAL_CONTAINER_ID=spec.container_id,
-            SHOAL_CONTAINER_TOKEN=spec.container_token,
-            SHOAL_FUNCTION_ID=spec.function_id,
-            SHOAL_APP_ID=spec.app_id,
-            PYTHONUNBUFFERED="1",
-        )
-        # The container applies these itself, first thing: no preexec_fn (unsafe in a threaded parent).
-        env["SHOAL_PARENT_PID"] = str(os.getpid())
-        if spec.resources.memory_limit:
-            env["SHOAL_MEMORY_LIMIT_MIB"] = str(spec.resources.memory_limit)
-            env["MALLOC_ARENA_MAX"] = "2"  # keep glibc's per-thread arenas from eating the address-space limit
-        image = spec.image or PreparedImage()
-        env.update(image.env)
-        if image.pythonpath:
-            env["PYTHONPATH"] = os.pathsep.join([*image.pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        if sandbox.bwrap():
-            env.pop("SHOAL_PARENT_PID")  # bwrap sits between the server and the container; --die-with-parent
-            # Nothing of the server's state is visible inside: $SHOAL_HOME and the state directory are empty there.
-            env.update(SHOAL_HOME=PRIVATE_HOME, SHOAL_BUNDLE_DIR=f"{PRIVATE_HOME}/bundles", HOME="/tmp")
-        return env
-
-    def _in_sandbox(self, spec: ContainerSpec, program: list[str], fork_server: bool = False) -> list[str]:
-        """``program`` in the container's sandbox (bwrap's command line)."""
-        hidden = [str(settings().home), str(self.log_dir.parent), *self.hidden]
-        workdir = (spec.image or PreparedImage()).workdir
-        return sandbox.wrap(program, rw=self._rw_binds(spec), ro=self._ro_binds(spec), workdir=workdir, hidden=hidden,
-                            tmp_mib=FORK_SERVER_TMP_MIB if fork_server else _tmp_mib(spec),
-                            fork_server=fork_server, devices=self._devices(spec))  # fmt: skip
-
     def _devices(self, spec: ContainerSpec) -> list[str]:
         """The GPU device nodes the container's sandbox passes through: those of its GPUs (none when fake)."""
         held = self._grants.get(spec.container_id)
@@ -224,29 +133,19 @@ class LocalBackend(Backend):
     def command(self, spec: ContainerSpec) -> ContainerProcess:
         """How to start the container's process here. The Ray backend's actors start theirs the same way on their
         node."""
-        env = self._environment(spec)
+        env = self.layout.environment(spec)
         image = spec.image or PreparedImage()
         command = [image.python or sys.executable, "-m", "shoal.container"]
         if not sandbox.bwrap():
             return ContainerProcess(command, env, image.workdir, False)
-        command = self._in_sandbox(spec, command)
+        command = self.layout.in_sandbox(spec, command, devices=self._devices(spec))
         # its processes and its /tmp count against one memory limit, where cgroups allow (memory_cgroup.py)
         command = memory_cgroup.joined(spec.container_id, spec.resources.memory_limit, command)
         return ContainerProcess(command, env, None, True)
 
     def forked(self, spec: ContainerSpec) -> ForkedContainer:
         """How to fork the container from a fork server: the server's template, and the container's own part."""
-        env = self._environment(spec)
-        env.pop("SHOAL_PARENT_PID", None)  # it dies with its keeper, which dies with the fork server
-        image = spec.image or PreparedImage()
-        program = [image.python or sys.executable, "-m", "shoal.container.zygote"]
-        isolate = sandbox.bwrap() is not None
-        argv = self._in_sandbox(spec, program, fork_server=True) if isolate else program
-        own = {k: v for k, v in env.items() if k in TEMPLATE_VARIABLES or k.startswith(TEMPLATE_PREFIXES)}
-        own["SHOAL_FORK_ROOM"] = "-" * 4096  # room for each container's environment in /proc/<pid>/environ
-        template = Template(spec.app_id, tuple(argv), tuple(sorted(own.items())), None if isolate else image.workdir,
-                            isolate)  # fmt: skip
-        return ForkedContainer(template, env, _tmp_mib(spec))
+        return self.layout.forked(spec)
 
     async def launch(self, spec: ContainerSpec) -> None:
         if self.ledger is None:
@@ -345,8 +244,7 @@ class LocalBackend(Backend):
         adopts: a fresh embedded server's first container forks at once. (A fork server's template holds no
         server URL: each container gets it in its own environment.)"""
         if self.forks.enabled:
-            made = self.forked(ContainerSpec("", "", "", server_url, ""))
-            self.forks.warm(made.template)
+            self.forks.warm(self.forked(replace(SPARE, server_url=server_url)).template)
 
     async def _fork(self, spec: ContainerSpec) -> bool:
         """Fork the container from its fork server; False when there is none to use (then it starts afresh)."""

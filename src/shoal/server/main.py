@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     from .leadership import Leadership
     from .volumes import VolumeStore
 
-# What the server imports at the top is what it needs to open its backend: the rest (the control plane, its routes,
-# its store, its HTTP front) is imported after that, while the backend's slow start (the local backend's spare fork
-# server) runs beside it. A fresh embedded server's first container then forks at once.
+# What the server imports at the top is what it needs to launch its backend's slow start (the local backend's spare
+# fork server: backends.Kind.prelaunch): the rest (the backend's running parts, the control plane, its routes, its
+# store, its HTTP front) is imported after that, while the fork server's interpreter and imports run beside it. A
+# fresh embedded server's first container then forks at once.
 
 
 def serve(
@@ -123,13 +124,16 @@ def serve(
 def _open_backend(
     chosen: backends.Kind, state_dir: Path, shared_dir: Path | None, ray_address: str
 ) -> tuple[backends.Backend, VolumeStore]:
-    """The backend, opened (and its slow start begun: :meth:`~shoal.backends.base.Backend.prestart`) before the
-    control plane's modules are imported; and the volumes it mounts."""
+    """The backend, opened (and its slow start begun: its prelaunch, then
+    :meth:`~shoal.backends.base.Backend.prestart`) before the control plane's modules are imported; and the
+    volumes it mounts."""
     from .volumes import open_volumes
 
     volumes = open_volumes(state_dir, shared_dir)
     hidden = (str(shared_dir),) if shared_dir else ()  # the blobs and the secrets key of every server: no container's
-    backend = chosen.open(backends.Setup(state_dir, volumes, hidden, ray_address))
+    setup = backends.Setup(state_dir, volumes, hidden, ray_address)
+    chosen.prelaunch(setup)  # before the backend's own imports: the local backend's spare fork server
+    backend = chosen.open(setup)
     backend.prestart()
     return backend, volumes
 
