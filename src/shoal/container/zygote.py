@@ -57,6 +57,9 @@ def preload() -> None:
     from .. import app, cls, functions  # noqa: F401
     from . import loader, runtime, usercode  # noqa: F401
 
+    with contextlib.suppress(ImportError):  # the event loop of the container's client (_loop.new_event_loop)
+        import uvloop  # noqa: F401
+
 
 class ForkServer:
     def __init__(self, sock: socket.socket, isolate: bool) -> None:

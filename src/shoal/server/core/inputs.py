@@ -12,7 +12,8 @@ store writes rows, not policy, and each rule is one row of ``tests/unit/core/tes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from ...protocol.messages import RETRYABLE, FailureInfo, OutputStatus
 from ...retries import RetryPolicy
@@ -22,8 +23,7 @@ ERROR_TYPES = {OutputStatus.TIMEOUT: "FunctionTimeoutError", OutputStatus.CANCEL
 UNDESCRIBED = FailureInfo("Exception", "(no description was reported)", "")
 
 
-@dataclass(frozen=True)
-class Held:
+class Held(msgspec.Struct, frozen=True):
     """What the store knows of one input an event concerns."""
 
     failures: int = 0  # attempts already charged to it
@@ -33,8 +33,7 @@ class Held:
 # ---- events ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reported:
+class Reported(msgspec.Struct, frozen=True):
     """A container reported the input's result (``data``: the result, or the server's message for it)."""
 
     status: OutputStatus
@@ -42,13 +41,11 @@ class Reported:
     error: FailureInfo | None = None  # the container's account of a user exception
 
 
-@dataclass(frozen=True)
-class Released:
+class Released(msgspec.Struct, frozen=True):
     """A container gave the input back without starting it."""
 
 
-@dataclass(frozen=True)
-class ContainerFailed:
+class ContainerFailed(msgspec.Struct, frozen=True):
     """The container holding the inputs died. ``charge``: whether its death may cost them an attempt (not when the
     server itself restarted); ``lost``: the backend lost it with its node, so nothing says an input caused it."""
 
@@ -58,15 +55,13 @@ class ContainerFailed:
     lost: bool = False
 
 
-@dataclass(frozen=True)
-class Cancelled:
+class Cancelled(msgspec.Struct, frozen=True):
     """The input's call was cancelled (queued or running)."""
 
     message: str
 
 
-@dataclass(frozen=True)
-class QueueFailed:
+class QueueFailed(msgspec.Struct, frozen=True):
     """The function cannot run at all (its code does not load): its queued inputs end."""
 
     status: OutputStatus
@@ -79,8 +74,7 @@ Event = Reported | Released | ContainerFailed | Cancelled | QueueFailed
 # ---- verdicts -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Finish:
+class Finish(msgspec.Struct, frozen=True):
     """The input ends: ``status`` and ``data`` become its output; ``error`` is what people see of a failure."""
 
     status: OutputStatus
@@ -88,8 +82,7 @@ class Finish:
     error: FailureInfo | None
 
 
-@dataclass(frozen=True)
-class Retry:
+class Retry(msgspec.Struct, frozen=True):
     """Charged an attempt and queued again, ready at ``not_before``; ``attempt`` is kept for people."""
 
     not_before: float
@@ -97,8 +90,7 @@ class Retry:
     status: OutputStatus
 
 
-@dataclass(frozen=True)
-class Requeue:
+class Requeue(msgspec.Struct, frozen=True):
     """Queued again now, not charged. ``isolate``: leased alone from now on. ``attempt``: the attempt to keep for
     people (None when the input never started)."""
 

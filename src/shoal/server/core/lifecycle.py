@@ -9,15 +9,14 @@ without processes, sockets or sleeps (dask's worker state machine is the model).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from .records import ContainerState, Intent, OutputStatus
 
 FATAL_STARTUP_FAILURES = 3  # consecutive failed starts of a function before its queued inputs fail
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What the store knows about the container an event concerns."""
 
     state: ContainerState
@@ -29,15 +28,13 @@ class Facts:
 # ---- events ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KillDecided:
+class KillDecided(msgspec.Struct, frozen=True):
     """The scheduler found it hung, late to start or past an input's timeout; or a cancel terminates it."""
 
     intent: Intent
 
 
-@dataclass(frozen=True)
-class ContainerExited:
+class ContainerExited(msgspec.Struct, frozen=True):
     """The backend saw the process end."""
 
     description: str  # the backend's words for how (exit code, signal)
@@ -47,8 +44,7 @@ class ContainerExited:
     blameless: bool = False  # it went with its whole cluster: nothing says anything about its inputs (not charged)
 
 
-@dataclass(frozen=True)
-class StartReported:
+class StartReported(msgspec.Struct, frozen=True):
     """The container loaded the function and ran its enter hooks, or failed to."""
 
     error: str | None = None
@@ -61,18 +57,15 @@ Event = KillDecided | ContainerExited | StartReported
 # ---- actions --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RecordIntent:
+class RecordIntent(msgspec.Struct, frozen=True):
     intent: Intent
 
 
-@dataclass(frozen=True)
-class Terminate:
+class Terminate(msgspec.Struct, frozen=True):
     grace: float = 0.0
 
 
-@dataclass(frozen=True)
-class FailInputs:
+class FailInputs(msgspec.Struct, frozen=True):
     """End or re-queue the inputs it held (``charge``: each loses an attempt; ``lost``: a lone input is not to blame
     unless already isolated)."""
 
@@ -82,31 +75,26 @@ class FailInputs:
     lost: bool = False
 
 
-@dataclass(frozen=True)
-class CountStartFailure:
+class CountStartFailure(msgspec.Struct, frozen=True):
     error: str
 
 
-@dataclass(frozen=True)
-class FailQueued:
+class FailQueued(msgspec.Struct, frozen=True):
     """End every queued input of its function: it cannot start."""
 
     status: OutputStatus
     message: str
 
 
-@dataclass(frozen=True)
-class MarkStarted:
+class MarkStarted(msgspec.Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True)
-class MarkStopped:
+class MarkStopped(msgspec.Struct, frozen=True):
     reason: str
 
 
-@dataclass(frozen=True)
-class Log:
+class Log(msgspec.Struct, frozen=True):
     text: str
 
 

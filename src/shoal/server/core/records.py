@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from ...protocol.messages import (
     RETRYABLE,
@@ -30,8 +31,7 @@ def shown_tag(tag: str) -> str:
     return f"{base} (with_options {key[:6]})" if variant else tag
 
 
-@dataclass(frozen=True)
-class FunctionRecord:
+class FunctionRecord(msgspec.Struct, frozen=True):
     """A registered function: its spec and, for ``serialized=True``, the pickled function (opaque here)."""
 
     id: str
@@ -41,8 +41,7 @@ class FunctionRecord:
     pickled: bytes | None
 
 
-@dataclass(frozen=True)
-class Intent:
+class Intent(msgspec.Struct, frozen=True):
     """Why the control plane is killing a container, and what its inputs get for it."""
 
     reason: str
@@ -50,8 +49,7 @@ class Intent:
     charge: bool = True  # whether the inputs it held lose an attempt
 
 
-@dataclass(frozen=True)
-class ContainerRecord:
+class ContainerRecord(msgspec.Struct, frozen=True):
     """One container as the store knows it, with why the control plane is killing it (if it is)."""
 
     id: str
@@ -62,8 +60,9 @@ class ContainerRecord:
     startup_failures: int  # consecutive failed starts of its function
 
 
-@dataclass(slots=True)  # not frozen: 10,000 of them are made every tick, and a frozen one costs 5x (treat as a value)
-class ContainerRow:
+class ContainerRow(
+    msgspec.Struct
+):  # not frozen: 10,000 of them are made every tick, and a frozen one costs 5x (treat as a value)
     id: str
     function_id: str
     state: ContainerState
@@ -75,8 +74,7 @@ class ContainerRow:
     waiting: bool = False  # asked of the backend, not placed yet for lack of capacity (no startup clock runs)
 
 
-@dataclass(frozen=True)
-class ContainerSample:
+class ContainerSample(msgspec.Struct, frozen=True):
     """What a container used at one moment: CPU (percent of one core), memory, and its GPUs' (None: no GPU)."""
 
     container_id: str
@@ -88,8 +86,7 @@ class ContainerSample:
     gpu_memory_mib: float | None = None
 
 
-@dataclass(frozen=True)
-class CallSample:
+class CallSample(msgspec.Struct, frozen=True):
     """A call's progress at one moment: inputs done, and containers of its function."""
 
     call_id: str
@@ -98,8 +95,7 @@ class CallSample:
     containers: int
 
 
-@dataclass(frozen=True)
-class FunctionLoad:
+class FunctionLoad(msgspec.Struct, frozen=True):
     """What the scheduler needs to know about one function."""
 
     function_id: str
@@ -119,8 +115,7 @@ class FunctionLoad:
     pool: str = "cpu"  # what its containers contend for on a machine: "gpu" (GPUs) or "cpu" (CPUs and memory)
 
 
-@dataclass(frozen=True)
-class CallInfo:
+class CallInfo(msgspec.Struct, frozen=True):
     id: str
     function_id: str
     function_name: str
@@ -154,8 +149,7 @@ class CallInfo:
 # ---- what the dashboard and the schedules read -------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FunctionInsight:
+class FunctionInsight(msgspec.Struct, frozen=True):
     """One function of an app (its newest version) as the app page shows it."""
 
     function_id: str
@@ -168,8 +162,7 @@ class FunctionInsight:
     latency: dict[str, dict[str, float | None]]  # metric -> {"p50": s, "p95": s}
 
 
-@dataclass(frozen=True)
-class FailureGroup:
+class FailureGroup(msgspec.Struct, frozen=True):
     """Failed inputs of a call that raised the same exception type with the same message."""
 
     error_type: str
@@ -179,8 +172,7 @@ class FailureGroup:
     indexes: list[int]  # the first ones, ascending
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     lease: int  # attempt number
     container_id: str | None
     status: str
@@ -190,8 +182,7 @@ class Attempt:
     ended_at: float | None
 
 
-@dataclass(frozen=True)
-class InputDetail:
+class InputDetail(msgspec.Struct, frozen=True):
     """One input of a call: where it is now, each attempt, its output, its log lines."""
 
     call_id: str
@@ -199,11 +190,10 @@ class InputDetail:
     state: str  # PENDING, LEASED, or the output's status
     attempts: list[Attempt]
     traceback: str | None
-    logs: list[LogLine] = field(default_factory=list)
+    logs: list[LogLine] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(msgspec.Struct, frozen=True):
     seq: int
     ts: float
     stream: str
@@ -214,8 +204,7 @@ class LogLine:
     container_id: str | None
 
 
-@dataclass(frozen=True)
-class LogFilter:
+class LogFilter(msgspec.Struct, frozen=True):
     """Which log lines to show; every field narrows (None: any)."""
 
     app_id: str | None = None
@@ -230,8 +219,7 @@ class LogFilter:
     until_ts: float | None = None  # written before
 
 
-@dataclass(frozen=True)
-class DueSchedule:
+class DueSchedule(msgspec.Struct, frozen=True):
     function_id: str
     app_id: str
     spec: dict[str, Any]

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from .records import ContainerRow, ContainerState, FunctionLoad
 
@@ -31,22 +32,19 @@ MAX_STARTUP_BACKOFF = 30.0
 TIMEOUT_GRACE = 2.0  # seconds past an input's timeout before the server kills a container that did not end it
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(msgspec.Struct, frozen=True):
     function_id: str
     app_id: str
     count: int
 
 
-@dataclass(frozen=True)
-class Drain:
+class Drain(msgspec.Struct, frozen=True):
     """Stop an idle container gracefully."""
 
     container_id: str
 
 
-@dataclass(frozen=True)
-class Kill:
+class Kill(msgspec.Struct, frozen=True):
     """Kill an unresponsive container; its leased inputs are re-queued or failed."""
 
     container_id: str
@@ -54,8 +52,7 @@ class Kill:
     timed_out: bool = False  # its input ran past the function's timeout
 
 
-@dataclass(frozen=True)
-class Yield:
+class Yield(msgspec.Struct, frozen=True):
     """A busy container of a function above its fair share takes no new input and exits once its inputs end."""
 
     container_id: str
@@ -64,8 +61,7 @@ class Yield:
 Action = Launch | Drain | Kill | Yield
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(msgspec.Struct, frozen=True):
     heartbeat_timeout: float
     max_total_containers: int
 
