@@ -58,7 +58,7 @@ def _prelaunch_local(setup: Setup) -> None:
 
     if settings().fork_server:
         log_dir = _local_log_dir(setup)
-        launch_early(Layout(log_dir, setup.volumes, setup.hidden).forked(SPARE).template, log_dir)
+        launch_early(Layout(log_dir, setup.volumes, setup.hidden).template(SPARE), log_dir)
 
 
 def _local_log_dir(setup: Setup) -> Path:

@@ -18,7 +18,6 @@ from ..protocol.specs import PreparedImage
 from . import sandbox
 from .base import ContainerSpec, VolumeDirs
 from .fork_launch import Template
-from .resources import total_memory_mib
 
 PRIVATE_HOME = "/tmp/.shoal"  # a sandboxed container's $SHOAL_HOME: in its private /tmp
 # What a container keeps of the server's environment: the interpreter's and the locale's settings, Shoal's own
@@ -42,6 +41,8 @@ def container_environment(server: Mapping[str, str]) -> dict[str, str]:
 
 def default_tmp_mib() -> int:
     """A container's private /tmp without ``memory=``: a quarter of the machine's memory (with it: the limit)."""
+    from .resources import total_memory_mib  # not at the top: a server's start lays out its spare before that import
+
     return max(256, total_memory_mib() // 4)
 
 
@@ -106,17 +107,27 @@ class Layout:
 
     def forked(self, spec: ContainerSpec) -> ForkedContainer:
         """How to fork the container from a fork server: the server's template, and the container's own part."""
+        env = self._forked_environment(spec)
+        return ForkedContainer(self._template(spec, env), env, tmp_mib(spec))
+
+    def template(self, spec: ContainerSpec) -> Template:
+        """The template of the fork server the container is forked from."""
+        return self._template(spec, self._forked_environment(spec))
+
+    def _forked_environment(self, spec: ContainerSpec) -> dict[str, str]:
         env = self.environment(spec)
         env.pop("SHOAL_PARENT_PID", None)  # it dies with its keeper, which dies with the fork server
+        return env
+
+    def _template(self, spec: ContainerSpec, env: dict[str, str]) -> Template:
         image = spec.image or PreparedImage()
         program = [image.python or sys.executable, "-m", "shoal.container.zygote"]
         isolate = sandbox.bwrap() is not None
         argv = self.in_sandbox(spec, program, fork_server=True) if isolate else program
         own = {k: v for k, v in env.items() if k in TEMPLATE_VARIABLES or k.startswith(TEMPLATE_PREFIXES)}
         own["SHOAL_FORK_ROOM"] = "-" * 4096  # room for each container's environment in /proc/<pid>/environ
-        template = Template(spec.app_id, tuple(argv), tuple(sorted(own.items())), None if isolate else image.workdir,
-                            isolate)  # fmt: skip
-        return ForkedContainer(template, env, tmp_mib(spec))
+        return Template(spec.app_id, tuple(argv), tuple(sorted(own.items())), None if isolate else image.workdir,
+                        isolate)  # fmt: skip
 
     def _rw_binds(self, spec: ContainerSpec) -> list[tuple[str, str]]:
         binds = [(str(self._writable(self.volumes.dir(v.volume))), v.path) for v in spec.volumes if not v.read_only]

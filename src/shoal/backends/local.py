@@ -244,7 +244,7 @@ class LocalBackend(Backend):
         adopts: a fresh embedded server's first container forks at once. (A fork server's template holds no
         server URL: each container gets it in its own environment.)"""
         if self.forks.enabled:
-            self.forks.warm(self.forked(replace(SPARE, server_url=server_url)).template)
+            self.forks.warm(self.layout.template(replace(SPARE, server_url=server_url)))
 
     async def _fork(self, spec: ContainerSpec) -> bool:
         """Fork the container from its fork server; False when there is none to use (then it starts afresh)."""

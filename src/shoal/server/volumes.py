@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterator
@@ -105,7 +104,7 @@ class VolumeStore:
 
     def open(self, name: str | None, create_if_missing: bool) -> str:
         if name is None:
-            name = f"ephemeral-{secrets.token_hex(8)}"
+            name = f"ephemeral-{os.urandom(8).hex()}"
             create_if_missing = True
         if not NAME.match(name):
             raise Invalid(f"invalid volume name {name!r}: letters, digits, '.', '_' and '-' (at most 64)")
@@ -261,7 +260,7 @@ class Upload:
 
     def __init__(self, store: VolumeStore, name: str, path: str) -> None:
         self.store, self.name, self.path = store, name, path
-        self.staged = store.root / UPLOADS / f"{secrets.token_hex(12)}.tmp"
+        self.staged = store.root / UPLOADS / f"{os.urandom(12).hex()}.tmp"
         self._file = open(self.staged, "xb")  # noqa: SIM115 - closed by commit() or abort()
         if store.owner:
             os.fchown(self._file.fileno(), *store.owner)
