@@ -13,9 +13,10 @@ import site
 import sys
 import sysconfig
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+
+import msgspec
 
 from .exception import InvalidError
 
@@ -33,14 +34,12 @@ SKIP_DIRS = {
 }
 
 
-@dataclass(frozen=True)
-class Bundle:
+class Bundle(msgspec.Struct, frozen=True):
     blob_id: str
     data: bytes
 
 
-@dataclass(frozen=True)
-class FunctionSource:
+class FunctionSource(msgspec.Struct, frozen=True):
     module: str  # importable module name inside the bundle
     qualname: str
     root: Path  # directory that goes on sys.path

@@ -14,8 +14,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from . import _servers
 from .client import _healthy
@@ -26,8 +27,7 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
-class DaemonStatus:
+class DaemonStatus(msgspec.Struct, frozen=True):
     running: bool
     pid: int | None
     url: str | None

@@ -14,16 +14,16 @@ import asyncio
 import atexit
 import socket
 import weakref
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import msgspec
 
 
 class TransportError(OSError):
     """The connection failed before a whole response arrived (refused, reset, closed, timed out)."""
 
 
-@dataclass
-class Response:
+class Response(msgspec.Struct):
     status: int
     headers: dict[str, str]  # lower-case names
     content: bytes
@@ -57,8 +57,7 @@ def _close_idle_connections() -> None:
         pool.close_idle()
 
 
-@dataclass(eq=False)
-class _Conn:
+class _Conn(msgspec.Struct, eq=False):
     """A keep-alive connection, and when the last request written on it will have been read (``done``: True if
     its answer was read whole, False if the connection broke first): a request pipelined behind it reads after."""
 

@@ -16,8 +16,9 @@ import hashlib
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ._output import MapProgress, output_enabled
 from ._payloads import check_size, decode_output, inline_value, to_payloads
@@ -35,8 +36,7 @@ READY_BYTES = 64 * 1024 * 1024  # large inputs read ahead of the submitter at mo
 POLL_WAIT = 25.0
 
 
-@dataclass
-class Pumped:
+class Pumped(msgspec.Struct):
     """An input read and pickled by the pump (with its blob id when it goes to the blob store)."""
 
     index: int
@@ -44,13 +44,11 @@ class Pumped:
     digest: str | None
 
 
-@dataclass
-class _End:
+class _End(msgspec.Struct):
     count: int
 
 
-@dataclass
-class _IteratorFailed:
+class _IteratorFailed(msgspec.Struct):
     error: BaseException
 
 

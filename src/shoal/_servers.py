@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import msgspec
+from msgspec.structs import asdict
 
 from .config import settings
 
 
-@dataclass(frozen=True)
-class ServerRecord:
+class ServerRecord(msgspec.Struct, frozen=True):
     """One live server of this home."""
 
     url: str

@@ -11,8 +11,10 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
+from msgspec import structs
 
 from . import _context
 from ._daemon import standing_url
@@ -177,7 +179,7 @@ class App:
                 warnings.warn(
                     f"Function {tag} is registered twice on {self!r}; the second replaces the first.", stacklevel=3
                 )
-            marked = dataclasses.replace(
+            marked = structs.replace(
                 options, batch=getattr(f, "_shoal_batched", None), concurrency=getattr(f, "_shoal_concurrency", None),
                 web=getattr(f, "_shoal_web", None),
             )  # fmt: skip
@@ -216,7 +218,7 @@ class App:
             self.registered_functions[tag] = service
             cls = Cls(user_cls, service)
             for method, config in web.items():  # each web method: an endpoint with containers of its own
-                endpoint = Function(user_cls, f"{tag}.{method}", dataclasses.replace(options, web=config), self.name)
+                endpoint = Function(user_cls, f"{tag}.{method}", structs.replace(options, web=config), self.name)
                 endpoint._web_method = method
                 self.registered_functions[endpoint.tag] = endpoint
                 cls._web_endpoints[method] = endpoint
@@ -390,7 +392,7 @@ class App:
             if fn.is_generator and spec.retries.max_retries:
                 warnings.warn(f"{tag}: retries are ignored for generator functions (a re-run would yield its items "
                               "again).", UserWarning, stacklevel=2)  # fmt: skip
-                spec = spec.replace(retries=dataclasses.replace(spec.retries, max_retries=0))
+                spec = spec.replace(retries=structs.replace(spec.retries, max_retries=0))
             if isinstance(raw, type):
                 spec = spec.replace(kind="class", methods=sorted(class_methods(raw)), web_method=fn._web_method)
             resp = await client.request(
@@ -478,8 +480,7 @@ class App:
                   file=sys.stderr)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class DeployResult:
+class DeployResult(msgspec.Struct, frozen=True):
     """What ``App.deploy`` did."""
 
     app_id: str

@@ -15,11 +15,11 @@ import sys
 import threading
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import msgpack
+import msgspec
 
 from . import _servers, exception
 from ._http import AsyncHTTP, Response, TransportError
@@ -31,8 +31,7 @@ MSGPACK = "application/msgpack"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Patience:
+class Patience(msgspec.Struct, frozen=True):
     """How long a request keeps trying while the server is unreachable or busy: one policy for every client."""
 
     unreachable: float  # seconds a server that answered before may be unreachable (a restart) before requests fail

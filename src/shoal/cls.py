@@ -17,10 +17,11 @@ run once per container, ``@exit`` hooks when it stops; ``@method``s are called l
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import inspect
 from typing import Any
+
+from msgspec import structs
 
 from . import _context
 from .client import Client, client_for
@@ -69,7 +70,7 @@ def class_options(user_cls: type, options: FunctionOptions) -> FunctionOptions:
     concurrency: ConcurrencyConfig | None = getattr(user_cls, "_shoal_concurrency", None)
     if batch and concurrency:
         raise InvalidError(f"{user_cls.__name__}: @batched and @concurrent cannot be combined.")
-    return dataclasses.replace(options, batch=batch or options.batch, concurrency=concurrency or options.concurrency)
+    return structs.replace(options, batch=batch or options.batch, concurrency=concurrency or options.concurrency)
 
 
 class Cls:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 DEFAULT_PORT = 7811
 INLINE_PAYLOAD_LIMIT = 256 * 1024  # larger payloads travel as blobs (files), not through SQLite
 
 
-@dataclass(frozen=True)
-class Variable:
+class Variable(msgspec.Struct, frozen=True):
     """One environment variable Shoal reads."""
 
     name: str
@@ -129,8 +129,7 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     """Where state lives, how clients find the server, and the server's limits (seconds unless named)."""
 
     home: Path
@@ -222,8 +221,7 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-@dataclass(frozen=True)
-class ContainerEnv:
+class ContainerEnv(msgspec.Struct, frozen=True):
     """What a backend tells a container through its environment (see :data:`VARIABLES`, audience "container")."""
 
     container_id: str

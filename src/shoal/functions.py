@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+from msgspec import structs
 
 from . import _context
 from ._aio import aio_gen_method, aio_method
@@ -27,13 +29,12 @@ from .serialization import dumps, serialize_args
 CallArgs = tuple[tuple[Any, ...], dict[str, Any]]
 
 
-@dataclass(frozen=True)
-class FunctionOptions:
+class FunctionOptions(msgspec.Struct, frozen=True):
     """The settings of one function, as validated by ``@app.function``."""
 
     timeout: float = 300.0
     startup_timeout: float | None = None
-    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    retries: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     max_containers: int | None = None
     min_containers: int = 0
     buffer_containers: int = 0
@@ -42,7 +43,7 @@ class FunctionOptions:
     memory: int | None = None
     memory_limit: int | None = None  # MiB; enforced (RLIMIT_AS) when given as memory=(request, limit)
     gpu: str | None = None
-    env: dict[str, str | None] = field(default_factory=dict)
+    env: dict[str, str | None] = msgspec.field(default_factory=dict)
     serialized: bool = False
     single_use_containers: bool = False
     image: Any = None
@@ -462,7 +463,7 @@ class FunctionVariant(Function):
         if isinstance(base, FunctionVariant):  # a variant of a variant: one variant with both sets of options
             overrides = {**base._overrides, **overrides}
             base = base._base
-        super().__init__(base.raw_f, base.tag, dataclasses.replace(base.options, **overrides), base.app_name)
+        super().__init__(base.raw_f, base.tag, structs.replace(base.options, **overrides), base.app_name)
         self._base: Function = base
         self._overrides: dict[str, Any] = overrides
 
@@ -498,7 +499,7 @@ def batch_config(max_batch_size: int, wait_ms: int) -> BatchConfig:
 
 def checked_overrides(options: dict[str, Any], tag: str) -> dict[str, Any]:
     """``with_options`` arguments, checked as ``@app.function`` checks them (``retries`` parsed)."""
-    allowed = {f.name for f in dataclasses.fields(FunctionOptions)} - {"serialized", "image"}
+    allowed = {f.name for f in structs.fields(FunctionOptions)} - {"serialized", "image"}
     bad = set(options) - allowed
     if bad:
         raise InvalidError(f"with_options got unsupported options {sorted(bad)}")
@@ -528,7 +529,7 @@ async def register_variant(client: Client, service: Function, overrides: dict[st
     spec = service._spec
     if spec is None:
         raise InvalidError(f"with_options() variants of {what} looked up by name are not supported yet")
-    options = dataclasses.replace(service.options, **overrides)
+    options = structs.replace(service.options, **overrides)
     variant_spec = spec.with_options(options.spec(spec.max_containers))
     key = hashlib.sha256(repr(sorted(overrides.items())).encode()).hexdigest()[:12]
     tag = f"{service.tag}~{key}"

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
+
+import msgspec
 
 from ._aio import aio_gen_method
 from .client import Client
@@ -23,8 +24,7 @@ STREAM_WAIT = 10.0  # seconds one long poll of stream() waits for a line
 Target = tuple[Client, dict[str, Any], str]
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(msgspec.Struct, frozen=True):
     """One log line: its text, when (UTC), from where (``stdout``, ``stderr``, ``system``: Shoal's own lines), the
     object whose logs were read, and the ids it was written under, widest first (call, input, container)."""
 
@@ -32,7 +32,7 @@ class LogEntry:
     timestamp: datetime
     source: str
     object_id: str
-    context_ids: list[str] = field(default_factory=list)
+    context_ids: list[str] = msgspec.field(default_factory=list)
 
     def __str__(self) -> str:
         return self.message

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import msgspec
 
 from .exception import InvalidError
 
@@ -20,14 +21,12 @@ PARAMETER_TYPES = (str, int, bool, bytes)
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
-@dataclass(frozen=True)
-class BatchConfig:
+class BatchConfig(msgspec.Struct, frozen=True):
     max_batch_size: int
     wait_ms: int
 
 
-@dataclass(frozen=True)
-class ConcurrencyConfig:
+class ConcurrencyConfig(msgspec.Struct, frozen=True):
     max_inputs: int
     target_inputs: int
 
@@ -100,8 +99,7 @@ def concurrent(*, max_inputs: int, target_inputs: int | None = None) -> Callable
     return mark
 
 
-@dataclass(frozen=True)
-class WebConfig:
+class WebConfig(msgspec.Struct, frozen=True):
     """How a function serves HTTP (set by ``fastapi_endpoint``, ``asgi_app``, ``wsgi_app`` or ``web_server``)."""
 
     kind: str  # fastapi, asgi, wsgi, server

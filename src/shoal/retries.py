@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from .exception import InvalidError
 
@@ -55,8 +55,7 @@ class Retries:
         return RetryPolicy(self.max_retries, self.backoff_coefficient, self.initial_delay, self.max_delay)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(msgspec.Struct, frozen=True):
     """The wire/store form of a retry policy."""
 
     max_retries: int = 0

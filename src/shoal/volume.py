@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+import msgspec
 
 from ._aio import aio_gen_method, aio_method
 from ._kv import server_url
@@ -30,8 +31,7 @@ from .objects import VolumeObjects
 from .protocol import routes
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(msgspec.Struct, frozen=True):
     """One entry of ``Volume.listdir``."""
 
     path: str

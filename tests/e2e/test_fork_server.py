@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from shoal.backends import KINDS, Setup, fork_launch
 from shoal.backends.fork_launch import launch_early

@@ -8,16 +8,16 @@ implies. The server imports no backend by name, and no backend imports the serve
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 if TYPE_CHECKING:  # not imported at run time: a server's start launches its spare fork server before these imports
     from .base import Backend, ContainerSpec, VolumeDirs
 
 
-@dataclass(frozen=True)
-class Setup:
+class Setup(msgspec.Struct, frozen=True):
     """What a backend is opened with."""
 
     state_dir: Path  # the server's own state (containers' logs; the Ray backend's scratch)
@@ -26,8 +26,7 @@ class Setup:
     ray_address: str = "auto"
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(msgspec.Struct, frozen=True):
     name: str
     open: Callable[[Setup], Backend]
     needs_token: bool  # its containers reach the server over the network: a token is required

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+import msgspec
 
 from ..exception import ImageBuildError
 from ..protocol.specs import ImageSpec, MountSpec, PreparedImage, Resources
@@ -40,8 +41,7 @@ class FolderVolumes:
         return path
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(msgspec.Struct, frozen=True):
     """Everything a backend needs to start one container running ``python -m shoal.container``."""
 
     container_id: str
@@ -49,23 +49,21 @@ class ContainerSpec:
     app_id: str
     server_url: str
     container_token: str
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = msgspec.field(default_factory=dict)
     resources: Resources = Resources()
     image: PreparedImage | None = None  # as this backend prepared it (prepare_image)
     image_spec: ImageSpec | None = None  # the recipe, for backends that build it again where the container runs
-    volumes: list[MountSpec] = field(default_factory=list)  # volumes by name: the backend attaches them
+    volumes: list[MountSpec] = msgspec.field(default_factory=list)  # volumes by name: the backend attaches them
 
 
-@dataclass(frozen=True)
-class Waiting:
+class Waiting(msgspec.Struct, frozen=True):
     """A container asked for but not placed yet: for how long, and what for ("a GPU (T4): 2 of 2 in use")."""
 
     seconds: float
     reason: str
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True):
     """What one container uses now: CPU (percent of one core, its processes summed), resident memory, and its
     GPUs' utilization (percent, their mean) and memory (None: it has none, or they cannot be read)."""
 
@@ -75,8 +73,7 @@ class Usage:
     gpu_memory_mib: float | None = None
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(msgspec.Struct, frozen=True):
     """What a backend gives containers: checked when functions register, shown by ``shoal server status``."""
 
     sandbox: bool = False  # containers are isolated: a private /tmp, nothing of the server's state

@@ -14,14 +14,14 @@ import os
 import signal
 import socket
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 log = logging.getLogger("shoal.fork_server")
 
 
-@dataclass(frozen=True)
-class Template:
+class Template(msgspec.Struct, frozen=True):
     """How to start one fork server: its command (bwrap's, for a sandboxed layout), environment and directory."""
 
     app_id: str
@@ -31,8 +31,7 @@ class Template:
     isolate: bool
 
 
-@dataclass(frozen=True)
-class Launched:
+class Launched(msgspec.Struct, frozen=True):
     """A fork server's process, started, and the server's end of its socket (non-blocking)."""
 
     proc: subprocess.Popen[bytes]

@@ -25,8 +25,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
+
+from msgspec.structs import replace
 
 from ..protocol import fork
 from .fork_launch import Launched, Template, launch, log_name, take_early

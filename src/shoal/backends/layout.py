@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from ..config import settings
 from ..protocol.specs import PreparedImage
@@ -50,8 +51,7 @@ def tmp_mib(spec: ContainerSpec) -> int:
     return int(spec.resources.memory_limit or default_tmp_mib())
 
 
-@dataclass(frozen=True)
-class ForkedContainer:
+class ForkedContainer(msgspec.Struct, frozen=True):
     """A container to fork: its fork server's template, its own environment, its private /tmp's size."""
 
     template: Template

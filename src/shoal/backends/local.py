@@ -21,8 +21,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
+
+import msgspec
+from msgspec.structs import replace
 
 from ..config import settings
 from ..exception import InvalidError
@@ -38,8 +40,7 @@ log = logging.getLogger("shoal.local")
 HOST = socket.gethostname()  # the node of every local container
 
 
-@dataclass(frozen=True)
-class Queued:
+class Queued(msgspec.Struct, frozen=True):
     """A container waiting for room on the machine: its spec, its request, since when it waits."""
 
     spec: ContainerSpec
@@ -47,8 +48,7 @@ class Queued:
     since: float
 
 
-@dataclass(frozen=True)
-class ContainerProcess:
+class ContainerProcess(msgspec.Struct, frozen=True):
     """How to start one container's process: its command line, environment, working directory, and whether it is
     sandboxed."""
 

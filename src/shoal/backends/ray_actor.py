@@ -14,7 +14,8 @@ import os
 import shutil
 import signal
 import subprocess
-from dataclasses import replace
+
+from msgspec.structs import replace
 
 from .base import ContainerSpec, FolderVolumes
 from .local import LocalBackend

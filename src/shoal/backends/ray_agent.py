@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-from dataclasses import replace
 
+from msgspec.structs import replace
 from msgspec.structs import replace as replace_struct
 
 from .base import ContainerSpec, FolderVolumes

@@ -22,7 +22,8 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+
+import msgspec
 
 from ..config import settings
 from ..exception import InvalidError
@@ -41,8 +42,7 @@ UPGRADES = {"A100": ("A100-80GB",), "A100-40GB": ("A100-80GB",), "H100": ("H200"
 ALIASES = {"A100-40GB": "A100"}
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(msgspec.Struct, frozen=True):
     """One GPU of the machine: its index (as ``nvidia-smi`` counts), type, memory and UUID (none when fake)."""
 
     index: int
@@ -51,8 +51,7 @@ class Gpu:
     uuid: str = ""
 
 
-@dataclass(frozen=True)
-class Machine:
+class Machine(msgspec.Struct, frozen=True):
     """What containers may have of this machine."""
 
     cpus: float
@@ -67,8 +66,7 @@ class Machine:
         return ", ".join(f"{n} x {k}" for k, n in sorted(counts.items())) or "no GPUs"
 
 
-@dataclass(frozen=True)
-class GpuRequest:
+class GpuRequest(msgspec.Struct, frozen=True):
     """``gpu=`` parsed: the acceptable types in order of preference (empty: any type), and how many."""
 
     kinds: tuple[str, ...]
@@ -116,8 +114,7 @@ def parse_gpu(text: str) -> GpuRequest:
     return GpuRequest(tuple(kinds), counts.pop())
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(msgspec.Struct, frozen=True):
     """What one container reserves of the machine."""
 
     cpu: float = DEFAULT_CPU
@@ -131,8 +128,7 @@ class Request:
         return cls(cpu, int(resources.memory or DEFAULT_MEMORY_MIB), gpu)
 
 
-@dataclass(frozen=True)
-class Grant:
+class Grant(msgspec.Struct, frozen=True):
     """What a placed container holds: its CPUs, memory and GPU indexes."""
 
     cpu: float
@@ -140,14 +136,13 @@ class Grant:
     gpus: tuple[int, ...] = ()
 
 
-@dataclass
-class Ledger:
+class Ledger(msgspec.Struct):
     """The machine's capacity and what placed containers hold of it. Not thread-safe: the event loop's."""
 
     machine: Machine
     cpu_used: float = 0.0
     memory_used: int = 0
-    gpus_held: dict[int, str] = field(default_factory=dict)  # GPU index -> the container holding it
+    gpus_held: dict[int, str] = msgspec.field(default_factory=dict)  # GPU index -> the container holding it
 
     def check(self, request: Request) -> None:
         """Refuse what this machine could never place, naming what it has.

@@ -28,8 +28,9 @@ import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from .. import exception, serialization
 from .._context import set_current_input
@@ -80,23 +81,21 @@ Key = tuple[str, int]
 Outcome = tuple[OutputStatus, bytes, "FailureInfo | None"]  # how an input ended, its data, its failure as text
 
 
-@dataclass
-class Running:
+class Running(msgspec.Struct):
     lease: int
     started: float
     thread: int = 0  # thread ident running it (0: an asyncio task)
     future: Any = None
 
 
-@dataclass
-class State:
+class State(msgspec.Struct):
     """What the container holds, shared by the threads (guarded by ``lock``)."""
 
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    reports: list[ReportedOutput] = field(default_factory=list)  # finished, not yet sent
-    unstarted: collections.deque[LeasedInput] = field(default_factory=collections.deque)
-    running: dict[Key, Running] = field(default_factory=dict)
-    cancelled: set[Key] = field(default_factory=set)
+    lock: threading.Lock = msgspec.field(default_factory=threading.Lock)
+    reports: list[ReportedOutput] = msgspec.field(default_factory=list)  # finished, not yet sent
+    unstarted: collections.deque[LeasedInput] = msgspec.field(default_factory=collections.deque)
+    running: dict[Key, Running] = msgspec.field(default_factory=dict)
+    cancelled: set[Key] = msgspec.field(default_factory=set)
     stopping: bool = False
 
 

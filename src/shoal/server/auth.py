@@ -28,7 +28,8 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+
+import msgspec
 
 from .errors import Conflict, Invalid
 from .store.base import TokensPart
@@ -107,8 +108,7 @@ class TokenRegistry:
         return self.rows.valid(token_hash(token), self.issuer) if self.issuer else None
 
 
-@dataclass
-class _Bucket:
+class _Bucket(msgspec.Struct):
     tokens: float
     stamp: float
 

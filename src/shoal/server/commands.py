@@ -10,7 +10,8 @@ taken (results live in memory only: after a restart the containers are gone too)
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+
+import msgspec
 
 from ..protocol.messages import Command, CommandResult
 from .errors import Conflict
@@ -19,8 +20,7 @@ from .liveness import Liveness
 ANSWER_GRACE = 10.0  # seconds past a command's own timeout for its container to report how it ended
 
 
-@dataclass
-class _Run:
+class _Run(msgspec.Struct):
     container_id: str
     result: asyncio.Future[CommandResult]
     waiters: int = 0

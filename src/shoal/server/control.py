@@ -12,11 +12,11 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import msgspec
 from msgspec.structs import replace
 
 from .. import backends
@@ -84,8 +84,7 @@ PLAN_IN_THREAD = 1000  # containers from which the scheduler's plan() runs in a 
 STARTED_LINES_EVERY = 0.05  # seconds: "started" lines of containers that start meanwhile are written together
 
 
-@dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(msgspec.Struct, frozen=True):
     state_dir: Path
     url: str
     client_token: str | None
@@ -104,8 +103,7 @@ class ServerConfig:
     boot_window: int = BOOT_WINDOW  # containers booting at once (boot_window.py)
 
 
-@dataclass(frozen=True)
-class Parts:
+class Parts(msgspec.Struct, frozen=True):
     """What a control plane works with, built by the caller (:meth:`Parts.in_dir` for the defaults)."""
 
     store: Store

@@ -9,7 +9,8 @@ cache (the local backend: a virtualenv per hash) makes preparing again cheap.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+
+import msgspec
 
 from ..backends.base import Backend
 from ..exception import ImageBuildError
@@ -18,9 +19,8 @@ from .blobs import BlobStore
 from .notifier import Notifier
 
 
-@dataclass
-class Build:
-    lines: list[str] = field(default_factory=list)
+class Build(msgspec.Struct):
+    lines: list[str] = msgspec.field(default_factory=list)
     prepared: PreparedImage | None = None
     error: str | None = None
     task: asyncio.Task[None] | None = None

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import msgspec
 from starlette.requests import Request
 
 from ..auth import Authorizer, Denied
@@ -32,8 +32,7 @@ class NeedsLogin(Exception):
     """The request carries no valid session: show the login page."""
 
 
-@dataclass(frozen=True)
-class Visitor:
+class Visitor(msgspec.Struct, frozen=True):
     identity: str  # as auth.Authorizer names it
     form_key: str  # what this visitor's action forms carry
 

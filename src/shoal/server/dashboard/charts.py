@@ -4,16 +4,16 @@ GPU over time, a function's (its containers summed), and a call's throughput and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from html import escape
+
+import msgspec
 
 from ..core.records import CallSample, ContainerSample
 
 WIDTH, HEIGHT, PAD = 360, 90, 4
 
 
-@dataclass(frozen=True)
-class Chart:
+class Chart(msgspec.Struct, frozen=True):
     """One series over time: its name (an element id), title, unit and (time, value) points."""
 
     name: str

@@ -6,8 +6,9 @@ counter can answer (see ``store/insights.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from ..._ids import call_of_input, index_of_input, inputs_prefix
 from ...protocol.messages import ContainerState
@@ -23,8 +24,7 @@ CHILDREN_SHOWN = 50
 FILE_PREVIEW_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Progress:
+class Progress(msgspec.Struct, frozen=True):
     """A call's progress bar: done (succeeded), failed, running and pending inputs, with rate and ETA."""
 
     total: int
