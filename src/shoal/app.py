@@ -39,7 +39,7 @@ from .image import Image
 from .logs import LogsManager, Target
 from .protocol import routes
 from .protocol.messages import ImageBuildReply, ImageBuildRequest
-from .protocol.specs import ImageSpec, MountSpec
+from .protocol.specs import FunctionSpec, ImageSpec, MountSpec
 from .retries import Retries
 from .schedule import Schedule
 from .secret import Secret
@@ -335,9 +335,11 @@ class App:
         return DeployResult(app_id, app_name, version, url, functions, web)
 
     async def _create(self, client: Client, url: str, mode: str, bundles: dict[str, Bundle]) -> None:
-        resp = await client.request("POST", routes.APPS, {"name": self.name or "app", "mode": mode})
+        resp, _ = await asyncio.gather(  # the code's upload does not wait for the app: both at once
+            client.request("POST", routes.APPS, {"name": self.name or "app", "mode": mode}), _upload(client, bundles)
+        )
         self._app_id = resp["app_id"]
-        await self._register(client, url, resp["app_id"], bundles)
+        await self._register(client, url, resp["app_id"], bundles, uploaded=True)
 
     def _bundles(self) -> dict[str, Bundle]:
         """The code of this app's functions: one bundle per source root (every local module this process imported
@@ -353,18 +355,19 @@ class App:
         return bundles
 
     async def _register(
-        self, client: Client, url: str, app_id: str, bundles: dict[str, Bundle] | None = None
+        self, client: Client, url: str, app_id: str, bundles: dict[str, Bundle] | None = None, uploaded: bool = False
     ) -> dict[str, str]:
-        """Upload code (``bundles``, built now if not given) and register every function of this app; returns
-        tag -> function id."""
+        """Upload code (``bundles``, built now if not given; unless ``uploaded`` already) and register every function
+        of this app, all at once; returns tag -> function id."""
         from . import _modal_alias  # here, not at the top: after the embedded server is spawned (a cold start)
         from ._bundle import module_name_and_root
 
         if bundles is None:
             bundles = await asyncio.to_thread(self._bundles)
-        uploaded: set[str] = set()
+        if not uploaded:
+            await _upload(client, bundles)
         default_max = os.cpu_count() or 1
-        registered = {}
+        specs: list[tuple[str, Function, FunctionSpec, bytes | None]] = []
         for tag, fn in self.registered_functions.items():
             secrets = [await _secret_ref(client, s) for s in [*self.secrets, *fn.options.secrets]]
             mounts = [*self.volumes.items(), *fn.options.volumes]
@@ -376,12 +379,7 @@ class App:
                 code: dict[str, Any] = {"module": None, "qualname": tag, "bundle": None}
             else:
                 module_name, root = module_name_and_root(sys.modules[raw.__module__])
-                key = str(root)
-                if key not in uploaded:
-                    uploaded.add(key)
-                    if not await client.has_blob(bundles[key].blob_id):
-                        await client.put_blob(bundles[key].blob_id, bundles[key].data)
-                code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[key].blob_id,
+                code = {"module": module_name, "qualname": raw.__qualname__, "bundle": bundles[str(root)].blob_id,
                         "source_root": str(root)}  # fmt: skip
             spec = fn.options.spec(default_max).replace(
                 secrets=secrets, image=await self._image_for(client, fn), volumes=volumes,
@@ -395,12 +393,14 @@ class App:
                 spec = spec.replace(retries=structs.replace(spec.retries, max_retries=0))
             if isinstance(raw, type):
                 spec = spec.replace(kind="class", methods=sorted(class_methods(raw)), web_method=fn._web_method)
-            resp = await client.request(
-                "POST",
-                routes.path(routes.APP_FUNCTIONS, ref=app_id),
-                {"tag": tag, "spec": spec.to_wire(), "pickled": pickled},
-                packed=True,
-            )
+            specs.append((tag, fn, spec, pickled))
+        path = routes.path(routes.APP_FUNCTIONS, ref=app_id)
+        replies = await asyncio.gather(*(
+            client.request("POST", path, {"tag": tag, "spec": spec.to_wire(), "pickled": pickled}, packed=True)
+            for tag, _, spec, pickled in specs
+        ))  # fmt: skip
+        registered = {}
+        for (tag, fn, spec, _), resp in zip(specs, replies, strict=True):
             fn._hydrate(resp["function_id"], url)
             fn._web_url = resp.get("web_url")
             fn._spec, fn._app_id = spec, app_id
@@ -478,6 +478,16 @@ class App:
             follow = f"follow it with `shoal app logs {app_id} -f`, stop it with `shoal app stop {app_id}`"
             print(f"✓ App {app_id} goes on without this process (detached) until its calls finish: {follow}.",
                   file=sys.stderr)  # fmt: skip
+
+
+async def _upload(client: Client, bundles: dict[str, Bundle]) -> None:
+    """Upload the code bundles the server does not have yet, all at once."""
+
+    async def one(bundle: Bundle) -> None:
+        if not await client.has_blob(bundle.blob_id):
+            await client.put_blob(bundle.blob_id, bundle.data)
+
+    await asyncio.gather(*(one(b) for b in bundles.values()))
 
 
 class DeployResult(msgspec.Struct, frozen=True):
