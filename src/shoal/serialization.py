@@ -15,6 +15,24 @@ from typing import Any
 import cloudpickle
 
 from .exception import DeserializationError, ExecutionError, RemoteTraceback, SerializationError
+from .protocol.payloads import (  # the framing, for the SDK's modules that pickle
+    BLOB_TAG as BLOB_TAG,
+)
+from .protocol.payloads import (
+    INLINE_TAG as INLINE_TAG,
+)
+from .protocol.payloads import (
+    blob_payload as blob_payload,
+)
+from .protocol.payloads import (
+    blob_ref as blob_ref,
+)
+from .protocol.payloads import (
+    inline_payload as inline_payload,
+)
+from .protocol.payloads import (
+    payload_bytes as payload_bytes,
+)
 
 
 class _NotPlain(Exception):
@@ -163,26 +181,3 @@ def rebuild_failure(data: bytes) -> BaseException:
     if record.get("traceback"):
         exc.__cause__ = RemoteTraceback(record["traceback"])
     return exc
-
-
-INLINE_TAG = b"I"
-BLOB_TAG = b"B"
-
-
-def inline_payload(data: bytes) -> bytes:
-    return INLINE_TAG + data
-
-
-def blob_payload(blob_id: str) -> bytes:
-    return BLOB_TAG + blob_id.encode()
-
-
-def blob_ref(payload: bytes) -> str | None:
-    """The blob id a payload points to, or None when it is inline."""
-    return payload[1:].decode() if payload[:1] == BLOB_TAG else None
-
-
-def payload_bytes(payload: bytes, fetch_blob: Any) -> bytes:
-    """The pickle inside a payload, fetching it from the blob store when it was offloaded."""
-    ref = blob_ref(payload)
-    return fetch_blob(ref) if ref is not None else payload[1:]

@@ -150,6 +150,18 @@ def test_importing_shoal_needs_only_the_container_runtime_packages():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_the_control_plane_imports_no_pickling_code():
+    # The server treats payloads as opaque bytes (their framing is protocol.payloads): its modules do not even
+    # import cloudpickle or shoal.serialization, so no route can reach an unpickle by mistake.
+    import subprocess
+    import sys
+
+    code = ("import sys, shoal.server.main, shoal.server.control, shoal.server.routes, shoal.backends.local; "
+            "print(sorted(m for m in ('cloudpickle', 'shoal.serialization') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_every_setting_is_declared_once_and_documented():
     import re
     from pathlib import Path

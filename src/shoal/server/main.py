@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -113,6 +114,7 @@ def serve(
     )
     if announce:
         print(f"SHOAL_SERVER_URL={url}", flush=True)
+    gc.enable()  # off for the start (python -m shoal.server): on until the server settles (_loop.settle_gc)
     try:
         server.serve_on(sock, parent_pid)
     finally:
@@ -145,6 +147,7 @@ def _lead(store: str, host: str, port: int, state_dir: Path) -> Leadership | Non
     from .leadership import Leadership
     from .store import redact_dsn
 
+    gc.enable()  # a standby may wait for hours: not with the collector off (see __main__)
     leadership = Leadership(store)
     stopped = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stopped.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

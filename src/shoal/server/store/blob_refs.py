@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from ...serialization import BLOB_TAG
+from ...protocol.payloads import BLOB_TAG
 from .database import Database
 
 BLOB_PAYLOAD_LEN = 65  # a payload naming a blob: the tag and a sha256 in hex (serialization.blob_payload)

@@ -16,8 +16,8 @@ import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from ...protocol.payloads import inline_payload
 from ...schedule import describe, next_fire
-from ...serialization import inline_payload
 from ..core.records import DueSchedule
 from .database import Database
 
