@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-if TYPE_CHECKING:  # not imported at run time: a server's start launches its spare fork server before these imports
-    from .base import Backend, ContainerSpec, VolumeDirs
+from .base import Backend, ContainerSpec, VolumeDirs
 
 
 class Setup(msgspec.Struct, frozen=True):
@@ -83,14 +81,6 @@ def kind(name: str) -> Kind:
     if found is None:
         raise ValueError(f"Unknown backend {name!r}: use {' or '.join(sorted(KINDS))}.")
     return found
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("Backend", "ContainerSpec", "VolumeDirs"):  # imported on first use (see the imports above)
-        from . import base
-
-        return getattr(base, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["KINDS", "Backend", "ContainerSpec", "Kind", "Setup", "kind"]

@@ -9,6 +9,7 @@ This module imports nothing of the event loop or of the backend's running parts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -100,8 +101,6 @@ def take_early(template: Template) -> Launched | None:
 def discard(launched: Launched) -> None:
     """Stop a launched fork server that no one follows (its session: a straggler of a failed bwrap too)."""
     launched.sock.close()
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(launched.proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     launched.proc.wait()

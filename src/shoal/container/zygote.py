@@ -68,7 +68,7 @@ def preload() -> None:
 
 
 def settle() -> None:
-    """After the preload (made with the collector off: ~20% of the start, for nothing to free): move what it made
+    """After the preload (made with the collector off: ~5 ms less, and nothing to free): move what it made
     out of the collector's sight (``gc.freeze``), so that a forked container's collections never walk (and
     copy-on-write) the fork server's modules; collection is on again for the containers."""
     gc.freeze()
