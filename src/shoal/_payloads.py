@@ -10,6 +10,7 @@ from . import serialization
 from .client import Client
 from .config import INLINE_PAYLOAD_LIMIT, settings
 from .exception import ExecutionError, FunctionTimeoutError, InputCancellation, RequestSizeError
+from .protocol import payloads
 
 ASK_BEFORE_UPLOAD = 8 * 1024 * 1024
 PARALLEL_UPLOADS = 4  # blob uploads of one batch in flight at once
@@ -28,7 +29,7 @@ def check_size(data: bytes, function_name: str, limit: int | None = None) -> Non
 
 def inline_value(status: str, data: bytes) -> tuple[bool, Any] | None:
     """(True, value) for an inline success, decoded here and now; None for anything that needs more."""
-    if status == "SUCCESS" and data[:1] == serialization.INLINE_TAG:
+    if status == "SUCCESS" and data[:1] == payloads.INLINE_TAG:
         return True, serialization.loads(memoryview(data)[1:])
     return None
 
@@ -37,7 +38,7 @@ async def to_payloads(client: Client, items: list[bytes], digests: list[str | No
     """:func:`to_payload` for a batch: no await per input when all are inline; large ones uploaded a few at a time
     (``digests``: their sha256, when the caller has it already)."""
     limit = INLINE_PAYLOAD_LIMIT
-    tag = serialization.INLINE_TAG
+    tag = payloads.INLINE_TAG
     if all(len(data) <= limit for data in items):
         return [tag + data for data in items]
     uploads = asyncio.Semaphore(PARALLEL_UPLOADS)
@@ -54,12 +55,12 @@ async def to_payloads(client: Client, items: list[bytes], digests: list[str | No
 async def to_payload(client: Client, data: bytes, digest: str | None = None) -> bytes:
     """Wrap pickled arguments: inline when small, else uploaded once to the blob store and referenced."""
     if len(data) <= INLINE_PAYLOAD_LIMIT:
-        return serialization.inline_payload(data)
+        return payloads.inline_payload(data)
     blob_id = digest or await blob_digest(data)
     # asking first saves sending a big blob twice; for a few MiB over loopback the question costs more
     if len(data) < ASK_BEFORE_UPLOAD or not await client.has_blob(blob_id):
         await client.put_blob(blob_id, data, payload=True)
-    return serialization.blob_payload(blob_id)
+    return payloads.blob_payload(blob_id)
 
 
 async def blob_digest(data: bytes) -> str:
@@ -74,7 +75,7 @@ async def decode_output(client: Client, status: str, data: bytes) -> tuple[bool,
     if (found := inline_value(status, data)) is not None:
         return found
     if status in ("SUCCESS", "FAILURE"):
-        ref = serialization.blob_ref(data)
+        ref = payloads.blob_ref(data)
         raw = await client.get_blob(ref) if ref is not None else data[1:]
         if status == "SUCCESS":
             return True, serialization.loads(raw)

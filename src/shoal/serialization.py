@@ -15,24 +15,6 @@ from typing import Any
 import cloudpickle
 
 from .exception import DeserializationError, ExecutionError, RemoteTraceback, SerializationError
-from .protocol.payloads import (  # the framing, for the SDK's modules that pickle
-    BLOB_TAG as BLOB_TAG,
-)
-from .protocol.payloads import (
-    INLINE_TAG as INLINE_TAG,
-)
-from .protocol.payloads import (
-    blob_payload as blob_payload,
-)
-from .protocol.payloads import (
-    blob_ref as blob_ref,
-)
-from .protocol.payloads import (
-    inline_payload as inline_payload,
-)
-from .protocol.payloads import (
-    payload_bytes as payload_bytes,
-)
 
 
 class _NotPlain(Exception):

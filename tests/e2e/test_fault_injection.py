@@ -16,6 +16,7 @@ import pytest
 import shoal
 from shoal import serialization
 from shoal.exception import DeserializationError, ExecutionError, FunctionTimeoutError, RequestSizeError
+from shoal.protocol import payloads
 from tests.apps import reliability
 from tests.conftest import host_pids, interpreter_pid, shared_dir
 
@@ -52,7 +53,7 @@ def test_a_zombie_containers_late_result_is_rejected():
     os.kill(zombie_pid, signal.SIGSTOP)
     assert call.get(timeout=60) != zombie
     # Then A's late report, sent exactly as A would send it, is rejected as a stale attempt
-    late = [call.object_id, 0, 1, "SUCCESS", serialization.inline_payload(serialization.dumps(-1))]
+    late = [call.object_id, 0, 1, "SUCCESS", payloads.inline_payload(serialization.dumps(-1))]
     resp = httpx.post(
         f"{env['SHOAL_SERVER_URL']}/containers/{env['SHOAL_CONTAINER_ID']}/exchange",
         content=msgpack.packb({"outputs": [late], "want": 0}),
@@ -140,8 +141,8 @@ def test_a_repeated_input_batch_does_not_duplicate_inputs(server):
     client = client_for(server.url)
     fid = reliability.identity.object_id
     call_id = run_sync(client.request("POST", f"/functions/{fid}/calls", {"kind": "map"}))["call_id"]
-    payloads = [serialization.inline_payload(serialization.dumps(((i,), {}))) for i in range(5)]
-    body = {"start": 0, "inputs": payloads, "close": True}
+    inputs = [payloads.inline_payload(serialization.dumps(((i,), {}))) for i in range(5)]
+    body = {"start": 0, "inputs": inputs, "close": True}
     first = run_sync(client.request("POST", f"/calls/{call_id}/inputs", body, packed=True))
     again = run_sync(client.request("POST", f"/calls/{call_id}/inputs", body, packed=True))  # a client retry
     assert (first["added"], again["added"]) == (5, 0)

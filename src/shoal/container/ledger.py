@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from ..protocol import chunks
 from ..protocol.messages import LeasedInput, OutputStatus, Release, ReportedOutput
-from ..serialization import INLINE_TAG
+from ..protocol.payloads import INLINE_TAG
 
 ChunkKey = tuple[str, int]  # (call, lease)
 ChunkSpan = tuple[str, int, int, int]  # (call, lease, first index, count)

@@ -36,6 +36,7 @@ from .. import exception, serialization
 from .._context import set_current_input
 from ..config import INLINE_PAYLOAD_LIMIT, ContainerEnv, container_env, settings, synced_volumes
 from ..exception import InputCancellation, InvalidError, SerializationError
+from ..protocol import payloads
 from ..protocol.messages import (
     EXIT_UNREACHABLE,
     Command,
@@ -332,7 +333,7 @@ class ContainerRuntime:
         assert self.code is not None
         set_current_input(lease.call_id, lease.index)
         try:
-            args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
+            args, kwargs = serialization.loads(payloads.payload_bytes(lease.payload, self.api.blob))
             result = self.code.call(args, kwargs, on_future=lambda f: self._attach_future(lease.key, f))
             if type(result) not in PLAIN_TYPES and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
                 self._stream(lease, result)  # a generator function: its items go to the caller as they come
@@ -408,10 +409,10 @@ class ContainerRuntime:
 
     def _pack(self, data: bytes) -> bytes:
         if len(data) <= INLINE_PAYLOAD_LIMIT:
-            return serialization.INLINE_TAG + data  # serialization.inline_payload, without a call per input
+            return payloads.INLINE_TAG + data  # payloads.inline_payload, without a call per input
         blob_id = hashlib.sha256(data).hexdigest()
         self.api.put_blob(blob_id, data)
-        return serialization.blob_payload(blob_id)
+        return payloads.blob_payload(blob_id)
 
     # ---- batched --------------------------------------------------------------------------------
 
@@ -443,7 +444,7 @@ class ContainerRuntime:
         self.changed.set()
         for lease in batch:
             try:
-                args, kwargs = serialization.loads(serialization.payload_bytes(lease.payload, self.api.blob))
+                args, kwargs = serialization.loads(payloads.payload_bytes(lease.payload, self.api.blob))
                 decoded.append((lease, args, kwargs))
             except BaseException as exc:  # noqa: BLE001
                 self._report(lease, OutputStatus.FAILURE, *self._failure(exc))

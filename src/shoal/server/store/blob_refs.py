@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ...protocol.payloads import BLOB_TAG
 from .database import Database
 
-BLOB_PAYLOAD_LEN = 65  # a payload naming a blob: the tag and a sha256 in hex (serialization.blob_payload)
+BLOB_PAYLOAD_LEN = 65  # a payload naming a blob: the tag and a sha256 in hex (protocol.payloads.blob_payload)
 
 
 def blob_ids(payloads: Iterable[bytes]) -> list[str]:
